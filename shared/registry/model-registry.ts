@@ -1,0 +1,640 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { ConflictError, InvalidArgumentError, NotFoundError, PayloadTooLargeError, PreconditionFailedError } from '../errors';
+import { inspectModel } from '../onnx/inspect';
+import { ObjectNotFoundError, ObjectPreconditionError, type ObjectStore } from '../store';
+import { layout, versionOfKey } from './layout';
+import { assertAliasName, assertModelName, parseVersionNumber } from './names';
+import type {
+  AliasRecord,
+  Attribution,
+  CanarySplit,
+  HistoryEvent,
+  ModelSummary,
+  ModelVersion,
+  Page,
+  PageOptions,
+  RegisterOptions,
+  RegisterResult,
+  RollbackOptions,
+  SetAliasOptions,
+  VersionStatus,
+} from './types';
+import { VERSION_STATUSES } from './types';
+
+export interface ModelRegistryOptions {
+  /** Largest model accepted, in bytes (default 512 MiB). */
+  maxModelBytes?: number;
+  /** How long a registration may hold its dedupe claim before others may take it over. */
+  claimLeaseMs?: number;
+  /** How many earlier versions an alias remembers for rollback. */
+  aliasMemory?: number;
+  /** Clock, for tests. */
+  now?: () => Date;
+}
+
+const defaults: Required<ModelRegistryOptions> = {
+  maxModelBytes: 512 * 1024 * 1024,
+  claimLeaseMs: 60_000,
+  aliasMemory: 20,
+  now: () => new Date(),
+};
+
+const JSON_TYPE = 'application/json';
+const TAG_LIMIT = 50;
+const TEXT_LIMIT = 1000;
+
+interface HeadDoc {
+  latestVersion: number;
+}
+interface ShaIndexDoc {
+  sha256: string;
+  version?: number;
+  claimedAt: string;
+  claimant: string;
+}
+interface StatusDoc {
+  status: VersionStatus;
+  reason?: string;
+  updatedAt: string;
+  actor: string;
+}
+type StoredVersion = Omit<ModelVersion, 'status' | 'statusReason'>;
+type StoredAlias = Omit<AliasRecord, 'etag'>;
+
+/**
+ * The versioned model registry: immutable numbered versions with content-addressed bytes,
+ * movable aliases, lifecycle status and an append-only history, kept in an {@link ObjectStore}
+ * and safe under concurrent writers through conditional writes alone (no database).
+ *
+ * - A version becomes visible in one step: the create-only put of its manifest. Two writers
+ *   can never commit the same number; a loser moves on to the next one.
+ * - Registering bytes the model already has returns that version (S3 events arrive at least
+ *   once); a create-only claim on the content hash makes concurrent duplicates wait for one winner.
+ * - Aliases move by compare-and-swap; every successful move appends one history event.
+ * - The number of store requests per registration does not depend on how many versions exist.
+ *
+ * @example
+ * ```ts
+ * const registry = new ModelRegistry(createObjectStore('file://./.maas'));
+ * const { version } = await registry.registerVersion('iris', bytes, { description: 'first cut' });
+ * await registry.setAlias('iris', 'production', version.version, { reason: 'launch', actor: 'ci' });
+ * ```
+ */
+export class ModelRegistry {
+  readonly store: ObjectStore;
+  private readonly options: Required<ModelRegistryOptions>;
+
+  constructor(store: ObjectStore, options: ModelRegistryOptions = {}) {
+    this.store = store;
+    this.options = { ...defaults, ...options };
+  }
+
+  get maxModelBytes(): number {
+    return this.options.maxModelBytes;
+  }
+
+  /**
+   * Validates an ONNX model and stores it as the model's next version.
+   * Nothing is written unless the bytes are a valid ONNX model within the size limit.
+   */
+  async registerVersion(name: string, body: Uint8Array | Readable, options: RegisterOptions = {}): Promise<RegisterResult> {
+    assertModelName(name);
+    validateRegisterOptions(options);
+    const bytes = await readLimited(body, this.options.maxModelBytes);
+    const onnx = inspectModel(bytes, { maxBytes: this.options.maxModelBytes });
+    if (options.parentVersion !== undefined) await this.getVersion(name, options.parentVersion);
+    if (options.alias !== undefined) assertAliasName(options.alias);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+
+    let claim: { etag: string; doc: ShaIndexDoc } | undefined;
+    if (!options.force) {
+      const outcome = await this.claimContent(name, sha256);
+      if ('existing' in outcome) {
+        await this.ensureAlias(name, options, outcome.existing.version);
+        return { version: outcome.existing, created: false };
+      }
+      claim = outcome.claim;
+    }
+    let manifest: StoredVersion;
+    try {
+      const blobKey = layout.blob(sha256);
+      await this.store.head(blobKey).catch(async (e: unknown) => {
+        if (!(e instanceof ObjectNotFoundError)) throw e;
+        await this.store.put(blobKey, bytes, { contentType: 'application/octet-stream', metadata: { sha256 } });
+      });
+      const base = {
+        name,
+        sha256,
+        size: bytes.byteLength,
+        blobKey,
+        createdAt: this.options.now().toISOString(),
+        actor: options.actor ?? 'unknown',
+        description: options.description ?? '',
+        tags: options.tags ?? {},
+        source: options.source ?? 'api',
+        metadata: options.metadata ?? {},
+        onnx,
+        ...(options.parentVersion !== undefined ? { parentVersion: options.parentVersion } : {}),
+        ...(options.optimization ? { optimization: options.optimization } : {}),
+      };
+      manifest = await this.commitVersion(name, base);
+      if (claim) {
+        await this.store
+          .put(layout.shaIndex(name, sha256), JSON.stringify({ ...claim.doc, version: manifest.version }), { contentType: JSON_TYPE, ifMatch: claim.etag })
+          .catch(() => undefined); // a lost index update only costs dedupe of this content, not correctness
+      }
+    } catch (e) {
+      if (claim) await this.store.delete(layout.shaIndex(name, sha256)).catch(() => undefined);
+      throw e;
+    }
+    await this.appendEvent(name, {
+      type: options.optimization ? 'optimized' : 'registered',
+      time: manifest.createdAt,
+      actor: manifest.actor,
+      version: manifest.version,
+      ...(options.reason ? { reason: options.reason } : {}),
+      details: {
+        sha256,
+        size: manifest.size,
+        source: manifest.source,
+        ...(options.parentVersion !== undefined ? { parentVersion: options.parentVersion } : {}),
+        ...(options.optimization ? { technique: options.optimization.technique } : {}),
+      },
+    });
+    await this.ensureAlias(name, options, manifest.version);
+    return { version: { ...manifest, status: 'active' }, created: true };
+  }
+
+  /** Points `options.alias` (if any) at `version` unless it already does. */
+  private async ensureAlias(name: string, options: RegisterOptions, version: number): Promise<void> {
+    if (!options.alias) return;
+    const current = await this.getAlias(name, options.alias).catch(ignoreMissing);
+    if (current?.version === version) return;
+    await this.setAlias(name, options.alias, version, {
+      actor: options.actor ?? 'unknown',
+      reason: options.reason ?? `registered version ${version}`,
+    });
+  }
+
+  /** One version's manifest and status. */
+  async getVersion(name: string, version: number): Promise<ModelVersion> {
+    assertModelName(name);
+    const n = parseVersionNumber(version);
+    const [manifest, status] = await Promise.all([
+      this.readJson<StoredVersion>(layout.version(name, n)),
+      this.readJson<StatusDoc>(layout.status(name, n)).catch(ignoreMissing),
+    ]);
+    if (!manifest) throw new NotFoundError(`model ${name} has no version ${n}`, { name, version: n });
+    return withStatus(manifest.doc, status?.doc);
+  }
+
+  /** The newest version number, or 0 when the model has none. Two requests in the common case. */
+  async latestVersion(name: string): Promise<number> {
+    assertModelName(name);
+    let { latest } = await this.readHead(name);
+    // The head is a hint that may lag a crashed writer: probe forward to the real end.
+    while (await this.exists(layout.version(name, latest + 1))) latest++;
+    return latest;
+  }
+
+  /** The newest version whose status is `active`, or undefined. */
+  async latestActiveVersion(name: string): Promise<ModelVersion | undefined> {
+    for (let n = await this.latestVersion(name); n >= 1; n--) {
+      const v = await this.getVersion(name, n).catch(ignoreMissing);
+      if (v?.status === 'active') return v;
+    }
+    return undefined;
+  }
+
+  /** Versions in ascending order, paginated. */
+  async listVersions(name: string, page: PageOptions = {}): Promise<Page<ModelVersion>> {
+    assertModelName(name);
+    const limit = pageLimit(page.limit);
+    const listed = await this.store.list({
+      prefix: layout.versionsPrefix(name),
+      maxKeys: limit,
+      ...(page.cursor ? { startAfter: decodeCursor(page.cursor, layout.versionsPrefix(name)) } : {}),
+    });
+    const [manifests, statuses] = await Promise.all([
+      Promise.all(listed.objects.map((o) => this.readJson<StoredVersion>(o.key))),
+      this.readStatuses(name),
+    ]);
+    const items = manifests.flatMap((m) => (m ? [withStatus(m.doc, statuses.get(m.doc.version))] : []));
+    const last = listed.objects.at(-1);
+    return listed.nextToken && last ? { items, nextCursor: encodeCursor(last.key) } : { items };
+  }
+
+  /** Model names in ascending order with their latest version and aliases, paginated. */
+  async listModels(page: PageOptions = {}): Promise<Page<ModelSummary>> {
+    const limit = pageLimit(page.limit);
+    const listed = await this.store.list({
+      prefix: layout.modelsPrefix,
+      delimiter: '/',
+      maxKeys: limit,
+      ...(page.cursor ? { startAfter: decodeCursor(page.cursor, layout.modelsPrefix) } : {}),
+    });
+    const names = listed.commonPrefixes.map((p) => p.slice(layout.modelsPrefix.length, -1));
+    const items = await Promise.all(names.map((name) => this.getModelSummary(name)));
+    const last = listed.commonPrefixes.at(-1);
+    return listed.nextToken && last ? { items, nextCursor: encodeCursor(last) } : { items };
+  }
+
+  /** Latest version and alias targets of one model. */
+  async getModelSummary(name: string): Promise<ModelSummary> {
+    assertModelName(name);
+    const [latestVersion, aliases] = await Promise.all([this.latestVersion(name), this.listAliases(name)]);
+    if (latestVersion === 0) throw new NotFoundError(`model ${name} does not exist`, { name });
+    return { name, latestVersion, aliases: Object.fromEntries(aliases.map((a) => [a.alias, a.version])) };
+  }
+
+  /**
+   * Resolves what a caller asked for, a version number, an alias or `latest`, to a version
+   * number. Does not check status.
+   */
+  async resolve(name: string, ref: string | number): Promise<number> {
+    assertModelName(name);
+    if (typeof ref === 'number' || /^[0-9]+$/.test(ref)) return parseVersionNumber(ref);
+    if (ref === 'latest') {
+      const latest = await this.latestVersion(name);
+      if (latest === 0) throw new NotFoundError(`model ${name} does not exist`, { name });
+      return latest;
+    }
+    return (await this.getAlias(name, ref)).version;
+  }
+
+  async getAlias(name: string, alias: string): Promise<AliasRecord> {
+    assertModelName(name);
+    assertAliasName(alias);
+    const found = await this.readJson<StoredAlias>(layout.alias(name, alias));
+    if (!found) throw new NotFoundError(`model ${name} has no alias ${alias}`, { name, alias });
+    return { ...found.doc, etag: found.etag };
+  }
+
+  async listAliases(name: string): Promise<AliasRecord[]> {
+    assertModelName(name);
+    const listed = await this.store.list({ prefix: layout.aliasesPrefix(name) });
+    const records = await Promise.all(listed.objects.map((o) => this.readJson<StoredAlias>(o.key)));
+    return records.flatMap((r) => (r ? [{ ...r.doc, etag: r.etag }] : []));
+  }
+
+  /**
+   * Points an alias at a version by compare-and-swap. With `ifMatch`, fails with a
+   * PreconditionFailedError when the alias changed since the caller read it; without, retries
+   * internally until its move lands. Versions that are not `active` are refused.
+   */
+  async setAlias(name: string, alias: string, version: number, options: SetAliasOptions = {}): Promise<AliasRecord> {
+    assertAliasName(alias);
+    const target = await this.getVersion(name, version);
+    assertPromotable(target);
+    if (options.canary) {
+      validateCanary(options.canary, target.version);
+      assertPromotable(await this.getVersion(name, options.canary.version));
+    }
+    return this.moveAlias(name, alias, options, 'alias_moved', (current) => ({
+      version: target.version,
+      previous: current && current.version !== target.version ? [...current.previous, current.version] : (current?.previous ?? []),
+      ...(options.canary ? { canary: options.canary } : {}),
+    }));
+  }
+
+  /**
+   * Moves an alias back: to `to`, or to the version it held before its latest promotion
+   * (skipping versions since rejected or archived). Repeated rollbacks walk further back.
+   */
+  async rollback(name: string, alias = 'production', options: RollbackOptions = {}): Promise<AliasRecord> {
+    assertAliasName(alias);
+    const explicit = options.to === undefined ? undefined : await this.getVersion(name, options.to);
+    if (explicit) assertPromotable(explicit);
+    // Status of candidates is read before the CAS; a status change racing a rollback is benign.
+    const statuses = await this.readStatuses(name);
+    return this.moveAlias(name, alias, { ...options, ifMatch: undefined }, 'rolled_back', (current) => {
+      if (!current) throw new NotFoundError(`model ${name} has no alias ${alias}`, { name, alias });
+      if (explicit) {
+        if (explicit.version === current.version) throw new ConflictError(`alias ${alias} already points at version ${explicit.version}`);
+        return { version: explicit.version, previous: [...current.previous, current.version] };
+      }
+      const previous = [...current.previous];
+      while (previous.length > 0) {
+        const candidate = previous.pop()!;
+        if (candidate !== current.version && (statuses.get(candidate)?.status ?? 'active') === 'active') {
+          return { version: candidate, previous };
+        }
+      }
+      throw new ConflictError(`alias ${alias} of ${name} has no earlier active version to roll back to`, { name, alias });
+    });
+  }
+
+  /** Removes an alias (recorded in history). */
+  async deleteAlias(name: string, alias: string, options: Attribution = {}): Promise<void> {
+    const current = await this.getAlias(name, alias);
+    await this.store.delete(layout.alias(name, alias));
+    await this.appendEvent(name, {
+      type: 'alias_deleted',
+      time: this.options.now().toISOString(),
+      actor: options.actor ?? 'unknown',
+      alias,
+      from: current.version,
+      ...(options.reason ? { reason: options.reason } : {}),
+    });
+  }
+
+  /** Marks a version active, rejected or archived. Rejected and archived versions cannot be promoted or served through an alias. */
+  async setStatus(name: string, version: number, status: VersionStatus, options: Attribution = {}): Promise<ModelVersion> {
+    if (!VERSION_STATUSES.includes(status)) {
+      throw new InvalidArgumentError(`invalid status ${JSON.stringify(status)}: expected one of ${VERSION_STATUSES.join(', ')}`);
+    }
+    const current = await this.getVersion(name, version);
+    const time = this.options.now().toISOString();
+    const doc: StatusDoc = { status, updatedAt: time, actor: options.actor ?? 'unknown', ...(options.reason ? { reason: options.reason } : {}) };
+    await this.store.put(layout.status(name, current.version), JSON.stringify(doc), { contentType: JSON_TYPE });
+    await this.appendEvent(name, {
+      type: 'status_changed',
+      time,
+      actor: doc.actor,
+      version: current.version,
+      status,
+      ...(options.reason ? { reason: options.reason } : {}),
+    });
+    return withStatus(current, doc);
+  }
+
+  /** The model's events, oldest first, paginated. */
+  async history(name: string, page: PageOptions = {}): Promise<Page<HistoryEvent>> {
+    assertModelName(name);
+    const prefix = layout.historyPrefix(name);
+    const listed = await this.store.list({
+      prefix,
+      maxKeys: pageLimit(page.limit, 1000),
+      ...(page.cursor ? { startAfter: decodeCursor(page.cursor, prefix) } : {}),
+    });
+    const events = await Promise.all(listed.objects.map((o) => this.readJson<HistoryEvent>(o.key)));
+    const items = events.flatMap((e) => (e ? [e.doc] : []));
+    const last = listed.objects.at(-1);
+    return listed.nextToken && last ? { items, nextCursor: encodeCursor(last.key) } : { items };
+  }
+
+  /** Appends one event to a model's history (create-only, so an event is never overwritten). */
+  async appendEvent(name: string, event: Omit<HistoryEvent, 'id'>): Promise<HistoryEvent> {
+    const id = `${event.type}-${event.revision ?? 0}-${randomBytes(6).toString('hex')}`;
+    const full: HistoryEvent = { id, ...event };
+    await this.store.put(layout.historyEvent(name, event.time, id), JSON.stringify(full), { contentType: JSON_TYPE, ifNoneMatch: '*' });
+    return full;
+  }
+
+  // ---- internals ----
+
+  /**
+   * Claims the content hash for this registration, or finds the version that already holds
+   * these bytes. Concurrent registrations of identical bytes wait for the first claimant.
+   */
+  private async claimContent(
+    name: string,
+    sha256: string,
+  ): Promise<{ existing: ModelVersion } | { claim: { etag: string; doc: ShaIndexDoc } }> {
+    const key = layout.shaIndex(name, sha256);
+    const deadline = Date.now() + 2 * this.options.claimLeaseMs;
+    for (let attempt = 0; ; attempt++) {
+      const found = await this.readJson<ShaIndexDoc>(key);
+      if (found?.doc.version !== undefined) {
+        const existing = await this.getVersion(name, found.doc.version).catch(ignoreMissing);
+        if (existing) return { existing };
+      }
+      const doc: ShaIndexDoc = { sha256, claimedAt: this.options.now().toISOString(), claimant: randomBytes(8).toString('hex') };
+      const stale = found && (found.doc.version !== undefined || Date.now() - Date.parse(found.doc.claimedAt) > this.options.claimLeaseMs);
+      if (!found || stale) {
+        try {
+          const put = await this.store.put(key, JSON.stringify(doc), {
+            contentType: JSON_TYPE,
+            ...(found ? { ifMatch: found.etag } : { ifNoneMatch: '*' as const }),
+          });
+          return { claim: { etag: put.etag, doc } };
+        } catch (e) {
+          if (!(e instanceof ObjectPreconditionError) && !(e instanceof ObjectNotFoundError)) throw e;
+        }
+      }
+      // Another registration of the same bytes is in flight: wait for its version.
+      if (Date.now() > deadline) throw new ConflictError(`a registration of the same bytes for ${name} is still in progress; retry later`);
+      await sleep(Math.min(20 * 1.5 ** attempt, 500) * (0.5 + Math.random()));
+    }
+  }
+
+  /** Commits the manifest under the next free number (create-only), then advances the head hint. */
+  private async commitVersion(name: string, base: Omit<StoredVersion, 'version'>): Promise<StoredVersion> {
+    const head = await this.readHead(name);
+    for (let version = head.latest + 1; ; version++) {
+      const manifest: StoredVersion = { ...base, version } as StoredVersion;
+      try {
+        await this.store.put(layout.version(name, version), JSON.stringify(manifest), { contentType: JSON_TYPE, ifNoneMatch: '*' });
+      } catch (e) {
+        if (e instanceof ObjectPreconditionError) continue; // taken by a concurrent writer: try the next number
+        throw e;
+      }
+      await this.advanceHead(name, version, head.etag);
+      return manifest;
+    }
+  }
+
+  private async advanceHead(name: string, version: number, etag: string | undefined): Promise<void> {
+    const body = JSON.stringify({ latestVersion: version } satisfies HeadDoc);
+    for (let attempt = 0; attempt < 50; attempt++) {
+      try {
+        await this.store.put(layout.head(name), body, { contentType: JSON_TYPE, ...(etag ? { ifMatch: etag } : { ifNoneMatch: '*' as const }) });
+        return;
+      } catch (e) {
+        if (!(e instanceof ObjectPreconditionError) && !(e instanceof ObjectNotFoundError)) throw e;
+      }
+      const head = await this.readHead(name);
+      if (head.latest >= version) return; // someone already moved it past us
+      etag = head.etag;
+    }
+    // The head is only a hint (readers probe past it), so giving up here loses nothing.
+  }
+
+  private async readHead(name: string): Promise<{ latest: number; etag?: string }> {
+    const found = await this.readJson<HeadDoc>(layout.head(name));
+    return found ? { latest: found.doc.latestVersion, etag: found.etag } : { latest: 0 };
+  }
+
+  private async moveAlias(
+    name: string,
+    alias: string,
+    options: SetAliasOptions,
+    type: 'alias_moved' | 'rolled_back',
+    next: (current: StoredAlias | undefined) => Pick<StoredAlias, 'version' | 'previous' | 'canary'>,
+  ): Promise<AliasRecord> {
+    assertModelName(name);
+    const key = layout.alias(name, alias);
+    for (let attempt = 0; ; attempt++) {
+      const found = await this.readJson<StoredAlias>(key);
+      if (options.ifMatch !== undefined && (found?.etag ?? null) !== options.ifMatch) {
+        throw new PreconditionFailedError(`alias ${alias} of ${name} changed since it was read (etag ${found?.etag ?? 'none'})`, {
+          etag: found?.etag ?? null,
+        });
+      }
+      const current = found?.doc;
+      const move = next(current);
+      // Strictly increasing per alias, so history keys sort in the order the moves landed.
+      const nowMs = this.options.now().getTime();
+      const time = new Date(Math.max(nowMs, current ? Date.parse(current.updatedAt) + 1 : 0)).toISOString();
+      const record: StoredAlias = {
+        name,
+        alias,
+        version: move.version,
+        previous: move.previous.slice(-this.options.aliasMemory),
+        revision: (current?.revision ?? 0) + 1,
+        updatedAt: time,
+        actor: options.actor ?? 'unknown',
+        ...(move.canary ? { canary: move.canary } : {}),
+        ...(options.reason ? { reason: options.reason } : {}),
+      };
+      let etag: string;
+      try {
+        etag = (
+          await this.store.put(key, JSON.stringify(record), {
+            contentType: JSON_TYPE,
+            ...(found ? { ifMatch: found.etag } : { ifNoneMatch: '*' as const }),
+          })
+        ).etag;
+      } catch (e) {
+        if (!(e instanceof ObjectPreconditionError) && !(e instanceof ObjectNotFoundError)) throw e;
+        if (options.ifMatch !== undefined) {
+          throw new PreconditionFailedError(`alias ${alias} of ${name} changed concurrently`, { alias });
+        }
+        await sleep(Math.min(10 * 1.5 ** attempt, 200) * (0.5 + Math.random()));
+        continue;
+      }
+      await this.appendEvent(name, {
+        type,
+        time,
+        actor: record.actor,
+        alias,
+        version: record.version,
+        from: current?.version ?? null,
+        revision: record.revision,
+        ...(record.reason ? { reason: record.reason } : {}),
+        ...(record.canary ? { details: { canary: record.canary } } : {}),
+      });
+      return { ...record, etag };
+    }
+  }
+
+  private async readStatuses(name: string): Promise<Map<number, StatusDoc>> {
+    const listed = await this.store.list({ prefix: layout.statusPrefix(name) });
+    const docs = await Promise.all(listed.objects.map(async (o) => [versionOfKey(o.key), await this.readJson<StatusDoc>(o.key)] as const));
+    return new Map(docs.flatMap(([v, d]) => (d ? [[v, d.doc] as const] : [])));
+  }
+
+  private async readJson<T>(key: string): Promise<{ doc: T; etag: string } | undefined> {
+    try {
+      const { body, etag } = await this.store.get(key);
+      return { doc: JSON.parse(body.toString('utf8')) as T, etag };
+    } catch (e) {
+      if (e instanceof ObjectNotFoundError) return undefined;
+      throw e;
+    }
+  }
+
+  private async exists(key: string): Promise<boolean> {
+    return this.store.head(key).then(
+      () => true,
+      (e: unknown) => {
+        if (e instanceof ObjectNotFoundError) return false;
+        throw e;
+      },
+    );
+  }
+}
+
+function withStatus(manifest: StoredVersion, status: StatusDoc | undefined): ModelVersion {
+  return { ...manifest, status: status?.status ?? 'active', ...(status?.reason ? { statusReason: status.reason } : {}) };
+}
+
+function assertPromotable(version: ModelVersion): void {
+  if (version.status !== 'active') {
+    throw new ConflictError(`version ${version.version} of ${version.name} is ${version.status} and cannot be promoted`, {
+      version: version.version,
+      status: version.status,
+    });
+  }
+}
+
+function validateCanary(canary: CanarySplit, primary: number): void {
+  parseVersionNumber(canary.version);
+  if (!(typeof canary.weight === 'number' && canary.weight > 0 && canary.weight < 1)) {
+    throw new InvalidArgumentError(`canary weight must be between 0 and 1 (exclusive), got ${String(canary.weight)}`);
+  }
+  if (canary.version === primary) throw new InvalidArgumentError('canary version must differ from the alias version');
+}
+
+function validateRegisterOptions(o: RegisterOptions): void {
+  if (o.description !== undefined && (typeof o.description !== 'string' || o.description.length > TEXT_LIMIT)) {
+    throw new InvalidArgumentError(`description must be a string of at most ${TEXT_LIMIT} characters`, { field: 'description' });
+  }
+  if (o.tags !== undefined) {
+    const entries = typeof o.tags === 'object' && o.tags !== null && !Array.isArray(o.tags) ? Object.entries(o.tags) : undefined;
+    if (!entries || entries.length > TAG_LIMIT || entries.some(([k, v]) => !/^[A-Za-z0-9_.:/-]{1,64}$/.test(k) || typeof v !== 'string' || v.length > 256)) {
+      throw new InvalidArgumentError(`tags must be an object of at most ${TAG_LIMIT} string values (keys: 1-64 of A-Z a-z 0-9 _ . : / -; values ≤ 256 chars)`, {
+        field: 'tags',
+      });
+    }
+  }
+  if (o.metadata !== undefined && (typeof o.metadata !== 'object' || o.metadata === null || Array.isArray(o.metadata))) {
+    throw new InvalidArgumentError('metadata must be an object', { field: 'metadata' });
+  }
+  if (o.parentVersion !== undefined) parseVersionNumber(o.parentVersion);
+  for (const field of ['actor', 'reason', 'source'] as const) {
+    const v = o[field];
+    if (v !== undefined && (typeof v !== 'string' || v.length > TEXT_LIMIT)) {
+      throw new InvalidArgumentError(`${field} must be a string of at most ${TEXT_LIMIT} characters`, { field });
+    }
+  }
+}
+
+/** Reads a body into memory, refusing (before storing anything) once it passes the limit. */
+async function readLimited(body: Uint8Array | Readable, maxBytes: number): Promise<Uint8Array> {
+  const tooLarge = (): PayloadTooLargeError =>
+    new PayloadTooLargeError(`model is larger than the limit of ${maxBytes} bytes`, { limit: maxBytes });
+  if (body instanceof Uint8Array) {
+    if (body.byteLength > maxBytes) throw tooLarge();
+    return body;
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of body) {
+    const buf = Buffer.from(chunk as Uint8Array);
+    total += buf.length;
+    if (total > maxBytes) {
+      body.destroy();
+      throw tooLarge();
+    }
+    chunks.push(buf);
+  }
+  return Buffer.concat(chunks);
+}
+
+function pageLimit(limit: number | undefined, max = 100): number {
+  if (limit === undefined) return Math.min(50, max);
+  if (!Number.isInteger(limit) || limit < 1 || limit > max) throw new InvalidArgumentError(`limit must be an integer from 1 to ${max}`);
+  return limit;
+}
+
+/** Cursors are the last key of the previous page, relative to the listing's prefix. */
+function encodeCursor(key: string): string {
+  return Buffer.from(key, 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string, prefix: string): string {
+  const key = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (!key.startsWith(prefix)) throw new InvalidArgumentError('invalid cursor');
+  return key;
+}
+
+function ignoreMissing(e: unknown): undefined {
+  if (e instanceof NotFoundError) return undefined;
+  throw e;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

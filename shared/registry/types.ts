@@ -1,0 +1,130 @@
+import type { OnnxModelInfo } from '../onnx/inspect';
+
+/** Lifecycle of a version. Only `active` versions can be promoted or served through an alias. */
+export type VersionStatus = 'active' | 'rejected' | 'archived';
+export const VERSION_STATUSES: readonly VersionStatus[] = ['active', 'rejected', 'archived'];
+
+/** How an optimized version came to be (see the optimize function). */
+export interface OptimizationLineage {
+  technique: string;
+  parameters: Record<string, unknown>;
+  report: Record<string, unknown>;
+}
+
+/** The immutable manifest of one version, plus its (mutable) status. */
+export interface ModelVersion {
+  name: string;
+  version: number;
+  sha256: string;
+  size: number;
+  /** Store key of the model bytes. */
+  blobKey: string;
+  createdAt: string;
+  actor: string;
+  description: string;
+  tags: Record<string, string>;
+  /** Where the bytes came from: `api`, `s3://…/incoming/…`, `optimize`, … */
+  source: string;
+  parentVersion?: number;
+  optimization?: OptimizationLineage;
+  metadata: Record<string, unknown>;
+  onnx: OnnxModelInfo;
+  status: VersionStatus;
+  statusReason?: string;
+}
+
+/** A weighted second version behind an alias (canary release). */
+export interface CanarySplit {
+  version: number;
+  /** Share of requests routed to the canary, 0 < weight < 1. */
+  weight: number;
+}
+
+export interface AliasRecord {
+  name: string;
+  alias: string;
+  version: number;
+  canary?: CanarySplit;
+  /** Versions the alias held before, most recent last (what rollback returns to). */
+  previous: number[];
+  /** Incremented by every move; history events carry it. */
+  revision: number;
+  updatedAt: string;
+  actor: string;
+  reason?: string;
+  /** Store etag: pass it back as `ifMatch` for optimistic concurrency. */
+  etag: string;
+}
+
+export type HistoryEventType = 'registered' | 'optimized' | 'alias_moved' | 'rolled_back' | 'alias_deleted' | 'status_changed';
+
+export interface HistoryEvent {
+  id: string;
+  type: HistoryEventType;
+  time: string;
+  actor: string;
+  reason?: string;
+  version?: number;
+  alias?: string;
+  /** Alias moves: the version held before, or null for a new alias. */
+  from?: number | null;
+  /** Alias moves: the alias record revision this move produced. */
+  revision?: number;
+  status?: VersionStatus;
+  details?: Record<string, unknown>;
+}
+
+export interface ModelSummary {
+  name: string;
+  latestVersion: number;
+  aliases: Record<string, number>;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Pass as `cursor` to get the next page; absent on the last page. */
+  nextCursor?: string;
+}
+
+export interface PageOptions {
+  /** 1..100, default 50. */
+  limit?: number;
+  cursor?: string;
+}
+
+/** Who did something and why: recorded in history. */
+export interface Attribution {
+  actor?: string;
+  reason?: string;
+}
+
+export interface RegisterOptions extends Attribution {
+  description?: string;
+  tags?: Record<string, string>;
+  source?: string;
+  parentVersion?: number;
+  optimization?: OptimizationLineage;
+  metadata?: Record<string, unknown>;
+  /** Register even if this model already has a version with identical bytes. */
+  force?: boolean;
+  /** Point this alias at the new version once registered. */
+  alias?: string;
+}
+
+export interface RegisterResult {
+  version: ModelVersion;
+  /** False when identical bytes were already registered and that version is returned. */
+  created: boolean;
+}
+
+export interface SetAliasOptions extends Attribution {
+  /** Optimistic concurrency: the alias etag the caller last saw (`null`: the alias must not exist yet). */
+  ifMatch?: string | null;
+  /** Route a share of the alias's traffic to another version. */
+  canary?: CanarySplit;
+}
+
+export interface RollbackOptions extends Attribution {
+  /** Explicit target; otherwise the version the alias held before its last promotion. */
+  to?: number;
+}

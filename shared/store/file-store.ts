@@ -1,0 +1,327 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Stats } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import {
+  assertValidKey,
+  ObjectNotFoundError,
+  ObjectPreconditionError,
+  StoreError,
+  type ListOptions,
+  type ListPage,
+  type ObjectInfo,
+  type ObjectInfoSummary,
+  type ObjectStore,
+  type PutBody,
+  type PutOptions,
+  type PutResult,
+  type StoredObject,
+  type StoredObjectStream,
+} from './object-store';
+import { MaasError } from '../errors';
+
+/** Internal folder under the root: temp files, metadata sidecars and locks. Not a key space. */
+const INTERNAL = '.store';
+
+export interface FileObjectStoreOptions {
+  /** How long a compare-and-swap lock may be held before another process may break it. */
+  staleLockMs?: number;
+}
+
+const defaults: Required<FileObjectStoreOptions> = { staleLockMs: 10_000 };
+
+interface Sidecar {
+  contentType?: string;
+  metadata: Record<string, string>;
+}
+
+/**
+ * The embedded {@link ObjectStore}: each key is a plain file below `root`, so a file dropped
+ * into `root/incoming/…` *is* an object (the local stand-in for an S3 upload).
+ *
+ * Writes go to a temp file and are renamed into place, so readers never see a partial object.
+ * Create-only uses `link(2)`, which fails atomically when the target exists; compare-and-swap
+ * takes a per-key lock file (`O_EXCL`), safe across processes on one machine. Etags derive
+ * from inode, size and mtime, which change on every replacement.
+ *
+ * Limitation (documented): a key may not also be a "folder" of other keys (`a` and `a/b`).
+ *
+ * @example
+ * ```ts
+ * const store = new FileObjectStore('./.maas');
+ * await store.put('models/x.json', '{}', { ifNoneMatch: '*' });
+ * ```
+ */
+export class FileObjectStore implements ObjectStore {
+  readonly root: string;
+  readonly location: string;
+  private readonly options: Required<FileObjectStoreOptions>;
+
+  constructor(root: string, options: FileObjectStoreOptions = {}) {
+    this.root = path.resolve(root);
+    this.location = `file://${this.root}`;
+    this.options = { ...defaults, ...options };
+  }
+
+  async get(key: string): Promise<StoredObject> {
+    const file = this.pathOf(key);
+    const handle = await fs.open(file, 'r').catch((e: unknown) => this.rethrow(e, key));
+    try {
+      const stats = await handle.stat();
+      if (!stats.isFile()) throw new ObjectNotFoundError(key);
+      const body = await handle.readFile();
+      return { ...(await this.infoFrom(key, stats)), body };
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async getStream(key: string): Promise<StoredObjectStream> {
+    const handle = await fs.open(this.pathOf(key), 'r').catch((e: unknown) => this.rethrow(e, key));
+    const stats = await handle.stat();
+    if (!stats.isFile()) {
+      await handle.close();
+      throw new ObjectNotFoundError(key);
+    }
+    // The stream owns the descriptor: a concurrent replace (rename) cannot change what it reads.
+    const body = handle.createReadStream({ autoClose: true });
+    return { ...(await this.infoFrom(key, stats)), body };
+  }
+
+  async head(key: string): Promise<ObjectInfo> {
+    const stats = await fs.stat(this.pathOf(key)).catch((e: unknown) => this.rethrow(e, key));
+    if (!stats.isFile()) throw new ObjectNotFoundError(key);
+    return this.infoFrom(key, stats);
+  }
+
+  async put(key: string, body: PutBody, options: PutOptions = {}): Promise<PutResult> {
+    const target = this.pathOf(key);
+    const tmp = await this.writeTemp(body);
+    try {
+      await this.commit(key, target, tmp, options);
+    } finally {
+      await fs.rm(tmp, { force: true });
+    }
+    return { etag: (await this.head(key)).etag };
+  }
+
+  private async commit(key: string, target: string, tmp: string, options: PutOptions): Promise<void> {
+    // A concurrent delete may prune the folder between mkdir and rename: retry that race.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await fs.mkdir(path.dirname(target), { recursive: true });
+        await this.commitOnce(key, target, tmp, options);
+        return;
+      } catch (e) {
+        if (errno(e) !== 'ENOENT' || attempt >= 3) return this.rethrow(e, key);
+      }
+    }
+  }
+
+  private async commitOnce(key: string, target: string, tmp: string, options: PutOptions): Promise<void> {
+      const sidecar: Sidecar = { metadata: lowerKeys(options.metadata ?? {}) };
+      if (options.contentType) sidecar.contentType = options.contentType;
+      if (options.ifNoneMatch === '*') {
+        await fs.link(tmp, target).catch((e: unknown) => {
+          throw errno(e) === 'EEXIST' ? new ObjectPreconditionError(key, 'if-none-match') : e;
+        });
+        await this.writeSidecar(key, sidecar);
+      } else if (options.ifMatch !== undefined) {
+        const expected = options.ifMatch;
+        await this.withLock(key, async () => {
+          const current = await this.head(key);
+          if (current.etag !== expected) throw new ObjectPreconditionError(key, 'if-match');
+          await this.writeSidecar(key, sidecar);
+          await fs.rename(tmp, target);
+        });
+      } else {
+        await this.writeSidecar(key, sidecar);
+        await fs.rename(tmp, target);
+      }
+  }
+
+  async delete(key: string): Promise<void> {
+    await fs.rm(this.pathOf(key), { force: true }).catch((e: unknown) => this.rethrow(e, key));
+    await fs.rm(this.sidecarPath(key), { force: true });
+    await this.pruneEmptyDirs(path.dirname(this.pathOf(key)));
+  }
+
+  async list(options: ListOptions = {}): Promise<ListPage> {
+    const prefix = options.prefix ?? '';
+    const maxKeys = Math.min(Math.max(options.maxKeys ?? 1000, 1), 1000);
+    const after = options.continuationToken
+      ? Buffer.from(options.continuationToken, 'base64url').toString('utf8')
+      : (options.startAfter ?? '');
+    // Walk only the deepest folder the prefix names: listings stay proportional to that folder.
+    const baseDir = prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/') + 1) : '';
+    const keys = (await this.walk(baseDir)).filter((k) => k.startsWith(prefix)).sort(compareBytes);
+
+    const objects: ObjectInfoSummary[] = [];
+    const commonPrefixes: string[] = [];
+    let last: string | undefined;
+    let truncated = false;
+    for (const key of keys) {
+      let entry = key;
+      const rest = key.slice(prefix.length);
+      const cut = options.delimiter ? rest.indexOf(options.delimiter) : -1;
+      if (cut >= 0) entry = prefix + rest.slice(0, cut + options.delimiter!.length);
+      if (compareBytes(entry, after) <= 0 || entry === last) continue;
+      if (objects.length + commonPrefixes.length >= maxKeys) {
+        truncated = true;
+        break;
+      }
+      if (cut >= 0) {
+        commonPrefixes.push(entry);
+      } else {
+        const stats = await fs.stat(this.pathOf(key)).catch(() => undefined);
+        if (!stats?.isFile()) continue; // deleted while listing
+        objects.push({ key, etag: etagOf(stats), size: stats.size, lastModified: stats.mtime });
+      }
+      last = entry;
+    }
+    const page: ListPage = { objects, commonPrefixes };
+    if (truncated && last !== undefined) page.nextToken = Buffer.from(last, 'utf8').toString('base64url');
+    return page;
+  }
+
+  private pathOf(key: string): string {
+    assertValidKey(key);
+    if (key === INTERNAL || key.startsWith(`${INTERNAL}/`)) throw new StoreError(`reserved key: ${key}`, false);
+    return path.join(this.root, ...key.split('/'));
+  }
+
+  private sidecarPath(key: string): string {
+    return path.join(this.root, INTERNAL, 'meta', `${sha1(key)}.json`);
+  }
+
+  private async infoFrom(key: string, stats: Stats): Promise<ObjectInfo> {
+    const sidecar = await fs
+      .readFile(this.sidecarPath(key), 'utf8')
+      .then((t) => JSON.parse(t) as Sidecar)
+      .catch(() => ({ metadata: {} }) as Sidecar);
+    const info: ObjectInfo = { key, etag: etagOf(stats), size: stats.size, lastModified: stats.mtime, metadata: sidecar.metadata };
+    if (sidecar.contentType) info.contentType = sidecar.contentType;
+    return info;
+  }
+
+  private async writeSidecar(key: string, sidecar: Sidecar): Promise<void> {
+    const file = this.sidecarPath(key);
+    if (!sidecar.contentType && Object.keys(sidecar.metadata).length === 0) {
+      await fs.rm(file, { force: true });
+      return;
+    }
+    const tmp = await this.writeTemp(JSON.stringify(sidecar));
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    await fs.rename(tmp, file);
+  }
+
+  private async writeTemp(body: PutBody): Promise<string> {
+    const dir = path.join(this.root, INTERNAL, 'tmp');
+    await fs.mkdir(dir, { recursive: true });
+    const tmp = path.join(dir, `${process.pid}-${randomBytes(8).toString('hex')}`);
+    try {
+      const handle = await fs.open(tmp, 'wx');
+      try {
+        if (body instanceof Readable) {
+          for await (const chunk of body) await handle.write(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Uint8Array));
+        } else {
+          await handle.writeFile(body);
+        }
+        // Durable before the rename publishes it: a crash never leaves a published empty file.
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      return tmp;
+    } catch (e) {
+      await fs.rm(tmp, { force: true });
+      throw new StoreError(`writing temp file failed: ${(e as Error).message}`, false, { cause: e });
+    }
+  }
+
+  /** Serializes compare-and-swap on one key across processes with an O_EXCL lock file. */
+  private async withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const dir = path.join(this.root, INTERNAL, 'locks');
+    await fs.mkdir(dir, { recursive: true });
+    const lock = path.join(dir, sha1(key));
+    const deadline = Date.now() + 4 * this.options.staleLockMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const handle = await fs.open(lock, 'wx');
+        await handle.close();
+        break;
+      } catch (e) {
+        if (errno(e) !== 'EEXIST') throw e;
+        const age = await fs.stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
+        // A holder that died leaves its lock behind; after staleLockMs it may be broken.
+        if (age > this.options.staleLockMs) await fs.rm(lock, { force: true });
+        if (Date.now() > deadline) throw new StoreError(`lock on ${key} not acquired`, true);
+        await sleep(Math.min(2 + attempt * 2, 25) * (0.5 + Math.random()));
+      }
+    }
+    try {
+      return await fn();
+    } finally {
+      await fs.rm(lock, { force: true });
+    }
+  }
+
+  private async walk(relDir: string): Promise<string[]> {
+    const out: string[] = [];
+    const visit = async (rel: string): Promise<void> => {
+      const entries = await fs.readdir(path.join(this.root, rel), { withFileTypes: true }).catch(() => []);
+      for (const entry of entries) {
+        const key = rel + entry.name;
+        if (key === INTERNAL) continue;
+        if (entry.isDirectory()) await visit(`${key}/`);
+        else if (entry.isFile()) out.push(key);
+      }
+    };
+    await visit(relDir);
+    return out;
+  }
+
+  private async pruneEmptyDirs(dir: string): Promise<void> {
+    while (dir.startsWith(this.root + path.sep)) {
+      try {
+        await fs.rmdir(dir);
+      } catch {
+        return; // not empty (or gone): stop
+      }
+      dir = path.dirname(dir);
+    }
+  }
+
+  private rethrow(e: unknown, key: string): never {
+    const code = errno(e);
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') throw new ObjectNotFoundError(key);
+    if (e instanceof MaasError) throw e;
+    throw new StoreError(`file store error on ${key}: ${(e as Error).message}`, code === 'EMFILE' || code === 'EAGAIN', { cause: e });
+  }
+}
+
+function etagOf(stats: Stats): string {
+  return createHash('sha1').update(`${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}`).digest('hex').slice(0, 32);
+}
+
+function sha1(text: string): string {
+  return createHash('sha1').update(text).digest('hex');
+}
+
+function lowerKeys(record: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(record).map(([k, v]) => [k.toLowerCase(), v]));
+}
+
+function errno(e: unknown): string | undefined {
+  return (e as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/** S3 orders keys by their UTF-8 bytes, not by UTF-16 code units. */
+export function compareBytes(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,138 @@
+import type { Readable } from 'node:stream';
+import { MaasError, NotFoundError, PreconditionFailedError } from '../errors';
+
+/**
+ * The storage port every maas component uses: a flat key space of immutable-or-CAS objects.
+ *
+ * Semantics are those of S3 with conditional writes, so the S3 adapter is a thin mapping and
+ * the file adapter reproduces them locally:
+ * - `put` with `ifNoneMatch: '*'` creates the key only if it does not exist (else
+ *   {@link PreconditionFailedError});
+ * - `put` with `ifMatch: etag` replaces the object only if its current etag is `etag`
+ *   (compare-and-swap; else {@link PreconditionFailedError}, or {@link ObjectNotFoundError}
+ *   when the key is gone);
+ * - `list` returns keys in ascending UTF-8 byte order, paginated by an opaque token.
+ *
+ * @example
+ * ```ts
+ * const store = createObjectStore('file://./.maas');
+ * await store.put('a/b.json', '{}', { contentType: 'application/json', ifNoneMatch: '*' });
+ * const { body, etag } = await store.get('a/b.json');
+ * ```
+ */
+export interface ObjectStore {
+  /** Where the store lives, e.g. `s3://bucket/prefix` or `file:///abs/dir` (for logs). */
+  readonly location: string;
+  get(key: string): Promise<StoredObject>;
+  /** Streams the body: for large blobs that should not be buffered. */
+  getStream(key: string): Promise<StoredObjectStream>;
+  head(key: string): Promise<ObjectInfo>;
+  put(key: string, body: PutBody, options?: PutOptions): Promise<PutResult>;
+  /** Deletes the key; deleting a missing key is not an error (as in S3). */
+  delete(key: string): Promise<void>;
+  list(options?: ListOptions): Promise<ListPage>;
+}
+
+export type PutBody = Uint8Array | string | Readable;
+
+export interface ObjectInfo {
+  key: string;
+  /** Opaque entity tag (without quotes); changes whenever the object is replaced. */
+  etag: string;
+  size: number;
+  lastModified: Date;
+  contentType?: string;
+  metadata: Record<string, string>;
+}
+
+export interface StoredObject extends ObjectInfo {
+  body: Buffer;
+}
+
+export interface StoredObjectStream extends ObjectInfo {
+  body: Readable;
+}
+
+export interface PutOptions {
+  contentType?: string;
+  /** User metadata; keys are lower-cased (S3 does so too). ASCII values only. */
+  metadata?: Record<string, string>;
+  /** `'*'`: create only if the key does not exist yet. */
+  ifNoneMatch?: '*';
+  /** Replace only if the current etag equals this one. */
+  ifMatch?: string;
+}
+
+export interface PutResult {
+  etag: string;
+}
+
+export interface ListOptions {
+  prefix?: string;
+  /** Groups keys sharing the prefix up to this delimiter into `commonPrefixes`. */
+  delimiter?: string;
+  /** List keys strictly after this one (S3 StartAfter). */
+  startAfter?: string;
+  /** Token from a previous page's `nextToken`. */
+  continuationToken?: string;
+  /** Page size, 1..1000 (default 1000). */
+  maxKeys?: number;
+}
+
+export interface ListPage {
+  objects: ObjectInfoSummary[];
+  commonPrefixes: string[];
+  /** Present when more keys follow. */
+  nextToken?: string;
+}
+
+export type ObjectInfoSummary = Pick<ObjectInfo, 'key' | 'etag' | 'size' | 'lastModified'>;
+
+/** The key does not exist. */
+export class ObjectNotFoundError extends NotFoundError {
+  constructor(readonly key: string) {
+    super(`object not found: ${key}`, { key });
+  }
+}
+
+/** A conditional write lost: the key exists (create-only) or changed (compare-and-swap). */
+export class ObjectPreconditionError extends PreconditionFailedError {
+  constructor(readonly key: string, condition: 'if-none-match' | 'if-match') {
+    super(`conditional write (${condition}) failed for ${key}`, { key, condition });
+  }
+}
+
+/** The store failed; `transient` says whether retrying later may succeed. */
+export class StoreError extends MaasError {
+  constructor(message: string, readonly transient: boolean, options?: { cause?: unknown }) {
+    super(transient ? 'unavailable' : 'internal', message, undefined, options);
+  }
+}
+
+/** Keys are the S3 subset we can mirror on a file system: no empty segments, no `.`/`..`. */
+export function assertValidKey(key: string): void {
+  if (
+    key.length === 0 ||
+    Buffer.byteLength(key) > 1024 ||
+    key.startsWith('/') ||
+    key.split('/').some((s) => s === '.' || s === '..') ||
+    key.includes('//') ||
+    key.includes('\0')
+  ) {
+    throw new StoreError(`invalid object key: ${JSON.stringify(key)}`, false);
+  }
+}
+
+/** Reads every page of a listing (use only where the result is known to be small). */
+export async function listAll(store: ObjectStore, options: Omit<ListOptions, 'continuationToken'>): Promise<ListPage> {
+  const objects: ObjectInfoSummary[] = [];
+  const commonPrefixes: string[] = [];
+  let continuationToken: string | undefined;
+  do {
+    const page = await store.list({ ...options, ...(continuationToken ? { continuationToken } : {}) });
+    objects.push(...page.objects);
+    commonPrefixes.push(...page.commonPrefixes);
+    continuationToken = page.nextToken;
+  } while (continuationToken);
+  return { objects, commonPrefixes };
+}

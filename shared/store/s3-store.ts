@@ -1,0 +1,256 @@
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { Readable } from 'node:stream';
+import { MaasError } from '../errors';
+import {
+  assertValidKey,
+  ObjectNotFoundError,
+  ObjectPreconditionError,
+  StoreError,
+  type ListOptions,
+  type ListPage,
+  type ObjectInfo,
+  type ObjectStore,
+  type PutBody,
+  type PutOptions,
+  type PutResult,
+  type StoredObject,
+  type StoredObjectStream,
+} from './object-store';
+
+export interface S3ObjectStoreOptions {
+  bucket: string;
+  /** Key prefix inside the bucket, e.g. `maas/` (a trailing slash is added when missing). */
+  prefix?: string;
+  /** A ready client; otherwise one is built from the fields below. */
+  client?: S3Client;
+  /** S3-compatible endpoint (RGW, MinIO…); unset for AWS. */
+  endpoint?: string;
+  region?: string;
+  forcePathStyle?: boolean;
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** Attempts per request, with the SDK's exponential backoff on throttling, 5xx and network errors. */
+  maxAttempts?: number;
+  /** Bodies at least this large (and streams of unknown size) go up as multipart uploads. */
+  multipartThresholdBytes?: number;
+  /**
+   * Send `If-Match` etags in quotes. Off by default: Ceph RGW only matches unquoted etags,
+   * and AWS S3 accepts both.
+   */
+  quoteIfMatch?: boolean;
+}
+
+const defaults = { prefix: '', maxAttempts: 4, multipartThresholdBytes: 16 * 1024 * 1024, quoteIfMatch: false };
+
+/** How often to retry a conditional write that S3 answered with 409 ConditionalRequestConflict. */
+const CONFLICT_RETRIES = 6;
+
+/**
+ * {@link ObjectStore} on Amazon S3 or any S3-compatible server (AWS SDK v3).
+ *
+ * @example
+ * ```ts
+ * const store = new S3ObjectStore({ bucket: 'models', prefix: 'maas', endpoint: 'http://127.0.0.1:7480', forcePathStyle: true });
+ * await store.put('models/x/head.json', '{}', { ifNoneMatch: '*' });
+ * ```
+ */
+export class S3ObjectStore implements ObjectStore {
+  readonly client: S3Client;
+  readonly bucket: string;
+  readonly prefix: string;
+  readonly location: string;
+  private readonly options: typeof defaults & S3ObjectStoreOptions;
+
+  constructor(options: S3ObjectStoreOptions) {
+    this.options = { ...defaults, ...options };
+    this.bucket = options.bucket;
+    this.prefix = normalizePrefix(this.options.prefix);
+    this.location = `s3://${this.bucket}/${this.prefix}`;
+    this.client = options.client ?? new S3Client(clientConfig(this.options));
+  }
+
+  async get(key: string): Promise<StoredObject> {
+    const { body, ...info } = await this.getStream(key);
+    const chunks: Buffer[] = [];
+    for await (const chunk of body) chunks.push(chunk as Buffer);
+    return { ...info, body: Buffer.concat(chunks) };
+  }
+
+  async getStream(key: string): Promise<StoredObjectStream> {
+    const out = await this.send(key, () => this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.full(key) })));
+    const info = toInfo(key, out);
+    if (!(out.Body instanceof Readable)) throw new StoreError(`unexpected body type for ${key}`, false);
+    return { ...info, body: out.Body };
+  }
+
+  async head(key: string): Promise<ObjectInfo> {
+    const out = await this.send(key, () => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.full(key) })));
+    return toInfo(key, out);
+  }
+
+  async put(key: string, body: PutBody, options: PutOptions = {}): Promise<PutResult> {
+    const conditional = options.ifNoneMatch !== undefined || options.ifMatch !== undefined;
+    const size = body instanceof Readable ? undefined : Buffer.byteLength(body);
+    const common = {
+      Bucket: this.bucket,
+      Key: this.full(key),
+      ContentType: options.contentType,
+      Metadata: options.metadata,
+    };
+    if (!conditional && (size === undefined || size >= this.options.multipartThresholdBytes)) {
+      // Multipart: callers never rely on conditions here (RGW ignores them on completion);
+      // large blobs live under content-addressed keys and are committed by a small conditional put.
+      const upload = new Upload({ client: this.client, params: { ...common, Body: body }, partSize: 8 * 1024 * 1024, queueSize: 4 });
+      const out = await this.send(key, () => upload.done());
+      return { etag: unquote(out.ETag ?? '') };
+    }
+    const bytes = body instanceof Readable ? await collect(body) : body;
+    const ifMatch = options.ifMatch === undefined ? undefined : this.options.quoteIfMatch ? `"${options.ifMatch}"` : options.ifMatch;
+    const condition = options.ifMatch !== undefined ? 'if-match' : 'if-none-match';
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const out = await this.send(
+          key,
+          () => this.client.send(new PutObjectCommand({ ...common, Body: bytes, IfNoneMatch: options.ifNoneMatch, IfMatch: ifMatch })),
+          condition,
+        );
+        return { etag: unquote(out.ETag ?? '') };
+      } catch (e) {
+        // AWS: 409 ConditionalRequestConflict means a concurrent conditional write was in flight;
+        // the documented answer is to retry, which then resolves to success or a real 412.
+        // RGW answers a CAS that lost a race with 500 (ECANCELED) and never applies it: retrying
+        // likewise turns into the true outcome.
+        const raced = e instanceof ConditionalConflict || (e instanceof StoreError && e.transient);
+        if (!raced) throw e;
+        if (attempt >= CONFLICT_RETRIES) throw e instanceof ConditionalConflict ? new ObjectPreconditionError(key, condition) : e;
+        await sleep(20 * 2 ** attempt * (0.5 + Math.random()));
+      }
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.send(key, () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.full(key) })));
+  }
+
+  async list(options: ListOptions = {}): Promise<ListPage> {
+    const out = await this.send(options.prefix ?? '', () =>
+      this.client.send(
+        new ListObjectsV2Command({
+          Bucket: this.bucket,
+          Prefix: this.prefix + (options.prefix ?? ''),
+          Delimiter: options.delimiter,
+          StartAfter: options.startAfter === undefined ? undefined : this.prefix + options.startAfter,
+          ContinuationToken: options.continuationToken,
+          MaxKeys: Math.min(Math.max(options.maxKeys ?? 1000, 1), 1000),
+        }),
+      ),
+    );
+    const strip = (k: string): string => k.slice(this.prefix.length);
+    const page: ListPage = {
+      objects: (out.Contents ?? []).map((o) => ({
+        key: strip(o.Key ?? ''),
+        etag: unquote(o.ETag ?? ''),
+        size: o.Size ?? 0,
+        lastModified: o.LastModified ?? new Date(0),
+      })),
+      commonPrefixes: (out.CommonPrefixes ?? []).map((p) => strip(p.Prefix ?? '')),
+    };
+    if (out.IsTruncated && out.NextContinuationToken) page.nextToken = out.NextContinuationToken;
+    return page;
+  }
+
+  /** The bucket key for a store key. */
+  full(key: string): string {
+    assertValidKey(key);
+    return this.prefix + key;
+  }
+
+  /** Runs one SDK call and translates its failure into the store's typed errors. */
+  private async send<T>(key: string, call: () => Promise<T>, condition?: 'if-match' | 'if-none-match'): Promise<T> {
+    try {
+      return await call();
+    } catch (e) {
+      throw translate(e, key, condition);
+    }
+  }
+}
+
+/** Internal: S3 said 409 ConditionalRequestConflict; `put` retries it. */
+class ConditionalConflict extends Error {}
+
+interface SdkError {
+  name?: string;
+  Code?: string;
+  message?: string;
+  $metadata?: { httpStatusCode?: number };
+  $retryable?: unknown;
+}
+
+function translate(e: unknown, key: string, condition?: 'if-match' | 'if-none-match'): Error {
+  if (e instanceof MaasError) return e;
+  const err = (e ?? {}) as SdkError;
+  const status = err.$metadata?.httpStatusCode;
+  const name = err.name ?? err.Code ?? '';
+  if (status === 404 || name === 'NoSuchKey' || name === 'NotFound') return new ObjectNotFoundError(key);
+  if (status === 412 || name === 'PreconditionFailed') return new ObjectPreconditionError(key, condition ?? 'if-match');
+  if (status === 409 && name === 'ConditionalRequestConflict') return new ConditionalConflict();
+  const transient = status === undefined || status >= 500 || status === 429 || err.$retryable !== undefined || name === 'SlowDown';
+  return new StoreError(`S3 ${name || 'error'} (${status ?? 'network'}) on ${key}: ${err.message ?? String(e)}`, transient, { cause: e });
+}
+
+function toInfo(
+  key: string,
+  out: { ETag?: string; ContentLength?: number; LastModified?: Date; ContentType?: string; Metadata?: Record<string, string> },
+): ObjectInfo {
+  const info: ObjectInfo = {
+    key,
+    etag: unquote(out.ETag ?? ''),
+    size: out.ContentLength ?? 0,
+    lastModified: out.LastModified ?? new Date(0),
+    metadata: out.Metadata ?? {},
+  };
+  if (out.ContentType) info.contentType = out.ContentType;
+  return info;
+}
+
+function clientConfig(o: S3ObjectStoreOptions & typeof defaults): S3ClientConfig {
+  const config: S3ClientConfig = {
+    maxAttempts: o.maxAttempts,
+    retryMode: 'standard',
+    // RGW (and other S3-compatibles) reject the SDK's default CRC checksums on some calls.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  };
+  if (o.region) config.region = o.region;
+  if (o.endpoint) config.endpoint = o.endpoint;
+  if (o.forcePathStyle !== undefined) config.forcePathStyle = o.forcePathStyle;
+  if (o.credentials) config.credentials = o.credentials;
+  return config;
+}
+
+function normalizePrefix(prefix: string): string {
+  const trimmed = prefix.replace(/^\/+|\/+$/g, '');
+  return trimmed ? `${trimmed}/` : '';
+}
+
+function unquote(etag: string): string {
+  return etag.replace(/^W\//, '').replace(/^"|"$/g, '');
+}
+
+async function collect(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.from(chunk as Uint8Array));
+  return Buffer.concat(chunks);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,19 @@
+import type { ObjectStore } from '../../shared/store';
+
+/**
+ * Wraps a store and counts the calls made through it: each call is one HTTP request on S3
+ * for the small JSON documents the registry writes (model blobs here are tiny too).
+ */
+export function countingStore(inner: ObjectStore): { store: ObjectStore; count(): number; reset(): void; calls: string[] } {
+  const calls: string[] = [];
+  const store: ObjectStore = {
+    location: inner.location,
+    get: (k) => (calls.push(`get ${k}`), inner.get(k)),
+    getStream: (k) => (calls.push(`getStream ${k}`), inner.getStream(k)),
+    head: (k) => (calls.push(`head ${k}`), inner.head(k)),
+    put: (k, b, o) => (calls.push(`put ${k}`), inner.put(k, b, o)),
+    delete: (k) => (calls.push(`delete ${k}`), inner.delete(k)),
+    list: (o) => (calls.push(`list ${o?.prefix ?? ''}`), inner.list(o)),
+  };
+  return { store, count: () => calls.length, reset: () => void calls.splice(0), calls };
+}
