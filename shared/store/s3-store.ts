@@ -199,6 +199,8 @@ function translate(e: unknown, key: string, condition?: 'if-match' | 'if-none-ma
   const err = (e ?? {}) as SdkError;
   const status = err.$metadata?.httpStatusCode;
   const name = err.name ?? err.Code ?? '';
+  // A missing bucket is a configuration error, not a missing object: let it surface.
+  if (name === 'NoSuchBucket') return new StoreError(`S3 bucket does not exist (${key}): ${err.message ?? ''}`, false, { cause: e });
   if (status === 404 || name === 'NoSuchKey' || name === 'NotFound') return new ObjectNotFoundError(key);
   if (status === 412 || name === 'PreconditionFailed') return new ObjectPreconditionError(key, condition ?? 'if-match');
   if (status === 409 && name === 'ConditionalRequestConflict') return new ConditionalConflict();

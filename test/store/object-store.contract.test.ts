@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listAll, ObjectNotFoundError, ObjectPreconditionError, type ObjectStore } from '../../shared/store';
+import { listAll, ObjectNotFoundError, ObjectPreconditionError, S3ObjectStore, StoreError, type ObjectStore } from '../../shared/store';
 import { createTestStore, storeKinds, type TestStore } from '../support/stores';
 
 describe.each(storeKinds)('ObjectStore contract: %s', (kind) => {
@@ -113,5 +113,15 @@ describe.each(storeKinds)('ObjectStore contract: %s', (kind) => {
     const after = await store.list({ prefix: 'list/', startAfter: 'list/b' });
     expect(after.objects.map((o) => o.key)).toEqual(['list/c/x/y', 'list/d', 'list/é']);
     expect((await store.list({ prefix: 'missing/' })).objects).toEqual([]);
+  });
+});
+
+describe('S3ObjectStore specifics', () => {
+  it('a missing bucket is a store error, not a missing object', async () => {
+    const { createS3TestClient } = await import('../support/s3');
+    const store = new S3ObjectStore({ bucket: 'maas-no-such-bucket-0000', client: createS3TestClient() });
+    const error = await store.get('any/key').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(StoreError);
+    expect(error).not.toBeInstanceOf(ObjectNotFoundError);
   });
 });

@@ -1,0 +1,85 @@
+import { InvalidArgumentError } from 'commander';
+import { readFile, stat } from 'node:fs/promises';
+import * as path from 'node:path';
+import type { ModelVersion } from '../../shared/registry';
+import type { UploadTicket } from '../../shared/registry/uploads';
+import type { CliCommand } from '../context';
+import { fields, formatBytes } from '../output';
+import { ProgressBar } from '../progress';
+import { uploadFile } from '../upload';
+
+/**
+ * Files up to this size go inline in the request body; larger ones through an upload ticket.
+ * API Gateway base64-encodes binary bodies into Lambda's 6 MB payload, so ~4.5 MB is the ceiling.
+ */
+export const INLINE_MAX_BYTES = 4 * 1024 * 1024;
+
+const tag = (value: string, previous: Record<string, string> = {}): Record<string, string> => {
+  const eq = value.indexOf('=');
+  if (eq < 1) throw new InvalidArgumentError('expected KEY=VALUE');
+  return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
+};
+
+interface Options {
+  alias?: string;
+  description?: string;
+  reason?: string;
+  tag?: Record<string, string>;
+  upload?: boolean;
+  inline?: boolean;
+  force?: boolean;
+}
+
+export const command: CliCommand = {
+  register: (program, run) =>
+    program
+      .command('register')
+      .description('register an ONNX file as the next version of a model (same bytes again: the existing version)')
+      .argument('<name>', 'model name')
+      .argument('<file>', 'ONNX model file')
+      .option('-a, --alias <alias>', 'point this alias (e.g. staging) at the new version')
+      .option('-d, --description <text>', 'what this version is')
+      .option('-r, --reason <text>', 'recorded in history')
+      .option('-t, --tag <key=value>', 'a tag (repeatable)', tag)
+      .option('--upload', `always use a presigned upload (default above ${formatBytes(INLINE_MAX_BYTES)})`)
+      .option('--inline', 'always send the bytes in the request body')
+      .option('--force', 'register a new version even if these bytes already have one')
+      .action((name: string, file: string, o: Options) =>
+        run(async ({ client, out }) => {
+          const size = (await stat(file)).size;
+          const meta = {
+            ...(o.description !== undefined ? { description: o.description } : {}),
+            ...(o.alias !== undefined ? { alias: o.alias } : {}),
+            ...(o.reason !== undefined ? { reason: o.reason } : {}),
+            ...(o.tag ? { tags: o.tag } : {}),
+            ...(o.force ? { force: true } : {}),
+          };
+          const base = `/models/${encodeURIComponent(name)}`;
+          let res;
+          if (o.upload || (!o.inline && size > INLINE_MAX_BYTES)) {
+            const ticket = (await client.request('POST', `${base}/uploads`)).json<UploadTicket>();
+            if (size > ticket.maxBytes) throw new Error(`${file} is ${formatBytes(size)}, above the server's limit of ${formatBytes(ticket.maxBytes)}`);
+            const bar = new ProgressBar(`uploading ${path.basename(file)}`, size);
+            await uploadFile(client, ticket, file, size, bar);
+            bar.done();
+            res = await client.request('POST', `${base}/versions`, { json: { uploadKey: ticket.uploadKey, ...meta } });
+          } else {
+            const query = Object.fromEntries(Object.entries(meta).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]));
+            res = await client.request('POST', `${base}/versions`, { body: await readFile(file), headers: { 'content-type': 'application/octet-stream' }, query });
+          }
+          const body = res.json<{ created: boolean; version: ModelVersion }>();
+          out.print(body, (b) =>
+            [
+              b.created ? `registered ${b.version.name} v${b.version.version}` : `already registered as ${b.version.name} v${b.version.version} (same bytes)`,
+              fields([
+                ['sha256', b.version.sha256],
+                ['size', formatBytes(b.version.size)],
+                ['inputs', b.version.onnx.inputs.map((i) => `${i.name}:${i.datatype}[${i.shape.join(',')}]`).join(' ')],
+                ['outputs', b.version.onnx.outputs.map((i) => `${i.name}:${i.datatype}[${i.shape.join(',')}]`).join(' ')],
+                ...(o.alias ? [['alias', `${o.alias} -> v${b.version.version}`] as [string, string]] : []),
+              ]),
+            ].join('\n'),
+          );
+        }),
+      ),
+};

@@ -1,0 +1,27 @@
+import type { ModelVersion, Page } from '../../shared/registry';
+import type { CliCommand } from '../context';
+import { formatBytes, table } from '../output';
+
+export const command: CliCommand = {
+  register: (program, run) =>
+    program
+      .command('versions')
+      .description("list a model's versions")
+      .argument('<name>', 'model name')
+      .option('--limit <n>', 'page size (1-100)')
+      .option('--cursor <cursor>', 'continue from a previous page')
+      .action((name: string, o: { limit?: string; cursor?: string }) =>
+        run(async ({ client, out }) => {
+          const page = (await client.request('GET', `/models/${encodeURIComponent(name)}/versions`, { query: { limit: o.limit, cursor: o.cursor } })).json<Page<ModelVersion>>();
+          out.print(page, (p) =>
+            [
+              table(
+                ['VERSION', 'STATUS', 'SIZE', 'SHA256', 'CREATED', 'SOURCE', 'DESCRIPTION'],
+                p.items.map((v) => [v.version, v.status, formatBytes(v.size), v.sha256.slice(0, 12), v.createdAt.replace(/\.\d+Z$/, 'Z'), v.source, v.description]),
+              ),
+              ...(p.nextCursor ? [`(more: --cursor ${p.nextCursor})`] : []),
+            ].join('\n'),
+          );
+        }),
+      ),
+};

@@ -1,0 +1,59 @@
+import middy from '@middy/core';
+import httpRouterHandler, { type Route } from '@middy/http-router';
+import type { APIGatewayProxyResultV2 } from 'aws-lambda';
+import { InvalidArgumentError, NotFoundError } from '../../shared/errors';
+import type { PageOptions } from '../../shared/registry';
+import { httpErrors, json, pathParam, type HttpEvent } from '../lib/http';
+import { getRegistry } from '../lib/runtime';
+import { describeModel } from './describe';
+import { downloadResponse } from './download';
+
+type Result = APIGatewayProxyResultV2;
+
+function page(event: HttpEvent): PageOptions {
+  const q = event.queryStringParameters ?? {};
+  const out: PageOptions = {};
+  if (q.limit !== undefined) {
+    if (!/^[0-9]{1,4}$/.test(q.limit)) throw new InvalidArgumentError('limit must be a positive integer', { field: 'limit' });
+    out.limit = Number(q.limit);
+  }
+  if (q.cursor) out.cursor = q.cursor;
+  return out;
+}
+
+/** 404 for models that do not exist (their listings would otherwise be merely empty). */
+async function existingModel(event: HttpEvent): Promise<string> {
+  const name = pathParam(event, 'name');
+  if ((await getRegistry().latestVersion(name)) === 0) throw new NotFoundError(`model ${name} does not exist`, { name });
+  return name;
+}
+
+/** A version by number, alias or `latest`. */
+async function versionOf(event: HttpEvent) {
+  const registry = getRegistry();
+  const name = pathParam(event, 'name');
+  return registry.getVersion(name, await registry.resolve(name, pathParam(event, 'version')));
+}
+
+const get = (path: string, handler: (event: HttpEvent) => Promise<Result>): Route<HttpEvent, Result> => ({ method: 'GET', path, handler });
+
+const routes: Route<HttpEvent, Result>[] = [
+  get('/models', async (event) => json(200, await getRegistry().listModels(page(event)))),
+  get('/models/{name}', async (event) => json(200, await describeModel(getRegistry(), pathParam(event, 'name')))),
+  get('/models/{name}/versions', async (event) => json(200, await getRegistry().listVersions(await existingModel(event), page(event)))),
+  get('/models/{name}/versions/{version}', async (event) => json(200, await versionOf(event))),
+  get('/models/{name}/history', async (event) => json(200, await getRegistry().history(await existingModel(event), page(event)))),
+  get('/models/{name}/versions/{version}/download', async (event) => downloadResponse(getRegistry().store, await versionOf(event))),
+];
+
+/** Read-only registry views: safe to expose more widely than the mutating functions. */
+export const handler = middy<HttpEvent, Result>()
+  .use(httpErrors())
+  .handler(
+    httpRouterHandler<HttpEvent, Result>({
+      routes,
+      notFoundResponse: ({ method, path }) => {
+        throw new NotFoundError(`no route ${method} ${path}`);
+      },
+    }),
+  );

@@ -1,0 +1,55 @@
+import middy from '@middy/core';
+import httpRouterHandler, { type Route } from '@middy/http-router';
+import type { APIGatewayProxyResultV2, S3Event } from 'aws-lambda';
+import { NotFoundError } from '../../shared/errors';
+import { createUploadTicket, registerFromUpload, writeLocalUpload } from '../../shared/registry/uploads';
+import { actorOf, apiKeyAuth, bodyBytes, httpErrors, json, pathParam, type HttpEvent } from '../lib/http';
+import { getRegistry } from '../lib/runtime';
+import { parseRegisterRequest } from './requests';
+import { handleS3Event, type S3EventReport } from './s3-event';
+
+/** Seconds an upload ticket stays valid (`MAAS_UPLOAD_EXPIRES_SECONDS`, default 900). */
+const uploadExpiry = (): number => Number(process.env.MAAS_UPLOAD_EXPIRES_SECONDS ?? 900);
+
+type Result = APIGatewayProxyResultV2;
+const route = (method: Route<HttpEvent, Result>['method'], path: string, handler: (event: HttpEvent) => Promise<Result>): Route<HttpEvent, Result> => ({ method, path, handler });
+
+// Every route here writes, so the API key check (when configured) wraps the whole router.
+const routes: Route<HttpEvent, Result>[] = [
+  route('POST', '/models/{name}/uploads', async (event) => json(201, await createUploadTicket(getRegistry(), pathParam(event, 'name'), { expiresInSeconds: uploadExpiry() }))),
+  // Local file store only: the stand-in for the presigned S3 POST (no ticket exists on S3 stores).
+  route('PUT', '/models/{name}/uploads/{id}', async (event) => {
+    const registry = getRegistry();
+    const bytes = bodyBytes(event, registry.maxModelBytes);
+    return json(200, await writeLocalUpload(registry, pathParam(event, 'name'), pathParam(event, 'id'), bytes));
+  }),
+  route('POST', '/models/{name}/versions', async (event) => {
+    const name = pathParam(event, 'name');
+    const request = parseRegisterRequest(event);
+    const options = { ...request.options, actor: actorOf(event) };
+    const registry = getRegistry();
+    const result =
+      'uploadKey' in request
+        ? await registerFromUpload(registry, name, request.uploadKey, options)
+        : await registry.registerVersion(name, request.bytes, { source: 'api', ...options });
+    const location = `/models/${name}/versions/${result.version.version}`;
+    return json(result.created ? 201 : 200, { created: result.created, version: result.version }, { location });
+  }),
+];
+
+const notFoundResponse = ({ method, path }: { method: string; path: string }): never => {
+  throw new NotFoundError(`no route ${method} ${path}`);
+};
+
+/** The HTTP API routes of this function. */
+export const httpHandler = middy<HttpEvent, APIGatewayProxyResultV2>()
+  .use(httpErrors())
+  .use(apiKeyAuth())
+  .handler(httpRouterHandler<HttpEvent, APIGatewayProxyResultV2>({ routes, notFoundResponse }));
+
+/**
+ * One Lambda, two triggers: API Gateway (payload 2.0) and S3 ObjectCreated on `incoming/`.
+ * S3 events carry `Records`; HTTP events never do.
+ */
+export const handler = async (event: HttpEvent | S3Event, context: Parameters<typeof httpHandler>[1]): Promise<APIGatewayProxyResultV2 | S3EventReport> =>
+  'Records' in event ? handleS3Event(event) : httpHandler(event, context);

@@ -1,0 +1,52 @@
+import type { S3Event } from 'aws-lambda';
+import { decodeS3EventKey, ingestIncomingObject, storeKeyOfBucketKey, type IngestOutcome } from '../../shared/registry/incoming';
+import { getRegistry, getStore } from '../lib/runtime';
+
+export interface S3EventReport {
+  outcomes: (IngestOutcome | { status: 'ignored'; key: string; reason: string })[];
+}
+
+/**
+ * Adapts an S3 notification to {@link ingestIncomingObject}: decodes each record's key, maps it
+ * into the store's key space, and ingests records one by one. Every record is attempted; if any
+ * failed transiently the invocation throws afterwards so Lambda retries it (ingestion is
+ * idempotent, so records already handled are harmless on retry).
+ *
+ * @example
+ * ```ts
+ * const { outcomes } = await handleS3Event(event); // [{ status: 'registered', name: 'iris', version: 4, key }]
+ * ```
+ */
+export async function handleS3Event(event: S3Event): Promise<S3EventReport> {
+  const store = getStore();
+  const registry = getRegistry();
+  const outcomes: S3EventReport['outcomes'] = [];
+  const failures: unknown[] = [];
+  for (const record of event.Records) {
+    const rawKey = record.s3.object.key;
+    if (!record.eventName.startsWith('ObjectCreated:')) {
+      outcomes.push({ status: 'ignored', key: rawKey, reason: `event ${record.eventName} is not ObjectCreated` });
+      continue;
+    }
+    let bucketKey: string;
+    try {
+      bucketKey = decodeS3EventKey(rawKey);
+    } catch (e) {
+      outcomes.push({ status: 'ignored', key: rawKey, reason: (e as Error).message }); // retrying cannot fix a malformed key
+      continue;
+    }
+    try {
+      const key = storeKeyOfBucketKey(store, record.s3.bucket.name, bucketKey);
+      const outcome = key === undefined
+        ? { status: 'ignored' as const, key: bucketKey, reason: `s3://${record.s3.bucket.name}/${bucketKey} is outside the store ${store.location}` }
+        : await ingestIncomingObject(store, registry, key, { source: `s3://${record.s3.bucket.name}/${bucketKey}` });
+      outcomes.push(outcome);
+      console.log(JSON.stringify({ level: outcome.status === 'rejected' ? 'WARN' : 'INFO', message: 'incoming object', ...outcome }));
+    } catch (e) {
+      failures.push(e);
+      console.error(JSON.stringify({ level: 'ERROR', message: 'incoming object failed; will be retried', key: rawKey, error: String((e as Error)?.stack ?? e) }));
+    }
+  }
+  if (failures.length > 0) throw new AggregateError(failures, `${failures.length} of ${event.Records.length} records failed`);
+  return { outcomes };
+}

@@ -1,0 +1,75 @@
+import middy from '@middy/core';
+import httpRouterHandler, { type Route } from '@middy/http-router';
+import type { APIGatewayProxyResultV2 } from 'aws-lambda';
+import { NotFoundError, PreconditionFailedError } from '../../shared/errors';
+import { parseVersionNumber, type AliasRecord, type VersionStatus } from '../../shared/registry';
+import { actorOf, apiKeyAuth, httpErrors, json, jsonBody, pathParam, type HttpEvent } from '../lib/http';
+import { getRegistry } from '../lib/runtime';
+import { optionalString, parseCanary, precondition } from './requests';
+
+type Result = APIGatewayProxyResultV2;
+
+function aliasResponse(status: number, record: AliasRecord): Result {
+  return json(status, record, { etag: `"${record.etag}"` });
+}
+
+const route = (method: Route<HttpEvent, Result>['method'], path: string, handler: (event: HttpEvent) => Promise<Result>): Route<HttpEvent, Result> => ({ method, path, handler });
+
+const routes: Route<HttpEvent, Result>[] = [
+  route('PUT', '/models/{name}/aliases/{alias}', async (event) => {
+    const body = jsonBody(event);
+    const canary = parseCanary(body);
+    const reason = optionalString(body, 'reason');
+    const ifMatch = precondition(event);
+    const record = await getRegistry().setAlias(pathParam(event, 'name'), pathParam(event, 'alias'), parseVersionNumber(body.version), {
+      actor: actorOf(event),
+      ...(reason !== undefined ? { reason } : {}),
+      ...(ifMatch !== undefined ? { ifMatch } : {}),
+      ...(canary ? { canary } : {}),
+    });
+    return aliasResponse(record.revision === 1 ? 201 : 200, record);
+  }),
+  route('DELETE', '/models/{name}/aliases/{alias}', async (event) => {
+    const [name, alias] = [pathParam(event, 'name'), pathParam(event, 'alias')];
+    const current = await getRegistry().getAlias(name, alias);
+    const ifMatch = precondition(event);
+    // Checked just before the delete (the store has no conditional delete): narrows, not closes, the race.
+    if (typeof ifMatch === 'string' && ifMatch !== current.etag) throw new PreconditionFailedError(`alias ${alias} of ${name} changed since it was read`, { etag: current.etag });
+    const reason = optionalString(event.queryStringParameters ?? {}, 'reason');
+    await getRegistry().deleteAlias(name, alias, { actor: actorOf(event), ...(reason ? { reason } : {}) });
+    return json(200, { deleted: true, name, alias, version: current.version });
+  }),
+  route('POST', '/models/{name}/rollback', async (event) => {
+    const body = jsonBody(event);
+    const reason = optionalString(body, 'reason');
+    const record = await getRegistry().rollback(pathParam(event, 'name'), optionalString(body, 'alias') ?? 'production', {
+      actor: actorOf(event),
+      ...(reason ? { reason } : {}),
+      ...(body.to !== undefined ? { to: parseVersionNumber(body.to) } : {}),
+    });
+    return aliasResponse(200, record);
+  }),
+  route('POST', '/models/{name}/versions/{version}/status', async (event) => {
+    const body = jsonBody(event);
+    const reason = optionalString(body, 'reason');
+    const version = await getRegistry().setStatus(pathParam(event, 'name'), parseVersionNumber(pathParam(event, 'version')), body.status as VersionStatus, {
+      actor: actorOf(event),
+      ...(reason ? { reason } : {}),
+    });
+    return json(200, version);
+  }),
+];
+
+/** Alias moves, rollbacks and version status: every change that alters what an alias serves. */
+export const handler = middy<HttpEvent, Result>()
+  .use(httpErrors())
+  // Every route here writes, so the API key check (when configured) wraps the whole router.
+  .use(apiKeyAuth())
+  .handler(
+    httpRouterHandler<HttpEvent, Result>({
+      routes,
+      notFoundResponse: ({ method, path }) => {
+        throw new NotFoundError(`no route ${method} ${path}`);
+      },
+    }),
+  );

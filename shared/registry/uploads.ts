@@ -1,0 +1,291 @@
+/**
+ * Two-step registration for models too big for a request body, and their export.
+ *
+ * Step 1 ({@link createUploadTicket}) hands the caller somewhere to put the bytes:
+ * - S3 store: a presigned S3 POST (policy: exact key, `content-length-range` up to the registry's
+ *   size limit, expiry), so the bytes go straight to S3 and never through Lambda;
+ * - file store (local): there is no S3 to presign, so the ticket names a `PUT` on the maas API
+ *   itself ({@link writeLocalUpload}); a ticket object records its expiry and size limit.
+ *
+ * Step 2 ({@link registerFromUpload}) registers the uploaded object through the registry's normal
+ * path and deletes it. Uploads that are never registered stay under `uploads/`: give that prefix a
+ * bucket lifecycle rule (e.g. expire after 1 day).
+ *
+ * Knows nothing of Lambda or HTTP: the handlers adapt requests to these calls.
+ */
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { createPresignedPost } from '@aws-sdk/s3-presigned-post';
+import { createHash, randomUUID } from 'node:crypto';
+import { InvalidArgumentError, MaasError, NotFoundError, PayloadTooLargeError } from '../errors';
+import { ObjectNotFoundError, ObjectPreconditionError, S3ObjectStore, type ObjectStore } from '../store';
+import type { ModelRegistry } from './model-registry';
+import { assertModelName } from './names';
+import type { ModelVersion, RegisterOptions, RegisterResult } from './types';
+
+/** Where uploads wait to be registered. */
+export const UPLOADS_PREFIX = 'uploads/';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** What the caller needs to upload the bytes, then to register them. */
+export interface UploadTicket {
+  /** Pass this back as `uploadKey` when registering. */
+  uploadKey: string;
+  /** `POST`: multipart form to `url` with `fields` first, then the file as field `file` (S3). `PUT`: raw bytes to `url`. */
+  method: 'POST' | 'PUT';
+  /** Absolute for S3; for the local file store a path on the maas API (resolve it against the endpoint). */
+  url: string;
+  /** Form fields of a presigned POST, in order. */
+  fields?: Record<string, string>;
+  /** Headers the upload request must carry. */
+  headers?: Record<string, string>;
+  maxBytes: number;
+  expiresAt: string;
+}
+
+export interface UploadTicketOptions {
+  /** Largest upload accepted (default: the registry's model size limit). */
+  maxBytes?: number;
+  /** Seconds the ticket stays valid (default 900, at most 7 days as S3 allows). */
+  expiresInSeconds?: number;
+  /** Path of the local upload route for a ticket id (file store only). */
+  localUploadPath?: (name: string, id: string) => string;
+  now?: () => Date;
+}
+
+interface LocalTicketDoc {
+  name: string;
+  id: string;
+  maxBytes: number;
+  expiresAt: string;
+}
+
+const ticketDefaults = {
+  expiresInSeconds: 900,
+  localUploadPath: (name: string, id: string): string => `/models/${encodeURIComponent(name)}/uploads/${id}`,
+  now: (): Date => new Date(),
+};
+
+/**
+ * Store key of an upload.
+ *
+ * @example
+ * ```ts
+ * uploadKeyOf('iris', id); // 'uploads/iris/{id}.onnx'
+ * ```
+ */
+export function uploadKeyOf(name: string, id: string): string {
+  return `${UPLOADS_PREFIX}${name}/${id}.onnx`;
+}
+
+function ticketKeyOf(name: string, id: string): string {
+  return `${UPLOADS_PREFIX}${name}/${id}.ticket.json`;
+}
+
+/**
+ * Checks that `uploadKey` is an upload slot of model `name` (so one model's caller cannot
+ * register, and then delete, arbitrary store keys) and returns its id.
+ *
+ * @example
+ * ```ts
+ * const id = parseUploadKey('iris', body.uploadKey); // throws InvalidArgumentError for keys outside uploads/iris/
+ * ```
+ */
+export function parseUploadKey(name: string, uploadKey: unknown): string {
+  assertModelName(name);
+  const prefix = `${UPLOADS_PREFIX}${name}/`;
+  const id = typeof uploadKey === 'string' && uploadKey.startsWith(prefix) ? uploadKey.slice(prefix.length).replace(/\.onnx$/, '') : '';
+  if (!UUID.test(id) || uploadKey !== uploadKeyOf(name, id)) {
+    throw new InvalidArgumentError(`uploadKey must be ${prefix}{uuid}.onnx as returned by POST /models/${name}/uploads`, { field: 'uploadKey' });
+  }
+  return id;
+}
+
+/**
+ * Issues an upload ticket for model `name`.
+ *
+ * @example
+ * ```ts
+ * const ticket = await createUploadTicket(registry, 'iris');
+ * // S3: POST ticket.url with ticket.fields + file; local: PUT ticket.url with the bytes
+ * await registerFromUpload(registry, 'iris', ticket.uploadKey, { description: 'big one' });
+ * ```
+ */
+export async function createUploadTicket(registry: ModelRegistry, name: string, options: UploadTicketOptions = {}): Promise<UploadTicket> {
+  assertModelName(name);
+  const o = { ...ticketDefaults, ...options };
+  const maxBytes = Math.min(o.maxBytes ?? registry.maxModelBytes, registry.maxModelBytes);
+  if (!Number.isSafeInteger(o.expiresInSeconds) || o.expiresInSeconds < 1 || o.expiresInSeconds > 604_800) {
+    throw new InvalidArgumentError('expiresInSeconds must be an integer from 1 to 604800');
+  }
+  const id = randomUUID();
+  const uploadKey = uploadKeyOf(name, id);
+  const expiresAt = new Date(o.now().getTime() + o.expiresInSeconds * 1000).toISOString();
+  const store = registry.store;
+  if (store instanceof S3ObjectStore) {
+    const post = await createPresignedPost(store.client, {
+      Bucket: store.bucket,
+      Key: store.full(uploadKey),
+      Conditions: [['content-length-range', 1, maxBytes]],
+      Fields: { 'Content-Type': 'application/octet-stream' },
+      Expires: o.expiresInSeconds,
+    });
+    return { uploadKey, method: 'POST', url: post.url, fields: post.fields, maxBytes, expiresAt };
+  }
+  const doc: LocalTicketDoc = { name, id, maxBytes, expiresAt };
+  await store.put(ticketKeyOf(name, id), JSON.stringify(doc), { contentType: 'application/json', ifNoneMatch: '*' });
+  return { uploadKey, method: 'PUT', url: o.localUploadPath(name, id), headers: { 'content-type': 'application/octet-stream' }, maxBytes, expiresAt };
+}
+
+/**
+ * The local stand-in for a presigned upload: stores `bytes` under the ticket's key, once, if the
+ * ticket exists, has not expired and the size is within its limit.
+ *
+ * @example
+ * ```ts
+ * await writeLocalUpload(registry, 'iris', ticketId, bytes); // then registerFromUpload(...)
+ * ```
+ */
+export async function writeLocalUpload(
+  registry: ModelRegistry,
+  name: string,
+  id: string,
+  bytes: Uint8Array,
+  now: () => Date = () => new Date(),
+): Promise<{ uploadKey: string; size: number }> {
+  const uploadKey = uploadKeyOf(name, id);
+  parseUploadKey(name, uploadKey);
+  let ticket: LocalTicketDoc;
+  try {
+    ticket = JSON.parse((await registry.store.get(ticketKeyOf(name, id))).body.toString('utf8')) as LocalTicketDoc;
+  } catch (e) {
+    if (e instanceof ObjectNotFoundError) throw new NotFoundError(`no upload ticket ${id} for model ${name}`, { name, id });
+    throw e;
+  }
+  if (Date.parse(ticket.expiresAt) < now().getTime()) throw new NotFoundError(`upload ticket ${id} expired at ${ticket.expiresAt}`, { name, id });
+  if (bytes.byteLength === 0) throw new InvalidArgumentError('upload body is empty');
+  if (bytes.byteLength > ticket.maxBytes) {
+    throw new PayloadTooLargeError(`upload is larger than the limit of ${ticket.maxBytes} bytes`, { limit: ticket.maxBytes });
+  }
+  try {
+    await registry.store.put(uploadKey, bytes, { contentType: 'application/octet-stream', ifNoneMatch: '*' });
+  } catch (e) {
+    if (e instanceof ObjectPreconditionError) throw new MaasError('conflict', `upload ${id} was already written; request a new ticket`);
+    throw e;
+  }
+  return { uploadKey, size: bytes.byteLength };
+}
+
+/**
+ * Registers the bytes of an upload as the model's next version (or returns the version that
+ * already holds them), then deletes the upload. The size limit is checked before reading.
+ *
+ * @example
+ * ```ts
+ * const { version, created } = await registerFromUpload(registry, 'iris', body.uploadKey, { actor, alias: 'staging' });
+ * ```
+ */
+export async function registerFromUpload(registry: ModelRegistry, name: string, uploadKey: string, options: RegisterOptions = {}): Promise<RegisterResult> {
+  const id = parseUploadKey(name, uploadKey);
+  const store = registry.store;
+  let info;
+  try {
+    info = await store.head(uploadKey);
+  } catch (e) {
+    if (e instanceof ObjectNotFoundError) throw new NotFoundError(`nothing was uploaded to ${uploadKey} (or it was already registered)`, { uploadKey });
+    throw e;
+  }
+  if (info.size > registry.maxModelBytes) {
+    throw new PayloadTooLargeError(`model is larger than the limit of ${registry.maxModelBytes} bytes`, { limit: registry.maxModelBytes, size: info.size });
+  }
+  const { body } = await store.getStream(uploadKey);
+  const result = await registry.registerVersion(name, body, { source: 'upload', ...options });
+  await Promise.all([store.delete(uploadKey), store.delete(ticketKeyOf(name, id))]);
+  return result;
+}
+
+/**
+ * Reads a version's bytes and checks them against the recorded sha256, so an export never hands
+ * out bytes other than those that were validated and registered.
+ *
+ * @example
+ * ```ts
+ * const bytes = await readVerifiedModel(registry.store, await registry.getVersion('iris', 3));
+ * ```
+ */
+export async function readVerifiedModel(store: ObjectStore, version: ModelVersion): Promise<Buffer> {
+  const { body } = await store.get(version.blobKey);
+  assertIntegrity(version, createHash('sha256').update(body).digest('hex'), body.length);
+  return body;
+}
+
+/**
+ * Streams a version's bytes through sha256 without buffering them (large models).
+ *
+ * @example
+ * ```ts
+ * await verifyStoredModel(store, version); // throws (500) when the blob no longer matches
+ * ```
+ */
+export async function verifyStoredModel(store: ObjectStore, version: ModelVersion): Promise<void> {
+  const { body } = await store.getStream(version.blobKey);
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length;
+    hash.update(chunk as Buffer);
+  }
+  assertIntegrity(version, hash.digest('hex'), size);
+}
+
+function assertIntegrity(version: ModelVersion, sha256: string, size: number): void {
+  if (sha256 !== version.sha256 || size !== version.size) {
+    // A server-side fault (corruption or tampering), never the caller's: 500, and logged by the adapter.
+    throw new MaasError('internal', `stored bytes of ${version.name} v${version.version} do not match the recorded sha256`, {
+      expected: version.sha256,
+      actual: sha256,
+    });
+  }
+}
+
+/**
+ * A presigned GET for a version's bytes, or `undefined` when the store cannot presign (file store).
+ *
+ * @example
+ * ```ts
+ * const link = await createDownloadLink(store, version, { expiresInSeconds: 300 });
+ * if (link) redirect(link.url);
+ * ```
+ */
+export async function createDownloadLink(
+  store: ObjectStore,
+  version: ModelVersion,
+  options: { expiresInSeconds?: number; now?: () => Date } = {},
+): Promise<{ url: string; expiresAt: string } | undefined> {
+  if (!(store instanceof S3ObjectStore)) return undefined;
+  const expiresIn = options.expiresInSeconds ?? 300;
+  const url = await getSignedUrl(
+    store.client,
+    new GetObjectCommand({
+      Bucket: store.bucket,
+      Key: store.full(version.blobKey),
+      ResponseContentDisposition: `attachment; filename="${downloadFileName(version)}"`,
+      ResponseContentType: 'application/octet-stream',
+    }),
+    { expiresIn },
+  );
+  return { url, expiresAt: new Date((options.now ?? (() => new Date()))().getTime() + expiresIn * 1000).toISOString() };
+}
+
+/**
+ * `name-v3.onnx`: model names are already safe in a header and a file name.
+ *
+ * @example
+ * ```ts
+ * downloadFileName({ name: 'iris', version: 3 }); // 'iris-v3.onnx'
+ * ```
+ */
+export function downloadFileName(version: Pick<ModelVersion, 'name' | 'version'>): string {
+  return `${version.name}-v${version.version}.onnx`;
+}
