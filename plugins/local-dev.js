@@ -1,0 +1,91 @@
+// @ts-check
+'use strict';
+/**
+ * Local serverless plugin for `npm start` (`sls offline start`): runs the real handlers on the
+ * embedded file store with no AWS account.
+ *
+ * - before the servers start: gives the handlers the local environment (MAAS_STORE defaults to
+ *   `file://<service>/.maas`, MAAS_* / S3_* settings come from the shell, CloudFormation-only
+ *   values are dropped) and registers + promotes the demo model on first start;
+ * - once they listen: polls `incoming/` and invokes the register-version function with an S3
+ *   ObjectCreated event for each dropped file (same handler code path as the S3 trigger), and
+ *   prints one `maas: ready` line;
+ * - on shutdown: stops the poller.
+ *
+ * The monitor's schedule event is run by serverless-offline itself (MAAS_MONITOR_SCHEDULE may
+ * shorten the period locally). The logic lives in scripts/local-dev/*.ts, loaded through tsx's
+ * scoped `require` (no global hook).
+ */
+const path = require('node:path');
+
+class LocalDevPlugin {
+  /**
+   * @param {any} serverless the framework instance
+   * @param {Record<string, unknown>} options CLI options
+   * @param {{ log: { notice: (m: string) => void, warning: (m: string) => void } }} [utils]
+   */
+  constructor(serverless, options, utils) {
+    this.serverless = serverless;
+    this.options = options;
+    this.log = utils?.log ?? { notice: console.log, warning: console.warn };
+    /** @type {{ stop: () => Promise<void> } | undefined} */
+    this.poller = undefined;
+    this.storeUrl = '';
+    this.hooks = {
+      'before:offline:start:init': () => this.prepare(),
+      'after:offline:start:init': () => this.started(),
+      'before:offline:start:end': () => this.stop(),
+    };
+  }
+
+  /** @returns {typeof import('../scripts/local-dev/index')} */
+  core() {
+    const tsx = require('tsx/cjs/api');
+    return tsx.require(path.join(__dirname, '../scripts/local-dev/index.ts'), __filename);
+  }
+
+  offlineOptions() {
+    const custom = this.serverless.service.custom?.['serverless-offline'] ?? {};
+    const host = String(this.options.host ?? custom.host ?? '127.0.0.1');
+    const httpPort = Number(this.options.httpPort ?? custom.httpPort ?? 3000);
+    const lambdaPort = Number(this.options.lambdaPort ?? custom.lambdaPort ?? 3002);
+    // A wildcard bind address is reachable on loopback; connect there.
+    const connectHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+    return { host, httpPort, lambdaPort, connectHost };
+  }
+
+  async prepare() {
+    const core = this.core();
+    const provider = this.serverless.service.provider;
+    provider.environment = core.localEnvironment(provider.environment ?? {}, process.env, this.serverless.serviceDir);
+    for (const name of this.serverless.service.getAllFunctions()) {
+      const fn = this.serverless.service.getFunction(name);
+      if (fn.environment) fn.environment = core.localFunctionEnvironment(fn.environment, process.env);
+    }
+    this.storeUrl = provider.environment.MAAS_STORE;
+    const seed = await core.seedLocalStore(this.storeUrl, process.env);
+    if (seed.seeded && seed.version) {
+      this.log.notice(`maas: registered demo model ${seed.version.name} version ${seed.version.version} as production`);
+    }
+  }
+
+  async started() {
+    const { host, httpPort, lambdaPort, connectHost } = this.offlineOptions();
+    const fn = this.serverless.service.getFunction('registerVersion');
+    this.poller = this.core().startIncomingWatcher({
+      storeUrl: this.storeUrl,
+      lambdaEndpoint: `http://${connectHost.includes(':') ? `[${connectHost}]` : connectHost}:${lambdaPort}`,
+      functionName: fn.name,
+      ...(process.env.MAAS_INCOMING_POLL_MS ? { intervalMs: Number(process.env.MAAS_INCOMING_POLL_MS) } : {}),
+      log: (line) => this.log.notice(line),
+    });
+    const key = process.env.MAAS_API_KEY ? 'mutating routes need x-api-key' : 'no API key: mutating routes are open to this host';
+    this.log.notice(`maas: ready on http://${host}:${httpPort} (store ${this.storeUrl}; ${key}; drop .onnx files into incoming/<name>/)`);
+  }
+
+  async stop() {
+    await this.poller?.stop();
+  }
+}
+
+module.exports = LocalDevPlugin;

@@ -1,0 +1,96 @@
+/**
+ * What `npm start` adds around serverless-offline (called by plugins/local-dev.js): the local
+ * environment of the handlers, the demo model on first start, and the `incoming/` watcher.
+ */
+import * as path from 'node:path';
+import { seedDemoModel, type SeedResult } from '../../shared/demo/iris';
+import { ModelRegistry } from '../../shared/registry';
+import { createObjectStore } from '../../shared/store';
+import { IncomingPoller, offlineInvoker } from './incoming-poller';
+
+/** Environment variables passed from the shell to the local handlers as they are. */
+const PASSED_THROUGH = /^(MAAS_|S3_|POWERTOOLS_|AWS_SDK_JS_)/;
+
+/**
+ * The environment the local handlers get: the configured one, minus values only CloudFormation
+ * can resolve (they are objects here), plus the local store and every `MAAS_*`/`S3_*` setting of
+ * the shell. `MAAS_STORE` defaults to the file store in `<serviceDir>/.maas`.
+ *
+ * @example
+ * ```ts
+ * const env = localEnvironment(provider.environment, process.env, '/work/app');
+ * // env.MAAS_STORE === 'file:///work/app/.maas' (unless the shell sets MAAS_STORE)
+ * ```
+ */
+export function localEnvironment(configured: Record<string, unknown>, shell: NodeJS.ProcessEnv, serviceDir: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(configured)) if (typeof v === 'string' || typeof v === 'number') env[k] = String(v);
+  for (const [k, v] of Object.entries(shell)) if (PASSED_THROUGH.test(k) && v !== undefined) env[k] = v;
+  env.MAAS_STORE = shell.MAAS_STORE ?? `file://${path.join(serviceDir, '.maas')}`;
+  env.MAAS_API_KEY = shell.MAAS_API_KEY ?? '';
+  // serverless-offline sets AWS_LAMBDA_FUNCTION_NAME, which would make the monitor publish to
+  // CloudWatch; locally its metrics go to files unless the shell says otherwise.
+  env.MAAS_METRICS_SINK = shell.MAAS_METRICS_SINK ?? 'local';
+  return env;
+}
+
+/**
+ * A function's own environment for local runs: CloudFormation-only values dropped, and no
+ * `MAAS_OPTIMIZE_WORKER_FUNCTION` (unless the shell sets it) so optimize jobs run in-process
+ * instead of through a Lambda invoke that needs AWS.
+ *
+ * @example
+ * ```ts
+ * fn.environment = localFunctionEnvironment(fn.environment ?? {}, process.env);
+ * ```
+ */
+export function localFunctionEnvironment(configured: Record<string, unknown>, shell: NodeJS.ProcessEnv): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(configured)) if (typeof v === 'string' || typeof v === 'number') env[k] = String(v);
+  if (shell.MAAS_OPTIMIZE_WORKER_FUNCTION) env.MAAS_OPTIMIZE_WORKER_FUNCTION = shell.MAAS_OPTIMIZE_WORKER_FUNCTION;
+  else delete env.MAAS_OPTIMIZE_WORKER_FUNCTION;
+  return env;
+}
+
+/**
+ * Registers and promotes the demo model unless the store already has it (or `MAAS_DEMO=false`).
+ *
+ * @example
+ * ```ts
+ * await seedLocalStore('file:///work/app/.maas', process.env);
+ * ```
+ */
+export async function seedLocalStore(storeUrl: string, shell: NodeJS.ProcessEnv): Promise<SeedResult> {
+  if (shell.MAAS_DEMO === 'false') return { seeded: false };
+  return seedDemoModel(new ModelRegistry(createObjectStore(storeUrl, shell)));
+}
+
+/** Options of {@link startIncomingWatcher}. */
+export interface IncomingWatcherOptions {
+  storeUrl: string;
+  /** serverless-offline's Lambda endpoint, e.g. `http://127.0.0.1:3002`. */
+  lambdaEndpoint: string;
+  /** Deployed name of the register-version function, e.g. `maas-dev-registerVersion`. */
+  functionName: string;
+  intervalMs?: number;
+  log?: (line: string) => void;
+}
+
+/**
+ * Starts the `incoming/` poller; call `stop()` on shutdown.
+ *
+ * @example
+ * ```ts
+ * const watcher = startIncomingWatcher({ storeUrl, lambdaEndpoint: 'http://127.0.0.1:3002', functionName: 'maas-dev-registerVersion' });
+ * await watcher.stop();
+ * ```
+ */
+export function startIncomingWatcher(options: IncomingWatcherOptions): IncomingPoller {
+  const store = createObjectStore(options.storeUrl);
+  const poller = new IncomingPoller(store, offlineInvoker(options.lambdaEndpoint, options.functionName), {
+    ...(options.intervalMs !== undefined ? { intervalMs: options.intervalMs } : {}),
+    ...(options.log ? { log: options.log } : {}),
+  });
+  poller.start();
+  return poller;
+}

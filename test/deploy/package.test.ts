@@ -1,0 +1,247 @@
+/**
+ * `npm run package` (sls package, offline, no AWS credentials) and the CloudFormation template it
+ * writes: routes ↔ functions, events, layer attachments, IAM scoped to the bucket, bucket
+ * settings, alarms and dashboard, log retention; and Lambda's 250 MB unzipped size limit.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PREDICT_METRICS } from '../../shared/inference/service';
+import { ROOT } from '../start/local-server';
+import { functionKey, functionLogicalId, packageService, resourcesOfType, routesToFunctions, type PackageResult, type Template } from './package';
+
+/** The route table of the project (common ground): the specification this template must implement. */
+const EXPECTED_ROUTES: Record<string, string> = {
+  'GET /v2': 'predict',
+  'GET /v2/health/live': 'predict',
+  'GET /v2/health/ready': 'predict',
+  'GET /v2/models/{name}': 'predict',
+  'GET /v2/models/{name}/ready': 'predict',
+  'GET /v2/models/{name}/versions/{version}': 'predict',
+  'GET /v2/models/{name}/versions/{version}/ready': 'predict',
+  'POST /v2/models/{name}/infer': 'predict',
+  'POST /v2/models/{name}/versions/{version}/infer': 'predict',
+  'POST /models/{name}/uploads': 'registerVersion',
+  'PUT /models/{name}/uploads/{id}': 'registerVersion',
+  'POST /models/{name}/versions': 'registerVersion',
+  'PUT /models/{name}/aliases/{alias}': 'rollback',
+  'DELETE /models/{name}/aliases/{alias}': 'rollback',
+  'POST /models/{name}/rollback': 'rollback',
+  'POST /models/{name}/versions/{version}/status': 'rollback',
+  'GET /models': 'catalog',
+  'GET /models/{name}': 'catalog',
+  'GET /models/{name}/versions': 'catalog',
+  'GET /models/{name}/versions/{version}': 'catalog',
+  'GET /models/{name}/history': 'catalog',
+  'GET /models/{name}/versions/{version}/download': 'catalog',
+  'POST /models/{name}/versions/{version}/optimize': 'optimize',
+  'GET /models/{name}/optimizations/{job}': 'optimize',
+  'POST /models/{name}/feedback': 'feedback',
+};
+const FUNCTIONS = ['predict', 'registerVersion', 'rollback', 'catalog', 'optimize', 'monitor', 'feedback'];
+const LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024;
+
+let pkg: PackageResult;
+let t: Template;
+
+beforeAll(async () => {
+  pkg = await packageService();
+  t = pkg.template;
+}, 300_000);
+
+afterAll(() => pkg?.cleanup());
+
+/** The bucket's name as CloudFormation will build it (a Fn::Sub string). */
+function bucketNameSub(): string {
+  return t.Resources.ModelBucket!.Properties.BucketName['Fn::Sub'] as string;
+}
+
+/** Every statement of a role's inline policies. */
+function statementsOf(roleId: string): { Sid?: string; Effect: string; Action: string | string[]; Resource: unknown; Condition?: Record<string, unknown> }[] {
+  const role = t.Resources[roleId]!;
+  return (role.Properties.Policies as { PolicyDocument: { Statement: [] } }[]).flatMap((p) => p.PolicyDocument.Statement);
+}
+
+function list<T>(v: T | T[]): T[] {
+  return Array.isArray(v) ? v : [v];
+}
+
+/** A Resource as a plain string: Fn::Sub templates are compared as written. */
+function resourceStrings(resource: unknown): string[] {
+  return list(resource as unknown[]).map((r) => (typeof r === 'string' ? r : ((r as { 'Fn::Sub'?: string })['Fn::Sub'] ?? JSON.stringify(r))));
+}
+
+describe('npm run package (offline)', () => {
+  it('maps every route of the API to the function that owns it, and nothing else', () => {
+    expect(routesToFunctions(t)).toEqual(EXPECTED_ROUTES);
+  });
+
+  it('packages one function per folder, each a real handler file, on nodejs22.x', () => {
+    const fns = resourcesOfType(t, 'AWS::Lambda::Function').map(([id]) => functionKey(id));
+    expect(fns.sort()).toEqual([...FUNCTIONS].sort());
+    for (const key of FUNCTIONS) {
+      const fn = t.Resources[functionLogicalId(key)]!.Properties;
+      expect(fn.Runtime).toBe('nodejs22.x');
+      expect(fn.Architectures).toEqual(['x86_64']);
+      const [file] = (fn.Handler as string).split(/\.(?=handler$)/);
+      expect(fs.existsSync(path.join(ROOT, `${file}.ts`)), `${file}.ts`).toBe(true);
+      expect(pkg.zip(key).names()).toContain(`${file}.js`);
+    }
+  });
+
+  it('protects management routes with IAM; predict is open by default (predictAuth=none)', () => {
+    for (const [, route] of resourcesOfType(t, 'AWS::ApiGatewayV2::Route')) {
+      const owner = EXPECTED_ROUTES[route.Properties.RouteKey as string];
+      expect(route.Properties.AuthorizationType ?? 'NONE', route.Properties.RouteKey).toBe(owner === 'predict' ? 'NONE' : 'AWS_IAM');
+    }
+  });
+
+  it('triggers register-version on ObjectCreated under incoming/ of the model bucket, without a dependency cycle', () => {
+    const bucket = t.Resources.ModelBucket!;
+    const [notification] = bucket.Properties.NotificationConfiguration.LambdaConfigurations;
+    expect(notification.Event).toBe('s3:ObjectCreated:*');
+    expect(notification.Filter.S3Key.Rules).toEqual([{ Name: 'prefix', Value: 'incoming/' }]);
+    expect(notification.Function).toEqual({ 'Fn::GetAtt': ['RegisterVersionLambdaFunction', 'Arn'] });
+    // S3 validates the permission when the notification is created: the bucket must wait for it,
+    // and the permission must name the bucket by string (a Ref would close a cycle).
+    expect(list(bucket.DependsOn!)).toContain('RegisterVersionIncomingPermission');
+    const permission = t.Resources.RegisterVersionIncomingPermission!.Properties;
+    expect(permission.Principal).toBe('s3.amazonaws.com');
+    expect(permission.FunctionName).toEqual({ 'Fn::GetAtt': ['RegisterVersionLambdaFunction', 'Arn'] });
+    expect(permission.SourceArn).toEqual({ 'Fn::Sub': `arn:\${AWS::Partition}:s3:::${bucketNameSub()}` });
+    expect(bucketNameSub()).toBe('maas-dev-${AWS::AccountId}-${AWS::Region}');
+    // Every function finds the store in the same bucket.
+    for (const key of FUNCTIONS) {
+      expect(t.Resources[functionLogicalId(key)]!.Properties.Environment.Variables.MAAS_STORE).toEqual({ 'Fn::Sub': `s3://${bucketNameSub()}` });
+    }
+  });
+
+  it('runs the monitor every 5 minutes', () => {
+    const rules = resourcesOfType(t, 'AWS::Events::Rule');
+    expect(rules).toHaveLength(1);
+    const [, rule] = rules[0]!;
+    expect(rule.Properties.ScheduleExpression).toBe('rate(5 minutes)');
+    expect(rule.Properties.Targets[0].Arn).toEqual({ 'Fn::GetAtt': ['MonitorLambdaFunction', 'Arn'] });
+  });
+
+  it('attaches the onnxruntime layer exactly to the functions whose bundle loads onnxruntime-node', () => {
+    const layer = t.Resources.OnnxruntimeLambdaLayer!.Properties;
+    expect(layer.CompatibleArchitectures).toEqual(['x86_64']);
+    expect(layer.CompatibleRuntimes).toContain('nodejs22.x');
+    const layerZip = pkg.zip('onnxruntime');
+    expect(layerZip.names()).toContain('nodejs/node_modules/onnxruntime-node/bin/napi-v6/linux/x64/onnxruntime_binding.node');
+    expect(layerZip.names()).toContain('nodejs/node_modules/onnxruntime-common/dist/cjs/index.js');
+    expect(layerZip.names().filter((n) => /napi-v6\/(?!linux\/x64\/)/.test(n))).toEqual([]);
+    const withLayer: string[] = [];
+    const needsOrt: string[] = [];
+    for (const key of FUNCTIONS) {
+      const fn = t.Resources[functionLogicalId(key)]!.Properties;
+      if ((fn.Layers ?? []).some((l: unknown) => JSON.stringify(l) === JSON.stringify({ Ref: 'OnnxruntimeLambdaLayer' }))) withLayer.push(key);
+      const zip = pkg.zip(key);
+      const code = zip.names().filter((n) => n.endsWith('.js')).map((n) => zip.read(n).toString('utf8')).join('\n');
+      if (/require\(["']onnxruntime-node["']\)/.test(code)) needsOrt.push(key);
+      // Never bundled: a native addon can only come from the layer.
+      expect(zip.names().some((n) => n.includes('onnxruntime_binding.node'))).toBe(false);
+    }
+    expect(needsOrt).toContain('predict');
+    expect(withLayer.sort()).toEqual(needsOrt.sort());
+  });
+
+  it('keeps the largest function plus its layers under Lambda\'s 250 MB unzipped', () => {
+    const layerBytes = pkg.zip('onnxruntime').unzippedBytes();
+    const sizes = FUNCTIONS.map((key) => {
+      const fn = t.Resources[functionLogicalId(key)]!.Properties;
+      const own = pkg.zip(key).unzippedBytes();
+      return { key, own, total: own + ((fn.Layers ?? []).length > 0 ? layerBytes : 0) };
+    }).sort((a, b) => b.total - a.total);
+    console.log(`unzipped: layer ${(layerBytes / 1e6).toFixed(1)} MB; ${sizes.map((s) => `${s.key} ${(s.own / 1e6).toFixed(2)} MB (+layers ${(s.total / 1e6).toFixed(1)} MB)`).join(', ')}`);
+    expect(sizes[0]!.total).toBeLessThan(LAMBDA_UNZIPPED_LIMIT);
+    expect(layerBytes).toBeGreaterThan(10 * 1024 * 1024); // the binaries really are in it
+  });
+
+  it('gives every function its own role, limited to its log group and bucket prefixes', () => {
+    const bucketArn = `arn:\${AWS::Partition}:s3:::${bucketNameSub()}`;
+    const roles = new Set<string>();
+    for (const key of FUNCTIONS) {
+      const roleRef = t.Resources[functionLogicalId(key)]!.Properties.Role;
+      const roleId = roleRef['Fn::GetAtt'][0] as string;
+      roles.add(roleId);
+      expect(t.Resources[roleId]!.Type).toBe('AWS::IAM::Role');
+      for (const s of statementsOf(roleId)) {
+        expect(s.Effect).toBe('Allow');
+        const actions = list(s.Action);
+        expect(actions.some((a) => a === '*' || a.endsWith(':*')), `${roleId} ${actions}`).toBe(false);
+        const resources = resourceStrings(s.Resource);
+        if (actions.every((a) => a.startsWith('s3:'))) {
+          for (const r of resources) expect(r === bucketArn || r.startsWith(`${bucketArn}/`), `${roleId} ${r}`).toBe(true);
+        } else if (actions.every((a) => a.startsWith('logs:'))) {
+          expect(resources).toEqual([`arn:\${AWS::Partition}:logs:\${AWS::Region}:\${AWS::AccountId}:log-group:/aws/lambda/maas-dev-${key}:*`]);
+        } else if (actions.includes('cloudwatch:PutMetricData')) {
+          expect(resources).toEqual(['*']); // the action has no resource type; scoped by namespace instead
+          expect(s.Condition).toEqual({ StringEquals: { 'cloudwatch:namespace': 'maas' } });
+        } else if (actions.includes('lambda:InvokeFunction')) {
+          expect(key).toBe('optimize');
+          expect(resources).toEqual([`arn:\${AWS::Partition}:lambda:\${AWS::Region}:\${AWS::AccountId}:function:maas-dev-optimize`]);
+        } else {
+          throw new Error(`unexpected statement in ${roleId}: ${JSON.stringify(s)}`);
+        }
+      }
+    }
+    expect(roles.size).toBe(FUNCTIONS.length);
+    expect(resourcesOfType(t, 'AWS::IAM::Role')).toHaveLength(FUNCTIONS.length); // no shared framework role
+  });
+
+  it('lets predict read only what it serves (models/, blobs/) and write only its monitoring records', () => {
+    const bucketArn = `arn:\${AWS::Partition}:s3:::${bucketNameSub()}`;
+    const grants = statementsOf('PredictRole')
+      .filter((s) => list(s.Action).every((a) => a.startsWith('s3:')))
+      .flatMap((s) => list(s.Action).flatMap((a) => resourceStrings(s.Resource).map((r) => `${a} ${r.replace(bucketArn, 'bucket')}`)))
+      .sort();
+    expect(grants).toEqual(
+      [
+        's3:GetObject bucket/blobs/*',
+        's3:GetObject bucket/models/*',
+        's3:ListBucket bucket',
+        's3:PutObject bucket/monitoring/captures/*',
+        's3:PutObject bucket/monitoring/predictions/*',
+      ].sort(),
+    );
+  });
+
+  it('creates the bucket encrypted, private, versioned, with lifecycle rules for incoming/ and rejected/', () => {
+    const p = t.Resources.ModelBucket!.Properties;
+    expect(p.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm).toMatch(/AES256|aws:kms/);
+    expect(p.PublicAccessBlockConfiguration).toEqual({ BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true });
+    expect(p.VersioningConfiguration).toEqual({ Status: 'Enabled' });
+    const rules = p.LifecycleConfiguration.Rules as { Prefix?: string; Status: string; ExpirationInDays?: number }[];
+    for (const prefix of ['incoming/', 'rejected/']) {
+      const rule = rules.find((r) => r.Prefix === prefix);
+      expect(rule?.Status, prefix).toBe('Enabled');
+      expect(rule?.ExpirationInDays).toBeGreaterThan(0);
+    }
+    const policy = t.Resources.ModelBucketPolicy!.Properties.PolicyDocument.Statement[0];
+    expect(policy).toMatchObject({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } });
+  });
+
+  it('alarms on predict server errors and p99 latency, and charts every metric predict emits', () => {
+    const alarms = resourcesOfType(t, 'AWS::CloudWatch::Alarm').map(([, a]) => a.Properties);
+    const p99 = alarms.find((a) => a.ExtendedStatistic === 'p99');
+    expect(p99).toMatchObject({ Namespace: 'AWS/Lambda', MetricName: 'Duration', Dimensions: [{ Name: 'FunctionName', Value: 'maas-dev-predict' }] });
+    const serverErrors = alarms.find((a) => JSON.stringify(a.Metrics ?? []).includes(PREDICT_METRICS.serverErrors));
+    expect(serverErrors?.Metrics[0].Expression).toBe(`SELECT SUM(${PREDICT_METRICS.serverErrors}) FROM maas`);
+    const crashes = alarms.find((a) => a.MetricName === 'Errors');
+    expect(crashes).toMatchObject({ Namespace: 'AWS/Lambda', Dimensions: [{ Name: 'FunctionName', Value: 'maas-dev-predict' }] });
+
+    const [, dashboard] = resourcesOfType(t, 'AWS::CloudWatch::Dashboard')[0]!;
+    const body = JSON.parse((dashboard.Properties.DashboardBody['Fn::Sub'] as string).replaceAll('${AWS::Region}', 'us-east-1')) as { widgets: unknown[] };
+    const text = JSON.stringify(body);
+    // predict's dimension schema (shared/inference/service.ts: model, version + Powertools' service).
+    for (const metric of Object.values(PREDICT_METRICS)) expect(text, metric).toContain(`SEARCH('{maas,model,service,version} MetricName=\\"${metric}\\"'`);
+  });
+
+  it('keeps every function\'s logs for 30 days', () => {
+    const groups = resourcesOfType(t, 'AWS::Logs::LogGroup').map(([, g]) => g.Properties);
+    expect(groups.map((g) => g.LogGroupName).sort()).toEqual(FUNCTIONS.map((k) => `/aws/lambda/maas-dev-${k}`).sort());
+    for (const g of groups) expect(g.RetentionInDays).toBe(30);
+  });
+});
