@@ -8,7 +8,14 @@ import { fields, table } from '../output';
 
 const num = (x: number | null | undefined, digits = 3): string => (x === null || x === undefined || !Number.isFinite(x) ? '-' : Number(x.toPrecision(digits)).toString());
 
-/** Human-readable summary of a monitor report. */
+/**
+ * Human-readable summary of a monitor report.
+ *
+ * @example
+ * ```ts
+ * console.log(renderReport(await latestReport(store, 'iris')));
+ * ```
+ */
 export function renderReport(r: MonitorReport): string {
   const versions = Object.entries(r.versions).map(([v, x]) => [
     v,

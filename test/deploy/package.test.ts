@@ -214,7 +214,7 @@ describe('npm run package (offline)', () => {
     expect(p.PublicAccessBlockConfiguration).toEqual({ BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true });
     expect(p.VersioningConfiguration).toEqual({ Status: 'Enabled' });
     const rules = p.LifecycleConfiguration.Rules as { Prefix?: string; Status: string; ExpirationInDays?: number }[];
-    for (const prefix of ['incoming/', 'rejected/']) {
+    for (const prefix of ['incoming/', 'rejected/', 'uploads/', 'monitoring/predictions/', 'monitoring/captures/']) {
       const rule = rules.find((r) => r.Prefix === prefix);
       expect(rule?.Status, prefix).toBe('Enabled');
       expect(rule?.ExpirationInDays).toBeGreaterThan(0);
@@ -228,7 +228,13 @@ describe('npm run package (offline)', () => {
     const p99 = alarms.find((a) => a.ExtendedStatistic === 'p99');
     expect(p99).toMatchObject({ Namespace: 'AWS/Lambda', MetricName: 'Duration', Dimensions: [{ Name: 'FunctionName', Value: 'maas-dev-predict' }] });
     const serverErrors = alarms.find((a) => JSON.stringify(a.Metrics ?? []).includes(PREDICT_METRICS.serverErrors));
-    expect(serverErrors?.Metrics[0].Expression).toBe(`SELECT SUM(${PREDICT_METRICS.serverErrors}) FROM maas`);
+    // Only predict's schema: the monitor's metrics in the same namespace must not trip it.
+    expect(serverErrors?.Metrics[0].Expression).toBe(`SELECT SUM(${PREDICT_METRICS.serverErrors}) FROM SCHEMA(maas, model, service, version)`);
+    for (const metric of ['MaxInputPSI', 'ErrorRate']) {
+      const monitorAlarm = alarms.find((a) => JSON.stringify(a.Metrics ?? []).includes(`MAX(${metric}) FROM SCHEMA(maas, alias, model, role)`));
+      expect(monitorAlarm, metric).toBeDefined();
+      expect(monitorAlarm!.Threshold).toBeGreaterThan(0);
+    }
     const crashes = alarms.find((a) => a.MetricName === 'Errors');
     expect(crashes).toMatchObject({ Namespace: 'AWS/Lambda', Dimensions: [{ Name: 'FunctionName', Value: 'maas-dev-predict' }] });
 
@@ -237,6 +243,8 @@ describe('npm run package (offline)', () => {
     const text = JSON.stringify(body);
     // predict's dimension schema (shared/inference/service.ts: model, version + Powertools' service).
     for (const metric of Object.values(PREDICT_METRICS)) expect(text, metric).toContain(`SEARCH('{maas,model,service,version} MetricName=\\"${metric}\\"'`);
+    // and the monitor's per-alias drift, error rate and accuracy
+    for (const metric of ['MaxInputPSI', 'ErrorRate', 'Accuracy']) expect(text, metric).toContain(`SEARCH('{maas,alias,model,role} MetricName=\\"${metric}\\"'`);
   });
 
   it('keeps every function\'s logs for 30 days', () => {

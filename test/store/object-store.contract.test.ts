@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listAll, ObjectNotFoundError, ObjectPreconditionError, S3ObjectStore, StoreError, type ObjectStore } from '../../shared/store';
+import { createS3TestClient } from '../support/s3';
 import { createTestStore, storeKinds, type TestStore } from '../support/stores';
 
 describe.each(storeKinds)('ObjectStore contract: %s', (kind) => {
@@ -118,7 +119,6 @@ describe.each(storeKinds)('ObjectStore contract: %s', (kind) => {
 
 describe('S3ObjectStore specifics', () => {
   it('a missing bucket is a store error, not a missing object', async () => {
-    const { createS3TestClient } = await import('../support/s3');
     const store = new S3ObjectStore({ bucket: 'maas-no-such-bucket-0000', client: createS3TestClient() });
     const error = await store.get('any/key').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(StoreError);

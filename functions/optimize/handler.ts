@@ -1,0 +1,57 @@
+import middy from '@middy/core';
+import httpRouterHandler, { type Route } from '@middy/http-router';
+import type { APIGatewayProxyResultV2, Context } from 'aws-lambda';
+import { assertInputsPlannable, isWorkerEvent, parseOptimizeRequest, type WorkerEvent } from '../../shared/optimize';
+import { actorOf, apiKeyAuth, httpErrors, json, jsonBody, pathParam, type HttpEvent } from '../lib/http';
+import { getRegistry } from '../lib/runtime';
+import { getDispatcher, getJobStore } from './runtime';
+import { handler as workerHandler } from './worker';
+
+type Result = APIGatewayProxyResultV2;
+
+/** POST: validate everything that can be checked cheaply, queue the job, hand it to the worker, answer 202. */
+async function startOptimization(event: HttpEvent): Promise<Result> {
+  const name = pathParam(event, 'name');
+  const request = parseOptimizeRequest(jsonBody(event));
+  // A number, an alias or `latest`; the job records the number it resolved to.
+  const version = await getRegistry().getVersion(name, await getRegistry().resolve(name, pathParam(event, 'version')));
+  assertInputsPlannable(version.onnx.inputs, request.referenceInputs, request.evaluation.inputShapes);
+  const jobs = getJobStore();
+  const queued = await jobs.create(name, version.version, request, actorOf(event));
+  const { job } = queued.record;
+  try {
+    await getDispatcher().dispatch({ model: name, job });
+  } catch (e) {
+    await jobs.abandon(queued, { message: e instanceof Error ? e.message : String(e), code: 'unavailable' }).catch(() => undefined);
+    throw e;
+  }
+  const statusUrl = `/models/${encodeURIComponent(name)}/optimizations/${job}`;
+  return json(202, { job, status: 'queued', status_url: statusUrl }, { location: statusUrl });
+}
+
+async function getOptimization(event: HttpEvent): Promise<Result> {
+  const { record } = await getJobStore().get(pathParam(event, 'name'), pathParam(event, 'job'));
+  return json(200, record);
+}
+
+const routes: Route<HttpEvent, Result>[] = [
+  { method: 'POST', path: '/models/{name}/versions/{version}/optimize', handler: startOptimization },
+  { method: 'GET', path: '/models/{name}/optimizations/{job}', handler: getOptimization },
+];
+
+/** The API key (when configured) guards the mutating route only; job status is a read. Read per request (tests change it). */
+const keyForWrites: middy.MiddlewareObj<HttpEvent, Result> = {
+  before: async (request) => (request.event.requestContext?.http?.method === 'GET' ? undefined : apiKeyAuth({ apiKey: process.env.MAAS_API_KEY }).before?.(request)),
+};
+
+/** The HTTP routes of the optimize function. */
+export const httpHandler = middy<HttpEvent, Result>().use(httpErrors()).use(keyForWrites).handler(httpRouterHandler<HttpEvent, Result>(routes));
+
+/**
+ * One Lambda for both halves: API Gateway events go to the routes, the asynchronous self-invocation
+ * (`{maasOptimizeJob}`) to the worker.
+ */
+export async function handler(event: HttpEvent | WorkerEvent, context: Context): Promise<Result | { job: string; status: string }> {
+  if (isWorkerEvent(event)) return workerHandler(event);
+  return httpHandler(event, context);
+}

@@ -1,0 +1,31 @@
+import { capturedInputsFromMonitoring, createDispatcher, OptimizationJobStore, runOptimizationJob, type OptimizationDispatcher, type RunJobOptions } from '../../shared/optimize';
+import { getRegistry } from '../lib/runtime';
+
+/**
+ * Per-container singletons of the optimize function, built on first use from the environment:
+ * `MAAS_OPTIMIZE_WORKER_FUNCTION` set → jobs go to that Lambda function asynchronously,
+ * otherwise they run in this process after the response (local, tests).
+ */
+let dispatcher: OptimizationDispatcher | undefined;
+let jobs: OptimizationJobStore | undefined;
+
+export function getJobStore(): OptimizationJobStore {
+  jobs ??= new OptimizationJobStore(getRegistry().store);
+  return jobs;
+}
+
+export function getDispatcher(): OptimizationDispatcher {
+  dispatcher ??= createDispatcher(process.env, (ref) => runOptimizationJob(getRegistry(), ref, workerOptions()));
+  return dispatcher;
+}
+
+/** What the worker runs with: the job store, and captured traffic (monitoring) as evaluation inputs. */
+export function workerOptions(): RunJobOptions {
+  return { jobs: getJobStore(), capturedInputs: capturedInputsFromMonitoring(getRegistry().store) };
+}
+
+/** Tests: forget the singletons so the next call re-reads the environment. */
+export function resetOptimizeRuntime(): void {
+  dispatcher = undefined;
+  jobs = undefined;
+}

@@ -1,0 +1,58 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import type { LogAttributes } from '@aws-lambda-powertools/logger/types';
+import { InferenceService, type InferenceLogger, type InferenceObserver } from '../../shared/inference';
+import { createMetricsSink } from '../../shared/metrics';
+import { createCaptureObserver } from '../../shared/monitor/capture';
+import { getRegistry, getStore } from '../lib/runtime';
+
+/** Structured JSON logs of the predict function (request ids are added per invocation). */
+export const logger = new Logger({ serviceName: 'maas-predict' });
+
+/** The core's logging port on top of Powertools (attributes become top-level JSON keys). */
+const coreLogger: InferenceLogger = {
+  info: (message, attributes = {}) => logger.info(message, attributes as LogAttributes),
+  warn: (message, attributes = {}) => logger.warn(message, attributes as LogAttributes),
+  error: (message, attributes = {}) => logger.error(message, attributes as LogAttributes),
+};
+
+let service: InferenceService | undefined;
+const observers: InferenceObserver[] = [];
+let capture: InferenceObserver | null | undefined;
+
+/**
+ * The container's inference core, built on first use from the environment (`MAAS_STORE`,
+ * `MAAS_*` settings) and kept warm across invocations with its session and alias caches.
+ * @example
+ * const result = await getInferenceService().infer('iris', undefined, body);
+ */
+export function getInferenceService(): InferenceService {
+  if (!service) {
+    // Monitoring's data capture is on unless MAAS_CAPTURE=false; built once per container.
+    capture ??= createCaptureObserver(getStore()) ?? null;
+    const all = capture ? [capture, ...observers] : [...observers];
+    service = new InferenceService({ registry: getRegistry(), metrics: createMetricsSink(), logger: coreLogger, observers: all });
+  }
+  return service;
+}
+
+/**
+ * Replaces the core (tests, benchmarks), or with no argument forgets it so the next call
+ * re-reads the environment. Releases the previous core's sessions.
+ * @example
+ * setInferenceService(new InferenceService({ registry, metrics }));
+ */
+export async function setInferenceService(next?: InferenceService): Promise<void> {
+  const previous = service;
+  service = next;
+  if (previous && previous !== next) await previous.close();
+}
+
+/**
+ * Adds an observer to the current and every future core (monitoring wires its capture here).
+ * @example
+ * addInferenceObserver(new CaptureObserver(store));
+ */
+export function addInferenceObserver(observer: InferenceObserver): void {
+  observers.push(observer);
+  service?.addObserver(observer);
+}

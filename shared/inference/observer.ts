@@ -1,0 +1,42 @@
+import type { OipDatatype } from '../onnx/datatypes';
+
+/** One tensor as predict saw it (data is the decoded typed array or string list). */
+export interface ObservedTensor {
+  name: string;
+  datatype: OipDatatype;
+  shape: number[];
+  data: ArrayLike<number | bigint | boolean | string>;
+}
+
+/** What predict reports about each inference request, after the response is computed. */
+export interface InferenceObservation {
+  model: string;
+  version: number;
+  /** The Open Inference Protocol request `id`, if the client sent one. */
+  requestId?: string;
+  /** The alias the request was routed through, if any (e.g. `production`). */
+  alias?: string;
+  /** Whole-request latency inside the handler, milliseconds. */
+  latencyMs: number;
+  /** Time spent in `session.run`, milliseconds (0 when it failed before running). */
+  inferenceMs: number;
+  batchSize: number;
+  /** HTTP status returned to the client. */
+  status: number;
+  inputs: ObservedTensor[];
+  outputs: ObservedTensor[];
+}
+
+/**
+ * Hook for components that watch inference traffic (monitoring, data capture). Predict calls
+ * `observe` synchronously on its request path, so implementations must only record in memory
+ * (bounded) and do I/O in `flush`, which predict calls without making the client wait longer
+ * than the observer's own budget.
+ */
+export interface InferenceObserver {
+  observe(observation: InferenceObservation): void;
+  /** Persist what was recorded; called by predict when the observer says it is due. */
+  flush(): Promise<void>;
+  /** True when enough time or requests have accumulated to flush. */
+  readonly flushDue: boolean;
+}

@@ -1,0 +1,158 @@
+/**
+ * Which version serves a request: `{version}` in the URL is a number or an alias; without one,
+ * the `production` alias, else the newest active version. Resolutions are cached for a short
+ * TTL so the warm path makes no store request, while a rollback reaches warm containers within
+ * the TTL.
+ *
+ * Status rules (a version's status can change after an alias was pointed at it):
+ * - through an alias (explicit, or the default `production`), only `active` versions are served;
+ *   an alias pointing at a rejected/archived version answers 409 rather than silently serving
+ *   something else. A canary that is no longer active gets no traffic.
+ * - an explicit version number serves `active` and `archived` versions (clients pinned to a
+ *   number keep working while they migrate) but never `rejected` ones (409): rejection means
+ *   the model must not be used.
+ */
+import { ConflictError, httpStatusOf, NotFoundError } from '../errors';
+import type { ModelRegistry, ModelVersion } from '../registry';
+import { assertAliasName, assertModelName, parseVersionNumber } from '../registry';
+
+export const DEFAULT_ALIAS = 'production';
+
+/** A resolved target: one version, or a primary with a weighted canary. */
+export interface ModelRoute {
+  name: string;
+  /** The alias the request went through (`production` by default), if any. */
+  alias?: string;
+  primary: ModelVersion;
+  canary?: { version: ModelVersion; weight: number };
+}
+
+interface CachedRoute {
+  route: Promise<ModelRoute>;
+  expires: number;
+  /** The last route that resolved, kept to ride out store outages. */
+  last?: ModelRoute;
+}
+
+export interface RouteResolverOptions {
+  ttlMs: number;
+  now?: () => number;
+  /**
+   * Called when a refresh failed with a server-side error (store unreachable, …) and the
+   * previous route is served for another TTL instead of failing the request.
+   */
+  onStale?: (name: string, ref: string | undefined, error: unknown) => void;
+}
+
+/**
+ * Resolves and caches {@link ModelRoute}s.
+ * @example
+ * ```ts
+ * const routes = new RouteResolver(registry, { ttlMs: 5000 });
+ * const route = await routes.resolve('iris');          // production alias, else latest active
+ * const version = chooseVersion(route, request.id);     // canary split by request id
+ * ```
+ */
+export class RouteResolver {
+  private readonly cache = new Map<string, CachedRoute>();
+  private readonly now: () => number;
+
+  constructor(private readonly registry: ModelRegistry, private readonly options: RouteResolverOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  /** The route for `name` and an optional version number or alias. */
+  resolve(name: string, ref?: string): Promise<ModelRoute> {
+    const key = `${name}\u0000${ref ?? ''}`;
+    const now = this.now();
+    const cached = this.cache.get(key);
+    if (cached && cached.expires > now) return cached.route;
+    // The promise is cached, so concurrent cold requests share one lookup; failures are not kept.
+    // When the store fails (5xx kinds, not "not found" or "conflict"), the last good route keeps
+    // serving: an S3 hiccup must not take down a model that was serving a second ago.
+    const last = cached?.last;
+    const route = this.lookup(name, ref).catch((e: unknown) => {
+      if (!last || httpStatusOf(e) < 500) throw e;
+      this.options.onStale?.(name, ref, e);
+      return last;
+    });
+    const entry: CachedRoute = { route, expires: now + this.options.ttlMs, ...(last ? { last } : {}) };
+    this.cache.set(key, entry);
+    route.then(
+      (r) => void (entry.last = r),
+      () => {
+        if (this.cache.get(key) === entry) this.cache.delete(key);
+      },
+    );
+    return route;
+  }
+
+  /** Forgets every cached resolution. */
+  clear(): void {
+    this.cache.clear();
+  }
+
+  private async lookup(name: string, ref: string | undefined): Promise<ModelRoute> {
+    assertModelName(name);
+    if (ref !== undefined && /^[0-9]+$/.test(ref)) {
+      const version = await this.registry.getVersion(name, parseVersionNumber(ref));
+      if (version.status === 'rejected') {
+        throw new ConflictError(`version ${version.version} of ${name} is rejected and is not served`, { name, version: version.version, status: version.status });
+      }
+      return { name, primary: version };
+    }
+    if (ref === 'latest') return { name, primary: await this.latestActive(name) };
+    const alias = ref ?? DEFAULT_ALIAS;
+    if (ref !== undefined) assertAliasName(alias);
+    let record;
+    try {
+      record = await this.registry.getAlias(name, alias);
+    } catch (e) {
+      if (ref === undefined && e instanceof NotFoundError) return { name, primary: await this.latestActive(name) };
+      throw e;
+    }
+    const [primary, canary] = await Promise.all([
+      this.registry.getVersion(name, record.version),
+      record.canary ? this.registry.getVersion(name, record.canary.version).catch(() => undefined) : undefined,
+    ]);
+    if (primary.status !== 'active') {
+      throw new ConflictError(`alias ${alias} of ${name} points at version ${primary.version}, which is ${primary.status}; move or roll back the alias`, {
+        name,
+        alias,
+        version: primary.version,
+        status: primary.status,
+      });
+    }
+    const route: ModelRoute = { name, alias, primary };
+    if (record.canary && canary?.status === 'active') route.canary = { version: canary, weight: record.canary.weight };
+    return route;
+  }
+
+  private async latestActive(name: string): Promise<ModelVersion> {
+    const latest = await this.registry.latestActiveVersion(name);
+    if (latest) return latest;
+    if ((await this.registry.latestVersion(name)) === 0) throw new NotFoundError(`model ${name} does not exist`, { name });
+    throw new ConflictError(`model ${name} has no active version to serve`, { name });
+  }
+}
+
+/**
+ * The version that serves one request: the canary for a `weight` share of request ids (a stable
+ * FNV-1a hash, so retries of the same id land on the same version), random without an id.
+ * @example
+ * chooseVersion({ name: 'm', primary: v1, canary: { version: v2, weight: 0.1 } }, 'req-42')
+ */
+export function chooseVersion(route: ModelRoute, requestId?: string, random: () => number = Math.random): ModelVersion {
+  if (!route.canary) return route.primary;
+  const u = requestId === undefined ? random() : fnv1a(requestId) / 0x100000000;
+  return u < route.canary.weight ? route.canary.version : route.primary;
+}
+
+function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}

@@ -1,0 +1,324 @@
+/**
+ * The inference core behind the Open Inference Protocol routes (a KServe `ModelServer`-like
+ * object, independent of Lambda): resolves which version serves a request, validates it
+ * against the stored signature, runs it on a cached onnxruntime session, encodes the response,
+ * and reports metrics and observations.
+ */
+import * as ort from 'onnxruntime-node';
+import { MaasError, UnprocessableError, httpStatusOf } from '../errors';
+import { oipFromOrtType, ortTypeFromOip } from '../onnx/datatypes';
+import type { TensorSpec } from '../onnx/inspect';
+import type { ModelRegistry, ModelVersion } from '../registry';
+import { NoopMetricsSink, type MetricDimensions, type MetricsSink } from '../metrics';
+import { decodeInferRequest, encodeInferResponse, type DecodeOptions, type InferOutput, type InferRequest } from './codec';
+import { inferenceSettingsFromEnv, type InferenceSettings } from './config';
+import { silentLogger, type InferenceLogger } from './logger';
+import type { InferenceObservation, InferenceObserver, ObservedTensor } from './observer';
+import { chooseVersion, RouteResolver, type ModelRoute } from './routing';
+import { SessionCache } from './session-cache';
+import { checkRequest } from './signature';
+
+/** Metric names predict emits (dimensions: `model`, `version`). */
+export const PREDICT_METRICS = {
+  invocations: 'Invocations',
+  latency: 'Latency',
+  inferenceTime: 'InferenceTime',
+  modelLoadTime: 'ModelLoadTime',
+  coldStart: 'ColdStart',
+  clientErrors: 'ClientErrors',
+  serverErrors: 'ServerErrors',
+  batchSize: 'BatchSize',
+  integrityFailures: 'ModelIntegrityFailures',
+} as const;
+
+export const SERVER_NAME = 'maas';
+export const SERVER_VERSION = '0.1.0';
+/** OIP extensions this server implements (`GET /v2`). */
+export const SERVER_EXTENSIONS: readonly string[] = ['binary_tensor_data'];
+export const PLATFORM = 'onnxruntime_onnx';
+
+export interface InferenceServiceOptions {
+  registry: ModelRegistry;
+  /** Overrides of the environment's settings ({@link inferenceSettingsFromEnv}). */
+  settings?: Partial<InferenceSettings>;
+  metrics?: MetricsSink;
+  logger?: InferenceLogger;
+  observers?: InferenceObserver[];
+  /** Clock for alias TTLs (tests). */
+  now?: () => number;
+}
+
+/** An encoded inference response. */
+export interface InferResult {
+  body: Buffer | string;
+  contentType: string;
+  /** `Inference-Header-Content-Length` for binary responses. */
+  headerLength?: number;
+  model: string;
+  version: number;
+}
+
+/** OIP model metadata (`GET /v2/models/{name}[/versions/{v}]`). */
+export interface ModelMetadata {
+  name: string;
+  versions: string[];
+  platform: string;
+  inputs: TensorMetadata[];
+  outputs: TensorMetadata[];
+}
+
+export interface TensorMetadata {
+  name: string;
+  datatype: string;
+  shape: number[];
+}
+
+/** Whether this container has served anything yet: the first invocation reports ColdStart. */
+let coldStart = true;
+
+/**
+ * @example
+ * ```ts
+ * const service = new InferenceService({ registry, metrics: createMetricsSink() });
+ * const result = await service.infer('iris', undefined, body, { contentType: 'application/json' });
+ * ```
+ */
+export class InferenceService {
+  readonly settings: InferenceSettings;
+  readonly sessions: SessionCache;
+  readonly routes: RouteResolver;
+  private readonly registry: ModelRegistry;
+  private readonly metrics: MetricsSink;
+  private readonly logger: InferenceLogger;
+  private readonly observers: InferenceObserver[];
+  private readonly flushing = new Map<InferenceObserver, Promise<void>>();
+
+  constructor(options: InferenceServiceOptions) {
+    const env = inferenceSettingsFromEnv();
+    this.settings = { ...env, ...options.settings, session: { ...env.session, ...options.settings?.session } };
+    this.registry = options.registry;
+    this.metrics = options.metrics ?? new NoopMetricsSink();
+    this.logger = options.logger ?? silentLogger;
+    this.observers = options.observers ?? [];
+    this.routes = new RouteResolver(this.registry, {
+      ttlMs: this.settings.aliasTtlMs,
+      ...(options.now ? { now: options.now } : {}),
+      onStale: (name, ref, error) => this.logger.warn('registry unreachable; serving the last known version', { model: name, ref, error: String(error) }),
+    });
+    this.sessions = new SessionCache({
+      store: this.registry.store,
+      cacheDir: this.settings.modelCacheDir,
+      budgetBytes: this.settings.sessionCacheBytes,
+      session: this.settings.session,
+      logger: this.logger,
+      onIntegrityFailure: (v) => this.metrics.add(PREDICT_METRICS.integrityFailures, 'Count', 1, dims(v)),
+    });
+  }
+
+  /** `GET /v2`. */
+  serverMetadata(): { name: string; version: string; extensions: string[] } {
+    return { name: SERVER_NAME, version: SERVER_VERSION, extensions: [...SERVER_EXTENSIONS] };
+  }
+
+  /** `GET /v2/models/{name}[/versions/{ref}]`: the signature of the version a request would get. */
+  async modelMetadata(name: string, ref?: string): Promise<ModelMetadata> {
+    const route = await this.routes.resolve(name, ref);
+    const versions = ref === undefined ? await this.servableVersions(name) : [String(route.primary.version)];
+    return {
+      name,
+      versions,
+      platform: PLATFORM,
+      inputs: route.primary.onnx.inputs.map(tensorMetadata),
+      outputs: route.primary.onnx.outputs.map(tensorMetadata),
+    };
+  }
+
+  /**
+   * `GET …/ready`: resolves the version and loads its session, so a readiness probe also warms
+   * the container. Throws the same errors an inference request would.
+   */
+  async modelReady(name: string, ref?: string): Promise<{ name: string; version: string; ready: boolean }> {
+    const route = await this.routes.resolve(name, ref);
+    const versions = [route.primary, ...(route.canary ? [route.canary.version] : [])];
+    try {
+      await Promise.all(
+        versions.map(async (v) => {
+          const lease = await this.sessions.acquire(v);
+          lease.release();
+          if (lease.loadMs > 0) this.metrics.add(PREDICT_METRICS.modelLoadTime, 'Milliseconds', lease.loadMs, dims(v));
+        }),
+      );
+    } finally {
+      this.metrics.flush();
+    }
+    return { name, version: String(route.primary.version), ready: true };
+  }
+
+  /** `POST …/infer`: decodes, validates, runs and encodes one request (`body`: bytes, or JSON text). */
+  async infer(name: string, ref: string | undefined, body: Uint8Array | string, options: DecodeOptions = {}): Promise<InferResult> {
+    const started = performance.now();
+    let route: ModelRoute | undefined;
+    let version: ModelVersion | undefined;
+    let request: InferRequest | undefined;
+    let inferenceMs = 0;
+    try {
+      route = await this.routes.resolve(name, ref);
+      version = route.primary;
+      request = decodeInferRequest(body, options);
+      version = chooseVersion(route, request.id);
+      const plan = checkRequest(request, version.onnx);
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const input of request.inputs) {
+        feeds[input.name] = new ort.Tensor(ortTypeFromOip(input.datatype), input.data, input.shape);
+      }
+      const lease = await this.sessions.acquire(version);
+      if (lease.loadMs > 0) this.metrics.add(PREDICT_METRICS.modelLoadTime, 'Milliseconds', lease.loadMs, dims(version));
+      let results: ort.InferenceSession.OnnxValueMapType;
+      try {
+        const t0 = performance.now();
+        results = await lease.session.run(feeds, plan.names).catch((e: unknown) => {
+          // The request passed signature checks, so what is left are input-dependent conflicts
+          // (e.g. dynamic dims that do not fit together): the request cannot be processed.
+          throw new UnprocessableError(`onnxruntime could not run the model on this input: ${(e as Error).message}`);
+        });
+        inferenceMs = performance.now() - t0;
+      } finally {
+        lease.release();
+      }
+      const outputs: InferOutput[] = plan.names.map((outputName, i) => {
+        const tensor = results[outputName] as ort.Tensor;
+        const datatype = oipFromOrtType(tensor.type);
+        if (!datatype) throw new MaasError('internal', `output '${outputName}' has type ${tensor.type}, which the Open Inference Protocol cannot carry`);
+        return { name: outputName, datatype, shape: tensor.dims, data: tensor.data as InferOutput['data'], binary: plan.binary[i] ?? false };
+      });
+      const encoded = encodeInferResponse(
+        { modelName: name, modelVersion: String(version.version), ...(request.id !== undefined ? { id: request.id } : {}) },
+        outputs,
+      );
+      const latencyMs = performance.now() - started;
+      this.record(version, 200, latencyMs, inferenceMs, request);
+      await this.observe(route, version, request, 200, latencyMs, inferenceMs, outputs);
+      return { ...encoded, model: name, version: version.version };
+    } catch (e) {
+      const status = httpStatusOf(e);
+      const latencyMs = performance.now() - started;
+      this.record(version, status, latencyMs, inferenceMs, request);
+      if (route && version) await this.observe(route, version, request, status, latencyMs, inferenceMs, []);
+      throw e;
+    } finally {
+      this.metrics.flush();
+    }
+  }
+
+  /** Adds an observer (e.g. monitoring's data capture) that sees every later request. */
+  addObserver(observer: InferenceObserver): void {
+    this.observers.push(observer);
+  }
+
+  /** Releases all sessions and forgets cached resolutions (tests, shutdown). */
+  async close(): Promise<void> {
+    this.routes.clear();
+    await this.sessions.clear();
+  }
+
+  private record(version: ModelVersion | undefined, status: number, latencyMs: number, inferenceMs: number, request: InferRequest | undefined): void {
+    // Requests that never resolved to a version are counted without model dimensions: their
+    // names come from clients and would make dimension cardinality unbounded.
+    const d = version ? dims(version) : {};
+    const m = this.metrics;
+    if (coldStart) {
+      coldStart = false;
+      m.add(PREDICT_METRICS.coldStart, 'Count', 1, d);
+    }
+    m.add(PREDICT_METRICS.invocations, 'Count', 1, d);
+    m.add(PREDICT_METRICS.latency, 'Milliseconds', latencyMs, d);
+    if (status < 400) {
+      m.add(PREDICT_METRICS.inferenceTime, 'Milliseconds', inferenceMs, d);
+      m.add(PREDICT_METRICS.batchSize, 'Count', batchSizeOf(request), d);
+    } else if (status < 500) {
+      m.add(PREDICT_METRICS.clientErrors, 'Count', 1, d);
+    } else {
+      m.add(PREDICT_METRICS.serverErrors, 'Count', 1, d);
+    }
+  }
+
+  private async observe(
+    route: ModelRoute,
+    version: ModelVersion,
+    request: InferRequest | undefined,
+    status: number,
+    latencyMs: number,
+    inferenceMs: number,
+    outputs: InferOutput[],
+  ): Promise<void> {
+    if (this.observers.length === 0) return;
+    const observation: InferenceObservation = {
+      model: route.name,
+      version: version.version,
+      ...(request?.id !== undefined ? { requestId: request.id } : {}),
+      ...(route.alias ? { alias: route.alias } : {}),
+      latencyMs,
+      inferenceMs,
+      batchSize: batchSizeOf(request),
+      status,
+      inputs: status < 400 ? (request?.inputs.map(observed) ?? []) : [],
+      outputs: outputs.map(observed),
+    };
+    const due: Promise<void>[] = [];
+    for (const observer of this.observers) {
+      try {
+        observer.observe(observation);
+        if (observer.flushDue && !this.flushing.has(observer)) {
+          const flush = observer
+            .flush()
+            .catch((e: unknown) => this.logger.warn('observer flush failed', { error: String(e) }))
+            .finally(() => this.flushing.delete(observer));
+          this.flushing.set(observer, flush);
+          due.push(flush);
+        }
+      } catch (e) {
+        // An observer must never fail a request.
+        this.logger.warn('observer failed', { error: String(e) });
+      }
+    }
+    if (due.length === 0) return;
+    // Wait at most the budget; a slower flush continues in the background (on Lambda, during
+    // the next invocation, since the runtime freezes between invocations).
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(due),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.settings.observerFlushBudgetMs);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  private async servableVersions(name: string): Promise<string[]> {
+    const out: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await this.registry.listVersions(name, { limit: 100, ...(cursor ? { cursor } : {}) });
+      for (const v of page.items) if (v.status !== 'rejected') out.push(String(v.version));
+      cursor = page.nextCursor;
+    } while (cursor);
+    return out;
+  }
+}
+
+function dims(version: ModelVersion): MetricDimensions {
+  return { model: version.name, version: String(version.version) };
+}
+
+function batchSizeOf(request: InferRequest | undefined): number {
+  const first = request?.inputs[0];
+  return first && first.shape.length > 0 ? (first.shape[0] ?? 1) : 1;
+}
+
+function observed(t: { name: string; datatype: ObservedTensor['datatype']; shape: readonly number[]; data: ObservedTensor['data'] }): ObservedTensor {
+  return { name: t.name, datatype: t.datatype, shape: [...t.shape], data: t.data };
+}
+
+function tensorMetadata(spec: TensorSpec): TensorMetadata {
+  return { name: spec.name, datatype: spec.datatype, shape: [...spec.shape] };
+}

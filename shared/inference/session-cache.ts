@@ -1,0 +1,237 @@
+/**
+ * onnxruntime sessions kept across warm invocations.
+ *
+ * - Model bytes come from the store once per container and are kept in a local folder keyed by
+ *   sha256 (`/tmp` on Lambda), so re-creating an evicted session costs no store request.
+ * - The sha256 of the bytes is checked against the version manifest before any session is
+ *   created: a tampered or corrupted blob is refused with {@link ModelIntegrityError}.
+ * - Sessions live in an LRU bounded by a memory budget, estimated from model sizes; evicting a
+ *   session that is still running releases it when its last run ends.
+ * - Concurrent requests for a model that is loading share one load (single flight).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { MaasError } from '../errors';
+import type { ModelVersion } from '../registry';
+import type { ObjectStore } from '../store';
+import type { SessionSettings } from './config';
+import type { InferenceLogger } from './logger';
+
+/** The bytes of a version do not hash to its recorded sha256: they are never served. */
+export class ModelIntegrityError extends MaasError {
+  constructor(readonly model: string, readonly version: number, readonly expected: string, readonly actual: string) {
+    super('internal', `model ${model} version ${version} failed its integrity check (sha256 ${actual} ≠ recorded ${expected}); refusing to serve it`, {
+      model,
+      version,
+    });
+  }
+}
+
+/** A session lent to one request; call `release` when the run is over. */
+export interface SessionLease {
+  session: ort.InferenceSession;
+  /** Milliseconds this request spent loading the model (0 on a cache hit or a shared load). */
+  loadMs: number;
+  release(): void;
+}
+
+export interface SessionCacheOptions {
+  store: ObjectStore;
+  cacheDir: string;
+  budgetBytes: number;
+  session: SessionSettings;
+  logger?: InferenceLogger;
+  /** Called with the model and version whenever a blob fails its sha256 check. */
+  onIntegrityFailure?: (version: ModelVersion) => void;
+}
+
+interface Entry {
+  sha256: string;
+  session: ort.InferenceSession;
+  /** Estimated resident bytes. */
+  weight: number;
+  leases: number;
+  evicted: boolean;
+}
+
+/**
+ * Resident size estimate: onnxruntime keeps initializers (≈ the file) plus arenas and prepacked
+ * weights; 1.5× the file is a conservative middle for MLP/CNN models.
+ */
+const WEIGHT_FACTOR = 1.5;
+
+/**
+ * LRU of sessions by model content (sha256).
+ * @example
+ * ```ts
+ * const cache = new SessionCache({ store, cacheDir: '/tmp/maas-models', budgetBytes: 512 << 20, session: settings.session });
+ * const lease = await cache.acquire(version);
+ * try { await lease.session.run(feeds); } finally { lease.release(); }
+ * ```
+ */
+export class SessionCache {
+  private readonly entries = new Map<string, Entry>();
+  private readonly loading = new Map<string, Promise<Entry>>();
+  private readonly options: SessionCacheOptions;
+  private residentBytes = 0;
+
+  constructor(options: SessionCacheOptions) {
+    this.options = options;
+  }
+
+  /** Bytes currently attributed to cached sessions. */
+  get bytes(): number {
+    return this.residentBytes;
+  }
+
+  /** sha256 of the cached sessions, least recently used first. */
+  keys(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  /** Lends the session of a version, loading it first if needed. */
+  async acquire(version: ModelVersion): Promise<SessionLease> {
+    const hit = this.entries.get(version.sha256);
+    if (hit) {
+      // Re-insert: Map iteration order is the LRU order.
+      this.entries.delete(version.sha256);
+      this.entries.set(version.sha256, hit);
+      return this.lease(hit, 0);
+    }
+    let pending = this.loading.get(version.sha256);
+    const owner = !pending;
+    const started = performance.now();
+    if (!pending) {
+      pending = this.load(version).finally(() => this.loading.delete(version.sha256));
+      this.loading.set(version.sha256, pending);
+    }
+    const entry = await pending;
+    return this.lease(entry, owner ? performance.now() - started : 0);
+  }
+
+  /** Releases every session (tests, shutdown). */
+  async clear(): Promise<void> {
+    const all = [...this.entries.values()];
+    this.entries.clear();
+    this.residentBytes = 0;
+    await Promise.all(all.map((e) => ((e.evicted = true), e.leases === 0 ? e.session.release() : undefined)));
+  }
+
+  private lease(entry: Entry, loadMs: number): SessionLease {
+    entry.leases++;
+    let released = false;
+    return {
+      session: entry.session,
+      loadMs,
+      release: () => {
+        if (released) return;
+        released = true;
+        entry.leases--;
+        if (entry.evicted && entry.leases === 0) void entry.session.release().catch(() => undefined);
+      },
+    };
+  }
+
+  private async load(version: ModelVersion): Promise<Entry> {
+    const t0 = performance.now();
+    const { bytes, source } = await this.verifiedBytes(version);
+    const t1 = performance.now();
+    const session = await ort.InferenceSession.create(bytes, {
+      intraOpNumThreads: this.options.session.intraOpThreads,
+      interOpNumThreads: this.options.session.interOpThreads,
+      graphOptimizationLevel: this.options.session.graphOptimizationLevel,
+      executionMode: 'sequential',
+    });
+    const entry: Entry = { sha256: version.sha256, session, weight: Math.ceil(bytes.byteLength * WEIGHT_FACTOR), leases: 0, evicted: false };
+    this.entries.set(entry.sha256, entry);
+    this.residentBytes += entry.weight;
+    this.options.logger?.info('model loaded', {
+      model: version.name,
+      version: version.version,
+      sha256: version.sha256,
+      bytes: bytes.byteLength,
+      source,
+      fetchMs: Math.round(t1 - t0),
+      sessionMs: Math.round(performance.now() - t1),
+    });
+    this.evict();
+    return entry;
+  }
+
+  /** Least recently used first; the newest entry stays even if it alone exceeds the budget. */
+  private evict(): void {
+    for (const [key, entry] of this.entries) {
+      if (this.residentBytes <= this.options.budgetBytes || this.entries.size <= 1) break;
+      this.entries.delete(key);
+      this.residentBytes -= entry.weight;
+      entry.evicted = true;
+      this.options.logger?.info('session evicted', { sha256: key, weight: entry.weight, residentBytes: this.residentBytes });
+      if (entry.leases === 0) void entry.session.release().catch(() => undefined);
+    }
+  }
+
+  /** Local copy if it verifies, else the store's bytes once they verify (then cached locally). */
+  private async verifiedBytes(version: ModelVersion): Promise<{ bytes: Uint8Array; source: 'local' | 'store' }> {
+    const file = path.join(this.options.cacheDir, `${version.sha256}.onnx`);
+    const local = await readFile(file).catch(() => undefined);
+    if (local) {
+      if (sha256(local) === version.sha256) return { bytes: local, source: 'local' };
+      // A damaged local copy is not the store's fault: drop it and fetch again.
+      this.options.logger?.warn('local model copy failed its sha256 check; fetching it again', { file, sha256: version.sha256 });
+      await rm(file, { force: true });
+    }
+    const { body, actual } = await this.download(version.blobKey);
+    if (actual !== version.sha256) {
+      this.options.onIntegrityFailure?.(version);
+      this.options.logger?.error('model blob failed its integrity check', { model: version.name, version: version.version, expected: version.sha256, actual });
+      throw new ModelIntegrityError(version.name, version.version, version.sha256, actual);
+    }
+    // Not awaited: the local copy only matters for a later reload, so writing it must not
+    // delay the first response (write-then-rename keeps readers from seeing a partial file).
+    void this.keepLocal(file, body);
+    return { bytes: body, source: 'store' };
+  }
+
+  /**
+   * Streams the blob into one buffer of its announced size, hashing each chunk as it arrives, so
+   * verification overlaps the download instead of adding a pass over the bytes after it.
+   */
+  private async download(key: string): Promise<{ body: Uint8Array; actual: string }> {
+    const { body: stream, size } = await this.options.store.getStream(key);
+    const hash = createHash('sha256');
+    let body = Buffer.allocUnsafe(size);
+    let offset = 0;
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      if (offset + chunk.length > body.length) {
+        // More bytes than announced (a racing overwrite): grow; the hash decides anyway.
+        const grown = Buffer.allocUnsafe(Math.max(body.length * 2, offset + chunk.length));
+        body.copy(grown, 0, 0, offset);
+        body = grown;
+      }
+      chunk.copy(body, offset);
+      offset += chunk.length;
+    }
+    return { body: body.subarray(0, offset), actual: hash.digest('hex') };
+  }
+
+  private async keepLocal(file: string, bytes: Uint8Array): Promise<void> {
+    // Write-then-rename: a concurrent reader never sees a partial file. A full /tmp only costs
+    // a refetch later, so failures are logged, not thrown.
+    const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+    try {
+      await mkdir(path.dirname(file), { recursive: true });
+      await writeFile(tmp, bytes);
+      await rename(tmp, file);
+    } catch (e) {
+      this.options.logger?.warn('could not keep a local copy of the model', { file, error: String(e) });
+      await rm(tmp, { force: true }).catch(() => undefined);
+    }
+  }
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}

@@ -1,0 +1,473 @@
+import { randomBytes } from 'node:crypto';
+import type { InferenceObservation, InferenceObserver, ObservedTensor } from '../inference/observer';
+import { float16BitsToFloat32 } from '../onnx/datatypes';
+import { ObjectPreconditionError, type ObjectStore } from '../store';
+import { booleanSetting, numberSetting } from './config';
+import { addValue, DenseHistogram, emptyHistogram, type Histogram } from './histogram';
+import { monitoringLayout } from './layout';
+import { emptyVersionSummary, mergeVersionSummary, type CaptureFile, type RawSample, type VersionSummary } from './summary';
+
+/** What a prediction record keeps so later feedback can be scored against it. */
+export interface PredictionRecord {
+  id: string;
+  model: string;
+  version: number;
+  /** `class`: top-1 class index (or integer label); `value`: regression output. */
+  kind: 'class' | 'value';
+  /** One entry per batch row (at most {@link MAX_PREDICTION_ROWS}). */
+  predicted: number[];
+  at: string;
+  expiresAt: string;
+}
+
+export interface CaptureOptions {
+  /** Flush at least this often while traffic flows, seconds. */
+  flushSeconds?: number;
+  /** Flush once this many requests were observed since the last flush. */
+  flushRequests?: number;
+  /** Input/output tensors with at most this many elements per row get one histogram per position; larger ones one aggregated histogram. */
+  maxFeatures?: number;
+  /** Values read per tensor per request at most (strided, with a rotating start, beyond): bounds the cost of observe() on large inputs. */
+  maxValues?: number;
+  /** Share (0..1) of requests carrying an `id` whose prediction is kept for feedback. */
+  feedbackSample?: number;
+  /** How long a prediction waits for its feedback, hours. */
+  feedbackTtlHours?: number;
+  /** Share (0..1) of requests kept raw (inputs and outputs, truncated); 0 disables. */
+  payloadSample?: number;
+  /** Longest time `flush()` holds its caller, milliseconds; writes go on in the background. */
+  flushBudgetMs?: number;
+  /** Most predictions held in memory between flushes; beyond, new ones are not kept (counted). */
+  maxPendingPredictions?: number;
+  /** Identifies this container in capture keys (random by default). */
+  containerId?: string;
+  /** Clock and randomness, for tests. */
+  now?: () => number;
+  random?: () => number;
+  /** Where write failures are reported (never request data). */
+  logger?: (message: string, error?: unknown) => void;
+}
+
+/** Default of {@link CaptureOptions.maxValues}: enough for stable drift statistics over a window, cheap per request. */
+export const MAX_VALUES_PER_TENSOR = 128;
+
+const defaults: Required<Omit<CaptureOptions, 'containerId'>> = {
+  flushSeconds: 60,
+  flushRequests: 1000,
+  maxFeatures: 32,
+  maxValues: MAX_VALUES_PER_TENSOR,
+  feedbackSample: 1,
+  feedbackTtlHours: 168,
+  payloadSample: 0,
+  flushBudgetMs: 50,
+  maxPendingPredictions: 10_000,
+  now: () => Date.now(),
+  random: Math.random,
+  logger: (message, error) => console.warn(JSON.stringify({ level: 'WARN', message, error: error === undefined ? undefined : String(error) })),
+};
+
+/** Rows of a batch whose predictions are kept for feedback. */
+export const MAX_PREDICTION_ROWS = 256;
+const MAX_SAMPLES_PER_FLUSH = 100;
+const SAMPLE_VALUES = 1000;
+const WRITE_CONCURRENCY = 8;
+
+/** Counters about the observer itself (exposed for logs and tests). */
+export interface CaptureStats {
+  observed: number;
+  flushes: number;
+  captureFilesWritten: number;
+  predictionsWritten: number;
+  predictionsDropped: number;
+  writeFailures: number;
+}
+
+/**
+ * The monitoring {@link InferenceObserver}: keeps bounded in-memory summaries per model and
+ * version (request/error counts, latency histograms, per-feature and per-output histograms
+ * on the fixed bin scheme of `histogram.ts`) and writes them to the store as one create-only
+ * capture object per model per flush (`monitoring/captures/...`), plus, for requests with an
+ * `id`, a prediction record that `POST /models/{name}/feedback` joins ground truth to.
+ *
+ * `observe()` only records in memory. `flush()` swaps the buffers synchronously, starts the
+ * writes and resolves after they finish or after `flushBudgetMs`, whichever comes first; the
+ * writes carry on in the background (a failed capture write is merged back and retried with
+ * the next flush). Call `drain()` before a process exits to wait for everything.
+ *
+ * @example
+ * ```ts
+ * const observer = new CaptureObserver(getStore(), { flushSeconds: 60, flushRequests: 1000 });
+ * observer.observe(observation);
+ * if (observer.flushDue) await observer.flush();
+ * ```
+ */
+export class CaptureObserver implements InferenceObserver {
+  readonly containerId: string;
+  readonly stats: CaptureStats = { observed: 0, flushes: 0, captureFilesWritten: 0, predictionsWritten: 0, predictionsDropped: 0, writeFailures: 0 };
+  private readonly options: Required<Omit<CaptureOptions, 'containerId'>>;
+  private models = new Map<string, Map<number, LiveVersion>>();
+  /** Summaries whose write failed, merged into the next flush. */
+  private retry = new Map<string, Map<number, VersionSummary>>();
+  /** Kept with a numeric time: the ISO strings are built at write time, off the request path. */
+  private predictions: (Omit<PredictionRecord, 'at' | 'expiresAt'> & { atMs: number })[] = [];
+  private samples = new Map<string, RawSample[]>();
+  private sinceFlush = 0;
+  private lastFlush: number;
+  private firstObservation: number | undefined;
+  private seq = 0;
+  private readonly inflight = new Set<Promise<void>>();
+
+  constructor(
+    private readonly store: ObjectStore,
+    options: CaptureOptions = {},
+  ) {
+    const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as CaptureOptions;
+    this.options = { ...defaults, ...given };
+    this.containerId = options.containerId ?? randomBytes(6).toString('hex');
+    this.lastFlush = this.options.now();
+  }
+
+  get flushDue(): boolean {
+    if (this.sinceFlush === 0) return false;
+    return this.sinceFlush >= this.options.flushRequests || this.options.now() - this.lastFlush >= this.options.flushSeconds * 1000;
+  }
+
+  observe(o: InferenceObservation): void {
+    this.stats.observed++;
+    this.sinceFlush++;
+    this.firstObservation ??= this.options.now();
+    let versions = this.models.get(o.model);
+    if (!versions) this.models.set(o.model, (versions = new Map()));
+    let s = versions.get(o.version);
+    if (!s) versions.set(o.version, (s = new LiveVersion()));
+
+    s.requests++;
+    const alias = o.alias ?? '-';
+    s.aliases.set(alias, (s.aliases.get(alias) ?? 0) + 1);
+    s.latency.add(o.latencyMs);
+    if (o.status >= 500) s.errors++;
+    else if (o.status >= 400) s.clientErrors++;
+    // Only answered requests describe the data the model serves; rejected inputs would pollute drift.
+    if (o.status >= 400) return;
+    s.inference.add(o.inferenceMs);
+    s.rows += o.batchSize;
+    for (const t of o.inputs) recordLiveTensor(s.inputs, t, o.batchSize, this.options.maxFeatures, this.options.maxValues);
+    for (const t of o.outputs) recordLiveTensor(s.outputs, t, o.batchSize, this.options.maxFeatures, this.options.maxValues);
+    const first = o.outputs[0];
+    const prediction = first ? summarizePrediction(first, o.batchSize) : undefined;
+    if (prediction?.kind === 'class') for (const c of prediction.predicted) s.classes.set(c, (s.classes.get(c) ?? 0) + 1);
+    if (o.requestId !== undefined && prediction && this.options.random() < this.options.feedbackSample) {
+      if (this.predictions.length >= this.options.maxPendingPredictions) this.stats.predictionsDropped++;
+      else {
+        this.predictions.push({ id: o.requestId, model: o.model, version: o.version, kind: prediction.kind, predicted: prediction.predicted, atMs: this.options.now() });
+      }
+    }
+    if (this.options.payloadSample > 0 && this.options.random() < this.options.payloadSample) this.keepSample(o);
+  }
+
+  flush(): Promise<void> {
+    const work = this.startFlush();
+    this.inflight.add(work);
+    void work.finally(() => this.inflight.delete(work));
+    let timer: NodeJS.Timeout | undefined;
+    const budget = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.options.flushBudgetMs);
+      timer.unref?.();
+    });
+    return Promise.race([work, budget]).finally(() => clearTimeout(timer));
+  }
+
+  /** Waits for every write started so far (call before the process exits, and in tests). */
+  async drain(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.all([...this.inflight]);
+  }
+
+  /** Flushes whatever is buffered and waits for all writes. */
+  async close(): Promise<void> {
+    if (this.sinceFlush > 0) await this.flush();
+    await this.drain();
+  }
+
+  private keepSample(o: InferenceObservation): void {
+    const list = this.samples.get(o.model) ?? [];
+    if (list.length >= MAX_SAMPLES_PER_FLUSH) return;
+    const raw = (t: ObservedTensor): RawSample['inputs'][number] => ({
+      name: t.name,
+      shape: [...t.shape],
+      data: Array.from({ length: Math.min(t.data.length, SAMPLE_VALUES) }, (_, i) => {
+        const v = t.data[i];
+        return typeof v === 'string' ? v : Number(v);
+      }),
+    });
+    list.push({ version: o.version, ...(o.requestId !== undefined ? { requestId: o.requestId } : {}), status: o.status, inputs: o.inputs.map(raw), outputs: o.outputs.map(raw) });
+    this.samples.set(o.model, list);
+  }
+
+  /** Takes the buffers (synchronously, so observations arriving during the writes go to the next flush) and writes them. */
+  private startFlush(): Promise<void> {
+    const models = new Map<string, Map<number, VersionSummary>>();
+    for (const [model, versions] of this.models) models.set(model, new Map([...versions].map(([v, live]) => [v, live.toSummary()])));
+    for (const [model, versions] of this.retry) {
+      const into = models.get(model) ?? new Map<number, VersionSummary>();
+      for (const [v, summary] of versions) into.set(v, into.has(v) ? mergeVersionSummary(into.get(v)!, summary) : summary);
+      models.set(model, into);
+    }
+    this.retry = new Map();
+    const predictions = this.predictions;
+    const samples = this.samples;
+    const startedAt = this.firstObservation ?? this.options.now();
+    this.models = new Map();
+    this.predictions = [];
+    this.samples = new Map();
+    this.sinceFlush = 0;
+    this.firstObservation = undefined;
+    this.lastFlush = this.options.now();
+    this.stats.flushes++;
+    const endedAt = this.options.now();
+    const captureWrites = [...models].map(([model, versions]) => this.writeCapture(model, versions, samples.get(model), startedAt, endedAt));
+    const predictionWrites = mapLimit(predictions, WRITE_CONCURRENCY, (p) => this.writePrediction(p));
+    return Promise.all([...captureWrites, predictionWrites]).then(() => undefined);
+  }
+
+  private async writeCapture(model: string, versions: Map<number, VersionSummary>, samples: RawSample[] | undefined, startedAt: number, endedAt: number): Promise<void> {
+    const seq = ++this.seq;
+    const doc: CaptureFile = {
+      format: 'maas.capture/1',
+      model,
+      container: this.containerId,
+      seq,
+      startedAt: new Date(startedAt).toISOString(),
+      endedAt: new Date(endedAt).toISOString(),
+      versions: Object.fromEntries([...versions].map(([v, s]) => [String(v), s])),
+      ...(samples?.length ? { samples } : {}),
+    };
+    // The key's time is when the flush started, so the monitor's grace period covers the write.
+    const key = monitoringLayout.capture(model, endedAt, this.containerId, seq);
+    const body = JSON.stringify(doc);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await this.store.put(key, body, { contentType: 'application/json', ifNoneMatch: '*' });
+        this.stats.captureFilesWritten++;
+        return;
+      } catch (e) {
+        // A retried create-only put that finds its key already won the first time.
+        if (e instanceof ObjectPreconditionError) {
+          this.stats.captureFilesWritten++;
+          return;
+        }
+        if (attempt === 1) {
+          this.stats.writeFailures++;
+          this.options.logger(`capture write failed for ${model}; kept for the next flush`, e);
+          this.requeue(model, versions);
+        }
+      }
+    }
+  }
+
+  private requeue(model: string, versions: Map<number, VersionSummary>): void {
+    let current = this.retry.get(model);
+    if (!current) this.retry.set(model, (current = new Map()));
+    for (const [v, s] of versions) current.set(v, mergeVersionSummary(current.get(v) ?? emptyVersionSummary(), s));
+    this.sinceFlush++;
+  }
+
+  private async writePrediction(pending: Omit<PredictionRecord, 'at' | 'expiresAt'> & { atMs: number }): Promise<void> {
+    const { atMs, ...rest } = pending;
+    const p: PredictionRecord = { ...rest, at: new Date(atMs).toISOString(), expiresAt: new Date(atMs + this.options.feedbackTtlHours * 3_600_000).toISOString() };
+    try {
+      await this.store.put(monitoringLayout.prediction(p.model, p.id), JSON.stringify(p), { contentType: 'application/json' });
+      this.stats.predictionsWritten++;
+    } catch (e) {
+      this.stats.writeFailures++;
+      this.stats.predictionsDropped++;
+      this.options.logger(`prediction record write failed for ${p.model}`, e);
+    }
+  }
+}
+
+/**
+ * Builds the capture observer from `MAAS_CAPTURE*` settings, or returns undefined when
+ * `MAAS_CAPTURE=false` (capture is on by default). Predict passes the result to its observers.
+ *
+ * @example
+ * ```ts
+ * const capture = createCaptureObserver(getStore());
+ * const observers = capture ? [capture] : [];
+ * ```
+ */
+export function createCaptureObserver(store: ObjectStore, env: NodeJS.ProcessEnv = process.env): CaptureObserver | undefined {
+  if (!booleanSetting(env, 'MAAS_CAPTURE', true)) return undefined;
+  return new CaptureObserver(store, {
+    flushSeconds: numberSetting(env, 'MAAS_CAPTURE_FLUSH_SECONDS', defaults.flushSeconds, { min: 0 }),
+    flushRequests: numberSetting(env, 'MAAS_CAPTURE_FLUSH_REQUESTS', defaults.flushRequests, { min: 1 }),
+    maxFeatures: numberSetting(env, 'MAAS_CAPTURE_MAX_FEATURES', defaults.maxFeatures, { min: 0, max: 4096 }),
+    maxValues: numberSetting(env, 'MAAS_CAPTURE_MAX_VALUES', defaults.maxValues, { min: 1 }),
+    feedbackSample: numberSetting(env, 'MAAS_CAPTURE_FEEDBACK_SAMPLE', defaults.feedbackSample, { min: 0, max: 1 }),
+    feedbackTtlHours: numberSetting(env, 'MAAS_CAPTURE_FEEDBACK_TTL_HOURS', defaults.feedbackTtlHours, { min: 0 }),
+    payloadSample: numberSetting(env, 'MAAS_CAPTURE_PAYLOAD_SAMPLE', defaults.payloadSample, { min: 0, max: 1 }),
+    flushBudgetMs: numberSetting(env, 'MAAS_CAPTURE_FLUSH_BUDGET_MS', defaults.flushBudgetMs, { min: 0 }),
+    maxPendingPredictions: numberSetting(env, 'MAAS_CAPTURE_MAX_PENDING', defaults.maxPendingPredictions, { min: 0 }),
+  });
+}
+
+/** Histograms of one tensor while recording: one per position, and/or one aggregated. */
+interface LiveTensor {
+  positions: DenseHistogram[];
+  aggregated?: DenseHistogram;
+}
+
+/** The request-path form of a {@link VersionSummary}: dense histograms and maps, no string building per value. */
+class LiveVersion {
+  requests = 0;
+  rows = 0;
+  errors = 0;
+  clientErrors = 0;
+  readonly aliases = new Map<string, number>();
+  readonly latency = new DenseHistogram();
+  readonly inference = new DenseHistogram();
+  readonly inputs = new Map<string, LiveTensor>();
+  readonly outputs = new Map<string, LiveTensor>();
+  readonly classes = new Map<number, number>();
+
+  toSummary(): VersionSummary {
+    const features = (tensors: Map<string, LiveTensor>): Record<string, Histogram> => {
+      const out: Record<string, Histogram> = {};
+      for (const [name, t] of tensors) {
+        t.positions.forEach((h, p) => {
+          if (h.count + h.nonFinite > 0) out[`${name}[${p}]`] = h.toHistogram();
+        });
+        if (t.aggregated) out[`${name}[*]`] = t.aggregated.toHistogram();
+      }
+      return out;
+    };
+    return {
+      requests: this.requests,
+      rows: this.rows,
+      errors: this.errors,
+      clientErrors: this.clientErrors,
+      aliases: Object.fromEntries(this.aliases),
+      latencyMs: this.latency.toHistogram(),
+      inferenceMs: this.inference.toHistogram(),
+      inputs: features(this.inputs),
+      outputs: features(this.outputs),
+      predictedClasses: Object.fromEntries(this.classes),
+    };
+  }
+}
+
+/** {@link recordTensor} on the request path (same keys and sampling, dense histograms). */
+let rotation = 0;
+
+function recordLiveTensor(into: Map<string, LiveTensor>, t: ObservedTensor, batchSize: number, maxFeatures: number, maxValues: number): void {
+  if (t.datatype === 'BYTES') return;
+  const length = t.data.length;
+  if (length === 0) return;
+  const rows = Math.max(1, Math.min(batchSize, length));
+  const perRow = Math.max(1, Math.floor(length / rows));
+  const read = valueReader(t);
+  let live = into.get(t.name);
+  if (!live) into.set(t.name, (live = { positions: [] }));
+  // Strided sampling starts at a rotating offset so that over many requests every row/element is seen.
+  rotation = (rotation + 1) % 1_000_003;
+  if (perRow <= maxFeatures) {
+    const rowStep = Math.max(1, Math.ceil((rows * perRow) / maxValues));
+    const positions = live.positions;
+    while (positions.length < perRow) positions.push(new DenseHistogram());
+    for (let r = rotation % rowStep; r < rows; r += rowStep) {
+      const base = r * perRow;
+      for (let p = 0; p < perRow; p++) positions[p]!.add(read(base + p));
+    }
+  } else {
+    const h = (live.aggregated ??= new DenseHistogram());
+    const step = Math.max(1, Math.ceil(length / maxValues));
+    for (let i = rotation % step; i < length; i += step) h.add(read(i));
+  }
+}
+
+/**
+ * Adds a tensor's values to feature histograms: one per position (`name[i]`) when a row has
+ * at most `maxFeatures` elements, else one aggregated histogram (`name[*]`). Reads every value
+ * unless `maxValues` is given (then strided). Used for reference baselines; the capture's
+ * request path has its own dense, sampled variant with the same keys.
+ *
+ * @example
+ * ```ts
+ * const features: Record<string, Histogram> = {};
+ * recordTensor(features, { name: 'x', datatype: 'FP32', shape: [2, 2], data: new Float32Array([1, 2, 3, 4]) }, 2, 32);
+ * // features['x[0]'] holds 1 and 3, features['x[1]'] holds 2 and 4
+ * ```
+ */
+export function recordTensor(into: Record<string, Histogram>, t: ObservedTensor, batchSize: number, maxFeatures: number, maxValues = Infinity): void {
+  if (t.datatype === 'BYTES') return; // strings have no numeric distribution
+  const length = t.data.length;
+  if (length === 0) return;
+  const rows = Math.max(1, Math.min(batchSize, length));
+  const perRow = Math.max(1, Math.floor(length / rows));
+  const read = valueReader(t);
+  if (perRow <= maxFeatures) {
+    // One histogram per position; stride over rows of very large batches.
+    const rowStep = Math.max(1, Math.ceil((rows * perRow) / maxValues));
+    for (let p = 0; p < perRow; p++) {
+      const h = (into[`${t.name}[${p}]`] ??= emptyHistogram());
+      for (let r = 0; r < rows; r += rowStep) addValue(h, read(r * perRow + p));
+    }
+  } else {
+    const h = (into[`${t.name}[*]`] ??= emptyHistogram());
+    const step = Math.max(1, Math.ceil(length / maxValues));
+    for (let i = 0; i < length; i += step) addValue(h, read(i));
+  }
+}
+
+/**
+ * The top-1 class (outputs with several values per row, or one integer per row) or the
+ * regression value (one float per row) of each batch row.
+ *
+ * @example
+ * ```ts
+ * summarizePrediction({ name: 'p', datatype: 'FP32', shape: [1, 3], data: new Float32Array([0.1, 0.7, 0.2]) }, 1); // { kind: 'class', predicted: [1] }
+ * ```
+ */
+export function summarizePrediction(t: ObservedTensor, batchSize: number): Pick<PredictionRecord, 'kind' | 'predicted'> | undefined {
+  if (t.datatype === 'BYTES' || t.data.length === 0) return undefined;
+  const rows = Math.max(1, Math.min(batchSize, t.data.length));
+  const perRow = Math.floor(t.data.length / rows);
+  const read = valueReader(t);
+  const kept = Math.min(rows, MAX_PREDICTION_ROWS);
+  const predicted: number[] = [];
+  if (perRow === 1) {
+    for (let r = 0; r < kept; r++) predicted.push(read(r));
+    const integral = !/^FP/.test(t.datatype);
+    return { kind: integral ? 'class' : 'value', predicted };
+  }
+  for (let r = 0; r < kept; r++) {
+    let best = 0;
+    let bestValue = -Infinity;
+    for (let i = 0; i < perRow; i++) {
+      const v = read(r * perRow + i);
+      if (v > bestValue) {
+        bestValue = v;
+        best = i;
+      }
+    }
+    predicted.push(best);
+  }
+  return { kind: 'class', predicted };
+}
+
+/** Reads element i of a tensor as a number (FP16 bit patterns decoded, bigints and booleans converted). */
+function valueReader(t: ObservedTensor): (i: number) => number {
+  const data = t.data;
+  if (t.datatype === 'FP16') return (i) => float16BitsToFloat32(Number(data[i]));
+  return (i) => {
+    const v = data[i];
+    return typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : typeof v === 'boolean' ? (v ? 1 : 0) : NaN;
+  };
+}
+
+async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}

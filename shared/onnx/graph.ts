@@ -1,0 +1,256 @@
+/**
+ * Graph-editing helpers shared by the model rewriters (quantize.ts, fp16.ts, prune.ts).
+ *
+ * They work on decoded `ModelProto`/`GraphProto` messages in place, so every field a rewriter does
+ * not touch (unknown fields, metadata, doc strings, value_info) is written back unchanged by
+ * `encodeModel`. Only the main graph is rewritten; names referenced from subgraphs (If/Loop/Scan
+ * bodies may read outer-scope tensors) are treated as used so nothing they need is removed.
+ */
+import { create } from '@bufbuild/protobuf';
+import {
+  AttributeProto_AttributeType,
+  OperatorSetIdProtoSchema,
+  StringStringEntryProtoSchema,
+  type AttributeProto,
+  type GraphProto,
+  type ModelProto,
+  type NodeProto,
+  type TensorProto,
+  type ValueInfoProto,
+} from 'onnx-buf';
+import { makeAttribute, type AttributeValue } from './builder';
+
+/**
+ * The default ONNX domain may be spelled '' or 'ai.onnx'.
+ * @example
+ * isDefaultDomain(node.domain) // true for standard operators
+ */
+export function isDefaultDomain(domain: string): boolean {
+  return domain === '' || domain === 'ai.onnx';
+}
+
+/**
+ * Initializers of a graph by name.
+ * @example
+ * const weight = initializerMap(graph).get(node.input[1] ?? '');
+ */
+export function initializerMap(graph: GraphProto): Map<string, TensorProto> {
+  return new Map(graph.initializer.map((t) => [t.name, t]));
+}
+
+/**
+ * Nodes reading each tensor name (a node reading a name twice is listed once).
+ * @example
+ * const readers = consumersOf(graph).get('fc0.weight') ?? [];
+ */
+export function consumersOf(graph: GraphProto): Map<string, NodeProto[]> {
+  const map = new Map<string, NodeProto[]>();
+  for (const node of graph.node) {
+    for (const name of new Set(node.input)) {
+      if (name === '') continue;
+      const list = map.get(name);
+      if (list) list.push(node);
+      else map.set(name, [node]);
+    }
+  }
+  return map;
+}
+
+/** Every tensor name read by nodes of the subgraphs (If/Loop/Scan bodies) of `graph`, recursively. */
+function subgraphReads(graph: GraphProto, into: Set<string>): void {
+  const visit = (g: GraphProto): void => {
+    for (const n of g.node) {
+      n.input.forEach((i) => into.add(i));
+      n.attribute.forEach((a) => {
+        if (a.g) visit(a.g);
+        a.graphs.forEach(visit);
+      });
+    }
+  };
+  for (const n of graph.node) {
+    n.attribute.forEach((a) => {
+      if (a.g) visit(a.g);
+      a.graphs.forEach(visit);
+    });
+  }
+}
+
+/**
+ * Names read anywhere: node inputs of the graph and its subgraphs, and graph outputs.
+ * @example
+ * if (!usedNames(graph).has(name)) dropIt(name);
+ */
+export function usedNames(graph: GraphProto): Set<string> {
+  const used = new Set<string>();
+  graph.node.forEach((n) => n.input.forEach((i) => used.add(i)));
+  graph.output.forEach((o) => used.add(o.name));
+  subgraphReads(graph, used);
+  return used;
+}
+
+/**
+ * Removes initializers nothing reads any more (after a rewrite replaced them), together with the
+ * graph inputs and value_info entries that described them. Returns the removed names.
+ * @example
+ * const removed = removeUnusedInitializers(model.graph!);
+ */
+export function removeUnusedInitializers(graph: GraphProto): string[] {
+  const used = usedNames(graph);
+  const removed = graph.initializer.filter((t) => !used.has(t.name)).map((t) => t.name);
+  if (removed.length === 0) return removed;
+  const gone = new Set(removed);
+  graph.initializer = graph.initializer.filter((t) => !gone.has(t.name));
+  graph.input = graph.input.filter((v) => !gone.has(v.name));
+  graph.valueInfo = graph.valueInfo.filter((v) => !gone.has(v.name));
+  return removed;
+}
+
+/**
+ * A generator of tensor/node names that collide with nothing in the graph (nor with each other).
+ * @example
+ * const fresh = uniqueNamer(graph);
+ * const q = fresh('input_quantized'); // 'input_quantized', or 'input_quantized_1' if taken
+ */
+export function uniqueNamer(graph: GraphProto): (base: string) => string {
+  const taken = new Set<string>();
+  const addGraph = (g: GraphProto): void => {
+    g.input.forEach((v) => taken.add(v.name));
+    g.output.forEach((v) => taken.add(v.name));
+    g.valueInfo.forEach((v) => taken.add(v.name));
+    g.initializer.forEach((t) => taken.add(t.name));
+    g.sparseInitializer.forEach((s) => taken.add(s.values?.name ?? ''));
+    for (const n of g.node) {
+      taken.add(n.name);
+      n.input.forEach((i) => taken.add(i));
+      n.output.forEach((o) => taken.add(o));
+      n.attribute.forEach((a) => {
+        if (a.g) addGraph(a.g);
+        a.graphs.forEach(addGraph);
+      });
+    }
+  };
+  addGraph(graph);
+  return (base: string): string => {
+    let name = base;
+    for (let i = 1; taken.has(name); i++) name = `${base}_${i}`;
+    taken.add(name);
+    return name;
+  };
+}
+
+/**
+ * An attribute of a node, or undefined.
+ * @example
+ * const transB = attributeOf(gemm, 'transB')?.i ?? 0n;
+ */
+export function attributeOf(node: NodeProto, name: string): AttributeProto | undefined {
+  return node.attribute.find((a) => a.name === name);
+}
+
+/**
+ * An INT attribute as a number, with a default when absent.
+ * @example
+ * const group = intAttribute(conv, 'group', 1);
+ */
+export function intAttribute(node: NodeProto, name: string, fallback: number): number {
+  const a = attributeOf(node, name);
+  return a && a.type === AttributeProto_AttributeType.INT ? Number(a.i) : fallback;
+}
+
+/**
+ * A FLOAT attribute, with a default when absent.
+ * @example
+ * const alpha = floatAttribute(gemm, 'alpha', 1);
+ */
+export function floatAttribute(node: NodeProto, name: string, fallback: number): number {
+  const a = attributeOf(node, name);
+  return a && a.type === AttributeProto_AttributeType.FLOAT ? a.f : fallback;
+}
+
+/**
+ * Sets (adds or replaces) an attribute of a node.
+ * @example
+ * setAttribute(castNode, 'to', { int: TensorProto_DataType.FLOAT16 });
+ */
+export function setAttribute(node: NodeProto, name: string, value: AttributeValue): void {
+  const attribute = makeAttribute(name, value);
+  const at = node.attribute.findIndex((a) => a.name === name);
+  if (at >= 0) node.attribute[at] = attribute;
+  else node.attribute.push(attribute);
+}
+
+/**
+ * Makes sure the model imports `domain` (at least `version`), e.g. before adding com.microsoft ops.
+ * @example
+ * ensureOpsetImport(model, 'com.microsoft', 1);
+ */
+export function ensureOpsetImport(model: ModelProto, domain: string, version: number): void {
+  const found = model.opsetImport.find((o) => (isDefaultDomain(domain) ? isDefaultDomain(o.domain) : o.domain === domain));
+  if (found) {
+    if (found.version < BigInt(version)) found.version = BigInt(version);
+    return;
+  }
+  model.opsetImport.push(create(OperatorSetIdProtoSchema, { domain, version: BigInt(version) }));
+}
+
+/**
+ * The default-domain opset version the model imports (0 when it imports none).
+ * @example
+ * if (defaultOpset(model) < 13) throw new Error('per-channel DequantizeLinear needs opset 13');
+ */
+export function defaultOpset(model: ModelProto): number {
+  const found = model.opsetImport.find((o) => isDefaultDomain(o.domain));
+  return found ? Number(found.version) : 0;
+}
+
+/**
+ * Sets (adds or replaces) one metadata_props entry; other entries keep their order.
+ * @example
+ * setMetadataProp(model, 'maas.optimization', JSON.stringify({ technique: 'int8' }));
+ */
+export function setMetadataProp(model: ModelProto, key: string, value: string): void {
+  const found = model.metadataProps.find((p) => p.key === key);
+  if (found) found.value = value;
+  else model.metadataProps.push(create(StringStringEntryProtoSchema, { key, value }));
+}
+
+/**
+ * Element type (ONNX TensorProto.DataType number) recorded in a tensor ValueInfo, or undefined.
+ * @example
+ * const isFloat = elemTypeOf(graph.input[0]!) === TensorProto_DataType.FLOAT;
+ */
+export function elemTypeOf(value: ValueInfoProto): number | undefined {
+  const t = value.type?.value;
+  return t?.case === 'tensorType' ? t.value.elemType : undefined;
+}
+
+/**
+ * Sets the element type of a tensor ValueInfo (no-op for non-tensor types).
+ * @example
+ * setElemType(valueInfo, TensorProto_DataType.FLOAT16);
+ */
+export function setElemType(value: ValueInfoProto, elemType: number): void {
+  const t = value.type?.value;
+  if (t?.case === 'tensorType') t.value.elemType = elemType;
+}
+
+/**
+ * Operator types of every node in the model, as 'domain:Op' outside the default domain.
+ * @example
+ * const contrib = operatorsOf(model).filter((op) => op.includes(':'));
+ */
+export function operatorsOf(model: ModelProto): string[] {
+  const ops = new Set<string>();
+  const visit = (g: GraphProto): void => {
+    for (const n of g.node) {
+      ops.add(isDefaultDomain(n.domain) ? n.opType : `${n.domain}:${n.opType}`);
+      n.attribute.forEach((a) => {
+        if (a.g) visit(a.g);
+        a.graphs.forEach(visit);
+      });
+    }
+  };
+  if (model.graph) visit(model.graph);
+  model.functions.forEach((f) => f.node.forEach((n) => ops.add(isDefaultDomain(n.domain) ? n.opType : `${n.domain}:${n.opType}`)));
+  return [...ops].sort();
+}

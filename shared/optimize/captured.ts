@@ -1,0 +1,100 @@
+/**
+ * Evaluation inputs from captured traffic: the raw request samples the monitoring capture observer
+ * writes into `monitoring/captures/{model}/…` (format `maas.capture/1`, enabled with
+ * `MAAS_CAPTURE_PAYLOAD_SAMPLE` > 0). Real inputs beat random ones: quantization error depends on
+ * the activation ranges real data produces.
+ *
+ * Only complete samples are used: the capture truncates large tensors, and a truncated tensor is
+ * not a valid input. Samples of any version of the model qualify if they fit the signature.
+ */
+import { float32ToFloat16Bits, typedArrayConstructorOf, type NumericOipDatatype, type OipTypedArray } from '../onnx/datatypes';
+import type { TensorSpec } from '../onnx/inspect';
+import { monitoringLayout, timeKey } from '../monitor/layout';
+import type { CaptureFile } from '../monitor/summary';
+import { listAll, type ObjectStore } from '../store';
+import type { CapturedInputsProvider, InputFeed } from './inputs';
+
+/** Options of {@link capturedInputsFromMonitoring}. */
+export interface CapturedInputsOptions {
+  /** Only captures from this far back, hours (default 24): bounds the listing. */
+  lookbackHours?: number;
+  /** Capture files read at most, newest first (default 50). */
+  maxFiles?: number;
+  /** Rows collected at most (default 256). */
+  maxRows?: number;
+  now?: () => number;
+}
+
+/** One sample's tensors fitted to the signature, or undefined when it does not fit. */
+function fit(sample: CaptureFile['samples'] extends (infer S)[] | undefined ? S : never, specs: readonly TensorSpec[]): { spec: TensorSpec; shape: number[]; data: number[] }[] | undefined {
+  const out: { spec: TensorSpec; shape: number[]; data: number[] }[] = [];
+  for (const spec of specs) {
+    const t = sample.inputs.find((i) => i.name === spec.name);
+    if (!t || spec.datatype === 'BYTES' || t.shape.length === 0) return undefined;
+    const count = t.shape.reduce((a, b) => a * b, 1);
+    if (t.data.length !== count || t.data.some((v) => typeof v !== 'number')) return undefined; // truncated or strings
+    if (!spec.unknownRank && (t.shape.length !== spec.shape.length || spec.shape.some((d, i) => d !== -1 && d !== t.shape[i]))) return undefined;
+    out.push({ spec, shape: t.shape, data: t.data as number[] });
+  }
+  return out;
+}
+
+/**
+ * A {@link CapturedInputsProvider} reading monitoring captures from the store.
+ *
+ * @example
+ * const report = await optimizeVersion(registry, 'mlp', 1, request, { capturedInputs: capturedInputsFromMonitoring(registry.store) });
+ */
+export function capturedInputsFromMonitoring(store: ObjectStore, options: CapturedInputsOptions = {}): CapturedInputsProvider {
+  const lookbackMs = (options.lookbackHours ?? 24) * 3600_000;
+  const maxFiles = options.maxFiles ?? 50;
+  const maxRows = options.maxRows ?? 256;
+  const now = options.now ?? Date.now;
+  return async (model: string, _version: number, specs: readonly TensorSpec[]): Promise<InputFeed | undefined> => {
+    const prefix = monitoringLayout.capturesPrefix(model);
+    let listed: Awaited<ReturnType<typeof listAll>>;
+    try {
+      listed = await listAll(store, { prefix, startAfter: `${prefix}${timeKey(now() - lookbackMs)}` });
+    } catch {
+      // Captures are an optional source (e.g. no read permission on monitoring/): fall back to random inputs.
+      return undefined;
+    }
+    const keys = listed.objects.map((o) => o.key).slice(-maxFiles).reverse();
+    const rows: { spec: TensorSpec; shape: number[]; data: number[] }[][] = [];
+    let count = 0;
+    for (const key of keys) {
+      if (count >= maxRows) break;
+      let doc: CaptureFile;
+      try {
+        doc = JSON.parse((await store.get(key)).body.toString('utf8')) as CaptureFile;
+      } catch {
+        continue; // a file removed since listing, or unreadable: other files still count
+      }
+      if (doc.format !== 'maas.capture/1') continue;
+      for (const sample of doc.samples ?? []) {
+        if (sample.status !== 200 || count >= maxRows) continue;
+        const fitted = fit(sample, specs);
+        // All rows must share the trailing (non-batch) shape of the first one to stack into a batch.
+        if (!fitted || (rows[0] && fitted.some((t, i) => t.shape.slice(1).join() !== rows[0]?.[i]?.shape.slice(1).join()))) continue;
+        rows.push(fitted);
+        count += fitted[0]?.shape[0] ?? 0;
+      }
+    }
+    if (rows.length === 0) return undefined;
+    return specs.map((spec, i) => {
+      const parts = rows.map((r) => r[i] as { shape: number[]; data: number[] });
+      const batch = parts.reduce((a, p) => a + (p.shape[0] ?? 0), 0);
+      const datatype = spec.datatype as NumericOipDatatype;
+      const Ctor = typedArrayConstructorOf(datatype) as unknown as new (n: number) => OipTypedArray;
+      const values = parts.flatMap((p) => p.data);
+      const data = new Ctor(values.length);
+      const target = data as unknown as { [k: number]: number | bigint };
+      const big = datatype === 'INT64' || datatype === 'UINT64';
+      for (let k = 0; k < values.length; k++) {
+        const v = values[k] ?? 0;
+        target[k] = big ? BigInt(Math.trunc(v)) : datatype === 'FP16' ? float32ToFloat16Bits(v) : v;
+      }
+      return { name: spec.name, datatype, shape: [batch, ...(parts[0]?.shape.slice(1) ?? [])], data };
+    });
+  };
+}

@@ -1,0 +1,171 @@
+/**
+ * One optimization run: build every requested candidate from a registered version, evaluate each
+ * against the parent in this process, gate it, and register those that pass as new versions with
+ * their lineage. Candidates are independent: one failing to build does not stop the others.
+ */
+import * as ort from 'onnxruntime-node';
+import { MaasError } from '../errors';
+import type { ModelRegistry } from '../registry';
+import { evaluateCandidate, evaluationSessionOptions, measureLoadMs, type EvaluateOptions, type EvaluationReport } from './evaluate';
+import { gate, type GateDecision } from './gate';
+import { noCapturedInputs, resolveEvaluationInputs, type CapturedInputsProvider } from './inputs';
+import type { OptimizeRequest } from './request';
+import { buildCandidate, type StepDetails } from './techniques';
+
+/** What happened to one candidate. */
+export interface CandidateOutcome {
+  technique: string;
+  /** registered: passed the gate and stored; rejected: measured and refused; failed: could not be built or run. */
+  status: 'registered' | 'rejected' | 'failed';
+  parameters?: Record<string, unknown>;
+  steps?: StepDetails[];
+  runtimeSpecificOps?: string[];
+  evaluation?: EvaluationReport;
+  gate?: GateDecision;
+  /** The version it was registered as (status registered). */
+  version?: number;
+  /** False when identical bytes were already registered (that version is reported). */
+  created?: boolean;
+  error?: string;
+}
+
+/** The report of one optimization run (stored in the job record). */
+export interface OptimizationReport {
+  model: string;
+  parentVersion: number;
+  parentSha256: string;
+  inputs: { source: string; samples: number; seed?: number; key?: string };
+  candidates: CandidateOutcome[];
+  /** The alias moved to the best registered candidate, if one was requested and any passed. */
+  alias?: { name: string; version: number };
+  startedAt: string;
+  finishedAt: string;
+}
+
+/** Options of {@link optimizeVersion}. */
+export interface OptimizeOptions {
+  /** Hook for captured traffic samples (default: none yet, see inputs.ts). */
+  capturedInputs?: CapturedInputsProvider;
+  /** Evaluation knobs (iterations per batch size etc.); a request's `evaluation.iterations` wins. */
+  evaluate?: EvaluateOptions;
+  /** Job id, recorded in lineage. */
+  jobId?: string;
+  actor?: string;
+  /** Progress callback (e.g. to log), called after each candidate. */
+  onCandidate?: (outcome: CandidateOutcome) => void;
+}
+
+function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Best registered candidate for the alias: fastest p50 at batch 1 (cold, interactive traffic), then smallest. */
+function best(outcomes: CandidateOutcome[]): CandidateOutcome | undefined {
+  const score = (o: CandidateOutcome): [number, number] => [o.evaluation?.latency[0]?.ratio ?? 1, o.evaluation?.size.ratio ?? 1];
+  return outcomes
+    .filter((o) => o.status === 'registered')
+    .sort((a, b) => {
+      const [la, sa] = score(a);
+      const [lb, sb] = score(b);
+      return la - lb || sa - sb;
+    })[0];
+}
+
+/**
+ * Optimizes one registered version as `request` asks and returns the report.
+ * Throws only for problems with the whole run (unknown version, unusable reference inputs);
+ * per-candidate problems are reported in `candidates`.
+ *
+ * @example
+ * const report = await optimizeVersion(registry, 'mlp', 1, parseOptimizeRequest({ techniques: ['int8'], alias: 'staging' }));
+ * console.log(report.candidates.map((c) => `${c.technique}: ${c.status}`));
+ */
+export async function optimizeVersion(
+  registry: ModelRegistry,
+  model: string,
+  version: number,
+  request: OptimizeRequest,
+  options: OptimizeOptions = {},
+): Promise<OptimizationReport> {
+  const startedAt = new Date().toISOString();
+  const parent = await registry.getVersion(model, version);
+  const parentBytes = new Uint8Array((await registry.store.get(parent.blobKey)).body);
+  const inputs = await resolveEvaluationInputs(parent.onnx.inputs, {
+    store: registry.store,
+    model,
+    version,
+    reference: request.referenceInputs,
+    capturedInputs: options.capturedInputs ?? noCapturedInputs,
+    options: request.evaluation,
+  });
+  const evaluateOptions: EvaluateOptions = { ...options.evaluate, ...(request.evaluation.iterations ? { iterations: request.evaluation.iterations } : {}) };
+  const parentSession = await ort.InferenceSession.create(parentBytes, evaluationSessionOptions());
+  const parentLoadMs = await measureLoadMs(parentBytes, evaluateOptions.loadRuns ?? 3);
+  const outcomes: CandidateOutcome[] = [];
+  const passed: { outcome: CandidateOutcome; bytes: Uint8Array }[] = [];
+  try {
+    for (const technique of request.techniques) {
+      const outcome: CandidateOutcome = { technique, status: 'failed' };
+      try {
+        const candidate = await buildCandidate(parentBytes, technique, request.parameters, { model, version, sha256: parent.sha256 });
+        Object.assign(outcome, { parameters: candidate.parameters, steps: candidate.details, runtimeSpecificOps: candidate.runtimeSpecificOps });
+        outcome.evaluation = await evaluateCandidate({ bytes: parentBytes, session: parentSession, loadMs: parentLoadMs }, candidate.bytes, inputs, evaluateOptions);
+        outcome.gate = gate(outcome.evaluation, request.tolerances, { technique });
+        outcome.status = outcome.gate.passed ? 'registered' : 'rejected';
+        if (outcome.gate.passed) passed.push({ outcome, bytes: candidate.bytes });
+      } catch (e) {
+        outcome.status = 'failed';
+        outcome.error = e instanceof MaasError ? e.message : `could not build or run the candidate: ${errorMessage(e)}`;
+      }
+      outcomes.push(outcome);
+    }
+  } finally {
+    await parentSession.release();
+  }
+
+  // Register after all evaluations so the alias goes to the best candidate in one move.
+  const chosen = request.alias ? best(passed.map((p) => p.outcome)) : undefined;
+  let alias: OptimizationReport['alias'];
+  for (const { outcome, bytes } of passed) {
+    try {
+      const { version: registered, created } = await registry.registerVersion(model, bytes, {
+        parentVersion: version,
+        source: 'optimize',
+        actor: options.actor ?? 'optimize',
+        reason: `optimize ${outcome.technique} of version ${version}${options.jobId ? ` (job ${options.jobId})` : ''}`,
+        description: `${outcome.technique} optimization of version ${version}`,
+        force: false,
+        optimization: {
+          technique: outcome.technique,
+          parameters: outcome.parameters ?? {},
+          report: {
+            ...(options.jobId ? { job: options.jobId } : {}),
+            evaluation: outcome.evaluation,
+            gate: outcome.gate,
+            steps: outcome.steps,
+            runtimeSpecificOps: outcome.runtimeSpecificOps ?? [],
+            tolerances: request.tolerances,
+          } as unknown as Record<string, unknown>,
+        },
+        ...(chosen === outcome && request.alias ? { alias: request.alias } : {}),
+      });
+      outcome.version = registered.version;
+      outcome.created = created;
+      if (chosen === outcome && request.alias) alias = { name: request.alias, version: registered.version };
+    } catch (e) {
+      outcome.status = 'failed';
+      outcome.error = `passed the gate but could not be registered: ${errorMessage(e)}`;
+    }
+    options.onCandidate?.(outcome);
+  }
+  return {
+    model,
+    parentVersion: version,
+    parentSha256: parent.sha256,
+    inputs: { source: inputs.source, samples: inputs.samples, ...(inputs.seed !== undefined ? { seed: inputs.seed } : {}), ...(inputs.key ? { key: inputs.key } : {}) },
+    candidates: outcomes,
+    ...(alias ? { alias } : {}),
+    startedAt,
+    finishedAt: new Date().toISOString(),
+  };
+}

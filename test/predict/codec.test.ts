@@ -1,0 +1,80 @@
+/**
+ * The pieces of the inference core that need no model: OIP body codec edge cases, canary
+ * choice and settings parsing.
+ */
+import { describe, expect, it } from 'vitest';
+import { chooseVersion, decodeInferRequest, encodeInferResponse, inferenceSettingsFromEnv, jsonDataOf, type ModelRoute } from '../../shared/inference';
+import type { ModelVersion } from '../../shared/registry';
+
+const req = (doc: unknown, headerLength?: string): ReturnType<typeof decodeInferRequest> =>
+  decodeInferRequest(Buffer.from(JSON.stringify(doc)), headerLength === undefined ? {} : { headerLength });
+
+describe('OIP codec', () => {
+  it('decodes nested data row-major and keeps id, parameters and requested outputs', () => {
+    const r = req({ id: 'x', parameters: { binary_data_output: true }, inputs: [{ name: 'a', shape: [2, 2], datatype: 'INT32', data: [[1, 2], [3, 4]] }], outputs: [{ name: 'o' }, { name: 'p', parameters: { binary_data: false } }] });
+    expect(r.id).toBe('x');
+    expect(Array.from(r.inputs[0]!.data as Int32Array)).toEqual([1, 2, 3, 4]);
+    expect(r.outputs).toEqual([{ name: 'o', binary: true }, { name: 'p', binary: false }]);
+  });
+
+  it('the same request as text and as bytes decodes alike', () => {
+    const doc = { inputs: [{ name: 'a', shape: [3], datatype: 'FP64', data: [0.1, -2, 3e100] }] };
+    const fromText = decodeInferRequest(JSON.stringify(doc), { contentType: 'application/json' });
+    const fromBytes = decodeInferRequest(Buffer.from(JSON.stringify(doc)), { contentType: 'application/json' });
+    expect(Array.from(fromText.inputs[0]!.data as Float64Array)).toEqual(Array.from(fromBytes.inputs[0]!.data as Float64Array));
+    expect(() => decodeInferRequest(JSON.stringify(doc), { contentType: 'text/plain' })).toThrow(/expected application\/json/);
+  });
+
+  it('rejects what the protocol does not allow, naming the input', () => {
+    expect(() => req({ inputs: [{ name: 'a', shape: [-1], datatype: 'FP32', data: [] }] })).toThrow(/input 'a': shape must be an array/);
+    expect(() => req({ inputs: [{ name: 'a', shape: [2], datatype: 'FP32', data: [1, 2] }, { name: 'a', shape: [2], datatype: 'FP32', data: [1, 2] }] })).toThrow(/given more than once/);
+    expect(() => req({ inputs: [{ name: 'a', shape: [2], datatype: 'FP32' }] })).toThrow(/input 'a' has no data/);
+    expect(() => req({ inputs: [{ name: 'a', shape: [1], datatype: 'INT64', data: [2 ** 60] }] })).toThrow(/beyond 2\^53/);
+    expect(() => req({ inputs: [{ name: 'a', shape: [1], datatype: 'INT8', data: [1.5] }] })).toThrow(/element 0 is not an integer/);
+    expect(() => req({ inputs: [{ name: 'a', shape: [1], datatype: 'BOOL', data: ['yes'] }] })).toThrow(/expected true or false/);
+    expect(() => req({ inputs: [{ name: 'a', shape: [1], datatype: 'FP32', data: [1] }], outputs: [{ name: 'o' }, { name: 'o' }] })).toThrow(/requested more than once/);
+    expect(() => req({ inputs: [{ name: 'a', shape: [1], datatype: 'FP32', parameters: { binary_data_size: 4 } }] })).toThrow(/no Inference-Header-Content-Length/);
+    expect(() => req([1, 2])).toThrow(/must be a JSON object/);
+  });
+
+  it('binary bytes no input claims are an error', () => {
+    const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'a', shape: [1], datatype: 'FP32', data: [1] }] }));
+    expect(() => decodeInferRequest(Buffer.concat([header, Buffer.alloc(4)]), { headerLength: String(header.length) })).toThrow(/4 bytes after the header/);
+  });
+
+  it('encodes non-finite floats as null and 64-bit integers exactly', () => {
+    expect(jsonDataOf('FP32', Float32Array.of(1.5, NaN, -Infinity))).toBe('[1.5,null,null]');
+    expect(jsonDataOf('INT64', BigInt64Array.of(-(2n ** 63n), 2n ** 53n + 1n))).toBe('[-9223372036854775808,9007199254740993]');
+    expect(jsonDataOf('BOOL', Uint8Array.of(1, 0))).toBe('[true,false]');
+    const { body } = encodeInferResponse({ modelName: 'm', modelVersion: '2', id: 'q"1' }, [{ name: 'o', datatype: 'BYTES', shape: [1], data: ['é"'], binary: false }]);
+    expect(JSON.parse(body as string)).toEqual({ model_name: 'm', model_version: '2', id: 'q"1', outputs: [{ name: 'o', datatype: 'BYTES', shape: [1], data: ['é"'] }] });
+  });
+});
+
+describe('canary choice', () => {
+  const v = (version: number): ModelVersion => ({ name: 'm', version }) as ModelVersion;
+  const route: ModelRoute = { name: 'm', alias: 'production', primary: v(1), canary: { version: v(2), weight: 0.25 } };
+  it('is stable per request id and close to the weight over many ids', () => {
+    const picks = Array.from({ length: 4000 }, (_, i) => chooseVersion(route, `id-${i}`).version);
+    const share = picks.filter((p) => p === 2).length / picks.length;
+    expect(share).toBeGreaterThan(0.22);
+    expect(share).toBeLessThan(0.28);
+    for (let i = 0; i < 50; i++) expect(chooseVersion(route, `id-${i}`).version).toBe(picks[i]);
+    expect(chooseVersion(route, undefined, () => 0.1).version).toBe(2);
+    expect(chooseVersion(route, undefined, () => 0.9).version).toBe(1);
+    expect(chooseVersion({ name: 'm', primary: v(1) }, 'x').version).toBe(1);
+  });
+});
+
+describe('settings', () => {
+  it('reads MAAS_* with Lambda defaults and refuses nonsense as a server error', () => {
+    const s = inferenceSettingsFromEnv({ AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '3008', MAAS_ALIAS_TTL_MS: '1500', MAAS_ORT_GRAPH_OPTIMIZATION: 'basic' });
+    expect(s.aliasTtlMs).toBe(1500);
+    expect(s.sessionCacheBytes).toBe(1504 * 1024 * 1024);
+    expect(s.modelCacheDir).toBe('/tmp/maas-models');
+    expect(s.session).toMatchObject({ interOpThreads: 1, graphOptimizationLevel: 'basic' });
+    expect(inferenceSettingsFromEnv({}).aliasTtlMs).toBeLessThanOrEqual(5000);
+    expect(() => inferenceSettingsFromEnv({ MAAS_SESSION_CACHE_MB: 'lots' })).toThrow(expect.objectContaining({ kind: 'internal' }));
+    expect(() => inferenceSettingsFromEnv({ MAAS_ORT_GRAPH_OPTIMIZATION: 'max' })).toThrow(/MAAS_ORT_GRAPH_OPTIMIZATION/);
+  });
+});
