@@ -166,6 +166,20 @@ describe('maas CLI against a running local API (real handlers, RGW store)', () =
     expect(bad.stderr).toMatch(/is not JSON/);
   });
 
+  it('optimizes a version and waits for the measured verdict', async () => {
+    const job = await runJson<{ job: string; status: string; summary: string[]; model: string; version: number }>('optimize', 'iris', '1', '-t', 'fp16', 'int8');
+    expect(job).toMatchObject({ model: 'iris', version: 1 });
+    expect(['succeeded', 'rejected']).toContain(job.status);
+    expect(job.summary).toHaveLength(2);
+    expect(job.summary.join('\n')).toMatch(/^fp16: /m);
+    const queued = await run('optimize', 'iris', '1', '--no-wait');
+    expect(queued.code, queued.stderr).toBe(0);
+    expect(queued.stdout).toMatch(/^job opt-\S+: (queued|running|succeeded|rejected)/);
+    const refused = await run('optimize', 'iris', '1', '-t', 'nonsense');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/nonsense/);
+  });
+
   it('sends files above 4 MiB through the presigned upload on its own, and fetches them back through the presigned GET', async () => {
     const big = buildMlp({ inputSize: 1024, hiddenSizes: [1100], outputSize: 2, seed: 7 }).bytes;
     expect(big.length).toBeGreaterThan(4 * 1024 * 1024);

@@ -1,5 +1,5 @@
 /**
- * docs/settings.md lists every setting: each `MAAS_*` / `S3_*` name the code, the plugins or
+ * README.md's settings table lists every setting: each `MAAS_*` / `S3_*` name the code, the plugins or
  * serverless.yml reads appears in it.
  */
 import * as fs from 'node:fs';
@@ -18,9 +18,9 @@ function filesUnder(dir: string): string[] {
   });
 }
 
-describe('docs/settings.md', () => {
+describe('README.md settings', () => {
   it('documents every MAAS_* and S3_* setting the code reads', () => {
-    const docs = fs.readFileSync(path.join(ROOT, 'docs/settings.md'), 'utf8');
+    const docs = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
     const used = new Map<string, string>();
     const files = [...SOURCES.flatMap((d) => filesUnder(path.join(ROOT, d))), path.join(ROOT, 'serverless.yml')];
     for (const file of files) {

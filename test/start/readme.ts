@@ -21,16 +21,10 @@ export function extractReadmeExamples(markdown: string): ReadmeExample[] {
   return [...markdown.matchAll(MARKED_BLOCK)].map((m) => ({ id: m[1]!, code: m[2]! }));
 }
 
-/**
- * Where the examples live: README.md once the lead merged docs/README-deploy.md into it,
- * docs/README-deploy.md until then.
- */
+/** The README's runnable examples. */
 export function readmeWithExamples(root: string): { file: string; examples: ReadmeExample[] } {
-  for (const file of ['README.md', 'docs/README-deploy.md']) {
-    const full = path.join(root, file);
-    if (!fs.existsSync(full)) continue;
-    const examples = extractReadmeExamples(fs.readFileSync(full, 'utf8'));
-    if (examples.length > 0) return { file, examples };
-  }
-  throw new Error('no README section with <!-- readme-test: … --> examples found');
+  const file = 'README.md';
+  const examples = extractReadmeExamples(fs.readFileSync(path.join(root, file), 'utf8'));
+  if (examples.length === 0) throw new Error('README.md has no <!-- readme-test: … --> examples');
+  return { file, examples };
 }

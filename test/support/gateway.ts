@@ -42,6 +42,8 @@ const ROUTES_BY_FUNCTION: Record<string, string[]> = {
     'GET /models/{name}/history',
     'GET /models/{name}/versions/{version}/download',
   ],
+  optimize: ['POST /models/{name}/versions/{version}/optimize', 'GET /models/{name}/optimizations/{job}'],
+  feedback: ['POST /models/{name}/feedback'],
   predict: [
     'GET /v2',
     'GET /v2/health/live',
