@@ -3,6 +3,7 @@ import type { StandardUnit } from '@aws-sdk/client-cloudwatch';
 import type { ModelRegistry } from '../registry/model-registry';
 import type { AliasRecord } from '../registry/types';
 import { ObjectNotFoundError, ObjectPreconditionError, type ObjectInfoSummary, type ObjectStore } from '../store';
+import { mapLimit } from '../util/concurrency';
 import { baselineHistogram, extendTrafficBaseline, readBaseline, type BaselineDoc } from './baseline';
 import { compareHistograms, type DriftStats } from './drift';
 import type { FeedbackFile } from './feedback';
@@ -427,9 +428,8 @@ async function applyRollbacks(
         await registry.setAlias(model, e.alias, alias.version, { ifMatch: alias.etag, actor: ACTOR, reason });
         actions.push({ type: 'canary_removed', alias: e.alias, version: e.version, to: alias.version, reason, ok: true });
       } else {
-        const current = await registry.getAlias(model, e.alias);
-        if (current.etag !== alias.etag) throw new Error(`alias ${e.alias} moved since the window was read; not rolling back`);
-        const moved = await registry.rollback(model, e.alias, { actor: ACTOR, reason });
+        // ifMatch: a promotion made since the window was read is never undone (412 instead).
+        const moved = await registry.rollback(model, e.alias, { actor: ACTOR, reason, ifMatch: alias.etag });
         actions.push({ type: 'rolled_back', alias: e.alias, version: e.version, to: moved.version, reason, ok: true });
       }
     } catch (err) {
@@ -555,19 +555,6 @@ async function readJson<T>(store: ObjectStore, key: string): Promise<{ doc: T; e
     if (e instanceof ObjectNotFoundError) return undefined;
     throw e;
   }
-}
-
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }
 
 function fmt(x: number): string {

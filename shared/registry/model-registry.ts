@@ -99,8 +99,14 @@ export class ModelRegistry {
    * Nothing is written unless the bytes are a valid ONNX model within the size limit.
    */
   async registerVersion(name: string, body: Uint8Array | Readable, options: RegisterOptions = {}): Promise<RegisterResult> {
-    assertModelName(name);
-    validateRegisterOptions(options);
+    try {
+      assertModelName(name);
+      validateRegisterOptions(options);
+    } catch (e) {
+      // The caller opened the stream (often an S3 socket): close it, it will never be read.
+      if (body instanceof Readable) body.destroy();
+      throw e;
+    }
     const bytes = await readLimited(body, this.options.maxModelBytes);
     const onnx = inspectModel(bytes, { maxBytes: this.options.maxModelBytes });
     if (options.parentVersion !== undefined) await this.getVersion(name, options.parentVersion);
@@ -308,7 +314,7 @@ export class ModelRegistry {
     if (explicit) assertPromotable(explicit);
     // Status of candidates is read before the CAS; a status change racing a rollback is benign.
     const statuses = await this.readStatuses(name);
-    return this.moveAlias(name, alias, { ...options, ifMatch: undefined }, 'rolled_back', (current) => {
+    return this.moveAlias(name, alias, options, 'rolled_back', (current) => {
       if (!current) throw new NotFoundError(`model ${name} has no alias ${alias}`, { name, alias });
       if (explicit) {
         if (explicit.version === current.version) throw new ConflictError(`alias ${alias} already points at version ${explicit.version}`);

@@ -127,4 +127,6 @@ export interface SetAliasOptions extends Attribution {
 export interface RollbackOptions extends Attribution {
   /** Explicit target; otherwise the version the alias held before its last promotion. */
   to?: number;
+  /** Optimistic concurrency: roll back only if the alias still has this etag (else 412). */
+  ifMatch?: string;
 }

@@ -115,15 +115,23 @@ export class S3ObjectStore implements ObjectStore {
     const bytes = body instanceof Readable ? await collect(body) : body;
     const ifMatch = options.ifMatch === undefined ? undefined : this.options.quoteIfMatch ? `"${options.ifMatch}"` : options.ifMatch;
     const condition = options.ifMatch !== undefined ? 'if-match' : 'if-none-match';
+    // Set once any attempt of this write may have reached S3 and been applied without us seeing
+    // the answer (an SDK retry after a 5xx or timeout, or our own retry below).
+    let retried = false;
     for (let attempt = 0; ; attempt++) {
       try {
-        const out = await this.send(
-          key,
-          () => this.client.send(new PutObjectCommand({ ...common, Body: bytes, IfNoneMatch: options.ifNoneMatch, IfMatch: ifMatch })),
-          condition,
-        );
+        const out = await this.client.send(new PutObjectCommand({ ...common, Body: bytes, IfNoneMatch: options.ifNoneMatch, IfMatch: ifMatch }));
         return { etag: unquote(out.ETag ?? '') };
-      } catch (e) {
+      } catch (raw) {
+        retried ||= ((raw as SdkError).$metadata?.attempts ?? 1) > 1;
+        const e = translate(raw, key, condition);
+        // A 412 after a retry may be our own earlier attempt that landed: if the object now holds
+        // exactly what we sent, the write succeeded. (Documents the registry writes carry unique
+        // fields, so equal bytes mean this write, not a concurrent one.)
+        if (e instanceof ObjectPreconditionError && retried) {
+          const landed = await this.get(key).catch(() => undefined);
+          if (landed && landed.body.equals(Buffer.from(bytes))) return { etag: landed.etag };
+        }
         // AWS: 409 ConditionalRequestConflict means a concurrent conditional write was in flight;
         // the documented answer is to retry, which then resolves to success or a real 412.
         // RGW answers a CAS that lost a race with 500 (ECANCELED) and never applies it: retrying
@@ -131,6 +139,7 @@ export class S3ObjectStore implements ObjectStore {
         const raced = e instanceof ConditionalConflict || (e instanceof StoreError && e.transient);
         if (!raced) throw e;
         if (attempt >= CONFLICT_RETRIES) throw e instanceof ConditionalConflict ? new ObjectPreconditionError(key, condition) : e;
+        retried = true;
         await sleep(20 * 2 ** attempt * (0.5 + Math.random()));
       }
     }
@@ -190,7 +199,7 @@ interface SdkError {
   name?: string;
   Code?: string;
   message?: string;
-  $metadata?: { httpStatusCode?: number };
+  $metadata?: { httpStatusCode?: number; attempts?: number };
   $retryable?: unknown;
 }
 

@@ -119,6 +119,19 @@ describe.each(storeKinds)('ModelRegistry on the %s store', (kind) => {
     expect(rollbackEvent).toMatchObject({ alias: 'production', from: 3, version: 2, reason: 'regression' });
   });
 
+  it('rollback honours ifMatch, and a refused registration closes the stream it was given', async () => {
+    for (let i = 0; i < 3; i++) await registry.registerVersion('guarded', tinyModel(500 + i));
+    const first = await registry.setAlias('guarded', 'production', 1);
+    const second = await registry.setAlias('guarded', 'production', 2);
+    await expect(registry.rollback('guarded', 'production', { ifMatch: first.etag })).rejects.toBeInstanceOf(PreconditionFailedError);
+    expect((await registry.getAlias('guarded', 'production')).version).toBe(2);
+    expect((await registry.rollback('guarded', 'production', { ifMatch: second.etag })).version).toBe(1);
+
+    const body = Readable.from([Buffer.from(tinyModel(503))]);
+    await expect(registry.registerVersion('Bad Name', body)).rejects.toBeInstanceOf(InvalidArgumentError);
+    expect(body.destroyed).toBe(true);
+  });
+
   it('16 concurrent alias moves: the alias ends on one of them and history has every move in order', async () => {
     for (let i = 0; i < 16; i++) await registry.registerVersion('aliases', tinyModel(400 + i));
     const moves = await Promise.all(

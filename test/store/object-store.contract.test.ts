@@ -124,4 +124,33 @@ describe('S3ObjectStore specifics', () => {
     expect(error).toBeInstanceOf(StoreError);
     expect(error).not.toBeInstanceOf(ObjectNotFoundError);
   });
+
+  it('a conditional put whose first attempt landed but whose answer was lost still succeeds', async () => {
+    const t = await createTestStore('s3', 'lostreply');
+    try {
+      const store = t.store as S3ObjectStore;
+      let failures = 0;
+      // Inside the SDK's retry loop: let the first PutObject reach RGW, then report a 503 as a
+      // lost reply would; the SDK retries, and the retry meets its own committed write (412).
+      store.client.middlewareStack.add(
+        (next, context) => async (args) => {
+          const result = await next(args);
+          if (context.commandName === 'PutObjectCommand' && failures === 0) {
+            failures++;
+            throw Object.assign(new Error('injected: reply lost'), { name: 'ServiceUnavailable', $fault: 'server', $metadata: { httpStatusCode: 503 } });
+          }
+          return result;
+        },
+        { step: 'deserialize', name: 'loseFirstReply' },
+      );
+      const put = await store.put('lost/reply.json', '{"writer":"me"}', { ifNoneMatch: '*' });
+      expect(failures).toBe(1);
+      expect(put.etag).toBe((await store.head('lost/reply.json')).etag);
+      // A genuinely lost race is still a precondition failure.
+      failures = 1;
+      await expect(store.put('lost/reply.json', '{"writer":"other"}', { ifNoneMatch: '*' })).rejects.toBeInstanceOf(ObjectPreconditionError);
+    } finally {
+      await t.cleanup();
+    }
+  });
 });
