@@ -7,7 +7,16 @@
  * time). Everything that converts between them goes through the single table below so the three can
  * never drift apart.
  */
-import { TensorProto_DataType } from 'onnx-buf';
+import type { TensorProto_DataType } from 'onnx-buf';
+
+/**
+ * ONNX TensorProto.DataType numbers (fixed by the ONNX spec). Spelled out instead of importing
+ * the enum so that predict, which needs only this table, does not load the whole generated ONNX
+ * schema on a cold start (~35 ms); test/onnx/datatypes.test.ts checks them against onnx-buf.
+ */
+export const ONNX_DTYPE = {
+  FLOAT: 1, UINT8: 2, INT8: 3, UINT16: 4, INT16: 5, INT32: 6, INT64: 7, STRING: 8, BOOL: 9, FLOAT16: 10, DOUBLE: 11, UINT32: 12, UINT64: 13,
+} as const satisfies Record<string, TensorProto_DataType>;
 
 /** Every OIP datatype maas serves, in the order the OIP spec lists them. */
 export const OIP_DATATYPES = [
@@ -87,19 +96,19 @@ interface DatatypeInfo {
 }
 
 const TABLE: Record<OipDatatype, DatatypeInfo> = {
-  BOOL: { onnx: TensorProto_DataType.BOOL, ort: 'bool', size: 1 },
-  UINT8: { onnx: TensorProto_DataType.UINT8, ort: 'uint8', size: 1 },
-  UINT16: { onnx: TensorProto_DataType.UINT16, ort: 'uint16', size: 2 },
-  UINT32: { onnx: TensorProto_DataType.UINT32, ort: 'uint32', size: 4 },
-  UINT64: { onnx: TensorProto_DataType.UINT64, ort: 'uint64', size: 8 },
-  INT8: { onnx: TensorProto_DataType.INT8, ort: 'int8', size: 1 },
-  INT16: { onnx: TensorProto_DataType.INT16, ort: 'int16', size: 2 },
-  INT32: { onnx: TensorProto_DataType.INT32, ort: 'int32', size: 4 },
-  INT64: { onnx: TensorProto_DataType.INT64, ort: 'int64', size: 8 },
-  FP16: { onnx: TensorProto_DataType.FLOAT16, ort: 'float16', size: 2 },
-  FP32: { onnx: TensorProto_DataType.FLOAT, ort: 'float32', size: 4 },
-  FP64: { onnx: TensorProto_DataType.DOUBLE, ort: 'float64', size: 8 },
-  BYTES: { onnx: TensorProto_DataType.STRING, ort: 'string', size: undefined },
+  BOOL: { onnx: ONNX_DTYPE.BOOL, ort: 'bool', size: 1 },
+  UINT8: { onnx: ONNX_DTYPE.UINT8, ort: 'uint8', size: 1 },
+  UINT16: { onnx: ONNX_DTYPE.UINT16, ort: 'uint16', size: 2 },
+  UINT32: { onnx: ONNX_DTYPE.UINT32, ort: 'uint32', size: 4 },
+  UINT64: { onnx: ONNX_DTYPE.UINT64, ort: 'uint64', size: 8 },
+  INT8: { onnx: ONNX_DTYPE.INT8, ort: 'int8', size: 1 },
+  INT16: { onnx: ONNX_DTYPE.INT16, ort: 'int16', size: 2 },
+  INT32: { onnx: ONNX_DTYPE.INT32, ort: 'int32', size: 4 },
+  INT64: { onnx: ONNX_DTYPE.INT64, ort: 'int64', size: 8 },
+  FP16: { onnx: ONNX_DTYPE.FLOAT16, ort: 'float16', size: 2 },
+  FP32: { onnx: ONNX_DTYPE.FLOAT, ort: 'float32', size: 4 },
+  FP64: { onnx: ONNX_DTYPE.DOUBLE, ort: 'float64', size: 8 },
+  BYTES: { onnx: ONNX_DTYPE.STRING, ort: 'string', size: undefined },
 };
 
 const CONSTRUCTORS: { [D in NumericOipDatatype]: TypedArrayConstructorOf<OipTypedArrayMap[D]> } = {

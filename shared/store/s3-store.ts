@@ -7,7 +7,6 @@ import {
   S3Client,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
 import { MaasError } from '../errors';
 import {
@@ -108,6 +107,8 @@ export class S3ObjectStore implements ObjectStore {
     if (!conditional && (size === undefined || size >= this.options.multipartThresholdBytes)) {
       // Multipart: callers never rely on conditions here (RGW ignores them on completion);
       // large blobs live under content-addressed keys and are committed by a small conditional put.
+      // Loaded on first use: it costs ~60 ms of cold start, and predict never uploads.
+      const { Upload } = await import('@aws-sdk/lib-storage');
       const upload = new Upload({ client: this.client, params: { ...common, Body: body }, partSize: 8 * 1024 * 1024, queueSize: 4 });
       const out = await this.send(key, () => upload.done());
       return { etag: unquote(out.ETag ?? '') };

@@ -1,6 +1,7 @@
 import { TensorProto_DataType } from 'onnx-buf';
 import { describe, expect, it } from 'vitest';
 import {
+  ONNX_DTYPE,
   OIP_DATATYPES,
   elementByteSize,
   float16BitsToFloat32,
@@ -24,6 +25,10 @@ describe('datatypes', () => {
     expect(onnxFromOip('FP16')).toBe(TensorProto_DataType.FLOAT16);
     expect(ortTypeFromOip('FP32')).toBe('float32');
     expect(ortTypeFromOip('BOOL')).toBe('bool');
+  });
+
+  it('spells the ONNX dtype numbers exactly as the schema defines them', () => {
+    for (const [name, value] of Object.entries(ONNX_DTYPE)) expect(value, name).toBe(TensorProto_DataType[name as keyof typeof TensorProto_DataType]);
   });
 
   it('has no OIP datatype for what OIP cannot carry', () => {
