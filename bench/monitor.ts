@@ -20,7 +20,8 @@
  *
  * Run: `npx tsx bench/monitor.ts`, or through `npm run bench`.
  */
-import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import { inferEvent, lambdaContext } from './support';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -43,46 +44,7 @@ const CASES: Case[] = [
   { label: 'MLP 1000→128→10, batch 32', inputSize: 1000, hidden: [128], outputSize: 10, batch: 32 },
 ];
 
-const context = {
-  functionName: 'maas-predict',
-  functionVersion: '$LATEST',
-  invokedFunctionArn: 'arn:aws:lambda:eu-west-1:123456789012:function:maas-predict',
-  memoryLimitInMB: '2048',
-  awsRequestId: 'bench',
-  logGroupName: 'bench',
-  logStreamName: 'bench',
-  callbackWaitsForEmptyEventLoop: false,
-  getRemainingTimeInMillis: () => 30_000,
-  done: () => undefined,
-  fail: () => undefined,
-  succeed: () => undefined,
-} as Context;
 
-function event(name: string, body: string): APIGatewayProxyEventV2 {
-  const rawPath = `/v2/models/${name}/infer`;
-  return {
-    version: '2.0',
-    routeKey: 'POST /v2/models/{name}/infer',
-    rawPath,
-    rawQueryString: '',
-    headers: { 'content-type': 'application/json', 'content-length': String(body.length) },
-    requestContext: {
-      accountId: '123456789012',
-      apiId: 'bench',
-      domainName: 'bench.local',
-      domainPrefix: 'bench',
-      http: { method: 'POST', path: rawPath, protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'bench' },
-      requestId: 'bench',
-      routeKey: 'POST /v2/models/{name}/infer',
-      stage: '$default',
-      time: '',
-      timeEpoch: 0,
-    },
-    pathParameters: { name },
-    isBase64Encoded: false,
-    body,
-  };
-}
 
 const p50 = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 const f = (x: number, d = 3): string => x.toFixed(d);
@@ -126,9 +88,9 @@ export async function run(): Promise<void> {
       let n = 0;
       const body = (): string => JSON.stringify({ id: `r-${n++}`, inputs: [{ name: 'input', datatype: 'FP32', shape: [c.batch, c.inputSize], data }] });
       const viaHandler = async (): Promise<number> => {
-        const e = event(name, body());
+        const e = inferEvent(name, Buffer.from(body()), { 'content-type': 'application/json' }, false);
         const t0 = performance.now();
-        const res = (await handler(e, context)) as APIGatewayProxyStructuredResultV2;
+        const res = (await handler(e, lambdaContext)) as APIGatewayProxyStructuredResultV2;
         const t = performance.now() - t0;
         if (res.statusCode !== 200) throw new Error(`predict answered ${res.statusCode}: ${String(res.body)}`);
         return t;

@@ -14,7 +14,8 @@
  * Run: `npm run bench:predict` (or `npx tsx bench/predict.ts`), or through `npm run bench`.
  */
 import { CreateBucketCommand, DeleteBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import { inferEvent, lambdaContext } from './support';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -53,46 +54,7 @@ const stats = (xs: number[]): { p50: number; p99: number } => {
   return { p50: quantile(s, 0.5), p99: quantile(s, 0.99) };
 };
 
-function event(name: string, body: Buffer, headers: Record<string, string>, base64: boolean): APIGatewayProxyEventV2 {
-  const rawPath = `/v2/models/${name}/infer`;
-  return {
-    version: '2.0',
-    routeKey: 'POST /v2/models/{name}/infer',
-    rawPath,
-    rawQueryString: '',
-    headers: { ...headers, 'content-length': String(body.length) },
-    requestContext: {
-      accountId: '123456789012',
-      apiId: 'bench',
-      domainName: 'bench.local',
-      domainPrefix: 'bench',
-      http: { method: 'POST', path: rawPath, protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'bench' },
-      requestId: 'bench',
-      routeKey: 'POST /v2/models/{name}/infer',
-      stage: '$default',
-      time: '',
-      timeEpoch: 0,
-    },
-    pathParameters: { name },
-    isBase64Encoded: base64,
-    body: base64 ? body.toString('base64') : body.toString('utf8'),
-  };
-}
 
-const context = {
-  functionName: 'maas-predict',
-  functionVersion: '$LATEST',
-  invokedFunctionArn: 'arn:aws:lambda:eu-west-1:123456789012:function:maas-predict',
-  memoryLimitInMB: '2048',
-  awsRequestId: 'bench',
-  logGroupName: 'bench',
-  logStreamName: 'bench',
-  callbackWaitsForEmptyEventLoop: false,
-  getRemainingTimeInMillis: () => 30_000,
-  done: () => undefined,
-  fail: () => undefined,
-  succeed: () => undefined,
-} as Context;
 
 interface BenchStore {
   url: string;
@@ -164,7 +126,7 @@ export async function run(): Promise<void> {
   }
 
   const invoke = async (e: APIGatewayProxyEventV2): Promise<APIGatewayProxyStructuredResultV2> =>
-    (await handler(e, context)) as APIGatewayProxyStructuredResultV2;
+    (await handler(e, lambdaContext)) as APIGatewayProxyStructuredResultV2;
   const rows: string[][] = [];
   for (const c of CASES) {
     const x = new Float32Array(c.batch * c.inputSize);
@@ -177,8 +139,8 @@ export async function run(): Promise<void> {
         outputs: [{ name: 'output', parameters: { binary_data: true } }],
       }),
     );
-    const jsonEvent = event(c.model, jsonBody, { 'content-type': 'application/json' }, false);
-    const binEvent = event(
+    const jsonEvent = inferEvent(c.model, jsonBody, { 'content-type': 'application/json' }, false);
+    const binEvent = inferEvent(
       c.model,
       Buffer.concat([header, Buffer.from(x.buffer)]),
       { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) },
@@ -287,7 +249,7 @@ async function coldChildren(dir: string): Promise<{ handler: string; baseline: s
     logLevel: 'error',
   });
   const ortPath = JSON.stringify(require.resolve('onnxruntime-node'));
-  const template = JSON.stringify(event('NAME', Buffer.from('{}'), { 'content-type': 'application/json' }, false));
+  const template = JSON.stringify(inferEvent('NAME', Buffer.from('{}'), { 'content-type': 'application/json' }, false));
   const handler = path.join(dir, 'cold-handler.cjs');
   await writeFile(
     handler,
