@@ -5,7 +5,7 @@
  */
 import { InvalidArgumentError, UnsupportedMediaTypeError } from '../errors';
 import { isOipDatatype, OIP_DATATYPES, type OipDatatype } from '../onnx/datatypes';
-import { binaryDataOf, jsonDataOf, valuesFromBinary, valuesFromJson, type TensorValues } from './tensors';
+import { binaryDataOf, checkedElementCount, jsonDataOf, valuesFromBinary, valuesFromJson, type TensorValues } from './tensors';
 
 /** One decoded input tensor. */
 export interface InferInput {
@@ -74,7 +74,7 @@ export function decodeInferRequest(body: Uint8Array | string, options: DecodeOpt
   // A JSON body that arrived as text is parsed as is: encoding it to bytes only to decode it
   // again would cost ~1 ms per MB on the request path.
   if (typeof body === 'string') {
-    if (options.headerLength === undefined) return decodeDocument(parseJson(body), Buffer.alloc(0), 0, options);
+    if (options.headerLength === undefined) return decodeDocument(parseJson(body), Buffer.alloc(0), 0, options, body.length);
     body = Buffer.from(body, 'utf8');
   }
   let headerLength = body.byteLength;
@@ -87,7 +87,7 @@ export function decodeInferRequest(body: Uint8Array | string, options: DecodeOpt
     }
     headerLength = n;
   }
-  return decodeDocument(parseJson(Buffer.from(body.buffer, body.byteOffset, headerLength).toString('utf8')), body, headerLength, options);
+  return decodeDocument(parseJson(Buffer.from(body.buffer, body.byteOffset, headerLength).toString('utf8')), body, headerLength, options, headerLength);
 }
 
 function parseJson(text: string): unknown {
@@ -99,8 +99,12 @@ function parseJson(text: string): unknown {
   }
 }
 
-/** The request from its parsed JSON header; binary inputs are read from `body` after `headerLength`. */
-function decodeDocument(doc: unknown, body: Uint8Array, headerLength: number, options: DecodeOptions): InferRequest {
+/**
+ * The request from its parsed JSON header; binary inputs are read from `body` after
+ * `headerLength`. `jsonLength` is the length of the JSON text: every JSON element takes at least
+ * two characters of it (a digit and a separator), which bounds what JSON inputs may claim.
+ */
+function decodeDocument(doc: unknown, body: Uint8Array, headerLength: number, options: DecodeOptions, jsonLength: number): InferRequest {
   if (!isObject(doc)) throw new InvalidArgumentError('the inference request must be a JSON object');
   const request: InferRequest = { inputs: [], binaryOutputs: false };
   if (doc.id !== undefined) {
@@ -117,6 +121,8 @@ function decodeDocument(doc: unknown, body: Uint8Array, headerLength: number, op
   if (!Array.isArray(doc.inputs) || doc.inputs.length === 0) throw new InvalidArgumentError('"inputs" must be a non-empty array');
 
   let offset = headerLength;
+  // Shared by all JSON inputs: together they cannot hold more elements than the text has room for.
+  let jsonRoom = Math.floor(jsonLength / 2);
   const seen = new Set<string>();
   for (const [i, raw] of doc.inputs.entries()) {
     if (!isObject(raw)) throw new InvalidArgumentError(`inputs[${i}] must be an object`);
@@ -153,6 +159,7 @@ function decodeDocument(doc: unknown, body: Uint8Array, headerLength: number, op
       offset += size;
     } else {
       if (raw.data === undefined) throw new InvalidArgumentError(`input '${name}' has no data`, { input: name });
+      jsonRoom -= checkedElementCount(name, shape, jsonRoom, `the ${jsonLength}-character JSON request (2 or more characters per element)`);
       data = valuesFromJson(name, datatype, shape, raw.data);
     }
     request.inputs.push({ name, datatype, shape, data, ...(parameters ? { parameters } : {}) });

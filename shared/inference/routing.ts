@@ -17,6 +17,8 @@ import type { ModelRegistry, ModelVersion } from '../registry';
 import { assertAliasName, assertModelName, parseVersionNumber } from '../registry';
 
 export const DEFAULT_ALIAS = 'production';
+/** Default bound of cached resolutions (routes are small; this is ~1 MB at most). */
+export const DEFAULT_MAX_ROUTES = 1000;
 
 /** A resolved target: one version, or a primary with a weighted canary. */
 export interface ModelRoute {
@@ -36,6 +38,11 @@ interface CachedRoute {
 
 export interface RouteResolverOptions {
   ttlMs: number;
+  /**
+   * Most resolutions kept (oldest dropped first). Failed ones are cached too, and their names
+   * come from clients, so the map must not grow with every name a client makes up.
+   */
+  maxEntries?: number;
   now?: () => number;
   /**
    * Called when a refresh failed with a server-side error (store unreachable, …) and the
@@ -56,9 +63,16 @@ export interface RouteResolverOptions {
 export class RouteResolver {
   private readonly cache = new Map<string, CachedRoute>();
   private readonly now: () => number;
+  private readonly maxEntries: number;
 
   constructor(private readonly registry: ModelRegistry, private readonly options: RouteResolverOptions) {
     this.now = options.now ?? Date.now;
+    this.maxEntries = Math.max(1, options.maxEntries ?? DEFAULT_MAX_ROUTES);
+  }
+
+  /** Number of cached resolutions (successful and failed). */
+  get size(): number {
+    return this.cache.size;
   }
 
   /** The route for `name` and an optional version number or alias. */
@@ -67,7 +81,9 @@ export class RouteResolver {
     const now = this.now();
     const cached = this.cache.get(key);
     if (cached && cached.expires > now) return cached.route;
-    // The promise is cached, so concurrent cold requests share one lookup; failures are not kept.
+    // The promise is cached, so concurrent cold requests share one lookup. Client errors (an
+    // unknown model, nothing active to serve: 4xx) are cached for the TTL like routes, so a
+    // client retrying them costs no store request; server errors are not kept.
     // When the store fails (5xx kinds, not "not found" or "conflict"), the last good route keeps
     // serving: an S3 hiccup must not take down a model that was serving a second ago.
     const last = cached?.last;
@@ -77,14 +93,28 @@ export class RouteResolver {
       return last;
     });
     const entry: CachedRoute = { route, expires: now + this.options.ttlMs, ...(last ? { last } : {}) };
+    // Delete first so the key moves to the end: Map order is then oldest-refreshed first.
+    this.cache.delete(key);
     this.cache.set(key, entry);
+    this.trim(now);
     route.then(
       (r) => void (entry.last = r),
-      () => {
+      (e: unknown) => {
+        if (httpStatusOf(e) < 500) return;
         if (this.cache.get(key) === entry) this.cache.delete(key);
       },
     );
     return route;
+  }
+
+  /** Drops expired entries when over the bound, then the oldest ones. */
+  private trim(now: number): void {
+    if (this.cache.size <= this.maxEntries) return;
+    for (const [key, entry] of this.cache) if (entry.expires <= now) this.cache.delete(key);
+    for (const key of this.cache.keys()) {
+      if (this.cache.size <= this.maxEntries) break;
+      this.cache.delete(key);
+    }
   }
 
   /** Forgets every cached resolution. */

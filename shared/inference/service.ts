@@ -9,12 +9,14 @@ import { MaasError, UnprocessableError, httpStatusOf } from '../errors';
 import { oipFromOrtType, ortTypeFromOip } from '../onnx/datatypes';
 import type { TensorSpec } from '../onnx/inspect';
 import type { ModelRegistry, ModelVersion } from '../registry';
+import { layout, versionOfKey } from '../registry/layout';
+import { listAll, ObjectNotFoundError } from '../store';
 import { NoopMetricsSink, type MetricDimensions, type MetricsSink } from '../metrics';
 import { decodeInferRequest, encodeInferResponse, type DecodeOptions, type InferOutput, type InferRequest } from './codec';
 import { inferenceSettingsFromEnv, type InferenceSettings } from './config';
 import { silentLogger, type InferenceLogger } from './logger';
 import type { InferenceObservation, InferenceObserver, ObservedTensor } from './observer';
-import { chooseVersion, RouteResolver, type ModelRoute } from './routing';
+import { chooseVersion, DEFAULT_MAX_ROUTES, RouteResolver, type ModelRoute } from './routing';
 import { SessionCache } from './session-cache';
 import { checkRequest } from './signature';
 
@@ -73,9 +75,6 @@ export interface TensorMetadata {
   shape: number[];
 }
 
-/** Whether this container has served anything yet: the first invocation reports ColdStart. */
-let coldStart = true;
-
 /**
  * @example
  * ```ts
@@ -92,6 +91,15 @@ export class InferenceService {
   private readonly logger: InferenceLogger;
   private readonly observers: InferenceObserver[];
   private readonly flushing = new Map<InferenceObserver, Promise<void>>();
+  private readonly now: () => number;
+  /** `GET /v2/models/{name}` version lists, cached for the alias TTL like routes. */
+  private readonly versionLists = new Map<string, { versions: Promise<string[]>; expires: number }>();
+  /**
+   * Whether this core has served anything yet: the first invocation reports ColdStart. Per
+   * instance rather than per module: the handler builds one core per container, so this is the
+   * container's first invocation, and a core built afresh (tests, benchmarks) reports its own.
+   */
+  private coldStart = true;
 
   constructor(options: InferenceServiceOptions) {
     const env = inferenceSettingsFromEnv();
@@ -100,6 +108,7 @@ export class InferenceService {
     this.metrics = options.metrics ?? new NoopMetricsSink();
     this.logger = options.logger ?? silentLogger;
     this.observers = options.observers ?? [];
+    this.now = options.now ?? Date.now;
     this.routes = new RouteResolver(this.registry, {
       ttlMs: this.settings.aliasTtlMs,
       ...(options.now ? { now: options.now } : {}),
@@ -218,6 +227,7 @@ export class InferenceService {
   /** Releases all sessions and forgets cached resolutions (tests, shutdown). */
   async close(): Promise<void> {
     this.routes.clear();
+    this.versionLists.clear();
     await this.sessions.clear();
   }
 
@@ -226,8 +236,8 @@ export class InferenceService {
     // names come from clients and would make dimension cardinality unbounded.
     const d = version ? dims(version) : {};
     const m = this.metrics;
-    if (coldStart) {
-      coldStart = false;
+    if (this.coldStart) {
+      this.coldStart = false;
       m.add(PREDICT_METRICS.coldStart, 'Count', 1, d);
     }
     m.add(PREDICT_METRICS.invocations, 'Count', 1, d);
@@ -294,16 +304,54 @@ export class InferenceService {
     clearTimeout(timer);
   }
 
-  private async servableVersions(name: string): Promise<string[]> {
-    const out: string[] = [];
-    let cursor: string | undefined;
-    do {
-      const page = await this.registry.listVersions(name, { limit: 100, ...(cursor ? { cursor } : {}) });
-      for (const v of page.items) if (v.status !== 'rejected') out.push(String(v.version));
-      cursor = page.nextCursor;
-    } while (cursor);
-    return out;
+  /** Version numbers that are not rejected, ascending; cached for the alias TTL. */
+  private servableVersions(name: string): Promise<string[]> {
+    const now = this.now();
+    const cached = this.versionLists.get(name);
+    if (cached && cached.expires > now) return cached.versions;
+    const versions = listServableVersions(this.registry, name);
+    const entry = { versions, expires: now + this.settings.aliasTtlMs };
+    this.versionLists.delete(name);
+    this.versionLists.set(name, entry);
+    // Only names that resolved reach here, but keep the map bounded all the same (oldest first).
+    for (const key of this.versionLists.keys()) {
+      if (this.versionLists.size <= DEFAULT_MAX_ROUTES) break;
+      this.versionLists.delete(key);
+    }
+    versions.catch(() => {
+      if (this.versionLists.get(name) === entry) this.versionLists.delete(name);
+    });
+    return versions;
   }
+}
+
+/**
+ * Version numbers of a model that are not rejected, from key listings rather than manifests:
+ * `versions/` keys carry the numbers, and `status/` documents exist only for versions whose
+ * status was changed, so only those are read (one listing per 1000 versions plus one read per
+ * changed status, instead of one read per version).
+ */
+async function listServableVersions(registry: ModelRegistry, name: string): Promise<string[]> {
+  const store = registry.store;
+  const [manifests, statuses] = await Promise.all([
+    listAll(store, { prefix: layout.versionsPrefix(name) }),
+    listAll(store, { prefix: layout.statusPrefix(name) }),
+  ]);
+  const rejected = new Set<number>();
+  await Promise.all(
+    statuses.objects.map(async (o) => {
+      try {
+        const doc = JSON.parse((await store.get(o.key)).body.toString('utf8')) as { status?: unknown };
+        if (doc.status === 'rejected') rejected.add(versionOfKey(o.key));
+      } catch (e) {
+        if (!(e instanceof ObjectNotFoundError)) throw e;
+      }
+    }),
+  );
+  return manifests.objects
+    .map((o) => versionOfKey(o.key))
+    .filter((n) => Number.isSafeInteger(n) && n > 0 && !rejected.has(n))
+    .map(String);
 }
 
 function dims(version: ModelVersion): MetricDimensions {

@@ -10,7 +10,8 @@
  * - Concurrent requests for a model that is loading share one load (single flight).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { MaasError } from '../errors';
@@ -54,6 +55,19 @@ interface Entry {
   weight: number;
   leases: number;
   evicted: boolean;
+}
+
+/**
+ * Local copies this process wrote itself, after their bytes passed the sha256 check, with the
+ * identity of the file it wrote (device, inode, size, mtime). Reloading such a file needs no
+ * second hash pass over the model: the identity shows it is still the file written. A file
+ * found on disk otherwise (left by an earlier container sharing /tmp, or replaced since) is
+ * hashed as before. Module-level: it describes this container's disk, whatever cache wrote it.
+ */
+const writtenByThisProcess = new Map<string, string>();
+
+function fileIdentity(stats: Stats): string {
+  return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeMs}`;
 }
 
 /**
@@ -136,7 +150,7 @@ export class SessionCache {
 
   private async load(version: ModelVersion): Promise<Entry> {
     const t0 = performance.now();
-    const { bytes, source } = await this.verifiedBytes(version);
+    const { bytes, source, hashed } = await this.verifiedBytes(version);
     const t1 = performance.now();
     const session = await ort.InferenceSession.create(bytes, {
       intraOpNumThreads: this.options.session.intraOpThreads,
@@ -153,6 +167,7 @@ export class SessionCache {
       sha256: version.sha256,
       bytes: bytes.byteLength,
       source,
+      hashed,
       fetchMs: Math.round(t1 - t0),
       sessionMs: Math.round(performance.now() - t1),
     });
@@ -172,12 +187,18 @@ export class SessionCache {
     }
   }
 
-  /** Local copy if it verifies, else the store's bytes once they verify (then cached locally). */
-  private async verifiedBytes(version: ModelVersion): Promise<{ bytes: Uint8Array; source: 'local' | 'store' }> {
-    const file = path.join(this.options.cacheDir, `${version.sha256}.onnx`);
-    const local = await readFile(file).catch(() => undefined);
+  /**
+   * Local copy if it verifies, else the store's bytes once they verify (then cached locally).
+   * `hashed` says whether this call hashed the bytes (false for a local copy this process
+   * wrote and verified itself).
+   */
+  private async verifiedBytes(version: ModelVersion): Promise<{ bytes: Uint8Array; source: 'local' | 'store'; hashed: boolean }> {
+    const file = path.resolve(this.options.cacheDir, `${version.sha256}.onnx`);
+    const local = await readLocal(file);
     if (local) {
-      if (sha256(local) === version.sha256) return { bytes: local, source: 'local' };
+      if (writtenByThisProcess.get(file) === local.identity) return { bytes: local.bytes, source: 'local', hashed: false };
+      writtenByThisProcess.delete(file);
+      if (sha256(local.bytes) === version.sha256) return { bytes: local.bytes, source: 'local', hashed: true };
       // A damaged local copy is not the store's fault: drop it and fetch again.
       this.options.logger?.warn('local model copy failed its sha256 check; fetching it again', { file, sha256: version.sha256 });
       await rm(file, { force: true });
@@ -191,7 +212,7 @@ export class SessionCache {
     // Not awaited: the local copy only matters for a later reload, so writing it must not
     // delay the first response (write-then-rename keeps readers from seeing a partial file).
     void this.keepLocal(file, body);
-    return { bytes: body, source: 'store' };
+    return { bytes: body, source: 'store', hashed: true };
   }
 
   /**
@@ -217,18 +238,45 @@ export class SessionCache {
     return { body: body.subarray(0, offset), actual: hash.digest('hex') };
   }
 
+  /** Writes verified bytes to the local cache and remembers the file as verified. */
   private async keepLocal(file: string, bytes: Uint8Array): Promise<void> {
     // Write-then-rename: a concurrent reader never sees a partial file. A full /tmp only costs
     // a refetch later, so failures are logged, not thrown.
     const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
     try {
       await mkdir(path.dirname(file), { recursive: true });
-      await writeFile(tmp, bytes);
+      const handle = await open(tmp, 'wx');
+      let identity: string;
+      try {
+        await handle.writeFile(bytes);
+        // Rename keeps the inode and mtime, so the identity taken here is the final file's; it
+        // is recorded before the file becomes visible, so no reader sees it unrecorded.
+        identity = fileIdentity(await handle.stat());
+      } finally {
+        await handle.close();
+      }
+      writtenByThisProcess.set(file, identity);
       await rename(tmp, file);
     } catch (e) {
+      writtenByThisProcess.delete(file);
       this.options.logger?.warn('could not keep a local copy of the model', { file, error: String(e) });
       await rm(tmp, { force: true }).catch(() => undefined);
     }
+  }
+}
+
+/** A local file's bytes and identity, read through one handle (so both describe the same file). */
+async function readLocal(file: string): Promise<{ bytes: Buffer; identity: string } | undefined> {
+  const handle = await open(file, 'r').catch(() => undefined);
+  if (!handle) return undefined;
+  try {
+    const stats = await handle.stat();
+    const bytes = await handle.readFile();
+    return { bytes, identity: fileIdentity(stats) };
+  } catch {
+    return undefined;
+  } finally {
+    await handle.close();
   }
 }
 

@@ -30,6 +30,29 @@ export function elementCount(shape: readonly number[]): number {
   return n;
 }
 
+/**
+ * The element count of an input's shape, refused with a 400 naming the input when it is not a
+ * safe integer or exceeds `maxElements`: a shape is only a claim, and allocating what it claims
+ * before looking at the data would let a 100-byte request reserve gigabytes (or throw a
+ * RangeError that surfaces as a 500).
+ * @example
+ * checkedElementCount('x', [2, 3], 1000) // 6
+ * checkedElementCount('x', [400000000], 40, 'an 80-byte JSON body') // throws InvalidArgumentError
+ */
+export function checkedElementCount(input: string, shape: readonly number[], maxElements: number, room = 'the data sent'): number {
+  const count = elementCount(shape);
+  if (!Number.isSafeInteger(count)) {
+    throw new InvalidArgumentError(`input '${input}': shape [${shape.join(', ')}] holds more elements than any request can carry`, { input });
+  }
+  if (count > maxElements) {
+    throw new InvalidArgumentError(
+      `input '${input}': shape [${shape.join(', ')}] holds ${count} elements but ${room} can carry at most ${maxElements}`,
+      { input },
+    );
+  }
+  return count;
+}
+
 const INT_RANGES: Partial<Record<OipDatatype, readonly [number, number]>> = {
   UINT8: [0, 255],
   UINT16: [0, 65535],
@@ -137,19 +160,20 @@ function allocate(datatype: OipDatatype, count: number): TensorValues {
  * const values = valuesFromJson('input', 'FP32', [2, 2], [[1, 2], [3, 4]]); // Float32Array(4)
  */
 export function valuesFromJson(input: string, datatype: OipDatatype, shape: readonly number[], data: unknown): TensorValues {
-  const expected = elementCount(shape);
-  const out = allocate(datatype, expected);
-  const write = writerFor(datatype, out);
-  let count = 0;
   const fail = (message: string): never => {
     throw new InvalidArgumentError(`input '${input}': ${message}`, { input });
   };
   if (!Array.isArray(data)) fail(`data must be an array (flat or nested), got ${describe(data)}`);
   const flat = data as unknown[];
+  // Nothing is allocated beyond what the data holds: the fast path allocates flat.length
+  // elements, the nested path counts the leaves first.
+  const expected = checkedElementCount(input, shape, Number.MAX_SAFE_INTEGER);
   try {
     // Fast path: a flat array of the right length (the common case for clients that send `shape`).
-    let nested = false;
     if (flat.length === expected) {
+      const out = allocate(datatype, expected);
+      const write = writerFor(datatype, out);
+      let nested = false;
       for (let i = 0; i < expected; i++) {
         const v = flat[i];
         if (Array.isArray(v)) {
@@ -160,23 +184,37 @@ export function valuesFromJson(input: string, datatype: OipDatatype, shape: read
       }
       if (!nested) return out;
     }
+    const count = countLeaves(flat);
+    if (count !== expected) fail(`shape [${shape.join(', ')}] holds ${expected} elements but data has ${count}`);
+    const out = allocate(datatype, expected);
+    const write = writerFor(datatype, out);
+    let index = 0;
+    // Indexed loops: several times faster than for…of on these hot paths.
     const walk = (node: unknown[]): void => {
-      for (const v of node) {
+      for (let i = 0; i < node.length; i++) {
+        const v = node[i];
         if (Array.isArray(v)) walk(v);
-        else {
-          if (count < expected) write(v, count);
-          count++;
-        }
+        else write(v, index++);
       }
     };
     walk(flat);
+    return out;
   } catch (e) {
     if (e instanceof ElementError) fail(e.message);
     if (e instanceof RangeError) fail('data is nested too deeply');
     throw e;
   }
-  if (count !== expected) fail(`shape [${shape.join(', ')}] holds ${expected} elements but data has ${count}`);
-  return out;
+}
+
+/** Non-array elements of nested arrays (a RangeError when nested beyond the stack). */
+function countLeaves(node: unknown[]): number {
+  let n = 0;
+  for (let i = 0; i < node.length; i++) {
+    const v = node[i];
+    if (Array.isArray(v)) n += countLeaves(v);
+    else n++;
+  }
+  return n;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -188,11 +226,12 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * const values = valuesFromBinary('input', 'FP32', [1, 4], bytes.subarray(off, off + 16));
  */
 export function valuesFromBinary(input: string, datatype: OipDatatype, shape: readonly number[], bytes: Uint8Array): TensorValues {
-  const expected = elementCount(shape);
   const fail = (message: string): never => {
     throw new InvalidArgumentError(`input '${input}': ${message}`, { input });
   };
   if (datatype === 'BYTES') {
+    // Each element takes at least its 4-byte length prefix: bound the count before allocating.
+    const expected = checkedElementCount(input, shape, Math.floor(bytes.byteLength / 4), `binary_data_size ${bytes.byteLength} (4 bytes or more per BYTES element)`);
     const out = new Array<string>(expected);
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     let offset = 0;
@@ -220,6 +259,8 @@ export function valuesFromBinary(input: string, datatype: OipDatatype, shape: re
     if (i !== expected) fail(`shape [${shape.join(', ')}] holds ${expected} elements but binary data has ${i}`);
     return out;
   }
+  // Fixed-size elements: the exact size check below comes before any allocation.
+  const expected = checkedElementCount(input, shape, Number.MAX_SAFE_INTEGER);
   const size = elementByteSize(datatype) ?? 1;
   if (bytes.byteLength !== expected * size) {
     fail(`shape [${shape.join(', ')}] of ${datatype} needs ${expected * size} bytes (binary_data_size) but got ${bytes.byteLength}`);

@@ -3,7 +3,8 @@
  * choice and settings parsing.
  */
 import { describe, expect, it } from 'vitest';
-import { chooseVersion, decodeInferRequest, encodeInferResponse, inferenceSettingsFromEnv, jsonDataOf, type ModelRoute } from '../../shared/inference';
+import { InvalidArgumentError } from '../../shared/errors';
+import { chooseVersion, decodeInferRequest, encodeInferResponse, inferenceSettingsFromEnv, jsonDataOf, valuesFromBinary, valuesFromJson, type ModelRoute } from '../../shared/inference';
 import type { ModelVersion } from '../../shared/registry';
 
 const req = (doc: unknown, headerLength?: string): ReturnType<typeof decodeInferRequest> =>
@@ -48,6 +49,65 @@ describe('OIP codec', () => {
     expect(jsonDataOf('BOOL', Uint8Array.of(1, 0))).toBe('[true,false]');
     const { body } = encodeInferResponse({ modelName: 'm', modelVersion: '2', id: 'q"1' }, [{ name: 'o', datatype: 'BYTES', shape: [1], data: ['é"'], binary: false }]);
     expect(JSON.parse(body as string)).toEqual({ model_name: 'm', model_version: '2', id: 'q"1', outputs: [{ name: 'o', datatype: 'BYTES', shape: [1], data: ['é"'] }] });
+  });
+});
+
+describe('shapes that claim more than the body carries', () => {
+  /** The error a call throws (fails the test when it returns). */
+  const thrown = (f: () => unknown): unknown => {
+    try {
+      f();
+    } catch (e) {
+      return e;
+    }
+    throw new Error('expected an error');
+  };
+  const badRequest = (f: () => unknown, message: RegExp): void => {
+    const e = thrown(f);
+    expect(e).toBeInstanceOf(InvalidArgumentError);
+    expect((e as Error).message).toMatch(message);
+  };
+
+  it('refuses a JSON input claiming 400M elements before allocating them', () => {
+    const body = '{"inputs":[{"name":"x","shape":[400000000],"datatype":"FP32","data":[]}]}';
+    const before = process.memoryUsage().arrayBuffers;
+    badRequest(() => decodeInferRequest(body), new RegExp(`input 'x': shape \\[400000000\\] holds 400000000 elements but the ${body.length}-character JSON request .* can carry at most ${Math.floor(body.length / 2)}`));
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(64 << 20);
+  });
+
+  it('answers element counts beyond array limits with a 400 naming the input, never a RangeError', () => {
+    for (const datatype of ['FP32', 'BYTES', 'INT64']) {
+      badRequest(() => req({ inputs: [{ name: 'big', shape: [1e5, 1e5, 1e5], datatype, data: [1] }] }), /input 'big': shape \[100000, 100000, 100000\]/);
+      badRequest(() => valuesFromJson('big', datatype as 'FP32', [1e5, 1e5, 1e5], [[1]]), /input 'big': shape \[100000, 100000, 100000\] holds 1000000000000000 elements but data has 1/);
+    }
+    badRequest(() => req({ inputs: [{ name: 'huge', shape: [1e6, 1e6, 1e6], datatype: 'FP32', data: [1] }] }), /input 'huge': .* more elements than any request can carry/);
+    badRequest(() => valuesFromBinary('b', 'BYTES', [1e5, 1e5, 1e5], new Uint8Array(8)), /input 'b': .* at most 2/);
+    badRequest(() => valuesFromBinary('b', 'BYTES', [400000000], new Uint8Array(8)), /input 'b': shape \[400000000\] holds 400000000 elements but binary_data_size 8 .* at most 2/);
+    badRequest(() => valuesFromBinary('n', 'FP32', [1e6, 1e6, 1e6], new Uint8Array(8)), /input 'n': .* more elements than any request can carry/);
+    badRequest(() => valuesFromBinary('n', 'FP32', [1e5, 1e5, 1e5], new Uint8Array(8)), /input 'n': .* needs 4000000000000000 bytes/);
+  });
+
+  it('binary BYTES shapes are bounded by 4 bytes per element, through the decoder', () => {
+    const header = Buffer.from(JSON.stringify({ inputs: [{ name: 's', shape: [1e5, 1e5, 1e5], datatype: 'BYTES', parameters: { binary_data_size: 8 } }] }));
+    const body = Buffer.concat([header, Buffer.from(Uint32Array.of(0, 0).buffer)]);
+    badRequest(() => decodeInferRequest(body, { headerLength: String(header.length) }), /input 's': .* at most 2/);
+  });
+
+  it('all JSON inputs share the room of one body, and the tightest honest encodings still decode', () => {
+    // Single-digit elements take exactly 2 characters each: the bound must let them through.
+    const n = 5000;
+    const flat = { inputs: [{ name: 'a', shape: [n], datatype: 'UINT8', data: new Array<number>(n).fill(7) }] };
+    expect(req(flat).inputs[0]!.data).toHaveLength(n);
+    const nested = { inputs: [{ name: 'a', shape: [n, 1], datatype: 'BOOL', data: Array.from({ length: n }, (_, i) => [i % 2]) }] };
+    expect(Array.from(req(nested).inputs[0]!.data as Uint8Array).slice(0, 4)).toEqual([0, 1, 0, 1]);
+    const empty = { inputs: [{ name: 'a', shape: [0, 1e9], datatype: 'FP32', data: [] }] };
+    expect(req(empty).inputs[0]!.data).toHaveLength(0);
+    // Input b alone fits the body's room; after a's 100 honest elements it no longer does.
+    const text = JSON.stringify({ inputs: [{ name: 'a', shape: [100], datatype: 'FP32', data: new Array<number>(100).fill(1) }, { name: 'b', shape: [80], datatype: 'FP32', data: [1] }] });
+    const room = Math.floor(text.length / 2);
+    expect(room).toBeGreaterThan(80);
+    expect(room - 100).toBeLessThan(80);
+    badRequest(() => decodeInferRequest(text), new RegExp(`input 'b': shape \\[80\\] holds 80 elements but the .* can carry at most ${room - 100}$`));
   });
 });
 

@@ -6,6 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildIdentityModel, buildMlp, mlpReference, mulberry32, randomFloat32, toFloat16Bits } from '../../shared/onnx/builder';
 import { float16BitsToFloat32, OIP_DATATYPES, typedArrayConstructorOf, type OipDatatype } from '../../shared/onnx/datatypes';
+import { countingStore } from '../support/counting-store';
+import { tinyModel } from '../support/models';
 import { apiEvent, binaryBody, bodyBuffer, bodyJson, inferEvent, invoke, predictFixture, type PredictFixture } from './support';
 
 let fx: PredictFixture;
@@ -72,6 +74,27 @@ describe('server and model metadata', () => {
     expect(bodyJson(ready)).toEqual({ name: 'mlp', version: '1', ready: true });
     expect((await invoke(apiEvent('GET /v2/models/{name}/ready', { name: 'nope' }))).statusCode).toBe(404);
     expect((await invoke(apiEvent('GET /v2/models/{name}', { name: 'nope' }))).statusCode).toBe(404);
+  });
+
+  it('model metadata lists versions without reading every manifest, and caches them for the TTL', async () => {
+    for (let seed = 1; seed <= 12; seed++) await fx.registry.registerVersion('many', tinyModel(seed), seed === 12 ? { alias: 'production' } : {});
+    await fx.registry.setStatus('many', 3, 'rejected', { actor: 'test' });
+    await fx.registry.setStatus('many', 5, 'archived', { actor: 'test' });
+    const expected = ['1', '2', '4', '5', '6', '7', '8', '9', '10', '11', '12']; // rejected ones are not listed
+    const counter = countingStore(fx.store);
+    await fx.reinstall({ aliasTtlMs: 60_000 }, counter.store);
+    try {
+      const meta = await invoke(apiEvent('GET /v2/models/{name}', { name: 'many' }));
+      expect(meta.statusCode).toBe(200);
+      expect(bodyJson(meta).versions).toEqual(expected);
+      // The only manifest read is the resolved version's (its signature is the answer).
+      expect(counter.calls.filter((c) => c.startsWith('get models/many/versions/'))).toEqual(['get models/many/versions/000000012.json']);
+      counter.reset();
+      expect(bodyJson(await invoke(apiEvent('GET /v2/models/{name}', { name: 'many' }))).versions).toEqual(expected);
+      expect(counter.calls).toEqual([]);
+    } finally {
+      await fx.reinstall();
+    }
   });
 });
 
@@ -229,6 +252,12 @@ describe('bad requests get a 4xx naming the problem, and the function keeps serv
     ['unknown version', () => inferEvent('mlp', good, '99'), 404, /no version 99/],
     ['unknown alias', () => inferEvent('mlp', good, 'staging'), 404, /no alias staging/],
     ['invalid model name', () => inferEvent('Bad Name', good), 400, /invalid model name/],
+    ['shape beyond array limits', () => inferEvent('mlp', input({ shape: [1e5, 1e5, 1e5] })), 400, /input 'input': shape \[100000, 100000, 100000\] holds 1000000000000000 elements but the .*JSON request .* can carry at most/],
+    ['shape beyond what the body holds', () => inferEvent('mlp', input({ shape: [400000000], data: [] })), 400, /input 'input': shape \[400000000\] holds 400000000 elements but the .*JSON request .* can carry at most/],
+    ['binary BYTES shape beyond its bytes', () => {
+      const { body, headerLength } = binaryBody({ inputs: [{ name: 'input', shape: [1e5, 1e5, 1e5], datatype: 'BYTES', parameters: { binary_data_size: 8 } }] }, [Uint32Array.of(0, 0)]);
+      return apiEvent('POST /v2/models/{name}/infer', { name: 'id-bytes' }, { body, headers: { 'inference-header-content-length': String(headerLength) } });
+    }, 400, /input 'input': shape \[100000, 100000, 100000\] .* at most 2/],
     ['binary size past the end', () => {
       const { body, headerLength } = binaryBody({ inputs: [{ name: 'input', shape: [1, 16], datatype: 'FP32', parameters: { binary_data_size: 64 } }] }, [new Uint8Array(10)]);
       return apiEvent('POST /v2/models/{name}/infer', { name: 'mlp' }, { body, headers: { 'inference-header-content-length': String(headerLength) } });
@@ -256,15 +285,32 @@ describe('bad requests get a 4xx naming the problem, and the function keeps serv
     });
   }
 
-  it('counts client errors per model version', () => {
-    expect(fx.metrics.sum('ClientErrors', { model: 'mlp', version: '1' })).toBeGreaterThanOrEqual(10);
-    expect(fx.metrics.sum('Invocations', { model: 'mlp', version: '1' })).toBeGreaterThan(fx.metrics.sum('ClientErrors', { model: 'mlp', version: '1' }));
-    expect(fx.metrics.points('InferenceTime', { model: 'mlp', version: '1' }).length).toBeGreaterThan(0);
+  it('counts client errors per model version, and the cold start once per core', async () => {
+    // A fresh core and sink: the counts below are exactly this test's requests.
+    await fx.reinstall();
+    const mlpDims = { model: 'mlp', version: '1' };
+    for (const batch of [1, 3, 8]) {
+      const ok = await invoke(inferEvent('mlp', { inputs: [{ name: 'input', shape: [batch, 16], datatype: 'FP32', data: new Array(batch * 16).fill(0.5) }] }));
+      expect(ok.statusCode).toBe(200);
+    }
+    for (const make of [() => inferEvent('mlp', input({ datatype: 'FP64' })), () => inferEvent('mlp', input({ shape: [2, 16] })), () => inferEvent('mlp', { inputs: [] })]) {
+      expect((await invoke(make())).statusCode).toBe(400);
+    }
+    expect((await invoke(inferEvent('nope', good))).statusCode).toBe(404);
+    expect((await invoke(inferEvent('Bad Name', good))).statusCode).toBe(400);
+
+    expect(fx.metrics.sum('ClientErrors', mlpDims)).toBe(3);
+    expect(fx.metrics.sum('Invocations', mlpDims)).toBe(6);
+    expect(fx.metrics.sum('ClientErrors')).toBe(5);
+    expect(fx.metrics.sum('Invocations')).toBe(8);
+    expect(fx.metrics.sum('ServerErrors')).toBe(0);
+    expect(fx.metrics.points('InferenceTime', mlpDims)).toHaveLength(3);
     expect(fx.metrics.pending).toHaveLength(0); // flushed after every request
-    expect(fx.metrics.sum('ColdStart')).toBe(1); // once per container
-    expect(fx.metrics.points('BatchSize', { model: 'mlp', version: '1' }).map((p) => p.value)).toEqual(expect.arrayContaining([1, 3, 8]));
-    expect(fx.metrics.points('ModelLoadTime', { model: 'mlp', version: '1' })).toHaveLength(1);
+    expect(fx.metrics.sum('ColdStart')).toBe(1); // the core's first invocation only
+    expect(fx.metrics.points('BatchSize', mlpDims).map((p) => p.value)).toEqual([1, 3, 8]);
+    expect(fx.metrics.points('ModelLoadTime', mlpDims)).toHaveLength(1);
     // Requests that never resolved to a version carry no model dimensions (no client-chosen names).
+    expect(fx.metrics.points('ClientErrors').filter((p) => p.dimensions.model === undefined)).toHaveLength(2);
     expect(fx.metrics.points('ClientErrors').some((p) => p.dimensions.model === 'nope' || p.dimensions.model === 'Bad Name')).toBe(false);
   });
 

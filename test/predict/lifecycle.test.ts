@@ -3,11 +3,11 @@
  * and rollback, no store request on the warm path, single-flight loading, sha256 verification,
  * LRU eviction, canary routing, status rules, observers and EMF output.
  */
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { setInferenceService } from '../../functions/predict/runtime';
-import { InferenceService, type InferenceObservation, type InferenceObserver } from '../../shared/inference';
+import { InferenceService, RouteResolver, type InferenceLogger, type InferenceObservation, type InferenceObserver } from '../../shared/inference';
 import { ModelRegistry } from '../../shared/registry';
 import { StoreError, type ObjectStore } from '../../shared/store';
 import { EmfMetricsSink, createMetricsSink, NoopMetricsSink } from '../../shared/metrics';
@@ -131,6 +131,38 @@ describe('alias resolution', () => {
     await fx.reinstall();
   });
 
+  it('unknown models and models with nothing active are answered from the cache for the TTL', async () => {
+    await register('retired', 16);
+    await register('retired', 17);
+    await fx.registry.setStatus('retired', 1, 'archived', { actor: 'test' });
+    await fx.registry.setStatus('retired', 2, 'rejected', { actor: 'test' });
+    const counter = countingStore(fx.store);
+    let clock = 1_000_000;
+    const service = new InferenceService({ registry: new ModelRegistry(counter.store), metrics: fx.metrics, now: () => clock, settings: { aliasTtlMs: 1000, modelCacheDir: fx.cacheDir } });
+    await setInferenceService(service);
+    for (const [name, status] of [['ghost', 404], ['retired', 409]] as const) {
+      expect((await invoke(inferEvent(name, request()))).statusCode).toBe(status);
+      expect(counter.count()).toBeGreaterThan(0);
+      counter.reset();
+      for (let i = 0; i < 5; i++) expect((await invoke(inferEvent(name, request()))).statusCode).toBe(status);
+      expect((await invoke(apiEvent('GET /v2/models/{name}', { name }))).statusCode).toBe(status);
+      expect(counter.calls).toEqual([]);
+    }
+    // After the TTL the registry is asked again: a model registered meanwhile is served.
+    await register('ghost', 18);
+    expect((await invoke(inferEvent('ghost', request()))).statusCode).toBe(404);
+    clock += 1001;
+    expect(producedBy(bodyJson(await invoke(inferEvent('ghost', request()))))).toBe(18);
+
+    // Failed resolutions are bounded: client-chosen names must not grow the cache forever.
+    const routes = new RouteResolver(new ModelRegistry(counter.store), { ttlMs: 60_000, maxEntries: 3 });
+    for (let i = 0; i < 10; i++) await expect(routes.resolve(`ghost-${i}`)).rejects.toMatchObject({ kind: 'not_found' });
+    expect(routes.size).toBe(3);
+    counter.reset();
+    await expect(routes.resolve('ghost-9')).rejects.toMatchObject({ kind: 'not_found' });
+    expect(counter.calls).toEqual([]);
+  });
+
   it('without a production alias, the newest active version serves', async () => {
     await register('noalias', 6);
     await register('noalias', 7);
@@ -186,6 +218,53 @@ describe('model integrity', () => {
     await fx.reinstall();
     const body = bodyJson(await invoke(inferEvent('noalias', request(), '1')));
     expect(producedBy(body)).toBe(6);
+  });
+});
+
+describe('local model copies', () => {
+  it('a reload of a copy this container wrote and verified skips the second hash; other copies are hashed', async () => {
+    await register('rehash', 19);
+    const version = await fx.registry.getVersion('rehash', 1);
+    const loads: Record<string, unknown>[] = [];
+    const logger: InferenceLogger = { info: (message, attributes = {}) => void (message === 'model loaded' && loads.push(attributes)), warn() {}, error() {} };
+    const cacheDir = path.join(fx.cacheDir, 'rehash');
+    const file = path.join(cacheDir, `${version.sha256}.onnx`);
+    const service = new InferenceService({ registry: fx.registry, metrics: fx.metrics, logger, settings: { modelCacheDir: cacheDir } });
+    const load = async (): Promise<Record<string, unknown> | undefined> => {
+      await service.sessions.clear();
+      (await service.sessions.acquire(version)).release();
+      return loads.at(-1);
+    };
+    /** The local copy is written in the background after a store fetch. */
+    const written = async (): Promise<void> => {
+      for (let i = 0; !(await stat(file).catch(() => undefined)); i++) {
+        expect(i).toBeLessThan(200);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    };
+    try {
+      expect(await load()).toMatchObject({ source: 'store', hashed: true });
+      await written();
+      expect(await load()).toMatchObject({ source: 'local', hashed: false });
+      expect(await load()).toMatchObject({ source: 'local', hashed: false });
+
+      // Changed in place after this process wrote it (same size): hashed, refused, fetched again.
+      const handle = await open(file, 'r+');
+      await handle.write(Buffer.alloc(64, 0x5a), 0, 64, 0);
+      await handle.close();
+      expect(await load()).toMatchObject({ source: 'store', hashed: true });
+      await written();
+      expect(await load()).toMatchObject({ source: 'local', hashed: false });
+
+      // The same bytes put there by someone else (an earlier container sharing /tmp): hashed, every time.
+      await writeFile(`${file}.other`, await readFile(file));
+      await rename(`${file}.other`, file);
+      expect(await load()).toMatchObject({ source: 'local', hashed: true });
+      expect(await load()).toMatchObject({ source: 'local', hashed: true });
+      expect(producedBy(bodyJson(await invoke(inferEvent('rehash', request()))))).toBe(19);
+    } finally {
+      await service.close();
+    }
   });
 });
 
