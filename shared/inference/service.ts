@@ -9,8 +9,6 @@ import { MaasError, UnprocessableError, httpStatusOf } from '../errors';
 import { oipFromOrtType, ortTypeFromOip } from '../onnx/datatypes';
 import type { TensorSpec } from '../onnx/inspect';
 import type { ModelRegistry, ModelVersion } from '../registry';
-import { layout, versionOfKey } from '../registry/layout';
-import { listAll, ObjectNotFoundError } from '../store';
 import { NoopMetricsSink, type MetricDimensions, type MetricsSink } from '../metrics';
 import { decodeInferRequest, encodeInferResponse, type DecodeOptions, type InferOutput, type InferRequest } from './codec';
 import { inferenceSettingsFromEnv, type InferenceSettings } from './config';
@@ -325,33 +323,9 @@ export class InferenceService {
   }
 }
 
-/**
- * Version numbers of a model that are not rejected, from key listings rather than manifests:
- * `versions/` keys carry the numbers, and `status/` documents exist only for versions whose
- * status was changed, so only those are read (one listing per 1000 versions plus one read per
- * changed status, instead of one read per version).
- */
+/** Version numbers of a model that are not rejected (no manifest reads: see versionStatuses). */
 async function listServableVersions(registry: ModelRegistry, name: string): Promise<string[]> {
-  const store = registry.store;
-  const [manifests, statuses] = await Promise.all([
-    listAll(store, { prefix: layout.versionsPrefix(name) }),
-    listAll(store, { prefix: layout.statusPrefix(name) }),
-  ]);
-  const rejected = new Set<number>();
-  await Promise.all(
-    statuses.objects.map(async (o) => {
-      try {
-        const doc = JSON.parse((await store.get(o.key)).body.toString('utf8')) as { status?: unknown };
-        if (doc.status === 'rejected') rejected.add(versionOfKey(o.key));
-      } catch (e) {
-        if (!(e instanceof ObjectNotFoundError)) throw e;
-      }
-    }),
-  );
-  return manifests.objects
-    .map((o) => versionOfKey(o.key))
-    .filter((n) => Number.isSafeInteger(n) && n > 0 && !rejected.has(n))
-    .map(String);
+  return (await registry.versionStatuses(name)).filter((v) => v.status !== 'rejected').map((v) => String(v.version));
 }
 
 function dims(version: ModelVersion): MetricDimensions {

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { ConflictError, InvalidArgumentError, NotFoundError, PayloadTooLargeError, PreconditionFailedError } from '../errors';
-import { ObjectNotFoundError, ObjectPreconditionError, type ObjectStore } from '../store';
+import { listAll, ObjectNotFoundError, ObjectPreconditionError, type ObjectStore } from '../store';
 import { layout, versionOfKey } from './layout';
 import { assertAliasName, assertModelName, parseVersionNumber } from './names';
 import type {
@@ -230,6 +230,20 @@ export class ModelRegistry {
     const items = manifests.flatMap((m) => (m ? [withStatus(m.doc, statuses.get(m.doc.version))] : []));
     const last = listed.objects.at(-1);
     return listed.nextToken && last ? { items, nextCursor: encodeCursor(last.key) } : { items };
+  }
+
+  /**
+   * Every version number with its status, in ascending order, from key listings alone: one
+   * listing per 1000 versions plus one read per version whose status was ever changed, and no
+   * manifest reads (what serving metadata needs on a hot path).
+   */
+  async versionStatuses(name: string): Promise<{ version: number; status: VersionStatus }[]> {
+    assertModelName(name);
+    const [listed, statuses] = await Promise.all([listAll(this.store, { prefix: layout.versionsPrefix(name) }), this.readStatuses(name)]);
+    return listed.objects
+      .map((o) => versionOfKey(o.key))
+      .filter((n) => Number.isSafeInteger(n) && n > 0)
+      .map((version) => ({ version, status: statuses.get(version)?.status ?? 'active' }));
   }
 
   /** Model names in ascending order with their latest version and aliases, paginated. */
@@ -527,7 +541,7 @@ export class ModelRegistry {
   }
 
   private async readStatuses(name: string): Promise<Map<number, StatusDoc>> {
-    const listed = await this.store.list({ prefix: layout.statusPrefix(name) });
+    const listed = await listAll(this.store, { prefix: layout.statusPrefix(name) });
     const docs = await Promise.all(listed.objects.map(async (o) => [versionOfKey(o.key), await this.readJson<StatusDoc>(o.key)] as const));
     return new Map(docs.flatMap(([v, d]) => (d ? [[v, d.doc] as const] : [])));
   }
