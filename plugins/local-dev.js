@@ -4,7 +4,9 @@
  * Local serverless plugin for `npm start` (`sls offline start`): runs the real handlers on the
  * embedded file store with no AWS account.
  *
- * - before the servers start: gives the handlers the local environment (MAAS_STORE defaults to
+ * - before the servers start: refuses a non-loopback MAAS_HOST without MAAS_API_KEY (and warns
+ *   loudly with one: serverless-offline's Lambda invoke port follows the same host, unauthenticated);
+ *   gives the handlers the local environment (MAAS_STORE defaults to
  *   `file://<service>/.maas`, MAAS_* / S3_* settings come from the shell, CloudFormation-only
  *   values are dropped) and registers + promotes the demo model on first start;
  * - once they listen: polls `incoming/` and invokes the register-version function with an S3
@@ -32,6 +34,10 @@ class LocalDevPlugin {
     this.poller = undefined;
     this.storeUrl = '';
     this.hooks = {
+      // `initialize` runs before every other plugin's lifecycle hooks: a refusal there stops
+      // the start before serverless-esbuild bundles and starts its file watchers (which would
+      // otherwise keep the failed process alive).
+      initialize: () => this.checkExposure(),
       'before:offline:start:init': () => this.prepare(),
       'after:offline:start:init': () => this.started(),
       'before:offline:start:end': () => this.stop(),
@@ -52,6 +58,18 @@ class LocalDevPlugin {
     // A wildcard bind address is reachable on loopback; connect there.
     const connectHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
     return { host, httpPort, lambdaPort, connectHost };
+  }
+
+  /**
+   * serverless-offline binds its unauthenticated Lambda invoke port to the same host as the API
+   * (it has no separate setting for it), so whether to listen at all is decided before it starts.
+   */
+  checkExposure() {
+    if (this.serverless.processedInput?.commands?.[0] !== 'offline') return;
+    const { host, lambdaPort } = this.offlineOptions();
+    const exposure = this.core().exposureCheck(host, lambdaPort, process.env);
+    if (exposure.refusal) throw new Error(exposure.refusal);
+    for (const line of exposure.warnings) this.log.warning(line);
   }
 
   async prepare() {
@@ -81,6 +99,7 @@ class LocalDevPlugin {
     });
     const key = process.env.MAAS_API_KEY ? 'mutating routes need x-api-key' : 'no API key: mutating routes are open to this host';
     this.log.notice(`maas: ready on http://${host}:${httpPort} (store ${this.storeUrl}; ${key}; drop .onnx files into incoming/<name>/)`);
+    if (!this.core().isLoopbackHost(host)) this.log.warning(`maas: WARNING: the Lambda invoke port ${host}:${lambdaPort} is reachable from the network WITHOUT authentication (see the warning above)`);
   }
 
   async stop() {

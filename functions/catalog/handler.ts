@@ -3,7 +3,7 @@ import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2 } from 'aws-lambda';
 import { InvalidArgumentError, NotFoundError } from '../../shared/errors';
 import type { PageOptions } from '../../shared/registry';
-import { httpErrors, json, pathParam, type HttpEvent } from '../lib/http';
+import { httpErrors, json, notFoundRoute, pathParam, type HttpEvent } from '../lib/http';
 import { getRegistry } from '../lib/runtime';
 import { describeModel } from './describe';
 import { downloadResponse } from './download';
@@ -52,8 +52,6 @@ export const handler = middy<HttpEvent, Result>()
   .handler(
     httpRouterHandler<HttpEvent, Result>({
       routes,
-      notFoundResponse: ({ method, path }) => {
-        throw new NotFoundError(`no route ${method} ${path}`);
-      },
+      notFoundResponse: notFoundRoute,
     }),
   );

@@ -1,7 +1,7 @@
 import type { MiddlewareObj } from '@middy/core';
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { timingSafeEqual } from 'node:crypto';
-import { InvalidArgumentError, MaasError, PayloadTooLargeError, UnsupportedMediaTypeError } from '../../shared/errors';
+import { InvalidArgumentError, MaasError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError } from '../../shared/errors';
 import { errorToHttp } from '../../shared/http/errors';
 
 export type HttpEvent = APIGatewayProxyEventV2;
@@ -23,21 +23,45 @@ export function bodyBytes(event: HttpEvent, limit = LAMBDA_SYNC_PAYLOAD_LIMIT): 
   return bytes;
 }
 
-/** The body parsed as a JSON object; `{}` when empty. */
-export function jsonBody(event: HttpEvent): Record<string, unknown> {
+/** Options of {@link jsonBody}. */
+export interface JsonBodyOptions {
+  /** Also accept a top-level JSON array (default false: bodies are objects). */
+  allowArray?: boolean;
+  /** Refuse an empty body with 400 instead of reading it as `{}` (default false). */
+  required?: boolean;
+}
+
+/**
+ * The body parsed as JSON: an object (`{}` when empty), or with `allowArray` also an array.
+ * A non-JSON content type is a 415, malformed JSON or another top-level shape a 400.
+ *
+ * @example
+ * ```ts
+ * const body = jsonBody(event); // Record<string, unknown>
+ * const items = jsonBody(event, { allowArray: true, required: true }); // object or array
+ * ```
+ */
+export function jsonBody(event: HttpEvent, options?: JsonBodyOptions & { allowArray?: false }): Record<string, unknown>;
+export function jsonBody(event: HttpEvent, options: JsonBodyOptions): Record<string, unknown> | unknown[];
+export function jsonBody(event: HttpEvent, options: JsonBodyOptions = {}): Record<string, unknown> | unknown[] {
   const bytes = bodyBytes(event);
-  if (bytes.length === 0) return {};
+  if (bytes.length === 0 && !options.required) return {};
   const type = header(event, 'content-type');
   if (type && !/^application\/(.+\+)?json\b/i.test(type)) {
     throw new UnsupportedMediaTypeError(`expected application/json, got ${type}`);
   }
+  const text = bytes.toString('utf8');
+  if (options.required && text.trim() === '') throw new InvalidArgumentError('request body is empty');
   let parsed: unknown;
   try {
-    parsed = JSON.parse(bytes.toString('utf8'));
+    parsed = JSON.parse(text);
   } catch (e) {
     throw new InvalidArgumentError(`malformed JSON body: ${(e as Error).message}`);
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new InvalidArgumentError('JSON body must be an object');
+  if (Array.isArray(parsed) && options.allowArray) return parsed as unknown[];
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new InvalidArgumentError(options.allowArray ? 'JSON body must be an object or an array' : 'JSON body must be an object');
+  }
   return parsed as Record<string, unknown>;
 }
 
@@ -84,22 +108,64 @@ export function httpErrors(opts: { logger?: (message: string, error: unknown) =>
 }
 
 /**
+ * The `notFoundResponse` of every `@middy/http-router` here: an unknown method or path is a
+ * 404 `{error, code: 'not_found'}` through {@link httpErrors}. (The router's own default throws
+ * a middy HttpError, which `errorToHttp` does not know and answers with 500.)
+ *
+ * @example
+ * ```ts
+ * httpRouterHandler({ routes, notFoundResponse: notFoundRoute });
+ * ```
+ */
+export function notFoundRoute({ method, path }: { method: string; path: string }): never {
+  throw new NotFoundError(`no route ${method} ${path}`);
+}
+
+/**
+ * The 401 response for a request that lacks `apiKey` (as `x-api-key` or `Authorization:
+ * Bearer …`), or undefined when it carries it or no key is configured. Compared in constant time.
+ *
+ * @example
+ * ```ts
+ * const refused = apiKeyRefusal(event, process.env.MAAS_API_KEY);
+ * if (refused) return refused;
+ * ```
+ */
+export function apiKeyRefusal(event: HttpEvent, apiKey: string | undefined): HttpResult | undefined {
+  if (!apiKey) return undefined;
+  const given = header(event, 'x-api-key') ?? /^Bearer\s+(.+)$/i.exec(header(event, 'authorization') ?? '')?.[1] ?? '';
+  const a = Buffer.from(given);
+  const b = Buffer.from(apiKey);
+  if (a.length !== b.length || !timingSafeEqual(a, b)) {
+    return json(401, { error: 'missing or invalid API key (x-api-key header)', code: 'unauthorized' });
+  }
+  return undefined;
+}
+
+/**
+ * Wraps one route handler so that it needs the API key (`MAAS_API_KEY`, read per request)
+ * when one is configured. For routers that mix reads and writes: the check sits on the route
+ * the router actually chose, so it cannot disagree with the router about the request's method
+ * (API Gateway payload 1.0 and 2.0 carry the method in different fields).
+ *
+ * @example
+ * ```ts
+ * const routes = [{ method: 'POST', path: '/things', handler: withApiKey(createThing) }];
+ * ```
+ */
+export function withApiKey<R>(handler: (event: HttpEvent) => Promise<R>, opts: { apiKey?: () => string | undefined } = {}): (event: HttpEvent) => Promise<R | HttpResult> {
+  const apiKey = opts.apiKey ?? (() => process.env.MAAS_API_KEY);
+  return async (event) => apiKeyRefusal(event, apiKey()) ?? handler(event);
+}
+
+/**
  * middy middleware: when `MAAS_API_KEY` is set, requests must carry it as `x-api-key` or
  * `Authorization: Bearer …` (local and key-protected stages; on AWS use IAM auth instead).
  */
 export function apiKeyAuth(opts: { apiKey?: string | undefined } = {}): MiddlewareObj<HttpEvent, APIGatewayProxyResultV2, Error, Context> {
   const apiKey = 'apiKey' in opts ? opts.apiKey : process.env.MAAS_API_KEY;
   return {
-    before: async (request) => {
-      if (!apiKey) return;
-      const given = header(request.event, 'x-api-key') ?? /^Bearer\s+(.+)$/i.exec(header(request.event, 'authorization') ?? '')?.[1] ?? '';
-      const a = Buffer.from(given);
-      const b = Buffer.from(apiKey);
-      if (a.length !== b.length || !timingSafeEqual(a, b)) {
-        return json(401, { error: 'missing or invalid API key (x-api-key header)', code: 'unauthorized' });
-      }
-      return undefined;
-    },
+    before: async (request) => apiKeyRefusal(request.event, apiKey),
   };
 }
 

@@ -6,6 +6,7 @@ import { latestReport, runMonitor, type MonitorRunResult } from '../../shared/mo
 import { policyFromEnv, putPolicyOverride } from '../../shared/monitor/policy';
 import { createMetricSink } from '../../shared/monitor/sink';
 import { getRegistry, getStore } from '../lib/runtime';
+import { sweepOptimizeJobs } from './optimize-sweep';
 
 /**
  * What the function accepts: an EventBridge schedule event (anything without `action`) runs
@@ -43,11 +44,15 @@ async function dispatch(event: MonitorEvent): Promise<unknown> {
         ...(event.models ? { models: event.models } : {}),
         logger: (message, details) => console.error(JSON.stringify({ level: 'ERROR', message, details })),
       });
+      // The full scheduled run also re-dispatches optimize jobs whose worker died; its trouble is logged, never fatal.
+      const optimizeSweep = event.models ? undefined : await sweepOptimizeJobs(env).catch((e: unknown) => ({ errors: [String((e as Error)?.message ?? e)] }));
+      if (optimizeSweep && 'errors' in optimizeSweep && optimizeSweep.errors.length > 0) console.error(JSON.stringify({ level: 'ERROR', message: 'optimize job sweep', details: optimizeSweep.errors }));
       const failed = result.models.filter((m) => m.status === 'failed');
       // Fail the invocation (Lambda's Errors metric, alarms) once every model had its turn.
       if (failed.length > 0) throw new Error(`monitor run ${result.runId} failed for ${failed.map((m) => `${m.model} (${m.error})`).join(', ')}`);
       // The full reports are in the store; the invocation answers with where to find them.
-      return { runId: result.runId, models: result.models.map(({ model, status, conflicts, reportKey, report }) => ({ model, status, conflicts, reportKey, actions: report?.actions ?? [] })) };
+      const models = result.models.map(({ model, status, conflicts, reportKey, report }) => ({ model, status, conflicts, reportKey, actions: report?.actions ?? [] }));
+      return { runId: result.runId, models, ...(optimizeSweep ? { optimizeSweep } : {}) };
     }
     default:
       throw new InvalidArgumentError(`unknown action ${JSON.stringify((event as { action?: unknown }).action)}`);

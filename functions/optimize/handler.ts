@@ -2,7 +2,7 @@ import middy from '@middy/core';
 import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2, Context } from 'aws-lambda';
 import { assertInputsPlannable, isWorkerEvent, parseOptimizeRequest, type WorkerEvent } from '../../shared/optimize';
-import { actorOf, apiKeyAuth, httpErrors, json, jsonBody, pathParam, type HttpEvent } from '../lib/http';
+import { actorOf, httpErrors, json, jsonBody, notFoundRoute, pathParam, withApiKey, type HttpEvent } from '../lib/http';
 import { getRegistry } from '../lib/runtime';
 import { getDispatcher, getJobStore } from './runtime';
 import { handler as workerHandler } from './worker';
@@ -34,18 +34,20 @@ async function getOptimization(event: HttpEvent): Promise<Result> {
   return json(200, record);
 }
 
+/**
+ * The API key (when configured, read per request) guards the mutating route only; job status is
+ * a read. It wraps the route itself, not the router, so the check follows whichever method the
+ * router matched on (`httpMethod` on payload 1.0, `requestContext.http.method` on 2.0).
+ */
 const routes: Route<HttpEvent, Result>[] = [
-  { method: 'POST', path: '/models/{name}/versions/{version}/optimize', handler: startOptimization },
+  { method: 'POST', path: '/models/{name}/versions/{version}/optimize', handler: withApiKey(startOptimization) },
   { method: 'GET', path: '/models/{name}/optimizations/{job}', handler: getOptimization },
 ];
 
-/** The API key (when configured) guards the mutating route only; job status is a read. Read per request (tests change it). */
-const keyForWrites: middy.MiddlewareObj<HttpEvent, Result> = {
-  before: async (request) => (request.event.requestContext?.http?.method === 'GET' ? undefined : apiKeyAuth({ apiKey: process.env.MAAS_API_KEY }).before?.(request)),
-};
-
 /** The HTTP routes of the optimize function. */
-export const httpHandler = middy<HttpEvent, Result>().use(httpErrors()).use(keyForWrites).handler(httpRouterHandler<HttpEvent, Result>(routes));
+export const httpHandler = middy<HttpEvent, Result>()
+  .use(httpErrors())
+  .handler(httpRouterHandler<HttpEvent, Result>({ routes, notFoundResponse: notFoundRoute }));
 
 /**
  * One Lambda for both halves: API Gateway events go to the routes, the asynchronous self-invocation

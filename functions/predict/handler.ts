@@ -2,8 +2,7 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2 } from 'aws-lambda';
-import { NotFoundError } from '../../shared/errors';
-import { header, json, pathParam, type HttpEvent, type HttpResult } from '../lib/http';
+import { header, json, notFoundRoute, pathParam, type HttpEvent, type HttpResult } from '../lib/http';
 import { inferBody, inferResponse, predictError } from './http';
 import { getInferenceService, logger } from './runtime';
 
@@ -51,8 +50,6 @@ export const handler = middy<HttpEvent, APIGatewayProxyResultV2>()
   .handler(
     httpRouterHandler({
       routes,
-      notFoundResponse: ({ method, path }) => {
-        throw new NotFoundError(`no route ${method} ${path}`);
-      },
+      notFoundResponse: notFoundRoute,
     }),
   );

@@ -1,9 +1,8 @@
 import middy from '@middy/core';
 import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2, S3Event } from 'aws-lambda';
-import { NotFoundError } from '../../shared/errors';
 import { createUploadTicket, registerFromUpload, writeLocalUpload } from '../../shared/registry/uploads';
-import { actorOf, apiKeyAuth, bodyBytes, httpErrors, json, pathParam, type HttpEvent } from '../lib/http';
+import { actorOf, apiKeyAuth, bodyBytes, httpErrors, json, notFoundRoute, pathParam, type HttpEvent } from '../lib/http';
 import { getRegistry } from '../lib/runtime';
 import { parseRegisterRequest } from './requests';
 import { handleS3Event, type S3EventReport } from './s3-event';
@@ -37,15 +36,11 @@ const routes: Route<HttpEvent, Result>[] = [
   }),
 ];
 
-const notFoundResponse = ({ method, path }: { method: string; path: string }): never => {
-  throw new NotFoundError(`no route ${method} ${path}`);
-};
-
 /** The HTTP API routes of this function. */
 export const httpHandler = middy<HttpEvent, APIGatewayProxyResultV2>()
   .use(httpErrors())
   .use(apiKeyAuth())
-  .handler(httpRouterHandler<HttpEvent, APIGatewayProxyResultV2>({ routes, notFoundResponse }));
+  .handler(httpRouterHandler<HttpEvent, APIGatewayProxyResultV2>({ routes, notFoundResponse: notFoundRoute }));
 
 /**
  * One Lambda, two triggers: API Gateway (payload 2.0) and S3 ObjectCreated on `incoming/`.

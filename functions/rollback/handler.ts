@@ -1,9 +1,9 @@
 import middy from '@middy/core';
 import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2 } from 'aws-lambda';
-import { NotFoundError, PreconditionFailedError } from '../../shared/errors';
+import { PreconditionFailedError } from '../../shared/errors';
 import { parseVersionNumber, type AliasRecord, type VersionStatus } from '../../shared/registry';
-import { actorOf, apiKeyAuth, httpErrors, json, jsonBody, pathParam, type HttpEvent } from '../lib/http';
+import { actorOf, apiKeyAuth, httpErrors, json, jsonBody, notFoundRoute, pathParam, type HttpEvent } from '../lib/http';
 import { getRegistry } from '../lib/runtime';
 import { optionalString, parseCanary, precondition } from './requests';
 
@@ -68,8 +68,6 @@ export const handler = middy<HttpEvent, Result>()
   .handler(
     httpRouterHandler<HttpEvent, Result>({
       routes,
-      notFoundResponse: ({ method, path }) => {
-        throw new NotFoundError(`no route ${method} ${path}`);
-      },
+      notFoundResponse: notFoundRoute,
     }),
   );

@@ -8,6 +8,8 @@ import { ModelRegistry } from '../../shared/registry';
 import { createObjectStore } from '../../shared/store';
 import { IncomingPoller, offlineInvoker } from './incoming-poller';
 
+export { exposureCheck, isLoopbackHost, type ExposureDecision } from './exposure';
+
 /** Environment variables passed from the shell to the local handlers as they are. */
 const PASSED_THROUGH = /^(MAAS_|S3_|POWERTOOLS_|AWS_SDK_JS_)/;
 

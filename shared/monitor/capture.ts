@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { InferenceObservation, InferenceObserver, ObservedTensor } from '../inference/observer';
 import { float16BitsToFloat32 } from '../onnx/datatypes';
 import { ObjectPreconditionError, type ObjectStore } from '../store';
+import { mapLimit } from '../util/concurrency';
 import { booleanSetting, numberSetting } from './config';
 import { addValue, DenseHistogram, emptyHistogram, type Histogram } from './histogram';
 import { monitoringLayout } from './layout';
@@ -79,6 +80,12 @@ export interface CaptureStats {
   captureFilesWritten: number;
   predictionsWritten: number;
   predictionsDropped: number;
+  /**
+   * Prediction records not written because one already exists under that request `id` (ids
+   * are chosen by clients, so another client may reuse one): the first writer keeps it, so
+   * feedback joins to the prediction that id first named rather than to whoever came last.
+   */
+  predictionIdCollisions: number;
   writeFailures: number;
 }
 
@@ -103,7 +110,7 @@ export interface CaptureStats {
  */
 export class CaptureObserver implements InferenceObserver {
   readonly containerId: string;
-  readonly stats: CaptureStats = { observed: 0, flushes: 0, captureFilesWritten: 0, predictionsWritten: 0, predictionsDropped: 0, writeFailures: 0 };
+  readonly stats: CaptureStats = { observed: 0, flushes: 0, captureFilesWritten: 0, predictionsWritten: 0, predictionsDropped: 0, predictionIdCollisions: 0, writeFailures: 0 };
   private readonly options: Required<Omit<CaptureOptions, 'containerId'>>;
   private models = new Map<string, Map<number, LiveVersion>>();
   /** Summaries whose write failed, merged into the next flush. */
@@ -275,9 +282,15 @@ export class CaptureObserver implements InferenceObserver {
     const { atMs, ...rest } = pending;
     const p: PredictionRecord = { ...rest, at: new Date(atMs).toISOString(), expiresAt: new Date(atMs + this.options.feedbackTtlHours * 3_600_000).toISOString() };
     try {
-      await this.store.put(monitoringLayout.prediction(p.model, p.id), JSON.stringify(p), { contentType: 'application/json' });
+      // Create-only: a plain put would let any client overwrite another's prediction (and so
+      // the ground truth joined to it) just by sending the same `id`.
+      await this.store.put(monitoringLayout.prediction(p.model, p.id), JSON.stringify(p), { contentType: 'application/json', ifNoneMatch: '*' });
       this.stats.predictionsWritten++;
     } catch (e) {
+      if (e instanceof ObjectPreconditionError) {
+        this.stats.predictionIdCollisions++;
+        return;
+      }
       this.stats.writeFailures++;
       this.stats.predictionsDropped++;
       this.options.logger(`prediction record write failed for ${p.model}`, e);
@@ -464,10 +477,3 @@ function valueReader(t: ObservedTensor): (i: number) => number {
   };
 }
 
-async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++] as T);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}

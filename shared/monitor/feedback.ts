@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { InvalidArgumentError, PayloadTooLargeError } from '../errors';
 import { assertModelName } from '../registry/names';
 import { ObjectNotFoundError, type ObjectStore } from '../store';
+import { mapLimit } from '../util/concurrency';
 import type { PredictionRecord } from './capture';
 import { monitoringLayout } from './layout';
 
@@ -95,21 +96,16 @@ export async function recordFeedback(store: ObjectStore, model: string, items: r
   const now = options.now?.() ?? Date.now();
   const result: FeedbackResult = { model, received: items.length, accepted: 0, unknown: 0, expired: 0, mismatched: 0 };
   const records: JoinedFeedback[] = [];
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const item = items[next++]!;
-      const prediction = await readPrediction(store, model, item.id);
-      if (!prediction) result.unknown++;
-      else if (Date.parse(prediction.expiresAt) < now) result.expired++;
-      else {
-        const target = Array.isArray(item.target) ? item.target : [item.target];
-        if (target.length !== prediction.predicted.length) result.mismatched++;
-        else records.push({ id: item.id, version: prediction.version, kind: prediction.kind, predicted: prediction.predicted, target, predictedAt: prediction.at });
-      }
+  await mapLimit(items, LOOKUP_CONCURRENCY, async (item) => {
+    const prediction = await readPrediction(store, model, item.id);
+    if (!prediction) result.unknown++;
+    else if (Date.parse(prediction.expiresAt) < now) result.expired++;
+    else {
+      const target = Array.isArray(item.target) ? item.target : [item.target];
+      if (target.length !== prediction.predicted.length) result.mismatched++;
+      else records.push({ id: item.id, version: prediction.version, kind: prediction.kind, predicted: prediction.predicted, target, predictedAt: prediction.at });
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(LOOKUP_CONCURRENCY, items.length) }, worker));
+  });
   result.accepted = records.length;
   if (records.length > 0) {
     const key = monitoringLayout.feedback(model, now, randomBytes(6).toString('hex'));

@@ -2,6 +2,7 @@ import { CloudWatchClient, PutMetricDataCommand, type MetricDatum, type Standard
 import { appendFile, mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { InvalidArgumentError } from '../errors';
+import { mapLimit } from '../util/concurrency';
 import { numberSetting } from './config';
 
 /**
@@ -158,21 +159,17 @@ export class CloudWatchMetricSink implements MetricSink {
     const { data, skippedNonFinite } = toMetricData(points);
     const batches = batchMetricData(data);
     const result: SinkResult = { calls: 0, delivered: 0, skippedNonFinite, failedCalls: 0, errors: [] };
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < batches.length) {
-        const batch = batches[next++]!;
-        result.calls++;
-        try {
-          await this.client.send(new PutMetricDataCommand({ Namespace: namespace, MetricData: batch }));
-          result.delivered += batch.length;
-        } catch (e) {
-          result.failedCalls++;
-          result.errors.push(String((e as Error).message ?? e));
-        }
+    // Every batch is tried: a failed call is counted, not thrown, so the others still go out.
+    await mapLimit(batches, this.concurrency, async (batch) => {
+      result.calls++;
+      try {
+        await this.client.send(new PutMetricDataCommand({ Namespace: namespace, MetricData: batch }));
+        result.delivered += batch.length;
+      } catch (e) {
+        result.failedCalls++;
+        result.errors.push(String((e as Error).message ?? e));
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(this.concurrency, batches.length) }, worker));
+    });
     return result;
   }
 }

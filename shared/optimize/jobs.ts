@@ -175,6 +175,43 @@ export class OptimizationJobStore {
     return this.replace(stored, { ...stored.record, status: 'failed', updatedAt: time, finishedAt: time, error });
   }
 
+  /** Whether a job is `running` but untouched for longer than `staleAfterMs`: its worker presumably died, and {@link claim} would take it over. */
+  isStale(record: OptimizationJob): boolean {
+    return record.status === 'running' && this.now().getTime() - Date.parse(record.updatedAt) > this.staleAfterMs;
+  }
+
+  /**
+   * The stale running jobs of `model` (see {@link isStale}), for a sweeper to re-dispatch. Cheap
+   * enough for a schedule: one listing, and only records last written between `staleAfterMs`
+   * and `lookbackMs` ago (default 1 day) are read, since fresher ones cannot be stale and older
+   * ones were finished or abandoned long ago.
+   *
+   * @example
+   * for (const { record } of await jobs.listStale('mlp')) await dispatcher.dispatch({ model: record.model, job: record.job });
+   */
+  async listStale(model: string, options: { lookbackMs?: number } = {}): Promise<StoredJob[]> {
+    assertModelName(model);
+    const now = this.now().getTime();
+    const lookbackMs = options.lookbackMs ?? 24 * 3_600_000;
+    const prefix = jobLayout.prefix(model);
+    const candidates: string[] = [];
+    let continuationToken: string | undefined;
+    do {
+      const page = await this.store.list({ prefix, ...(continuationToken ? { continuationToken } : {}) });
+      for (const o of page.objects) {
+        const age = now - o.lastModified.getTime();
+        if (o.key.endsWith('.json') && !o.key.endsWith('.inputs.json') && age > this.staleAfterMs && age <= lookbackMs) candidates.push(o.key.slice(prefix.length, -'.json'.length));
+      }
+      continuationToken = page.nextToken;
+    } while (continuationToken);
+    const stale: StoredJob[] = [];
+    for (const job of candidates) {
+      const found = await this.get(model, job).catch((e: unknown) => (e instanceof NotFoundError || e instanceof InvalidArgumentError ? undefined : Promise.reject(e)));
+      if (found && this.isStale(found.record)) stale.push(found);
+    }
+    return stale;
+  }
+
   private async replace(current: StoredJob, record: OptimizationJob): Promise<StoredJob> {
     const { etag } = await this.store.put(jobLayout.record(record.model, record.job), JSON.stringify(record), { contentType: JSON_TYPE, ifMatch: current.etag });
     return { record, etag };

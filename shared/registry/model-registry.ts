@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { ConflictError, InvalidArgumentError, NotFoundError, PayloadTooLargeError, PreconditionFailedError } from '../errors';
+import { inspectModel } from '../onnx/inspect';
 import { listAll, ObjectNotFoundError, ObjectPreconditionError, type ObjectStore } from '../store';
 import { layout, versionOfKey } from './layout';
 import { assertAliasName, assertModelName, parseVersionNumber } from './names';
@@ -107,8 +108,6 @@ export class ModelRegistry {
       throw e;
     }
     const bytes = await readLimited(body, this.options.maxModelBytes);
-    // Loaded on first registration: predict, which never registers, skips the ONNX schema on cold start.
-    const { inspectModel } = await import('../onnx/inspect.js');
     const onnx = inspectModel(bytes, { maxBytes: this.options.maxModelBytes });
     if (options.parentVersion !== undefined) await this.getVersion(name, options.parentVersion);
     if (options.alias !== undefined) assertAliasName(options.alias);

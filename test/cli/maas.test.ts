@@ -260,3 +260,38 @@ describe('maas CLI SigV4 signing', () => {
     }
   });
 });
+
+describe('maas optimize waiting limits', () => {
+  it('gives up after --timeout with the job id and its last status (exit 1); refuses a bad --interval or --timeout (exit 2)', async () => {
+    const polls: string[] = [];
+    // A job that never finishes (a worker that died) cannot be made on demand by the real
+    // handlers, so a loopback stand-in answers: queued on POST, then running forever.
+    const server = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        if (req.method === 'GET') polls.push(req.url!);
+        res.writeHead(req.method === 'POST' ? 202 : 200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ job: 'opt-stuck-0001', model: 'iris', version: 1, status: req.method === 'POST' ? 'queued' : 'running' }));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const env = { MAAS_API_KEY: undefined };
+      const stuck = await maas(['--endpoint', url, 'optimize', 'iris', '1', '--interval', '0.3', '--timeout', '1.5'], env);
+      expect(stuck.code).toBe(1);
+      expect(stuck.stderr).toMatch(/gave up waiting after 1\.5 s: job opt-stuck-0001 is still running/);
+      expect(polls.length).toBeGreaterThanOrEqual(2);
+      expect(polls.every((p) => p === '/models/iris/optimizations/opt-stuck-0001')).toBe(true);
+      polls.length = 0;
+      for (const bad of [['--interval', 'abc'], ['--interval', '0'], ['--interval', '-1'], ['--timeout', 'soon'], ['--timeout', '0']]) {
+        const r = await maas(['--endpoint', url, 'optimize', 'iris', '1', ...bad], env);
+        expect(r.code, bad.join(' ')).toBe(2);
+        expect(r.stderr).toMatch(/positive number of seconds/);
+      }
+      expect(polls).toHaveLength(0); // usage errors send nothing
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  });
+});

@@ -143,6 +143,22 @@ describe('CaptureObserver', () => {
     expect(file!.doc.versions['3']!.inputs['big[*]']!.count).toBeLessThanOrEqual(MAX_VALUES_PER_TENSOR);
   });
 
+  it.each(['file', 's3'] as const)('keeps the first prediction recorded under a request id; a reused id is counted, not written (%s)', async (kind) => {
+    ts = await createTestStore(kind, 'capture-ids');
+    const first = new CaptureObserver(ts.store, { feedbackSample: 1, containerId: 'c1' });
+    const second = new CaptureObserver(ts.store, { feedbackSample: 1, containerId: 'c2' });
+    first.observe(observation({ model: 'm', version: 1, requestId: 'shared-id', outputs: [fp32('p', [[0.9, 0.1]])] }));
+    await first.close();
+    // Another client (another container, later) reuses the id with a different prediction.
+    second.observe(observation({ model: 'm', version: 2, requestId: 'shared-id', outputs: [fp32('p', [[0.1, 0.9]])] }));
+    second.observe(observation({ model: 'm', version: 2, requestId: 'fresh-id', outputs: [fp32('p', [[0.1, 0.9]])] }));
+    await second.close();
+    const kept = JSON.parse((await ts.store.get(monitoringLayout.prediction('m', 'shared-id'))).body.toString());
+    expect(kept).toMatchObject({ version: 1, predicted: [0] });
+    expect(first.stats).toMatchObject({ predictionsWritten: 1, predictionIdCollisions: 0, writeFailures: 0 });
+    expect(second.stats).toMatchObject({ predictionsWritten: 1, predictionIdCollisions: 1, writeFailures: 0, predictionsDropped: 0 });
+  });
+
   it('summarizes predictions: argmax for scores, integer labels as classes, floats as regression values', () => {
     expect(summarizePrediction(fp32('p', [[0.1, 0.8, 0.1], [0.9, 0.05, 0.05]]), 2)).toEqual({ kind: 'class', predicted: [1, 0] });
     expect(summarizePrediction({ name: 'label', datatype: 'INT64', shape: [2], data: [2n, 1n] }, 2)).toEqual({ kind: 'class', predicted: [2, 1] });

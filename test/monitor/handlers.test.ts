@@ -50,8 +50,10 @@ describe('monitor function (schedule + on-demand actions) and `maas monitor`', (
     for (let i = 0; i < 25; i++) capture.observe(observation({ model: 'fn', version: 1, inputs: [fp32('x', [[i % 6, 1]])] }));
     await capture.close();
     const scheduled = { version: '0', id: 'e1', 'detail-type': 'Scheduled Event', source: 'aws.events', time: new Date().toISOString(), detail: {} };
-    const res = (await invoke(scheduled)) as { runId: string; models: { model: string; status: string; reportKey?: string }[] };
+    const res = (await invoke(scheduled)) as { runId: string; models: { model: string; status: string; reportKey?: string }[]; optimizeSweep?: unknown };
     expect(res.models).toEqual([expect.objectContaining({ model: 'fn', status: 'processed', conflicts: 0, actions: [] })]);
+    // The scheduled run also sweeps stale optimize jobs (none here; see optimize-sweep.test.ts).
+    expect(res.optimizeSweep).toEqual({ redispatched: [], abandoned: [], errors: [] });
     const report = (await invoke({ action: 'report', model: 'fn' })) as MonitorReport;
     expect(report.runId).toBe(res.runId);
     expect(report.versions['1']).toMatchObject({ requests: 25, drift: { baseline: 'reference' } });

@@ -202,9 +202,29 @@ describe('optimize function on S3 (RGW)', () => {
       const ok = await invoke(routes, 'POST', '/models/clf/versions/1/optimize', { headers: { 'x-api-key': 'sekret' }, body: { techniques: ['int4'] } });
       expect(ok.status).toBe(400); // past the key check, refused for its body
       expect((await call('GET', '/models/clf/optimizations/opt-aaaaaaaa-00000000')).status).toBe(404);
+      // A payload 1.0 event whose method fields disagree: the router goes by `httpMethod` (POST),
+      // so the key check must too, whatever `requestContext.http.method` claims.
+      const mixed = {
+        version: '1.0',
+        httpMethod: 'POST',
+        path: '/models/clf/versions/1/optimize',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ techniques: ['int4'] }),
+        requestContext: { http: { method: 'GET', path: '/models/clf/versions/1/optimize' } },
+      };
+      const refused = (await handler(mixed as never, {} as never)) as { statusCode: number; body: string };
+      expect(refused.statusCode).toBe(401);
+      expect(JSON.parse(refused.body)).toMatchObject({ code: 'unauthorized' });
     } finally {
       delete process.env.MAAS_API_KEY;
     }
+  });
+
+  it('answers an unknown route with 404 not_found (not a 500)', async () => {
+    const event = { version: '2.0', routeKey: '$default', rawPath: '/models/clf/optimizations/x', headers: {}, requestContext: { http: { method: 'DELETE', path: '/models/clf/optimizations/x' } } };
+    const res = (await handler(event as never, {} as never)) as { statusCode: number; body: string };
+    expect(res.statusCode).toBe(404);
+    expect(JSON.parse(res.body)).toMatchObject({ code: 'not_found', error: 'no route DELETE /models/clf/optimizations/x' });
   });
 
   it('bad requests get a clear 4xx and leave no job behind', async () => {

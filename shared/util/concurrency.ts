@@ -1,0 +1,34 @@
+/**
+ * Runs `fn` over `items` with at most `limit` calls in flight, and resolves to the results in
+ * the order of `items` (not of completion). Stores and CloudWatch throttle bursts, and a
+ * `Promise.all` over thousands of keys opens thousands of sockets; a small pool keeps the
+ * request rate bounded without serialising the work.
+ *
+ * The first rejection rejects the whole call (like `Promise.all`); the other workers stop taking
+ * new items but calls already in flight finish on their own. Callers that want every item tried
+ * catch inside `fn`.
+ *
+ * @example
+ * ```ts
+ * const docs = await mapLimit(keys, 8, (key) => store.get(key));
+ * ```
+ */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  if (!(limit >= 1)) throw new RangeError(`mapLimit: limit must be at least 1, got ${limit}`);
+  const out = new Array<R>(items.length);
+  let next = 0;
+  let failed = false;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < items.length) {
+      const i = next++;
+      try {
+        out[i] = await fn(items[i] as T, i);
+      } catch (e) {
+        failed = true;
+        throw e;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(Math.floor(limit), items.length) }, worker));
+  return out;
+}
