@@ -52,7 +52,9 @@ const f = (x: number, d = 3): string => x.toFixed(d);
 export async function run(): Promise<void> {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const dir = await mkdtemp(path.join(tmpdir(), 'maas-bench-monitor-'));
-  const saved = { store: process.env.MAAS_STORE, cache: process.env.MAAS_MODEL_CACHE_DIR, log: process.env.POWERTOOLS_LOG_LEVEL };
+  const saved = { store: process.env.MAAS_STORE, cache: process.env.MAAS_MODEL_CACHE_DIR, log: process.env.POWERTOOLS_LOG_LEVEL, capture: process.env.MAAS_CAPTURE };
+  // The handler's own capture stays off: the bench installs one it can switch on and off.
+  process.env.MAAS_CAPTURE = 'false';
   process.env.MAAS_STORE = `file://${path.join(dir, 'store')}`;
   process.env.MAAS_MODEL_CACHE_DIR = path.join(dir, 'models');
   process.env.POWERTOOLS_LOG_LEVEL ??= 'WARN';
@@ -66,7 +68,7 @@ export async function run(): Promise<void> {
     resetRuntime();
     await setInferenceService(undefined);
 
-    const capture = createCaptureObserver(getStore())!; // MAAS_CAPTURE_* settings apply (defaults unless set)
+    const capture = createCaptureObserver(getStore(), { ...process.env, MAAS_CAPTURE: 'true' })!; // other MAAS_CAPTURE_* settings apply (defaults unless set)
     let enabled = false;
     const switched: InferenceObserver = {
       observe: (o) => {
@@ -151,7 +153,7 @@ export async function run(): Promise<void> {
     console.log(`capture: ${capture.stats.predictionsWritten} prediction records and ${capture.stats.captureFilesWritten} capture files written, ${capture.stats.writeFailures} write failures`);
     await setInferenceService(undefined);
   } finally {
-    for (const [k, v] of [['MAAS_STORE', saved.store], ['MAAS_MODEL_CACHE_DIR', saved.cache], ['POWERTOOLS_LOG_LEVEL', saved.log]] as const) {
+    for (const [k, v] of [['MAAS_STORE', saved.store], ['MAAS_MODEL_CACHE_DIR', saved.cache], ['POWERTOOLS_LOG_LEVEL', saved.log], ['MAAS_CAPTURE', saved.capture]] as const) {
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
     }
