@@ -11,8 +11,8 @@ import type { TensorProto_DataType } from 'onnx-buf';
 
 /**
  * ONNX TensorProto.DataType numbers (fixed by the ONNX spec). Spelled out instead of importing
- * the enum so that predict, which needs only this table, does not load the whole generated ONNX
- * schema on a cold start (~35 ms); test/onnx/datatypes.test.ts checks them against onnx-buf.
+ * the enum so that code needing only this table (the inference codec) does not depend on the
+ * generated ONNX schema module (~35 ms to load); test/onnx/datatypes.test.ts checks them against onnx-buf.
  */
 export const ONNX_DTYPE = {
   FLOAT: 1, UINT8: 2, INT8: 3, UINT16: 4, INT16: 5, INT32: 6, INT64: 7, STRING: 8, BOOL: 9, FLOAT16: 10, DOUBLE: 11, UINT32: 12, UINT64: 13,
