@@ -3,6 +3,7 @@ import type { ObservedTensor } from '../inference/observer';
 import { isOipDatatype } from '../onnx/datatypes';
 import { assertModelName, parseVersionNumber } from '../registry/names';
 import { ObjectNotFoundError, ObjectPreconditionError, type ObjectStore } from '../store';
+import { readJson } from '../util/store-json';
 import { recordTensor } from './capture';
 import { numberSetting } from './config';
 import { histogramFromJson, mergeHistogram, emptyHistogram, type Histogram } from './histogram';
@@ -104,21 +105,21 @@ export async function createBaselineFromData(
  * ```
  */
 export async function readBaseline(store: ObjectStore, model: string, version: number): Promise<{ doc: BaselineDoc; etag: string } | undefined> {
-  try {
-    const { body, etag } = await store.get(monitoringLayout.baseline(model, version));
-    const raw = JSON.parse(body.toString('utf8')) as BaselineDoc;
-    const hists = (v: Record<string, unknown> | undefined): Record<string, Histogram> => Object.fromEntries(Object.entries(v ?? {}).map(([k, h]) => [k, histogramFromJson(h)]));
-    return { doc: { ...raw, inputs: hists(raw.inputs), outputs: hists(raw.outputs) }, etag };
-  } catch (e) {
-    if (e instanceof ObjectNotFoundError) return undefined;
-    throw e;
-  }
+  const found = await readJson<BaselineDoc>(store, monitoringLayout.baseline(model, version));
+  if (!found) return undefined;
+  const raw = found.doc;
+  const hists = (v: Record<string, unknown> | undefined): Record<string, Histogram> => Object.fromEntries(Object.entries(v ?? {}).map(([k, h]) => [k, histogramFromJson(h)]));
+  return { doc: { ...raw, inputs: hists(raw.inputs), outputs: hists(raw.outputs) }, etag: found.etag };
 }
 
 /**
  * Folds one window of traffic into a version's `traffic` baseline (creating it), by
  * compare-and-swap; does nothing when a reference baseline exists or the baseline is complete.
  * Returns the baseline as it stands afterwards.
+ *
+ * `known` is the baseline as the caller just read it (or `null` when it read none): the first
+ * attempt uses it instead of reading the object again, and its compare-and-swap put still
+ * fails if the object changed since. Its `doc` is updated in place.
  *
  * @example
  * ```ts
@@ -132,9 +133,10 @@ export async function extendTrafficBaseline(
   window: VersionSummary,
   target: number,
   now: Date,
+  known?: { doc: BaselineDoc; etag: string } | null,
 ): Promise<BaselineDoc | undefined> {
   for (let attempt = 0; attempt < 5; attempt++) {
-    const found = await readBaseline(store, model, version);
+    const found = attempt === 0 && known !== undefined ? (known ?? undefined) : await readBaseline(store, model, version);
     if (found && (found.doc.complete || found.doc.source === 'reference')) return found.doc;
     const successful = window.requests - window.errors - window.clientErrors;
     if (successful <= 0) return found?.doc;

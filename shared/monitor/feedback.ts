@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { InvalidArgumentError, PayloadTooLargeError } from '../errors';
 import { assertModelName } from '../registry/names';
-import { ObjectNotFoundError, type ObjectStore } from '../store';
+import type { ObjectStore } from '../store';
 import { mapLimit } from '../util/concurrency';
+import { readJson } from '../util/store-json';
 import type { PredictionRecord } from './capture';
 import { monitoringLayout } from './layout';
 
@@ -117,13 +118,7 @@ export async function recordFeedback(store: ObjectStore, model: string, items: r
 }
 
 async function readPrediction(store: ObjectStore, model: string, id: string): Promise<PredictionRecord | undefined> {
-  try {
-    const { body } = await store.get(monitoringLayout.prediction(model, id));
-    const record = JSON.parse(body.toString('utf8')) as PredictionRecord;
-    // Keys are hashes of the id: compare the id itself so a collision can never join wrongly.
-    return record.id === id && record.model === model ? record : undefined;
-  } catch (e) {
-    if (e instanceof ObjectNotFoundError) return undefined;
-    throw e;
-  }
+  const record = (await readJson<PredictionRecord>(store, monitoringLayout.prediction(model, id)))?.doc;
+  // Keys are hashes of the id: compare the id itself so a collision can never join wrongly.
+  return record?.id === id && record.model === model ? record : undefined;
 }

@@ -145,18 +145,6 @@ export function mergeHistogram(into: Histogram, from: Histogram): Histogram {
 }
 
 /**
- * A deep copy (JSON-safe: infinite bounds of an empty histogram stay as they are).
- *
- * @example
- * ```ts
- * const copy = cloneHistogram(h);
- * ```
- */
-export function cloneHistogram(h: Histogram): Histogram {
-  return { ...h, bins: { ...h.bins } };
-}
-
-/**
  * Re-hydrates a histogram read from JSON (where ±Infinity became null).
  *
  * @example

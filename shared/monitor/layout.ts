@@ -23,6 +23,7 @@ export const monitoringLayout = {
   capturesRoot: 'monitoring/captures/',
   prediction: (name: string, id: string): string => `monitoring/predictions/${name}/${idHash(id)}.json`,
   feedbackPrefix: (name: string): string => `monitoring/feedback/${name}/`,
+  feedbackRoot: 'monitoring/feedback/',
   feedback: (name: string, ms: number, suffix: string): string => `monitoring/feedback/${name}/${timeKey(ms)}-${suffix}.json`,
   baseline: (name: string, version: number): string => `monitoring/baselines/${name}/${version}.json`,
   policy: (name: string): string => `monitoring/policies/${name}.json`,

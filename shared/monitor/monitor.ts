@@ -2,8 +2,9 @@ import { randomBytes } from 'node:crypto';
 import type { StandardUnit } from '@aws-sdk/client-cloudwatch';
 import type { ModelRegistry } from '../registry/model-registry';
 import type { AliasRecord } from '../registry/types';
-import { ObjectNotFoundError, ObjectPreconditionError, type ObjectInfoSummary, type ObjectStore } from '../store';
+import { listAll, ObjectNotFoundError, ObjectPreconditionError, type ObjectInfoSummary, type ObjectStore } from '../store';
 import { mapLimit } from '../util/concurrency';
+import { readJson } from '../util/store-json';
 import { baselineHistogram, extendTrafficBaseline, readBaseline, type BaselineDoc } from './baseline';
 import { compareHistograms, type DriftStats } from './drift';
 import type { FeedbackFile } from './feedback';
@@ -216,8 +217,10 @@ async function monitorModel(model: string, o: ResolvedOptions): Promise<ModelRun
       throw e;
     });
     const versionsSeen = new Set<number>([...summaries.keys(), ...quality.keys()]);
-    const baselines = new Map<number, BaselineDoc | undefined>();
-    await Promise.all([...versionsSeen].map(async (v) => baselines.set(v, (await readBaseline(store, model, v))?.doc)));
+    // Kept with their etags: extending a traffic baseline below reuses this read instead of a second get.
+    const baselineReads = new Map<number, { doc: BaselineDoc; etag: string } | undefined>();
+    await Promise.all([...versionsSeen].map(async (v) => baselineReads.set(v, await readBaseline(store, model, v))));
+    const baselines = new Map([...baselineReads].map(([v, found]) => [v, found?.doc]));
 
     const versions: Record<string, VersionReport> = {};
     for (const v of [...versionsSeen].sort((a, b) => a - b)) {
@@ -251,9 +254,10 @@ async function monitorModel(model: string, o: ResolvedOptions): Promise<ModelRun
 
     // The window is ours alone from here on.
     for (const [v, s] of summaries) {
-      const b = baselines.get(v);
+      const found = baselineReads.get(v);
+      const b = found?.doc;
       if (!b || (b.source === 'traffic' && !b.complete)) {
-        const updated = await extendTrafficBaseline(store, model, v, s, o.baselineRequests, nowDate);
+        const updated = await extendTrafficBaseline(store, model, v, s, o.baselineRequests, nowDate, found ?? null);
         const report = versions[v];
         if (updated && report) {
           report.drift.baseline = updated.complete ? 'traffic' : 'building';
@@ -520,13 +524,10 @@ export function distributionPoint(name: string, dimensions: Record<string, strin
 
 async function modelsWithMonitoringData(store: ObjectStore): Promise<string[]> {
   const names = new Set<string>();
-  for (const root of [monitoringLayout.capturesRoot, 'monitoring/feedback/']) {
-    let token: string | undefined;
-    do {
-      const page = await store.list({ prefix: root, delimiter: '/', ...(token ? { continuationToken: token } : {}) });
-      for (const p of page.commonPrefixes) names.add(p.slice(root.length).replace(/\/$/, ''));
-      token = page.nextToken;
-    } while (token);
+  for (const root of [monitoringLayout.capturesRoot, monitoringLayout.feedbackRoot]) {
+    // One common prefix per model: small even with many files under each.
+    const { commonPrefixes } = await listAll(store, { prefix: root, delimiter: '/' });
+    for (const p of commonPrefixes) names.add(p.slice(root.length).replace(/\/$/, ''));
   }
   return [...names].sort();
 }
@@ -545,16 +546,6 @@ async function listWindow(store: ObjectStore, prefix: string, after: string, cut
     token = page.nextToken;
   } while (token);
   return out;
-}
-
-async function readJson<T>(store: ObjectStore, key: string): Promise<{ doc: T; etag: string } | undefined> {
-  try {
-    const { body, etag } = await store.get(key);
-    return { doc: JSON.parse(body.toString('utf8')) as T, etag };
-  } catch (e) {
-    if (e instanceof ObjectNotFoundError) return undefined;
-    throw e;
-  }
 }
 
 function fmt(x: number): string {

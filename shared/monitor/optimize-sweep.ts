@@ -8,7 +8,7 @@
  */
 import { layout } from '../registry';
 import type { OptimizationDispatcher, OptimizationJobStore } from '../optimize';
-import type { ObjectStore } from '../store';
+import { listAll, type ObjectStore } from '../store';
 
 /** What one sweep did. */
 export interface OptimizeSweepResult {
@@ -75,12 +75,6 @@ export async function sweepStaleOptimizations(options: OptimizeSweepOptions): Pr
 
 /** Every model name in the registry, from the key listing alone (no per-model reads). */
 async function modelNames(store: ObjectStore): Promise<string[]> {
-  const names: string[] = [];
-  let continuationToken: string | undefined;
-  do {
-    const page = await store.list({ prefix: layout.modelsPrefix, delimiter: '/', ...(continuationToken ? { continuationToken } : {}) });
-    for (const p of page.commonPrefixes) names.push(p.slice(layout.modelsPrefix.length, -1));
-    continuationToken = page.nextToken;
-  } while (continuationToken);
-  return names;
+  const { commonPrefixes } = await listAll(store, { prefix: layout.modelsPrefix, delimiter: '/' });
+  return commonPrefixes.map((p) => p.slice(layout.modelsPrefix.length, -1));
 }

@@ -1,6 +1,7 @@
 import { InvalidArgumentError } from '../errors';
 import { assertModelName } from '../registry/names';
-import { ObjectNotFoundError, type ObjectStore } from '../store';
+import type { ObjectStore } from '../store';
+import { readJson } from '../util/store-json';
 import { booleanSetting, numberSetting } from './config';
 import { monitoringLayout } from './layout';
 
@@ -157,11 +158,6 @@ export async function putPolicyOverride(store: ObjectStore, model: string, raw: 
  * ```
  */
 export async function effectivePolicy(store: ObjectStore, model: string, defaults: RollbackPolicy): Promise<RollbackPolicy> {
-  try {
-    const { body } = await store.get(monitoringLayout.policy(model));
-    return applyOverride(defaults, parsePolicyOverride(JSON.parse(body.toString('utf8'))));
-  } catch (e) {
-    if (e instanceof ObjectNotFoundError) return defaults;
-    throw e;
-  }
+  const found = await readJson<unknown>(store, monitoringLayout.policy(model));
+  return found ? applyOverride(defaults, parsePolicyOverride(found.doc)) : defaults;
 }

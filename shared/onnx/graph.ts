@@ -18,7 +18,6 @@ import {
   type TensorProto,
   type ValueInfoProto,
 } from 'onnx-buf';
-import { makeAttribute, type AttributeValue } from './builder';
 
 /**
  * The default ONNX domain may be spelled '' or 'ai.onnx'.
@@ -36,24 +35,6 @@ export function isDefaultDomain(domain: string): boolean {
  */
 export function initializerMap(graph: GraphProto): Map<string, TensorProto> {
   return new Map(graph.initializer.map((t) => [t.name, t]));
-}
-
-/**
- * Nodes reading each tensor name (a node reading a name twice is listed once).
- * @example
- * const readers = consumersOf(graph).get('fc0.weight') ?? [];
- */
-export function consumersOf(graph: GraphProto): Map<string, NodeProto[]> {
-  const map = new Map<string, NodeProto[]>();
-  for (const node of graph.node) {
-    for (const name of new Set(node.input)) {
-      if (name === '') continue;
-      const list = map.get(name);
-      if (list) list.push(node);
-      else map.set(name, [node]);
-    }
-  }
-  return map;
 }
 
 /** Every tensor name read by nodes of the subgraphs (If/Loop/Scan bodies) of `graph`, recursively. */
@@ -165,18 +146,6 @@ export function intAttribute(node: NodeProto, name: string, fallback: number): n
 export function floatAttribute(node: NodeProto, name: string, fallback: number): number {
   const a = attributeOf(node, name);
   return a && a.type === AttributeProto_AttributeType.FLOAT ? a.f : fallback;
-}
-
-/**
- * Sets (adds or replaces) an attribute of a node.
- * @example
- * setAttribute(castNode, 'to', { int: TensorProto_DataType.FLOAT16 });
- */
-export function setAttribute(node: NodeProto, name: string, value: AttributeValue): void {
-  const attribute = makeAttribute(name, value);
-  const at = node.attribute.findIndex((a) => a.name === name);
-  if (at >= 0) node.attribute[at] = attribute;
-  else node.attribute.push(attribute);
 }
 
 /**

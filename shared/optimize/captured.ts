@@ -7,12 +7,12 @@
  * Only complete samples are used: the capture truncates large tensors, and a truncated tensor is
  * not a valid input. Samples of any version of the model qualify if they fit the signature.
  */
-import { float32ToFloat16Bits, typedArrayConstructorOf, type NumericOipDatatype, type OipTypedArray } from '../onnx/datatypes';
+import type { NumericOipDatatype } from '../onnx/datatypes';
 import type { TensorSpec } from '../onnx/inspect';
 import { monitoringLayout, timeKey } from '../monitor/layout';
 import type { CaptureFile } from '../monitor/summary';
 import { listAll, type ObjectStore } from '../store';
-import type { CapturedInputsProvider, InputFeed } from './inputs';
+import { typedFromNumbers, type CapturedInputsProvider, type InputFeed } from './inputs';
 
 /** Options of {@link capturedInputsFromMonitoring}. */
 export interface CapturedInputsOptions {
@@ -85,15 +85,7 @@ export function capturedInputsFromMonitoring(store: ObjectStore, options: Captur
       const parts = rows.map((r) => r[i] as { shape: number[]; data: number[] });
       const batch = parts.reduce((a, p) => a + (p.shape[0] ?? 0), 0);
       const datatype = spec.datatype as NumericOipDatatype;
-      const Ctor = typedArrayConstructorOf(datatype) as unknown as new (n: number) => OipTypedArray;
-      const values = parts.flatMap((p) => p.data);
-      const data = new Ctor(values.length);
-      const target = data as unknown as { [k: number]: number | bigint };
-      const big = datatype === 'INT64' || datatype === 'UINT64';
-      for (let k = 0; k < values.length; k++) {
-        const v = values[k] ?? 0;
-        target[k] = big ? BigInt(Math.trunc(v)) : datatype === 'FP16' ? float32ToFloat16Bits(v) : v;
-      }
+      const data = typedFromNumbers(datatype, parts.flatMap((p) => p.data));
       return { name: spec.name, datatype, shape: [batch, ...(parts[0]?.shape.slice(1) ?? [])], data };
     });
   };

@@ -113,23 +113,15 @@ export function gate(report: EvaluationReport, tolerances: Tolerances, context: 
     limit: tolerances.minCosine,
     message: `cosine similarity ${worst.cosine.toFixed(6)} (minimum ${tolerances.minCosine})`,
   });
-  if (tolerances.maxAbsError !== null) {
-    checks.push({
-      check: 'maxAbsError',
-      passed: worst.maxAbsError <= tolerances.maxAbsError,
-      actual: worst.maxAbsError,
-      limit: tolerances.maxAbsError,
-      message: `max absolute error ${worst.maxAbsError.toExponential(3)} (maximum ${tolerances.maxAbsError})`,
-    });
-  }
-  if (tolerances.maxRelError !== null) {
-    checks.push({
-      check: 'maxRelError',
-      passed: worst.maxRelError <= tolerances.maxRelError,
-      actual: worst.maxRelError,
-      limit: tolerances.maxRelError,
-      message: `max relative error ${worst.maxRelError.toExponential(3)} (maximum ${tolerances.maxRelError})`,
-    });
+  // Both error bounds are optional (null = not checked) and read the same way.
+  for (const [check, label] of [
+    ['maxAbsError', 'max absolute error'],
+    ['maxRelError', 'max relative error'],
+  ] as const) {
+    const limit = tolerances[check];
+    if (limit === null) continue;
+    const actual = worst[check];
+    checks.push({ check, passed: actual <= limit, actual, limit, message: `${label} ${actual.toExponential(3)} (maximum ${limit})` });
   }
   const smaller = report.size.ratio <= 1 - tolerances.minSizeReduction;
   const consistent = tolerances.speedConsistency;

@@ -111,14 +111,30 @@ export function parseOipInputs(inputs: unknown, specs: readonly TensorSpec[]): I
 }
 
 function toTyped(datatype: NumericOipDatatype, values: readonly unknown[], name: string): OipTypedArray {
+  const numbers = values.map((v, i) => {
+    const n = typeof v === 'boolean' ? Number(v) : v;
+    if (typeof n !== 'number' || (!Number.isFinite(n) && !datatype.startsWith('FP'))) throw new InvalidArgumentError(`reference input "${name}": value ${i} is not a number`);
+    return n;
+  });
+  return typedFromNumbers(datatype, numbers);
+}
+
+/**
+ * The typed array onnxruntime takes for `datatype`, from plain numbers (JSON values): 64-bit
+ * integers truncated to bigint, FP16 as its bit patterns. Callers validate the numbers first.
+ *
+ * @example
+ * ```ts
+ * typedFromNumbers('INT64', [1, 2.7]); // BigInt64Array [1n, 2n]
+ * ```
+ */
+export function typedFromNumbers(datatype: NumericOipDatatype, values: ArrayLike<number>): OipTypedArray {
   const Ctor = typedArrayConstructorOf(datatype) as unknown as new (n: number) => OipTypedArray;
   const out = new Ctor(values.length);
   const target = out as unknown as { [i: number]: number | bigint };
   const big = datatype === 'INT64' || datatype === 'UINT64';
   for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    const n = typeof v === 'boolean' ? Number(v) : v;
-    if (typeof n !== 'number' || (!Number.isFinite(n) && !datatype.startsWith('FP'))) throw new InvalidArgumentError(`reference input "${name}": value ${i} is not a number`);
+    const n = values[i] ?? 0;
     if (big) target[i] = BigInt(Math.trunc(n));
     else if (datatype === 'FP16') target[i] = float32ToFloat16Bits(n);
     else target[i] = n;

@@ -14,7 +14,8 @@
 import { randomBytes } from 'node:crypto';
 import { InvalidArgumentError, MaasError, NotFoundError } from '../errors';
 import { assertModelName } from '../registry';
-import { ObjectNotFoundError, ObjectPreconditionError, type ObjectStore } from '../store';
+import { listAll, ObjectPreconditionError, type ObjectStore } from '../store';
+import { readJson } from '../util/store-json';
 import type { OptimizationReport } from './optimizer';
 import type { OptimizeRequest } from './request';
 
@@ -121,13 +122,9 @@ export class OptimizationJobStore {
   async get(model: string, job: string): Promise<StoredJob> {
     assertModelName(model);
     assertJobId(job);
-    try {
-      const { body, etag } = await this.store.get(jobLayout.record(model, job));
-      return { record: JSON.parse(body.toString('utf8')) as OptimizationJob, etag };
-    } catch (e) {
-      if (e instanceof ObjectNotFoundError) throw new NotFoundError(`model ${model} has no optimization job ${job}`, { model, job });
-      throw e;
-    }
+    const found = await readJson<OptimizationJob>(this.store, jobLayout.record(model, job));
+    if (!found) throw new NotFoundError(`model ${model} has no optimization job ${job}`, { model, job });
+    return { record: found.doc, etag: found.etag };
   }
 
   /**
@@ -137,8 +134,7 @@ export class OptimizationJobStore {
   async claim(model: string, job: string): Promise<StoredJob | undefined> {
     const current = await this.get(model, job);
     const { record } = current;
-    const stale = record.status === 'running' && this.now().getTime() - Date.parse(record.updatedAt) > this.staleAfterMs;
-    if (record.status !== 'queued' && !stale) return undefined;
+    if (record.status !== 'queued' && !this.isStale(record)) return undefined;
     const time = this.now().toISOString();
     try {
       return await this.replace(current, { ...record, status: 'running', startedAt: time, updatedAt: time, attempts: record.attempts + 1 });
@@ -195,15 +191,10 @@ export class OptimizationJobStore {
     const lookbackMs = options.lookbackMs ?? 24 * 3_600_000;
     const prefix = jobLayout.prefix(model);
     const candidates: string[] = [];
-    let continuationToken: string | undefined;
-    do {
-      const page = await this.store.list({ prefix, ...(continuationToken ? { continuationToken } : {}) });
-      for (const o of page.objects) {
-        const age = now - o.lastModified.getTime();
-        if (o.key.endsWith('.json') && !o.key.endsWith('.inputs.json') && age > this.staleAfterMs && age <= lookbackMs) candidates.push(o.key.slice(prefix.length, -'.json'.length));
-      }
-      continuationToken = page.nextToken;
-    } while (continuationToken);
+    for (const o of (await listAll(this.store, { prefix })).objects) {
+      const age = now - o.lastModified.getTime();
+      if (o.key.endsWith('.json') && !o.key.endsWith('.inputs.json') && age > this.staleAfterMs && age <= lookbackMs) candidates.push(o.key.slice(prefix.length, -'.json'.length));
+    }
     const stale: StoredJob[] = [];
     for (const job of candidates) {
       const found = await this.get(model, job).catch((e: unknown) => (e instanceof NotFoundError || e instanceof InvalidArgumentError ? undefined : Promise.reject(e)));

@@ -106,6 +106,12 @@ function checkKeys(where: string, value: Record<string, unknown>, allowed: reado
   if (unknown.length > 0) throw new InvalidArgumentError(`${where}: unknown parameter(s) ${unknown.join(', ')}; allowed: ${allowed.join(', ')}`, { parameters: unknown });
 }
 
+/** `v` when it is one of `allowed`, else a 400 naming the choices (`a, b or c`). */
+function oneOf<T extends string>(where: string, v: unknown, allowed: readonly T[]): T {
+  if ((allowed as readonly unknown[]).includes(v)) return v as T;
+  throw new InvalidArgumentError(`${where} must be ${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}`);
+}
+
 function stringList(where: string, v: unknown): string[] {
   if (!Array.isArray(v) || v.some((s) => typeof s !== 'string')) throw new InvalidArgumentError(`${where} must be an array of strings`);
   return v as string[];
@@ -126,8 +132,7 @@ export function parseTechniqueParameters(input: unknown): TechniqueParameters {
     if (!isRecord(input.graph)) throw new InvalidArgumentError('parameters.graph must be an object');
     checkKeys('parameters.graph', input.graph, ['level']);
     const level = input.graph.level;
-    if (level !== undefined && level !== 'basic' && level !== 'extended' && level !== 'all') throw new InvalidArgumentError('parameters.graph.level must be basic, extended or all');
-    out.graph = level !== undefined ? { level } : {};
+    out.graph = level !== undefined ? { level: oneOf('parameters.graph.level', level, ['basic', 'extended', 'all'] as const) } : {};
   }
   if (input.int8 !== undefined) {
     const p = input.int8;
@@ -140,10 +145,7 @@ export function parseTechniqueParameters(input: unknown): TechniqueParameters {
         q[flag] = p[flag];
       }
     }
-    if (p.weightType !== undefined) {
-      if (p.weightType !== 'int8' && p.weightType !== 'uint8') throw new InvalidArgumentError('parameters.int8.weightType must be int8 or uint8');
-      q.weightType = p.weightType;
-    }
+    if (p.weightType !== undefined) q.weightType = oneOf('parameters.int8.weightType', p.weightType, ['int8', 'uint8'] as const);
     if (p.opTypes !== undefined) {
       const ops = stringList('parameters.int8.opTypes', p.opTypes);
       const bad = ops.filter((o) => !(QUANTIZABLE_OPS as readonly string[]).includes(o));
@@ -158,10 +160,7 @@ export function parseTechniqueParameters(input: unknown): TechniqueParameters {
     if (!isRecord(p)) throw new InvalidArgumentError('parameters.fp16 must be an object');
     checkKeys('parameters.fp16', p, ['mode', 'blockList', 'nodeBlockList']);
     const f: Float16Options = {};
-    if (p.mode !== undefined) {
-      if (p.mode !== 'compute' && p.mode !== 'weights') throw new InvalidArgumentError('parameters.fp16.mode must be compute or weights');
-      f.mode = p.mode;
-    }
+    if (p.mode !== undefined) f.mode = oneOf('parameters.fp16.mode', p.mode, ['compute', 'weights'] as const);
     if (p.blockList !== undefined) f.blockList = stringList('parameters.fp16.blockList', p.blockList);
     if (p.nodeBlockList !== undefined) f.nodeBlockList = stringList('parameters.fp16.nodeBlockList', p.nodeBlockList);
     out.fp16 = f;
@@ -174,10 +173,7 @@ export function parseTechniqueParameters(input: unknown): TechniqueParameters {
       throw new InvalidArgumentError('parameters.prune.sparsity is required: a number in [0, 1)');
     }
     const o: PruneOptions = { sparsity: p.sparsity };
-    if (p.scope !== undefined) {
-      if (p.scope !== 'layer' && p.scope !== 'global') throw new InvalidArgumentError('parameters.prune.scope must be layer or global');
-      o.scope = p.scope;
-    }
+    if (p.scope !== undefined) o.scope = oneOf('parameters.prune.scope', p.scope, ['layer', 'global'] as const);
     if (p.opTypes !== undefined) o.opTypes = stringList('parameters.prune.opTypes', p.opTypes);
     if (p.nodesToExclude !== undefined) o.nodesToExclude = stringList('parameters.prune.nodesToExclude', p.nodesToExclude);
     out.prune = o;
