@@ -15,7 +15,7 @@ import { inferenceSettingsFromEnv, type InferenceSettings } from './config';
 import { silentLogger, type InferenceLogger } from './logger';
 import type { InferenceObservation, InferenceObserver, ObservedTensor } from './observer';
 import { chooseVersion, DEFAULT_MAX_ROUTES, RouteResolver, type ModelRoute } from './routing';
-import { SessionCache } from './session-cache';
+import { SessionCache, type SessionLease } from './session-cache';
 import { checkRequest } from './signature';
 
 /** Metric names predict emits (dimensions: `model`, `version`). */
@@ -149,11 +149,7 @@ export class InferenceService {
     const versions = [route.primary, ...(route.canary ? [route.canary.version] : [])];
     try {
       await Promise.all(
-        versions.map(async (v) => {
-          const lease = await this.sessions.acquire(v);
-          lease.release();
-          if (lease.loadMs > 0) this.metrics.add(PREDICT_METRICS.modelLoadTime, 'Milliseconds', lease.loadMs, dims(v));
-        }),
+        versions.map(async (v) => (await this.acquire(v)).release()),
       );
     } finally {
       this.metrics.flush();
@@ -178,8 +174,7 @@ export class InferenceService {
       for (const input of request.inputs) {
         feeds[input.name] = new ort.Tensor(ortTypeFromOip(input.datatype), input.data, input.shape);
       }
-      const lease = await this.sessions.acquire(version);
-      if (lease.loadMs > 0) this.metrics.add(PREDICT_METRICS.modelLoadTime, 'Milliseconds', lease.loadMs, dims(version));
+      const lease = await this.acquire(version);
       let results: ort.InferenceSession.OnnxValueMapType;
       try {
         const t0 = performance.now();
@@ -227,6 +222,13 @@ export class InferenceService {
     this.routes.clear();
     this.versionLists.clear();
     await this.sessions.clear();
+  }
+
+  /** A session lease; a request that loaded the model reports how long that took. */
+  private async acquire(version: ModelVersion): Promise<SessionLease> {
+    const lease = await this.sessions.acquire(version);
+    if (lease.loadMs > 0) this.metrics.add(PREDICT_METRICS.modelLoadTime, 'Milliseconds', lease.loadMs, dims(version));
+    return lease;
   }
 
   private record(version: ModelVersion | undefined, status: number, latencyMs: number, inferenceMs: number, request: InferRequest | undefined): void {

@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { MaasError } from '../errors';
 import type { ModelVersion } from '../registry';
-import type { ObjectStore } from '../store';
+import { readWithSha256, type ObjectStore } from '../store';
 import type { SessionSettings } from './config';
 import type { InferenceLogger } from './logger';
 
@@ -203,7 +203,7 @@ export class SessionCache {
       this.options.logger?.warn('local model copy failed its sha256 check; fetching it again', { file, sha256: version.sha256 });
       await rm(file, { force: true });
     }
-    const { body, actual } = await this.download(version.blobKey);
+    const { body, sha256: actual } = await readWithSha256(this.options.store, version.blobKey);
     if (actual !== version.sha256) {
       this.options.onIntegrityFailure?.(version);
       this.options.logger?.error('model blob failed its integrity check', { model: version.name, version: version.version, expected: version.sha256, actual });
@@ -213,29 +213,6 @@ export class SessionCache {
     // delay the first response (write-then-rename keeps readers from seeing a partial file).
     void this.keepLocal(file, body);
     return { bytes: body, source: 'store', hashed: true };
-  }
-
-  /**
-   * Streams the blob into one buffer of its announced size, hashing each chunk as it arrives, so
-   * verification overlaps the download instead of adding a pass over the bytes after it.
-   */
-  private async download(key: string): Promise<{ body: Uint8Array; actual: string }> {
-    const { body: stream, size } = await this.options.store.getStream(key);
-    const hash = createHash('sha256');
-    let body = Buffer.allocUnsafe(size);
-    let offset = 0;
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      hash.update(chunk);
-      if (offset + chunk.length > body.length) {
-        // More bytes than announced (a racing overwrite): grow; the hash decides anyway.
-        const grown = Buffer.allocUnsafe(Math.max(body.length * 2, offset + chunk.length));
-        body.copy(grown, 0, 0, offset);
-        body = grown;
-      }
-      chunk.copy(body, offset);
-      offset += chunk.length;
-    }
-    return { body: body.subarray(0, offset), actual: hash.digest('hex') };
   }
 
   /** Writes verified bytes to the local cache and remembers the file as verified. */

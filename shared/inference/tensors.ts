@@ -24,7 +24,7 @@ export type TensorValues = OipTypedArray | string[];
  * @example
  * elementCount([2, 3]) // 6
  */
-export function elementCount(shape: readonly number[]): number {
+function elementCount(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
   return n;

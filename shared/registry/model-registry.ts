@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { ConflictError, InvalidArgumentError, NotFoundError, PayloadTooLargeError, PreconditionFailedError } from '../errors';
+// Static on purpose: a lazy import() of a TS module fails under tsx's CJS require hook (npm start).
 import { inspectModel } from '../onnx/inspect';
 import { listAll, ObjectNotFoundError, ObjectPreconditionError, type ObjectStore } from '../store';
 import { layout, versionOfKey } from './layout';

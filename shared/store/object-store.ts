@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { MaasError, NotFoundError, PreconditionFailedError } from '../errors';
 
@@ -135,4 +136,33 @@ export async function listAll(store: ObjectStore, options: Omit<ListOptions, 'co
     continuationToken = page.nextToken;
   } while (continuationToken);
   return { objects, commonPrefixes };
+}
+
+/**
+ * Reads an object into one buffer of its announced size while hashing each chunk as it arrives,
+ * so checking a blob's sha256 overlaps the download instead of adding a pass over the bytes.
+ *
+ * @example
+ * ```ts
+ * const { body, sha256 } = await readWithSha256(store, version.blobKey);
+ * if (sha256 !== version.sha256) throw new Error('tampered');
+ * ```
+ */
+export async function readWithSha256(store: ObjectStore, key: string): Promise<{ body: Buffer; sha256: string }> {
+  const { body: stream, size } = await store.getStream(key);
+  const hash = createHash('sha256');
+  let body = Buffer.allocUnsafe(size);
+  let offset = 0;
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    if (offset + chunk.length > body.length) {
+      // More bytes than announced (a racing overwrite): grow; the caller's hash check decides.
+      const grown = Buffer.allocUnsafe(Math.max(body.length * 2, offset + chunk.length));
+      body.copy(grown, 0, 0, offset);
+      body = grown;
+    }
+    chunk.copy(body, offset);
+    offset += chunk.length;
+  }
+  return { body: body.subarray(0, offset), sha256: hash.digest('hex') };
 }

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listAll, ObjectNotFoundError, ObjectPreconditionError, S3ObjectStore, StoreError, type ObjectStore } from '../../shared/store';
+import { createHash } from 'node:crypto';
+import { listAll, ObjectNotFoundError, ObjectPreconditionError, readWithSha256, S3ObjectStore, StoreError, type ObjectStore } from '../../shared/store';
 import { createS3TestClient } from '../support/s3';
 import { createTestStore, storeKinds, type TestStore } from '../support/stores';
 
@@ -27,6 +28,15 @@ describe.each(storeKinds)('ObjectStore contract: %s', (kind) => {
     await store.delete('crud/a.json');
     await expect(store.get('crud/a.json')).rejects.toBeInstanceOf(ObjectNotFoundError);
     await store.delete('crud/a.json'); // deleting a missing key is fine
+  });
+
+  it('readWithSha256 returns the bytes and their sha256 in one read; a missing key is not found', async () => {
+    const bytes = Buffer.from(Array.from({ length: 200_003 }, (_, i) => (i * 31 + 7) % 256));
+    await store.put('hashed/blob.bin', bytes);
+    const { body, sha256 } = await readWithSha256(store, 'hashed/blob.bin');
+    expect(body.equals(bytes)).toBe(true);
+    expect(sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+    await expect(readWithSha256(store, 'hashed/missing.bin')).rejects.toBeInstanceOf(ObjectNotFoundError);
   });
 
   it('replacing an object changes its etag', async () => {
