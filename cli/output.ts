@@ -42,6 +42,20 @@ export function table(headers: string[], rows: (string | number | undefined | nu
 }
 
 /**
+ * One page of a list as a table, followed by the `--cursor` hint when more pages exist (the
+ * shape every paged list command prints).
+ *
+ * @example
+ * ```ts
+ * pageTable(page, ['NAME'], (m) => [m.name]); // 'NAME\niris\n(more: --cursor abc)'
+ * ```
+ */
+export function pageTable<T>(page: { items: T[]; nextCursor?: string | null }, headers: string[], row: (item: T) => (string | number | undefined | null)[]): string {
+  const more = page.nextCursor ? `\n(more: --cursor ${page.nextCursor})` : '';
+  return `${table(headers, page.items.map(row))}${more}`;
+}
+
+/**
  * Key/value lines for one record, values aligned.
  *
  * @example
@@ -52,6 +66,18 @@ export function table(headers: string[], rows: (string | number | undefined | nu
 export function fields(pairs: [string, string | number | undefined | null][]): string {
   const width = Math.max(...pairs.map(([k]) => k.length));
   return pairs.map(([k, v]) => `${`${k}:`.padEnd(width + 1)} ${v === undefined || v === null || v === '' ? '-' : v}`).join('\n');
+}
+
+/**
+ * A model's inputs or outputs on one line, `name:DATATYPE[shape]` each (-1 = dynamic).
+ *
+ * @example
+ * ```ts
+ * tensorSignature(version.onnx.inputs); // 'input:FP32[-1,4]'
+ * ```
+ */
+export function tensorSignature(specs: { name: string; datatype: string; shape: number[] }[]): string {
+  return specs.map((s) => `${s.name}:${s.datatype}[${s.shape.join(',')}]`).join(' ');
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { HistoryEvent, Page } from '../../shared/registry';
 import type { CliCommand } from '../context';
-import { table } from '../output';
+import { pageTable } from '../output';
 
 function what(e: HistoryEvent): string {
   switch (e.type) {
@@ -30,12 +30,7 @@ export const command: CliCommand = {
       .action((name: string, o: { limit?: string; cursor?: string }) =>
         run(async ({ client, out }) => {
           const page = (await client.request('GET', `/models/${encodeURIComponent(name)}/history`, { query: { limit: o.limit, cursor: o.cursor } })).json<Page<HistoryEvent>>();
-          out.print(page, (p) =>
-            [
-              table(['TIME', 'EVENT', 'WHAT', 'ACTOR', 'REASON'], p.items.map((e) => [e.time, e.type, what(e), e.actor, e.reason])),
-              ...(p.nextCursor ? [`(more: --cursor ${p.nextCursor})`] : []),
-            ].join('\n'),
-          );
+          out.print(page, (p) => pageTable(p, ['TIME', 'EVENT', 'WHAT', 'ACTOR', 'REASON'], (e) => [e.time, e.type, what(e), e.actor, e.reason]));
         }),
       ),
 };

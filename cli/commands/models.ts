@@ -1,6 +1,6 @@
 import type { ModelSummary, Page } from '../../shared/registry';
 import type { CliCommand } from '../context';
-import { table } from '../output';
+import { pageTable } from '../output';
 
 export const command: CliCommand = {
   register: (program, run) =>
@@ -12,12 +12,7 @@ export const command: CliCommand = {
       .action((o: { limit?: string; cursor?: string }) =>
         run(async ({ client, out }) => {
           const page = (await client.request('GET', '/models', { query: { limit: o.limit, cursor: o.cursor } })).json<Page<ModelSummary>>();
-          out.print(page, (p) =>
-            [
-              table(['NAME', 'LATEST', 'ALIASES'], p.items.map((m) => [m.name, m.latestVersion, Object.entries(m.aliases).map(([a, v]) => `${a}=v${v}`).join(' ')])),
-              ...(p.nextCursor ? [`(more: --cursor ${p.nextCursor})`] : []),
-            ].join('\n'),
-          );
+          out.print(page, (p) => pageTable(p, ['NAME', 'LATEST', 'ALIASES'], (m) => [m.name, m.latestVersion, Object.entries(m.aliases).map(([a, v]) => `${a}=v${v}`).join(' ')]));
         }),
       ),
 };

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import type { ModelVersion } from '../../shared/registry';
 import type { UploadTicket } from '../../shared/registry/uploads';
 import type { CliCommand } from '../context';
-import { fields, formatBytes } from '../output';
+import { fields, formatBytes, tensorSignature } from '../output';
 import { ProgressBar } from '../progress';
 import { uploadFile } from '../upload';
 
@@ -74,8 +74,8 @@ export const command: CliCommand = {
               fields([
                 ['sha256', b.version.sha256],
                 ['size', formatBytes(b.version.size)],
-                ['inputs', b.version.onnx.inputs.map((i) => `${i.name}:${i.datatype}[${i.shape.join(',')}]`).join(' ')],
-                ['outputs', b.version.onnx.outputs.map((i) => `${i.name}:${i.datatype}[${i.shape.join(',')}]`).join(' ')],
+                ['inputs', tensorSignature(b.version.onnx.inputs)],
+                ['outputs', tensorSignature(b.version.onnx.outputs)],
                 ...(o.alias ? [['alias', `${o.alias} -> v${b.version.version}`] as [string, string]] : []),
               ]),
             ].join('\n'),

@@ -1,9 +1,7 @@
 import type { ModelDescription } from '../../functions/catalog/describe';
 import type { ModelVersion } from '../../shared/registry';
 import type { CliCommand } from '../context';
-import { fields, formatBytes, table } from '../output';
-
-const signature = (specs: ModelVersion['onnx']['inputs']): string => specs.map((s) => `${s.name}:${s.datatype}[${s.shape.join(',')}]`).join(' ');
+import { fields, formatBytes, table, tensorSignature } from '../output';
 
 export const command: CliCommand = {
   register: (program, run) =>
@@ -43,8 +41,8 @@ export const command: CliCommand = {
               ['source', m.source],
               ['description', m.description],
               ['tags', Object.entries(m.tags).map(([k, t]) => `${k}=${t}`).join(' ')],
-              ['inputs', signature(m.onnx.inputs)],
-              ['outputs', signature(m.onnx.outputs)],
+              ['inputs', tensorSignature(m.onnx.inputs)],
+              ['outputs', tensorSignature(m.onnx.outputs)],
               ['opsets', m.onnx.opsets.map((o) => `${o.domain || 'ai.onnx'}:${o.version}`).join(' ')],
             ]),
           );

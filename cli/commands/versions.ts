@@ -1,6 +1,6 @@
 import type { ModelVersion, Page } from '../../shared/registry';
 import type { CliCommand } from '../context';
-import { formatBytes, table } from '../output';
+import { formatBytes, pageTable } from '../output';
 
 export const command: CliCommand = {
   register: (program, run) =>
@@ -14,13 +14,7 @@ export const command: CliCommand = {
         run(async ({ client, out }) => {
           const page = (await client.request('GET', `/models/${encodeURIComponent(name)}/versions`, { query: { limit: o.limit, cursor: o.cursor } })).json<Page<ModelVersion>>();
           out.print(page, (p) =>
-            [
-              table(
-                ['VERSION', 'STATUS', 'SIZE', 'SHA256', 'CREATED', 'SOURCE', 'DESCRIPTION'],
-                p.items.map((v) => [v.version, v.status, formatBytes(v.size), v.sha256.slice(0, 12), v.createdAt.replace(/\.\d+Z$/, 'Z'), v.source, v.description]),
-              ),
-              ...(p.nextCursor ? [`(more: --cursor ${p.nextCursor})`] : []),
-            ].join('\n'),
+            pageTable(p, ['VERSION', 'STATUS', 'SIZE', 'SHA256', 'CREATED', 'SOURCE', 'DESCRIPTION'], (v) => [v.version, v.status, formatBytes(v.size), v.sha256.slice(0, 12), v.createdAt.replace(/\.\d+Z$/, 'Z'), v.source, v.description]),
           );
         }),
       ),

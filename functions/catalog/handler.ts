@@ -3,7 +3,7 @@ import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2 } from 'aws-lambda';
 import { InvalidArgumentError, NotFoundError } from '../../shared/errors';
 import type { PageOptions } from '../../shared/registry';
-import { httpErrors, json, notFoundRoute, pathParam, type HttpEvent } from '../lib/http';
+import { httpErrors, json, notFoundRoute, pathParam, route, type HttpEvent } from '../lib/http';
 import { getRegistry } from '../lib/runtime';
 import { describeModel } from './describe';
 import { downloadResponse } from './download';
@@ -35,15 +35,13 @@ async function versionOf(event: HttpEvent) {
   return registry.getVersion(name, await registry.resolve(name, pathParam(event, 'version')));
 }
 
-const get = (path: string, handler: (event: HttpEvent) => Promise<Result>): Route<HttpEvent, Result> => ({ method: 'GET', path, handler });
-
 const routes: Route<HttpEvent, Result>[] = [
-  get('/models', async (event) => json(200, await getRegistry().listModels(page(event)))),
-  get('/models/{name}', async (event) => json(200, await describeModel(getRegistry(), pathParam(event, 'name')))),
-  get('/models/{name}/versions', async (event) => json(200, await getRegistry().listVersions(await existingModel(event), page(event)))),
-  get('/models/{name}/versions/{version}', async (event) => json(200, await versionOf(event))),
-  get('/models/{name}/history', async (event) => json(200, await getRegistry().history(await existingModel(event), page(event)))),
-  get('/models/{name}/versions/{version}/download', async (event) => downloadResponse(getRegistry().store, await versionOf(event))),
+  route('GET', '/models', async (event) => json(200, await getRegistry().listModels(page(event)))),
+  route('GET', '/models/{name}', async (event) => json(200, await describeModel(getRegistry(), pathParam(event, 'name')))),
+  route('GET', '/models/{name}/versions', async (event) => json(200, await getRegistry().listVersions(await existingModel(event), page(event)))),
+  route('GET', '/models/{name}/versions/{version}', async (event) => json(200, await versionOf(event))),
+  route('GET', '/models/{name}/history', async (event) => json(200, await getRegistry().history(await existingModel(event), page(event)))),
+  route('GET', '/models/{name}/versions/{version}/download', async (event) => downloadResponse(getRegistry().store, await versionOf(event))),
 ];
 
 /** Read-only registry views: safe to expose more widely than the mutating functions. */

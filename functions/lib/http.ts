@@ -1,4 +1,5 @@
 import type { MiddlewareObj } from '@middy/core';
+import type { Route } from '@middy/http-router';
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { timingSafeEqual } from 'node:crypto';
 import { InvalidArgumentError, MaasError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError } from '../../shared/errors';
@@ -105,6 +106,19 @@ export function httpErrors(opts: { logger?: (message: string, error: unknown) =>
       request.response = json(status, body);
     },
   };
+}
+
+/**
+ * One `@middy/http-router` route of an HTTP API function (the router's object spelled as a call,
+ * so a route table reads as `METHOD path → handler` lines).
+ *
+ * @example
+ * ```ts
+ * const routes = [route('GET', '/models/{name}', async (event) => json(200, await describe(pathParam(event, 'name'))))];
+ * ```
+ */
+export function route(method: Route<HttpEvent, APIGatewayProxyResultV2>['method'], path: string, handler: (event: HttpEvent) => Promise<APIGatewayProxyResultV2>): Route<HttpEvent, APIGatewayProxyResultV2> {
+  return { method, path, handler };
 }
 
 /**

@@ -2,7 +2,7 @@ import middy from '@middy/core';
 import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2, S3Event } from 'aws-lambda';
 import { createUploadTicket, registerFromUpload, writeLocalUpload } from '../../shared/registry/uploads';
-import { actorOf, apiKeyAuth, bodyBytes, httpErrors, json, notFoundRoute, pathParam, type HttpEvent } from '../lib/http';
+import { actorOf, apiKeyAuth, bodyBytes, httpErrors, json, notFoundRoute, pathParam, route, type HttpEvent } from '../lib/http';
 import { getRegistry } from '../lib/runtime';
 import { parseRegisterRequest } from './requests';
 import { handleS3Event, type S3EventReport } from './s3-event';
@@ -11,7 +11,6 @@ import { handleS3Event, type S3EventReport } from './s3-event';
 const uploadExpiry = (): number => Number(process.env.MAAS_UPLOAD_EXPIRES_SECONDS ?? 900);
 
 type Result = APIGatewayProxyResultV2;
-const route = (method: Route<HttpEvent, Result>['method'], path: string, handler: (event: HttpEvent) => Promise<Result>): Route<HttpEvent, Result> => ({ method, path, handler });
 
 // Every route here writes, so the API key check (when configured) wraps the whole router.
 const routes: Route<HttpEvent, Result>[] = [

@@ -3,7 +3,7 @@ import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2 } from 'aws-lambda';
 import { PreconditionFailedError } from '../../shared/errors';
 import { parseVersionNumber, type AliasRecord, type VersionStatus } from '../../shared/registry';
-import { actorOf, apiKeyAuth, httpErrors, json, jsonBody, notFoundRoute, pathParam, type HttpEvent } from '../lib/http';
+import { actorOf, apiKeyAuth, httpErrors, json, jsonBody, notFoundRoute, pathParam, route, type HttpEvent } from '../lib/http';
 import { getRegistry } from '../lib/runtime';
 import { optionalString, parseCanary, precondition } from './requests';
 
@@ -12,8 +12,6 @@ type Result = APIGatewayProxyResultV2;
 function aliasResponse(status: number, record: AliasRecord): Result {
   return json(status, record, { etag: `"${record.etag}"` });
 }
-
-const route = (method: Route<HttpEvent, Result>['method'], path: string, handler: (event: HttpEvent) => Promise<Result>): Route<HttpEvent, Result> => ({ method, path, handler });
 
 const routes: Route<HttpEvent, Result>[] = [
   route('PUT', '/models/{name}/aliases/{alias}', async (event) => {

@@ -8,6 +8,7 @@
  * `MAAS_STORE`), needs no platform-specific watcher, and lets a file be picked up only once its
  * size and etag stopped changing (a copy in progress is not ingested half-written).
  */
+import { encodeS3EventKey, INCOMING_PREFIX, type IngestOutcome } from '../../shared/registry/incoming';
 import { listAll, S3ObjectStore, type ObjectInfoSummary, type ObjectStore } from '../../shared/store';
 
 /** A Lambda invocation: posts `event` to a function and returns its parsed result. */
@@ -35,18 +36,6 @@ const defaults: Required<IncomingPollerOptions> = {
 function isPartialOrHidden(key: string): boolean {
   const file = key.slice(key.lastIndexOf('/') + 1);
   return key.split('/').some((s) => s.startsWith('.')) || /(\.part|\.tmp|\.crdownload|~)$/i.test(file);
-}
-
-/**
- * Encodes a key the way S3 event notifications do (form-URL-encoding: space → `+`).
- *
- * @example
- * ```ts
- * encodeS3EventKey('incoming/iris/my model.onnx'); // 'incoming/iris/my+model.onnx'
- * ```
- */
-export function encodeS3EventKey(key: string): string {
-  return encodeURIComponent(key).replace(/%2F/g, '/').replace(/%20/g, '+');
 }
 
 /**
@@ -157,7 +146,7 @@ export class IncomingPoller {
 
   /** One poll: returns the keys handed to the function. */
   async pollOnce(): Promise<string[]> {
-    const { objects } = await listAll(this.store, { prefix: 'incoming/' });
+    const { objects } = await listAll(this.store, { prefix: INCOMING_PREFIX });
     const present = new Set(objects.map((o) => o.key));
     for (const key of [...this.lastSeen.keys()]) if (!present.has(key)) this.lastSeen.delete(key);
     for (const key of [...this.done.keys()]) if (!present.has(key)) this.done.delete(key);
@@ -188,7 +177,8 @@ export class IncomingPoller {
 }
 
 function describe(result: unknown): string {
-  const outcomes = (result as { outcomes?: { status?: string; name?: string; version?: number; error?: { error?: string } }[] } | undefined)?.outcomes;
+  // The register-version function's S3EventReport, as JSON from the Lambda endpoint.
+  const outcomes = (result as { outcomes?: IngestOutcome[] } | undefined)?.outcomes;
   if (!outcomes) return JSON.stringify(result);
-  return outcomes.map((o) => (o.version !== undefined ? `${o.status} ${o.name} version ${o.version}` : `${o.status}${o.error?.error ? `: ${o.error.error}` : ''}`)).join('; ');
+  return outcomes.map((o) => ('version' in o ? `${o.status} ${o.name} version ${o.version}` : 'error' in o ? `${o.status}: ${o.error.error}` : o.status)).join('; ');
 }

@@ -13,6 +13,13 @@ export { exposureCheck, isLoopbackHost, type ExposureDecision } from './exposure
 /** Environment variables passed from the shell to the local handlers as they are. */
 const PASSED_THROUGH = /^(MAAS_|S3_|POWERTOOLS_|AWS_SDK_JS_)/;
 
+/** The configured values that are plain strings or numbers (CloudFormation-only ones are objects here). */
+function plainValues(configured: Record<string, unknown>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(configured)) if (typeof v === 'string' || typeof v === 'number') env[k] = String(v);
+  return env;
+}
+
 /**
  * The environment the local handlers get: the configured one, minus values only CloudFormation
  * can resolve (they are objects here), plus the local store and every `MAAS_*`/`S3_*` setting of
@@ -25,8 +32,7 @@ const PASSED_THROUGH = /^(MAAS_|S3_|POWERTOOLS_|AWS_SDK_JS_)/;
  * ```
  */
 export function localEnvironment(configured: Record<string, unknown>, shell: NodeJS.ProcessEnv, serviceDir: string): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(configured)) if (typeof v === 'string' || typeof v === 'number') env[k] = String(v);
+  const env = plainValues(configured);
   for (const [k, v] of Object.entries(shell)) if (PASSED_THROUGH.test(k) && v !== undefined) env[k] = v;
   env.MAAS_STORE = shell.MAAS_STORE ?? `file://${path.join(serviceDir, '.maas')}`;
   env.MAAS_API_KEY = shell.MAAS_API_KEY ?? '';
@@ -47,8 +53,7 @@ export function localEnvironment(configured: Record<string, unknown>, shell: Nod
  * ```
  */
 export function localFunctionEnvironment(configured: Record<string, unknown>, shell: NodeJS.ProcessEnv): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(configured)) if (typeof v === 'string' || typeof v === 'number') env[k] = String(v);
+  const env = plainValues(configured);
   if (shell.MAAS_OPTIMIZE_WORKER_FUNCTION) env.MAAS_OPTIMIZE_WORKER_FUNCTION = shell.MAAS_OPTIMIZE_WORKER_FUNCTION;
   else delete env.MAAS_OPTIMIZE_WORKER_FUNCTION;
   return env;

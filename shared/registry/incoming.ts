@@ -48,6 +48,19 @@ export interface RejectionRecord {
 }
 
 /**
+ * Encodes a key the way S3 event notifications do (form-URL-encoding: space → `+`); the
+ * inverse of {@link decodeS3EventKey}, for whatever stands in for S3 locally.
+ *
+ * @example
+ * ```ts
+ * encodeS3EventKey('incoming/iris/my model.onnx'); // 'incoming/iris/my+model.onnx'
+ * ```
+ */
+export function encodeS3EventKey(key: string): string {
+  return encodeURIComponent(key).replace(/%2F/g, '/').replace(/%20/g, '+');
+}
+
+/**
  * Decodes an object key as S3 event notifications encode it: form-URL-encoding, where `+` is a
  * space and everything else non-ASCII or reserved is percent-encoded UTF-8.
  *

@@ -18,7 +18,7 @@ import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { createPresignedPost } from '@aws-sdk/s3-presigned-post';
 import { createHash, randomUUID } from 'node:crypto';
 import { InvalidArgumentError, MaasError, NotFoundError, PayloadTooLargeError } from '../errors';
-import { ObjectNotFoundError, ObjectPreconditionError, S3ObjectStore, type ObjectStore } from '../store';
+import { ObjectNotFoundError, ObjectPreconditionError, readWithSha256, S3ObjectStore, type ObjectStore } from '../store';
 import type { ModelRegistry } from './model-registry';
 import { assertModelName } from './names';
 import type { ModelVersion, RegisterOptions, RegisterResult } from './types';
@@ -189,17 +189,19 @@ export async function writeLocalUpload(
 export async function registerFromUpload(registry: ModelRegistry, name: string, uploadKey: string, options: RegisterOptions = {}): Promise<RegisterResult> {
   const id = parseUploadKey(name, uploadKey);
   const store = registry.store;
-  let info;
+  // One request: the stream's announced size is checked before any byte is read (no HEAD first).
+  let found;
   try {
-    info = await store.head(uploadKey);
+    found = await store.getStream(uploadKey);
   } catch (e) {
     if (e instanceof ObjectNotFoundError) throw new NotFoundError(`nothing was uploaded to ${uploadKey} (or it was already registered)`, { uploadKey });
     throw e;
   }
-  if (info.size > registry.maxModelBytes) {
-    throw new PayloadTooLargeError(`model is larger than the limit of ${registry.maxModelBytes} bytes`, { limit: registry.maxModelBytes, size: info.size });
+  const { body, size } = found;
+  if (size > registry.maxModelBytes) {
+    body.destroy();
+    throw new PayloadTooLargeError(`model is larger than the limit of ${registry.maxModelBytes} bytes`, { limit: registry.maxModelBytes, size });
   }
-  const { body } = await store.getStream(uploadKey);
   const result = await registry.registerVersion(name, body, { source: 'upload', ...options });
   await Promise.all([store.delete(uploadKey), store.delete(ticketKeyOf(name, id))]);
   return result;
@@ -215,8 +217,8 @@ export async function registerFromUpload(registry: ModelRegistry, name: string, 
  * ```
  */
 export async function readVerifiedModel(store: ObjectStore, version: ModelVersion): Promise<Buffer> {
-  const { body } = await store.get(version.blobKey);
-  assertIntegrity(version, createHash('sha256').update(body).digest('hex'), body.length);
+  const { body, sha256 } = await readWithSha256(store, version.blobKey);
+  assertIntegrity(version, sha256, body.length);
   return body;
 }
 

@@ -4,17 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handler } from '../../functions/register-version/handler';
 import type { S3EventReport } from '../../functions/register-version/s3-event';
 import type { ModelVersion, Page } from '../../shared/registry';
-import { decodeS3EventKey, type RejectionRecord } from '../../shared/registry/incoming';
+import { decodeS3EventKey, encodeS3EventKey, type RejectionRecord } from '../../shared/registry/incoming';
 import { tinyModel } from '../support/models';
 import { STORE_PREFIX, useTestApi, type TestApi } from './runtime';
-
-/** S3 notifications form-encode keys: `+` for space, percent-encoded UTF-8, `/` kept. */
-function s3EncodeKey(key: string): string {
-  return key
-    .split('/')
-    .map((s) => encodeURIComponent(s).replace(/%20/g, '+'))
-    .join('/');
-}
 
 /** A record shaped exactly like the ones S3 delivers to Lambda (event version 2.1). */
 function s3Record(bucket: string, key: string, size: number, eventName = 'ObjectCreated:Put'): S3EventRecord {
@@ -31,7 +23,7 @@ function s3Record(bucket: string, key: string, size: number, eventName = 'Object
       s3SchemaVersion: '1.0',
       configurationId: 'maas-incoming',
       bucket: { name: bucket, ownerIdentity: { principalId: 'A3NL1KOZZKExample' }, arn: `arn:aws:s3:::${bucket}` },
-      object: { key: s3EncodeKey(key), size, eTag: 'd41d8cd98f00b204e9800998ecf8427e', sequencer: '0055AED6DCD90281E5' },
+      object: { key: encodeS3EventKey(key), size, eTag: 'd41d8cd98f00b204e9800998ecf8427e', sequencer: '0055AED6DCD90281E5' },
     },
   } as S3EventRecord;
 }
@@ -59,7 +51,7 @@ describe('S3 ObjectCreated trigger on incoming/ (RGW)', () => {
 
   it('decodes keys as S3 encodes them', () => {
     expect(decodeS3EventKey('incoming/iris/my+model+%2B+%C3%A9t%C3%A9+%E6%A8%A1%E5%9E%8B.onnx')).toBe('incoming/iris/my model + été 模型.onnx');
-    expect(decodeS3EventKey(s3EncodeKey('incoming/a/100% (final)&co.onnx'))).toBe('incoming/a/100% (final)&co.onnx');
+    expect(decodeS3EventKey(encodeS3EventKey('incoming/a/100% (final)&co.onnx'))).toBe('incoming/a/100% (final)&co.onnx');
     expect(() => decodeS3EventKey('incoming/a/%E0%A4%A.onnx')).toThrow(/percent-encoding/);
   });
 

@@ -11,7 +11,7 @@
  */
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context } from 'aws-lambda';
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
@@ -26,36 +26,28 @@ export interface GatewayRoute {
 
 const FUNCTIONS = path.resolve(__dirname, '../../functions');
 
-const ROUTES_BY_FUNCTION: Record<string, string[]> = {
-  'register-version': ['POST /models/{name}/uploads', 'PUT /models/{name}/uploads/{id}', 'POST /models/{name}/versions'],
-  rollback: [
-    'PUT /models/{name}/aliases/{alias}',
-    'DELETE /models/{name}/aliases/{alias}',
-    'POST /models/{name}/rollback',
-    'POST /models/{name}/versions/{version}/status',
-  ],
-  catalog: [
-    'GET /models',
-    'GET /models/{name}',
-    'GET /models/{name}/versions',
-    'GET /models/{name}/versions/{version}',
-    'GET /models/{name}/history',
-    'GET /models/{name}/versions/{version}/download',
-  ],
-  optimize: ['POST /models/{name}/versions/{version}/optimize', 'GET /models/{name}/optimizations/{job}'],
-  feedback: ['POST /models/{name}/feedback'],
-  predict: [
-    'GET /v2',
-    'GET /v2/health/live',
-    'GET /v2/health/ready',
-    'GET /v2/models/{name}',
-    'GET /v2/models/{name}/ready',
-    'GET /v2/models/{name}/versions/{version}',
-    'GET /v2/models/{name}/versions/{version}/ready',
-    'POST /v2/models/{name}/infer',
-    'POST /v2/models/{name}/versions/{version}/infer',
-  ],
-};
+/**
+ * `METHOD /path` route keys by function folder, read from serverless.yml's `httpApi` events so a
+ * route added there reaches the tests without a second table to keep in step. A line scan, not a
+ * YAML parser: the file's CloudFormation tags (`!Ref`, `!Sub`) make plain parsers reject it.
+ */
+function routesFromServerlessYml(): Record<string, string[]> {
+  const routes: Record<string, string[]> = {};
+  let fn: string | undefined;
+  for (const line of readFileSync(path.join(FUNCTIONS, '..', 'serverless.yml'), 'utf8').split('\n')) {
+    const handler = /^\s+handler:\s*functions\/([^/]+)\/handler\.handler\s*$/.exec(line);
+    if (handler) fn = handler[1]!;
+    // A new function key (or top-level section) ends the previous function's events.
+    else if (/^(\S| {2}[\w-]+:\s*$)/.test(line)) fn = undefined;
+    const event = /^\s+- httpApi:\s*\{\s*method:\s*(\w+),\s*path:\s*'?([^',\s]+)'?/.exec(line);
+    if (fn && event) (routes[fn] ??= []).push(`${event[1]!.toUpperCase()} ${event[2]!}`);
+    // A route written another way must not silently vanish from the tests (they would 404).
+    else if (fn && /^\s+- httpApi\b/.test(line)) throw new Error(`test/support/gateway.ts cannot read this serverless.yml route (write it as \`- httpApi: { method: X, path: Y, ... }\`): ${line.trim()}`);
+  }
+  return routes;
+}
+
+const ROUTES_BY_FUNCTION = routesFromServerlessYml();
 
 /**
  * The route table of every function whose handler exists in this tree (functions are written by
