@@ -19,6 +19,8 @@ for (const area of areas) {
   const tsx = path.join(__dirname, '..', 'node_modules', 'tsx', 'dist', 'cli.mjs');
   const result = spawnSync(process.execPath, [tsx, path.join(__dirname, `${area}.ts`)], { stdio: 'inherit' });
   if (result.status !== 0) failed++;
-  console.log(`=== ${area} ${result.status === 0 ? 'done' : `FAILED (exit ${result.status})`} in ${((Date.now() - started) / 1000).toFixed(1)} s ===`);
+  console.log(
+    `=== ${area} ${result.status === 0 ? 'done' : `FAILED (exit ${result.status})`} in ${((Date.now() - started) / 1000).toFixed(1)} s ===`,
+  );
 }
 process.exit(failed > 0 ? 1 : 0);

@@ -44,15 +44,18 @@ const CASES: Case[] = [
   { label: 'MLP 1000→128→10, batch 32', inputSize: 1000, hidden: [128], outputSize: 10, batch: 32 },
 ];
 
-
-
 const p50 = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 const f = (x: number, d = 3): string => x.toFixed(d);
 
 export async function run(): Promise<void> {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const dir = await mkdtemp(path.join(tmpdir(), 'maas-bench-monitor-'));
-  const saved = { store: process.env.MAAS_STORE, cache: process.env.MAAS_MODEL_CACHE_DIR, log: process.env.POWERTOOLS_LOG_LEVEL, capture: process.env.MAAS_CAPTURE };
+  const saved = {
+    store: process.env.MAAS_STORE,
+    cache: process.env.MAAS_MODEL_CACHE_DIR,
+    log: process.env.POWERTOOLS_LOG_LEVEL,
+    capture: process.env.MAAS_CAPTURE,
+  };
   // The handler's own capture stays off: the bench installs one it can switch on and off.
   process.env.MAAS_CAPTURE = 'false';
   process.env.MAAS_STORE = `file://${path.join(dir, 'store')}`;
@@ -63,7 +66,9 @@ export async function run(): Promise<void> {
     const { buildMlp, mulberry32 } = await import('../shared/onnx/builder.js');
     const { getRegistry, getStore, resetRuntime } = await import('../functions/lib/runtime.js');
     const { handler } = await import('../functions/predict/handler.js');
-    const { addInferenceObserver, getInferenceService, setInferenceService } = await import('../functions/predict/runtime.js');
+    const { addInferenceObserver, getInferenceService, setInferenceService } = await import(
+      '../functions/predict/runtime.js'
+    );
     const { CaptureObserver, createCaptureObserver } = await import('../shared/monitor/capture.js');
     resetRuntime();
     await setInferenceService(undefined);
@@ -84,17 +89,27 @@ export async function run(): Promise<void> {
     const rows: string[][] = [];
     for (const [i, c] of CASES.entries()) {
       const name = `bench-${i}`;
-      await getRegistry().registerVersion(name, buildMlp({ inputSize: c.inputSize, hiddenSizes: c.hidden, outputSize: c.outputSize, seed: 40 + i }).bytes, { alias: 'production', actor: 'bench' });
+      await getRegistry().registerVersion(
+        name,
+        buildMlp({ inputSize: c.inputSize, hiddenSizes: c.hidden, outputSize: c.outputSize, seed: 40 + i })
+          .bytes,
+        { alias: 'production', actor: 'bench' },
+      );
       const rand = mulberry32(i + 1);
       const data = Array.from({ length: c.inputSize * c.batch }, () => Math.fround(rand() * 2 - 1));
       let n = 0;
-      const body = (): string => JSON.stringify({ id: `r-${n++}`, inputs: [{ name: 'input', datatype: 'FP32', shape: [c.batch, c.inputSize], data }] });
+      const body = (): string =>
+        JSON.stringify({
+          id: `r-${n++}`,
+          inputs: [{ name: 'input', datatype: 'FP32', shape: [c.batch, c.inputSize], data }],
+        });
       const viaHandler = async (): Promise<number> => {
         const e = inferEvent(name, Buffer.from(body()), { 'content-type': 'application/json' }, false);
         const t0 = performance.now();
         const res = (await handler(e, lambdaContext)) as APIGatewayProxyStructuredResultV2;
         const t = performance.now() - t0;
-        if (res.statusCode !== 200) throw new Error(`predict answered ${res.statusCode}: ${String(res.body)}`);
+        if (res.statusCode !== 200)
+          throw new Error(`predict answered ${res.statusCode}: ${String(res.body)}`);
         return t;
       };
       const viaCore = async (): Promise<number> => {
@@ -104,7 +119,12 @@ export async function run(): Promise<void> {
         return performance.now() - t0;
       };
       // predict's EMF metric lines are still produced (their cost counts in both variants), not shown.
-      const s = { handlerOff: [] as number[], handlerOn: [] as number[], coreOff: [] as number[], coreOn: [] as number[] };
+      const s = {
+        handlerOff: [] as number[],
+        handlerOn: [] as number[],
+        coreOff: [] as number[],
+        coreOn: [] as number[],
+      };
       const flushesBefore = capture.stats.flushes;
       const write = process.stdout.write;
       process.stdout.write = (() => true) as typeof process.stdout.write;
@@ -134,26 +154,69 @@ export async function run(): Promise<void> {
         inferenceMs: 1,
         batchSize: c.batch,
         status: 200,
-        inputs: [{ name: 'input', datatype: 'FP32', shape: [c.batch, c.inputSize], data: Float32Array.from(data) }],
-        outputs: [{ name: 'output', datatype: 'FP32', shape: [c.batch, c.outputSize], data: new Float32Array(c.batch * c.outputSize).fill(0.5) }],
+        inputs: [
+          { name: 'input', datatype: 'FP32', shape: [c.batch, c.inputSize], data: Float32Array.from(data) },
+        ],
+        outputs: [
+          {
+            name: 'output',
+            datatype: 'FP32',
+            shape: [c.batch, c.outputSize],
+            data: new Float32Array(c.batch * c.outputSize).fill(0.5),
+          },
+        ],
       };
-      const solo = new CaptureObserver(getStore(), { flushRequests: Number.MAX_SAFE_INTEGER, flushSeconds: 1e9 });
+      const solo = new CaptureObserver(getStore(), {
+        flushRequests: Number.MAX_SAFE_INTEGER,
+        flushSeconds: 1e9,
+      });
       const reps = 5000;
       const t0 = performance.now();
       for (let k = 0; k < reps; k++) solo.observe(observation);
       const observeUs = ((performance.now() - t0) / reps) * 1000;
 
       const [ho, hn, co, cn] = [p50(s.handlerOff), p50(s.handlerOn), p50(s.coreOff), p50(s.coreOn)];
-      rows.push([c.label, String(s.handlerOn.length), f(ho), f(hn), f(hn / ho), f(co), f(cn), f(cn / co), f(observeUs, 1), String(capture.stats.flushes - flushesBefore), hn / ho <= 1.05 ? 'ok' : 'MISSED']);
+      rows.push([
+        c.label,
+        String(s.handlerOn.length),
+        f(ho),
+        f(hn),
+        f(hn / ho),
+        f(co),
+        f(cn),
+        f(cn / co),
+        f(observeUs, 1),
+        String(capture.stats.flushes - flushesBefore),
+        hn / ho <= 1.05 ? 'ok' : 'MISSED',
+      ]);
     }
     await capture.close();
-    const headers = ['case', 'n/variant', 'handler off p50 ms', 'on p50 ms', 'ratio', 'core off p50 ms', 'on p50 ms', 'ratio', 'observe() µs', 'flushes', 'handler ratio ≤ 1.05'];
+    const headers = [
+      'case',
+      'n/variant',
+      'handler off p50 ms',
+      'on p50 ms',
+      'ratio',
+      'core off p50 ms',
+      'on p50 ms',
+      'ratio',
+      'observe() µs',
+      'flushes',
+      'handler ratio ≤ 1.05',
+    ];
     const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
     console.log([headers, ...rows].map((r) => r.map((x, i) => x.padEnd(widths[i]!)).join('  ')).join('\n'));
-    console.log(`capture: ${capture.stats.predictionsWritten} prediction records and ${capture.stats.captureFilesWritten} capture files written, ${capture.stats.writeFailures} write failures`);
+    console.log(
+      `capture: ${capture.stats.predictionsWritten} prediction records and ${capture.stats.captureFilesWritten} capture files written, ${capture.stats.writeFailures} write failures`,
+    );
     await setInferenceService(undefined);
   } finally {
-    for (const [k, v] of [['MAAS_STORE', saved.store], ['MAAS_MODEL_CACHE_DIR', saved.cache], ['POWERTOOLS_LOG_LEVEL', saved.log], ['MAAS_CAPTURE', saved.capture]] as const) {
+    for (const [k, v] of [
+      ['MAAS_STORE', saved.store],
+      ['MAAS_MODEL_CACHE_DIR', saved.cache],
+      ['POWERTOOLS_LOG_LEVEL', saved.log],
+      ['MAAS_CAPTURE', saved.capture],
+    ] as const) {
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
     }

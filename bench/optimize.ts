@@ -54,23 +54,41 @@ function targetsOf(technique: string, r: EvaluationReport, model: string): strin
     ] as const;
     return checks.map(([t, ok]) => `${ok ? 'MET' : 'MISSED'} ${t}`).join('; ');
   }
-  if (technique.startsWith('fp16')) return `${r.size.ratio <= 0.52 ? 'MET' : 'MISSED'} size ${fmt(r.size.ratio, 3)} ≤ 0.52`;
+  if (technique.startsWith('fp16'))
+    return `${r.size.ratio <= 0.52 ? 'MET' : 'MISSED'} size ${fmt(r.size.ratio, 3)} ≤ 0.52`;
   return '';
 }
 
-async function benchModel(label: string, bytes: Uint8Array, cases: Case[], iterations: number): Promise<Row[]> {
+async function benchModel(
+  label: string,
+  bytes: Uint8Array,
+  cases: Case[],
+  iterations: number,
+): Promise<Row[]> {
   const info = inspectModel(bytes);
   const store = new FileObjectStore('/nonexistent-maas-bench'); // random inputs: the store is never read
-  const inputs = await resolveEvaluationInputs(info.inputs, { store, model: label, version: 1, options: { samples: 256, seed: 1 } });
+  const inputs = await resolveEvaluationInputs(info.inputs, {
+    store,
+    model: label,
+    version: 1,
+    options: { samples: 256, seed: 1 },
+  });
   const session = await ort.InferenceSession.create(bytes, evaluationSessionOptions());
   const loadMs = await measureLoadMs(bytes, 3);
   const rows: Row[] = [];
   try {
     for (const c of cases) {
       const start = performance.now();
-      const candidate = await buildCandidate(bytes, c.technique, c.parameters ?? {}, { model: label, version: 1 });
+      const candidate = await buildCandidate(bytes, c.technique, c.parameters ?? {}, {
+        model: label,
+        version: 1,
+      });
       const buildMs = performance.now() - start;
-      const report = await evaluateCandidate({ bytes, session, loadMs }, candidate.bytes, inputs, { iterations, warmup: 5, loadRuns: 3 });
+      const report = await evaluateCandidate({ bytes, session, loadMs }, candidate.bytes, inputs, {
+        iterations,
+        warmup: 5,
+        loadRuns: 3,
+      });
       const decision = gate(report, DEFAULT_TOLERANCES, { technique: candidate.technique });
       const name = c.label ?? c.technique;
       rows.push({
@@ -78,7 +96,12 @@ async function benchModel(label: string, bytes: Uint8Array, cases: Case[], itera
         technique: name,
         buildMs,
         report,
-        verdict: decision.passed ? 'PASS' : `reject: ${decision.checks.filter((k) => !k.passed).map((k) => k.check).join(', ')}`,
+        verdict: decision.passed
+          ? 'PASS'
+          : `reject: ${decision.checks
+              .filter((k) => !k.passed)
+              .map((k) => k.check)
+              .join(', ')}`,
         targets: targetsOf(name, report, label),
       });
       const last = rows[rows.length - 1] as Row;
@@ -91,7 +114,22 @@ async function benchModel(label: string, bytes: Uint8Array, cases: Case[], itera
 }
 
 function printTable(rows: Row[]): void {
-  const header = ['model', 'technique', 'size MB', 'size ×', 'b1 p50 ms', 'b1 ×', 'b32 p50 ms', 'b32 ×', 'load ×', 'cosine', 'top-1', 'max abs err', 'gate (default tolerances)', 'issue targets'];
+  const header = [
+    'model',
+    'technique',
+    'size MB',
+    'size ×',
+    'b1 p50 ms',
+    'b1 ×',
+    'b32 p50 ms',
+    'b32 ×',
+    'load ×',
+    'cosine',
+    'top-1',
+    'max abs err',
+    'gate (default tolerances)',
+    'issue targets',
+  ];
   const lines = rows.map((r) => {
     const b1 = r.report.latency.find((l) => l.batch === 1);
     const b32 = r.report.latency.find((l) => l.batch === 32);
@@ -107,7 +145,9 @@ function printTable(rows: Row[]): void {
       b32 ? fmt(b32.ratio) : '-',
       fmt(r.report.load.ratio),
       fmt(r.report.accuracy.worst.cosine, 6),
-      r.report.accuracy.worst.top1Agreement !== undefined ? `${fmt(r.report.accuracy.worst.top1Agreement * 100, 1)}%` : '-',
+      r.report.accuracy.worst.top1Agreement !== undefined
+        ? `${fmt(r.report.accuracy.worst.top1Agreement * 100, 1)}%`
+        : '-',
       r.report.accuracy.worst.maxAbsError.toExponential(2),
       r.verdict,
       r.targets,
@@ -126,8 +166,12 @@ function printTable(rows: Row[]): void {
  */
 export async function run(): Promise<void> {
   const started = performance.now();
-  console.log('\n## optimize: techniques vs the fp32 parent (same process, interleaved runs, 256 random samples, seed 1)');
-  console.log(`onnxruntime-node ${ort.env.versions.common}, ${(await import('node:os')).cpus().length} CPUs\n`);
+  console.log(
+    '\n## optimize: techniques vs the fp32 parent (same process, interleaved runs, 256 random samples, seed 1)',
+  );
+  console.log(
+    `onnxruntime-node ${ort.env.versions.common}, ${(await import('node:os')).cpus().length} CPUs\n`,
+  );
   const mlp = buildMlp({ inputSize: 1024, hiddenSizes: [4096, 4096], outputSize: 10, seed: 1 });
   const mlpCases: Case[] = [
     { technique: 'int8' },
@@ -143,14 +187,20 @@ export async function run(): Promise<void> {
   const net = buildConvNet({ seed: 1, channels: [32, 64] });
   const netCases: Case[] = [
     { technique: 'int8', label: 'int8 (Gemm only, default)' },
-    { technique: 'int8', label: 'int8 incl. Conv (ConvInteger)', parameters: { int8: { opTypes: ['Conv', 'Gemm'], perChannel: true } } },
+    {
+      technique: 'int8',
+      label: 'int8 incl. Conv (ConvInteger)',
+      parameters: { int8: { opTypes: ['Conv', 'Gemm'], perChannel: true } },
+    },
     { technique: 'fp16' },
     { technique: 'graph' },
   ];
   rows.push(...(await benchModel('convnet 3x32x32 (32, 64 ch)', net.bytes, netCases, 40)));
   console.log('');
   printTable(rows);
-  console.log('\n× = candidate / fp32: size ratio, and for latency the median of paired back-to-back run ratios (robust to machine load).');
+  console.log(
+    '\n× = candidate / fp32: size ratio, and for latency the median of paired back-to-back run ratios (robust to machine load).',
+  );
   console.log(`optimize bench took ${fmt((performance.now() - started) / 1000, 1)} s`);
 }
 

@@ -54,8 +54,6 @@ const stats = (xs: number[]): { p50: number; p99: number } => {
   return { p50: quantile(s, 0.5), p99: quantile(s, 0.99) };
 };
 
-
-
 interface BenchStore {
   url: string;
   kind: string;
@@ -86,7 +84,11 @@ async function benchStore(): Promise<BenchStore> {
     return { url, kind: `S3 (${S3_ENDPOINT})`, cleanup };
   }
   const dir = await mkdtemp(path.join(tmpdir(), 'bench-predict-store-'));
-  return { url: `file://${dir}`, kind: 'file store (S3_ENDPOINT not set)', cleanup: () => rm(dir, { recursive: true, force: true }) };
+  return {
+    url: `file://${dir}`,
+    kind: 'file store (S3_ENDPOINT not set)',
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
 }
 
 /** Silences stdout while measuring: EMF lines are still produced (their cost counts), not shown. */
@@ -104,7 +106,11 @@ export async function run(): Promise<void> {
   const cacheDir = await mkdtemp(path.join(tmpdir(), 'bench-predict-cache-'));
   const store = await benchStore();
   // Other benchmarks run in this process after us (npm run bench): restore what we change.
-  const saved = { MAAS_STORE: process.env.MAAS_STORE, MAAS_MODEL_CACHE_DIR: process.env.MAAS_MODEL_CACHE_DIR, POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL };
+  const saved = {
+    MAAS_STORE: process.env.MAAS_STORE,
+    MAAS_MODEL_CACHE_DIR: process.env.MAAS_MODEL_CACHE_DIR,
+    POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL,
+  };
   process.env.MAAS_STORE = store.url;
   process.env.MAAS_MODEL_CACHE_DIR = cacheDir;
   process.env.POWERTOOLS_LOG_LEVEL ??= 'WARN';
@@ -119,7 +125,12 @@ export async function run(): Promise<void> {
   console.log(`store: ${store.kind}`);
   const files: Record<string, string> = {};
   for (const m of MODELS) {
-    const built = buildMlp({ inputSize: m.inputSize, hiddenSizes: m.hidden, outputSize: m.outputSize, seed: 42 });
+    const built = buildMlp({
+      inputSize: m.inputSize,
+      hiddenSizes: m.hidden,
+      outputSize: m.outputSize,
+      seed: 42,
+    });
     files[m.model] = path.join(cacheDir, `${m.model}.source.onnx`);
     await writeFile(files[m.model]!, built.bytes);
     await getRegistry().registerVersion(m.model, built.bytes, { alias: 'production', actor: 'bench' });
@@ -131,11 +142,23 @@ export async function run(): Promise<void> {
   for (const c of CASES) {
     const x = new Float32Array(c.batch * c.inputSize);
     for (let i = 0; i < x.length; i++) x[i] = Math.fround(Math.sin(i) * 0.5);
-    const jsonBody = Buffer.from(JSON.stringify({ id: 'bench', inputs: [{ name: 'input', shape: [c.batch, c.inputSize], datatype: 'FP32', data: Array.from(x) }] }));
+    const jsonBody = Buffer.from(
+      JSON.stringify({
+        id: 'bench',
+        inputs: [{ name: 'input', shape: [c.batch, c.inputSize], datatype: 'FP32', data: Array.from(x) }],
+      }),
+    );
     const header = Buffer.from(
       JSON.stringify({
         id: 'bench',
-        inputs: [{ name: 'input', shape: [c.batch, c.inputSize], datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }],
+        inputs: [
+          {
+            name: 'input',
+            shape: [c.batch, c.inputSize],
+            datatype: 'FP32',
+            parameters: { binary_data_size: x.byteLength },
+          },
+        ],
         outputs: [{ name: 'output', parameters: { binary_data: true } }],
       }),
     );
@@ -143,7 +166,10 @@ export async function run(): Promise<void> {
     const binEvent = inferEvent(
       c.model,
       Buffer.concat([header, Buffer.from(x.buffer)]),
-      { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) },
+      {
+        'content-type': 'application/octet-stream',
+        'inference-header-content-length': String(header.length),
+      },
       true,
     );
     // Warm up through the handler (loads the session), then take the very session it uses.
@@ -200,7 +226,16 @@ export async function run(): Promise<void> {
     ]);
   }
   printTable(
-    ['case', 'n', '(a) session.run p50/p99 ms', '(b) handler JSON p50/p99 ms', '(c) handler binary p50/p99 ms', 'b/a p50', 'c/a p50', 'overhead b/c p50 µs'],
+    [
+      'case',
+      'n',
+      '(a) session.run p50/p99 ms',
+      '(b) handler JSON p50/p99 ms',
+      '(c) handler binary p50/p99 ms',
+      'b/a p50',
+      'c/a p50',
+      'overhead b/c p50 µs',
+    ],
     rows,
   );
   console.log('targets: b/a and c/a ≤ 1.10 for the large model; overhead = handler p50 − session.run p50.');
@@ -215,14 +250,32 @@ export async function run(): Promise<void> {
     const e: number[] = [];
     for (let r = 0; r < COLD_REPEATS; r++) {
       const emptyCache = await mkdtemp(path.join(tmpdir(), 'bench-predict-cold-'));
-      d.push(await coldChild(children.handler, [m.model, String(m.inputSize)], { MAAS_STORE: store.url, MAAS_MODEL_CACHE_DIR: emptyCache }));
+      d.push(
+        await coldChild(children.handler, [m.model, String(m.inputSize)], {
+          MAAS_STORE: store.url,
+          MAAS_MODEL_CACHE_DIR: emptyCache,
+        }),
+      );
       e.push(await coldChild(children.baseline, [files[m.model]!, String(m.inputSize)], {}));
       await rm(emptyCache, { recursive: true, force: true });
     }
     const [md, me] = [stats(d).p50, stats(e).p50];
-    coldRows.push([m.model === 'small' ? 'MLP 1000→128→10' : 'MLP 1024→4096→4096→10', md.toFixed(0), me.toFixed(0), (md / me).toFixed(2)]);
+    coldRows.push([
+      m.model === 'small' ? 'MLP 1000→128→10' : 'MLP 1024→4096→4096→10',
+      md.toFixed(0),
+      me.toFixed(0),
+      (md / me).toFixed(2),
+    ]);
   }
-  printTable(['cold start (median of 3)', '(d) bundled handler, model in store, ms', '(e) read file + session + run, ms', 'd/e'], coldRows);
+  printTable(
+    [
+      'cold start (median of 3)',
+      '(d) bundled handler, model in store, ms',
+      '(e) read file + session + run, ms',
+      'd/e',
+    ],
+    coldRows,
+  );
   console.log('target: d/e ≤ 1.5. Both are fresh `node` processes, timed from spawn to their first result.');
   await rm(cacheDir, { recursive: true, force: true });
   await store.cleanup();
@@ -249,7 +302,9 @@ async function coldChildren(dir: string): Promise<{ handler: string; baseline: s
     logLevel: 'error',
   });
   const ortPath = JSON.stringify(require.resolve('onnxruntime-node'));
-  const template = JSON.stringify(inferEvent('NAME', Buffer.from('{}'), { 'content-type': 'application/json' }, false));
+  const template = JSON.stringify(
+    inferEvent('NAME', Buffer.from('{}'), { 'content-type': 'application/json' }, false),
+  );
   const handler = path.join(dir, 'cold-handler.cjs');
   await writeFile(
     handler,
@@ -305,14 +360,16 @@ function coldChild(script: string, args: string[], env: Record<string, string>):
       }
     });
     child.on('exit', (code) => {
-      if (!done) reject(new Error(`cold child ${path.basename(script)} exited with ${code}: ${out.slice(-500)}`));
+      if (!done)
+        reject(new Error(`cold child ${path.basename(script)} exited with ${code}: ${out.slice(-500)}`));
     });
   });
 }
 
 function printTable(head: string[], rows: string[][]): void {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
+  const line = (cells: string[]): string =>
+    `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
   console.log(line(head));
   console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
   for (const r of rows) console.log(line(r));

@@ -5,7 +5,12 @@
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 
 /** An infer request event for model `name` (`base64`: as API Gateway delivers binary bodies). */
-export function inferEvent(name: string, body: Buffer, headers: Record<string, string>, base64: boolean): APIGatewayProxyEventV2 {
+export function inferEvent(
+  name: string,
+  body: Buffer,
+  headers: Record<string, string>,
+  base64: boolean,
+): APIGatewayProxyEventV2 {
   const rawPath = `/v2/models/${name}/infer`;
   return {
     version: '2.0',
@@ -18,7 +23,13 @@ export function inferEvent(name: string, body: Buffer, headers: Record<string, s
       apiId: 'bench',
       domainName: 'bench.local',
       domainPrefix: 'bench',
-      http: { method: 'POST', path: rawPath, protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'bench' },
+      http: {
+        method: 'POST',
+        path: rawPath,
+        protocol: 'HTTP/1.1',
+        sourceIp: '127.0.0.1',
+        userAgent: 'bench',
+      },
       requestId: 'bench',
       routeKey: 'POST /v2/models/{name}/infer',
       stage: '$default',

@@ -50,7 +50,12 @@ export interface RequestOptions {
  * ```
  */
 export function isLoopback(hostname: string): boolean {
-  return hostname === 'localhost' || hostname === '[::1]' || hostname === '::1' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+  return (
+    hostname === 'localhost' ||
+    hostname === '[::1]' ||
+    hostname === '::1' ||
+    /^127\.\d+\.\d+\.\d+$/.test(hostname)
+  );
 }
 
 /**
@@ -108,14 +113,26 @@ export class MaasClient {
     const signed = await this.authorize(method, url, headers, body);
     let res: Response;
     try {
-      res = await fetch(url, { method, headers: signed, ...(body ? { body } : {}), redirect: options.manualRedirect ? 'manual' : 'follow' });
+      res = await fetch(url, {
+        method,
+        headers: signed,
+        ...(body ? { body } : {}),
+        redirect: options.manualRedirect ? 'manual' : 'follow',
+      });
     } catch (e) {
       // fetch says only "fetch failed"; the cause (ECONNREFUSED, ENOTFOUND…) is what helps.
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-      throw new Error(`cannot reach ${url.origin}: ${cause?.code ?? cause?.message ?? (e as Error).message}${isLoopback(url.hostname) ? ' (is the local server running? `npm start`)' : ''}`);
+      throw new Error(
+        `cannot reach ${url.origin}: ${cause?.code ?? cause?.message ?? (e as Error).message}${isLoopback(url.hostname) ? ' (is the local server running? `npm start`)' : ''}`,
+      );
     }
     const bytes = Buffer.from(await res.arrayBuffer());
-    const response: ApiResponse = { status: res.status, headers: res.headers, body: bytes, json: <T>() => JSON.parse(bytes.toString('utf8')) as T };
+    const response: ApiResponse = {
+      status: res.status,
+      headers: res.headers,
+      body: bytes,
+      json: <T>() => JSON.parse(bytes.toString('utf8')) as T,
+    };
     if (res.status >= 400) {
       let parsed: ApiError['body'];
       try {
@@ -129,13 +146,23 @@ export class MaasClient {
   }
 
   /** Adds the API key and, when signing, the SigV4 headers for exactly this method, URL and body. */
-  async authorize(method: string, url: URL, headers: Record<string, string>, body?: Uint8Array): Promise<Record<string, string>> {
+  async authorize(
+    method: string,
+    url: URL,
+    headers: Record<string, string>,
+    body?: Uint8Array,
+  ): Promise<Record<string, string>> {
     const out = { ...headers };
     if (this.options.apiKey) out['x-api-key'] = this.options.apiKey;
     if (!this.signs) return out;
     this.signer ??= new SignatureV4({
       service: 'execute-api',
-      region: this.options.region ?? regionOfEndpoint(this.endpoint.hostname) ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+      region:
+        this.options.region ??
+        regionOfEndpoint(this.endpoint.hostname) ??
+        process.env.AWS_REGION ??
+        process.env.AWS_DEFAULT_REGION ??
+        'us-east-1',
       credentials: fromNodeProviderChain(),
       sha256: Sha256,
     });

@@ -33,17 +33,26 @@ function loadCommands(): CliCommand[] {
 export function buildProgram(): Command {
   const program = new Command('maas')
     .description('Model as a Service: register, promote, roll back, download and call ONNX models')
-    .addOption(new Option('-e, --endpoint <url>', 'maas API endpoint').env('MAAS_ENDPOINT').default(DEFAULT_ENDPOINT))
-    .addOption(new Option('-k, --api-key <key>', 'API key for stages protected by MAAS_API_KEY').env('MAAS_API_KEY'))
-    .addOption(new Option('--sigv4', 'sign requests with AWS SigV4 (default: when the endpoint is not loopback)'))
+    .addOption(
+      new Option('-e, --endpoint <url>', 'maas API endpoint').env('MAAS_ENDPOINT').default(DEFAULT_ENDPOINT),
+    )
+    .addOption(
+      new Option('-k, --api-key <key>', 'API key for stages protected by MAAS_API_KEY').env('MAAS_API_KEY'),
+    )
+    .addOption(
+      new Option('--sigv4', 'sign requests with AWS SigV4 (default: when the endpoint is not loopback)'),
+    )
     .addOption(new Option('--no-sigv4', 'never sign requests'))
-    .addOption(new Option('--region <region>', 'SigV4 region (default: from the endpoint host, else AWS_REGION)'))
+    .addOption(
+      new Option('--region <region>', 'SigV4 region (default: from the endpoint host, else AWS_REGION)'),
+    )
     .option('--json', 'print JSON instead of tables')
     .showHelpAfterError()
     .exitOverride();
   // Commander's default for a --no-* pair is `true`; leave it undefined so "auto" stays possible.
   program.setOptionValueWithSource('sigv4', undefined, 'default');
-  const run = async (action: (ctx: CommandContext) => Promise<void>): Promise<void> => action(contextOf(program));
+  const run = async (action: (ctx: CommandContext) => Promise<void>): Promise<void> =>
+    action(contextOf(program));
   for (const command of loadCommands()) command.register(program, run);
   return program;
 }

@@ -15,7 +15,11 @@ export interface Output {
  * createOutput(opts.json).print(page, (p) => table(['NAME'], p.items.map((m) => [m.name])));
  * ```
  */
-export function createOutput(json: boolean, stdout: NodeJS.WritableStream = process.stdout, stderr: NodeJS.WritableStream = process.stderr): Output {
+export function createOutput(
+  json: boolean,
+  stdout: NodeJS.WritableStream = process.stdout,
+  stderr: NodeJS.WritableStream = process.stderr,
+): Output {
   return {
     json,
     print(data, render) {
@@ -36,9 +40,14 @@ export function createOutput(json: boolean, stdout: NodeJS.WritableStream = proc
  * ```
  */
 export function table(headers: string[], rows: (string | number | undefined | null)[][]): string {
-  const cells = [headers, ...rows.map((r) => r.map((c) => (c === undefined || c === null || c === '' ? '-' : String(c))))];
+  const cells = [
+    headers,
+    ...rows.map((r) => r.map((c) => (c === undefined || c === null || c === '' ? '-' : String(c)))),
+  ];
   const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
-  return cells.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
+  return cells
+    .map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '))
+    .join('\n');
 }
 
 /**
@@ -50,7 +59,11 @@ export function table(headers: string[], rows: (string | number | undefined | nu
  * pageTable(page, ['NAME'], (m) => [m.name]); // 'NAME\niris\n(more: --cursor abc)'
  * ```
  */
-export function pageTable<T>(page: { items: T[]; nextCursor?: string | null }, headers: string[], row: (item: T) => (string | number | undefined | null)[]): string {
+export function pageTable<T>(
+  page: { items: T[]; nextCursor?: string | null },
+  headers: string[],
+  row: (item: T) => (string | number | undefined | null)[],
+): string {
   const more = page.nextCursor ? `\n(more: --cursor ${page.nextCursor})` : '';
   return `${table(headers, page.items.map(row))}${more}`;
 }
@@ -65,7 +78,9 @@ export function pageTable<T>(page: { items: T[]; nextCursor?: string | null }, h
  */
 export function fields(pairs: [string, string | number | undefined | null][]): string {
   const width = Math.max(...pairs.map(([k]) => k.length));
-  return pairs.map(([k, v]) => `${`${k}:`.padEnd(width + 1)} ${v === undefined || v === null || v === '' ? '-' : v}`).join('\n');
+  return pairs
+    .map(([k, v]) => `${`${k}:`.padEnd(width + 1)} ${v === undefined || v === null || v === '' ? '-' : v}`)
+    .join('\n');
 }
 
 /**

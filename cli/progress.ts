@@ -30,7 +30,9 @@ export class ProgressBar {
   }
 
   done(): void {
-    this.stream.write(`${this.stream.isTTY ? '\r' : ''}${this.line()} in ${((Date.now() - this.started) / 1000).toFixed(1)} s\n`);
+    this.stream.write(
+      `${this.stream.isTTY ? '\r' : ''}${this.line()} in ${((Date.now() - this.started) / 1000).toFixed(1)} s\n`,
+    );
   }
 
   private line(): string {

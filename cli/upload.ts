@@ -18,16 +18,32 @@ import { ProgressBar } from './progress';
  * await uploadFile(client, ticket, './big.onnx', size, new ProgressBar('uploading', size));
  * ```
  */
-export async function uploadFile(client: MaasClient, ticket: UploadTicket, file: string, size: number, progress?: ProgressBar): Promise<void> {
+export async function uploadFile(
+  client: MaasClient,
+  ticket: UploadTicket,
+  file: string,
+  size: number,
+  progress?: ProgressBar,
+): Promise<void> {
   if (ticket.method === 'POST') {
     const boundary = `----maas${randomBytes(12).toString('hex')}`;
     const head = Buffer.from(
       Object.entries(ticket.fields ?? {})
         .map(([k, v]) => `--${boundary}\r\nContent-Disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`)
-        .join('') + `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="model.onnx"\r\nContent-Type: application/octet-stream\r\n\r\n`,
+        .join('') +
+        `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="model.onnx"\r\nContent-Type: application/octet-stream\r\n\r\n`,
     );
     const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
-    await send(new URL(ticket.url), 'POST', { 'content-type': `multipart/form-data; boundary=${boundary}` }, head, file, size, tail, progress);
+    await send(
+      new URL(ticket.url),
+      'POST',
+      { 'content-type': `multipart/form-data; boundary=${boundary}` },
+      head,
+      file,
+      size,
+      tail,
+      progress,
+    );
     return;
   }
   // The local route is part of the API: same auth; the body is not signed (streamed), so SigV4
@@ -37,28 +53,44 @@ export async function uploadFile(client: MaasClient, ticket: UploadTicket, file:
   await send(url, 'PUT', headers, Buffer.alloc(0), file, size, Buffer.alloc(0), progress);
 }
 
-function send(url: URL, method: string, headers: Record<string, string>, head: Buffer, file: string, size: number, tail: Buffer, progress?: ProgressBar): Promise<void> {
+function send(
+  url: URL,
+  method: string,
+  headers: Record<string, string>,
+  head: Buffer,
+  file: string,
+  size: number,
+  tail: Buffer,
+  progress?: ProgressBar,
+): Promise<void> {
   const transport = url.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
-    const req = transport.request(url, { method, headers: { ...headers, 'content-length': String(head.length + size + tail.length) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const status = res.statusCode ?? 0;
-        if (status < 300) return resolve();
-        const text = Buffer.concat(chunks).toString('utf8');
-        let body: ApiError['body'];
-        try {
-          body = JSON.parse(text) as ApiError['body'];
-        } catch {
-          // S3 answers in XML: keep its code and message.
-          const code = /<Code>([^<]*)<\/Code>/.exec(text)?.[1];
-          const message = /<Message>([^<]*)<\/Message>/.exec(text)?.[1];
-          body = { error: `upload refused: ${[code, message].filter(Boolean).join(': ') || text.slice(0, 300)}`, ...(code ? { code } : {}) };
-        }
-        reject(new ApiError(status, body));
-      });
-    });
+    const req = transport.request(
+      url,
+      { method, headers: { ...headers, 'content-length': String(head.length + size + tail.length) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const status = res.statusCode ?? 0;
+          if (status < 300) return resolve();
+          const text = Buffer.concat(chunks).toString('utf8');
+          let body: ApiError['body'];
+          try {
+            body = JSON.parse(text) as ApiError['body'];
+          } catch {
+            // S3 answers in XML: keep its code and message.
+            const code = /<Code>([^<]*)<\/Code>/.exec(text)?.[1];
+            const message = /<Message>([^<]*)<\/Message>/.exec(text)?.[1];
+            body = {
+              error: `upload refused: ${[code, message].filter(Boolean).join(': ') || text.slice(0, 300)}`,
+              ...(code ? { code } : {}),
+            };
+          }
+          reject(new ApiError(status, body));
+        });
+      },
+    );
     req.on('error', reject);
     req.write(head);
     const stream = createReadStream(file);

@@ -75,7 +75,11 @@ class LocalDevPlugin {
   async prepare() {
     const core = this.core();
     const provider = this.serverless.service.provider;
-    provider.environment = core.localEnvironment(provider.environment ?? {}, process.env, this.serverless.serviceDir);
+    provider.environment = core.localEnvironment(
+      provider.environment ?? {},
+      process.env,
+      this.serverless.serviceDir,
+    );
     for (const name of this.serverless.service.getAllFunctions()) {
       const fn = this.serverless.service.getFunction(name);
       if (fn.environment) fn.environment = core.localFunctionEnvironment(fn.environment, process.env);
@@ -83,7 +87,9 @@ class LocalDevPlugin {
     this.storeUrl = provider.environment.MAAS_STORE;
     const seed = await core.seedLocalStore(this.storeUrl, process.env);
     if (seed.seeded && seed.version) {
-      this.log.notice(`maas: registered demo model ${seed.version.name} version ${seed.version.version} as production`);
+      this.log.notice(
+        `maas: registered demo model ${seed.version.name} version ${seed.version.version} as production`,
+      );
     }
   }
 
@@ -97,9 +103,16 @@ class LocalDevPlugin {
       ...(process.env.MAAS_INCOMING_POLL_MS ? { intervalMs: Number(process.env.MAAS_INCOMING_POLL_MS) } : {}),
       log: (line) => this.log.notice(line),
     });
-    const key = process.env.MAAS_API_KEY ? 'mutating routes need x-api-key' : 'no API key: mutating routes are open to this host';
-    this.log.notice(`maas: ready on http://${host}:${httpPort} (store ${this.storeUrl}; ${key}; drop .onnx files into incoming/<name>/)`);
-    if (!this.core().isLoopbackHost(host)) this.log.warning(`maas: WARNING: the Lambda invoke port ${host}:${lambdaPort} is reachable from the network WITHOUT authentication (see the warning above)`);
+    const key = process.env.MAAS_API_KEY
+      ? 'mutating routes need x-api-key'
+      : 'no API key: mutating routes are open to this host';
+    this.log.notice(
+      `maas: ready on http://${host}:${httpPort} (store ${this.storeUrl}; ${key}; drop .onnx files into incoming/<name>/)`,
+    );
+    if (!this.core().isLoopbackHost(host))
+      this.log.warning(
+        `maas: WARNING: the Lambda invoke port ${host}:${lambdaPort} is reachable from the network WITHOUT authentication (see the warning above)`,
+      );
   }
 
   async stop() {

@@ -40,12 +40,22 @@ class OfflinePackagePlugin {
   beforePackage() {
     const command = this.serverless.processedInput?.commands?.[0];
     const tsx = require('tsx/cjs/api');
-    const build = /** @type {typeof import('../layers/onnxruntime/build')} */ (tsx.require(path.join(__dirname, '../layers/onnxruntime/build.ts'), __filename));
-    const manifest = build.buildOnnxRuntimeLayer({ arch: this.architecture(), log: (line) => this.log.notice(line) });
-    if (!manifest.rebuilt) this.log.info(`onnxruntime layer (${manifest.arch}) up to date: ${(manifest.totalBytes / 1e6).toFixed(1)} MB`);
+    const build = /** @type {typeof import('../layers/onnxruntime/build')} */ (
+      tsx.require(path.join(__dirname, '../layers/onnxruntime/build.ts'), __filename)
+    );
+    const manifest = build.buildOnnxRuntimeLayer({
+      arch: this.architecture(),
+      log: (line) => this.log.notice(line),
+    });
+    if (!manifest.rebuilt)
+      this.log.info(
+        `onnxruntime layer (${manifest.arch}) up to date: ${(manifest.totalBytes / 1e6).toFixed(1)} MB`,
+      );
 
     if (command !== 'package') return;
-    const compiler = this.serverless.pluginManager.plugins.find((p) => typeof p?.compareWithLastLayer === 'function');
+    const compiler = this.serverless.pluginManager.plugins.find(
+      (p) => typeof p?.compareWithLastLayer === 'function',
+    );
     if (compiler) compiler.compareWithLastLayer = async () => undefined;
     if (!process.env.AWS_ACCESS_KEY_ID && !process.env.AWS_PROFILE) {
       process.env.AWS_ACCESS_KEY_ID = 'AKIAOFFLINEPACKAGE00';

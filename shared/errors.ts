@@ -31,7 +31,12 @@ const STATUS: Record<ErrorKind, number> = {
 export class MaasError extends Error {
   readonly kind: ErrorKind;
   readonly details: Record<string, unknown> | undefined;
-  constructor(kind: ErrorKind, message: string, details?: Record<string, unknown>, options?: { cause?: unknown }) {
+  constructor(
+    kind: ErrorKind,
+    message: string,
+    details?: Record<string, unknown>,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
     this.name = new.target.name;
     this.kind = kind;

@@ -26,7 +26,10 @@ async function saveVerified(body: Readable, file: string, sha256: string, size: 
   try {
     await pipeline(body, tap, createWriteStream(tmp));
     const actual = hash.digest('hex');
-    if (actual !== sha256) throw new Error(`downloaded bytes do not match the recorded sha256 (expected ${sha256}, got ${actual}); nothing written`);
+    if (actual !== sha256)
+      throw new Error(
+        `downloaded bytes do not match the recorded sha256 (expected ${sha256}, got ${actual}); nothing written`,
+      );
     bar?.done();
     await rename(tmp, file);
   } finally {
@@ -44,7 +47,11 @@ export const command: CliCommand = {
       .option('-o, --output <file>', 'where to write (default NAME-vVERSION.onnx)')
       .action((name: string, version: string, o: { output?: string }) =>
         run(async ({ client, out }) => {
-          const res = await client.request('GET', `/models/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}/download`, { manualRedirect: true });
+          const res = await client.request(
+            'GET',
+            `/models/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}/download`,
+            { manualRedirect: true },
+          );
           const resolved = res.headers.get('x-maas-version') ?? version;
           const file = o.output ?? `${name}-v${resolved}.onnx`;
           let sha256 = res.headers.get('x-maas-sha256') ?? '';
@@ -59,7 +66,10 @@ export const command: CliCommand = {
           } else {
             await saveVerified(Readable.from([res.body]), file, sha256, size);
           }
-          out.print({ name, version: Number(resolved), file, sha256, size }, (d) => `wrote ${d.file} (${formatBytes(d.size)}, sha256 ${d.sha256} verified)`);
+          out.print(
+            { name, version: Number(resolved), file, sha256, size },
+            (d) => `wrote ${d.file} (${formatBytes(d.size)}, sha256 ${d.sha256} verified)`,
+          );
         }),
       ),
 };

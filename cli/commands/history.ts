@@ -29,8 +29,20 @@ export const command: CliCommand = {
       .option('--cursor <cursor>', 'continue from a previous page')
       .action((name: string, o: { limit?: string; cursor?: string }) =>
         run(async ({ client, out }) => {
-          const page = (await client.request('GET', `/models/${encodeURIComponent(name)}/history`, { query: { limit: o.limit, cursor: o.cursor } })).json<Page<HistoryEvent>>();
-          out.print(page, (p) => pageTable(p, ['TIME', 'EVENT', 'WHAT', 'ACTOR', 'REASON'], (e) => [e.time, e.type, what(e), e.actor, e.reason]));
+          const page = (
+            await client.request('GET', `/models/${encodeURIComponent(name)}/history`, {
+              query: { limit: o.limit, cursor: o.cursor },
+            })
+          ).json<Page<HistoryEvent>>();
+          out.print(page, (p) =>
+            pageTable(p, ['TIME', 'EVENT', 'WHAT', 'ACTOR', 'REASON'], (e) => [
+              e.time,
+              e.type,
+              what(e),
+              e.actor,
+              e.reason,
+            ]),
+          );
         }),
       ),
 };

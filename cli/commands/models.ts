@@ -11,8 +11,18 @@ export const command: CliCommand = {
       .option('--cursor <cursor>', 'continue from a previous page')
       .action((o: { limit?: string; cursor?: string }) =>
         run(async ({ client, out }) => {
-          const page = (await client.request('GET', '/models', { query: { limit: o.limit, cursor: o.cursor } })).json<Page<ModelSummary>>();
-          out.print(page, (p) => pageTable(p, ['NAME', 'LATEST', 'ALIASES'], (m) => [m.name, m.latestVersion, Object.entries(m.aliases).map(([a, v]) => `${a}=v${v}`).join(' ')]));
+          const page = (
+            await client.request('GET', '/models', { query: { limit: o.limit, cursor: o.cursor } })
+          ).json<Page<ModelSummary>>();
+          out.print(page, (p) =>
+            pageTable(p, ['NAME', 'LATEST', 'ALIASES'], (m) => [
+              m.name,
+              m.latestVersion,
+              Object.entries(m.aliases)
+                .map(([a, v]) => `${a}=v${v}`)
+                .join(' '),
+            ]),
+          );
         }),
       ),
 };

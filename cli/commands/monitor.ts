@@ -6,7 +6,8 @@ import { createObjectStore, DEFAULT_STORE_URL } from '../../shared/store';
 import type { CliCommand } from '../context';
 import { fields, table } from '../output';
 
-const num = (x: number | null | undefined, digits = 3): string => (x === null || x === undefined || !Number.isFinite(x) ? '-' : Number(x.toPrecision(digits)).toString());
+const num = (x: number | null | undefined, digits = 3): string =>
+  x === null || x === undefined || !Number.isFinite(x) ? '-' : Number(x.toPrecision(digits)).toString();
 
 /**
  * Human-readable summary of a monitor report.
@@ -28,9 +29,20 @@ export function renderReport(r: MonitorReport): string {
     x.drift.baseline,
     num(x.drift.maxInputPsi),
     num(x.drift.maxOutputPsi),
-    x.quality?.accuracy !== undefined ? num(x.quality.accuracy) : x.quality?.mae !== undefined ? `mae ${num(x.quality.mae)}` : '-',
+    x.quality?.accuracy !== undefined
+      ? num(x.quality.accuracy)
+      : x.quality?.mae !== undefined
+        ? `mae ${num(x.quality.mae)}`
+        : '-',
   ]);
-  const evaluations = r.evaluations.map((e) => [e.alias, e.role, e.version, e.breaches.join('; ') || 'ok', `${e.consecutive}/${r.policy.windows}`, e.autoRollback ? 'on' : 'off']);
+  const evaluations = r.evaluations.map((e) => [
+    e.alias,
+    e.role,
+    e.version,
+    e.breaches.join('; ') || 'ok',
+    `${e.consecutive}/${r.policy.windows}`,
+    e.autoRollback ? 'on' : 'off',
+  ]);
   return [
     fields([
       ['model', r.model],
@@ -38,12 +50,35 @@ export function renderReport(r: MonitorReport): string {
       ['run', r.runId],
       ['captures', r.captures.files],
       ['feedback', r.feedback.records],
-      ['metrics', `${r.metrics.delivered} to ${r.metrics.sink} (${r.metrics.namespace})${r.metrics.failedCalls ? `, ${r.metrics.failedCalls} calls failed` : ''}`],
+      [
+        'metrics',
+        `${r.metrics.delivered} to ${r.metrics.sink} (${r.metrics.namespace})${r.metrics.failedCalls ? `, ${r.metrics.failedCalls} calls failed` : ''}`,
+      ],
     ]),
     '',
-    table(['VERSION', 'REQUESTS', 'ERRORS', 'ERROR_RATE', 'P50_MS', 'P90_MS', 'P99_MS', 'BASELINE', 'MAX_PSI_IN', 'MAX_PSI_OUT', 'ACCURACY'], versions),
-    ...(evaluations.length ? ['', table(['ALIAS', 'ROLE', 'VERSION', 'BREACHES', 'STREAK', 'AUTO_ROLLBACK'], evaluations)] : []),
-    ...r.actions.map((a) => `\n${a.ok ? 'ACTION' : 'FAILED ACTION'}: ${a.type} ${a.alias} v${a.version}${a.to ? ` -> v${a.to}` : ''}: ${a.reason}${a.error ? ` (${a.error})` : ''}`),
+    table(
+      [
+        'VERSION',
+        'REQUESTS',
+        'ERRORS',
+        'ERROR_RATE',
+        'P50_MS',
+        'P90_MS',
+        'P99_MS',
+        'BASELINE',
+        'MAX_PSI_IN',
+        'MAX_PSI_OUT',
+        'ACCURACY',
+      ],
+      versions,
+    ),
+    ...(evaluations.length
+      ? ['', table(['ALIAS', 'ROLE', 'VERSION', 'BREACHES', 'STREAK', 'AUTO_ROLLBACK'], evaluations)]
+      : []),
+    ...r.actions.map(
+      (a) =>
+        `\n${a.ok ? 'ACTION' : 'FAILED ACTION'}: ${a.type} ${a.alias} v${a.version}${a.to ? ` -> v${a.to}` : ''}: ${a.reason}${a.error ? ` (${a.error})` : ''}`,
+    ),
   ].join('\n');
 }
 
@@ -65,11 +100,23 @@ export const command: CliCommand = {
         run(async ({ out }) => {
           const store = createObjectStore(o.store ?? process.env.MAAS_STORE ?? DEFAULT_STORE_URL);
           if (o.run) {
-            const result = await runMonitor({ store, registry: new ModelRegistry(store), sink: createMetricSink(), policy: policyFromEnv(), graceSeconds: 0, models: [name] });
-            out.info(`monitor run ${result.runId}: ${result.models.map((m) => `${m.model} ${m.status}`).join(', ')}`);
+            const result = await runMonitor({
+              store,
+              registry: new ModelRegistry(store),
+              sink: createMetricSink(),
+              policy: policyFromEnv(),
+              graceSeconds: 0,
+              models: [name],
+            });
+            out.info(
+              `monitor run ${result.runId}: ${result.models.map((m) => `${m.model} ${m.status}`).join(', ')}`,
+            );
           }
           const report = await latestReport(store, name);
-          if (!report) throw new Error(`no monitoring report for ${name} yet (is capture on, and has the monitor run? try --run)`);
+          if (!report)
+            throw new Error(
+              `no monitoring report for ${name} yet (is capture on, and has the monitor run? try --run)`,
+            );
           out.print(report, renderReport);
         }),
       ),

@@ -20,7 +20,10 @@ export const command: CliCommand = {
       .command('predict')
       .description('run inference: post an Open Inference Protocol request file to /v2/models/NAME/infer')
       .argument('<name>', 'model name')
-      .requiredOption('-i, --input <file>', 'OIP inference request (JSON: {"inputs": [{name, datatype, shape, data}]})')
+      .requiredOption(
+        '-i, --input <file>',
+        'OIP inference request (JSON: {"inputs": [{name, datatype, shape, data}]})',
+      )
       .option('--model-version <ref>', 'a version number or alias instead of the default route')
       .action((name: string, o: { input: string; modelVersion?: string }) =>
         run(async ({ client, out }) => {
@@ -32,10 +35,18 @@ export const command: CliCommand = {
             throw new Error(`${o.input} is not JSON: ${(e as Error).message}`);
           }
           const base = `/v2/models/${encodeURIComponent(name)}`;
-          const path = o.modelVersion ? `${base}/versions/${encodeURIComponent(o.modelVersion)}/infer` : `${base}/infer`;
+          const path = o.modelVersion
+            ? `${base}/versions/${encodeURIComponent(o.modelVersion)}/infer`
+            : `${base}/infer`;
           const res = (await client.request('POST', path, { json: request })).json<InferResponse>();
           out.print(res, (r) =>
-            [`${r.model_name}${r.model_version ? ` v${r.model_version}` : ''}`, table(['OUTPUT', 'DATATYPE', 'SHAPE', 'DATA'], r.outputs.map((t) => [t.name, t.datatype, `[${t.shape.join(',')}]`, preview(t.data)]))].join('\n'),
+            [
+              `${r.model_name}${r.model_version ? ` v${r.model_version}` : ''}`,
+              table(
+                ['OUTPUT', 'DATATYPE', 'SHAPE', 'DATA'],
+                r.outputs.map((t) => [t.name, t.datatype, `[${t.shape.join(',')}]`, preview(t.data)]),
+              ),
+            ].join('\n'),
           );
         }),
       ),

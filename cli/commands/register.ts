@@ -34,7 +34,9 @@ export const command: CliCommand = {
   register: (program, run) =>
     program
       .command('register')
-      .description('register an ONNX file as the next version of a model (same bytes again: the existing version)')
+      .description(
+        'register an ONNX file as the next version of a model (same bytes again: the existing version)',
+      )
       .argument('<name>', 'model name')
       .argument('<file>', 'ONNX model file')
       .option('-a, --alias <alias>', 'point this alias (e.g. staging) at the new version')
@@ -58,19 +60,32 @@ export const command: CliCommand = {
           let res;
           if (o.upload || (!o.inline && size > INLINE_MAX_BYTES)) {
             const ticket = (await client.request('POST', `${base}/uploads`)).json<UploadTicket>();
-            if (size > ticket.maxBytes) throw new Error(`${file} is ${formatBytes(size)}, above the server's limit of ${formatBytes(ticket.maxBytes)}`);
+            if (size > ticket.maxBytes)
+              throw new Error(
+                `${file} is ${formatBytes(size)}, above the server's limit of ${formatBytes(ticket.maxBytes)}`,
+              );
             const bar = new ProgressBar(`uploading ${path.basename(file)}`, size);
             await uploadFile(client, ticket, file, size, bar);
             bar.done();
-            res = await client.request('POST', `${base}/versions`, { json: { uploadKey: ticket.uploadKey, ...meta } });
+            res = await client.request('POST', `${base}/versions`, {
+              json: { uploadKey: ticket.uploadKey, ...meta },
+            });
           } else {
-            const query = Object.fromEntries(Object.entries(meta).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]));
-            res = await client.request('POST', `${base}/versions`, { body: await readFile(file), headers: { 'content-type': 'application/octet-stream' }, query });
+            const query = Object.fromEntries(
+              Object.entries(meta).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]),
+            );
+            res = await client.request('POST', `${base}/versions`, {
+              body: await readFile(file),
+              headers: { 'content-type': 'application/octet-stream' },
+              query,
+            });
           }
           const body = res.json<{ created: boolean; version: ModelVersion }>();
           out.print(body, (b) =>
             [
-              b.created ? `registered ${b.version.name} v${b.version.version}` : `already registered as ${b.version.name} v${b.version.version} (same bytes)`,
+              b.created
+                ? `registered ${b.version.name} v${b.version.version}`
+                : `already registered as ${b.version.name} v${b.version.version} (same bytes)`,
               fields([
                 ['sha256', b.version.sha256],
                 ['size', formatBytes(b.version.size)],

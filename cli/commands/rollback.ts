@@ -13,9 +13,16 @@ export const command: CliCommand = {
       .action((name: string, o: { alias: string; to?: string; reason?: string }) =>
         run(async ({ client, out }) => {
           const res = await client.request('POST', `/models/${encodeURIComponent(name)}/rollback`, {
-            json: { alias: o.alias, ...(o.to ? { to: Number(o.to) } : {}), ...(o.reason ? { reason: o.reason } : {}) },
+            json: {
+              alias: o.alias,
+              ...(o.to ? { to: Number(o.to) } : {}),
+              ...(o.reason ? { reason: o.reason } : {}),
+            },
           });
-          out.print(res.json<AliasRecord>(), (r) => `${r.name} ${r.alias} rolled back to v${r.version}  etag ${r.etag}`);
+          out.print(
+            res.json<AliasRecord>(),
+            (r) => `${r.name} ${r.alias} rolled back to v${r.version}  etag ${r.etag}`,
+          );
         }),
       ),
 };

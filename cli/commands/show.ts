@@ -21,15 +21,30 @@ export const command: CliCommand = {
                   ['name', m.name],
                   ['latest', m.latestVersion],
                   ['latest active', m.latestActiveVersion],
-                  ['versions', `${m.counts.versions} (${m.counts.active} active, ${m.counts.rejected} rejected, ${m.counts.archived} archived)`],
+                  [
+                    'versions',
+                    `${m.counts.versions} (${m.counts.active} active, ${m.counts.rejected} rejected, ${m.counts.archived} archived)`,
+                  ],
                 ]),
                 '',
-                table(['ALIAS', 'VERSION', 'CANARY', 'REVISION', 'UPDATED', 'REASON'], Object.values(m.aliases).map((a) => [a.alias, a.version, a.canary ? `v${a.canary.version}@${a.canary.weight}` : '', a.revision, a.updatedAt, a.reason])),
+                table(
+                  ['ALIAS', 'VERSION', 'CANARY', 'REVISION', 'UPDATED', 'REASON'],
+                  Object.values(m.aliases).map((a) => [
+                    a.alias,
+                    a.version,
+                    a.canary ? `v${a.canary.version}@${a.canary.weight}` : '',
+                    a.revision,
+                    a.updatedAt,
+                    a.reason,
+                  ]),
+                ),
               ].join('\n'),
             );
             return;
           }
-          const v = (await client.request('GET', `${base}/versions/${encodeURIComponent(version)}`)).json<ModelVersion>();
+          const v = (
+            await client.request('GET', `${base}/versions/${encodeURIComponent(version)}`)
+          ).json<ModelVersion>();
           out.print(v, (m) =>
             fields([
               ['model', m.name],
@@ -40,7 +55,12 @@ export const command: CliCommand = {
               ['created', `${m.createdAt} by ${m.actor}`],
               ['source', m.source],
               ['description', m.description],
-              ['tags', Object.entries(m.tags).map(([k, t]) => `${k}=${t}`).join(' ')],
+              [
+                'tags',
+                Object.entries(m.tags)
+                  .map(([k, t]) => `${k}=${t}`)
+                  .join(' '),
+              ],
               ['inputs', tensorSignature(m.onnx.inputs)],
               ['outputs', tensorSignature(m.onnx.outputs)],
               ['opsets', m.onnx.opsets.map((o) => `${o.domain || 'ai.onnx'}:${o.version}`).join(' ')],

@@ -12,9 +12,21 @@ export const command: CliCommand = {
       .option('--cursor <cursor>', 'continue from a previous page')
       .action((name: string, o: { limit?: string; cursor?: string }) =>
         run(async ({ client, out }) => {
-          const page = (await client.request('GET', `/models/${encodeURIComponent(name)}/versions`, { query: { limit: o.limit, cursor: o.cursor } })).json<Page<ModelVersion>>();
+          const page = (
+            await client.request('GET', `/models/${encodeURIComponent(name)}/versions`, {
+              query: { limit: o.limit, cursor: o.cursor },
+            })
+          ).json<Page<ModelVersion>>();
           out.print(page, (p) =>
-            pageTable(p, ['VERSION', 'STATUS', 'SIZE', 'SHA256', 'CREATED', 'SOURCE', 'DESCRIPTION'], (v) => [v.version, v.status, formatBytes(v.size), v.sha256.slice(0, 12), v.createdAt.replace(/\.\d+Z$/, 'Z'), v.source, v.description]),
+            pageTable(p, ['VERSION', 'STATUS', 'SIZE', 'SHA256', 'CREATED', 'SOURCE', 'DESCRIPTION'], (v) => [
+              v.version,
+              v.status,
+              formatBytes(v.size),
+              v.sha256.slice(0, 12),
+              v.createdAt.replace(/\.\d+Z$/, 'Z'),
+              v.source,
+              v.description,
+            ]),
           );
         }),
       ),

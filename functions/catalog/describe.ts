@@ -19,11 +19,18 @@ export interface ModelDescription {
  * ```
  */
 export async function describeModel(registry: ModelRegistry, name: string): Promise<ModelDescription> {
-  const [summary, aliases, statuses] = await Promise.all([registry.getModelSummary(name), registry.listAliases(name), registry.versionStatuses(name)]);
+  const [summary, aliases, statuses] = await Promise.all([
+    registry.getModelSummary(name),
+    registry.listAliases(name),
+    registry.versionStatuses(name),
+  ]);
   if (summary.latestVersion === 0) throw new NotFoundError(`model ${name} does not exist`, { name });
   const counts = { versions: statuses.length, active: 0, rejected: 0, archived: 0 };
   for (const v of statuses) counts[v.status]++;
-  const [latest, latestActive] = await Promise.all([registry.getVersion(name, summary.latestVersion), registry.latestActiveVersion(name)]);
+  const [latest, latestActive] = await Promise.all([
+    registry.getVersion(name, summary.latestVersion),
+    registry.latestActiveVersion(name),
+  ]);
   return {
     name,
     latestVersion: summary.latestVersion,

@@ -1,5 +1,10 @@
 import type { ModelVersion } from '../../shared/registry';
-import { createDownloadLink, downloadFileName, readVerifiedModel, verifyStoredModel } from '../../shared/registry/uploads';
+import {
+  createDownloadLink,
+  downloadFileName,
+  readVerifiedModel,
+  verifyStoredModel,
+} from '../../shared/registry/uploads';
 import type { ObjectStore } from '../../shared/store';
 import { json, type HttpResult } from '../lib/http';
 
@@ -24,13 +29,23 @@ export async function downloadResponse(store: ObjectStore, version: ModelVersion
   if (version.size > inlineMax()) {
     await verifyStoredModel(store, version);
     const link = await createDownloadLink(store, version);
-    if (link) return json(302, { ...link, sha256: version.sha256, size: version.size }, { ...headers, location: link.url });
+    if (link)
+      return json(
+        302,
+        { ...link, sha256: version.sha256, size: version.size },
+        { ...headers, location: link.url },
+      );
   }
   const bytes = await readVerifiedModel(store, version);
   return {
     statusCode: 200,
     isBase64Encoded: true,
     body: bytes.toString('base64'),
-    headers: { ...headers, 'content-type': 'application/octet-stream', 'content-disposition': `attachment; filename="${downloadFileName(version)}"`, etag: `"${version.sha256}"` },
+    headers: {
+      ...headers,
+      'content-type': 'application/octet-stream',
+      'content-disposition': `attachment; filename="${downloadFileName(version)}"`,
+      etag: `"${version.sha256}"`,
+    },
   };
 }

@@ -14,7 +14,8 @@ function page(event: HttpEvent): PageOptions {
   const q = event.queryStringParameters ?? {};
   const out: PageOptions = {};
   if (q.limit !== undefined) {
-    if (!/^[0-9]{1,4}$/.test(q.limit)) throw new InvalidArgumentError('limit must be a positive integer', { field: 'limit' });
+    if (!/^[0-9]{1,4}$/.test(q.limit))
+      throw new InvalidArgumentError('limit must be a positive integer', { field: 'limit' });
     out.limit = Number(q.limit);
   }
   if (q.cursor) out.cursor = q.cursor;
@@ -24,7 +25,8 @@ function page(event: HttpEvent): PageOptions {
 /** 404 for models that do not exist (their listings would otherwise be merely empty). */
 async function existingModel(event: HttpEvent): Promise<string> {
   const name = pathParam(event, 'name');
-  if ((await getRegistry().latestVersion(name)) === 0) throw new NotFoundError(`model ${name} does not exist`, { name });
+  if ((await getRegistry().latestVersion(name)) === 0)
+    throw new NotFoundError(`model ${name} does not exist`, { name });
   return name;
 }
 
@@ -37,11 +39,19 @@ async function versionOf(event: HttpEvent) {
 
 const routes: Route<HttpEvent, Result>[] = [
   route('GET', '/models', async (event) => json(200, await getRegistry().listModels(page(event)))),
-  route('GET', '/models/{name}', async (event) => json(200, await describeModel(getRegistry(), pathParam(event, 'name')))),
-  route('GET', '/models/{name}/versions', async (event) => json(200, await getRegistry().listVersions(await existingModel(event), page(event)))),
+  route('GET', '/models/{name}', async (event) =>
+    json(200, await describeModel(getRegistry(), pathParam(event, 'name'))),
+  ),
+  route('GET', '/models/{name}/versions', async (event) =>
+    json(200, await getRegistry().listVersions(await existingModel(event), page(event))),
+  ),
   route('GET', '/models/{name}/versions/{version}', async (event) => json(200, await versionOf(event))),
-  route('GET', '/models/{name}/history', async (event) => json(200, await getRegistry().history(await existingModel(event), page(event)))),
-  route('GET', '/models/{name}/versions/{version}/download', async (event) => downloadResponse(getRegistry().store, await versionOf(event))),
+  route('GET', '/models/{name}/history', async (event) =>
+    json(200, await getRegistry().history(await existingModel(event), page(event))),
+  ),
+  route('GET', '/models/{name}/versions/{version}/download', async (event) =>
+    downloadResponse(getRegistry().store, await versionOf(event)),
+  ),
 ];
 
 /** Read-only registry views: safe to expose more widely than the mutating functions. */

@@ -1,8 +1,19 @@
 import type { MiddlewareObj } from '@middy/core';
 import type { Route } from '@middy/http-router';
-import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import type {
+  APIGatewayProxyEventV2,
+  APIGatewayProxyResultV2,
+  APIGatewayProxyStructuredResultV2,
+  Context,
+} from 'aws-lambda';
 import { timingSafeEqual } from 'node:crypto';
-import { InvalidArgumentError, MaasError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError } from '../../shared/errors';
+import {
+  InvalidArgumentError,
+  MaasError,
+  NotFoundError,
+  PayloadTooLargeError,
+  UnsupportedMediaTypeError,
+} from '../../shared/errors';
 import { errorToHttp } from '../../shared/http/errors';
 
 export type HttpEvent = APIGatewayProxyEventV2;
@@ -13,14 +24,19 @@ export const LAMBDA_SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024;
 
 /** A JSON response. */
 export function json(statusCode: number, body: unknown, headers: Record<string, string> = {}): HttpResult {
-  return { statusCode, headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) };
+  return {
+    statusCode,
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  };
 }
 
 /** The raw request body (API Gateway base64-encodes binary bodies). */
 export function bodyBytes(event: HttpEvent, limit = LAMBDA_SYNC_PAYLOAD_LIMIT): Buffer {
   if (event.body === undefined || event.body === null) return Buffer.alloc(0);
   const bytes = event.isBase64Encoded ? Buffer.from(event.body, 'base64') : Buffer.from(event.body, 'utf8');
-  if (bytes.length > limit) throw new PayloadTooLargeError(`request body is larger than ${limit} bytes`, { limit });
+  if (bytes.length > limit)
+    throw new PayloadTooLargeError(`request body is larger than ${limit} bytes`, { limit });
   return bytes;
 }
 
@@ -42,9 +58,15 @@ export interface JsonBodyOptions {
  * const items = jsonBody(event, { allowArray: true, required: true }); // object or array
  * ```
  */
-export function jsonBody(event: HttpEvent, options?: JsonBodyOptions & { allowArray?: false }): Record<string, unknown>;
+export function jsonBody(
+  event: HttpEvent,
+  options?: JsonBodyOptions & { allowArray?: false },
+): Record<string, unknown>;
 export function jsonBody(event: HttpEvent, options: JsonBodyOptions): Record<string, unknown> | unknown[];
-export function jsonBody(event: HttpEvent, options: JsonBodyOptions = {}): Record<string, unknown> | unknown[] {
+export function jsonBody(
+  event: HttpEvent,
+  options: JsonBodyOptions = {},
+): Record<string, unknown> | unknown[] {
   const bytes = bodyBytes(event);
   if (bytes.length === 0 && !options.required) return {};
   const type = header(event, 'content-type');
@@ -61,7 +83,9 @@ export function jsonBody(event: HttpEvent, options: JsonBodyOptions = {}): Recor
   }
   if (Array.isArray(parsed) && options.allowArray) return parsed as unknown[];
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new InvalidArgumentError(options.allowArray ? 'JSON body must be an object or an array' : 'JSON body must be an object');
+    throw new InvalidArgumentError(
+      options.allowArray ? 'JSON body must be an object or an array' : 'JSON body must be an object',
+    );
   }
   return parsed as Record<string, unknown>;
 }
@@ -96,8 +120,15 @@ export function actorOf(event: HttpEvent): string {
  * middy middleware: turns thrown errors into `{error, code}` JSON responses with the status
  * their kind maps to, logging server errors (never request bodies).
  */
-export function httpErrors(opts: { logger?: (message: string, error: unknown) => void } = {}): MiddlewareObj<HttpEvent, APIGatewayProxyResultV2, Error, Context> {
-  const defaults = { logger: (message: string, error: unknown) => console.error(JSON.stringify({ level: 'ERROR', message, error: String((error as Error)?.stack ?? error) })) };
+export function httpErrors(
+  opts: { logger?: (message: string, error: unknown) => void } = {},
+): MiddlewareObj<HttpEvent, APIGatewayProxyResultV2, Error, Context> {
+  const defaults = {
+    logger: (message: string, error: unknown) =>
+      console.error(
+        JSON.stringify({ level: 'ERROR', message, error: String((error as Error)?.stack ?? error) }),
+      ),
+  };
   const options = { ...defaults, ...opts };
   return {
     onError: async (request) => {
@@ -117,7 +148,11 @@ export function httpErrors(opts: { logger?: (message: string, error: unknown) =>
  * const routes = [route('GET', '/models/{name}', async (event) => json(200, await describe(pathParam(event, 'name'))))];
  * ```
  */
-export function route(method: Route<HttpEvent, APIGatewayProxyResultV2>['method'], path: string, handler: (event: HttpEvent) => Promise<APIGatewayProxyResultV2>): Route<HttpEvent, APIGatewayProxyResultV2> {
+export function route(
+  method: Route<HttpEvent, APIGatewayProxyResultV2>['method'],
+  path: string,
+  handler: (event: HttpEvent) => Promise<APIGatewayProxyResultV2>,
+): Route<HttpEvent, APIGatewayProxyResultV2> {
   return { method, path, handler };
 }
 
@@ -147,7 +182,8 @@ export function notFoundRoute({ method, path }: { method: string; path: string }
  */
 export function apiKeyRefusal(event: HttpEvent, apiKey: string | undefined): HttpResult | undefined {
   if (!apiKey) return undefined;
-  const given = header(event, 'x-api-key') ?? /^Bearer\s+(.+)$/i.exec(header(event, 'authorization') ?? '')?.[1] ?? '';
+  const given =
+    header(event, 'x-api-key') ?? /^Bearer\s+(.+)$/i.exec(header(event, 'authorization') ?? '')?.[1] ?? '';
   const a = Buffer.from(given);
   const b = Buffer.from(apiKey);
   if (a.length !== b.length || !timingSafeEqual(a, b)) {
@@ -167,7 +203,10 @@ export function apiKeyRefusal(event: HttpEvent, apiKey: string | undefined): Htt
  * const routes = [{ method: 'POST', path: '/things', handler: withApiKey(createThing) }];
  * ```
  */
-export function withApiKey<R>(handler: (event: HttpEvent) => Promise<R>, opts: { apiKey?: () => string | undefined } = {}): (event: HttpEvent) => Promise<R | HttpResult> {
+export function withApiKey<R>(
+  handler: (event: HttpEvent) => Promise<R>,
+  opts: { apiKey?: () => string | undefined } = {},
+): (event: HttpEvent) => Promise<R | HttpResult> {
   const apiKey = opts.apiKey ?? (() => process.env.MAAS_API_KEY);
   return async (event) => apiKeyRefusal(event, apiKey()) ?? handler(event);
 }
@@ -176,7 +215,9 @@ export function withApiKey<R>(handler: (event: HttpEvent) => Promise<R>, opts: {
  * middy middleware: when `MAAS_API_KEY` is set, requests must carry it as `x-api-key` or
  * `Authorization: Bearer …` (local and key-protected stages; on AWS use IAM auth instead).
  */
-export function apiKeyAuth(opts: { apiKey?: string | undefined } = {}): MiddlewareObj<HttpEvent, APIGatewayProxyResultV2, Error, Context> {
+export function apiKeyAuth(
+  opts: { apiKey?: string | undefined } = {},
+): MiddlewareObj<HttpEvent, APIGatewayProxyResultV2, Error, Context> {
   const apiKey = 'apiKey' in opts ? opts.apiKey : process.env.MAAS_API_KEY;
   return {
     before: async (request) => apiKeyRefusal(request.event, apiKey),

@@ -18,11 +18,14 @@ import { getStore } from '../lib/runtime';
  * const swept = await sweepOptimizeJobs(process.env); // { redispatched: [...], abandoned: [], errors: [] }
  * ```
  */
-export async function sweepOptimizeJobs(env: NodeJS.ProcessEnv): Promise<OptimizeSweepResult | { skipped: string }> {
+export async function sweepOptimizeJobs(
+  env: NodeJS.ProcessEnv,
+): Promise<OptimizeSweepResult | { skipped: string }> {
   let dispatcher: Pick<OptimizationDispatcher, 'dispatch'>;
   let jobs: OptimizationJobStore;
   if (env.AWS_LAMBDA_FUNCTION_NAME && !env.IS_OFFLINE) {
-    if (!env.MAAS_OPTIMIZE_WORKER_FUNCTION) return { skipped: 'MAAS_OPTIMIZE_WORKER_FUNCTION is not set for the monitor function' };
+    if (!env.MAAS_OPTIMIZE_WORKER_FUNCTION)
+      return { skipped: 'MAAS_OPTIMIZE_WORKER_FUNCTION is not set for the monitor function' };
     dispatcher = new LambdaEventDispatcher(env.MAAS_OPTIMIZE_WORKER_FUNCTION);
     jobs = new OptimizationJobStore(getStore());
   } else {

@@ -1,8 +1,22 @@
 import middy from '@middy/core';
 import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2, Context } from 'aws-lambda';
-import { assertInputsPlannable, isWorkerEvent, parseOptimizeRequest, type WorkerEvent } from '../../shared/optimize';
-import { actorOf, httpErrors, json, jsonBody, notFoundRoute, pathParam, withApiKey, type HttpEvent } from '../lib/http';
+import {
+  assertInputsPlannable,
+  isWorkerEvent,
+  parseOptimizeRequest,
+  type WorkerEvent,
+} from '../../shared/optimize';
+import {
+  actorOf,
+  httpErrors,
+  json,
+  jsonBody,
+  notFoundRoute,
+  pathParam,
+  withApiKey,
+  type HttpEvent,
+} from '../lib/http';
 import { getRegistry } from '../lib/runtime';
 import { getDispatcher, getJobStore } from './runtime';
 import { handler as workerHandler } from './worker';
@@ -14,7 +28,10 @@ async function startOptimization(event: HttpEvent): Promise<Result> {
   const name = pathParam(event, 'name');
   const request = parseOptimizeRequest(jsonBody(event));
   // A number, an alias or `latest`; the job records the number it resolved to.
-  const version = await getRegistry().getVersion(name, await getRegistry().resolve(name, pathParam(event, 'version')));
+  const version = await getRegistry().getVersion(
+    name,
+    await getRegistry().resolve(name, pathParam(event, 'version')),
+  );
   assertInputsPlannable(version.onnx.inputs, request.referenceInputs, request.evaluation.inputShapes);
   const jobs = getJobStore();
   const queued = await jobs.create(name, version.version, request, actorOf(event));
@@ -22,7 +39,9 @@ async function startOptimization(event: HttpEvent): Promise<Result> {
   try {
     await getDispatcher().dispatch({ model: name, job });
   } catch (e) {
-    await jobs.abandon(queued, { message: e instanceof Error ? e.message : String(e), code: 'unavailable' }).catch(() => undefined);
+    await jobs
+      .abandon(queued, { message: e instanceof Error ? e.message : String(e), code: 'unavailable' })
+      .catch(() => undefined);
     throw e;
   }
   const statusUrl = `/models/${encodeURIComponent(name)}/optimizations/${job}`;
@@ -40,7 +59,11 @@ async function getOptimization(event: HttpEvent): Promise<Result> {
  * router matched on (`httpMethod` on payload 1.0, `requestContext.http.method` on 2.0).
  */
 const routes: Route<HttpEvent, Result>[] = [
-  { method: 'POST', path: '/models/{name}/versions/{version}/optimize', handler: withApiKey(startOptimization) },
+  {
+    method: 'POST',
+    path: '/models/{name}/versions/{version}/optimize',
+    handler: withApiKey(startOptimization),
+  },
   { method: 'GET', path: '/models/{name}/optimizations/{job}', handler: getOptimization },
 ];
 
@@ -53,7 +76,10 @@ export const httpHandler = middy<HttpEvent, Result>()
  * One Lambda for both halves: API Gateway events go to the routes, the asynchronous self-invocation
  * (`{maasOptimizeJob}`) to the worker.
  */
-export async function handler(event: HttpEvent | WorkerEvent, context: Context): Promise<Result | { job: string; status: string }> {
+export async function handler(
+  event: HttpEvent | WorkerEvent,
+  context: Context,
+): Promise<Result | { job: string; status: string }> {
   if (isWorkerEvent(event)) return workerHandler(event);
   return httpHandler(event, context);
 }

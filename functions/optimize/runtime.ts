@@ -1,4 +1,11 @@
-import { capturedInputsFromMonitoring, createDispatcher, OptimizationJobStore, runOptimizationJob, type OptimizationDispatcher, type RunJobOptions } from '../../shared/optimize';
+import {
+  capturedInputsFromMonitoring,
+  createDispatcher,
+  OptimizationJobStore,
+  runOptimizationJob,
+  type OptimizationDispatcher,
+  type RunJobOptions,
+} from '../../shared/optimize';
 import { getRegistry } from '../lib/runtime';
 
 /**
@@ -15,7 +22,9 @@ export function getJobStore(): OptimizationJobStore {
 }
 
 export function getDispatcher(): OptimizationDispatcher {
-  dispatcher ??= createDispatcher(process.env, (ref) => runOptimizationJob(getRegistry(), ref, workerOptions()));
+  dispatcher ??= createDispatcher(process.env, (ref) =>
+    runOptimizationJob(getRegistry(), ref, workerOptions()),
+  );
   return dispatcher;
 }
 

@@ -12,6 +12,8 @@ export async function handler(event: WorkerEvent): Promise<{ job: string; status
   const ref = event.maasOptimizeJob;
   const final = await runOptimizationJob(getRegistry(), ref, workerOptions());
   const status = final?.record.status ?? 'skipped (already claimed or finished)';
-  console.log(JSON.stringify({ level: 'INFO', message: 'optimize job done', model: ref.model, job: ref.job, status }));
+  console.log(
+    JSON.stringify({ level: 'INFO', message: 'optimize job done', model: ref.model, job: ref.job, status }),
+  );
   return { job: ref.job, status };
 }

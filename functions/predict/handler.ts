@@ -9,19 +9,31 @@ import { getInferenceService, logger } from './runtime';
 type HttpRoute = Route<HttpEvent, APIGatewayProxyResultV2>;
 
 /** `{version}` is optional: a number or an alias; absent means production, else latest. */
-const versionOf = (event: HttpEvent): string | undefined => (event.pathParameters?.version ? pathParam(event, 'version') : undefined);
+const versionOf = (event: HttpEvent): string | undefined =>
+  event.pathParameters?.version ? pathParam(event, 'version') : undefined;
 
 async function infer(event: HttpEvent): Promise<HttpResult> {
-  const result = await getInferenceService().infer(pathParam(event, 'name'), versionOf(event), inferBody(event), {
-    contentType: header(event, 'content-type'),
-    headerLength: header(event, 'inference-header-content-length'),
-  });
+  const result = await getInferenceService().infer(
+    pathParam(event, 'name'),
+    versionOf(event),
+    inferBody(event),
+    {
+      contentType: header(event, 'content-type'),
+      headerLength: header(event, 'inference-header-content-length'),
+    },
+  );
   return inferResponse(result);
 }
 
-const get = (path: string, fn: (event: HttpEvent) => unknown): HttpRoute => ({ method: 'GET', path, handler: async (event: HttpEvent) => json(200, await fn(event)) });
-const metadata = (e: HttpEvent): Promise<unknown> => getInferenceService().modelMetadata(pathParam(e, 'name'), versionOf(e));
-const ready = (e: HttpEvent): Promise<unknown> => getInferenceService().modelReady(pathParam(e, 'name'), versionOf(e));
+const get = (path: string, fn: (event: HttpEvent) => unknown): HttpRoute => ({
+  method: 'GET',
+  path,
+  handler: async (event: HttpEvent) => json(200, await fn(event)),
+});
+const metadata = (e: HttpEvent): Promise<unknown> =>
+  getInferenceService().modelMetadata(pathParam(e, 'name'), versionOf(e));
+const ready = (e: HttpEvent): Promise<unknown> =>
+  getInferenceService().modelReady(pathParam(e, 'name'), versionOf(e));
 
 const routes: HttpRoute[] = [
   get('/v2', () => getInferenceService().serverMetadata()),
@@ -42,7 +54,8 @@ export const handler = middy<HttpEvent, APIGatewayProxyResultV2>()
     onError: async (request) => {
       const { status, body } = predictError(request.error);
       // 4xx messages may quote request details: only status and code are logged for them.
-      if (status >= 500) logger.error('request failed', { routeKey: request.event.routeKey, status, error: request.error });
+      if (status >= 500)
+        logger.error('request failed', { routeKey: request.event.routeKey, status, error: request.error });
       else logger.warn('request rejected', { routeKey: request.event.routeKey, status, code: body.code });
       request.response = json(status, body);
     },

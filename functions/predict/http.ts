@@ -13,7 +13,9 @@ export function inferBody(event: HttpEvent): string | Buffer {
   const text = event.body;
   if (event.isBase64Encoded || text === undefined || text === null) return bodyBytes(event);
   if (text.length * 3 > LAMBDA_SYNC_PAYLOAD_LIMIT && Buffer.byteLength(text) > LAMBDA_SYNC_PAYLOAD_LIMIT) {
-    throw new PayloadTooLargeError(`request body is larger than ${LAMBDA_SYNC_PAYLOAD_LIMIT} bytes`, { limit: LAMBDA_SYNC_PAYLOAD_LIMIT });
+    throw new PayloadTooLargeError(`request body is larger than ${LAMBDA_SYNC_PAYLOAD_LIMIT} bytes`, {
+      limit: LAMBDA_SYNC_PAYLOAD_LIMIT,
+    });
   }
   return text;
 }
@@ -26,7 +28,10 @@ export function inferBody(event: HttpEvent): string | Buffer {
  * return inferResponse(await service.infer(name, version, body));
  */
 export function inferResponse(result: InferResult): HttpResult {
-  const headers: Record<string, string> = { 'content-type': result.contentType, 'x-maas-model-version': String(result.version) };
+  const headers: Record<string, string> = {
+    'content-type': result.contentType,
+    'x-maas-model-version': String(result.version),
+  };
   const binary = result.headerLength !== undefined;
   const size = binary ? Math.ceil(result.body.length / 3) * 4 : Buffer.byteLength(result.body);
   if (size > LAMBDA_SYNC_PAYLOAD_LIMIT) {
@@ -37,7 +42,12 @@ export function inferResponse(result: InferResult): HttpResult {
   }
   if (!binary) return { statusCode: 200, headers, body: result.body as string };
   headers['inference-header-content-length'] = String(result.headerLength);
-  return { statusCode: 200, headers, body: (result.body as Buffer).toString('base64'), isBase64Encoded: true };
+  return {
+    statusCode: 200,
+    headers,
+    body: (result.body as Buffer).toString('base64'),
+    isBase64Encoded: true,
+  };
 }
 
 /**
@@ -47,6 +57,7 @@ export function inferResponse(result: InferResult): HttpResult {
  * const { status, body } = predictError(error);
  */
 export function predictError(error: unknown): { status: number; body: ErrorBody } {
-  if (error instanceof ModelIntegrityError) return { status: 500, body: { error: error.message, code: 'integrity_error' } };
+  if (error instanceof ModelIntegrityError)
+    return { status: 500, body: { error: error.message, code: 'integrity_error' } };
   return errorToHttp(error);
 }

@@ -30,7 +30,12 @@ export function getInferenceService(): InferenceService {
     // Monitoring's data capture is on unless MAAS_CAPTURE=false; built once per container.
     capture ??= createCaptureObserver(getStore()) ?? null;
     const all = capture ? [capture, ...observers] : [...observers];
-    service = new InferenceService({ registry: getRegistry(), metrics: createMetricsSink(), logger: coreLogger, observers: all });
+    service = new InferenceService({
+      registry: getRegistry(),
+      metrics: createMetricsSink(),
+      logger: coreLogger,
+      observers: all,
+    });
   }
   return service;
 }

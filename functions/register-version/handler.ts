@@ -2,7 +2,17 @@ import middy from '@middy/core';
 import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2, S3Event } from 'aws-lambda';
 import { createUploadTicket, registerFromUpload, writeLocalUpload } from '../../shared/registry/uploads';
-import { actorOf, apiKeyAuth, bodyBytes, httpErrors, json, notFoundRoute, pathParam, route, type HttpEvent } from '../lib/http';
+import {
+  actorOf,
+  apiKeyAuth,
+  bodyBytes,
+  httpErrors,
+  json,
+  notFoundRoute,
+  pathParam,
+  route,
+  type HttpEvent,
+} from '../lib/http';
 import { getRegistry } from '../lib/runtime';
 import { parseRegisterRequest } from './requests';
 import { handleS3Event, type S3EventReport } from './s3-event';
@@ -14,12 +24,20 @@ type Result = APIGatewayProxyResultV2;
 
 // Every route here writes, so the API key check (when configured) wraps the whole router.
 const routes: Route<HttpEvent, Result>[] = [
-  route('POST', '/models/{name}/uploads', async (event) => json(201, await createUploadTicket(getRegistry(), pathParam(event, 'name'), { expiresInSeconds: uploadExpiry() }))),
+  route('POST', '/models/{name}/uploads', async (event) =>
+    json(
+      201,
+      await createUploadTicket(getRegistry(), pathParam(event, 'name'), { expiresInSeconds: uploadExpiry() }),
+    ),
+  ),
   // Local file store only: the stand-in for the presigned S3 POST (no ticket exists on S3 stores).
   route('PUT', '/models/{name}/uploads/{id}', async (event) => {
     const registry = getRegistry();
     const bytes = bodyBytes(event, registry.maxModelBytes);
-    return json(200, await writeLocalUpload(registry, pathParam(event, 'name'), pathParam(event, 'id'), bytes));
+    return json(
+      200,
+      await writeLocalUpload(registry, pathParam(event, 'name'), pathParam(event, 'id'), bytes),
+    );
   }),
   route('POST', '/models/{name}/versions', async (event) => {
     const name = pathParam(event, 'name');
@@ -31,7 +49,11 @@ const routes: Route<HttpEvent, Result>[] = [
         ? await registerFromUpload(registry, name, request.uploadKey, options)
         : await registry.registerVersion(name, request.bytes, { source: 'api', ...options });
     const location = `/models/${name}/versions/${result.version.version}`;
-    return json(result.created ? 201 : 200, { created: result.created, version: result.version }, { location });
+    return json(
+      result.created ? 201 : 200,
+      { created: result.created, version: result.version },
+      { location },
+    );
   }),
 ];
 
@@ -39,11 +61,16 @@ const routes: Route<HttpEvent, Result>[] = [
 export const httpHandler = middy<HttpEvent, APIGatewayProxyResultV2>()
   .use(httpErrors())
   .use(apiKeyAuth())
-  .handler(httpRouterHandler<HttpEvent, APIGatewayProxyResultV2>({ routes, notFoundResponse: notFoundRoute }));
+  .handler(
+    httpRouterHandler<HttpEvent, APIGatewayProxyResultV2>({ routes, notFoundResponse: notFoundRoute }),
+  );
 
 /**
  * One Lambda, two triggers: API Gateway (payload 2.0) and S3 ObjectCreated on `incoming/`.
  * S3 events carry `Records`; HTTP events never do.
  */
-export const handler = async (event: HttpEvent | S3Event, context: Parameters<typeof httpHandler>[1]): Promise<APIGatewayProxyResultV2 | S3EventReport> =>
+export const handler = async (
+  event: HttpEvent | S3Event,
+  context: Parameters<typeof httpHandler>[1],
+): Promise<APIGatewayProxyResultV2 | S3EventReport> =>
   'Records' in event ? handleS3Event(event) : httpHandler(event, context);

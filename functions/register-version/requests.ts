@@ -28,14 +28,22 @@ export function parseRegisterRequest(event: HttpEvent): RegisterRequest {
     const hasBytes = body.modelBase64 !== undefined;
     if (hasKey === hasBytes) throw new InvalidArgumentError('give exactly one of uploadKey or modelBase64');
     if (hasKey) {
-      if (typeof body.uploadKey !== 'string') throw new InvalidArgumentError('uploadKey must be a string', { field: 'uploadKey' });
+      if (typeof body.uploadKey !== 'string')
+        throw new InvalidArgumentError('uploadKey must be a string', { field: 'uploadKey' });
       return { uploadKey: body.uploadKey, options };
     }
     const b64 = typeof body.modelBase64 === 'string' ? body.modelBase64.replace(/\s+/g, '') : undefined;
-    if (!b64 || b64.length % 4 !== 0 || !BASE64.test(b64)) throw new InvalidArgumentError('modelBase64 must be non-empty standard base64', { field: 'modelBase64' });
+    if (!b64 || b64.length % 4 !== 0 || !BASE64.test(b64))
+      throw new InvalidArgumentError('modelBase64 must be non-empty standard base64', {
+        field: 'modelBase64',
+      });
     return { bytes: Buffer.from(b64, 'base64'), options };
   }
-  if (type === 'application/octet-stream' || type === 'application/onnx' || (type === '' && event.isBase64Encoded)) {
+  if (
+    type === 'application/octet-stream' ||
+    type === 'application/onnx' ||
+    (type === '' && event.isBase64Encoded)
+  ) {
     const bytes = bodyBytes(event);
     if (bytes.length === 0) throw new InvalidArgumentError('request body is empty: send the model bytes');
     const q = event.queryStringParameters ?? {};
@@ -49,13 +57,16 @@ export function parseRegisterRequest(event: HttpEvent): RegisterRequest {
     }
     return { bytes, options: registerOptions({ ...q, tags, force: q.force === 'true' }) };
   }
-  throw new UnsupportedMediaTypeError(`send application/json or application/octet-stream, got ${type || 'no content-type'}`);
+  throw new UnsupportedMediaTypeError(
+    `send application/json or application/octet-stream, got ${type || 'no content-type'}`,
+  );
 }
 
 /** Copies the recognised fields; the registry validates their types and sizes. */
 function registerOptions(b: Record<string, unknown>): RegisterOptions {
   const o: Record<string, unknown> = {};
-  for (const k of ['description', 'tags', 'alias', 'reason', 'metadata'] as const) if (b[k] !== undefined) o[k] = b[k];
+  for (const k of ['description', 'tags', 'alias', 'reason', 'metadata'] as const)
+    if (b[k] !== undefined) o[k] = b[k];
   if (b.force !== undefined && b.force !== false) {
     if (b.force !== true) throw new InvalidArgumentError('force must be a boolean', { field: 'force' });
     o.force = true;

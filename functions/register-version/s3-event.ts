@@ -1,5 +1,10 @@
 import type { S3Event } from 'aws-lambda';
-import { decodeS3EventKey, ingestIncomingObject, storeKeyOfBucketKey, type IngestOutcome } from '../../shared/registry/incoming';
+import {
+  decodeS3EventKey,
+  ingestIncomingObject,
+  storeKeyOfBucketKey,
+  type IngestOutcome,
+} from '../../shared/registry/incoming';
 import { getRegistry, getStore } from '../lib/runtime';
 
 export interface S3EventReport {
@@ -25,7 +30,11 @@ export async function handleS3Event(event: S3Event): Promise<S3EventReport> {
   for (const record of event.Records) {
     const rawKey = record.s3.object.key;
     if (!record.eventName.startsWith('ObjectCreated:')) {
-      outcomes.push({ status: 'ignored', key: rawKey, reason: `event ${record.eventName} is not ObjectCreated` });
+      outcomes.push({
+        status: 'ignored',
+        key: rawKey,
+        reason: `event ${record.eventName} is not ObjectCreated`,
+      });
       continue;
     }
     let bucketKey: string;
@@ -37,16 +46,37 @@ export async function handleS3Event(event: S3Event): Promise<S3EventReport> {
     }
     try {
       const key = storeKeyOfBucketKey(store, record.s3.bucket.name, bucketKey);
-      const outcome = key === undefined
-        ? { status: 'ignored' as const, key: bucketKey, reason: `s3://${record.s3.bucket.name}/${bucketKey} is outside the store ${store.location}` }
-        : await ingestIncomingObject(store, registry, key, { source: `s3://${record.s3.bucket.name}/${bucketKey}` });
+      const outcome =
+        key === undefined
+          ? {
+              status: 'ignored' as const,
+              key: bucketKey,
+              reason: `s3://${record.s3.bucket.name}/${bucketKey} is outside the store ${store.location}`,
+            }
+          : await ingestIncomingObject(store, registry, key, {
+              source: `s3://${record.s3.bucket.name}/${bucketKey}`,
+            });
       outcomes.push(outcome);
-      console.log(JSON.stringify({ level: outcome.status === 'rejected' ? 'WARN' : 'INFO', message: 'incoming object', ...outcome }));
+      console.log(
+        JSON.stringify({
+          level: outcome.status === 'rejected' ? 'WARN' : 'INFO',
+          message: 'incoming object',
+          ...outcome,
+        }),
+      );
     } catch (e) {
       failures.push(e);
-      console.error(JSON.stringify({ level: 'ERROR', message: 'incoming object failed; will be retried', key: rawKey, error: String((e as Error)?.stack ?? e) }));
+      console.error(
+        JSON.stringify({
+          level: 'ERROR',
+          message: 'incoming object failed; will be retried',
+          key: rawKey,
+          error: String((e as Error)?.stack ?? e),
+        }),
+      );
     }
   }
-  if (failures.length > 0) throw new AggregateError(failures, `${failures.length} of ${event.Records.length} records failed`);
+  if (failures.length > 0)
+    throw new AggregateError(failures, `${failures.length} of ${event.Records.length} records failed`);
   return { outcomes };
 }

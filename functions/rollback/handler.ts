@@ -3,7 +3,17 @@ import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2 } from 'aws-lambda';
 import { PreconditionFailedError } from '../../shared/errors';
 import { parseVersionNumber, type AliasRecord, type VersionStatus } from '../../shared/registry';
-import { actorOf, apiKeyAuth, httpErrors, json, jsonBody, notFoundRoute, pathParam, route, type HttpEvent } from '../lib/http';
+import {
+  actorOf,
+  apiKeyAuth,
+  httpErrors,
+  json,
+  jsonBody,
+  notFoundRoute,
+  pathParam,
+  route,
+  type HttpEvent,
+} from '../lib/http';
 import { getRegistry } from '../lib/runtime';
 import { optionalString, parseCanary, precondition } from './requests';
 
@@ -19,12 +29,17 @@ const routes: Route<HttpEvent, Result>[] = [
     const canary = parseCanary(body);
     const reason = optionalString(body, 'reason');
     const ifMatch = precondition(event);
-    const record = await getRegistry().setAlias(pathParam(event, 'name'), pathParam(event, 'alias'), parseVersionNumber(body.version), {
-      actor: actorOf(event),
-      ...(reason !== undefined ? { reason } : {}),
-      ...(ifMatch !== undefined ? { ifMatch } : {}),
-      ...(canary ? { canary } : {}),
-    });
+    const record = await getRegistry().setAlias(
+      pathParam(event, 'name'),
+      pathParam(event, 'alias'),
+      parseVersionNumber(body.version),
+      {
+        actor: actorOf(event),
+        ...(reason !== undefined ? { reason } : {}),
+        ...(ifMatch !== undefined ? { ifMatch } : {}),
+        ...(canary ? { canary } : {}),
+      },
+    );
     return aliasResponse(record.revision === 1 ? 201 : 200, record);
   }),
   route('DELETE', '/models/{name}/aliases/{alias}', async (event) => {
@@ -32,7 +47,10 @@ const routes: Route<HttpEvent, Result>[] = [
     const current = await getRegistry().getAlias(name, alias);
     const ifMatch = precondition(event);
     // Checked just before the delete (the store has no conditional delete): narrows, not closes, the race.
-    if (typeof ifMatch === 'string' && ifMatch !== current.etag) throw new PreconditionFailedError(`alias ${alias} of ${name} changed since it was read`, { etag: current.etag });
+    if (typeof ifMatch === 'string' && ifMatch !== current.etag)
+      throw new PreconditionFailedError(`alias ${alias} of ${name} changed since it was read`, {
+        etag: current.etag,
+      });
     const reason = optionalString(event.queryStringParameters ?? {}, 'reason');
     await getRegistry().deleteAlias(name, alias, { actor: actorOf(event), ...(reason ? { reason } : {}) });
     return json(200, { deleted: true, name, alias, version: current.version });
@@ -40,20 +58,29 @@ const routes: Route<HttpEvent, Result>[] = [
   route('POST', '/models/{name}/rollback', async (event) => {
     const body = jsonBody(event);
     const reason = optionalString(body, 'reason');
-    const record = await getRegistry().rollback(pathParam(event, 'name'), optionalString(body, 'alias') ?? 'production', {
-      actor: actorOf(event),
-      ...(reason ? { reason } : {}),
-      ...(body.to !== undefined ? { to: parseVersionNumber(body.to) } : {}),
-    });
+    const record = await getRegistry().rollback(
+      pathParam(event, 'name'),
+      optionalString(body, 'alias') ?? 'production',
+      {
+        actor: actorOf(event),
+        ...(reason ? { reason } : {}),
+        ...(body.to !== undefined ? { to: parseVersionNumber(body.to) } : {}),
+      },
+    );
     return aliasResponse(200, record);
   }),
   route('POST', '/models/{name}/versions/{version}/status', async (event) => {
     const body = jsonBody(event);
     const reason = optionalString(body, 'reason');
-    const version = await getRegistry().setStatus(pathParam(event, 'name'), parseVersionNumber(pathParam(event, 'version')), body.status as VersionStatus, {
-      actor: actorOf(event),
-      ...(reason ? { reason } : {}),
-    });
+    const version = await getRegistry().setStatus(
+      pathParam(event, 'name'),
+      parseVersionNumber(pathParam(event, 'version')),
+      body.status as VersionStatus,
+      {
+        actor: actorOf(event),
+        ...(reason ? { reason } : {}),
+      },
+    );
     return json(200, version);
   }),
 ];

@@ -28,7 +28,8 @@ export function precondition(event: HttpEvent): string | null | undefined {
  */
 export function optionalString(body: Record<string, unknown>, field: string): string | undefined {
   const v = body[field];
-  if (v !== undefined && typeof v !== 'string') throw new InvalidArgumentError(`${field} must be a string`, { field });
+  if (v !== undefined && typeof v !== 'string')
+    throw new InvalidArgumentError(`${field} must be a string`, { field });
   return v;
 }
 
@@ -43,6 +44,7 @@ export function optionalString(body: Record<string, unknown>, field: string): st
 export function parseCanary(body: Record<string, unknown>): CanarySplit | undefined {
   const canary = body.canary as Partial<CanarySplit> | undefined;
   if (canary === undefined) return undefined;
-  if (typeof canary !== 'object' || canary === null || Array.isArray(canary)) throw new InvalidArgumentError('canary must be {version, weight}', { field: 'canary' });
+  if (typeof canary !== 'object' || canary === null || Array.isArray(canary))
+    throw new InvalidArgumentError('canary must be {version, weight}', { field: 'canary' });
   return { version: parseVersionNumber(canary.version), weight: canary.weight as number };
 }

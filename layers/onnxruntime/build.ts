@@ -74,8 +74,15 @@ const SELECTION_VERSION = 2;
 function selection(arch: LambdaArchitecture): Record<string, (rel: string) => boolean> {
   const bin = `bin/napi-v6/linux/${NODE_ARCH[arch]}/`;
   return {
-    'onnxruntime-node': (rel) => rel === 'package.json' || rel === 'LICENSE' || (rel.startsWith('dist/') && rel.endsWith('.js')) || rel.startsWith(bin),
-    'onnxruntime-common': (rel) => rel === 'package.json' || rel === 'LICENSE' || (rel.startsWith('dist/cjs/') && (rel.endsWith('.js') || rel === 'dist/cjs/package.json')),
+    'onnxruntime-node': (rel) =>
+      rel === 'package.json' ||
+      rel === 'LICENSE' ||
+      (rel.startsWith('dist/') && rel.endsWith('.js')) ||
+      rel.startsWith(bin),
+    'onnxruntime-common': (rel) =>
+      rel === 'package.json' ||
+      rel === 'LICENSE' ||
+      (rel.startsWith('dist/cjs/') && (rel.endsWith('.js') || rel === 'dist/cjs/package.json')),
   };
 }
 
@@ -89,17 +96,29 @@ function selection(arch: LambdaArchitecture): Record<string, (rel: string) => bo
  * console.log(manifest.totalBytes);
  * ```
  */
-export function buildOnnxRuntimeLayer(options: LayerBuildOptions = {}): LayerManifest & { dir: string; rebuilt: boolean } {
+export function buildOnnxRuntimeLayer(
+  options: LayerBuildOptions = {},
+): LayerManifest & { dir: string; rebuilt: boolean } {
   const o = { ...defaults, ...options };
-  if (!(o.arch in NODE_ARCH)) throw new Error(`unknown architecture ${String(o.arch)} (expected x86_64 or arm64)`);
-  const lock = JSON.parse(fs.readFileSync(path.join(o.root, 'package-lock.json'), 'utf8')) as { packages: Record<string, { version?: string }> };
+  if (!(o.arch in NODE_ARCH))
+    throw new Error(`unknown architecture ${String(o.arch)} (expected x86_64 or arm64)`);
+  const lock = JSON.parse(fs.readFileSync(path.join(o.root, 'package-lock.json'), 'utf8')) as {
+    packages: Record<string, { version?: string }>;
+  };
   const packages: Record<string, string> = {};
   const select = selection(o.arch);
   for (const name of Object.keys(select)) {
     const pinned = lock.packages[`node_modules/${name}`]?.version;
-    const installed = (JSON.parse(fs.readFileSync(path.join(o.root, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
+    const installed = (
+      JSON.parse(fs.readFileSync(path.join(o.root, 'node_modules', name, 'package.json'), 'utf8')) as {
+        version: string;
+      }
+    ).version;
     if (!pinned) throw new Error(`${name} is not in package-lock.json`);
-    if (installed !== pinned) throw new Error(`node_modules/${name} is ${installed} but package-lock.json pins ${pinned}: run npm ci`);
+    if (installed !== pinned)
+      throw new Error(
+        `node_modules/${name} is ${installed} but package-lock.json pins ${pinned}: run npm ci`,
+      );
     packages[name] = pinned;
   }
 
@@ -107,8 +126,13 @@ export function buildOnnxRuntimeLayer(options: LayerBuildOptions = {}): LayerMan
   const manifestPath = path.join(dir, 'layer.json');
   const inputKey = JSON.stringify({ SELECTION_VERSION, arch: o.arch, packages });
   if (!o.force && fs.existsSync(manifestPath)) {
-    const previous = JSON.parse(fs.readFileSync(manifestPath, 'utf8')) as LayerManifest & { inputKey?: string };
-    if (previous.inputKey === inputKey && previous.files.every((f) => fs.existsSync(path.join(dir, f.path)))) {
+    const previous = JSON.parse(fs.readFileSync(manifestPath, 'utf8')) as LayerManifest & {
+      inputKey?: string;
+    };
+    if (
+      previous.inputKey === inputKey &&
+      previous.files.every((f) => fs.existsSync(path.join(dir, f.path)))
+    ) {
       return { ...previous, dir, rebuilt: false };
     }
   }
@@ -128,12 +152,19 @@ export function buildOnnxRuntimeLayer(options: LayerBuildOptions = {}): LayerMan
       fs.chmodSync(to, rel.endsWith('.node') || rel.endsWith('.so.1') ? 0o755 : 0o644);
       fs.utimesSync(to, epoch, epoch);
       const bytes = fs.readFileSync(to);
-      files.push({ path: `nodejs/node_modules/${name}/${rel}`, size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
+      files.push({
+        path: `nodejs/node_modules/${name}/${rel}`,
+        size: bytes.length,
+        sha256: createHash('sha256').update(bytes).digest('hex'),
+      });
     }
   }
-  if (!files.some((f) => f.path.endsWith('onnxruntime_binding.node'))) throw new Error(`no onnxruntime binding for linux/${NODE_ARCH[o.arch]} in node_modules/onnxruntime-node`);
+  if (!files.some((f) => f.path.endsWith('onnxruntime_binding.node')))
+    throw new Error(`no onnxruntime binding for linux/${NODE_ARCH[o.arch]} in node_modules/onnxruntime-node`);
   const totalBytes = files.reduce((sum, f) => sum + f.size, 0);
-  const contentHash = createHash('sha256').update(files.map((f) => `${f.path} ${f.sha256}`).join('\n')).digest('hex');
+  const contentHash = createHash('sha256')
+    .update(files.map((f) => `${f.path} ${f.sha256}`).join('\n'))
+    .digest('hex');
   const manifest: LayerManifest = { arch: o.arch, packages, files, totalBytes, contentHash };
   // The manifest lives next to (not inside) nodejs/, but the framework zips the whole folder:
   // it is a few KB and documents what the layer holds.
@@ -142,14 +173,18 @@ export function buildOnnxRuntimeLayer(options: LayerBuildOptions = {}): LayerMan
   fs.utimesSync(workManifest, epoch, epoch);
   fs.rmSync(final, { recursive: true, force: true });
   fs.renameSync(work, final);
-  o.log(`onnxruntime layer (${o.arch}): ${files.length} files, ${(totalBytes / 1e6).toFixed(1)} MB in ${path.relative(o.root, dir)}`);
+  o.log(
+    `onnxruntime layer (${o.arch}): ${files.length} files, ${(totalBytes / 1e6).toFixed(1)} MB in ${path.relative(o.root, dir)}`,
+  );
   return { ...manifest, dir, rebuilt: true };
 }
 
 /** Relative paths of all files under `dir`, sorted (deterministic copy order). */
 function walk(dir: string, prefix = ''): string[] {
   const out: string[] = [];
-  for (const entry of fs.readdirSync(path.join(dir, prefix), { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+  for (const entry of fs
+    .readdirSync(path.join(dir, prefix), { withFileTypes: true })
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
     if (entry.isDirectory()) out.push(...walk(dir, rel));
     else if (entry.isFile()) out.push(rel);
@@ -162,5 +197,6 @@ if (require.main === module) {
   const at = args.indexOf('--arch');
   const arch = (at >= 0 ? args[at + 1] : process.env.MAAS_ARCH) ?? 'x86_64';
   const result = buildOnnxRuntimeLayer({ arch: arch as LambdaArchitecture, force: args.includes('--force') });
-  if (!result.rebuilt) process.stderr.write(`onnxruntime layer (${result.arch}) is up to date in ${result.dir}\n`);
+  if (!result.rebuilt)
+    process.stderr.write(`onnxruntime layer (${result.arch}) is up to date in ${result.dir}\n`);
 }

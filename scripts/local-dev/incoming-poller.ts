@@ -46,7 +46,12 @@ function isPartialOrHidden(key: string): boolean {
  * const event = s3ObjectCreatedEvent('maas-local', { key: 'incoming/iris/a.onnx', size: 120, etag: 'x' });
  * ```
  */
-export function s3ObjectCreatedEvent(bucket: string, object: Pick<ObjectInfoSummary, 'key' | 'size' | 'etag'>, region = 'us-east-1', now = new Date()): { Records: unknown[] } {
+export function s3ObjectCreatedEvent(
+  bucket: string,
+  object: Pick<ObjectInfoSummary, 'key' | 'size' | 'etag'>,
+  region = 'us-east-1',
+  now = new Date(),
+): { Records: unknown[] } {
   return {
     Records: [
       {
@@ -61,8 +66,17 @@ export function s3ObjectCreatedEvent(bucket: string, object: Pick<ObjectInfoSumm
         s3: {
           s3SchemaVersion: '1.0',
           configurationId: 'incoming',
-          bucket: { name: bucket, ownerIdentity: { principalId: 'maas-local' }, arn: `arn:aws:s3:::${bucket}` },
-          object: { key: encodeS3EventKey(object.key), size: object.size, eTag: object.etag, sequencer: now.getTime().toString(16).toUpperCase() },
+          bucket: {
+            name: bucket,
+            ownerIdentity: { principalId: 'maas-local' },
+            arn: `arn:aws:s3:::${bucket}`,
+          },
+          object: {
+            key: encodeS3EventKey(object.key),
+            size: object.size,
+            eTag: object.etag,
+            sequencer: now.getTime().toString(16).toUpperCase(),
+          },
         },
       },
     ],
@@ -80,13 +94,19 @@ export function s3ObjectCreatedEvent(bucket: string, object: Pick<ObjectInfoSumm
  */
 export function offlineInvoker(lambdaEndpoint: string, functionName: string): InvokeFunction {
   return async (event) => {
-    const response = await fetch(`${lambdaEndpoint}/2015-03-31/functions/${encodeURIComponent(functionName)}/invocations`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-amz-invocation-type': 'RequestResponse' },
-      body: JSON.stringify(event),
-    });
+    const response = await fetch(
+      `${lambdaEndpoint}/2015-03-31/functions/${encodeURIComponent(functionName)}/invocations`,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-amz-invocation-type': 'RequestResponse' },
+        body: JSON.stringify(event),
+      },
+    );
     const text = await response.text();
-    const failed = !response.ok || response.headers.has('x-amz-function-error') || response.headers.has('x-amzn-errortype');
+    const failed =
+      !response.ok ||
+      response.headers.has('x-amz-function-error') ||
+      response.headers.has('x-amzn-errortype');
     if (failed) throw new Error(`${functionName} failed (${response.status}): ${text.slice(0, 500)}`);
     return text ? (JSON.parse(text) as unknown) : undefined;
   };
@@ -162,7 +182,11 @@ export class IncomingPoller {
         // notifications) the store's bucket and the full key including the store's prefix.
         const event =
           this.store instanceof S3ObjectStore
-            ? s3ObjectCreatedEvent(this.store.bucket, { ...object, key: this.store.full(object.key) }, this.options.region)
+            ? s3ObjectCreatedEvent(
+                this.store.bucket,
+                { ...object, key: this.store.full(object.key) },
+                this.options.region,
+              )
             : s3ObjectCreatedEvent(this.options.bucket, object, this.options.region);
         const result = await this.invoke(event);
         this.done.set(object.key, object.etag);
@@ -180,5 +204,13 @@ function describe(result: unknown): string {
   // The register-version function's S3EventReport, as JSON from the Lambda endpoint.
   const outcomes = (result as { outcomes?: IngestOutcome[] } | undefined)?.outcomes;
   if (!outcomes) return JSON.stringify(result);
-  return outcomes.map((o) => ('version' in o ? `${o.status} ${o.name} version ${o.version}` : 'error' in o ? `${o.status}: ${o.error.error}` : o.status)).join('; ');
+  return outcomes
+    .map((o) =>
+      'version' in o
+        ? `${o.status} ${o.name} version ${o.version}`
+        : 'error' in o
+          ? `${o.status}: ${o.error.error}`
+          : o.status,
+    )
+    .join('; ');
 }

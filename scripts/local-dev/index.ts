@@ -16,7 +16,8 @@ const PASSED_THROUGH = /^(MAAS_|S3_|POWERTOOLS_|AWS_SDK_JS_)/;
 /** The configured values that are plain strings or numbers (CloudFormation-only ones are objects here). */
 function plainValues(configured: Record<string, unknown>): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(configured)) if (typeof v === 'string' || typeof v === 'number') env[k] = String(v);
+  for (const [k, v] of Object.entries(configured))
+    if (typeof v === 'string' || typeof v === 'number') env[k] = String(v);
   return env;
 }
 
@@ -31,7 +32,11 @@ function plainValues(configured: Record<string, unknown>): Record<string, string
  * // env.MAAS_STORE === 'file:///work/app/.maas' (unless the shell sets MAAS_STORE)
  * ```
  */
-export function localEnvironment(configured: Record<string, unknown>, shell: NodeJS.ProcessEnv, serviceDir: string): Record<string, string> {
+export function localEnvironment(
+  configured: Record<string, unknown>,
+  shell: NodeJS.ProcessEnv,
+  serviceDir: string,
+): Record<string, string> {
   const env = plainValues(configured);
   for (const [k, v] of Object.entries(shell)) if (PASSED_THROUGH.test(k) && v !== undefined) env[k] = v;
   env.MAAS_STORE = shell.MAAS_STORE ?? `file://${path.join(serviceDir, '.maas')}`;
@@ -52,9 +57,13 @@ export function localEnvironment(configured: Record<string, unknown>, shell: Nod
  * fn.environment = localFunctionEnvironment(fn.environment ?? {}, process.env);
  * ```
  */
-export function localFunctionEnvironment(configured: Record<string, unknown>, shell: NodeJS.ProcessEnv): Record<string, string> {
+export function localFunctionEnvironment(
+  configured: Record<string, unknown>,
+  shell: NodeJS.ProcessEnv,
+): Record<string, string> {
   const env = plainValues(configured);
-  if (shell.MAAS_OPTIMIZE_WORKER_FUNCTION) env.MAAS_OPTIMIZE_WORKER_FUNCTION = shell.MAAS_OPTIMIZE_WORKER_FUNCTION;
+  if (shell.MAAS_OPTIMIZE_WORKER_FUNCTION)
+    env.MAAS_OPTIMIZE_WORKER_FUNCTION = shell.MAAS_OPTIMIZE_WORKER_FUNCTION;
   else delete env.MAAS_OPTIMIZE_WORKER_FUNCTION;
   return env;
 }

@@ -9,7 +9,14 @@
  * repository holds no binary model and the bytes are identical on every machine.
  */
 import { encodeModel } from '../onnx/codec';
-import { makeGraph, makeModel, makeNode, makeValueInfo, tensorFromFloat32, type BuiltModel } from '../onnx/builder';
+import {
+  makeGraph,
+  makeModel,
+  makeNode,
+  makeValueInfo,
+  tensorFromFloat32,
+  type BuiltModel,
+} from '../onnx/builder';
 import type { ModelRegistry, ModelVersion } from '../registry';
 
 /** Model name the demo is registered under. */
@@ -17,15 +24,28 @@ export const DEMO_MODEL_NAME = 'iris';
 /** Class of each output column. */
 export const IRIS_LABELS = ['setosa', 'versicolor', 'virginica'] as const;
 /** Feature of each input column, in order. */
-export const IRIS_FEATURES = ['sepal_length_cm', 'sepal_width_cm', 'petal_length_cm', 'petal_width_cm'] as const;
+export const IRIS_FEATURES = [
+  'sepal_length_cm',
+  'sepal_width_cm',
+  'petal_length_cm',
+  'petal_width_cm',
+] as const;
 
 // logits = x · W + b, W row-major [4 features × 3 classes]. Setosa wins for short petals, virginica
 // for long/wide ones, versicolor (logit 0) in between: boundaries at petal length + width ≈ 4 and ≈ 7.
 const W = new Float32Array([
-  0, 0, 0, // sepal length: unused
-  0, 0, 0, // sepal width: unused
-  -3, 0, 3, // petal length
-  -3, 0, 3, // petal width
+  0,
+  0,
+  0, // sepal length: unused
+  0,
+  0,
+  0, // sepal width: unused
+  -3,
+  0,
+  3, // petal length
+  -3,
+  0,
+  3, // petal width
 ]);
 const B = new Float32Array([12, 0, -21]);
 
@@ -45,10 +65,19 @@ export function buildIrisClassifier(): BuiltModel {
       makeNode('MatMul', ['input', 'weights'], ['logits_nobias'], {}, { name: 'matmul' }),
       makeNode('Add', ['logits_nobias', 'bias'], ['logits'], {}, { name: 'add_bias' }),
       makeNode('Softmax', ['logits'], ['probabilities'], { axis: { int: -1 } }, { name: 'softmax' }),
-      makeNode('ArgMax', ['logits'], ['label'], { axis: { int: 1 }, keepdims: { int: 0 } }, { name: 'argmax' }),
+      makeNode(
+        'ArgMax',
+        ['logits'],
+        ['label'],
+        { axis: { int: 1 }, keepdims: { int: 0 } },
+        { name: 'argmax' },
+      ),
     ],
     inputs: [makeValueInfo('input', 'FP32', ['batch', 4])],
-    outputs: [makeValueInfo('probabilities', 'FP32', ['batch', 3]), makeValueInfo('label', 'INT64', ['batch'])],
+    outputs: [
+      makeValueInfo('probabilities', 'FP32', ['batch', 3]),
+      makeValueInfo('label', 'INT64', ['batch']),
+    ],
     initializers: [tensorFromFloat32('weights', [4, 3], W), tensorFromFloat32('bias', [3], B)],
   });
   const model = makeModel(graph, {
@@ -60,7 +89,9 @@ export function buildIrisClassifier(): BuiltModel {
 
 /** Plain-JS reference of {@link buildIrisClassifier}: class probabilities of one flower. */
 export function irisReference(features: readonly [number, number, number, number]): number[] {
-  const logits = [0, 1, 2].map((c) => features.reduce((acc, x, f) => acc + x * (W[f * 3 + c] ?? 0), B[c] ?? 0));
+  const logits = [0, 1, 2].map((c) =>
+    features.reduce((acc, x, f) => acc + x * (W[f * 3 + c] ?? 0), B[c] ?? 0),
+  );
   const max = Math.max(...logits);
   const exps = logits.map((z) => Math.exp(z - max));
   const sum = exps.reduce((a, b) => a + b, 0);
@@ -84,7 +115,10 @@ export interface SeedResult {
  * const { seeded } = await seedDemoModel(new ModelRegistry(createObjectStore('file://./.maas')));
  * ```
  */
-export async function seedDemoModel(registry: ModelRegistry, options: { name?: string; alias?: string } = {}): Promise<SeedResult> {
+export async function seedDemoModel(
+  registry: ModelRegistry,
+  options: { name?: string; alias?: string } = {},
+): Promise<SeedResult> {
   const name = options.name ?? DEMO_MODEL_NAME;
   if ((await registry.latestVersion(name)) > 0) return { seeded: false };
   const { version } = await registry.registerVersion(name, buildIrisClassifier().bytes, {

@@ -21,7 +21,10 @@ export interface ErrorBody {
 export function errorToHttp(error: unknown): { status: number; body: ErrorBody } {
   const status = httpStatusOf(error);
   if (error instanceof MaasError && status < 500) {
-    return { status, body: { error: error.message, code: error.kind, ...(error.details ? { details: error.details } : {}) } };
+    return {
+      status,
+      body: { error: error.message, code: error.kind, ...(error.details ? { details: error.details } : {}) },
+    };
   }
   if (error instanceof MaasError && error.kind === 'unavailable') {
     return { status, body: { error: 'service temporarily unavailable, retry later', code: error.kind } };

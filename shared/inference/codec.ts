@@ -5,7 +5,14 @@
  */
 import { InvalidArgumentError, UnsupportedMediaTypeError } from '../errors';
 import { isOipDatatype, OIP_DATATYPES, type OipDatatype } from '../onnx/datatypes';
-import { binaryDataOf, checkedElementCount, jsonDataOf, valuesFromBinary, valuesFromJson, type TensorValues } from './tensors';
+import {
+  binaryDataOf,
+  checkedElementCount,
+  jsonDataOf,
+  valuesFromBinary,
+  valuesFromJson,
+  type TensorValues,
+} from './tensors';
 
 /** One decoded input tensor. */
 export interface InferInput {
@@ -66,7 +73,11 @@ const MAX_RANK = 32;
  * const request = decodeInferRequest(Buffer.from('{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}'));
  */
 export function decodeInferRequest(body: Uint8Array | string, options: DecodeOptions = {}): InferRequest {
-  if (options.headerLength === undefined && options.contentType && !/^application\/(.+\+)?json\b/i.test(options.contentType)) {
+  if (
+    options.headerLength === undefined &&
+    options.contentType &&
+    !/^application\/(.+\+)?json\b/i.test(options.contentType)
+  ) {
     throw new UnsupportedMediaTypeError(
       `expected application/json (or the binary tensor extension with an Inference-Header-Content-Length header), got ${options.contentType}`,
     );
@@ -74,7 +85,8 @@ export function decodeInferRequest(body: Uint8Array | string, options: DecodeOpt
   // A JSON body that arrived as text is parsed as is: encoding it to bytes only to decode it
   // again would cost ~1 ms per MB on the request path.
   if (typeof body === 'string') {
-    if (options.headerLength === undefined) return decodeDocument(parseJson(body), Buffer.alloc(0), 0, options, body.length);
+    if (options.headerLength === undefined)
+      return decodeDocument(parseJson(body), Buffer.alloc(0), 0, options, body.length);
     body = Buffer.from(body, 'utf8');
   }
   let headerLength = body.byteLength;
@@ -87,11 +99,18 @@ export function decodeInferRequest(body: Uint8Array | string, options: DecodeOpt
     }
     headerLength = n;
   }
-  return decodeDocument(parseJson(Buffer.from(body.buffer, body.byteOffset, headerLength).toString('utf8')), body, headerLength, options, headerLength);
+  return decodeDocument(
+    parseJson(Buffer.from(body.buffer, body.byteOffset, headerLength).toString('utf8')),
+    body,
+    headerLength,
+    options,
+    headerLength,
+  );
 }
 
 function parseJson(text: string): unknown {
-  if (text.length === 0) throw new InvalidArgumentError('request body is empty; expected an inference request with "inputs"');
+  if (text.length === 0)
+    throw new InvalidArgumentError('request body is empty; expected an inference request with "inputs"');
   try {
     return JSON.parse(text);
   } catch (e) {
@@ -104,7 +123,13 @@ function parseJson(text: string): unknown {
  * `headerLength`. `jsonLength` is the length of the JSON text: every JSON element takes at least
  * two characters of it (a digit and a separator), which bounds what JSON inputs may claim.
  */
-function decodeDocument(doc: unknown, body: Uint8Array, headerLength: number, options: DecodeOptions, jsonLength: number): InferRequest {
+function decodeDocument(
+  doc: unknown,
+  body: Uint8Array,
+  headerLength: number,
+  options: DecodeOptions,
+  jsonLength: number,
+): InferRequest {
   if (!isObject(doc)) throw new InvalidArgumentError('the inference request must be a JSON object');
   const request: InferRequest = { inputs: [], binaryOutputs: false };
   if (doc.id !== undefined) {
@@ -115,10 +140,12 @@ function decodeDocument(doc: unknown, body: Uint8Array, headerLength: number, op
     if (!isObject(doc.parameters)) throw new InvalidArgumentError('"parameters" must be an object');
     request.parameters = doc.parameters;
     const bo = doc.parameters.binary_data_output;
-    if (bo !== undefined && typeof bo !== 'boolean') throw new InvalidArgumentError('parameters.binary_data_output must be a boolean');
+    if (bo !== undefined && typeof bo !== 'boolean')
+      throw new InvalidArgumentError('parameters.binary_data_output must be a boolean');
     request.binaryOutputs = bo === true;
   }
-  if (!Array.isArray(doc.inputs) || doc.inputs.length === 0) throw new InvalidArgumentError('"inputs" must be a non-empty array');
+  if (!Array.isArray(doc.inputs) || doc.inputs.length === 0)
+    throw new InvalidArgumentError('"inputs" must be a non-empty array');
 
   let offset = headerLength;
   // Shared by all JSON inputs: together they cannot hold more elements than the text has room for.
@@ -127,59 +154,92 @@ function decodeDocument(doc: unknown, body: Uint8Array, headerLength: number, op
   for (const [i, raw] of doc.inputs.entries()) {
     if (!isObject(raw)) throw new InvalidArgumentError(`inputs[${i}] must be an object`);
     const name = raw.name;
-    if (typeof name !== 'string' || name === '') throw new InvalidArgumentError(`inputs[${i}].name must be a non-empty string`);
-    if (seen.has(name)) throw new InvalidArgumentError(`input '${name}' is given more than once`, { input: name });
+    if (typeof name !== 'string' || name === '')
+      throw new InvalidArgumentError(`inputs[${i}].name must be a non-empty string`);
+    if (seen.has(name))
+      throw new InvalidArgumentError(`input '${name}' is given more than once`, { input: name });
     seen.add(name);
     const datatype = raw.datatype;
     if (!isOipDatatype(datatype)) {
-      throw new InvalidArgumentError(`input '${name}': datatype must be one of ${OIP_DATATYPES.join(', ')}, got ${JSON.stringify(datatype)}`, { input: name });
+      throw new InvalidArgumentError(
+        `input '${name}': datatype must be one of ${OIP_DATATYPES.join(', ')}, got ${JSON.stringify(datatype)}`,
+        { input: name },
+      );
     }
     const shape = parseShape(name, raw.shape);
     let parameters: Record<string, unknown> | undefined;
     if (raw.parameters !== undefined) {
-      if (!isObject(raw.parameters)) throw new InvalidArgumentError(`input '${name}': parameters must be an object`, { input: name });
+      if (!isObject(raw.parameters))
+        throw new InvalidArgumentError(`input '${name}': parameters must be an object`, { input: name });
       parameters = raw.parameters;
     }
     const size = parameters?.binary_data_size;
     let data: TensorValues;
     if (size !== undefined) {
       if (options.headerLength === undefined) {
-        throw new InvalidArgumentError(`input '${name}' has binary_data_size but the request has no Inference-Header-Content-Length header`, { input: name });
+        throw new InvalidArgumentError(
+          `input '${name}' has binary_data_size but the request has no Inference-Header-Content-Length header`,
+          { input: name },
+        );
       }
       if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
-        throw new InvalidArgumentError(`input '${name}': binary_data_size must be a non-negative integer`, { input: name });
-      }
-      if (raw.data !== undefined) throw new InvalidArgumentError(`input '${name}' has both data and binary_data_size`, { input: name });
-      if (offset + size > body.byteLength) {
-        throw new InvalidArgumentError(`input '${name}': binary_data_size ${size} runs past the end of the body (${body.byteLength - offset} bytes left)`, {
+        throw new InvalidArgumentError(`input '${name}': binary_data_size must be a non-negative integer`, {
           input: name,
         });
+      }
+      if (raw.data !== undefined)
+        throw new InvalidArgumentError(`input '${name}' has both data and binary_data_size`, { input: name });
+      if (offset + size > body.byteLength) {
+        throw new InvalidArgumentError(
+          `input '${name}': binary_data_size ${size} runs past the end of the body (${body.byteLength - offset} bytes left)`,
+          {
+            input: name,
+          },
+        );
       }
       data = valuesFromBinary(name, datatype, shape, body.subarray(offset, offset + size));
       offset += size;
     } else {
-      if (raw.data === undefined) throw new InvalidArgumentError(`input '${name}' has no data`, { input: name });
-      jsonRoom -= checkedElementCount(name, shape, jsonRoom, `the ${jsonLength}-character JSON request (2 or more characters per element)`);
+      if (raw.data === undefined)
+        throw new InvalidArgumentError(`input '${name}' has no data`, { input: name });
+      jsonRoom -= checkedElementCount(
+        name,
+        shape,
+        jsonRoom,
+        `the ${jsonLength}-character JSON request (2 or more characters per element)`,
+      );
       data = valuesFromJson(name, datatype, shape, raw.data);
     }
     request.inputs.push({ name, datatype, shape, data, ...(parameters ? { parameters } : {}) });
   }
   if (offset !== body.byteLength) {
-    throw new InvalidArgumentError(`the body has ${body.byteLength - offset} bytes after the header and binary inputs that no input claims (check binary_data_size)`);
+    throw new InvalidArgumentError(
+      `the body has ${body.byteLength - offset} bytes after the header and binary inputs that no input claims (check binary_data_size)`,
+    );
   }
 
   if (doc.outputs !== undefined) {
     if (!Array.isArray(doc.outputs)) throw new InvalidArgumentError('"outputs" must be an array');
     const names = new Set<string>();
     request.outputs = doc.outputs.map((raw, i) => {
-      if (!isObject(raw) || typeof raw.name !== 'string' || raw.name === '') throw new InvalidArgumentError(`outputs[${i}] must be an object with a name`);
-      if (names.has(raw.name)) throw new InvalidArgumentError(`output '${raw.name}' is requested more than once`, { output: raw.name });
+      if (!isObject(raw) || typeof raw.name !== 'string' || raw.name === '')
+        throw new InvalidArgumentError(`outputs[${i}] must be an object with a name`);
+      if (names.has(raw.name))
+        throw new InvalidArgumentError(`output '${raw.name}' is requested more than once`, {
+          output: raw.name,
+        });
       names.add(raw.name);
       let binary = request.binaryOutputs;
       if (raw.parameters !== undefined) {
-        if (!isObject(raw.parameters)) throw new InvalidArgumentError(`output '${raw.name}': parameters must be an object`, { output: raw.name });
+        if (!isObject(raw.parameters))
+          throw new InvalidArgumentError(`output '${raw.name}': parameters must be an object`, {
+            output: raw.name,
+          });
         const b = raw.parameters.binary_data;
-        if (b !== undefined && typeof b !== 'boolean') throw new InvalidArgumentError(`output '${raw.name}': parameters.binary_data must be a boolean`, { output: raw.name });
+        if (b !== undefined && typeof b !== 'boolean')
+          throw new InvalidArgumentError(`output '${raw.name}': parameters.binary_data must be a boolean`, {
+            output: raw.name,
+          });
         if (typeof b === 'boolean') binary = b;
       }
       return { name: raw.name, binary };
@@ -189,8 +249,15 @@ function decodeDocument(doc: unknown, body: Uint8Array, headerLength: number, op
 }
 
 function parseShape(input: string, shape: unknown): number[] {
-  if (!Array.isArray(shape) || shape.length > MAX_RANK || !shape.every((d) => typeof d === 'number' && Number.isSafeInteger(d) && d >= 0)) {
-    throw new InvalidArgumentError(`input '${input}': shape must be an array of at most ${MAX_RANK} non-negative integers`, { input });
+  if (
+    !Array.isArray(shape) ||
+    shape.length > MAX_RANK ||
+    !shape.every((d) => typeof d === 'number' && Number.isSafeInteger(d) && d >= 0)
+  ) {
+    throw new InvalidArgumentError(
+      `input '${input}': shape must be an array of at most ${MAX_RANK} non-negative integers`,
+      { input },
+    );
   }
   return shape as number[];
 }
@@ -229,5 +296,9 @@ export function encodeInferResponse(head: ResponseHead, outputs: readonly InferO
     `,"outputs":[${parts.join(',')}]}`;
   if (chunks.length === 0) return { body: json, contentType: 'application/json' };
   const header = Buffer.from(json, 'utf8');
-  return { body: Buffer.concat([header, ...chunks]), contentType: 'application/octet-stream', headerLength: header.byteLength };
+  return {
+    body: Buffer.concat([header, ...chunks]),
+    contentType: 'application/octet-stream',
+    headerLength: header.byteLength,
+  };
 }

@@ -58,7 +58,8 @@ export function inferenceSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): 
   return {
     aliasTtlMs: int(env, 'MAAS_ALIAS_TTL_MS', DEFAULT_ALIAS_TTL_MS, 0),
     modelCacheDir: env.MAAS_MODEL_CACHE_DIR || DEFAULT_MODEL_CACHE_DIR,
-    sessionCacheBytes: int(env, 'MAAS_SESSION_CACHE_MB', lambdaMb > 0 ? Math.floor(lambdaMb / 2) : 1024, 1) * 1024 * 1024,
+    sessionCacheBytes:
+      int(env, 'MAAS_SESSION_CACHE_MB', lambdaMb > 0 ? Math.floor(lambdaMb / 2) : 1024, 1) * 1024 * 1024,
     session: {
       intraOpThreads: int(env, 'MAAS_ORT_INTRA_OP_THREADS', availableParallelism(), 0),
       interOpThreads: int(env, 'MAAS_ORT_INTER_OP_THREADS', 1, 0),
@@ -72,7 +73,8 @@ function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < min) throw misconfigured(`${name} must be an integer ≥ ${min}, got ${JSON.stringify(raw)}`);
+  if (!Number.isSafeInteger(n) || n < min)
+    throw misconfigured(`${name} must be an integer ≥ ${min}, got ${JSON.stringify(raw)}`);
   return n;
 }
 

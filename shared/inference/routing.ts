@@ -65,7 +65,10 @@ export class RouteResolver {
   private readonly now: () => number;
   private readonly maxEntries: number;
 
-  constructor(private readonly registry: ModelRegistry, private readonly options: RouteResolverOptions) {
+  constructor(
+    private readonly registry: ModelRegistry,
+    private readonly options: RouteResolverOptions,
+  ) {
     this.now = options.now ?? Date.now;
     this.maxEntries = Math.max(1, options.maxEntries ?? DEFAULT_MAX_ROUTES);
   }
@@ -127,7 +130,11 @@ export class RouteResolver {
     if (ref !== undefined && /^[0-9]+$/.test(ref)) {
       const version = await this.registry.getVersion(name, parseVersionNumber(ref));
       if (version.status === 'rejected') {
-        throw new ConflictError(`version ${version.version} of ${name} is rejected and is not served`, { name, version: version.version, status: version.status });
+        throw new ConflictError(`version ${version.version} of ${name} is rejected and is not served`, {
+          name,
+          version: version.version,
+          status: version.status,
+        });
       }
       return { name, primary: version };
     }
@@ -138,30 +145,38 @@ export class RouteResolver {
     try {
       record = await this.registry.getAlias(name, alias);
     } catch (e) {
-      if (ref === undefined && e instanceof NotFoundError) return { name, primary: await this.latestActive(name) };
+      if (ref === undefined && e instanceof NotFoundError)
+        return { name, primary: await this.latestActive(name) };
       throw e;
     }
     const [primary, canary] = await Promise.all([
       this.registry.getVersion(name, record.version),
-      record.canary ? this.registry.getVersion(name, record.canary.version).catch(() => undefined) : undefined,
+      record.canary
+        ? this.registry.getVersion(name, record.canary.version).catch(() => undefined)
+        : undefined,
     ]);
     if (primary.status !== 'active') {
-      throw new ConflictError(`alias ${alias} of ${name} points at version ${primary.version}, which is ${primary.status}; move or roll back the alias`, {
-        name,
-        alias,
-        version: primary.version,
-        status: primary.status,
-      });
+      throw new ConflictError(
+        `alias ${alias} of ${name} points at version ${primary.version}, which is ${primary.status}; move or roll back the alias`,
+        {
+          name,
+          alias,
+          version: primary.version,
+          status: primary.status,
+        },
+      );
     }
     const route: ModelRoute = { name, alias, primary };
-    if (record.canary && canary?.status === 'active') route.canary = { version: canary, weight: record.canary.weight };
+    if (record.canary && canary?.status === 'active')
+      route.canary = { version: canary, weight: record.canary.weight };
     return route;
   }
 
   private async latestActive(name: string): Promise<ModelVersion> {
     const latest = await this.registry.latestActiveVersion(name);
     if (latest) return latest;
-    if ((await this.registry.latestVersion(name)) === 0) throw new NotFoundError(`model ${name} does not exist`, { name });
+    if ((await this.registry.latestVersion(name)) === 0)
+      throw new NotFoundError(`model ${name} does not exist`, { name });
     throw new ConflictError(`model ${name} has no active version to serve`, { name });
   }
 }
@@ -172,7 +187,11 @@ export class RouteResolver {
  * @example
  * chooseVersion({ name: 'm', primary: v1, canary: { version: v2, weight: 0.1 } }, 'req-42')
  */
-export function chooseVersion(route: ModelRoute, requestId?: string, random: () => number = Math.random): ModelVersion {
+export function chooseVersion(
+  route: ModelRoute,
+  requestId?: string,
+  random: () => number = Math.random,
+): ModelVersion {
   if (!route.canary) return route.primary;
   const u = requestId === undefined ? random() : fnv1a(requestId) / 0x100000000;
   return u < route.canary.weight ? route.canary.version : route.primary;

@@ -10,7 +10,13 @@ import { oipFromOrtType, ortTypeFromOip } from '../onnx/datatypes';
 import type { TensorSpec } from '../onnx/inspect';
 import type { ModelRegistry, ModelVersion } from '../registry';
 import { NoopMetricsSink, type MetricDimensions, type MetricsSink } from '../metrics';
-import { decodeInferRequest, encodeInferResponse, type DecodeOptions, type InferOutput, type InferRequest } from './codec';
+import {
+  decodeInferRequest,
+  encodeInferResponse,
+  type DecodeOptions,
+  type InferOutput,
+  type InferRequest,
+} from './codec';
 import { inferenceSettingsFromEnv, type InferenceSettings } from './config';
 import { silentLogger, type InferenceLogger } from './logger';
 import type { InferenceObservation, InferenceObserver, ObservedTensor } from './observer';
@@ -101,7 +107,11 @@ export class InferenceService {
 
   constructor(options: InferenceServiceOptions) {
     const env = inferenceSettingsFromEnv();
-    this.settings = { ...env, ...options.settings, session: { ...env.session, ...options.settings?.session } };
+    this.settings = {
+      ...env,
+      ...options.settings,
+      session: { ...env.session, ...options.settings?.session },
+    };
     this.registry = options.registry;
     this.metrics = options.metrics ?? new NoopMetricsSink();
     this.logger = options.logger ?? silentLogger;
@@ -110,7 +120,12 @@ export class InferenceService {
     this.routes = new RouteResolver(this.registry, {
       ttlMs: this.settings.aliasTtlMs,
       ...(options.now ? { now: options.now } : {}),
-      onStale: (name, ref, error) => this.logger.warn('registry unreachable; serving the last known version', { model: name, ref, error: String(error) }),
+      onStale: (name, ref, error) =>
+        this.logger.warn('registry unreachable; serving the last known version', {
+          model: name,
+          ref,
+          error: String(error),
+        }),
     });
     this.sessions = new SessionCache({
       store: this.registry.store,
@@ -148,9 +163,7 @@ export class InferenceService {
     const route = await this.routes.resolve(name, ref);
     const versions = [route.primary, ...(route.canary ? [route.canary.version] : [])];
     try {
-      await Promise.all(
-        versions.map(async (v) => (await this.acquire(v)).release()),
-      );
+      await Promise.all(versions.map(async (v) => (await this.acquire(v)).release()));
     } finally {
       this.metrics.flush();
     }
@@ -158,7 +171,12 @@ export class InferenceService {
   }
 
   /** `POST …/infer`: decodes, validates, runs and encodes one request (`body`: bytes, or JSON text). */
-  async infer(name: string, ref: string | undefined, body: Uint8Array | string, options: DecodeOptions = {}): Promise<InferResult> {
+  async infer(
+    name: string,
+    ref: string | undefined,
+    body: Uint8Array | string,
+    options: DecodeOptions = {},
+  ): Promise<InferResult> {
     const started = performance.now();
     let route: ModelRoute | undefined;
     let version: ModelVersion | undefined;
@@ -181,7 +199,9 @@ export class InferenceService {
         results = await lease.session.run(feeds, plan.names).catch((e: unknown) => {
           // The request passed signature checks, so what is left are input-dependent conflicts
           // (e.g. dynamic dims that do not fit together): the request cannot be processed.
-          throw new UnprocessableError(`onnxruntime could not run the model on this input: ${(e as Error).message}`);
+          throw new UnprocessableError(
+            `onnxruntime could not run the model on this input: ${(e as Error).message}`,
+          );
         });
         inferenceMs = performance.now() - t0;
       } finally {
@@ -190,11 +210,25 @@ export class InferenceService {
       const outputs: InferOutput[] = plan.names.map((outputName, i) => {
         const tensor = results[outputName] as ort.Tensor;
         const datatype = oipFromOrtType(tensor.type);
-        if (!datatype) throw new MaasError('internal', `output '${outputName}' has type ${tensor.type}, which the Open Inference Protocol cannot carry`);
-        return { name: outputName, datatype, shape: tensor.dims, data: tensor.data as InferOutput['data'], binary: plan.binary[i] ?? false };
+        if (!datatype)
+          throw new MaasError(
+            'internal',
+            `output '${outputName}' has type ${tensor.type}, which the Open Inference Protocol cannot carry`,
+          );
+        return {
+          name: outputName,
+          datatype,
+          shape: tensor.dims,
+          data: tensor.data as InferOutput['data'],
+          binary: plan.binary[i] ?? false,
+        };
       });
       const encoded = encodeInferResponse(
-        { modelName: name, modelVersion: String(version.version), ...(request.id !== undefined ? { id: request.id } : {}) },
+        {
+          modelName: name,
+          modelVersion: String(version.version),
+          ...(request.id !== undefined ? { id: request.id } : {}),
+        },
         outputs,
       );
       const latencyMs = performance.now() - started;
@@ -227,11 +261,18 @@ export class InferenceService {
   /** A session lease; a request that loaded the model reports how long that took. */
   private async acquire(version: ModelVersion): Promise<SessionLease> {
     const lease = await this.sessions.acquire(version);
-    if (lease.loadMs > 0) this.metrics.add(PREDICT_METRICS.modelLoadTime, 'Milliseconds', lease.loadMs, dims(version));
+    if (lease.loadMs > 0)
+      this.metrics.add(PREDICT_METRICS.modelLoadTime, 'Milliseconds', lease.loadMs, dims(version));
     return lease;
   }
 
-  private record(version: ModelVersion | undefined, status: number, latencyMs: number, inferenceMs: number, request: InferRequest | undefined): void {
+  private record(
+    version: ModelVersion | undefined,
+    status: number,
+    latencyMs: number,
+    inferenceMs: number,
+    request: InferRequest | undefined,
+  ): void {
     // Requests that never resolved to a version are counted without model dimensions: their
     // names come from clients and would make dimension cardinality unbounded.
     const d = version ? dims(version) : {};
@@ -327,7 +368,9 @@ export class InferenceService {
 
 /** Version numbers of a model that are not rejected (no manifest reads: see versionStatuses). */
 async function listServableVersions(registry: ModelRegistry, name: string): Promise<string[]> {
-  return (await registry.versionStatuses(name)).filter((v) => v.status !== 'rejected').map((v) => String(v.version));
+  return (await registry.versionStatuses(name))
+    .filter((v) => v.status !== 'rejected')
+    .map((v) => String(v.version));
 }
 
 function dims(version: ModelVersion): MetricDimensions {
@@ -339,7 +382,12 @@ function batchSizeOf(request: InferRequest | undefined): number {
   return first && first.shape.length > 0 ? (first.shape[0] ?? 1) : 1;
 }
 
-function observed(t: { name: string; datatype: ObservedTensor['datatype']; shape: readonly number[]; data: ObservedTensor['data'] }): ObservedTensor {
+function observed(t: {
+  name: string;
+  datatype: ObservedTensor['datatype'];
+  shape: readonly number[];
+  data: ObservedTensor['data'];
+}): ObservedTensor {
   return { name: t.name, datatype: t.datatype, shape: [...t.shape], data: t.data };
 }
 

@@ -22,11 +22,20 @@ import type { InferenceLogger } from './logger';
 
 /** The bytes of a version do not hash to its recorded sha256: they are never served. */
 export class ModelIntegrityError extends MaasError {
-  constructor(readonly model: string, readonly version: number, readonly expected: string, readonly actual: string) {
-    super('internal', `model ${model} version ${version} failed its integrity check (sha256 ${actual} ≠ recorded ${expected}); refusing to serve it`, {
-      model,
-      version,
-    });
+  constructor(
+    readonly model: string,
+    readonly version: number,
+    readonly expected: string,
+    readonly actual: string,
+  ) {
+    super(
+      'internal',
+      `model ${model} version ${version} failed its integrity check (sha256 ${actual} ≠ recorded ${expected}); refusing to serve it`,
+      {
+        model,
+        version,
+      },
+    );
   }
 }
 
@@ -158,7 +167,13 @@ export class SessionCache {
       graphOptimizationLevel: this.options.session.graphOptimizationLevel,
       executionMode: 'sequential',
     });
-    const entry: Entry = { sha256: version.sha256, session, weight: Math.ceil(bytes.byteLength * WEIGHT_FACTOR), leases: 0, evicted: false };
+    const entry: Entry = {
+      sha256: version.sha256,
+      session,
+      weight: Math.ceil(bytes.byteLength * WEIGHT_FACTOR),
+      leases: 0,
+      evicted: false,
+    };
     this.entries.set(entry.sha256, entry);
     this.residentBytes += entry.weight;
     this.options.logger?.info('model loaded', {
@@ -182,7 +197,11 @@ export class SessionCache {
       this.entries.delete(key);
       this.residentBytes -= entry.weight;
       entry.evicted = true;
-      this.options.logger?.info('session evicted', { sha256: key, weight: entry.weight, residentBytes: this.residentBytes });
+      this.options.logger?.info('session evicted', {
+        sha256: key,
+        weight: entry.weight,
+        residentBytes: this.residentBytes,
+      });
       if (entry.leases === 0) void entry.session.release().catch(() => undefined);
     }
   }
@@ -192,21 +211,33 @@ export class SessionCache {
    * `hashed` says whether this call hashed the bytes (false for a local copy this process
    * wrote and verified itself).
    */
-  private async verifiedBytes(version: ModelVersion): Promise<{ bytes: Uint8Array; source: 'local' | 'store'; hashed: boolean }> {
+  private async verifiedBytes(
+    version: ModelVersion,
+  ): Promise<{ bytes: Uint8Array; source: 'local' | 'store'; hashed: boolean }> {
     const file = path.resolve(this.options.cacheDir, `${version.sha256}.onnx`);
     const local = await readLocal(file);
     if (local) {
-      if (writtenByThisProcess.get(file) === local.identity) return { bytes: local.bytes, source: 'local', hashed: false };
+      if (writtenByThisProcess.get(file) === local.identity)
+        return { bytes: local.bytes, source: 'local', hashed: false };
       writtenByThisProcess.delete(file);
-      if (sha256(local.bytes) === version.sha256) return { bytes: local.bytes, source: 'local', hashed: true };
+      if (sha256(local.bytes) === version.sha256)
+        return { bytes: local.bytes, source: 'local', hashed: true };
       // A damaged local copy is not the store's fault: drop it and fetch again.
-      this.options.logger?.warn('local model copy failed its sha256 check; fetching it again', { file, sha256: version.sha256 });
+      this.options.logger?.warn('local model copy failed its sha256 check; fetching it again', {
+        file,
+        sha256: version.sha256,
+      });
       await rm(file, { force: true });
     }
     const { body, sha256: actual } = await readWithSha256(this.options.store, version.blobKey);
     if (actual !== version.sha256) {
       this.options.onIntegrityFailure?.(version);
-      this.options.logger?.error('model blob failed its integrity check', { model: version.name, version: version.version, expected: version.sha256, actual });
+      this.options.logger?.error('model blob failed its integrity check', {
+        model: version.name,
+        version: version.version,
+        expected: version.sha256,
+        actual,
+      });
       throw new ModelIntegrityError(version.name, version.version, version.sha256, actual);
     }
     // Not awaited: the local copy only matters for a later reload, so writing it must not

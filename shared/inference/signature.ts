@@ -31,13 +31,19 @@ export function checkRequest(request: InferRequest, signature: Signature): Outpu
   for (const input of request.inputs) {
     const spec = expected.get(input.name);
     if (!spec) {
-      throw new InvalidArgumentError(`unknown input '${input.name}'; the model expects ${describeInputs(signature.inputs)}`, { input: input.name });
+      throw new InvalidArgumentError(
+        `unknown input '${input.name}'; the model expects ${describeInputs(signature.inputs)}`,
+        { input: input.name },
+      );
     }
     if (input.datatype !== spec.datatype) {
-      throw new InvalidArgumentError(`input '${input.name}': datatype ${input.datatype} does not match the model's ${spec.datatype}`, {
-        input: input.name,
-        expected: spec.datatype,
-      });
+      throw new InvalidArgumentError(
+        `input '${input.name}': datatype ${input.datatype} does not match the model's ${spec.datatype}`,
+        {
+          input: input.name,
+          expected: spec.datatype,
+        },
+      );
     }
     if (!spec.unknownRank) {
       if (input.shape.length !== spec.shape.length) {
@@ -59,20 +65,30 @@ export function checkRequest(request: InferRequest, signature: Signature): Outpu
   if (request.inputs.length !== expected.size) {
     const given = new Set(request.inputs.map((i) => i.name));
     const missing = signature.inputs.filter((s) => !given.has(s.name)).map((s) => `'${s.name}'`);
-    throw new InvalidArgumentError(`missing input ${missing.join(', ')}; the model expects ${describeInputs(signature.inputs)}`, { missing });
+    throw new InvalidArgumentError(
+      `missing input ${missing.join(', ')}; the model expects ${describeInputs(signature.inputs)}`,
+      { missing },
+    );
   }
 
   if (!request.outputs) {
-    return { names: signature.outputs.map((o) => o.name), binary: signature.outputs.map(() => request.binaryOutputs) };
+    return {
+      names: signature.outputs.map((o) => o.name),
+      binary: signature.outputs.map(() => request.binaryOutputs),
+    };
   }
   const known = new Set(signature.outputs.map((o) => o.name));
   for (const o of request.outputs) {
     if (!known.has(o.name)) {
-      throw new InvalidArgumentError(`unknown output '${o.name}'; the model has ${signature.outputs.map((s) => `'${s.name}'`).join(', ')}`, { output: o.name });
+      throw new InvalidArgumentError(
+        `unknown output '${o.name}'; the model has ${signature.outputs.map((s) => `'${s.name}'`).join(', ')}`,
+        { output: o.name },
+      );
     }
   }
   // An empty list is read as "all outputs", as Triton does.
-  if (request.outputs.length === 0) return checkRequest({ ...request, outputs: undefined } as InferRequest, signature);
+  if (request.outputs.length === 0)
+    return checkRequest({ ...request, outputs: undefined } as InferRequest, signature);
   return { names: request.outputs.map((o) => o.name), binary: request.outputs.map((o) => o.binary) };
 }
 
@@ -81,5 +97,7 @@ function shapeText(shape: readonly number[]): string {
 }
 
 function describeInputs(inputs: readonly TensorSpec[]): string {
-  return inputs.map((s) => `'${s.name}' ${s.datatype}${s.unknownRank ? '' : ` ${shapeText(s.shape)}`}`).join(', ');
+  return inputs
+    .map((s) => `'${s.name}' ${s.datatype}${s.unknownRank ? '' : ` ${shapeText(s.shape)}`}`)
+    .join(', ');
 }

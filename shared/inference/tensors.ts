@@ -39,10 +39,18 @@ function elementCount(shape: readonly number[]): number {
  * checkedElementCount('x', [2, 3], 1000) // 6
  * checkedElementCount('x', [400000000], 40, 'an 80-byte JSON body') // throws InvalidArgumentError
  */
-export function checkedElementCount(input: string, shape: readonly number[], maxElements: number, room = 'the data sent'): number {
+export function checkedElementCount(
+  input: string,
+  shape: readonly number[],
+  maxElements: number,
+  room = 'the data sent',
+): number {
   const count = elementCount(shape);
   if (!Number.isSafeInteger(count)) {
-    throw new InvalidArgumentError(`input '${input}': shape [${shape.join(', ')}] holds more elements than any request can carry`, { input });
+    throw new InvalidArgumentError(
+      `input '${input}': shape [${shape.join(', ')}] holds more elements than any request can carry`,
+      { input },
+    );
   }
   if (count > maxElements) {
     throw new InvalidArgumentError(
@@ -76,14 +84,16 @@ function writerFor(datatype: OipDatatype, out: TensorValues): ElementWriter {
     case 'FP64': {
       const a = out as Float32Array | Float64Array;
       return (v, i) => {
-        if (typeof v !== 'number') throw new ElementError(`element ${i} is ${describe(v)}, expected a number`);
+        if (typeof v !== 'number')
+          throw new ElementError(`element ${i} is ${describe(v)}, expected a number`);
         a[i] = v;
       };
     }
     case 'FP16': {
       const a = out as Uint16Array;
       return (v, i) => {
-        if (typeof v !== 'number') throw new ElementError(`element ${i} is ${describe(v)}, expected a number`);
+        if (typeof v !== 'number')
+          throw new ElementError(`element ${i} is ${describe(v)}, expected a number`);
         a[i] = float32ToFloat16Bits(v);
       };
     }
@@ -104,7 +114,9 @@ function writerFor(datatype: OipDatatype, out: TensorValues): ElementWriter {
         if (typeof v === 'number' && Number.isSafeInteger(v)) b = BigInt(v);
         else if (typeof v === 'string' && /^-?[0-9]{1,20}$/.test(v)) b = BigInt(v);
         else if (typeof v === 'number' && Number.isInteger(v)) {
-          throw new ElementError(`element ${i} is beyond 2^53 and lost precision in JSON; send it as a decimal string or use the binary extension`);
+          throw new ElementError(
+            `element ${i} is beyond 2^53 and lost precision in JSON; send it as a decimal string or use the binary extension`,
+          );
         } else throw new ElementError(`element ${i} is ${describe(v)}, expected an integer`);
         if (b < min || b > max) throw new ElementError(`element ${i} is out of range for ${datatype}`);
         a[i] = b;
@@ -113,7 +125,8 @@ function writerFor(datatype: OipDatatype, out: TensorValues): ElementWriter {
     case 'BYTES': {
       const a = out as string[];
       return (v, i) => {
-        if (typeof v !== 'string') throw new ElementError(`element ${i} is ${describe(v)}, expected a string`);
+        if (typeof v !== 'string')
+          throw new ElementError(`element ${i} is ${describe(v)}, expected a string`);
         a[i] = checkedString(v, i);
       };
     }
@@ -121,8 +134,12 @@ function writerFor(datatype: OipDatatype, out: TensorValues): ElementWriter {
       const a = out as Exclude<OipTypedArray, Float32Array | Float64Array | BigInt64Array | BigUint64Array>;
       const [min, max] = INT_RANGES[datatype] ?? [0, 0];
       return (v, i) => {
-        if (typeof v !== 'number' || !Number.isInteger(v)) throw new ElementError(`element ${i} is ${typeof v === 'number' ? 'not an integer' : describe(v)}, expected an integer`);
-        if (v < min || v > max) throw new ElementError(`element ${i} is out of range for ${datatype} [${min}, ${max}]`);
+        if (typeof v !== 'number' || !Number.isInteger(v))
+          throw new ElementError(
+            `element ${i} is ${typeof v === 'number' ? 'not an integer' : describe(v)}, expected an integer`,
+          );
+        if (v < min || v > max)
+          throw new ElementError(`element ${i} is out of range for ${datatype} [${min}, ${max}]`);
         a[i] = v;
       };
     }
@@ -135,7 +152,9 @@ function writerFor(datatype: OipDatatype, out: TensorValues): ElementWriter {
  */
 function checkedString(s: string, index: number): string {
   if (s.includes('\u0000')) {
-    throw new ElementError(`element ${index} contains a NUL character, which onnxruntime cannot carry in BYTES tensors (it would truncate the value)`);
+    throw new ElementError(
+      `element ${index} contains a NUL character, which onnxruntime cannot carry in BYTES tensors (it would truncate the value)`,
+    );
   }
   return s;
 }
@@ -159,7 +178,12 @@ function allocate(datatype: OipDatatype, count: number): TensorValues {
  * @example
  * const values = valuesFromJson('input', 'FP32', [2, 2], [[1, 2], [3, 4]]); // Float32Array(4)
  */
-export function valuesFromJson(input: string, datatype: OipDatatype, shape: readonly number[], data: unknown): TensorValues {
+export function valuesFromJson(
+  input: string,
+  datatype: OipDatatype,
+  shape: readonly number[],
+  data: unknown,
+): TensorValues {
   const fail = (message: string): never => {
     throw new InvalidArgumentError(`input '${input}': ${message}`, { input });
   };
@@ -185,7 +209,8 @@ export function valuesFromJson(input: string, datatype: OipDatatype, shape: read
       if (!nested) return out;
     }
     const count = countLeaves(flat);
-    if (count !== expected) fail(`shape [${shape.join(', ')}] holds ${expected} elements but data has ${count}`);
+    if (count !== expected)
+      fail(`shape [${shape.join(', ')}] holds ${expected} elements but data has ${count}`);
     const out = allocate(datatype, expected);
     const write = writerFor(datatype, out);
     let index = 0;
@@ -225,28 +250,42 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * @example
  * const values = valuesFromBinary('input', 'FP32', [1, 4], bytes.subarray(off, off + 16));
  */
-export function valuesFromBinary(input: string, datatype: OipDatatype, shape: readonly number[], bytes: Uint8Array): TensorValues {
+export function valuesFromBinary(
+  input: string,
+  datatype: OipDatatype,
+  shape: readonly number[],
+  bytes: Uint8Array,
+): TensorValues {
   const fail = (message: string): never => {
     throw new InvalidArgumentError(`input '${input}': ${message}`, { input });
   };
   if (datatype === 'BYTES') {
     // Each element takes at least its 4-byte length prefix: bound the count before allocating.
-    const expected = checkedElementCount(input, shape, Math.floor(bytes.byteLength / 4), `binary_data_size ${bytes.byteLength} (4 bytes or more per BYTES element)`);
+    const expected = checkedElementCount(
+      input,
+      shape,
+      Math.floor(bytes.byteLength / 4),
+      `binary_data_size ${bytes.byteLength} (4 bytes or more per BYTES element)`,
+    );
     const out = new Array<string>(expected);
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     let offset = 0;
     let i = 0;
     for (; offset < bytes.byteLength; i++) {
-      if (offset + 4 > bytes.byteLength) fail(`binary BYTES data is truncated in the length prefix of element ${i}`);
+      if (offset + 4 > bytes.byteLength)
+        fail(`binary BYTES data is truncated in the length prefix of element ${i}`);
       const length = view.getUint32(offset, true);
       offset += 4;
-      if (offset + length > bytes.byteLength) fail(`binary BYTES element ${i} claims ${length} bytes but only ${bytes.byteLength - offset} remain`);
+      if (offset + length > bytes.byteLength)
+        fail(`binary BYTES element ${i} claims ${length} bytes but only ${bytes.byteLength - offset} remain`);
       if (i < expected) {
         let s: string;
         try {
           s = utf8.decode(bytes.subarray(offset, offset + length));
         } catch {
-          return fail(`binary BYTES element ${i} is not valid UTF-8 (onnxruntime string tensors carry text only)`);
+          return fail(
+            `binary BYTES element ${i} is not valid UTF-8 (onnxruntime string tensors carry text only)`,
+          );
         }
         try {
           out[i] = checkedString(s, i);
@@ -256,14 +295,17 @@ export function valuesFromBinary(input: string, datatype: OipDatatype, shape: re
       }
       offset += length;
     }
-    if (i !== expected) fail(`shape [${shape.join(', ')}] holds ${expected} elements but binary data has ${i}`);
+    if (i !== expected)
+      fail(`shape [${shape.join(', ')}] holds ${expected} elements but binary data has ${i}`);
     return out;
   }
   // Fixed-size elements: the exact size check below comes before any allocation.
   const expected = checkedElementCount(input, shape, Number.MAX_SAFE_INTEGER);
   const size = elementByteSize(datatype) ?? 1;
   if (bytes.byteLength !== expected * size) {
-    fail(`shape [${shape.join(', ')}] of ${datatype} needs ${expected * size} bytes (binary_data_size) but got ${bytes.byteLength}`);
+    fail(
+      `shape [${shape.join(', ')}] of ${datatype} needs ${expected * size} bytes (binary_data_size) but got ${bytes.byteLength}`,
+    );
   }
   const Ctor = typedArrayConstructorOf(datatype);
   // View in place when aligned (no copy); copy otherwise, since typed arrays need aligned offsets.
@@ -306,7 +348,8 @@ export function jsonDataOf(datatype: OipDatatype, values: TensorValues): string 
 function floatJson(a: Float32Array | Float64Array): string {
   const s = a.join(',');
   // Only NaN and ±Infinity print letters N or I; JSON has no such numbers, so use null.
-  if (s.includes('N') || s.includes('I')) return JSON.stringify(Array.from(a, (v) => (Number.isFinite(v) ? v : null)));
+  if (s.includes('N') || s.includes('I'))
+    return JSON.stringify(Array.from(a, (v) => (Number.isFinite(v) ? v : null)));
   return `[${s}]`;
 }
 

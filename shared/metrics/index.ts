@@ -72,7 +72,11 @@ export class EmfMetricsSink implements MetricsSink {
     const key = dimensionKey(dimensions);
     let metrics = this.byDimensions.get(key);
     if (!metrics) {
-      metrics = new Metrics({ namespace: this.options.namespace, serviceName: this.options.serviceName, defaultDimensions: { ...dimensions } });
+      metrics = new Metrics({
+        namespace: this.options.namespace,
+        serviceName: this.options.serviceName,
+        defaultDimensions: { ...dimensions },
+      });
       this.byDimensions.set(key, metrics);
     }
     metrics.addMetric(name, UNITS[unit], value);

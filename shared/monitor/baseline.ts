@@ -67,8 +67,12 @@ export async function createBaselineFromData(
 ): Promise<BaselineDoc> {
   assertModelName(model);
   parseVersionNumber(version);
-  const maxFeatures = numberSetting(options.env ?? process.env, 'MAAS_CAPTURE_MAX_FEATURES', 32, { min: 0, max: 4096 });
-  if (!Array.isArray(data.inputs) || data.inputs.length === 0) throw new InvalidArgumentError('baseline needs at least one input tensor', { field: 'inputs' });
+  const maxFeatures = numberSetting(options.env ?? process.env, 'MAAS_CAPTURE_MAX_FEATURES', 32, {
+    min: 0,
+    max: 4096,
+  });
+  if (!Array.isArray(data.inputs) || data.inputs.length === 0)
+    throw new InvalidArgumentError('baseline needs at least one input tensor', { field: 'inputs' });
   const inputs = data.inputs.map((t, i) => validateTensor(t, `inputs[${i}]`));
   const outputs = (data.outputs ?? []).map((t, i) => validateTensor(t, `outputs[${i}]`));
   const rows = inputs[0]!.shape[0] ?? 1;
@@ -88,9 +92,16 @@ export async function createBaselineFromData(
   for (const t of inputs) recordTensor(doc.inputs, t, t.shape[0] ?? 1, maxFeatures);
   for (const t of outputs) recordTensor(doc.outputs, t, t.shape[0] ?? 1, maxFeatures);
   try {
-    await store.put(monitoringLayout.baseline(model, version), JSON.stringify(doc), { contentType: 'application/json', ...(data.replace ? {} : { ifNoneMatch: '*' as const }) });
+    await store.put(monitoringLayout.baseline(model, version), JSON.stringify(doc), {
+      contentType: 'application/json',
+      ...(data.replace ? {} : { ifNoneMatch: '*' as const }),
+    });
   } catch (e) {
-    if (e instanceof ObjectPreconditionError) throw new ConflictError(`version ${version} of ${model} already has a baseline; pass replace: true to overwrite it`, { model, version });
+    if (e instanceof ObjectPreconditionError)
+      throw new ConflictError(
+        `version ${version} of ${model} already has a baseline; pass replace: true to overwrite it`,
+        { model, version },
+      );
     throw e;
   }
   return doc;
@@ -104,11 +115,16 @@ export async function createBaselineFromData(
  * const found = await readBaseline(store, 'iris', 3); if (found?.doc.complete) use(found.doc);
  * ```
  */
-export async function readBaseline(store: ObjectStore, model: string, version: number): Promise<{ doc: BaselineDoc; etag: string } | undefined> {
+export async function readBaseline(
+  store: ObjectStore,
+  model: string,
+  version: number,
+): Promise<{ doc: BaselineDoc; etag: string } | undefined> {
   const found = await readJson<BaselineDoc>(store, monitoringLayout.baseline(model, version));
   if (!found) return undefined;
   const raw = found.doc;
-  const hists = (v: Record<string, unknown> | undefined): Record<string, Histogram> => Object.fromEntries(Object.entries(v ?? {}).map(([k, h]) => [k, histogramFromJson(h)]));
+  const hists = (v: Record<string, unknown> | undefined): Record<string, Histogram> =>
+    Object.fromEntries(Object.entries(v ?? {}).map(([k, h]) => [k, histogramFromJson(h)]));
   return { doc: { ...raw, inputs: hists(raw.inputs), outputs: hists(raw.outputs) }, etag: found.etag };
 }
 
@@ -136,7 +152,8 @@ export async function extendTrafficBaseline(
   known?: { doc: BaselineDoc; etag: string } | null,
 ): Promise<BaselineDoc | undefined> {
   for (let attempt = 0; attempt < 5; attempt++) {
-    const found = attempt === 0 && known !== undefined ? (known ?? undefined) : await readBaseline(store, model, version);
+    const found =
+      attempt === 0 && known !== undefined ? (known ?? undefined) : await readBaseline(store, model, version);
     if (found && (found.doc.complete || found.doc.source === 'reference')) return found.doc;
     const successful = window.requests - window.errors - window.clientErrors;
     if (successful <= 0) return found?.doc;
@@ -152,13 +169,18 @@ export async function extendTrafficBaseline(
       inputs: {},
       outputs: {},
     };
-    for (const [k, h] of Object.entries(window.inputs)) doc.inputs[k] = mergeHistogram(doc.inputs[k] ?? emptyHistogram(), h);
-    for (const [k, h] of Object.entries(window.outputs)) doc.outputs[k] = mergeHistogram(doc.outputs[k] ?? emptyHistogram(), h);
+    for (const [k, h] of Object.entries(window.inputs))
+      doc.inputs[k] = mergeHistogram(doc.inputs[k] ?? emptyHistogram(), h);
+    for (const [k, h] of Object.entries(window.outputs))
+      doc.outputs[k] = mergeHistogram(doc.outputs[k] ?? emptyHistogram(), h);
     doc.requests += successful;
     doc.complete = doc.requests >= target;
     doc.updatedAt = now.toISOString();
     try {
-      await store.put(monitoringLayout.baseline(model, version), JSON.stringify(doc), { contentType: 'application/json', ...(found ? { ifMatch: found.etag } : { ifNoneMatch: '*' as const }) });
+      await store.put(monitoringLayout.baseline(model, version), JSON.stringify(doc), {
+        contentType: 'application/json',
+        ...(found ? { ifMatch: found.etag } : { ifNoneMatch: '*' as const }),
+      });
       return doc;
     } catch (e) {
       if (!(e instanceof ObjectPreconditionError) && !(e instanceof ObjectNotFoundError)) throw e;
@@ -183,23 +205,39 @@ export function baselineHistogram(features: Record<string, Histogram>, key: stri
   const m = /^(.*)\[\*\]$/.exec(key);
   if (!m) return undefined;
   const parts = Object.entries(features).filter(([k]) => k.startsWith(`${m[1]}[`) && /\[[0-9]+\]$/.test(k));
-  return parts.length > 0 ? parts.reduce((acc, [, h]) => mergeHistogram(acc, h), emptyHistogram()) : undefined;
+  return parts.length > 0
+    ? parts.reduce((acc, [, h]) => mergeHistogram(acc, h), emptyHistogram())
+    : undefined;
 }
 
 function validateTensor(t: unknown, where: string): ObservedTensor {
   const x = t as Partial<ObservedTensor> | null;
-  if (typeof x !== 'object' || x === null) throw new InvalidArgumentError(`${where} must be a tensor object`, { field: where });
-  if (typeof x.name !== 'string' || x.name.length === 0 || x.name.length > 256) throw new InvalidArgumentError(`${where}.name must be a non-empty string`, { field: where });
-  if (!isOipDatatype(x.datatype)) throw new InvalidArgumentError(`${where}.datatype must be an OIP datatype`, { field: where });
-  if (!Array.isArray(x.shape) || x.shape.length === 0 || !x.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw new InvalidArgumentError(`${where}.shape must be a non-empty array of non-negative integers`, { field: where });
+  if (typeof x !== 'object' || x === null)
+    throw new InvalidArgumentError(`${where} must be a tensor object`, { field: where });
+  if (typeof x.name !== 'string' || x.name.length === 0 || x.name.length > 256)
+    throw new InvalidArgumentError(`${where}.name must be a non-empty string`, { field: where });
+  if (!isOipDatatype(x.datatype))
+    throw new InvalidArgumentError(`${where}.datatype must be an OIP datatype`, { field: where });
+  if (
+    !Array.isArray(x.shape) ||
+    x.shape.length === 0 ||
+    !x.shape.every((d) => Number.isSafeInteger(d) && d >= 0)
+  ) {
+    throw new InvalidArgumentError(`${where}.shape must be a non-empty array of non-negative integers`, {
+      field: where,
+    });
   }
   const size = x.shape.reduce((a, b) => a * b, 1);
   const data = x.data as ArrayLike<unknown> | undefined;
-  if (!data || typeof data.length !== 'number' || data.length !== size) throw new InvalidArgumentError(`${where}.data must hold ${size} values (shape ${JSON.stringify(x.shape)})`, { field: where });
+  if (!data || typeof data.length !== 'number' || data.length !== size)
+    throw new InvalidArgumentError(
+      `${where}.data must hold ${size} values (shape ${JSON.stringify(x.shape)})`,
+      { field: where },
+    );
   for (let i = 0; i < data.length; i++) {
     const v = data[i];
-    if (typeof v !== 'number' && typeof v !== 'bigint' && typeof v !== 'boolean') throw new InvalidArgumentError(`${where}.data must be numeric`, { field: where });
+    if (typeof v !== 'number' && typeof v !== 'bigint' && typeof v !== 'boolean')
+      throw new InvalidArgumentError(`${where}.data must be numeric`, { field: where });
   }
   return x as ObservedTensor;
 }
@@ -209,7 +247,8 @@ function validateMetrics(m: unknown): NonNullable<BaselineDoc['metrics']> {
   for (const k of ['accuracy', 'mae', 'rmse'] as const) {
     const v = (m as Record<string, unknown>)[k];
     if (v === undefined) continue;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new InvalidArgumentError(`metrics.${k} must be a non-negative number`, { field: `metrics.${k}` });
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
+      throw new InvalidArgumentError(`metrics.${k} must be a non-negative number`, { field: `metrics.${k}` });
     out[k] = v;
   }
   return out;

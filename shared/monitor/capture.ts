@@ -6,7 +6,13 @@ import { mapLimit } from '../util/concurrency';
 import { booleanSetting, numberSetting } from './config';
 import { addValue, DenseHistogram, emptyHistogram, type Histogram } from './histogram';
 import { monitoringLayout } from './layout';
-import { emptyVersionSummary, mergeVersionSummary, type CaptureFile, type RawSample, type VersionSummary } from './summary';
+import {
+  emptyVersionSummary,
+  mergeVersionSummary,
+  type CaptureFile,
+  type RawSample,
+  type VersionSummary,
+} from './summary';
 
 /** What a prediction record keeps so later feedback can be scored against it. */
 export interface PredictionRecord {
@@ -64,7 +70,10 @@ const defaults: Required<Omit<CaptureOptions, 'containerId'>> = {
   maxPendingPredictions: 10_000,
   now: () => Date.now(),
   random: Math.random,
-  logger: (message, error) => console.warn(JSON.stringify({ level: 'WARN', message, error: error === undefined ? undefined : String(error) })),
+  logger: (message, error) =>
+    console.warn(
+      JSON.stringify({ level: 'WARN', message, error: error === undefined ? undefined : String(error) }),
+    ),
 };
 
 /** Rows of a batch whose predictions are kept for feedback. */
@@ -110,7 +119,15 @@ export interface CaptureStats {
  */
 export class CaptureObserver implements InferenceObserver {
   readonly containerId: string;
-  readonly stats: CaptureStats = { observed: 0, flushes: 0, captureFilesWritten: 0, predictionsWritten: 0, predictionsDropped: 0, predictionIdCollisions: 0, writeFailures: 0 };
+  readonly stats: CaptureStats = {
+    observed: 0,
+    flushes: 0,
+    captureFilesWritten: 0,
+    predictionsWritten: 0,
+    predictionsDropped: 0,
+    predictionIdCollisions: 0,
+    writeFailures: 0,
+  };
   private readonly options: Required<Omit<CaptureOptions, 'containerId'>>;
   private models = new Map<string, Map<number, LiveVersion>>();
   /** Summaries whose write failed, merged into the next flush. */
@@ -128,7 +145,9 @@ export class CaptureObserver implements InferenceObserver {
     private readonly store: ObjectStore,
     options: CaptureOptions = {},
   ) {
-    const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as CaptureOptions;
+    const given = Object.fromEntries(
+      Object.entries(options).filter(([, v]) => v !== undefined),
+    ) as CaptureOptions;
     this.options = { ...defaults, ...given };
     this.containerId = options.containerId ?? randomBytes(6).toString('hex');
     this.lastFlush = this.options.now();
@@ -136,7 +155,10 @@ export class CaptureObserver implements InferenceObserver {
 
   get flushDue(): boolean {
     if (this.sinceFlush === 0) return false;
-    return this.sinceFlush >= this.options.flushRequests || this.options.now() - this.lastFlush >= this.options.flushSeconds * 1000;
+    return (
+      this.sinceFlush >= this.options.flushRequests ||
+      this.options.now() - this.lastFlush >= this.options.flushSeconds * 1000
+    );
   }
 
   observe(o: InferenceObservation): void {
@@ -158,18 +180,29 @@ export class CaptureObserver implements InferenceObserver {
     if (o.status >= 400) return;
     s.inference.add(o.inferenceMs);
     s.rows += o.batchSize;
-    for (const t of o.inputs) recordLiveTensor(s.inputs, t, o.batchSize, this.options.maxFeatures, this.options.maxValues);
-    for (const t of o.outputs) recordLiveTensor(s.outputs, t, o.batchSize, this.options.maxFeatures, this.options.maxValues);
+    for (const t of o.inputs)
+      recordLiveTensor(s.inputs, t, o.batchSize, this.options.maxFeatures, this.options.maxValues);
+    for (const t of o.outputs)
+      recordLiveTensor(s.outputs, t, o.batchSize, this.options.maxFeatures, this.options.maxValues);
     const first = o.outputs[0];
     const prediction = first ? summarizePrediction(first, o.batchSize) : undefined;
-    if (prediction?.kind === 'class') for (const c of prediction.predicted) s.classes.set(c, (s.classes.get(c) ?? 0) + 1);
+    if (prediction?.kind === 'class')
+      for (const c of prediction.predicted) s.classes.set(c, (s.classes.get(c) ?? 0) + 1);
     if (o.requestId !== undefined && prediction && this.options.random() < this.options.feedbackSample) {
       if (this.predictions.length >= this.options.maxPendingPredictions) this.stats.predictionsDropped++;
       else {
-        this.predictions.push({ id: o.requestId, model: o.model, version: o.version, kind: prediction.kind, predicted: prediction.predicted, atMs: this.options.now() });
+        this.predictions.push({
+          id: o.requestId,
+          model: o.model,
+          version: o.version,
+          kind: prediction.kind,
+          predicted: prediction.predicted,
+          atMs: this.options.now(),
+        });
       }
     }
-    if (this.options.payloadSample > 0 && this.options.random() < this.options.payloadSample) this.keepSample(o);
+    if (this.options.payloadSample > 0 && this.options.random() < this.options.payloadSample)
+      this.keepSample(o);
   }
 
   flush(): Promise<void> {
@@ -206,17 +239,25 @@ export class CaptureObserver implements InferenceObserver {
         return typeof v === 'string' ? v : Number(v);
       }),
     });
-    list.push({ version: o.version, ...(o.requestId !== undefined ? { requestId: o.requestId } : {}), status: o.status, inputs: o.inputs.map(raw), outputs: o.outputs.map(raw) });
+    list.push({
+      version: o.version,
+      ...(o.requestId !== undefined ? { requestId: o.requestId } : {}),
+      status: o.status,
+      inputs: o.inputs.map(raw),
+      outputs: o.outputs.map(raw),
+    });
     this.samples.set(o.model, list);
   }
 
   /** Takes the buffers (synchronously, so observations arriving during the writes go to the next flush) and writes them. */
   private startFlush(): Promise<void> {
     const models = new Map<string, Map<number, VersionSummary>>();
-    for (const [model, versions] of this.models) models.set(model, new Map([...versions].map(([v, live]) => [v, live.toSummary()])));
+    for (const [model, versions] of this.models)
+      models.set(model, new Map([...versions].map(([v, live]) => [v, live.toSummary()])));
     for (const [model, versions] of this.retry) {
       const into = models.get(model) ?? new Map<number, VersionSummary>();
-      for (const [v, summary] of versions) into.set(v, into.has(v) ? mergeVersionSummary(into.get(v)!, summary) : summary);
+      for (const [v, summary] of versions)
+        into.set(v, into.has(v) ? mergeVersionSummary(into.get(v)!, summary) : summary);
       models.set(model, into);
     }
     this.retry = new Map();
@@ -231,12 +272,20 @@ export class CaptureObserver implements InferenceObserver {
     this.lastFlush = this.options.now();
     this.stats.flushes++;
     const endedAt = this.options.now();
-    const captureWrites = [...models].map(([model, versions]) => this.writeCapture(model, versions, samples.get(model), startedAt, endedAt));
+    const captureWrites = [...models].map(([model, versions]) =>
+      this.writeCapture(model, versions, samples.get(model), startedAt, endedAt),
+    );
     const predictionWrites = mapLimit(predictions, WRITE_CONCURRENCY, (p) => this.writePrediction(p));
     return Promise.all([...captureWrites, predictionWrites]).then(() => undefined);
   }
 
-  private async writeCapture(model: string, versions: Map<number, VersionSummary>, samples: RawSample[] | undefined, startedAt: number, endedAt: number): Promise<void> {
+  private async writeCapture(
+    model: string,
+    versions: Map<number, VersionSummary>,
+    samples: RawSample[] | undefined,
+    startedAt: number,
+    endedAt: number,
+  ): Promise<void> {
     const seq = ++this.seq;
     const doc: CaptureFile = {
       format: 'maas.capture/1',
@@ -274,17 +323,27 @@ export class CaptureObserver implements InferenceObserver {
   private requeue(model: string, versions: Map<number, VersionSummary>): void {
     let current = this.retry.get(model);
     if (!current) this.retry.set(model, (current = new Map()));
-    for (const [v, s] of versions) current.set(v, mergeVersionSummary(current.get(v) ?? emptyVersionSummary(), s));
+    for (const [v, s] of versions)
+      current.set(v, mergeVersionSummary(current.get(v) ?? emptyVersionSummary(), s));
     this.sinceFlush++;
   }
 
-  private async writePrediction(pending: Omit<PredictionRecord, 'at' | 'expiresAt'> & { atMs: number }): Promise<void> {
+  private async writePrediction(
+    pending: Omit<PredictionRecord, 'at' | 'expiresAt'> & { atMs: number },
+  ): Promise<void> {
     const { atMs, ...rest } = pending;
-    const p: PredictionRecord = { ...rest, at: new Date(atMs).toISOString(), expiresAt: new Date(atMs + this.options.feedbackTtlHours * 3_600_000).toISOString() };
+    const p: PredictionRecord = {
+      ...rest,
+      at: new Date(atMs).toISOString(),
+      expiresAt: new Date(atMs + this.options.feedbackTtlHours * 3_600_000).toISOString(),
+    };
     try {
       // Create-only: a plain put would let any client overwrite another's prediction (and so
       // the ground truth joined to it) just by sending the same `id`.
-      await this.store.put(monitoringLayout.prediction(p.model, p.id), JSON.stringify(p), { contentType: 'application/json', ifNoneMatch: '*' });
+      await this.store.put(monitoringLayout.prediction(p.model, p.id), JSON.stringify(p), {
+        contentType: 'application/json',
+        ifNoneMatch: '*',
+      });
       this.stats.predictionsWritten++;
     } catch (e) {
       if (e instanceof ObjectPreconditionError) {
@@ -308,18 +367,31 @@ export class CaptureObserver implements InferenceObserver {
  * const observers = capture ? [capture] : [];
  * ```
  */
-export function createCaptureObserver(store: ObjectStore, env: NodeJS.ProcessEnv = process.env): CaptureObserver | undefined {
+export function createCaptureObserver(
+  store: ObjectStore,
+  env: NodeJS.ProcessEnv = process.env,
+): CaptureObserver | undefined {
   if (!booleanSetting(env, 'MAAS_CAPTURE', true)) return undefined;
   return new CaptureObserver(store, {
     flushSeconds: numberSetting(env, 'MAAS_CAPTURE_FLUSH_SECONDS', defaults.flushSeconds, { min: 0 }),
     flushRequests: numberSetting(env, 'MAAS_CAPTURE_FLUSH_REQUESTS', defaults.flushRequests, { min: 1 }),
     maxFeatures: numberSetting(env, 'MAAS_CAPTURE_MAX_FEATURES', defaults.maxFeatures, { min: 0, max: 4096 }),
     maxValues: numberSetting(env, 'MAAS_CAPTURE_MAX_VALUES', defaults.maxValues, { min: 1 }),
-    feedbackSample: numberSetting(env, 'MAAS_CAPTURE_FEEDBACK_SAMPLE', defaults.feedbackSample, { min: 0, max: 1 }),
-    feedbackTtlHours: numberSetting(env, 'MAAS_CAPTURE_FEEDBACK_TTL_HOURS', defaults.feedbackTtlHours, { min: 0 }),
-    payloadSample: numberSetting(env, 'MAAS_CAPTURE_PAYLOAD_SAMPLE', defaults.payloadSample, { min: 0, max: 1 }),
+    feedbackSample: numberSetting(env, 'MAAS_CAPTURE_FEEDBACK_SAMPLE', defaults.feedbackSample, {
+      min: 0,
+      max: 1,
+    }),
+    feedbackTtlHours: numberSetting(env, 'MAAS_CAPTURE_FEEDBACK_TTL_HOURS', defaults.feedbackTtlHours, {
+      min: 0,
+    }),
+    payloadSample: numberSetting(env, 'MAAS_CAPTURE_PAYLOAD_SAMPLE', defaults.payloadSample, {
+      min: 0,
+      max: 1,
+    }),
     flushBudgetMs: numberSetting(env, 'MAAS_CAPTURE_FLUSH_BUDGET_MS', defaults.flushBudgetMs, { min: 0 }),
-    maxPendingPredictions: numberSetting(env, 'MAAS_CAPTURE_MAX_PENDING', defaults.maxPendingPredictions, { min: 0 }),
+    maxPendingPredictions: numberSetting(env, 'MAAS_CAPTURE_MAX_PENDING', defaults.maxPendingPredictions, {
+      min: 0,
+    }),
   });
 }
 
@@ -371,7 +443,13 @@ class LiveVersion {
 /** {@link recordTensor} on the request path (same keys and sampling, dense histograms). */
 let rotation = 0;
 
-function recordLiveTensor(into: Map<string, LiveTensor>, t: ObservedTensor, batchSize: number, maxFeatures: number, maxValues: number): void {
+function recordLiveTensor(
+  into: Map<string, LiveTensor>,
+  t: ObservedTensor,
+  batchSize: number,
+  maxFeatures: number,
+  maxValues: number,
+): void {
   if (t.datatype === 'BYTES') return;
   const length = t.data.length;
   if (length === 0) return;
@@ -410,7 +488,13 @@ function recordLiveTensor(into: Map<string, LiveTensor>, t: ObservedTensor, batc
  * // features['x[0]'] holds 1 and 3, features['x[1]'] holds 2 and 4
  * ```
  */
-export function recordTensor(into: Record<string, Histogram>, t: ObservedTensor, batchSize: number, maxFeatures: number, maxValues = Infinity): void {
+export function recordTensor(
+  into: Record<string, Histogram>,
+  t: ObservedTensor,
+  batchSize: number,
+  maxFeatures: number,
+  maxValues = Infinity,
+): void {
   if (t.datatype === 'BYTES') return; // strings have no numeric distribution
   const length = t.data.length;
   if (length === 0) return;
@@ -440,7 +524,10 @@ export function recordTensor(into: Record<string, Histogram>, t: ObservedTensor,
  * summarizePrediction({ name: 'p', datatype: 'FP32', shape: [1, 3], data: new Float32Array([0.1, 0.7, 0.2]) }, 1); // { kind: 'class', predicted: [1] }
  * ```
  */
-export function summarizePrediction(t: ObservedTensor, batchSize: number): Pick<PredictionRecord, 'kind' | 'predicted'> | undefined {
+export function summarizePrediction(
+  t: ObservedTensor,
+  batchSize: number,
+): Pick<PredictionRecord, 'kind' | 'predicted'> | undefined {
   if (t.datatype === 'BYTES' || t.data.length === 0) return undefined;
   const rows = Math.max(1, Math.min(batchSize, t.data.length));
   const perRow = Math.floor(t.data.length / rows);
@@ -473,7 +560,14 @@ function valueReader(t: ObservedTensor): (i: number) => number {
   if (t.datatype === 'FP16') return (i) => float16BitsToFloat32(Number(data[i]));
   return (i) => {
     const v = data[i];
-    return typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : typeof v === 'boolean' ? (v ? 1 : 0) : NaN;
+    return typeof v === 'number'
+      ? v
+      : typeof v === 'bigint'
+        ? Number(v)
+        : typeof v === 'boolean'
+          ? v
+            ? 1
+            : 0
+          : NaN;
   };
 }
-

@@ -10,13 +10,21 @@ import { InvalidArgumentError } from '../errors';
  * const every = numberSetting(process.env, 'MAAS_CAPTURE_FLUSH_SECONDS', 60, { min: 1 });
  * ```
  */
-export function numberSetting(env: NodeJS.ProcessEnv, name: string, fallback: number, bounds: { min?: number; max?: number } = {}): number {
+export function numberSetting(
+  env: NodeJS.ProcessEnv,
+  name: string,
+  fallback: number,
+  bounds: { min?: number; max?: number } = {},
+): number {
   const raw = env[name];
   if (raw === undefined || raw.trim() === '') return fallback;
   const value = Number(raw);
   const { min = -Infinity, max = Infinity } = bounds;
   if (!Number.isFinite(value) || value < min || value > max) {
-    throw new InvalidArgumentError(`${name} must be a number between ${min} and ${max}, got ${JSON.stringify(raw)}`, { setting: name });
+    throw new InvalidArgumentError(
+      `${name} must be a number between ${min} and ${max}, got ${JSON.stringify(raw)}`,
+      { setting: name },
+    );
   }
   return value;
 }
@@ -34,5 +42,7 @@ export function booleanSetting(env: NodeJS.ProcessEnv, name: string, fallback: b
   if (raw === undefined || raw === '') return fallback;
   if (['1', 'true', 'on', 'yes'].includes(raw)) return true;
   if (['0', 'false', 'off', 'no'].includes(raw)) return false;
-  throw new InvalidArgumentError(`${name} must be true or false, got ${JSON.stringify(env[name])}`, { setting: name });
+  throw new InvalidArgumentError(`${name} must be true or false, got ${JSON.stringify(env[name])}`, {
+    setting: name,
+  });
 }

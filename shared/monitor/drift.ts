@@ -105,7 +105,8 @@ export function groupBoundaries(baseline: Histogram, groups = 10): number[] {
   let cum = 0;
   for (const bin of bins) {
     cum += baseline.bins[bin] ?? 0;
-    if (cum >= ((bounds.length + 1) * totalMass) / groups - 1e-9 && bounds.length < groups - 1) bounds.push(bin);
+    if (cum >= ((bounds.length + 1) * totalMass) / groups - 1e-9 && bounds.length < groups - 1)
+      bounds.push(bin);
   }
   // The last group catches everything above the last boundary.
   if (bounds.at(-1) !== Infinity) bounds.push(Infinity);
@@ -169,7 +170,12 @@ export function compareHistograms(baseline: Histogram, current: Histogram, group
   const bounds = groupBoundaries(baseline, groups);
   const expected = groupCounts(baseline, bounds);
   const actual = groupCounts(current, bounds);
-  return { psi: psi(expected, actual), ks: ksOfHistograms(baseline, current), js: jensenShannon(expected, actual), groups: bounds.length };
+  return {
+    psi: psi(expected, actual),
+    ks: ksOfHistograms(baseline, current),
+    js: jensenShannon(expected, actual),
+    groups: bounds.length,
+  };
 }
 
 function total(v: readonly number[]): number {
@@ -179,5 +185,6 @@ function total(v: readonly number[]): number {
 }
 
 function assertSameLength(a: readonly number[], b: readonly number[]): void {
-  if (a.length !== b.length) throw new RangeError(`count vectors differ in length (${a.length} vs ${b.length})`);
+  if (a.length !== b.length)
+    throw new RangeError(`count vectors differ in length (${a.length} vs ${b.length})`);
 }

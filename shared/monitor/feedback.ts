@@ -62,20 +62,35 @@ export interface FeedbackResult {
  * ```
  */
 export function parseFeedback(body: unknown): FeedbackItem[] {
-  const list = Array.isArray(body) ? body : typeof body === 'object' && body !== null && Array.isArray((body as { feedback?: unknown }).feedback) ? (body as { feedback: unknown[] }).feedback : undefined;
-  if (!list) throw new InvalidArgumentError('feedback body must be an array of {id, target} or {"feedback": [...]}');
+  const list = Array.isArray(body)
+    ? body
+    : typeof body === 'object' && body !== null && Array.isArray((body as { feedback?: unknown }).feedback)
+      ? (body as { feedback: unknown[] }).feedback
+      : undefined;
+  if (!list)
+    throw new InvalidArgumentError('feedback body must be an array of {id, target} or {"feedback": [...]}');
   if (list.length === 0) throw new InvalidArgumentError('feedback is empty');
-  if (list.length > MAX_FEEDBACK_ITEMS) throw new PayloadTooLargeError(`at most ${MAX_FEEDBACK_ITEMS} feedback items per call`, { limit: MAX_FEEDBACK_ITEMS });
+  if (list.length > MAX_FEEDBACK_ITEMS)
+    throw new PayloadTooLargeError(`at most ${MAX_FEEDBACK_ITEMS} feedback items per call`, {
+      limit: MAX_FEEDBACK_ITEMS,
+    });
   return list.map((item, index) => {
     const i = item as { id?: unknown; target?: unknown } | null;
-    if (typeof i !== 'object' || i === null) throw new InvalidArgumentError(`feedback[${index}] must be an object`, { index });
+    if (typeof i !== 'object' || i === null)
+      throw new InvalidArgumentError(`feedback[${index}] must be an object`, { index });
     if (typeof i.id !== 'string' || i.id.length === 0 || i.id.length > MAX_ID_LENGTH) {
-      throw new InvalidArgumentError(`feedback[${index}].id must be a non-empty string of at most ${MAX_ID_LENGTH} characters`, { index });
+      throw new InvalidArgumentError(
+        `feedback[${index}].id must be a non-empty string of at most ${MAX_ID_LENGTH} characters`,
+        { index },
+      );
     }
     const t = i.target;
     const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
     if (!(finite(t) || (Array.isArray(t) && t.length > 0 && t.every(finite)))) {
-      throw new InvalidArgumentError(`feedback[${index}].target must be a finite number or a non-empty array of them`, { index });
+      throw new InvalidArgumentError(
+        `feedback[${index}].target must be a finite number or a non-empty array of them`,
+        { index },
+      );
     }
     return { id: i.id, target: t as number | number[] };
   });
@@ -92,10 +107,22 @@ export function parseFeedback(body: unknown): FeedbackItem[] {
  * // { accepted: 98, unknown: 2, ... }
  * ```
  */
-export async function recordFeedback(store: ObjectStore, model: string, items: readonly FeedbackItem[], options: { now?: () => number } = {}): Promise<FeedbackResult> {
+export async function recordFeedback(
+  store: ObjectStore,
+  model: string,
+  items: readonly FeedbackItem[],
+  options: { now?: () => number } = {},
+): Promise<FeedbackResult> {
   assertModelName(model);
   const now = options.now?.() ?? Date.now();
-  const result: FeedbackResult = { model, received: items.length, accepted: 0, unknown: 0, expired: 0, mismatched: 0 };
+  const result: FeedbackResult = {
+    model,
+    received: items.length,
+    accepted: 0,
+    unknown: 0,
+    expired: 0,
+    mismatched: 0,
+  };
   const records: JoinedFeedback[] = [];
   await mapLimit(items, LOOKUP_CONCURRENCY, async (item) => {
     const prediction = await readPrediction(store, model, item.id);
@@ -104,20 +131,37 @@ export async function recordFeedback(store: ObjectStore, model: string, items: r
     else {
       const target = Array.isArray(item.target) ? item.target : [item.target];
       if (target.length !== prediction.predicted.length) result.mismatched++;
-      else records.push({ id: item.id, version: prediction.version, kind: prediction.kind, predicted: prediction.predicted, target, predictedAt: prediction.at });
+      else
+        records.push({
+          id: item.id,
+          version: prediction.version,
+          kind: prediction.kind,
+          predicted: prediction.predicted,
+          target,
+          predictedAt: prediction.at,
+        });
     }
   });
   result.accepted = records.length;
   if (records.length > 0) {
     const key = monitoringLayout.feedback(model, now, randomBytes(6).toString('hex'));
-    const doc: FeedbackFile = { format: 'maas.feedback/1', model, receivedAt: new Date(now).toISOString(), records };
+    const doc: FeedbackFile = {
+      format: 'maas.feedback/1',
+      model,
+      receivedAt: new Date(now).toISOString(),
+      records,
+    };
     await store.put(key, JSON.stringify(doc), { contentType: 'application/json', ifNoneMatch: '*' });
     result.key = key;
   }
   return result;
 }
 
-async function readPrediction(store: ObjectStore, model: string, id: string): Promise<PredictionRecord | undefined> {
+async function readPrediction(
+  store: ObjectStore,
+  model: string,
+  id: string,
+): Promise<PredictionRecord | undefined> {
   const record = (await readJson<PredictionRecord>(store, monitoringLayout.prediction(model, id)))?.doc;
   // Keys are hashes of the id: compare the id itself so a collision can never join wrongly.
   return record?.id === id && record.model === model ? record : undefined;

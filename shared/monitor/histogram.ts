@@ -155,7 +155,8 @@ export function mergeHistogram(into: Histogram, from: Histogram): Histogram {
 export function histogramFromJson(raw: unknown): Histogram {
   const r = (raw ?? {}) as Partial<Histogram> & { min?: number | null; max?: number | null };
   const bins: Record<string, number> = {};
-  for (const [k, c] of Object.entries(r.bins ?? {})) if (typeof c === 'number' && c > 0 && /^-?[0-9]+$/.test(k)) bins[k] = c;
+  for (const [k, c] of Object.entries(r.bins ?? {}))
+    if (typeof c === 'number' && c > 0 && /^-?[0-9]+$/.test(k)) bins[k] = c;
   return {
     count: typeof r.count === 'number' ? r.count : 0,
     nonFinite: typeof r.nonFinite === 'number' ? r.nonFinite : 0,
@@ -240,6 +241,13 @@ export class DenseHistogram {
     const bins: Record<string, number> = {};
     const counts = this.counts;
     for (let i = 0; i < counts.length; i++) if (counts[i]! > 0) bins[i - OVERFLOW_BIN] = counts[i]!;
-    return { count: this.count, nonFinite: this.nonFinite, sum: this.sum, min: this.min, max: this.max, bins };
+    return {
+      count: this.count,
+      nonFinite: this.nonFinite,
+      sum: this.sum,
+      min: this.min,
+      max: this.max,
+      bins,
+    };
   }
 }

@@ -10,6 +10,16 @@ export * from './capture';
 export * from './baseline';
 export * from './feedback';
 export * from './policy';
-export { CLOUDWATCH_LIMITS, CloudWatchMetricSink, LocalMetricSink, batchMetricData, createMetricSink, toMetricData, type MetricPoint as MonitorMetricPoint, type MetricSink as MonitorMetricSink, type SinkResult } from './sink';
+export {
+  CLOUDWATCH_LIMITS,
+  CloudWatchMetricSink,
+  LocalMetricSink,
+  batchMetricData,
+  createMetricSink,
+  toMetricData,
+  type MetricPoint as MonitorMetricPoint,
+  type MetricSink as MonitorMetricSink,
+  type SinkResult,
+} from './sink';
 export * from './monitor';
 export * from './optimize-sweep';

@@ -24,12 +24,14 @@ export const monitoringLayout = {
   prediction: (name: string, id: string): string => `monitoring/predictions/${name}/${idHash(id)}.json`,
   feedbackPrefix: (name: string): string => `monitoring/feedback/${name}/`,
   feedbackRoot: 'monitoring/feedback/',
-  feedback: (name: string, ms: number, suffix: string): string => `monitoring/feedback/${name}/${timeKey(ms)}-${suffix}.json`,
+  feedback: (name: string, ms: number, suffix: string): string =>
+    `monitoring/feedback/${name}/${timeKey(ms)}-${suffix}.json`,
   baseline: (name: string, version: number): string => `monitoring/baselines/${name}/${version}.json`,
   policy: (name: string): string => `monitoring/policies/${name}.json`,
   state: (name: string): string => `monitoring/state/${name}.json`,
   reportsPrefix: (name: string): string => `monitoring/reports/${name}/`,
-  report: (name: string, iso: string, runId: string): string => `monitoring/reports/${name}/${iso}-${runId}.json`,
+  report: (name: string, iso: string, runId: string): string =>
+    `monitoring/reports/${name}/${iso}-${runId}.json`,
   latestReport: (name: string): string => `monitoring/reports/${name}/latest.json`,
 };
 

@@ -2,7 +2,13 @@ import { randomBytes } from 'node:crypto';
 import type { StandardUnit } from '@aws-sdk/client-cloudwatch';
 import type { ModelRegistry } from '../registry/model-registry';
 import type { AliasRecord } from '../registry/types';
-import { listAll, ObjectNotFoundError, ObjectPreconditionError, type ObjectInfoSummary, type ObjectStore } from '../store';
+import {
+  listAll,
+  ObjectNotFoundError,
+  ObjectPreconditionError,
+  type ObjectInfoSummary,
+  type ObjectStore,
+} from '../store';
 import { mapLimit } from '../util/concurrency';
 import { readJson } from '../util/store-json';
 import { baselineHistogram, extendTrafficBaseline, readBaseline, type BaselineDoc } from './baseline';
@@ -12,7 +18,13 @@ import { binMidpoint, quantile, sortedBins, type Histogram } from './histogram';
 import { monitoringLayout, timeKey } from './layout';
 import { effectivePolicy, type RollbackPolicy } from './policy';
 import type { MetricPoint, MetricSink, SinkResult } from './sink';
-import { emptyVersionSummary, mergeVersionSummary, versionSummaryFromJson, type CaptureFile, type VersionSummary } from './summary';
+import {
+  emptyVersionSummary,
+  mergeVersionSummary,
+  versionSummaryFromJson,
+  type CaptureFile,
+  type VersionSummary,
+} from './summary';
 
 /** What the monitor remembers per model between runs (compare-and-swapped: the watermark). */
 export interface MonitorState {
@@ -137,7 +149,13 @@ export interface MonitorRunResult {
   models: ModelRunResult[];
 }
 
-const defaults = { namespace: 'maas', graceSeconds: 120, baselineRequests: 1000, driftGroups: 10, maxFiles: 5000 };
+const defaults = {
+  namespace: 'maas',
+  graceSeconds: 120,
+  baselineRequests: 1000,
+  driftGroups: 10,
+  maxFiles: 5000,
+};
 const READ_CONCURRENCY = 8;
 const STATE_ATTEMPTS = 4;
 const ACTOR = 'maas-monitor';
@@ -180,7 +198,20 @@ export async function runMonitor(options: MonitorOptions): Promise<MonitorRunRes
   return { runId, startedAt, models: results };
 }
 
-type ResolvedOptions = Required<Pick<MonitorOptions, 'store' | 'registry' | 'sink' | 'namespace' | 'graceSeconds' | 'baselineRequests' | 'policy' | 'driftGroups' | 'maxFiles'>> & {
+type ResolvedOptions = Required<
+  Pick<
+    MonitorOptions,
+    | 'store'
+    | 'registry'
+    | 'sink'
+    | 'namespace'
+    | 'graceSeconds'
+    | 'baselineRequests'
+    | 'policy'
+    | 'driftGroups'
+    | 'maxFiles'
+  >
+> & {
   now: () => Date;
   runId: string;
 };
@@ -193,7 +224,15 @@ async function monitorModel(model: string, o: ResolvedOptions): Promise<ModelRun
     const nowDate = o.now();
     const cutoff = nowDate.getTime() - o.graceSeconds * 1000;
     const stateFound = await readJson<MonitorState>(store, monitoringLayout.state(model));
-    const state: MonitorState = stateFound?.doc ?? { captureAfter: '', feedbackAfter: '', window: 0, breaches: {}, lastRunId: '', updatedAt: '', lastCutoff: '' };
+    const state: MonitorState = stateFound?.doc ?? {
+      captureAfter: '',
+      feedbackAfter: '',
+      window: 0,
+      breaches: {},
+      lastRunId: '',
+      updatedAt: '',
+      lastCutoff: '',
+    };
     const capturePrefix = monitoringLayout.capturesPrefix(model);
     const feedbackPrefix = monitoringLayout.feedbackPrefix(model);
     const [captureKeys, feedbackKeys] = await Promise.all([
@@ -202,13 +241,20 @@ async function monitorModel(model: string, o: ResolvedOptions): Promise<ModelRun
     ]);
     if (captureKeys.length === 0 && feedbackKeys.length === 0) return { model, status: 'idle', conflicts };
 
-    const captures = await mapLimit(captureKeys, READ_CONCURRENCY, (k) => readJson<CaptureFile>(store, k.key));
-    const feedbackFiles = await mapLimit(feedbackKeys, READ_CONCURRENCY, (k) => readJson<FeedbackFile>(store, k.key));
+    const captures = await mapLimit(captureKeys, READ_CONCURRENCY, (k) =>
+      readJson<CaptureFile>(store, k.key),
+    );
+    const feedbackFiles = await mapLimit(feedbackKeys, READ_CONCURRENCY, (k) =>
+      readJson<FeedbackFile>(store, k.key),
+    );
     const summaries = new Map<number, VersionSummary>();
     for (const c of captures) {
       for (const [v, raw] of Object.entries(c?.doc.versions ?? {})) {
         const version = Number(v);
-        summaries.set(version, mergeVersionSummary(summaries.get(version) ?? emptyVersionSummary(), versionSummaryFromJson(raw)));
+        summaries.set(
+          version,
+          mergeVersionSummary(summaries.get(version) ?? emptyVersionSummary(), versionSummaryFromJson(raw)),
+        );
       }
     }
     const quality = scoreFeedback(feedbackFiles.flatMap((f) => f?.doc.records ?? []));
@@ -219,12 +265,19 @@ async function monitorModel(model: string, o: ResolvedOptions): Promise<ModelRun
     const versionsSeen = new Set<number>([...summaries.keys(), ...quality.keys()]);
     // Kept with their etags: extending a traffic baseline below reuses this read instead of a second get.
     const baselineReads = new Map<number, { doc: BaselineDoc; etag: string } | undefined>();
-    await Promise.all([...versionsSeen].map(async (v) => baselineReads.set(v, await readBaseline(store, model, v))));
+    await Promise.all(
+      [...versionsSeen].map(async (v) => baselineReads.set(v, await readBaseline(store, model, v))),
+    );
     const baselines = new Map([...baselineReads].map(([v, found]) => [v, found?.doc]));
 
     const versions: Record<string, VersionReport> = {};
     for (const v of [...versionsSeen].sort((a, b) => a - b)) {
-      versions[v] = versionReport(summaries.get(v) ?? emptyVersionSummary(), baselines.get(v), quality.get(v), o.driftGroups);
+      versions[v] = versionReport(
+        summaries.get(v) ?? emptyVersionSummary(),
+        baselines.get(v),
+        quality.get(v),
+        o.driftGroups,
+      );
     }
     const { evaluations, breaches } = evaluate(aliases, versions, baselines, state.breaches, policy);
 
@@ -257,7 +310,15 @@ async function monitorModel(model: string, o: ResolvedOptions): Promise<ModelRun
       const found = baselineReads.get(v);
       const b = found?.doc;
       if (!b || (b.source === 'traffic' && !b.complete)) {
-        const updated = await extendTrafficBaseline(store, model, v, s, o.baselineRequests, nowDate, found ?? null);
+        const updated = await extendTrafficBaseline(
+          store,
+          model,
+          v,
+          s,
+          o.baselineRequests,
+          nowDate,
+          found ?? null,
+        );
         const report = versions[v];
         if (updated && report) {
           report.drift.baseline = updated.complete ? 'traffic' : 'building';
@@ -266,7 +327,13 @@ async function monitorModel(model: string, o: ResolvedOptions): Promise<ModelRun
       }
     }
     const actions = await applyRollbacks(o.registry, model, aliases, evaluations, policy, o.runId);
-    const points = metricPoints(model, versions, evaluations, new Date(cutoff), new Map([...summaries].map(([v, x]) => [v, x.latencyMs])));
+    const points = metricPoints(
+      model,
+      versions,
+      evaluations,
+      new Date(cutoff),
+      new Map([...summaries].map(([v, x]) => [v, x.latencyMs])),
+    );
     const sinkResult = await o.sink.put(o.namespace, points);
     const report: MonitorReport = {
       format: 'maas.monitor-report/1',
@@ -274,7 +341,11 @@ async function monitorModel(model: string, o: ResolvedOptions): Promise<ModelRun
       model,
       window: { number: next.window, from: state.lastCutoff || null, to: next.lastCutoff },
       generatedAt: o.now().toISOString(),
-      captures: { files: captureKeys.length, ...(captureKeys[0] ? { firstKey: captureKeys[0].key } : {}), ...(lastCapture ? { lastKey: captureKeys.at(-1)!.key } : {}) },
+      captures: {
+        files: captureKeys.length,
+        ...(captureKeys[0] ? { firstKey: captureKeys[0].key } : {}),
+        ...(lastCapture ? { lastKey: captureKeys.at(-1)!.key } : {}),
+      },
       feedback: { files: feedbackKeys.length, records: [...quality.values()].reduce((s, q) => s + q.n, 0) },
       policy,
       versions,
@@ -303,7 +374,12 @@ export async function latestReport(store: ObjectStore, model: string): Promise<M
   return (await readJson<MonitorReport>(store, monitoringLayout.latestReport(model)))?.doc;
 }
 
-function versionReport(s: VersionSummary, baseline: BaselineDoc | undefined, quality: QualityStats | undefined, groups: number): VersionReport {
+function versionReport(
+  s: VersionSummary,
+  baseline: BaselineDoc | undefined,
+  quality: QualityStats | undefined,
+  groups: number,
+): VersionReport {
   const usable = baseline && baseline.complete;
   const inputs: Record<string, DriftStats> = {};
   const outputs: Record<string, DriftStats> = {};
@@ -318,7 +394,9 @@ function versionReport(s: VersionSummary, baseline: BaselineDoc | undefined, qua
     }
   }
   const maxPsi = (d: Record<string, DriftStats>): number | null => {
-    const values = Object.values(d).map((x) => x.psi).filter(Number.isFinite);
+    const values = Object.values(d)
+      .map((x) => x.psi)
+      .filter(Number.isFinite);
     return values.length > 0 ? Math.max(...values) : null;
   };
   return {
@@ -328,8 +406,17 @@ function versionReport(s: VersionSummary, baseline: BaselineDoc | undefined, qua
     clientErrors: s.clientErrors,
     errorRate: s.requests > 0 ? s.errors / s.requests : 0,
     aliases: s.aliases,
-    latencyMs: { p50: quantile(s.latencyMs, 0.5), p90: quantile(s.latencyMs, 0.9), p99: quantile(s.latencyMs, 0.99), max: s.latencyMs.count > 0 ? s.latencyMs.max : NaN },
-    inferenceMs: { p50: quantile(s.inferenceMs, 0.5), p90: quantile(s.inferenceMs, 0.9), p99: quantile(s.inferenceMs, 0.99) },
+    latencyMs: {
+      p50: quantile(s.latencyMs, 0.5),
+      p90: quantile(s.latencyMs, 0.9),
+      p99: quantile(s.latencyMs, 0.99),
+      max: s.latencyMs.count > 0 ? s.latencyMs.max : NaN,
+    },
+    inferenceMs: {
+      p50: quantile(s.inferenceMs, 0.5),
+      p90: quantile(s.inferenceMs, 0.9),
+      p99: quantile(s.inferenceMs, 0.99),
+    },
     drift: {
       baseline: !baseline ? 'none' : baseline.complete ? baseline.source : 'building',
       baselineRequests: baseline?.requests ?? 0,
@@ -351,8 +438,13 @@ function versionReport(s: VersionSummary, baseline: BaselineDoc | undefined, qua
  * scoreFeedback([{ id: 'a', version: 1, kind: 'class', predicted: [2], target: [2], predictedAt: '' }]).get(1); // { kind: 'class', n: 1, accuracy: 1 }
  * ```
  */
-export function scoreFeedback(records: readonly FeedbackFile['records'][number][]): Map<number, QualityStats> {
-  const acc = new Map<number, { kind: 'class' | 'value'; n: number; correct: number; abs: number; sq: number }>();
+export function scoreFeedback(
+  records: readonly FeedbackFile['records'][number][],
+): Map<number, QualityStats> {
+  const acc = new Map<
+    number,
+    { kind: 'class' | 'value'; n: number; correct: number; abs: number; sq: number }
+  >();
   for (const r of records) {
     const a = acc.get(r.version) ?? { kind: r.kind, n: 0, correct: 0, abs: 0, sq: 0 };
     for (let i = 0; i < r.predicted.length && i < r.target.length; i++) {
@@ -368,7 +460,12 @@ export function scoreFeedback(records: readonly FeedbackFile['records'][number][
   const out = new Map<number, QualityStats>();
   for (const [v, a] of acc) {
     if (a.n === 0) continue;
-    out.set(v, a.kind === 'class' ? { kind: 'class', n: a.n, accuracy: a.correct / a.n } : { kind: 'value', n: a.n, mae: a.abs / a.n, rmse: Math.sqrt(a.sq / a.n) });
+    out.set(
+      v,
+      a.kind === 'class'
+        ? { kind: 'class', n: a.n, accuracy: a.correct / a.n }
+        : { kind: 'value', n: a.n, mae: a.abs / a.n, rmse: Math.sqrt(a.sq / a.n) },
+    );
   }
   return out;
 }
@@ -392,21 +489,42 @@ function evaluate(
       const found: string[] = [];
       const evidence = !!r && r.requests >= policy.minRequests && r.requests > 0;
       if (r && evidence) {
-        if (t.errorRate !== undefined && r.errorRate > t.errorRate) found.push(`error rate ${fmt(r.errorRate)} > ${t.errorRate}`);
-        if (t.p99LatencyMs !== undefined && r.latencyMs.p99 > t.p99LatencyMs) found.push(`p99 latency ${fmt(r.latencyMs.p99)} ms > ${t.p99LatencyMs} ms`);
+        if (t.errorRate !== undefined && r.errorRate > t.errorRate)
+          found.push(`error rate ${fmt(r.errorRate)} > ${t.errorRate}`);
+        if (t.p99LatencyMs !== undefined && r.latencyMs.p99 > t.p99LatencyMs)
+          found.push(`p99 latency ${fmt(r.latencyMs.p99)} ms > ${t.p99LatencyMs} ms`);
         const psi = Math.max(r.drift.maxInputPsi ?? -Infinity, r.drift.maxOutputPsi ?? -Infinity);
         if (t.psi !== undefined && psi > t.psi) found.push(`PSI ${fmt(psi)} > ${t.psi}`);
-        if (t.accuracyDrop !== undefined && r.quality?.accuracy !== undefined && r.quality.n >= policy.minFeedback) {
+        if (
+          t.accuracyDrop !== undefined &&
+          r.quality?.accuracy !== undefined &&
+          r.quality.n >= policy.minFeedback
+        ) {
           const ref = role === 'canary' ? versions[a.version]?.quality : undefined;
-          const reference = role === 'canary' ? (ref && ref.n >= policy.minFeedback ? ref.accuracy : undefined) : baselines.get(version)?.metrics?.accuracy;
+          const reference =
+            role === 'canary'
+              ? ref && ref.n >= policy.minFeedback
+                ? ref.accuracy
+                : undefined
+              : baselines.get(version)?.metrics?.accuracy;
           if (reference !== undefined && reference - r.quality.accuracy > t.accuracyDrop) {
-            found.push(`accuracy ${fmt(r.quality.accuracy)} is ${fmt(reference - r.quality.accuracy)} below ${role === 'canary' ? `primary version ${a.version}` : 'baseline'} (> ${t.accuracyDrop})`);
+            found.push(
+              `accuracy ${fmt(r.quality.accuracy)} is ${fmt(reference - r.quality.accuracy)} below ${role === 'canary' ? `primary version ${a.version}` : 'baseline'} (> ${t.accuracyDrop})`,
+            );
           }
         }
       }
       const consecutive = !evidence ? (previous[key] ?? 0) : found.length > 0 ? (previous[key] ?? 0) + 1 : 0;
       breaches[key] = consecutive;
-      evaluations.push({ alias: a.alias, role, version, evidence, breaches: found, consecutive, autoRollback: role === 'canary' ? policy.canary : policy.primary });
+      evaluations.push({
+        alias: a.alias,
+        role,
+        version,
+        evidence,
+        breaches: found,
+        consecutive,
+        autoRollback: role === 'canary' ? policy.canary : policy.primary,
+      });
     }
   }
   return { evaluations, breaches };
@@ -430,14 +548,35 @@ async function applyRollbacks(
       if (e.role === 'canary') {
         // Same primary version, no canary: the split is removed. ifMatch: never undo a move made since we read the alias.
         await registry.setAlias(model, e.alias, alias.version, { ifMatch: alias.etag, actor: ACTOR, reason });
-        actions.push({ type: 'canary_removed', alias: e.alias, version: e.version, to: alias.version, reason, ok: true });
+        actions.push({
+          type: 'canary_removed',
+          alias: e.alias,
+          version: e.version,
+          to: alias.version,
+          reason,
+          ok: true,
+        });
       } else {
         // ifMatch: a promotion made since the window was read is never undone (412 instead).
         const moved = await registry.rollback(model, e.alias, { actor: ACTOR, reason, ifMatch: alias.etag });
-        actions.push({ type: 'rolled_back', alias: e.alias, version: e.version, to: moved.version, reason, ok: true });
+        actions.push({
+          type: 'rolled_back',
+          alias: e.alias,
+          version: e.version,
+          to: moved.version,
+          reason,
+          ok: true,
+        });
       }
     } catch (err) {
-      actions.push({ type: e.role === 'canary' ? 'canary_removed' : 'rolled_back', alias: e.alias, version: e.version, reason, ok: false, error: String((err as Error).message ?? err) });
+      actions.push({
+        type: e.role === 'canary' ? 'canary_removed' : 'rolled_back',
+        alias: e.alias,
+        version: e.version,
+        reason,
+        ok: false,
+        error: String((err as Error).message ?? err),
+      });
     }
   }
   return actions;
@@ -459,7 +598,12 @@ export function metricPoints(
   latency: ReadonlyMap<number, Histogram> = new Map(),
 ): MetricPoint[] {
   const points: MetricPoint[] = [];
-  const add = (name: string, dimensions: Record<string, string>, value: number | null | undefined, unit: StandardUnit = 'None'): void => {
+  const add = (
+    name: string,
+    dimensions: Record<string, string>,
+    value: number | null | undefined,
+    unit: StandardUnit = 'None',
+  ): void => {
     if (value === null || value === undefined || !Number.isFinite(value)) return;
     points.push({ name, dimensions, value, unit, timestamp });
   };
@@ -479,7 +623,10 @@ export function metricPoints(
     if (dist) points.push(dist);
     add('MaxInputPSI', d, r.drift.maxInputPsi);
     add('MaxOutputPSI', d, r.drift.maxOutputPsi);
-    for (const [kind, features] of [['input', r.drift.inputs], ['output', r.drift.outputs]] as const) {
+    for (const [kind, features] of [
+      ['input', r.drift.inputs],
+      ['output', r.drift.outputs],
+    ] as const) {
       for (const [f, s] of Object.entries(features)) {
         const fd = { ...d, feature: `${kind}:${f}` };
         add('PSI', fd, s.psi);
@@ -516,10 +663,22 @@ export function metricPoints(
  * const p = distributionPoint('Latency', { model: 'iris', version: '3' }, latencyHistogram, new Date());
  * ```
  */
-export function distributionPoint(name: string, dimensions: Record<string, string>, h: Histogram, timestamp: Date): MetricPoint | undefined {
+export function distributionPoint(
+  name: string,
+  dimensions: Record<string, string>,
+  h: Histogram,
+  timestamp: Date,
+): MetricPoint | undefined {
   const bins = sortedBins(h);
   if (bins.length === 0) return undefined;
-  return { name, dimensions, unit: 'Milliseconds', timestamp, values: bins.map(binMidpoint), counts: bins.map((b) => h.bins[b] ?? 0) };
+  return {
+    name,
+    dimensions,
+    unit: 'Milliseconds',
+    timestamp,
+    values: bins.map(binMidpoint),
+    counts: bins.map((b) => h.bins[b] ?? 0),
+  };
 }
 
 async function modelsWithMonitoringData(store: ObjectStore): Promise<string[]> {
@@ -533,12 +692,21 @@ async function modelsWithMonitoringData(store: ObjectStore): Promise<string[]> {
 }
 
 /** Keys after `after` (relative) and written no later than `cutoff` (their time prefix), in order. */
-async function listWindow(store: ObjectStore, prefix: string, after: string, cutoff: number, limit: number): Promise<ObjectInfoSummary[]> {
+async function listWindow(
+  store: ObjectStore,
+  prefix: string,
+  after: string,
+  cutoff: number,
+  limit: number,
+): Promise<ObjectInfoSummary[]> {
   const bound = prefix + timeKey(cutoff + 1);
   const out: ObjectInfoSummary[] = [];
   let token: string | undefined;
   do {
-    const page = await store.list({ prefix, ...(token ? { continuationToken: token } : after ? { startAfter: prefix + after } : {}) });
+    const page = await store.list({
+      prefix,
+      ...(token ? { continuationToken: token } : after ? { startAfter: prefix + after } : {}),
+    });
     for (const o of page.objects) {
       if (o.key >= bound || out.length >= limit) return out;
       out.push(o);

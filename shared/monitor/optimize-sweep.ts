@@ -58,7 +58,10 @@ export async function sweepStaleOptimizations(options: OptimizeSweepOptions): Pr
       const id = `${model}/${found.record.job}`;
       try {
         if (found.record.attempts >= maxAttempts) {
-          await jobs.abandon(found, { message: `the worker stopped without a result ${found.record.attempts} times; giving up`, code: 'internal' });
+          await jobs.abandon(found, {
+            message: `the worker stopped without a result ${found.record.attempts} times; giving up`,
+            code: 'internal',
+          });
           result.abandoned.push(id);
         } else {
           await dispatcher.dispatch({ model, job: found.record.job });

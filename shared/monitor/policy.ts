@@ -48,7 +48,8 @@ export interface RollbackPolicy {
  * ```
  */
 export function policyFromEnv(env: NodeJS.ProcessEnv = process.env): RollbackPolicy {
-  const threshold = (name: string, fallback: number): number | undefined => (env[name]?.trim().toLowerCase() === 'off' ? undefined : numberSetting(env, name, fallback, { min: 0 }));
+  const threshold = (name: string, fallback: number): number | undefined =>
+    env[name]?.trim().toLowerCase() === 'off' ? undefined : numberSetting(env, name, fallback, { min: 0 });
   const thresholds: RollbackPolicy['thresholds'] = {};
   const errorRate = threshold('MAAS_ROLLBACK_ERROR_RATE', 0.05);
   const p99 = threshold('MAAS_ROLLBACK_P99_MS', 5000);
@@ -87,31 +88,43 @@ export interface RollbackPolicyOverride {
  * ```
  */
 export function parsePolicyOverride(raw: unknown): RollbackPolicyOverride {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new InvalidArgumentError('policy must be an object');
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw new InvalidArgumentError('policy must be an object');
   const r = raw as Record<string, unknown>;
   const out: RollbackPolicyOverride = {};
   for (const k of ['canary', 'primary'] as const) {
     if (r[k] === undefined) continue;
-    if (typeof r[k] !== 'boolean') throw new InvalidArgumentError(`policy.${k} must be true or false`, { field: k });
+    if (typeof r[k] !== 'boolean')
+      throw new InvalidArgumentError(`policy.${k} must be true or false`, { field: k });
     out[k] = r[k];
   }
   for (const k of ['windows', 'minRequests', 'minFeedback'] as const) {
     if (r[k] === undefined) continue;
     const v = r[k];
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < (k === 'windows' ? 1 : 0)) throw new InvalidArgumentError(`policy.${k} must be ${k === 'windows' ? 'a positive' : 'a non-negative'} integer`, { field: k });
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < (k === 'windows' ? 1 : 0))
+      throw new InvalidArgumentError(
+        `policy.${k} must be ${k === 'windows' ? 'a positive' : 'a non-negative'} integer`,
+        { field: k },
+      );
     out[k] = v;
   }
   if (r.thresholds !== undefined) {
-    if (typeof r.thresholds !== 'object' || r.thresholds === null) throw new InvalidArgumentError('policy.thresholds must be an object');
+    if (typeof r.thresholds !== 'object' || r.thresholds === null)
+      throw new InvalidArgumentError('policy.thresholds must be an object');
     const t = r.thresholds as Record<string, unknown>;
     out.thresholds = {};
     for (const k of ['errorRate', 'p99LatencyMs', 'psi', 'accuracyDrop'] as const) {
       const v = t[k];
       if (v === undefined) continue;
-      if (v !== null && (typeof v !== 'number' || !Number.isFinite(v) || v < 0)) throw new InvalidArgumentError(`policy.thresholds.${k} must be a non-negative number or null`, { field: k });
+      if (v !== null && (typeof v !== 'number' || !Number.isFinite(v) || v < 0))
+        throw new InvalidArgumentError(`policy.thresholds.${k} must be a non-negative number or null`, {
+          field: k,
+        });
       out.thresholds[k] = v;
     }
-    for (const k of Object.keys(t)) if (!['errorRate', 'p99LatencyMs', 'psi', 'accuracyDrop'].includes(k)) throw new InvalidArgumentError(`unknown threshold ${k}`, { field: k });
+    for (const k of Object.keys(t))
+      if (!['errorRate', 'p99LatencyMs', 'psi', 'accuracyDrop'].includes(k))
+        throw new InvalidArgumentError(`unknown threshold ${k}`, { field: k });
   }
   return out;
 }
@@ -126,7 +139,10 @@ export function parsePolicyOverride(raw: unknown): RollbackPolicyOverride {
  */
 export function applyOverride(base: RollbackPolicy, o: RollbackPolicyOverride): RollbackPolicy {
   const thresholds = { ...base.thresholds };
-  for (const [k, v] of Object.entries(o.thresholds ?? {}) as [keyof RollbackPolicy['thresholds'], number | null][]) {
+  for (const [k, v] of Object.entries(o.thresholds ?? {}) as [
+    keyof RollbackPolicy['thresholds'],
+    number | null,
+  ][]) {
     if (v === null) delete thresholds[k];
     else thresholds[k] = v;
   }
@@ -142,10 +158,16 @@ export function applyOverride(base: RollbackPolicy, o: RollbackPolicyOverride): 
  * await putPolicyOverride(store, 'iris', { primary: true, thresholds: { psi: 0.5 } });
  * ```
  */
-export async function putPolicyOverride(store: ObjectStore, model: string, raw: unknown): Promise<RollbackPolicyOverride> {
+export async function putPolicyOverride(
+  store: ObjectStore,
+  model: string,
+  raw: unknown,
+): Promise<RollbackPolicyOverride> {
   assertModelName(model);
   const override = parsePolicyOverride(raw);
-  await store.put(monitoringLayout.policy(model), JSON.stringify(override), { contentType: 'application/json' });
+  await store.put(monitoringLayout.policy(model), JSON.stringify(override), {
+    contentType: 'application/json',
+  });
   return override;
 }
 
@@ -157,7 +179,11 @@ export async function putPolicyOverride(store: ObjectStore, model: string, raw: 
  * const policy = await effectivePolicy(store, 'iris', policyFromEnv());
  * ```
  */
-export async function effectivePolicy(store: ObjectStore, model: string, defaults: RollbackPolicy): Promise<RollbackPolicy> {
+export async function effectivePolicy(
+  store: ObjectStore,
+  model: string,
+  defaults: RollbackPolicy,
+): Promise<RollbackPolicy> {
   const found = await readJson<unknown>(store, monitoringLayout.policy(model));
   return found ? applyOverride(defaults, parsePolicyOverride(found.doc)) : defaults;
 }

@@ -1,4 +1,9 @@
-import { CloudWatchClient, PutMetricDataCommand, type MetricDatum, type StandardUnit } from '@aws-sdk/client-cloudwatch';
+import {
+  CloudWatchClient,
+  PutMetricDataCommand,
+  type MetricDatum,
+  type StandardUnit,
+} from '@aws-sdk/client-cloudwatch';
 import { appendFile, mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { InvalidArgumentError } from '../errors';
@@ -61,13 +66,18 @@ export interface MetricSink {
  * const { data, skippedNonFinite } = toMetricData([{ name: 'PSI', dimensions: { Model: 'iris' }, value: 0.1, timestamp: new Date() }]);
  * ```
  */
-export function toMetricData(points: readonly MetricPoint[]): { data: MetricDatum[]; skippedNonFinite: number } {
+export function toMetricData(points: readonly MetricPoint[]): {
+  data: MetricDatum[];
+  skippedNonFinite: number;
+} {
   const data: MetricDatum[] = [];
   let skippedNonFinite = 0;
   for (const p of points) {
     const dims = Object.entries(p.dimensions);
     if (dims.length > CLOUDWATCH_LIMITS.dimensionsPerMetric) {
-      throw new InvalidArgumentError(`metric ${p.name} has ${dims.length} dimensions; CloudWatch allows ${CLOUDWATCH_LIMITS.dimensionsPerMetric}`);
+      throw new InvalidArgumentError(
+        `metric ${p.name} has ${dims.length} dimensions; CloudWatch allows ${CLOUDWATCH_LIMITS.dimensionsPerMetric}`,
+      );
     }
     const base: MetricDatum = {
       MetricName: p.name,
@@ -109,7 +119,10 @@ export function batchMetricData(data: readonly MetricDatum[]): MetricDatum[][] {
   let bytes = 0;
   for (const d of data) {
     const size = JSON.stringify(d).length + 16;
-    if (current.length > 0 && (current.length >= CLOUDWATCH_LIMITS.metricsPerCall || bytes + size > CLOUDWATCH_LIMITS.bytesPerCall)) {
+    if (
+      current.length > 0 &&
+      (current.length >= CLOUDWATCH_LIMITS.metricsPerCall || bytes + size > CLOUDWATCH_LIMITS.bytesPerCall)
+    ) {
       batches.push(current);
       current = [];
       bytes = 0;
@@ -144,7 +157,15 @@ export class CloudWatchMetricSink implements MetricSink {
   private readonly client: CloudWatchClient;
   private readonly concurrency: number;
 
-  constructor(options: { client?: CloudWatchClient; endpoint?: string; region?: string; maxAttempts?: number; concurrency?: number } = {}) {
+  constructor(
+    options: {
+      client?: CloudWatchClient;
+      endpoint?: string;
+      region?: string;
+      maxAttempts?: number;
+      concurrency?: number;
+    } = {},
+  ) {
     this.client =
       options.client ??
       new CloudWatchClient({
@@ -216,7 +237,9 @@ export class LocalMetricSink implements MetricSink {
  * ```
  */
 export function createMetricSink(env: NodeJS.ProcessEnv = process.env): MetricSink {
-  const chosen = env.MAAS_METRICS_SINK?.trim() || (env.AWS_LAMBDA_FUNCTION_NAME || env.MAAS_CLOUDWATCH_ENDPOINT ? 'cloudwatch' : 'local');
+  const chosen =
+    env.MAAS_METRICS_SINK?.trim() ||
+    (env.AWS_LAMBDA_FUNCTION_NAME || env.MAAS_CLOUDWATCH_ENDPOINT ? 'cloudwatch' : 'local');
   if (chosen === 'local') return new LocalMetricSink(path.resolve(env.MAAS_METRICS_DIR || '.maas/metrics'));
   if (chosen === 'cloudwatch') {
     const region = env.MAAS_CLOUDWATCH_REGION ?? env.AWS_REGION;
@@ -226,5 +249,7 @@ export function createMetricSink(env: NodeJS.ProcessEnv = process.env): MetricSi
       maxAttempts: numberSetting(env, 'MAAS_CLOUDWATCH_MAX_ATTEMPTS', 5, { min: 1, max: 20 }),
     });
   }
-  throw new InvalidArgumentError(`MAAS_METRICS_SINK must be cloudwatch or local, got ${JSON.stringify(chosen)}`);
+  throw new InvalidArgumentError(
+    `MAAS_METRICS_SINK must be cloudwatch or local, got ${JSON.stringify(chosen)}`,
+  );
 }

@@ -103,9 +103,15 @@ export function versionSummaryFromJson(raw: unknown): VersionSummary {
   const r = (raw ?? {}) as Partial<Record<keyof VersionSummary, unknown>>;
   const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
   const counts = (v: unknown): Record<string, number> =>
-    Object.fromEntries(Object.entries((v as Record<string, unknown>) ?? {}).filter((e): e is [string, number] => typeof e[1] === 'number'));
+    Object.fromEntries(
+      Object.entries((v as Record<string, unknown>) ?? {}).filter(
+        (e): e is [string, number] => typeof e[1] === 'number',
+      ),
+    );
   const hists = (v: unknown): Record<string, Histogram> =>
-    Object.fromEntries(Object.entries((v as Record<string, unknown>) ?? {}).map(([k, h]) => [k, histogramFromJson(h)]));
+    Object.fromEntries(
+      Object.entries((v as Record<string, unknown>) ?? {}).map(([k, h]) => [k, histogramFromJson(h)]),
+    );
   return {
     requests: num(r.requests),
     rows: num(r.rows),

@@ -103,7 +103,9 @@ export type TensorData = OipTypedArray | readonly string[] | readonly Uint8Array
 
 /** Decoded content of a TensorProto, see {@link readTensor}. */
 export type TensorContent =
-  | { [D in NumericOipDatatype]: { datatype: D; dims: number[]; data: OipTypedArrayMap[D] } }[NumericOipDatatype]
+  | {
+      [D in NumericOipDatatype]: { datatype: D; dims: number[]; data: OipTypedArrayMap[D] };
+    }[NumericOipDatatype]
   | { datatype: 'BYTES'; dims: number[]; data: Uint8Array[] };
 
 const utf8 = new TextEncoder();
@@ -127,10 +129,17 @@ function copyBytes(view: ArrayBufferView): Uint8Array<ArrayBuffer> {
  * const w = makeTensor('fc.weight', 'FP32', [4, 2], new Float32Array(8));
  * const labels = makeTensor('labels', 'BYTES', [2], ['cat', 'dog']);
  */
-export function makeTensor(name: string, datatype: OipDatatype, dims: readonly number[], data: TensorData): TensorProto {
+export function makeTensor(
+  name: string,
+  datatype: OipDatatype,
+  dims: readonly number[],
+  data: TensorData,
+): TensorProto {
   const count = product(dims);
   if (data.length !== count) {
-    throw new InvalidArgumentError(`tensor ${name}: ${data.length} elements for dims [${dims.join(', ')}] (expected ${count})`);
+    throw new InvalidArgumentError(
+      `tensor ${name}: ${data.length} elements for dims [${dims.join(', ')}] (expected ${count})`,
+    );
   }
   const tensor = create(TensorProtoSchema, {
     name,
@@ -138,7 +147,8 @@ export function makeTensor(name: string, datatype: OipDatatype, dims: readonly n
     dims: dims.map((d) => BigInt(d)),
   });
   if (datatype === 'BYTES') {
-    if (!Array.isArray(data)) throw new InvalidArgumentError(`tensor ${name}: BYTES data must be an array of strings or Uint8Arrays`);
+    if (!Array.isArray(data))
+      throw new InvalidArgumentError(`tensor ${name}: BYTES data must be an array of strings or Uint8Arrays`);
     tensor.stringData = Array.from(data as readonly (string | Uint8Array)[], (s) =>
       typeof s === 'string' ? utf8.encode(s) : copyBytes(s),
     );
@@ -182,13 +192,17 @@ export function readTensor(tensor: TensorProto): TensorContent {
     throw new UnprocessableError(`${where} has element type ${name}, which has no OIP datatype`);
   }
   const mismatch = (found: number): UnprocessableError =>
-    new UnprocessableError(`${where} holds ${found} elements but its dims [${dims.join(', ')}] need ${count}`);
+    new UnprocessableError(
+      `${where} holds ${found} elements but its dims [${dims.join(', ')}] need ${count}`,
+    );
 
   if (datatype === 'BYTES') {
     if (tensor.stringData.length !== count) throw mismatch(tensor.stringData.length);
     return { datatype, dims, data: tensor.stringData.map((s) => s.slice()) };
   }
-  const Ctor = typedArrayConstructorOf(datatype) as unknown as new (arg: number | ArrayBuffer) => OipTypedArray;
+  const Ctor = typedArrayConstructorOf(datatype) as unknown as new (
+    arg: number | ArrayBuffer,
+  ) => OipTypedArray;
   const size = elementByteSize(datatype) ?? 1;
   let data: OipTypedArray;
   if (tensor.rawData.byteLength > 0 || count === 0) {
@@ -227,7 +241,8 @@ export function readTensor(tensor: TensorProto): TensorContent {
 export function readTensorAsFloat32(tensor: TensorProto): Float32Array {
   const content = readTensor(tensor);
   if (content.datatype === 'FP32') return content.data;
-  if (content.datatype === 'BYTES') throw new UnprocessableError(`tensor "${tensor.name}" holds strings, not numbers`);
+  if (content.datatype === 'BYTES')
+    throw new UnprocessableError(`tensor "${tensor.name}" holds strings, not numbers`);
   const out = new Float32Array(content.data.length);
   if (content.datatype === 'FP16') {
     for (let i = 0; i < out.length; i++) out[i] = float16BitsToFloat32(content.data[i] ?? 0);
@@ -269,7 +284,8 @@ export type AttributeValue =
   | { graph: GraphProto }
   | { graphs: readonly GraphProto[] };
 
-const bytesOf = (s: string | Uint8Array): Uint8Array<ArrayBuffer> => (typeof s === 'string' ? utf8.encode(s) : copyBytes(s));
+const bytesOf = (s: string | Uint8Array): Uint8Array<ArrayBuffer> =>
+  typeof s === 'string' ? utf8.encode(s) : copyBytes(s);
 
 /**
  * Builds a node attribute.
@@ -281,12 +297,17 @@ export function makeAttribute(name: string, value: AttributeValue): AttributePro
   const T = AttributeProto_AttributeType;
   if ('int' in value) return create(AttributeProtoSchema, { name, type: T.INT, i: BigInt(value.int) });
   if ('float' in value) return create(AttributeProtoSchema, { name, type: T.FLOAT, f: value.float });
-  if ('string' in value) return create(AttributeProtoSchema, { name, type: T.STRING, s: bytesOf(value.string) });
-  if ('ints' in value) return create(AttributeProtoSchema, { name, type: T.INTS, ints: value.ints.map((v) => BigInt(v)) });
-  if ('floats' in value) return create(AttributeProtoSchema, { name, type: T.FLOATS, floats: [...value.floats] });
-  if ('strings' in value) return create(AttributeProtoSchema, { name, type: T.STRINGS, strings: value.strings.map(bytesOf) });
+  if ('string' in value)
+    return create(AttributeProtoSchema, { name, type: T.STRING, s: bytesOf(value.string) });
+  if ('ints' in value)
+    return create(AttributeProtoSchema, { name, type: T.INTS, ints: value.ints.map((v) => BigInt(v)) });
+  if ('floats' in value)
+    return create(AttributeProtoSchema, { name, type: T.FLOATS, floats: [...value.floats] });
+  if ('strings' in value)
+    return create(AttributeProtoSchema, { name, type: T.STRINGS, strings: value.strings.map(bytesOf) });
   if ('tensor' in value) return create(AttributeProtoSchema, { name, type: T.TENSOR, t: value.tensor });
-  if ('tensors' in value) return create(AttributeProtoSchema, { name, type: T.TENSORS, tensors: [...value.tensors] });
+  if ('tensors' in value)
+    return create(AttributeProtoSchema, { name, type: T.TENSORS, tensors: [...value.tensors] });
   if ('graph' in value) return create(AttributeProtoSchema, { name, type: T.GRAPH, g: value.graph });
   return create(AttributeProtoSchema, { name, type: T.GRAPHS, graphs: [...value.graphs] });
 }
@@ -410,7 +431,9 @@ export function makeModel(graph: GraphProto, options: ModelOptions = {}): ModelP
     producerVersion: options.producerVersion ?? '0.1.0',
     ...(options.docString !== undefined ? { docString: options.docString } : {}),
     graph,
-    opsetImport: opsets.map((o) => create(OperatorSetIdProtoSchema, { domain: o.domain, version: BigInt(o.version) })),
+    opsetImport: opsets.map((o) =>
+      create(OperatorSetIdProtoSchema, { domain: o.domain, version: BigInt(o.version) }),
+    ),
     metadataProps: Object.entries(options.metadata ?? {}).map(([key, value]) =>
       create(StringStringEntryProtoSchema, { key, value }),
     ),
@@ -465,7 +488,12 @@ function denseLayer(rand: () => number, rows: number, cols: number): DenseLayer 
   // Glorot-uniform weights keep activations O(1) through the layers, so reference comparisons with
   // a relative tolerance stay meaningful; small non-zero biases make bias bugs visible.
   const limit = Math.sqrt(6 / (rows + cols));
-  return { W: randomFloat32(rand, rows * cols, -limit, limit), b: randomFloat32(rand, cols, -0.1, 0.1), rows, cols };
+  return {
+    W: randomFloat32(rand, rows * cols, -limit, limit),
+    b: randomFloat32(rand, cols, -0.1, 0.1),
+    rows,
+    cols,
+  };
 }
 
 /**
@@ -480,7 +508,8 @@ export function buildMlp(options: MlpOptions): BuiltMlp {
   const activation = options.activation ?? 'relu';
   const softmax = options.softmax ?? false;
   const sizes = [inputSize, ...hiddenSizes, outputSize];
-  if (sizes.some((s) => !Number.isInteger(s) || s <= 0)) throw new InvalidArgumentError('MLP layer sizes must be positive integers');
+  if (sizes.some((s) => !Number.isInteger(s) || s <= 0))
+    throw new InvalidArgumentError('MLP layer sizes must be positive integers');
   const rand = mulberry32(seed);
   const weights: DenseLayer[] = [];
   const nodes: NodeProto[] = [];
@@ -542,13 +571,15 @@ export function mlpReference(
 ): Float32Array {
   let x = input;
   weights.forEach((layer, i) => {
-    if (x.length !== batch * layer.rows) throw new InvalidArgumentError(`layer ${i} expects ${batch}x${layer.rows} inputs, got ${x.length}`);
+    if (x.length !== batch * layer.rows)
+      throw new InvalidArgumentError(`layer ${i} expects ${batch}x${layer.rows} inputs, got ${x.length}`);
     const y = new Float32Array(batch * layer.cols);
     const relu = (options.activation ?? 'relu') === 'relu' && i + 1 < weights.length;
     for (let r = 0; r < batch; r++) {
       for (let c = 0; c < layer.cols; c++) {
         let acc = layer.b[c] ?? 0;
-        for (let k = 0; k < layer.rows; k++) acc += (x[r * layer.rows + k] ?? 0) * (layer.W[k * layer.cols + c] ?? 0);
+        for (let k = 0; k < layer.rows; k++)
+          acc += (x[r * layer.rows + k] ?? 0) * (layer.W[k * layer.cols + c] ?? 0);
         y[r * layer.cols + c] = relu ? Math.max(0, acc) : acc;
       }
     }
@@ -615,23 +646,47 @@ export function buildConvNet(options: ConvNetOptions): BuiltConvNet {
   const conv = (outC: number, cin: number): ConvLayer => {
     const fanIn = cin * 9;
     const limit = Math.sqrt(6 / (fanIn + outC * 9));
-    return { W: randomFloat32(rand, outC * cin * 9, -limit, limit), b: randomFloat32(rand, outC, -0.1, 0.1), outC, inC: cin };
+    return {
+      W: randomFloat32(rand, outC * cin * 9, -limit, limit),
+      b: randomFloat32(rand, outC, -0.1, 0.1),
+      outC,
+      inC: cin,
+    };
   };
   const conv1 = conv(c1, inC);
   const conv2 = conv(c2, c1);
   const fcLimit = Math.sqrt(6 / (c2 + classes));
-  const fc = { W: randomFloat32(rand, classes * c2, -fcLimit, fcLimit), b: randomFloat32(rand, classes, -0.1, 0.1), outFeatures: classes, inFeatures: c2 };
+  const fc = {
+    W: randomFloat32(rand, classes * c2, -fcLimit, fcLimit),
+    b: randomFloat32(rand, classes, -0.1, 0.1),
+    outFeatures: classes,
+    inFeatures: c2,
+  };
   const same = { kernel_shape: { ints: [3, 3] }, pads: { ints: [1, 1, 1, 1] } } as const;
   const nodes = [
     makeNode('Conv', ['input', 'conv1.weight', 'conv1.bias'], ['conv1.out'], same, { name: 'conv1' }),
     makeNode('Relu', ['conv1.out'], ['relu1.out'], {}, { name: 'relu1' }),
-    makeNode('MaxPool', ['relu1.out'], ['pool1.out'], { kernel_shape: { ints: [2, 2] }, strides: { ints: [2, 2] } }, { name: 'pool1' }),
+    makeNode(
+      'MaxPool',
+      ['relu1.out'],
+      ['pool1.out'],
+      { kernel_shape: { ints: [2, 2] }, strides: { ints: [2, 2] } },
+      { name: 'pool1' },
+    ),
     makeNode('Conv', ['pool1.out', 'conv2.weight', 'conv2.bias'], ['conv2.out'], same, { name: 'conv2' }),
     makeNode('Relu', ['conv2.out'], ['relu2.out'], {}, { name: 'relu2' }),
     makeNode('GlobalAveragePool', ['relu2.out'], ['gap.out'], {}, { name: 'gap' }),
     makeNode('Flatten', ['gap.out'], ['flat.out'], { axis: { int: 1 } }, { name: 'flatten' }),
-    makeNode('Gemm', ['flat.out', 'fc.weight', 'fc.bias'], [softmax ? 'fc.out' : 'output'], { transB: { int: 1 } }, { name: 'fc' }),
-    ...(softmax ? [makeNode('Softmax', ['fc.out'], ['output'], { axis: { int: -1 } }, { name: 'softmax' })] : []),
+    makeNode(
+      'Gemm',
+      ['flat.out', 'fc.weight', 'fc.bias'],
+      [softmax ? 'fc.out' : 'output'],
+      { transB: { int: 1 } },
+      { name: 'fc' },
+    ),
+    ...(softmax
+      ? [makeNode('Softmax', ['fc.out'], ['output'], { axis: { int: -1 } }, { name: 'softmax' })]
+      : []),
   ];
   const initializers = [
     tensorFromFloat32('conv1.weight', [c1, inC, 3, 3], conv1.W),
@@ -693,7 +748,8 @@ function conv3x3Relu(x: Float32Array, layer: ConvLayer, size: number): Float32Ar
 export function convNetReference(params: ConvNetParams, input: Float32Array, batch: number): Float32Array {
   const { conv, fc, inputChannels, imageSize: size } = params;
   const per = inputChannels * size * size;
-  if (input.length !== batch * per) throw new InvalidArgumentError(`expected ${batch * per} input values, got ${input.length}`);
+  if (input.length !== batch * per)
+    throw new InvalidArgumentError(`expected ${batch * per} input values, got ${input.length}`);
   const out = new Float32Array(batch * fc.outFeatures);
   const half = size / 2;
   for (let n = 0; n < batch; n++) {
@@ -730,7 +786,11 @@ export function convNetReference(params: ConvNetParams, input: Float32Array, bat
  * @example
  * const { bytes } = buildIdentityModel('FP16', ['batch', 4]);
  */
-export function buildIdentityModel(datatype: OipDatatype, shape: readonly Dim[] = ['batch', 4], options: { opset?: number } = {}): BuiltModel {
+export function buildIdentityModel(
+  datatype: OipDatatype,
+  shape: readonly Dim[] = ['batch', 4],
+  options: { opset?: number } = {},
+): BuiltModel {
   const graph = makeGraph({
     name: `identity_${datatype.toLowerCase()}`,
     nodes: [makeNode('Identity', ['input'], ['output'], {}, { name: 'identity' })],

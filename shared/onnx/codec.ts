@@ -42,7 +42,9 @@ export function decodeModel(bytes: Uint8Array): ModelProto {
   }
   if (model.graph === undefined) {
     throw new UnprocessableError(
-      bytes.byteLength === 0 ? 'not a valid ONNX model: the file is empty' : 'not a valid ONNX model: it has no graph',
+      bytes.byteLength === 0
+        ? 'not a valid ONNX model: the file is empty'
+        : 'not a valid ONNX model: it has no graph',
       { size: bytes.byteLength },
     );
   }

@@ -15,7 +15,19 @@ import type { TensorProto_DataType } from 'onnx-buf';
  * generated ONNX schema module (~35 ms to load); test/onnx/datatypes.test.ts checks them against onnx-buf.
  */
 export const ONNX_DTYPE = {
-  FLOAT: 1, UINT8: 2, INT8: 3, UINT16: 4, INT16: 5, INT32: 6, INT64: 7, STRING: 8, BOOL: 9, FLOAT16: 10, DOUBLE: 11, UINT32: 12, UINT64: 13,
+  FLOAT: 1,
+  UINT8: 2,
+  INT8: 3,
+  UINT16: 4,
+  INT16: 5,
+  INT32: 6,
+  INT64: 7,
+  STRING: 8,
+  BOOL: 9,
+  FLOAT16: 10,
+  DOUBLE: 11,
+  UINT32: 12,
+  UINT64: 13,
 } as const satisfies Record<string, TensorProto_DataType>;
 
 /** Every OIP datatype maas serves, in the order the OIP spec lists them. */

@@ -15,7 +15,13 @@
  * to tell float32 tensors from the rest. Models with control flow (If/Loop/Scan) are refused
  * because their bodies read outer tensors implicitly.
  */
-import { TensorProto_DataType, type GraphProto, type ModelProto, type NodeProto, type TensorProto } from 'onnx-buf';
+import {
+  TensorProto_DataType,
+  type GraphProto,
+  type ModelProto,
+  type NodeProto,
+  type TensorProto,
+} from 'onnx-buf';
 import { UnprocessableError } from '../errors';
 import { float32ToFloat16Bits } from './datatypes';
 import { makeNode, readTensorAsFloat32 } from './builder';
@@ -41,12 +47,43 @@ const INT32 = TensorProto_DataType.INT32;
  *   DynamicQuantizeLinear accepts only float32 input.
  */
 export const DEFAULT_FP16_BLOCK_LIST: readonly string[] = [
-  'Softmax', 'LogSoftmax', 'Exp', 'Log', 'Pow',
-  'ReduceSum', 'ReduceMean', 'ReduceProd', 'ReduceLogSum', 'ReduceLogSumExp', 'ReduceSumSquare', 'ReduceL1', 'ReduceL2',
-  'LayerNormalization', 'InstanceNormalization', 'GroupNormalization', 'LpNormalization',
-  'Range', 'Resize', 'Upsample', 'TopK', 'NonMaxSuppression', 'RoiAlign', 'CumSum',
-  'RandomNormal', 'RandomUniform', 'RandomNormalLike', 'RandomUniformLike', 'EyeLike', 'Multinomial',
-  'DynamicQuantizeLinear', 'QuantizeLinear', 'DequantizeLinear', 'MatMulInteger', 'ConvInteger', 'QLinearMatMul', 'QLinearConv',
+  'Softmax',
+  'LogSoftmax',
+  'Exp',
+  'Log',
+  'Pow',
+  'ReduceSum',
+  'ReduceMean',
+  'ReduceProd',
+  'ReduceLogSum',
+  'ReduceLogSumExp',
+  'ReduceSumSquare',
+  'ReduceL1',
+  'ReduceL2',
+  'LayerNormalization',
+  'InstanceNormalization',
+  'GroupNormalization',
+  'LpNormalization',
+  'Range',
+  'Resize',
+  'Upsample',
+  'TopK',
+  'NonMaxSuppression',
+  'RoiAlign',
+  'CumSum',
+  'RandomNormal',
+  'RandomUniform',
+  'RandomNormalLike',
+  'RandomUniformLike',
+  'EyeLike',
+  'Multinomial',
+  'DynamicQuantizeLinear',
+  'QuantizeLinear',
+  'DequantizeLinear',
+  'MatMulInteger',
+  'ConvInteger',
+  'QLinearMatMul',
+  'QLinearConv',
 ];
 
 /** Options of {@link convertToFloat16}. */
@@ -87,12 +124,22 @@ function toFloat16Tensor(t: TensorProto, name: string): { tensor: TensorProto; c
     bits[i] = float32ToFloat16Bits(v);
   }
   // Keep every other field of the original tensor (doc string, unknown fields) and only swap the data.
-  const tensor: TensorProto = { ...t, name, dataType: FLOAT16, rawData: new Uint8Array(bits.buffer), floatData: [], int32Data: [] };
+  const tensor: TensorProto = {
+    ...t,
+    name,
+    dataType: FLOAT16,
+    rawData: new Uint8Array(bits.buffer),
+    floatData: [],
+    int32Data: [],
+  };
   return { tensor, clamped };
 }
 
 /** Output element types of a node given its input types (undefined: unknown). */
-function inferOutputTypes(node: NodeProto, typeOf: (name: string) => number | undefined): (number | undefined)[] {
+function inferOutputTypes(
+  node: NodeProto,
+  typeOf: (name: string) => number | undefined,
+): (number | undefined)[] {
   const first = node.input.map(typeOf).find((t) => t !== undefined);
   const all = (t: number | undefined): (number | undefined)[] => node.output.map(() => t);
   const attrInt = (name: string): number | undefined => {
@@ -100,17 +147,32 @@ function inferOutputTypes(node: NodeProto, typeOf: (name: string) => number | un
     return a ? Number(a.i) : undefined;
   };
   switch (node.opType) {
-    case 'Shape': case 'Size': case 'NonZero': case 'ArgMax': case 'ArgMin':
+    case 'Shape':
+    case 'Size':
+    case 'NonZero':
+    case 'ArgMax':
+    case 'ArgMin':
       return all(INT64);
     case 'Cast':
       return all(attrInt('to'));
     case 'CastLike':
       return all(typeOf(node.input[1] ?? ''));
-    case 'Equal': case 'Less': case 'Greater': case 'LessOrEqual': case 'GreaterOrEqual': case 'Not': case 'And': case 'Or': case 'Xor': case 'IsNaN': case 'IsInf':
+    case 'Equal':
+    case 'Less':
+    case 'Greater':
+    case 'LessOrEqual':
+    case 'GreaterOrEqual':
+    case 'Not':
+    case 'And':
+    case 'Or':
+    case 'Xor':
+    case 'IsNaN':
+    case 'IsInf':
       return all(BOOL);
     case 'Where':
       return all(typeOf(node.input[1] ?? ''));
-    case 'TopK': case 'MaxPool':
+    case 'TopK':
+    case 'MaxPool':
       return [first, INT64];
     case 'Dropout':
       return [first, BOOL];
@@ -122,7 +184,8 @@ function inferOutputTypes(node: NodeProto, typeOf: (name: string) => number | un
       return all(node.input[2] ? typeOf(node.input[2]) : UINT8);
     case 'DequantizeLinear':
       return all(typeOf(node.input[1] ?? ''));
-    case 'MatMulInteger': case 'ConvInteger':
+    case 'MatMulInteger':
+    case 'ConvInteger':
       return all(INT32);
     case 'Constant': {
       const value = attributeOf(node, 'value');
@@ -134,7 +197,11 @@ function inferOutputTypes(node: NodeProto, typeOf: (name: string) => number | un
       return all(attributeOf(node, 'value')?.t?.dataType ?? FLOAT);
     case 'OneHot':
       return all(typeOf(node.input[2] ?? ''));
-    case 'RandomNormal': case 'RandomUniform': case 'EyeLike': case 'RandomNormalLike': case 'RandomUniformLike':
+    case 'RandomNormal':
+    case 'RandomUniform':
+    case 'EyeLike':
+    case 'RandomNormalLike':
+    case 'RandomUniformLike':
       return all(attrInt('dtype') ?? (node.opType.endsWith('Like') ? first : FLOAT));
     default:
       return all(first);
@@ -158,20 +225,44 @@ export function convertToFloat16(model: ModelProto, options: Float16Options = {}
   const graph = model.graph;
   if (!graph) throw new UnprocessableError('model has no graph');
   const mode = options.mode ?? 'compute';
-  if (mode !== 'compute' && mode !== 'weights') throw new UnprocessableError(`unknown fp16 mode ${String(mode)}`);
-  const report: Float16Report = { mode, convertedInitializers: 0, weightBytesBefore: 0, weightBytesAfter: 0, float32Nodes: [], castsInserted: 0, clampedValues: 0 };
+  if (mode !== 'compute' && mode !== 'weights')
+    throw new UnprocessableError(`unknown fp16 mode ${String(mode)}`);
+  const report: Float16Report = {
+    mode,
+    convertedInitializers: 0,
+    weightBytesBefore: 0,
+    weightBytesAfter: 0,
+    float32Nodes: [],
+    castsInserted: 0,
+    clampedValues: 0,
+  };
   const fresh = uniqueNamer(graph);
   const graphInputs = new Set(graph.input.map((v) => v.name));
-  return mode === 'weights' ? convertWeights(graph, graphInputs, fresh, report) : convertCompute(graph, graphInputs, fresh, report, options);
+  return mode === 'weights'
+    ? convertWeights(graph, graphInputs, fresh, report)
+    : convertCompute(graph, graphInputs, fresh, report, options);
 }
 
-function convertWeights(graph: GraphProto, graphInputs: Set<string>, fresh: (base: string) => string, report: Float16Report): Float16Report {
+function convertWeights(
+  graph: GraphProto,
+  graphInputs: Set<string>,
+  fresh: (base: string) => string,
+  report: Float16Report,
+): Float16Report {
   const casts: NodeProto[] = [];
   graph.initializer = graph.initializer.map((t) => {
     // An initializer that is also a graph input can be overridden by callers with float32 data.
     if (t.dataType !== FLOAT || graphInputs.has(t.name)) return t;
     const { tensor, clamped } = toFloat16Tensor(t, fresh(`${t.name}_fp16`));
-    casts.push(makeNode('Cast', [tensor.name], [t.name], { to: { int: FLOAT } }, { name: fresh(`${t.name}_cast_fp32`) }));
+    casts.push(
+      makeNode(
+        'Cast',
+        [tensor.name],
+        [t.name],
+        { to: { int: FLOAT } },
+        { name: fresh(`${t.name}_cast_fp32`) },
+      ),
+    );
     report.convertedInitializers += 1;
     report.clampedValues += clamped;
     report.weightBytesBefore += tensor.rawData.byteLength * 2;
@@ -184,7 +275,13 @@ function convertWeights(graph: GraphProto, graphInputs: Set<string>, fresh: (bas
   return report;
 }
 
-function convertCompute(graph: GraphProto, graphInputs: Set<string>, fresh: (base: string) => string, report: Float16Report, options: Float16Options): Float16Report {
+function convertCompute(
+  graph: GraphProto,
+  graphInputs: Set<string>,
+  fresh: (base: string) => string,
+  report: Float16Report,
+  options: Float16Options,
+): Float16Report {
   const blockOps = new Set(options.blockList ?? DEFAULT_FP16_BLOCK_LIST);
   const blockNodes = new Set(options.nodeBlockList ?? []);
   const subgraphNode = graph.node.find(hasSubgraph);
@@ -195,9 +292,11 @@ function convertCompute(graph: GraphProto, graphInputs: Set<string>, fresh: (bas
   }
   // Constants whose float32 literal is not a tensor attribute cannot be retyped: they stay float32.
   const untypable = (n: NodeProto): boolean =>
-    (n.opType === 'Constant' && n.attribute.some((a) => a.name === 'value_float' || a.name === 'value_floats')) ||
+    (n.opType === 'Constant' &&
+      n.attribute.some((a) => a.name === 'value_float' || a.name === 'value_floats')) ||
     (n.opType === 'ConstantOfShape' && attributeOf(n, 'value') === undefined);
-  const blocked = (n: NodeProto): boolean => !isDefaultDomain(n.domain) || blockOps.has(n.opType) || blockNodes.has(n.name) || untypable(n);
+  const blocked = (n: NodeProto): boolean =>
+    !isDefaultDomain(n.domain) || blockOps.has(n.opType) || blockNodes.has(n.name) || untypable(n);
 
   // 1. Element types of every tensor under the original (float32) graph.
   const types = new Map<string, number>();
@@ -255,7 +354,15 @@ function convertCompute(graph: GraphProto, graphInputs: Set<string>, fresh: (bas
     let out = castCache.get(key);
     if (!out) {
       out = fresh(`${name}_${want16 ? 'fp16' : 'fp32'}`);
-      nodes.push(makeNode('Cast', [current(name)], [out], { to: { int: want16 ? FLOAT16 : FLOAT } }, { name: fresh(`${name}_cast_${want16 ? 'fp16' : 'fp32'}`) }));
+      nodes.push(
+        makeNode(
+          'Cast',
+          [current(name)],
+          [out],
+          { to: { int: want16 ? FLOAT16 : FLOAT } },
+          { name: fresh(`${name}_cast_${want16 ? 'fp16' : 'fp32'}`) },
+        ),
+      );
       report.castsInserted += 1;
       castCache.set(key, out);
     }
@@ -272,7 +379,9 @@ function convertCompute(graph: GraphProto, graphInputs: Set<string>, fresh: (bas
   for (const name of outputNames) {
     const from = renamed.get(name);
     if (!from) continue;
-    nodes.push(makeNode('Cast', [from], [name], { to: { int: FLOAT } }, { name: fresh(`${name}_cast_fp32`) }));
+    nodes.push(
+      makeNode('Cast', [from], [name], { to: { int: FLOAT } }, { name: fresh(`${name}_cast_fp32`) }),
+    );
     report.castsInserted += 1;
   }
   graph.node = nodes;
@@ -284,7 +393,11 @@ function convertCompute(graph: GraphProto, graphInputs: Set<string>, fresh: (bas
 function retypeAttributes(node: NodeProto, report: Float16Report): void {
   for (const a of node.attribute) {
     if (node.opType === 'Cast' && a.name === 'to' && Number(a.i) === FLOAT) a.i = BigInt(FLOAT16);
-    if ((node.opType === 'Constant' || node.opType === 'ConstantOfShape') && a.name === 'value' && a.t?.dataType === FLOAT) {
+    if (
+      (node.opType === 'Constant' || node.opType === 'ConstantOfShape') &&
+      a.name === 'value' &&
+      a.t?.dataType === FLOAT
+    ) {
       const { tensor, clamped } = toFloat16Tensor(a.t, a.t.name);
       a.t = tensor;
       report.clampedValues += clamped;

@@ -154,7 +154,9 @@ export function floatAttribute(node: NodeProto, name: string, fallback: number):
  * ensureOpsetImport(model, 'com.microsoft', 1);
  */
 export function ensureOpsetImport(model: ModelProto, domain: string, version: number): void {
-  const found = model.opsetImport.find((o) => (isDefaultDomain(domain) ? isDefaultDomain(o.domain) : o.domain === domain));
+  const found = model.opsetImport.find((o) =>
+    isDefaultDomain(domain) ? isDefaultDomain(o.domain) : o.domain === domain,
+  );
   if (found) {
     if (found.version < BigInt(version)) found.version = BigInt(version);
     return;
@@ -220,6 +222,8 @@ export function operatorsOf(model: ModelProto): string[] {
     }
   };
   if (model.graph) visit(model.graph);
-  model.functions.forEach((f) => f.node.forEach((n) => ops.add(isDefaultDomain(n.domain) ? n.opType : `${n.domain}:${n.opType}`)));
+  model.functions.forEach((f) =>
+    f.node.forEach((n) => ops.add(isDefaultDomain(n.domain) ? n.opType : `${n.domain}:${n.opType}`)),
+  );
   return [...ops].sort();
 }

@@ -146,7 +146,9 @@ function tensorSpec(v: ValueInfoProto, role: 'input' | 'output'): TensorSpec {
   return {
     name: v.name,
     datatype,
-    shape: shape.dim.map((d) => (d.value.case === 'dimValue' && d.value.value >= 0n ? Number(d.value.value) : -1)),
+    shape: shape.dim.map((d) =>
+      d.value.case === 'dimValue' && d.value.value >= 0n ? Number(d.value.value) : -1,
+    ),
   };
 }
 
@@ -177,7 +179,9 @@ export function inspectModel(bytes: Uint8Array, options: InspectOptions = {}): O
   // after the graph (protobuf cannot tell a missing trailing field from a cut-off one).
   if (model.irVersion <= 0n) throw new UnprocessableError('not a valid ONNX model: ir_version is missing');
   if (model.opsetImport.length === 0) {
-    throw new UnprocessableError('not a valid ONNX model: it imports no operator set (opset_import is empty)');
+    throw new UnprocessableError(
+      'not a valid ONNX model: it imports no operator set (opset_import is empty)',
+    );
   }
   const imported = new Set(model.opsetImport.map((o) => (isDefaultDomain(o.domain) ? '' : o.domain)));
   // Model-local functions define their own domain and may import opsets the model does not.
@@ -207,7 +211,9 @@ export function inspectModel(bytes: Uint8Array, options: InspectOptions = {}): O
   const outputs = graph.output.map((v) => tensorSpec(v, 'output'));
   if (inputs.length === 0) {
     throw new UnprocessableError(
-      graph.input.length === 0 ? 'model has no inputs' : 'model has no inputs (every graph input is an initializer)',
+      graph.input.length === 0
+        ? 'model has no inputs'
+        : 'model has no inputs (every graph input is an initializer)',
     );
   }
   if (outputs.length === 0) throw new UnprocessableError('model has no outputs');

@@ -72,7 +72,8 @@ export function pruneByMagnitude(model: ModelProto, options: PruneOptions): Prun
     throw new InvalidArgumentError(`prune sparsity must be a number in [0, 1), got ${String(target)}`);
   }
   const scope = options.scope ?? 'layer';
-  if (scope !== 'layer' && scope !== 'global') throw new InvalidArgumentError(`prune scope must be "layer" or "global", got ${String(scope)}`);
+  if (scope !== 'layer' && scope !== 'global')
+    throw new InvalidArgumentError(`prune scope must be "layer" or "global", got ${String(scope)}`);
   const graph = model.graph;
   if (!graph) throw new UnprocessableError('model has no graph');
   const opTypes = new Set(options.opTypes ?? ['MatMul', 'Gemm', 'Conv']);
@@ -85,7 +86,8 @@ export function pruneByMagnitude(model: ModelProto, options: PruneOptions): Prun
     if (!isDefaultDomain(node.domain) || !opTypes.has(node.opType) || exclude.has(node.name)) continue;
     const name = node.input[1] ?? '';
     const t = inits.get(name);
-    if (t && t.dataType === TensorProto_DataType.FLOAT && !graphInputs.has(name) && t.dims.length >= 2) targets.set(name, t);
+    if (t && t.dataType === TensorProto_DataType.FLOAT && !graphInputs.has(name) && t.dims.length >= 2)
+      targets.set(name, t);
   }
   const weights = [...targets.values()].map((t) => ({ tensor: t, data: readTensor(t).data as Float32Array }));
   const total = weights.reduce((s, w) => s + w.data.length, 0);
@@ -108,7 +110,8 @@ export function pruneByMagnitude(model: ModelProto, options: PruneOptions): Prun
         let mine = 0;
         for (let i = 0; i < w.data.length; i++) if (Math.abs(w.data[i] ?? 0) < threshold) mine += 1;
         let ties = 0;
-        for (let i = 0; i < w.data.length && tiesLeft - ties > 0; i++) if (Math.abs(w.data[i] ?? 0) === threshold && w.data[i] !== 0) ties += 1;
+        for (let i = 0; i < w.data.length && tiesLeft - ties > 0; i++)
+          if (Math.abs(w.data[i] ?? 0) === threshold && w.data[i] !== 0) ties += 1;
         zeroSmallest(w.data, threshold, mine + ties);
         tiesLeft -= ties;
       }
@@ -132,5 +135,12 @@ export function pruneByMagnitude(model: ModelProto, options: PruneOptions): Prun
     w.tensor.rawData = replacement.rawData;
     w.tensor.floatData = [];
   }
-  return { targetSparsity: target, scope, sparsity: total === 0 ? 0 : zerosTotal / total, prunedElements: zerosTotal, totalElements: total, layers };
+  return {
+    targetSparsity: target,
+    scope,
+    sparsity: total === 0 ? 0 : zerosTotal / total,
+    prunedElements: zerosTotal,
+    totalElements: total,
+    layers,
+  };
 }

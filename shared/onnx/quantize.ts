@@ -87,7 +87,13 @@ interface QuantizedWeight {
  * Quantizes `w` (row-major, `dims`) with one scale per slice along `axis` (or one for all when
  * `axis` is undefined).
  */
-function quantizeWeight(w: Float32Array, dims: readonly number[], axis: number | undefined, type: 'int8' | 'uint8', reduceRange: boolean): QuantizedWeight {
+function quantizeWeight(
+  w: Float32Array,
+  dims: readonly number[],
+  axis: number | undefined,
+  type: 'int8' | 'uint8',
+  reduceRange: boolean,
+): QuantizedWeight {
   const channels = axis === undefined ? 1 : (dims[axis] ?? 1);
   const inner = axis === undefined ? 1 : dims.slice(axis + 1).reduce((a, b) => a * b, 1);
   const channelOf = (i: number): number => (axis === undefined ? 0 : Math.floor(i / inner) % channels);
@@ -137,16 +143,23 @@ function transpose2d(w: Float32Array, rows: number, cols: number): Float32Array 
 }
 
 /** Why a node cannot be quantized, or undefined when it can. */
-function skipReason(node: NodeProto, inits: Map<string, TensorProto>, graphInputs: Set<string>, options: Required<QuantizeDynamicOptions>): string | undefined {
+function skipReason(
+  node: NodeProto,
+  inits: Map<string, TensorProto>,
+  graphInputs: Set<string>,
+  options: Required<QuantizeDynamicOptions>,
+): string | undefined {
   if (options.nodesToExclude.includes(node.name)) return 'excluded by nodesToExclude';
   const weightName = node.input[1] ?? '';
   const weight = inits.get(weightName);
   if (!weight) return 'weight is not an initializer (computed at run time)';
   if (graphInputs.has(weightName)) return 'weight is also a graph input (callers may override it)';
   if (weight.dataType !== TensorProto_DataType.FLOAT) return 'weight is not float32';
-  if (inits.has(node.input[0] ?? '')) return 'data input is an initializer (constant folding, not quantization, applies)';
+  if (inits.has(node.input[0] ?? ''))
+    return 'data input is an initializer (constant folding, not quantization, applies)';
   const rank = weight.dims.length;
-  if (node.opType === 'MatMul' && rank !== 2) return `MatMul weight has rank ${rank}; only 2-D weights are quantized`;
+  if (node.opType === 'MatMul' && rank !== 2)
+    return `MatMul weight has rank ${rank}; only 2-D weights are quantized`;
   if (node.opType === 'Gemm') {
     if (intAttribute(node, 'transA', 0) !== 0) return 'Gemm with transA=1 is not quantized';
   }
@@ -174,13 +187,18 @@ function skipReason(node: NodeProto, inits: Map<string, TensorProto>, graphInput
 export function quantizeDynamic(model: ModelProto, opts: QuantizeDynamicOptions = {}): QuantizeReport {
   const options: Required<QuantizeDynamicOptions> = { ...defaults, ...opts };
   for (const op of options.opTypes) {
-    if (!QUANTIZABLE_OPS.includes(op)) throw new InvalidArgumentError(`cannot quantize ${String(op)}; supported: ${QUANTIZABLE_OPS.join(', ')}`);
+    if (!QUANTIZABLE_OPS.includes(op))
+      throw new InvalidArgumentError(
+        `cannot quantize ${String(op)}; supported: ${QUANTIZABLE_OPS.join(', ')}`,
+      );
   }
   const graph = model.graph;
   if (!graph) throw new UnprocessableError('model has no graph');
   const opset = defaultOpset(model);
   if (opset < 11) {
-    throw new UnprocessableError(`dynamic quantization needs default-domain opset >= 11 (DynamicQuantizeLinear); the model imports opset ${opset}`);
+    throw new UnprocessableError(
+      `dynamic quantization needs default-domain opset >= 11 (DynamicQuantizeLinear); the model imports opset ${opset}`,
+    );
   }
   const inits = initializerMap(graph);
   const graphInputs = new Set(graph.input.map((v) => v.name));
@@ -238,10 +256,20 @@ export function quantizeDynamic(model: ModelProto, opts: QuantizeDynamicOptions 
     const key = `${weightName}|${op === 'Gemm' && intAttribute(node, 'transB', 0) !== 0 ? 'T' : 'N'}|${alpha}`;
     let wq = quantizedWeights.get(key);
     if (!wq) {
-      const qw = quantizeWeight(layout, qDims, options.perChannel ? axis : undefined, weightType, options.reduceRange);
+      const qw = quantizeWeight(
+        layout,
+        qDims,
+        options.perChannel ? axis : undefined,
+        weightType,
+        options.reduceRange,
+      );
       const channels = qw.scales.length;
       // Scales broadcast against the integer output: [N] for MatMul/Gemm (last axis), [M,1,1] for Conv (NCHW).
-      const scaleDims = !options.perChannel ? [] : op === 'Conv' ? [channels, ...new Array<number>(dims.length - 2).fill(1)] : [channels];
+      const scaleDims = !options.perChannel
+        ? []
+        : op === 'Conv'
+          ? [channels, ...new Array<number>(dims.length - 2).fill(1)]
+          : [channels];
       const scales = alpha === 1 ? qw.scales : qw.scales.map((s) => s * alpha);
       const dt = weightType === 'int8' ? 'INT8' : 'UINT8';
       // int8 symmetric zero points are all 0: one scalar is exact and ConvInteger requires it.
@@ -251,7 +279,14 @@ export function quantizeDynamic(model: ModelProto, opts: QuantizeDynamicOptions 
         scale: addInit(makeTensor(fresh(`${weightName}_scale`), 'FP32', scaleDims, scales)),
         zeroPoint: addInit(
           zpScalar
-            ? makeTensor(fresh(`${weightName}_zero_point`), dt, [], dt === 'INT8' ? new Int8Array([qw.zeroPoints[0] ?? 0]) : new Uint8Array([qw.zeroPoints[0] ?? 0]))
+            ? makeTensor(
+                fresh(`${weightName}_zero_point`),
+                dt,
+                [],
+                dt === 'INT8'
+                  ? new Int8Array([qw.zeroPoints[0] ?? 0])
+                  : new Uint8Array([qw.zeroPoints[0] ?? 0]),
+              )
             : makeTensor(fresh(`${weightName}_zero_point`), dt, [channels], qw.zeroPoints),
         ),
       };
@@ -263,7 +298,15 @@ export function quantizeDynamic(model: ModelProto, opts: QuantizeDynamicOptions 
     let xq = quantizedActivations.get(x);
     if (!xq) {
       xq = { q: fresh(`${x}_quantized`), scale: fresh(`${x}_scale`), zeroPoint: fresh(`${x}_zero_point`) };
-      nodes.push(makeNode('DynamicQuantizeLinear', [x], [xq.q, xq.scale, xq.zeroPoint], {}, { name: fresh(`${x}_QuantizeLinear`) }));
+      nodes.push(
+        makeNode(
+          'DynamicQuantizeLinear',
+          [x],
+          [xq.q, xq.scale, xq.zeroPoint],
+          {},
+          { name: fresh(`${x}_QuantizeLinear`) },
+        ),
+      );
       quantizedActivations.set(x, xq);
     }
 
@@ -271,31 +314,71 @@ export function quantizeDynamic(model: ModelProto, opts: QuantizeDynamicOptions 
     const castOut = fresh(`${y}_output_quantized_cast_output`);
     const scaleOut = fresh(`${y}_scales_mul_output`);
     if (op === 'Conv') {
-      const keep = node.attribute.filter((a) => ['auto_pad', 'dilations', 'group', 'kernel_shape', 'pads', 'strides'].includes(a.name));
-      const conv = makeNode('ConvInteger', [xq.q, wq.q, xq.zeroPoint, wq.zeroPoint], [integerOut], {}, { name: fresh(`${base}_quant`) });
+      const keep = node.attribute.filter((a) =>
+        ['auto_pad', 'dilations', 'group', 'kernel_shape', 'pads', 'strides'].includes(a.name),
+      );
+      const conv = makeNode(
+        'ConvInteger',
+        [xq.q, wq.q, xq.zeroPoint, wq.zeroPoint],
+        [integerOut],
+        {},
+        { name: fresh(`${base}_quant`) },
+      );
       conv.attribute = keep;
       nodes.push(conv);
     } else {
-      nodes.push(makeNode('MatMulInteger', [xq.q, wq.q, xq.zeroPoint, wq.zeroPoint], [integerOut], {}, { name: fresh(`${base}_quant`) }));
+      nodes.push(
+        makeNode(
+          'MatMulInteger',
+          [xq.q, wq.q, xq.zeroPoint, wq.zeroPoint],
+          [integerOut],
+          {},
+          { name: fresh(`${base}_quant`) },
+        ),
+      );
     }
-    nodes.push(makeNode('Cast', [integerOut], [castOut], { to: { int: TensorProto_DataType.FLOAT } }, { name: fresh(`${base}_output_quantized_cast`) }));
+    nodes.push(
+      makeNode(
+        'Cast',
+        [integerOut],
+        [castOut],
+        { to: { int: TensorProto_DataType.FLOAT } },
+        { name: fresh(`${base}_output_quantized_cast`) },
+      ),
+    );
     nodes.push(makeNode('Mul', [xq.scale, wq.scale], [scaleOut], {}, { name: fresh(`${base}_scales_mul`) }));
 
     const bias = op === 'MatMul' ? undefined : node.input[2] || undefined;
     const mulOut = bias ? fresh(`${y}_scaled`) : y;
-    nodes.push(makeNode('Mul', [castOut, scaleOut], [mulOut], {}, { name: fresh(`${base}_output_scale_mul`) }));
+    nodes.push(
+      makeNode('Mul', [castOut, scaleOut], [mulOut], {}, { name: fresh(`${base}_output_scale_mul`) }),
+    );
     if (bias) {
       let addend = bias;
       if (op === 'Conv') {
         // Conv bias is [M]; the integer output is [N, M, spatial...]: reshape the constant for broadcasting.
         const b = readTensor(inits.get(bias) as TensorProto).data as Float32Array;
-        addend = addInit(makeTensor(fresh(`${bias}_reshaped`), 'FP32', [b.length, ...new Array<number>(dims.length - 2).fill(1)], b));
+        addend = addInit(
+          makeTensor(
+            fresh(`${bias}_reshaped`),
+            'FP32',
+            [b.length, ...new Array<number>(dims.length - 2).fill(1)],
+            b,
+          ),
+        );
       } else {
         const beta = floatAttribute(node, 'beta', 1);
         const c = inits.get(bias);
         if (beta !== 1 && c) {
           const content = readTensor(c);
-          addend = addInit(makeTensor(fresh(`${bias}_beta`), 'FP32', content.dims, (content.data as Float32Array).map((v) => v * beta)));
+          addend = addInit(
+            makeTensor(
+              fresh(`${bias}_beta`),
+              'FP32',
+              content.dims,
+              (content.data as Float32Array).map((v) => v * beta),
+            ),
+          );
         } else if (beta !== 1) {
           const betaName = addInit(makeTensor(fresh(`${base}_beta`), 'FP32', [], new Float32Array([beta])));
           addend = fresh(`${bias}_times_beta`);
@@ -304,7 +387,13 @@ export function quantizeDynamic(model: ModelProto, opts: QuantizeDynamicOptions 
       }
       nodes.push(makeNode('Add', [mulOut, addend], [y], {}, { name: fresh(`${base}_bias_add`) }));
     }
-    report.quantized.push({ node: label, opType: op, weight: weightName, elements: w.length, perChannel: options.perChannel });
+    report.quantized.push({
+      node: label,
+      opType: op,
+      weight: weightName,
+      elements: w.length,
+      perChannel: options.perChannel,
+    });
   }
   graph.node = nodes;
   removeUnusedInitializers(graph);

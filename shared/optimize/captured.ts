@@ -26,14 +26,21 @@ export interface CapturedInputsOptions {
 }
 
 /** One sample's tensors fitted to the signature, or undefined when it does not fit. */
-function fit(sample: CaptureFile['samples'] extends (infer S)[] | undefined ? S : never, specs: readonly TensorSpec[]): { spec: TensorSpec; shape: number[]; data: number[] }[] | undefined {
+function fit(
+  sample: CaptureFile['samples'] extends (infer S)[] | undefined ? S : never,
+  specs: readonly TensorSpec[],
+): { spec: TensorSpec; shape: number[]; data: number[] }[] | undefined {
   const out: { spec: TensorSpec; shape: number[]; data: number[] }[] = [];
   for (const spec of specs) {
     const t = sample.inputs.find((i) => i.name === spec.name);
     if (!t || spec.datatype === 'BYTES' || t.shape.length === 0) return undefined;
     const count = t.shape.reduce((a, b) => a * b, 1);
     if (t.data.length !== count || t.data.some((v) => typeof v !== 'number')) return undefined; // truncated or strings
-    if (!spec.unknownRank && (t.shape.length !== spec.shape.length || spec.shape.some((d, i) => d !== -1 && d !== t.shape[i]))) return undefined;
+    if (
+      !spec.unknownRank &&
+      (t.shape.length !== spec.shape.length || spec.shape.some((d, i) => d !== -1 && d !== t.shape[i]))
+    )
+      return undefined;
     out.push({ spec, shape: t.shape, data: t.data as number[] });
   }
   return out;
@@ -45,12 +52,19 @@ function fit(sample: CaptureFile['samples'] extends (infer S)[] | undefined ? S 
  * @example
  * const report = await optimizeVersion(registry, 'mlp', 1, request, { capturedInputs: capturedInputsFromMonitoring(registry.store) });
  */
-export function capturedInputsFromMonitoring(store: ObjectStore, options: CapturedInputsOptions = {}): CapturedInputsProvider {
+export function capturedInputsFromMonitoring(
+  store: ObjectStore,
+  options: CapturedInputsOptions = {},
+): CapturedInputsProvider {
   const lookbackMs = (options.lookbackHours ?? 24) * 3600_000;
   const maxFiles = options.maxFiles ?? 50;
   const maxRows = options.maxRows ?? 256;
   const now = options.now ?? Date.now;
-  return async (model: string, _version: number, specs: readonly TensorSpec[]): Promise<InputFeed | undefined> => {
+  return async (
+    model: string,
+    _version: number,
+    specs: readonly TensorSpec[],
+  ): Promise<InputFeed | undefined> => {
     const prefix = monitoringLayout.capturesPrefix(model);
     let listed: Awaited<ReturnType<typeof listAll>>;
     try {
@@ -59,7 +73,10 @@ export function capturedInputsFromMonitoring(store: ObjectStore, options: Captur
       // Captures are an optional source (e.g. no read permission on monitoring/): fall back to random inputs.
       return undefined;
     }
-    const keys = listed.objects.map((o) => o.key).slice(-maxFiles).reverse();
+    const keys = listed.objects
+      .map((o) => o.key)
+      .slice(-maxFiles)
+      .reverse();
     const rows: { spec: TensorSpec; shape: number[]; data: number[] }[][] = [];
     let count = 0;
     for (const key of keys) {
@@ -75,7 +92,11 @@ export function capturedInputsFromMonitoring(store: ObjectStore, options: Captur
         if (sample.status !== 200 || count >= maxRows) continue;
         const fitted = fit(sample, specs);
         // All rows must share the trailing (non-batch) shape of the first one to stack into a batch.
-        if (!fitted || (rows[0] && fitted.some((t, i) => t.shape.slice(1).join() !== rows[0]?.[i]?.shape.slice(1).join()))) continue;
+        if (
+          !fitted ||
+          (rows[0] && fitted.some((t, i) => t.shape.slice(1).join() !== rows[0]?.[i]?.shape.slice(1).join()))
+        )
+          continue;
         rows.push(fitted);
         count += fitted[0]?.shape[0] ?? 0;
       }
@@ -85,7 +106,10 @@ export function capturedInputsFromMonitoring(store: ObjectStore, options: Captur
       const parts = rows.map((r) => r[i] as { shape: number[]; data: number[] });
       const batch = parts.reduce((a, p) => a + (p.shape[0] ?? 0), 0);
       const datatype = spec.datatype as NumericOipDatatype;
-      const data = typedFromNumbers(datatype, parts.flatMap((p) => p.data));
+      const data = typedFromNumbers(
+        datatype,
+        parts.flatMap((p) => p.data),
+      );
       return { name: spec.name, datatype, shape: [batch, ...(parts[0]?.shape.slice(1) ?? [])], data };
     });
   };

@@ -32,8 +32,12 @@ export interface WorkerEvent {
  * if (isWorkerEvent(event)) await runOptimizationJob(registry, event.maasOptimizeJob);
  */
 export function isWorkerEvent(event: unknown): event is WorkerEvent {
-  const ref = (event as { maasOptimizeJob?: unknown } | null)?.maasOptimizeJob as Record<string, unknown> | undefined;
-  return typeof ref === 'object' && ref !== null && typeof ref.model === 'string' && typeof ref.job === 'string';
+  const ref = (event as { maasOptimizeJob?: unknown } | null)?.maasOptimizeJob as
+    | Record<string, unknown>
+    | undefined;
+  return (
+    typeof ref === 'object' && ref !== null && typeof ref.model === 'string' && typeof ref.job === 'string'
+  );
 }
 
 /**
@@ -52,12 +56,22 @@ export class LambdaEventDispatcher implements OptimizationDispatcher {
     const payload: WorkerEvent = { maasOptimizeJob: ref };
     try {
       const out = await this.client.send(
-        new InvokeCommand({ FunctionName: this.functionName, InvocationType: 'Event', Payload: new TextEncoder().encode(JSON.stringify(payload)) }),
+        new InvokeCommand({
+          FunctionName: this.functionName,
+          InvocationType: 'Event',
+          Payload: new TextEncoder().encode(JSON.stringify(payload)),
+        }),
       );
       // Event invocations answer 202 once Lambda has queued the event.
-      if (out.StatusCode !== undefined && out.StatusCode !== 202) throw new Error(`Lambda answered ${out.StatusCode}`);
+      if (out.StatusCode !== undefined && out.StatusCode !== 202)
+        throw new Error(`Lambda answered ${out.StatusCode}`);
     } catch (e) {
-      throw new MaasError('unavailable', `could not start the optimize worker ${this.functionName}: ${e instanceof Error ? e.message : String(e)}`, undefined, { cause: e });
+      throw new MaasError(
+        'unavailable',
+        `could not start the optimize worker ${this.functionName}: ${e instanceof Error ? e.message : String(e)}`,
+        undefined,
+        { cause: e },
+      );
     }
   }
 }
@@ -76,7 +90,8 @@ export class InProcessDispatcher implements OptimizationDispatcher {
   /** `run` must record its own failures (runOptimizationJob does); anything it throws is logged. */
   constructor(
     private readonly run: (ref: JobRef) => Promise<unknown>,
-    private readonly log: (message: string, error: unknown) => void = (m, e) => console.error(JSON.stringify({ level: 'ERROR', message: m, error: String(e) })),
+    private readonly log: (message: string, error: unknown) => void = (m, e) =>
+      console.error(JSON.stringify({ level: 'ERROR', message: m, error: String(e) })),
   ) {}
 
   async dispatch(ref: JobRef): Promise<void> {
@@ -114,7 +129,10 @@ export class InProcessDispatcher implements OptimizationDispatcher {
  * @example
  * const dispatcher = createDispatcher(process.env, (ref) => runOptimizationJob(getRegistry(), ref));
  */
-export function createDispatcher(env: Record<string, string | undefined>, run: (ref: JobRef) => Promise<unknown>): OptimizationDispatcher {
+export function createDispatcher(
+  env: Record<string, string | undefined>,
+  run: (ref: JobRef) => Promise<unknown>,
+): OptimizationDispatcher {
   if (env.IS_OFFLINE) return new InProcessDispatcher(run);
   const fn = env.MAAS_OPTIMIZE_WORKER_FUNCTION || env.AWS_LAMBDA_FUNCTION_NAME;
   return fn ? new LambdaEventDispatcher(fn) : new InProcessDispatcher(run);

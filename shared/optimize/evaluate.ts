@@ -77,7 +77,9 @@ const defaults: Required<EvaluateOptions> = { iterations: 20, warmup: 3, loadRun
  * @example
  * const parent = await ort.InferenceSession.create(bytes, evaluationSessionOptions());
  */
-export function evaluationSessionOptions(env: NodeJS.ProcessEnv = process.env): ort.InferenceSession.SessionOptions {
+export function evaluationSessionOptions(
+  env: NodeJS.ProcessEnv = process.env,
+): ort.InferenceSession.SessionOptions {
   const { session } = inferenceSettingsFromEnv(env);
   return {
     intraOpNumThreads: session.intraOpThreads,
@@ -94,14 +96,16 @@ export function evaluationSessionOptions(env: NodeJS.ProcessEnv = process.env): 
  */
 export function toOrtFeeds(feed: InputFeed): Record<string, ort.Tensor> {
   const feeds: Record<string, ort.Tensor> = {};
-  for (const t of feed) feeds[t.name] = new ort.Tensor(ortTypeFromOip(t.datatype) as 'float32', t.data as Float32Array, t.shape);
+  for (const t of feed)
+    feeds[t.name] = new ort.Tensor(ortTypeFromOip(t.datatype) as 'float32', t.data as Float32Array, t.shape);
   return feeds;
 }
 
 function asNumbers(t: ort.Tensor): Float64Array {
   const out = new Float64Array(t.size);
   const data = t.data as ArrayLike<number | bigint | boolean>;
-  if (t.type === 'float16') for (let i = 0; i < out.length; i++) out[i] = float16BitsToFloat32(Number(data[i] ?? 0));
+  if (t.type === 'float16')
+    for (let i = 0; i < out.length; i++) out[i] = float16BitsToFloat32(Number(data[i] ?? 0));
   else for (let i = 0; i < out.length; i++) out[i] = Number(data[i] ?? 0);
   return out;
 }
@@ -114,7 +118,12 @@ function percentile(sorted: readonly number[], p: number): number {
 
 function stats(samples: number[]): LatencyStats {
   const sorted = [...samples].sort((a, b) => a - b);
-  return { p50: percentile(sorted, 0.5), p95: percentile(sorted, 0.95), mean: samples.reduce((a, b) => a + b, 0) / samples.length, runs: samples.length };
+  return {
+    p50: percentile(sorted, 0.5),
+    p95: percentile(sorted, 0.95),
+    mean: samples.reduce((a, b) => a + b, 0) / samples.length,
+    runs: samples.length,
+  };
 }
 
 async function timeRun(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>): Promise<number> {
@@ -211,7 +220,12 @@ class OutputComparator {
   }
 
   result(): OutputAccuracy {
-    const cosine = this.na === 0 && this.nb === 0 ? 1 : this.na === 0 || this.nb === 0 ? 0 : this.dot / Math.sqrt(this.na * this.nb);
+    const cosine =
+      this.na === 0 && this.nb === 0
+        ? 1
+        : this.na === 0 || this.nb === 0
+          ? 0
+          : this.dot / Math.sqrt(this.na * this.nb);
     return {
       name: this.name,
       maxAbsError: this.maxAbs,
@@ -231,7 +245,10 @@ async function medianLoadMs(bytes: Uint8Array, runs: number): Promise<number> {
     times.push(Number(process.hrtime.bigint() - start) / 1e6);
     await s.release();
   }
-  return percentile([...times].sort((a, b) => a - b), 0.5);
+  return percentile(
+    [...times].sort((a, b) => a - b),
+    0.5,
+  );
 }
 
 /**
@@ -274,15 +291,29 @@ export async function evaluateCandidate(
     };
     const latency: LatencyComparison[] = [];
     for (const { batch, feed } of inputs.latency) {
-      const [p, c, ratio, fasterShare] = await interleavedLatency(parent.session, candidate, toOrtFeeds(feed), options);
+      const [p, c, ratio, fasterShare] = await interleavedLatency(
+        parent.session,
+        candidate,
+        toOrtFeeds(feed),
+        options,
+      );
       latency.push({ batch, parent: p, candidate: c, ratio, fasterShare });
     }
     const parentLoad = parent.loadMs ?? (await medianLoadMs(parent.bytes, options.loadRuns));
     return {
-      inputs: { source: inputs.source, samples: inputs.samples, ...(inputs.seed !== undefined ? { seed: inputs.seed } : {}), ...(inputs.key ? { key: inputs.key } : {}) },
+      inputs: {
+        source: inputs.source,
+        samples: inputs.samples,
+        ...(inputs.seed !== undefined ? { seed: inputs.seed } : {}),
+        ...(inputs.key ? { key: inputs.key } : {}),
+      },
       accuracy: { outputs, worst },
       latency,
-      size: { parent: parent.bytes.byteLength, candidate: candidateBytes.byteLength, ratio: candidateBytes.byteLength / parent.bytes.byteLength },
+      size: {
+        parent: parent.bytes.byteLength,
+        candidate: candidateBytes.byteLength,
+        ratio: candidateBytes.byteLength / parent.bytes.byteLength,
+      },
       load: { parent: parentLoad, candidate: candidateLoadMs, ratio: candidateLoadMs / parentLoad },
     };
   } finally {

@@ -66,18 +66,32 @@ export interface GateDecision {
  */
 export function parseTolerances(input: unknown): Tolerances {
   if (input === undefined) return { ...DEFAULT_TOLERANCES };
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new InvalidArgumentError('tolerances must be an object');
+  if (typeof input !== 'object' || input === null || Array.isArray(input))
+    throw new InvalidArgumentError('tolerances must be an object');
   const out: Tolerances = { ...DEFAULT_TOLERANCES };
   for (const [key, value] of Object.entries(input)) {
-    if (!(key in DEFAULT_TOLERANCES)) throw new InvalidArgumentError(`unknown tolerance ${key}; known: ${Object.keys(DEFAULT_TOLERANCES).join(', ')}`);
+    if (!(key in DEFAULT_TOLERANCES))
+      throw new InvalidArgumentError(
+        `unknown tolerance ${key}; known: ${Object.keys(DEFAULT_TOLERANCES).join(', ')}`,
+      );
     const k = key as keyof Tolerances;
     const nullable = k === 'maxAbsError' || k === 'maxRelError';
     if (value === null && nullable) {
       out[k] = null;
       continue;
     }
-    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new InvalidArgumentError(`tolerances.${key} must be a non-negative number${nullable ? ' or null' : ''}`);
-    if ((k === 'minTop1Agreement' || k === 'minCosine' || k === 'minSizeReduction' || k === 'minSpeedup' || k === 'speedConsistency') && value > 1) {
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0)
+      throw new InvalidArgumentError(
+        `tolerances.${key} must be a non-negative number${nullable ? ' or null' : ''}`,
+      );
+    if (
+      (k === 'minTop1Agreement' ||
+        k === 'minCosine' ||
+        k === 'minSizeReduction' ||
+        k === 'minSpeedup' ||
+        k === 'speedConsistency') &&
+      value > 1
+    ) {
       throw new InvalidArgumentError(`tolerances.${key} must be at most 1`);
     }
     (out as unknown as Record<string, number>)[k] = value;
@@ -94,7 +108,11 @@ const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
  * const decision = gate(report, DEFAULT_TOLERANCES, { technique: 'int8' });
  * if (!decision.passed) console.log(decision.reasons.join('; '));
  */
-export function gate(report: EvaluationReport, tolerances: Tolerances, context: { technique: string }): GateDecision {
+export function gate(
+  report: EvaluationReport,
+  tolerances: Tolerances,
+  context: { technique: string },
+): GateDecision {
   const checks: GateCheck[] = [];
   const worst = report.accuracy.worst;
   if (worst.top1Agreement !== undefined) {
@@ -121,14 +139,26 @@ export function gate(report: EvaluationReport, tolerances: Tolerances, context: 
     const limit = tolerances[check];
     if (limit === null) continue;
     const actual = worst[check];
-    checks.push({ check, passed: actual <= limit, actual, limit, message: `${label} ${actual.toExponential(3)} (maximum ${limit})` });
+    checks.push({
+      check,
+      passed: actual <= limit,
+      actual,
+      limit,
+      message: `${label} ${actual.toExponential(3)} (maximum ${limit})`,
+    });
   }
   const smaller = report.size.ratio <= 1 - tolerances.minSizeReduction;
   const consistent = tolerances.speedConsistency;
-  const fasterAt = report.latency.filter((l) => l.ratio <= 1 - tolerances.minSpeedup && l.fasterShare >= consistent);
+  const fasterAt = report.latency.filter(
+    (l) => l.ratio <= 1 - tolerances.minSpeedup && l.fasterShare >= consistent,
+  );
   const faster = fasterAt.length > 0;
   const sizeText = `size ${report.size.ratio.toFixed(3)}× the parent`;
-  const speedText = report.latency.map((l) => `latency ${l.ratio.toFixed(2)}× at batch ${l.batch} (faster in ${pct(l.fasterShare)} of pairs)`).join(', ');
+  const speedText = report.latency
+    .map(
+      (l) => `latency ${l.ratio.toFixed(2)}× at batch ${l.batch} (faster in ${pct(l.fasterShare)} of pairs)`,
+    )
+    .join(', ');
   const pruneOnly = context.technique.split('+').every((s) => s === 'prune');
   checks.push({
     check: 'smallerOrFaster',
@@ -143,7 +173,10 @@ export function gate(report: EvaluationReport, tolerances: Tolerances, context: 
             ? ': pruning only zeroes weights, which a dense ONNX file stores like any other value and dense kernels multiply anyway; combine it with int8 (prune+int8) or skip it'
             : ': not worth keeping'),
   });
-  const slowest = report.latency.reduce((worstL, l) => (l.ratio > worstL.ratio ? l : worstL), report.latency[0] ?? { batch: 0, ratio: 0, fasterShare: 0.5 });
+  const slowest = report.latency.reduce(
+    (worstL, l) => (l.ratio > worstL.ratio ? l : worstL),
+    report.latency[0] ?? { batch: 0, ratio: 0, fasterShare: 0.5 },
+  );
   checks.push({
     check: 'slowdown',
     passed: slowest.ratio <= 1 + tolerances.maxSlowdown || 1 - slowest.fasterShare < consistent,

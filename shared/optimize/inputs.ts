@@ -55,7 +55,11 @@ export type ReferenceInputs = { inputs: unknown[] } | { key: string; inline?: tr
  * Hook that returns captured traffic samples fitting a model version's input signature (batch
  * dimension first), or undefined when there are none.
  */
-export type CapturedInputsProvider = (model: string, version: number, specs: readonly TensorSpec[]) => Promise<InputFeed | undefined>;
+export type CapturedInputsProvider = (
+  model: string,
+  version: number,
+  specs: readonly TensorSpec[],
+) => Promise<InputFeed | undefined>;
 
 /**
  * {@link CapturedInputsProvider} that has no captures: evaluation falls back to random inputs.
@@ -82,38 +86,71 @@ const LATENCY_BATCHES = [1, 32];
  * const feed = parseOipInputs([{ name: 'input', datatype: 'FP32', shape: [2, 4], data: [0, 1, 2, 3, 4, 5, 6, 7] }], version.onnx.inputs);
  */
 export function parseOipInputs(inputs: unknown, specs: readonly TensorSpec[]): InputFeed {
-  if (!Array.isArray(inputs) || inputs.length === 0) throw new InvalidArgumentError('referenceInputs.inputs must be a non-empty array of OIP tensors');
+  if (!Array.isArray(inputs) || inputs.length === 0)
+    throw new InvalidArgumentError('referenceInputs.inputs must be a non-empty array of OIP tensors');
   const feed: InputFeed = [];
   for (const raw of inputs) {
-    if (typeof raw !== 'object' || raw === null) throw new InvalidArgumentError('each reference input must be an object {name, datatype, shape, data}');
+    if (typeof raw !== 'object' || raw === null)
+      throw new InvalidArgumentError('each reference input must be an object {name, datatype, shape, data}');
     const t = raw as Record<string, unknown>;
     const spec = specs.find((s) => s.name === t.name);
-    if (!spec) throw new InvalidArgumentError(`reference input "${String(t.name)}" is not an input of the model (inputs: ${specs.map((s) => s.name).join(', ')})`);
-    if (!isOipDatatype(t.datatype) || t.datatype === 'BYTES') throw new InvalidArgumentError(`reference input "${spec.name}": datatype must be a numeric OIP datatype`);
-    if (t.datatype !== spec.datatype) throw new InvalidArgumentError(`reference input "${spec.name}" is ${t.datatype}; the model expects ${spec.datatype}`);
+    if (!spec)
+      throw new InvalidArgumentError(
+        `reference input "${String(t.name)}" is not an input of the model (inputs: ${specs.map((s) => s.name).join(', ')})`,
+      );
+    if (!isOipDatatype(t.datatype) || t.datatype === 'BYTES')
+      throw new InvalidArgumentError(
+        `reference input "${spec.name}": datatype must be a numeric OIP datatype`,
+      );
+    if (t.datatype !== spec.datatype)
+      throw new InvalidArgumentError(
+        `reference input "${spec.name}" is ${t.datatype}; the model expects ${spec.datatype}`,
+      );
     const shape = t.shape;
-    if (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || (d as number) < 0)) throw new InvalidArgumentError(`reference input "${spec.name}": shape must be non-negative integers`);
+    if (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || (d as number) < 0))
+      throw new InvalidArgumentError(`reference input "${spec.name}": shape must be non-negative integers`);
     const dims = shape as number[];
-    if (!spec.unknownRank && (dims.length !== spec.shape.length || spec.shape.some((d, i) => d !== -1 && d !== dims[i]))) {
-      throw new InvalidArgumentError(`reference input "${spec.name}" has shape [${dims.join(', ')}]; the model expects [${spec.shape.join(', ')}]`);
+    if (
+      !spec.unknownRank &&
+      (dims.length !== spec.shape.length || spec.shape.some((d, i) => d !== -1 && d !== dims[i]))
+    ) {
+      throw new InvalidArgumentError(
+        `reference input "${spec.name}" has shape [${dims.join(', ')}]; the model expects [${spec.shape.join(', ')}]`,
+      );
     }
-    if (dims.length === 0 || (dims[0] ?? 0) < 1) throw new InvalidArgumentError(`reference input "${spec.name}" needs a leading batch dimension of at least 1`);
+    if (dims.length === 0 || (dims[0] ?? 0) < 1)
+      throw new InvalidArgumentError(
+        `reference input "${spec.name}" needs a leading batch dimension of at least 1`,
+      );
     const flat = (Array.isArray(t.data) ? (t.data as unknown[]).flat(Infinity) : []) as unknown[];
     const count = dims.reduce((a, b) => a * b, 1);
-    if (flat.length !== count) throw new InvalidArgumentError(`reference input "${spec.name}" has ${flat.length} values; shape [${dims.join(', ')}] needs ${count}`);
-    feed.push({ name: spec.name, datatype: spec.datatype as NumericOipDatatype, shape: dims, data: toTyped(spec.datatype as NumericOipDatatype, flat, spec.name) });
+    if (flat.length !== count)
+      throw new InvalidArgumentError(
+        `reference input "${spec.name}" has ${flat.length} values; shape [${dims.join(', ')}] needs ${count}`,
+      );
+    feed.push({
+      name: spec.name,
+      datatype: spec.datatype as NumericOipDatatype,
+      shape: dims,
+      data: toTyped(spec.datatype as NumericOipDatatype, flat, spec.name),
+    });
   }
   const missing = specs.filter((s) => !feed.some((f) => f.name === s.name));
-  if (missing.length > 0) throw new InvalidArgumentError(`reference inputs miss model input(s) ${missing.map((m) => m.name).join(', ')}`);
+  if (missing.length > 0)
+    throw new InvalidArgumentError(
+      `reference inputs miss model input(s) ${missing.map((m) => m.name).join(', ')}`,
+    );
   const batches = new Set(feed.map((f) => f.shape[0]));
-  if (batches.size > 1) throw new InvalidArgumentError('reference inputs must share the same leading (batch) dimension');
+  if (batches.size > 1)
+    throw new InvalidArgumentError('reference inputs must share the same leading (batch) dimension');
   return feed;
 }
 
 function toTyped(datatype: NumericOipDatatype, values: readonly unknown[], name: string): OipTypedArray {
   const numbers = values.map((v, i) => {
     const n = typeof v === 'boolean' ? Number(v) : v;
-    if (typeof n !== 'number' || (!Number.isFinite(n) && !datatype.startsWith('FP'))) throw new InvalidArgumentError(`reference input "${name}": value ${i} is not a number`);
+    if (typeof n !== 'number' || (!Number.isFinite(n) && !datatype.startsWith('FP')))
+      throw new InvalidArgumentError(`reference input "${name}": value ${i} is not a number`);
     return n;
   });
   return typedFromNumbers(datatype, numbers);
@@ -152,7 +189,10 @@ function takeRows(feed: InputFeed, from: number, count: number): InputFeed {
     for (let r = 0; r < count; r++) {
       const src = (from + r) % rows;
       (out as unknown as { set(a: ArrayLike<number | bigint>, o: number): void }).set(
-        (t.data as unknown as { subarray(a: number, b: number): ArrayLike<number | bigint> }).subarray(src * per, (src + 1) * per),
+        (t.data as unknown as { subarray(a: number, b: number): ArrayLike<number | bigint> }).subarray(
+          src * per,
+          (src + 1) * per,
+        ),
         r * per,
       );
     }
@@ -170,14 +210,28 @@ export function plannedShape(spec: TensorSpec, inputShapes: Record<string, numbe
   const given = inputShapes[spec.name];
   const shape = given ?? spec.shape;
   if (given !== undefined) {
-    if (!Array.isArray(given) || given.some((d, i) => !Number.isInteger(d) || d < (i === 0 ? -1 : 1) || d === 0)) {
-      throw new InvalidArgumentError(`evaluation.inputShapes.${spec.name} must be positive integers (-1 allowed for the leading batch dimension)`);
+    if (
+      !Array.isArray(given) ||
+      given.some((d, i) => !Number.isInteger(d) || d < (i === 0 ? -1 : 1) || d === 0)
+    ) {
+      throw new InvalidArgumentError(
+        `evaluation.inputShapes.${spec.name} must be positive integers (-1 allowed for the leading batch dimension)`,
+      );
     }
-    if (!spec.unknownRank && (given.length !== spec.shape.length || spec.shape.some((d, i) => d !== -1 && d !== given[i] && !(i === 0 && given[0] === -1)))) {
-      throw new InvalidArgumentError(`evaluation.inputShapes.${spec.name} [${given.join(', ')}] does not fit the model's [${spec.shape.join(', ')}]`);
+    if (
+      !spec.unknownRank &&
+      (given.length !== spec.shape.length ||
+        spec.shape.some((d, i) => d !== -1 && d !== given[i] && !(i === 0 && given[0] === -1)))
+    ) {
+      throw new InvalidArgumentError(
+        `evaluation.inputShapes.${spec.name} [${given.join(', ')}] does not fit the model's [${spec.shape.join(', ')}]`,
+      );
     }
   } else if (spec.unknownRank) {
-    throw new InvalidArgumentError(`input "${spec.name}" has no recorded shape: give evaluation.inputShapes.${spec.name} (or referenceInputs)`, { input: spec.name });
+    throw new InvalidArgumentError(
+      `input "${spec.name}" has no recorded shape: give evaluation.inputShapes.${spec.name} (or referenceInputs)`,
+      { input: spec.name },
+    );
   }
   const dynamic = shape.findIndex((d, i) => i > 0 && d < 0);
   if (dynamic >= 0) {
@@ -186,7 +240,10 @@ export function plannedShape(spec: TensorSpec, inputShapes: Record<string, numbe
       { input: spec.name, dimension: dynamic },
     );
   }
-  if (shape.length === 0) throw new InvalidArgumentError(`input "${spec.name}" is a scalar; give referenceInputs`, { input: spec.name });
+  if (shape.length === 0)
+    throw new InvalidArgumentError(`input "${spec.name}" is a scalar; give referenceInputs`, {
+      input: spec.name,
+    });
   return shape;
 }
 
@@ -196,14 +253,21 @@ export function plannedShape(spec: TensorSpec, inputShapes: Record<string, numbe
  * @example
  * assertInputsPlannable(version.onnx.inputs, request.referenceInputs, request.evaluation?.inputShapes);
  */
-export function assertInputsPlannable(specs: readonly TensorSpec[], reference: ReferenceInputs | undefined, inputShapes?: Record<string, number[]>): void {
+export function assertInputsPlannable(
+  specs: readonly TensorSpec[],
+  reference: ReferenceInputs | undefined,
+  inputShapes?: Record<string, number[]>,
+): void {
   if (reference && 'inputs' in reference) {
     parseOipInputs(reference.inputs, specs);
     return;
   }
   if (reference) return; // a store key is read (and checked) by the worker
   for (const spec of specs) {
-    if (spec.datatype === 'BYTES') throw new InvalidArgumentError(`input "${spec.name}" is BYTES: random inputs cannot be generated; give referenceInputs`);
+    if (spec.datatype === 'BYTES')
+      throw new InvalidArgumentError(
+        `input "${spec.name}" is BYTES: random inputs cannot be generated; give referenceInputs`,
+      );
     plannedShape(spec, inputShapes);
   }
 }
@@ -226,13 +290,21 @@ function randomTensor(spec: TensorSpec, shape: number[], rand: () => number): Ev
   return { name: spec.name, datatype, shape, data };
 }
 
-function fromFeed(source: InputSource, feed: InputFeed, batchDynamic: boolean, key?: string): EvaluationInputs {
+function fromFeed(
+  source: InputSource,
+  feed: InputFeed,
+  batchDynamic: boolean,
+  key?: string,
+): EvaluationInputs {
   const rows = feed[0]?.shape[0] ?? 1;
   const accuracy: InputFeed[] = [];
   // Accuracy in chunks of at most 32 rows (bounded memory per run) when the batch may vary.
   const chunk = batchDynamic ? 32 : rows;
-  for (let from = 0; from < rows; from += chunk) accuracy.push(takeRows(feed, from, Math.min(chunk, rows - from)));
-  const latency = batchDynamic ? LATENCY_BATCHES.map((batch) => ({ batch, feed: takeRows(feed, 0, batch) })) : [{ batch: rows, feed }];
+  for (let from = 0; from < rows; from += chunk)
+    accuracy.push(takeRows(feed, from, Math.min(chunk, rows - from)));
+  const latency = batchDynamic
+    ? LATENCY_BATCHES.map((batch) => ({ batch, feed: takeRows(feed, 0, batch) }))
+    : [{ batch: rows, feed }];
   return { source, accuracy, samples: rows, latency, ...(key ? { key } : {}) };
 }
 
@@ -256,18 +328,25 @@ export async function resolveEvaluationInputs(
   const options = context.options ?? {};
   const batchDynamic = specs.every((s) => s.unknownRank || s.shape[0] === -1);
   const reference = context.reference;
-  if (reference && 'inputs' in reference) return fromFeed('request', parseOipInputs(reference.inputs, specs), batchDynamic);
+  if (reference && 'inputs' in reference)
+    return fromFeed('request', parseOipInputs(reference.inputs, specs), batchDynamic);
   if (reference && 'key' in reference) {
     let doc: unknown;
     try {
       doc = JSON.parse((await context.store.get(reference.key)).body.toString('utf8'));
     } catch (e) {
-      if (e instanceof SyntaxError) throw new UnprocessableError(`referenceInputs key ${reference.key} is not JSON`);
+      if (e instanceof SyntaxError)
+        throw new UnprocessableError(`referenceInputs key ${reference.key} is not JSON`);
       throw e;
     }
     const inputs = (doc as { inputs?: unknown } | null)?.inputs;
     // Inline request inputs are saved beside the job record and read back by the worker: still 'request'.
-    return fromFeed(reference.inline ? 'request' : 'store', parseOipInputs(inputs, specs), batchDynamic, reference.key);
+    return fromFeed(
+      reference.inline ? 'request' : 'store',
+      parseOipInputs(inputs, specs),
+      batchDynamic,
+      reference.key,
+    );
   }
   const captured = await (context.capturedInputs ?? noCapturedInputs)(context.model, context.version, specs);
   if (captured && captured.length > 0) return fromFeed('captured', captured, batchDynamic);
@@ -276,15 +355,36 @@ export async function resolveEvaluationInputs(
   const samples = options.samples ?? 256;
   const rand = mulberry32(seed);
   const shapes = specs.map((s) => plannedShape(s, options.inputShapes));
-  for (const s of specs) if (s.datatype === 'BYTES') throw new InvalidArgumentError(`input "${s.name}" is BYTES: give referenceInputs`);
-  const make = (batch: number): InputFeed => specs.map((s, i) => randomTensor(s, (shapes[i] ?? []).map((d, j) => (j === 0 && d < 0 ? batch : d)), rand));
+  for (const s of specs)
+    if (s.datatype === 'BYTES')
+      throw new InvalidArgumentError(`input "${s.name}" is BYTES: give referenceInputs`);
+  const make = (batch: number): InputFeed =>
+    specs.map((s, i) =>
+      randomTensor(
+        s,
+        (shapes[i] ?? []).map((d, j) => (j === 0 && d < 0 ? batch : d)),
+        rand,
+      ),
+    );
   if (!batchDynamic) {
     const fixed = shapes[0]?.[0] ?? 1;
     const runs = Math.max(1, Math.ceil(samples / fixed));
     const accuracy = Array.from({ length: runs }, () => make(fixed));
-    return { source: 'random', accuracy, samples: runs * fixed, latency: [{ batch: fixed, feed: accuracy[0] as InputFeed }], seed };
+    return {
+      source: 'random',
+      accuracy,
+      samples: runs * fixed,
+      latency: [{ batch: fixed, feed: accuracy[0] as InputFeed }],
+      seed,
+    };
   }
   const accuracy: InputFeed[] = [];
   for (let done = 0; done < samples; done += 32) accuracy.push(make(Math.min(32, samples - done)));
-  return { source: 'random', accuracy, samples, latency: LATENCY_BATCHES.map((batch) => ({ batch, feed: make(batch) })), seed };
+  return {
+    source: 'random',
+    accuracy,
+    samples,
+    latency: LATENCY_BATCHES.map((batch) => ({ batch, feed: make(batch) })),
+    seed,
+  };
 }

@@ -64,7 +64,10 @@ export const jobLayout = {
  * assertJobId('opt-lx3k9a2b-0123abcd');
  */
 export function assertJobId(job: unknown): asserts job is string {
-  if (typeof job !== 'string' || !JOB_ID.test(job)) throw new InvalidArgumentError(`invalid optimization job id ${JSON.stringify(job)}`, { job: String(job) });
+  if (typeof job !== 'string' || !JOB_ID.test(job))
+    throw new InvalidArgumentError(`invalid optimization job id ${JSON.stringify(job)}`, {
+      job: String(job),
+    });
 }
 
 /** Options of {@link OptimizationJobStore}. */
@@ -103,17 +106,34 @@ export class OptimizationJobStore {
     let stored: OptimizationJob['request'] = rest;
     if (referenceInputs && 'inputs' in referenceInputs) {
       const key = jobLayout.inputs(model, job);
-      await this.store.put(key, JSON.stringify({ inputs: referenceInputs.inputs }), { contentType: JSON_TYPE, ifNoneMatch: '*' });
+      await this.store.put(key, JSON.stringify({ inputs: referenceInputs.inputs }), {
+        contentType: JSON_TYPE,
+        ifNoneMatch: '*',
+      });
       stored = { ...rest, referenceInputs: { key, inline: true } };
     } else if (referenceInputs) {
       stored = { ...rest, referenceInputs: { key: referenceInputs.key } };
     }
-    const record: OptimizationJob = { job, model, version, status: 'queued', request: stored, actor, createdAt: time.toISOString(), updatedAt: time.toISOString(), attempts: 0 };
+    const record: OptimizationJob = {
+      job,
+      model,
+      version,
+      status: 'queued',
+      request: stored,
+      actor,
+      createdAt: time.toISOString(),
+      updatedAt: time.toISOString(),
+      attempts: 0,
+    };
     try {
-      const { etag } = await this.store.put(jobLayout.record(model, job), JSON.stringify(record), { contentType: JSON_TYPE, ifNoneMatch: '*' });
+      const { etag } = await this.store.put(jobLayout.record(model, job), JSON.stringify(record), {
+        contentType: JSON_TYPE,
+        ifNoneMatch: '*',
+      });
       return { record, etag };
     } catch (e) {
-      if (stored.referenceInputs?.inline) await this.store.delete(jobLayout.inputs(model, job)).catch(() => undefined);
+      if (stored.referenceInputs?.inline)
+        await this.store.delete(jobLayout.inputs(model, job)).catch(() => undefined);
       throw e;
     }
   }
@@ -137,7 +157,13 @@ export class OptimizationJobStore {
     if (record.status !== 'queued' && !this.isStale(record)) return undefined;
     const time = this.now().toISOString();
     try {
-      return await this.replace(current, { ...record, status: 'running', startedAt: time, updatedAt: time, attempts: record.attempts + 1 });
+      return await this.replace(current, {
+        ...record,
+        status: 'running',
+        startedAt: time,
+        updatedAt: time,
+        attempts: record.attempts + 1,
+      });
     } catch (e) {
       if (e instanceof ObjectPreconditionError) return undefined;
       throw e;
@@ -145,12 +171,21 @@ export class OptimizationJobStore {
   }
 
   /** Records the outcome of a claimed job (compare-and-swap on the claim's etag). */
-  async finish(claimed: StoredJob, outcome: { report: OptimizationReport } | { error: unknown }): Promise<StoredJob> {
+  async finish(
+    claimed: StoredJob,
+    outcome: { report: OptimizationReport } | { error: unknown },
+  ): Promise<StoredJob> {
     const time = this.now().toISOString();
     const base = { ...claimed.record, updatedAt: time, finishedAt: time };
     if ('error' in outcome) {
       const e = outcome.error;
-      const error = e instanceof MaasError && e.kind !== 'internal' ? { message: e.message, code: e.kind } : { message: `optimization failed: ${e instanceof Error ? e.message : String(e)}`, code: 'internal' };
+      const error =
+        e instanceof MaasError && e.kind !== 'internal'
+          ? { message: e.message, code: e.kind }
+          : {
+              message: `optimization failed: ${e instanceof Error ? e.message : String(e)}`,
+              code: 'internal',
+            };
       return this.replace(claimed, { ...base, status: 'failed', error });
     }
     const { report } = outcome;
@@ -162,18 +197,35 @@ export class OptimizationJobStore {
           ? `${c.technique}: rejected (${(c.gate?.reasons ?? []).join('; ')})`
           : `${c.technique}: failed (${c.error ?? 'unknown error'})`,
     );
-    return this.replace(claimed, { ...base, status: registered ? 'succeeded' : report.candidates.every((c) => c.status === 'failed') ? 'failed' : 'rejected', summary, report });
+    return this.replace(claimed, {
+      ...base,
+      status: registered
+        ? 'succeeded'
+        : report.candidates.every((c) => c.status === 'failed')
+          ? 'failed'
+          : 'rejected',
+      summary,
+      report,
+    });
   }
 
   /** Marks a queued job failed (e.g. its worker could not be started). */
   async abandon(stored: StoredJob, error: { message: string; code: string }): Promise<StoredJob> {
     const time = this.now().toISOString();
-    return this.replace(stored, { ...stored.record, status: 'failed', updatedAt: time, finishedAt: time, error });
+    return this.replace(stored, {
+      ...stored.record,
+      status: 'failed',
+      updatedAt: time,
+      finishedAt: time,
+      error,
+    });
   }
 
   /** Whether a job is `running` but untouched for longer than `staleAfterMs`: its worker presumably died, and {@link claim} would take it over. */
   isStale(record: OptimizationJob): boolean {
-    return record.status === 'running' && this.now().getTime() - Date.parse(record.updatedAt) > this.staleAfterMs;
+    return (
+      record.status === 'running' && this.now().getTime() - Date.parse(record.updatedAt) > this.staleAfterMs
+    );
   }
 
   /**
@@ -193,18 +245,30 @@ export class OptimizationJobStore {
     const candidates: string[] = [];
     for (const o of (await listAll(this.store, { prefix })).objects) {
       const age = now - o.lastModified.getTime();
-      if (o.key.endsWith('.json') && !o.key.endsWith('.inputs.json') && age > this.staleAfterMs && age <= lookbackMs) candidates.push(o.key.slice(prefix.length, -'.json'.length));
+      if (
+        o.key.endsWith('.json') &&
+        !o.key.endsWith('.inputs.json') &&
+        age > this.staleAfterMs &&
+        age <= lookbackMs
+      )
+        candidates.push(o.key.slice(prefix.length, -'.json'.length));
     }
     const stale: StoredJob[] = [];
     for (const job of candidates) {
-      const found = await this.get(model, job).catch((e: unknown) => (e instanceof NotFoundError || e instanceof InvalidArgumentError ? undefined : Promise.reject(e)));
+      const found = await this.get(model, job).catch((e: unknown) =>
+        e instanceof NotFoundError || e instanceof InvalidArgumentError ? undefined : Promise.reject(e),
+      );
       if (found && this.isStale(found.record)) stale.push(found);
     }
     return stale;
   }
 
   private async replace(current: StoredJob, record: OptimizationJob): Promise<StoredJob> {
-    const { etag } = await this.store.put(jobLayout.record(record.model, record.job), JSON.stringify(record), { contentType: JSON_TYPE, ifMatch: current.etag });
+    const { etag } = await this.store.put(
+      jobLayout.record(record.model, record.job),
+      JSON.stringify(record),
+      { contentType: JSON_TYPE, ifMatch: current.etag },
+    );
     return { record, etag };
   }
 }

@@ -6,7 +6,13 @@
 import * as ort from 'onnxruntime-node';
 import { MaasError } from '../errors';
 import type { ModelRegistry } from '../registry';
-import { evaluateCandidate, evaluationSessionOptions, measureLoadMs, type EvaluateOptions, type EvaluationReport } from './evaluate';
+import {
+  evaluateCandidate,
+  evaluationSessionOptions,
+  measureLoadMs,
+  type EvaluateOptions,
+  type EvaluationReport,
+} from './evaluate';
 import { gate, type GateDecision } from './gate';
 import { noCapturedInputs, resolveEvaluationInputs, type CapturedInputsProvider } from './inputs';
 import type { OptimizeRequest } from './request';
@@ -61,7 +67,10 @@ function errorMessage(e: unknown): string {
 
 /** Best registered candidate for the alias: fastest p50 at batch 1 (cold, interactive traffic), then smallest. */
 function best(outcomes: CandidateOutcome[]): CandidateOutcome | undefined {
-  const score = (o: CandidateOutcome): [number, number] => [o.evaluation?.latency[0]?.ratio ?? 1, o.evaluation?.size.ratio ?? 1];
+  const score = (o: CandidateOutcome): [number, number] => [
+    o.evaluation?.latency[0]?.ratio ?? 1,
+    o.evaluation?.size.ratio ?? 1,
+  ];
   return outcomes
     .filter((o) => o.status === 'registered')
     .sort((a, b) => {
@@ -98,7 +107,10 @@ export async function optimizeVersion(
     capturedInputs: options.capturedInputs ?? noCapturedInputs,
     options: request.evaluation,
   });
-  const evaluateOptions: EvaluateOptions = { ...options.evaluate, ...(request.evaluation.iterations ? { iterations: request.evaluation.iterations } : {}) };
+  const evaluateOptions: EvaluateOptions = {
+    ...options.evaluate,
+    ...(request.evaluation.iterations ? { iterations: request.evaluation.iterations } : {}),
+  };
   const parentSession = await ort.InferenceSession.create(parentBytes, evaluationSessionOptions());
   const parentLoadMs = await measureLoadMs(parentBytes, evaluateOptions.loadRuns ?? 3);
   const outcomes: CandidateOutcome[] = [];
@@ -107,15 +119,29 @@ export async function optimizeVersion(
     for (const technique of request.techniques) {
       const outcome: CandidateOutcome = { technique, status: 'failed' };
       try {
-        const candidate = await buildCandidate(parentBytes, technique, request.parameters, { model, version, sha256: parent.sha256 });
-        Object.assign(outcome, { parameters: candidate.parameters, steps: candidate.details, runtimeSpecificOps: candidate.runtimeSpecificOps });
-        outcome.evaluation = await evaluateCandidate({ bytes: parentBytes, session: parentSession, loadMs: parentLoadMs }, candidate.bytes, inputs, evaluateOptions);
+        const candidate = await buildCandidate(parentBytes, technique, request.parameters, {
+          model,
+          version,
+          sha256: parent.sha256,
+        });
+        Object.assign(outcome, {
+          parameters: candidate.parameters,
+          steps: candidate.details,
+          runtimeSpecificOps: candidate.runtimeSpecificOps,
+        });
+        outcome.evaluation = await evaluateCandidate(
+          { bytes: parentBytes, session: parentSession, loadMs: parentLoadMs },
+          candidate.bytes,
+          inputs,
+          evaluateOptions,
+        );
         outcome.gate = gate(outcome.evaluation, request.tolerances, { technique });
         outcome.status = outcome.gate.passed ? 'registered' : 'rejected';
         if (outcome.gate.passed) passed.push({ outcome, bytes: candidate.bytes });
       } catch (e) {
         outcome.status = 'failed';
-        outcome.error = e instanceof MaasError ? e.message : `could not build or run the candidate: ${errorMessage(e)}`;
+        outcome.error =
+          e instanceof MaasError ? e.message : `could not build or run the candidate: ${errorMessage(e)}`;
       }
       outcomes.push(outcome);
     }
@@ -162,7 +188,12 @@ export async function optimizeVersion(
     model,
     parentVersion: version,
     parentSha256: parent.sha256,
-    inputs: { source: inputs.source, samples: inputs.samples, ...(inputs.seed !== undefined ? { seed: inputs.seed } : {}), ...(inputs.key ? { key: inputs.key } : {}) },
+    inputs: {
+      source: inputs.source,
+      samples: inputs.samples,
+      ...(inputs.seed !== undefined ? { seed: inputs.seed } : {}),
+      ...(inputs.key ? { key: inputs.key } : {}),
+    },
     candidates: outcomes,
     ...(alias ? { alias } : {}),
     startedAt,

@@ -5,7 +5,12 @@ import { InvalidArgumentError } from '../errors';
 import { assertAliasName } from '../registry';
 import { parseTolerances, type Tolerances } from './gate';
 import type { EvaluationInputOptions, ReferenceInputs } from './inputs';
-import { assertParametersComplete, parseCandidate, parseTechniqueParameters, type TechniqueParameters } from './techniques';
+import {
+  assertParametersComplete,
+  parseCandidate,
+  parseTechniqueParameters,
+  type TechniqueParameters,
+} from './techniques';
 
 /** Evaluation settings of a request. */
 export interface EvaluationSettings extends EvaluationInputOptions {
@@ -30,7 +35,8 @@ const FIELDS = ['techniques', 'parameters', 'tolerances', 'alias', 'referenceInp
 export const MAX_CANDIDATES = 8;
 
 function positiveInt(where: string, v: unknown, max: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) throw new InvalidArgumentError(`${where} must be an integer in [1, ${max}]`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max)
+    throw new InvalidArgumentError(`${where} must be an integer in [1, ${max}]`);
   return v;
 }
 
@@ -41,58 +47,86 @@ function positiveInt(where: string, v: unknown, max: number): number {
  */
 export function parseOptimizeRequest(body: Record<string, unknown>): OptimizeRequest {
   const unknown = Object.keys(body).filter((k) => !FIELDS.includes(k));
-  if (unknown.length > 0) throw new InvalidArgumentError(`unknown field(s) ${unknown.join(', ')}; allowed: ${FIELDS.join(', ')}`);
+  if (unknown.length > 0)
+    throw new InvalidArgumentError(`unknown field(s) ${unknown.join(', ')}; allowed: ${FIELDS.join(', ')}`);
   const techniques = body.techniques;
-  if (!Array.isArray(techniques) || techniques.length === 0 || techniques.some((t) => typeof t !== 'string')) {
-    throw new InvalidArgumentError('techniques must be a non-empty array such as ["int8", "fp16", "prune+int8"]');
+  if (
+    !Array.isArray(techniques) ||
+    techniques.length === 0 ||
+    techniques.some((t) => typeof t !== 'string')
+  ) {
+    throw new InvalidArgumentError(
+      'techniques must be a non-empty array such as ["int8", "fp16", "prune+int8"]',
+    );
   }
-  if (techniques.length > MAX_CANDIDATES) throw new InvalidArgumentError(`at most ${MAX_CANDIDATES} techniques per job`);
+  if (techniques.length > MAX_CANDIDATES)
+    throw new InvalidArgumentError(`at most ${MAX_CANDIDATES} techniques per job`);
   const candidates = (techniques as string[]).map(parseCandidate);
   const normalized = candidates.map((steps) => steps.join('+'));
-  if (new Set(normalized).size !== normalized.length) throw new InvalidArgumentError('techniques lists the same candidate twice');
+  if (new Set(normalized).size !== normalized.length)
+    throw new InvalidArgumentError('techniques lists the same candidate twice');
   const parameters = parseTechniqueParameters(body.parameters);
   assertParametersComplete(candidates, parameters);
   const tolerances = parseTolerances(body.tolerances);
 
   const request: OptimizeRequest = { techniques: normalized, parameters, tolerances, evaluation: {} };
   if (body.alias !== undefined) {
-    if (typeof body.alias !== 'string') throw new InvalidArgumentError('alias must be a string such as "staging"');
+    if (typeof body.alias !== 'string')
+      throw new InvalidArgumentError('alias must be a string such as "staging"');
     assertAliasName(body.alias);
     // Optimized versions reach production only through an explicit promotion (PUT /aliases), after review.
-    if (body.alias === 'production') throw new InvalidArgumentError('optimize does not move the production alias; use e.g. "staging" and promote with PUT /models/{name}/aliases/production');
+    if (body.alias === 'production')
+      throw new InvalidArgumentError(
+        'optimize does not move the production alias; use e.g. "staging" and promote with PUT /models/{name}/aliases/production',
+      );
     request.alias = body.alias;
   }
   const ref = body.referenceInputs;
   if (ref !== undefined) {
-    if (typeof ref !== 'object' || ref === null || Array.isArray(ref)) throw new InvalidArgumentError('referenceInputs must be {"inputs": [...]} or {"key": "path/in/store.json"}');
+    if (typeof ref !== 'object' || ref === null || Array.isArray(ref))
+      throw new InvalidArgumentError(
+        'referenceInputs must be {"inputs": [...]} or {"key": "path/in/store.json"}',
+      );
     const r = ref as Record<string, unknown>;
     if (typeof r.key === 'string' && r.inputs === undefined) {
-      if (r.key === '' || r.key.startsWith('/') || r.key.split('/').includes('..')) throw new InvalidArgumentError('referenceInputs.key must be a relative store key');
+      if (r.key === '' || r.key.startsWith('/') || r.key.split('/').includes('..'))
+        throw new InvalidArgumentError('referenceInputs.key must be a relative store key');
       request.referenceInputs = { key: r.key };
     } else if (Array.isArray(r.inputs) && r.key === undefined) {
       request.referenceInputs = { inputs: r.inputs };
     } else {
-      throw new InvalidArgumentError('referenceInputs must be {"inputs": [...]} or {"key": "path/in/store.json"}');
+      throw new InvalidArgumentError(
+        'referenceInputs must be {"inputs": [...]} or {"key": "path/in/store.json"}',
+      );
     }
   }
   const ev = body.evaluation;
   if (ev !== undefined) {
-    if (typeof ev !== 'object' || ev === null || Array.isArray(ev)) throw new InvalidArgumentError('evaluation must be an object');
+    if (typeof ev !== 'object' || ev === null || Array.isArray(ev))
+      throw new InvalidArgumentError('evaluation must be an object');
     const e = ev as Record<string, unknown>;
     const allowed = ['inputShapes', 'samples', 'seed', 'iterations'];
     const extra = Object.keys(e).filter((k) => !allowed.includes(k));
-    if (extra.length > 0) throw new InvalidArgumentError(`unknown evaluation field(s) ${extra.join(', ')}; allowed: ${allowed.join(', ')}`);
-    if (e.samples !== undefined) request.evaluation.samples = positiveInt('evaluation.samples', e.samples, 4096);
-    if (e.iterations !== undefined) request.evaluation.iterations = positiveInt('evaluation.iterations', e.iterations, 200);
+    if (extra.length > 0)
+      throw new InvalidArgumentError(
+        `unknown evaluation field(s) ${extra.join(', ')}; allowed: ${allowed.join(', ')}`,
+      );
+    if (e.samples !== undefined)
+      request.evaluation.samples = positiveInt('evaluation.samples', e.samples, 4096);
+    if (e.iterations !== undefined)
+      request.evaluation.iterations = positiveInt('evaluation.iterations', e.iterations, 200);
     if (e.seed !== undefined) {
-      if (typeof e.seed !== 'number' || !Number.isInteger(e.seed)) throw new InvalidArgumentError('evaluation.seed must be an integer');
+      if (typeof e.seed !== 'number' || !Number.isInteger(e.seed))
+        throw new InvalidArgumentError('evaluation.seed must be an integer');
       request.evaluation.seed = e.seed;
     }
     if (e.inputShapes !== undefined) {
       const shapes = e.inputShapes;
-      if (typeof shapes !== 'object' || shapes === null || Array.isArray(shapes)) throw new InvalidArgumentError('evaluation.inputShapes must map input names to shapes');
+      if (typeof shapes !== 'object' || shapes === null || Array.isArray(shapes))
+        throw new InvalidArgumentError('evaluation.inputShapes must map input names to shapes');
       for (const [k, v] of Object.entries(shapes)) {
-        if (!Array.isArray(v) || v.some((d) => !Number.isInteger(d))) throw new InvalidArgumentError(`evaluation.inputShapes.${k} must be an array of integers`);
+        if (!Array.isArray(v) || v.some((d) => !Number.isInteger(d)))
+          throw new InvalidArgumentError(`evaluation.inputShapes.${k} must be an array of integers`);
       }
       request.evaluation.inputShapes = shapes as Record<string, number[]>;
     }

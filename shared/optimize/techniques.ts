@@ -22,7 +22,12 @@ import { decodeModel, encodeModel } from '../onnx/codec';
 import { convertToFloat16, type Float16Options, type Float16Report } from '../onnx/fp16';
 import { ensureOpsetImport, isDefaultDomain, operatorsOf, setMetadataProp } from '../onnx/graph';
 import { pruneByMagnitude, type PruneOptions, type PruneReport } from '../onnx/prune';
-import { QUANTIZABLE_OPS, quantizeDynamic, type QuantizeDynamicOptions, type QuantizeReport } from '../onnx/quantize';
+import {
+  QUANTIZABLE_OPS,
+  quantizeDynamic,
+  type QuantizeDynamicOptions,
+  type QuantizeReport,
+} from '../onnx/quantize';
 
 /** A single optimization step. */
 export type Technique = 'graph' | 'int8' | 'fp16' | 'prune';
@@ -76,15 +81,20 @@ const ORDER: Record<Technique, number> = { prune: 0, int8: 1, fp16: 1, graph: 2 
  * parseCandidate('prune+int8') // ['prune', 'int8']
  */
 export function parseCandidate(spec: string): Technique[] {
-  if (typeof spec !== 'string' || spec.trim() === '') throw new InvalidArgumentError('each technique must be a non-empty string');
+  if (typeof spec !== 'string' || spec.trim() === '')
+    throw new InvalidArgumentError('each technique must be a non-empty string');
   const steps = spec.split('+').map((s) => s.trim());
   for (const step of steps) {
     if (!(TECHNIQUES as readonly string[]).includes(step)) {
-      throw new InvalidArgumentError(`unknown technique "${step}" in "${spec}"; known: ${TECHNIQUES.join(', ')} (chain with +, e.g. prune+int8)`, { technique: spec });
+      throw new InvalidArgumentError(
+        `unknown technique "${step}" in "${spec}"; known: ${TECHNIQUES.join(', ')} (chain with +, e.g. prune+int8)`,
+        { technique: spec },
+      );
     }
   }
   const typed = steps as Technique[];
-  if (new Set(typed).size !== typed.length) throw new InvalidArgumentError(`technique "${spec}" repeats a step`, { technique: spec });
+  if (new Set(typed).size !== typed.length)
+    throw new InvalidArgumentError(`technique "${spec}" repeats a step`, { technique: spec });
   for (let i = 1; i < typed.length; i++) {
     const [a, b] = [typed[i - 1] as Technique, typed[i] as Technique];
     if (ORDER[a] > ORDER[b] || (a === 'fp16' && b === 'int8')) {
@@ -103,7 +113,11 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 
 function checkKeys(where: string, value: Record<string, unknown>, allowed: readonly string[]): void {
   const unknown = Object.keys(value).filter((k) => !allowed.includes(k));
-  if (unknown.length > 0) throw new InvalidArgumentError(`${where}: unknown parameter(s) ${unknown.join(', ')}; allowed: ${allowed.join(', ')}`, { parameters: unknown });
+  if (unknown.length > 0)
+    throw new InvalidArgumentError(
+      `${where}: unknown parameter(s) ${unknown.join(', ')}; allowed: ${allowed.join(', ')}`,
+      { parameters: unknown },
+    );
 }
 
 /** `v` when it is one of `allowed`, else a 400 naming the choices (`a, b or c`). */
@@ -113,7 +127,8 @@ function oneOf<T extends string>(where: string, v: unknown, allowed: readonly T[
 }
 
 function stringList(where: string, v: unknown): string[] {
-  if (!Array.isArray(v) || v.some((s) => typeof s !== 'string')) throw new InvalidArgumentError(`${where} must be an array of strings`);
+  if (!Array.isArray(v) || v.some((s) => typeof s !== 'string'))
+    throw new InvalidArgumentError(`${where} must be an array of strings`);
   return v as string[];
 }
 
@@ -132,7 +147,10 @@ export function parseTechniqueParameters(input: unknown): TechniqueParameters {
     if (!isRecord(input.graph)) throw new InvalidArgumentError('parameters.graph must be an object');
     checkKeys('parameters.graph', input.graph, ['level']);
     const level = input.graph.level;
-    out.graph = level !== undefined ? { level: oneOf('parameters.graph.level', level, ['basic', 'extended', 'all'] as const) } : {};
+    out.graph =
+      level !== undefined
+        ? { level: oneOf('parameters.graph.level', level, ['basic', 'extended', 'all'] as const) }
+        : {};
   }
   if (input.int8 !== undefined) {
     const p = input.int8;
@@ -141,18 +159,24 @@ export function parseTechniqueParameters(input: unknown): TechniqueParameters {
     const q: QuantizeDynamicOptions = {};
     for (const flag of ['perChannel', 'reduceRange'] as const) {
       if (p[flag] !== undefined) {
-        if (typeof p[flag] !== 'boolean') throw new InvalidArgumentError(`parameters.int8.${flag} must be a boolean`);
+        if (typeof p[flag] !== 'boolean')
+          throw new InvalidArgumentError(`parameters.int8.${flag} must be a boolean`);
         q[flag] = p[flag];
       }
     }
-    if (p.weightType !== undefined) q.weightType = oneOf('parameters.int8.weightType', p.weightType, ['int8', 'uint8'] as const);
+    if (p.weightType !== undefined)
+      q.weightType = oneOf('parameters.int8.weightType', p.weightType, ['int8', 'uint8'] as const);
     if (p.opTypes !== undefined) {
       const ops = stringList('parameters.int8.opTypes', p.opTypes);
       const bad = ops.filter((o) => !(QUANTIZABLE_OPS as readonly string[]).includes(o));
-      if (bad.length > 0 || ops.length === 0) throw new InvalidArgumentError(`parameters.int8.opTypes must be a non-empty subset of ${QUANTIZABLE_OPS.join(', ')}`);
+      if (bad.length > 0 || ops.length === 0)
+        throw new InvalidArgumentError(
+          `parameters.int8.opTypes must be a non-empty subset of ${QUANTIZABLE_OPS.join(', ')}`,
+        );
       q.opTypes = ops as QuantizeDynamicOptions['opTypes'];
     }
-    if (p.nodesToExclude !== undefined) q.nodesToExclude = stringList('parameters.int8.nodesToExclude', p.nodesToExclude);
+    if (p.nodesToExclude !== undefined)
+      q.nodesToExclude = stringList('parameters.int8.nodesToExclude', p.nodesToExclude);
     out.int8 = q;
   }
   if (input.fp16 !== undefined) {
@@ -162,7 +186,8 @@ export function parseTechniqueParameters(input: unknown): TechniqueParameters {
     const f: Float16Options = {};
     if (p.mode !== undefined) f.mode = oneOf('parameters.fp16.mode', p.mode, ['compute', 'weights'] as const);
     if (p.blockList !== undefined) f.blockList = stringList('parameters.fp16.blockList', p.blockList);
-    if (p.nodeBlockList !== undefined) f.nodeBlockList = stringList('parameters.fp16.nodeBlockList', p.nodeBlockList);
+    if (p.nodeBlockList !== undefined)
+      f.nodeBlockList = stringList('parameters.fp16.nodeBlockList', p.nodeBlockList);
     out.fp16 = f;
   }
   if (input.prune !== undefined) {
@@ -173,9 +198,11 @@ export function parseTechniqueParameters(input: unknown): TechniqueParameters {
       throw new InvalidArgumentError('parameters.prune.sparsity is required: a number in [0, 1)');
     }
     const o: PruneOptions = { sparsity: p.sparsity };
-    if (p.scope !== undefined) o.scope = oneOf('parameters.prune.scope', p.scope, ['layer', 'global'] as const);
+    if (p.scope !== undefined)
+      o.scope = oneOf('parameters.prune.scope', p.scope, ['layer', 'global'] as const);
     if (p.opTypes !== undefined) o.opTypes = stringList('parameters.prune.opTypes', p.opTypes);
-    if (p.nodesToExclude !== undefined) o.nodesToExclude = stringList('parameters.prune.nodesToExclude', p.nodesToExclude);
+    if (p.nodesToExclude !== undefined)
+      o.nodesToExclude = stringList('parameters.prune.nodesToExclude', p.nodesToExclude);
     out.prune = o;
   }
   return out;
@@ -187,9 +214,14 @@ export function parseTechniqueParameters(input: unknown): TechniqueParameters {
  * @example
  * assertParametersComplete([['prune', 'int8']], { prune: { sparsity: 0.5 } });
  */
-export function assertParametersComplete(candidates: readonly (readonly Technique[])[], parameters: TechniqueParameters): void {
+export function assertParametersComplete(
+  candidates: readonly (readonly Technique[])[],
+  parameters: TechniqueParameters,
+): void {
   if (candidates.some((steps) => steps.includes('prune')) && parameters.prune === undefined) {
-    throw new InvalidArgumentError('technique prune needs parameters.prune.sparsity (e.g. {"prune": {"sparsity": 0.5}})');
+    throw new InvalidArgumentError(
+      'technique prune needs parameters.prune.sparsity (e.g. {"prune": {"sparsity": 0.5}})',
+    );
   }
 }
 
@@ -199,7 +231,10 @@ async function optimizeGraph(bytes: Uint8Array, level: 'basic' | 'extended' | 'a
   const dir = await mkdtemp(path.join(tmpdir(), 'maas-graph-'));
   try {
     const file = path.join(dir, 'optimized.onnx');
-    const session = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: level, optimizedModelFilePath: file });
+    const session = await ort.InferenceSession.create(bytes, {
+      graphOptimizationLevel: level,
+      optimizedModelFilePath: file,
+    });
     await session.release();
     return new Uint8Array(await readFile(file));
   } finally {
@@ -228,12 +263,19 @@ export async function buildCandidate(
   const used: Partial<Record<Technique, unknown>> = {};
   for (const step of steps) {
     if (step === 'prune') {
-      if (!parameters.prune) throw new InvalidArgumentError('technique prune needs parameters.prune.sparsity');
+      if (!parameters.prune)
+        throw new InvalidArgumentError('technique prune needs parameters.prune.sparsity');
       details.push({ technique: 'prune', report: pruneByMagnitude(model, parameters.prune) });
       used.prune = { scope: 'layer', opTypes: ['MatMul', 'Gemm', 'Conv'], ...parameters.prune };
     } else if (step === 'int8') {
       details.push({ technique: 'int8', report: quantizeDynamic(model, parameters.int8 ?? {}) });
-      used.int8 = { perChannel: false, weightType: 'int8', opTypes: ['MatMul', 'Gemm'], reduceRange: false, ...parameters.int8 };
+      used.int8 = {
+        perChannel: false,
+        weightType: 'int8',
+        opTypes: ['MatMul', 'Gemm'],
+        reduceRange: false,
+        ...parameters.int8,
+      };
     } else if (step === 'fp16') {
       details.push({ technique: 'fp16', report: convertToFloat16(model, parameters.fp16 ?? {}) });
       used.fp16 = { mode: 'compute', ...parameters.fp16 };
@@ -241,19 +283,32 @@ export async function buildCandidate(
       const level = parameters.graph?.level ?? 'extended';
       const before = operatorsOf(model);
       model = decodeModel(await optimizeGraph(encodeModel(model), level));
-      details.push({ technique: 'graph', level, operatorsBefore: before, operatorsAfter: operatorsOf(model) });
+      details.push({
+        technique: 'graph',
+        level,
+        operatorsBefore: before,
+        operatorsAfter: operatorsOf(model),
+      });
       used.graph = { level };
     }
   }
   const runtimeSpecificOps = operatorsOf(model).filter((op) => op.includes(':'));
   // The registry's inspect accepts a non-default domain only if the model imports its opset.
   for (const domain of new Set(runtimeSpecificOps.map((op) => op.slice(0, op.lastIndexOf(':'))))) {
-    if (!model.opsetImport.some((o) => !isDefaultDomain(o.domain) && o.domain === domain)) ensureOpsetImport(model, domain, 1);
+    if (!model.opsetImport.some((o) => !isDefaultDomain(o.domain) && o.domain === domain))
+      ensureOpsetImport(model, domain, 1);
   }
   setMetadataProp(
     model,
     'maas.optimization',
     JSON.stringify({ parent: lineage, technique: steps.join('+'), parameters: used, runtimeSpecificOps }),
   );
-  return { technique: steps.join('+'), steps, parameters: used, bytes: encodeModel(model), details, runtimeSpecificOps };
+  return {
+    technique: steps.join('+'),
+    steps,
+    parameters: used,
+    bytes: encodeModel(model),
+    details,
+    runtimeSpecificOps,
+  };
 }

@@ -25,7 +25,11 @@ export type RunJobOptions = Omit<OptimizeOptions, 'jobId' | 'actor'> & { jobs?: 
  * const final = await runOptimizationJob(registry, { model: 'mlp', job: 'opt-lx3k9a2b-0123abcd' });
  * console.log(final?.record.status);
  */
-export async function runOptimizationJob(registry: ModelRegistry, ref: JobRef, options: RunJobOptions = {}): Promise<StoredJob | undefined> {
+export async function runOptimizationJob(
+  registry: ModelRegistry,
+  ref: JobRef,
+  options: RunJobOptions = {},
+): Promise<StoredJob | undefined> {
   const jobs = options.jobs ?? new OptimizationJobStore(registry.store);
   const claimed = await jobs.claim(ref.model, ref.job);
   if (!claimed) return undefined;
@@ -35,7 +39,11 @@ export async function runOptimizationJob(registry: ModelRegistry, ref: JobRef, o
     ...(record.request.referenceInputs ? { referenceInputs: record.request.referenceInputs } : {}),
   };
   try {
-    const report = await optimizeVersion(registry, record.model, record.version, request, { ...options, jobId: record.job, actor: record.actor });
+    const report = await optimizeVersion(registry, record.model, record.version, request, {
+      ...options,
+      jobId: record.job,
+      actor: record.actor,
+    });
     return await jobs.finish(claimed, { report });
   } catch (error) {
     return jobs.finish(claimed, { error });

@@ -73,7 +73,10 @@ export function decodeS3EventKey(encoded: string): string {
   try {
     return decodeURIComponent(encoded.replace(/\+/g, ' '));
   } catch {
-    throw new MaasError('invalid_argument', `S3 event key is not valid percent-encoding: ${JSON.stringify(encoded)}`);
+    throw new MaasError(
+      'invalid_argument',
+      `S3 event key is not valid percent-encoding: ${JSON.stringify(encoded)}`,
+    );
   }
 }
 
@@ -86,7 +89,11 @@ export function decodeS3EventKey(encoded: string): string {
  * storeKeyOfBucketKey(store, record.s3.bucket.name, decodeS3EventKey(record.s3.object.key));
  * ```
  */
-export function storeKeyOfBucketKey(store: ObjectStore, bucket: string, bucketKey: string): string | undefined {
+export function storeKeyOfBucketKey(
+  store: ObjectStore,
+  bucket: string,
+  bucketKey: string,
+): string | undefined {
   if (!(store instanceof S3ObjectStore)) return bucketKey;
   if (bucket !== store.bucket || !bucketKey.startsWith(store.prefix)) return undefined;
   return bucketKey.slice(store.prefix.length);
@@ -101,21 +108,31 @@ export function storeKeyOfBucketKey(store: ObjectStore, bucket: string, bucketKe
  * if (outcome.status === 'rejected') console.warn(outcome.error.error);
  * ```
  */
-export async function ingestIncomingObject(store: ObjectStore, registry: ModelRegistry, key: string, options: IngestOptions = {}): Promise<IngestOutcome> {
-  if (!key.startsWith(INCOMING_PREFIX)) return { status: 'ignored', key, reason: `not under ${INCOMING_PREFIX}` };
+export async function ingestIncomingObject(
+  store: ObjectStore,
+  registry: ModelRegistry,
+  key: string,
+  options: IngestOptions = {},
+): Promise<IngestOutcome> {
+  if (!key.startsWith(INCOMING_PREFIX))
+    return { status: 'ignored', key, reason: `not under ${INCOMING_PREFIX}` };
   if (key.endsWith('/')) return { status: 'ignored', key, reason: 'folder marker, not a file' };
   const rest = key.slice(INCOMING_PREFIX.length);
   const slash = rest.indexOf('/');
   const name = slash > 0 ? rest.slice(0, slash) : '';
   const now = options.now ?? (() => new Date());
   try {
-    if (!name) throw new MaasError('invalid_argument', `expected ${INCOMING_PREFIX}{model-name}/{file}, got ${key}`);
+    if (!name)
+      throw new MaasError('invalid_argument', `expected ${INCOMING_PREFIX}{model-name}/{file}, got ${key}`);
     assertModelName(name);
     const found = await store.getStream(key);
     if (found.size > registry.maxModelBytes) {
       // Refuse from the object's size alone: reading up to the limit first would only waste time.
       found.body.destroy();
-      throw new PayloadTooLargeError(`model is ${found.size} bytes, above the limit of ${registry.maxModelBytes} bytes`, { limit: registry.maxModelBytes, size: found.size });
+      throw new PayloadTooLargeError(
+        `model is ${found.size} bytes, above the limit of ${registry.maxModelBytes} bytes`,
+        { limit: registry.maxModelBytes, size: found.size },
+      );
     }
     const meta = found.metadata;
     const result = await registry.registerVersion(name, found.body, {
@@ -126,7 +143,12 @@ export async function ingestIncomingObject(store: ObjectStore, registry: ModelRe
       ...(meta.reason !== undefined ? { reason: meta.reason } : {}),
     });
     await store.delete(key);
-    return { status: result.created ? 'registered' : 'duplicate', key, name, version: result.version.version };
+    return {
+      status: result.created ? 'registered' : 'duplicate',
+      key,
+      name,
+      version: result.version.version,
+    };
   } catch (e) {
     if (e instanceof ObjectNotFoundError && e.key === key) {
       return { status: 'missing', key, reason: 'object no longer exists (already handled, or deleted)' };
@@ -139,14 +161,20 @@ export async function ingestIncomingObject(store: ObjectStore, registry: ModelRe
 }
 
 /** Moves the object to `rejected/…` and writes why beside it; the incoming object goes last. */
-async function quarantine(store: ObjectStore, key: string, error: ErrorBody, now: () => Date): Promise<IngestOutcome> {
+async function quarantine(
+  store: ObjectStore,
+  key: string,
+  error: ErrorBody,
+  now: () => Date,
+): Promise<IngestOutcome> {
   const rejectedKey = REJECTED_PREFIX + key.slice(INCOMING_PREFIX.length);
   const errorKey = `${rejectedKey}.error.json`;
   let copy;
   try {
     copy = await store.getStream(key);
   } catch (e) {
-    if (e instanceof ObjectNotFoundError) return { status: 'missing', key, reason: 'object no longer exists (already handled, or deleted)' };
+    if (e instanceof ObjectNotFoundError)
+      return { status: 'missing', key, reason: 'object no longer exists (already handled, or deleted)' };
     throw e;
   }
   await store.put(rejectedKey, copy.body, { contentType: copy.contentType ?? 'application/octet-stream' });

@@ -25,7 +25,8 @@ export const layout = {
   statusPrefix: (name: string): string => `models/${name}/status/`,
   status: (name: string, version: number): string => `models/${name}/status/${pad(version)}.json`,
   historyPrefix: (name: string): string => `models/${name}/history/`,
-  historyEvent: (name: string, time: string, id: string): string => `models/${name}/history/${time}-${id}.json`,
+  historyEvent: (name: string, time: string, id: string): string =>
+    `models/${name}/history/${time}-${id}.json`,
 };
 
 /** Zero-padded so that the store's lexicographic listing is numeric order. */

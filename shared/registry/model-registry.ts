@@ -1,6 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { ConflictError, InvalidArgumentError, NotFoundError, PayloadTooLargeError, PreconditionFailedError } from '../errors';
+import {
+  ConflictError,
+  InvalidArgumentError,
+  NotFoundError,
+  PayloadTooLargeError,
+  PreconditionFailedError,
+} from '../errors';
 // Static on purpose: a lazy import() of a TS module fails under tsx's CJS require hook (npm start).
 import { inspectModel } from '../onnx/inspect';
 import { listAll, ObjectNotFoundError, ObjectPreconditionError, type ObjectStore } from '../store';
@@ -99,7 +105,11 @@ export class ModelRegistry {
    * Validates an ONNX model and stores it as the model's next version.
    * Nothing is written unless the bytes are a valid ONNX model within the size limit.
    */
-  async registerVersion(name: string, body: Uint8Array | Readable, options: RegisterOptions = {}): Promise<RegisterResult> {
+  async registerVersion(
+    name: string,
+    body: Uint8Array | Readable,
+    options: RegisterOptions = {},
+  ): Promise<RegisterResult> {
     try {
       assertModelName(name);
       validateRegisterOptions(options);
@@ -128,7 +138,10 @@ export class ModelRegistry {
       const blobKey = layout.blob(sha256);
       await this.store.head(blobKey).catch(async (e: unknown) => {
         if (!(e instanceof ObjectNotFoundError)) throw e;
-        await this.store.put(blobKey, bytes, { contentType: 'application/octet-stream', metadata: { sha256 } });
+        await this.store.put(blobKey, bytes, {
+          contentType: 'application/octet-stream',
+          metadata: { sha256 },
+        });
       });
       const base = {
         name,
@@ -148,7 +161,10 @@ export class ModelRegistry {
       manifest = await this.commitVersion(name, base);
       if (claim) {
         await this.store
-          .put(layout.shaIndex(name, sha256), JSON.stringify({ ...claim.doc, version: manifest.version }), { contentType: JSON_TYPE, ifMatch: claim.etag })
+          .put(layout.shaIndex(name, sha256), JSON.stringify({ ...claim.doc, version: manifest.version }), {
+            contentType: JSON_TYPE,
+            ifMatch: claim.etag,
+          })
           .catch(() => undefined); // a lost index update only costs dedupe of this content, not correctness
       }
     } catch (e) {
@@ -239,7 +255,10 @@ export class ModelRegistry {
    */
   async versionStatuses(name: string): Promise<{ version: number; status: VersionStatus }[]> {
     assertModelName(name);
-    const [listed, statuses] = await Promise.all([listAll(this.store, { prefix: layout.versionsPrefix(name) }), this.readStatuses(name)]);
+    const [listed, statuses] = await Promise.all([
+      listAll(this.store, { prefix: layout.versionsPrefix(name) }),
+      this.readStatuses(name),
+    ]);
     return listed.objects
       .map((o) => versionOfKey(o.key))
       .filter((n) => Number.isSafeInteger(n) && n > 0)
@@ -304,7 +323,12 @@ export class ModelRegistry {
    * PreconditionFailedError when the alias changed since the caller read it; without, retries
    * internally until its move lands. Versions that are not `active` are refused.
    */
-  async setAlias(name: string, alias: string, version: number, options: SetAliasOptions = {}): Promise<AliasRecord> {
+  async setAlias(
+    name: string,
+    alias: string,
+    version: number,
+    options: SetAliasOptions = {},
+  ): Promise<AliasRecord> {
     assertAliasName(alias);
     const target = await this.getVersion(name, version);
     assertPromotable(target);
@@ -314,7 +338,10 @@ export class ModelRegistry {
     }
     return this.moveAlias(name, alias, options, 'alias_moved', (current) => ({
       version: target.version,
-      previous: current && current.version !== target.version ? [...current.previous, current.version] : (current?.previous ?? []),
+      previous:
+        current && current.version !== target.version
+          ? [...current.previous, current.version]
+          : (current?.previous ?? []),
       ...(options.canary ? { canary: options.canary } : {}),
     }));
   }
@@ -332,7 +359,8 @@ export class ModelRegistry {
     return this.moveAlias(name, alias, options, 'rolled_back', (current) => {
       if (!current) throw new NotFoundError(`model ${name} has no alias ${alias}`, { name, alias });
       if (explicit) {
-        if (explicit.version === current.version) throw new ConflictError(`alias ${alias} already points at version ${explicit.version}`);
+        if (explicit.version === current.version)
+          throw new ConflictError(`alias ${alias} already points at version ${explicit.version}`);
         return { version: explicit.version, previous: [...current.previous, current.version] };
       }
       const previous = [...current.previous];
@@ -342,7 +370,10 @@ export class ModelRegistry {
           return { version: candidate, previous };
         }
       }
-      throw new ConflictError(`alias ${alias} of ${name} has no earlier active version to roll back to`, { name, alias });
+      throw new ConflictError(`alias ${alias} of ${name} has no earlier active version to roll back to`, {
+        name,
+        alias,
+      });
     });
   }
 
@@ -361,14 +392,28 @@ export class ModelRegistry {
   }
 
   /** Marks a version active, rejected or archived. Rejected and archived versions cannot be promoted or served through an alias. */
-  async setStatus(name: string, version: number, status: VersionStatus, options: Attribution = {}): Promise<ModelVersion> {
+  async setStatus(
+    name: string,
+    version: number,
+    status: VersionStatus,
+    options: Attribution = {},
+  ): Promise<ModelVersion> {
     if (!VERSION_STATUSES.includes(status)) {
-      throw new InvalidArgumentError(`invalid status ${JSON.stringify(status)}: expected one of ${VERSION_STATUSES.join(', ')}`);
+      throw new InvalidArgumentError(
+        `invalid status ${JSON.stringify(status)}: expected one of ${VERSION_STATUSES.join(', ')}`,
+      );
     }
     const current = await this.getVersion(name, version);
     const time = this.options.now().toISOString();
-    const doc: StatusDoc = { status, updatedAt: time, actor: options.actor ?? 'unknown', ...(options.reason ? { reason: options.reason } : {}) };
-    await this.store.put(layout.status(name, current.version), JSON.stringify(doc), { contentType: JSON_TYPE });
+    const doc: StatusDoc = {
+      status,
+      updatedAt: time,
+      actor: options.actor ?? 'unknown',
+      ...(options.reason ? { reason: options.reason } : {}),
+    };
+    await this.store.put(layout.status(name, current.version), JSON.stringify(doc), {
+      contentType: JSON_TYPE,
+    });
     await this.appendEvent(name, {
       type: 'status_changed',
       time,
@@ -399,7 +444,10 @@ export class ModelRegistry {
   async appendEvent(name: string, event: Omit<HistoryEvent, 'id'>): Promise<HistoryEvent> {
     const id = `${event.type}-${event.revision ?? 0}-${randomBytes(6).toString('hex')}`;
     const full: HistoryEvent = { id, ...event };
-    await this.store.put(layout.historyEvent(name, event.time, id), JSON.stringify(full), { contentType: JSON_TYPE, ifNoneMatch: '*' });
+    await this.store.put(layout.historyEvent(name, event.time, id), JSON.stringify(full), {
+      contentType: JSON_TYPE,
+      ifNoneMatch: '*',
+    });
     return full;
   }
 
@@ -421,8 +469,15 @@ export class ModelRegistry {
         const existing = await this.getVersion(name, found.doc.version).catch(ignoreMissing);
         if (existing) return { existing };
       }
-      const doc: ShaIndexDoc = { sha256, claimedAt: this.options.now().toISOString(), claimant: randomBytes(8).toString('hex') };
-      const stale = found && (found.doc.version !== undefined || Date.now() - Date.parse(found.doc.claimedAt) > this.options.claimLeaseMs);
+      const doc: ShaIndexDoc = {
+        sha256,
+        claimedAt: this.options.now().toISOString(),
+        claimant: randomBytes(8).toString('hex'),
+      };
+      const stale =
+        found &&
+        (found.doc.version !== undefined ||
+          Date.now() - Date.parse(found.doc.claimedAt) > this.options.claimLeaseMs);
       if (!found || stale) {
         try {
           const put = await this.store.put(key, JSON.stringify(doc), {
@@ -435,7 +490,10 @@ export class ModelRegistry {
         }
       }
       // Another registration of the same bytes is in flight: wait for its version.
-      if (Date.now() > deadline) throw new ConflictError(`a registration of the same bytes for ${name} is still in progress; retry later`);
+      if (Date.now() > deadline)
+        throw new ConflictError(
+          `a registration of the same bytes for ${name} is still in progress; retry later`,
+        );
       await sleep(Math.min(20 * 1.5 ** attempt, 500) * (0.5 + Math.random()));
     }
   }
@@ -446,7 +504,10 @@ export class ModelRegistry {
     for (let version = head.latest + 1; ; version++) {
       const manifest: StoredVersion = { ...base, version } as StoredVersion;
       try {
-        await this.store.put(layout.version(name, version), JSON.stringify(manifest), { contentType: JSON_TYPE, ifNoneMatch: '*' });
+        await this.store.put(layout.version(name, version), JSON.stringify(manifest), {
+          contentType: JSON_TYPE,
+          ifNoneMatch: '*',
+        });
       } catch (e) {
         if (e instanceof ObjectPreconditionError) continue; // taken by a concurrent writer: try the next number
         throw e;
@@ -460,7 +521,10 @@ export class ModelRegistry {
     const body = JSON.stringify({ latestVersion: version } satisfies HeadDoc);
     for (let attempt = 0; attempt < 50; attempt++) {
       try {
-        await this.store.put(layout.head(name), body, { contentType: JSON_TYPE, ...(etag ? { ifMatch: etag } : { ifNoneMatch: '*' as const }) });
+        await this.store.put(layout.head(name), body, {
+          contentType: JSON_TYPE,
+          ...(etag ? { ifMatch: etag } : { ifNoneMatch: '*' as const }),
+        });
         return;
       } catch (e) {
         if (!(e instanceof ObjectPreconditionError) && !(e instanceof ObjectNotFoundError)) throw e;
@@ -489,9 +553,12 @@ export class ModelRegistry {
     for (let attempt = 0; ; attempt++) {
       const found = await this.readJson<StoredAlias>(key);
       if (options.ifMatch !== undefined && (found?.etag ?? null) !== options.ifMatch) {
-        throw new PreconditionFailedError(`alias ${alias} of ${name} changed since it was read (etag ${found?.etag ?? 'none'})`, {
-          etag: found?.etag ?? null,
-        });
+        throw new PreconditionFailedError(
+          `alias ${alias} of ${name} changed since it was read (etag ${found?.etag ?? 'none'})`,
+          {
+            etag: found?.etag ?? null,
+          },
+        );
       }
       const current = found?.doc;
       const move = next(current);
@@ -542,7 +609,9 @@ export class ModelRegistry {
 
   private async readStatuses(name: string): Promise<Map<number, StatusDoc>> {
     const listed = await listAll(this.store, { prefix: layout.statusPrefix(name) });
-    const docs = await Promise.all(listed.objects.map(async (o) => [versionOfKey(o.key), await this.readJson<StatusDoc>(o.key)] as const));
+    const docs = await Promise.all(
+      listed.objects.map(async (o) => [versionOfKey(o.key), await this.readJson<StatusDoc>(o.key)] as const),
+    );
     return new Map(docs.flatMap(([v, d]) => (d ? [[v, d.doc] as const] : [])));
   }
 
@@ -568,46 +637,76 @@ export class ModelRegistry {
 }
 
 function withStatus(manifest: StoredVersion, status: StatusDoc | undefined): ModelVersion {
-  return { ...manifest, status: status?.status ?? 'active', ...(status?.reason ? { statusReason: status.reason } : {}) };
+  return {
+    ...manifest,
+    status: status?.status ?? 'active',
+    ...(status?.reason ? { statusReason: status.reason } : {}),
+  };
 }
 
 function assertPromotable(version: ModelVersion): void {
   if (version.status !== 'active') {
-    throw new ConflictError(`version ${version.version} of ${version.name} is ${version.status} and cannot be promoted`, {
-      version: version.version,
-      status: version.status,
-    });
+    throw new ConflictError(
+      `version ${version.version} of ${version.name} is ${version.status} and cannot be promoted`,
+      {
+        version: version.version,
+        status: version.status,
+      },
+    );
   }
 }
 
 function validateCanary(canary: CanarySplit, primary: number): void {
   parseVersionNumber(canary.version);
   if (!(typeof canary.weight === 'number' && canary.weight > 0 && canary.weight < 1)) {
-    throw new InvalidArgumentError(`canary weight must be between 0 and 1 (exclusive), got ${String(canary.weight)}`);
+    throw new InvalidArgumentError(
+      `canary weight must be between 0 and 1 (exclusive), got ${String(canary.weight)}`,
+    );
   }
-  if (canary.version === primary) throw new InvalidArgumentError('canary version must differ from the alias version');
+  if (canary.version === primary)
+    throw new InvalidArgumentError('canary version must differ from the alias version');
 }
 
 function validateRegisterOptions(o: RegisterOptions): void {
-  if (o.description !== undefined && (typeof o.description !== 'string' || o.description.length > TEXT_LIMIT)) {
-    throw new InvalidArgumentError(`description must be a string of at most ${TEXT_LIMIT} characters`, { field: 'description' });
+  if (
+    o.description !== undefined &&
+    (typeof o.description !== 'string' || o.description.length > TEXT_LIMIT)
+  ) {
+    throw new InvalidArgumentError(`description must be a string of at most ${TEXT_LIMIT} characters`, {
+      field: 'description',
+    });
   }
   if (o.tags !== undefined) {
-    const entries = typeof o.tags === 'object' && o.tags !== null && !Array.isArray(o.tags) ? Object.entries(o.tags) : undefined;
-    if (!entries || entries.length > TAG_LIMIT || entries.some(([k, v]) => !/^[A-Za-z0-9_.:/-]{1,64}$/.test(k) || typeof v !== 'string' || v.length > 256)) {
-      throw new InvalidArgumentError(`tags must be an object of at most ${TAG_LIMIT} string values (keys: 1-64 of A-Z a-z 0-9 _ . : / -; values ≤ 256 chars)`, {
-        field: 'tags',
-      });
+    const entries =
+      typeof o.tags === 'object' && o.tags !== null && !Array.isArray(o.tags)
+        ? Object.entries(o.tags)
+        : undefined;
+    if (
+      !entries ||
+      entries.length > TAG_LIMIT ||
+      entries.some(([k, v]) => !/^[A-Za-z0-9_.:/-]{1,64}$/.test(k) || typeof v !== 'string' || v.length > 256)
+    ) {
+      throw new InvalidArgumentError(
+        `tags must be an object of at most ${TAG_LIMIT} string values (keys: 1-64 of A-Z a-z 0-9 _ . : / -; values ≤ 256 chars)`,
+        {
+          field: 'tags',
+        },
+      );
     }
   }
-  if (o.metadata !== undefined && (typeof o.metadata !== 'object' || o.metadata === null || Array.isArray(o.metadata))) {
+  if (
+    o.metadata !== undefined &&
+    (typeof o.metadata !== 'object' || o.metadata === null || Array.isArray(o.metadata))
+  ) {
     throw new InvalidArgumentError('metadata must be an object', { field: 'metadata' });
   }
   if (o.parentVersion !== undefined) parseVersionNumber(o.parentVersion);
   for (const field of ['actor', 'reason', 'source'] as const) {
     const v = o[field];
     if (v !== undefined && (typeof v !== 'string' || v.length > TEXT_LIMIT)) {
-      throw new InvalidArgumentError(`${field} must be a string of at most ${TEXT_LIMIT} characters`, { field });
+      throw new InvalidArgumentError(`${field} must be a string of at most ${TEXT_LIMIT} characters`, {
+        field,
+      });
     }
   }
 }
@@ -636,7 +735,8 @@ async function readLimited(body: Uint8Array | Readable, maxBytes: number): Promi
 
 function pageLimit(limit: number | undefined, max = 100): number {
   if (limit === undefined) return Math.min(50, max);
-  if (!Number.isInteger(limit) || limit < 1 || limit > max) throw new InvalidArgumentError(`limit must be an integer from 1 to ${max}`);
+  if (!Number.isInteger(limit) || limit < 1 || limit > max)
+    throw new InvalidArgumentError(`limit must be an integer from 1 to ${max}`);
   return limit;
 }
 

@@ -31,14 +31,17 @@ export function assertAliasName(alias: unknown): asserts alias is string {
       { field: 'alias' },
     );
   }
-  if (RESERVED_ALIASES.includes(alias)) throw new InvalidArgumentError(`alias "${alias}" is reserved`, { field: 'alias' });
+  if (RESERVED_ALIASES.includes(alias))
+    throw new InvalidArgumentError(`alias "${alias}" is reserved`, { field: 'alias' });
 }
 
 /** Versions are positive integers; accepts numbers and their decimal strings. */
 export function parseVersionNumber(value: unknown): number {
   const n = typeof value === 'string' && /^[0-9]{1,9}$/.test(value) ? Number(value) : value;
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1 || n > 999_999_999) {
-    throw new InvalidArgumentError(`invalid version ${JSON.stringify(value)}: expected a positive integer`, { field: 'version' });
+    throw new InvalidArgumentError(`invalid version ${JSON.stringify(value)}: expected a positive integer`, {
+      field: 'version',
+    });
   }
   return n;
 }

@@ -56,7 +56,13 @@ export interface AliasRecord {
   etag: string;
 }
 
-export type HistoryEventType = 'registered' | 'optimized' | 'alias_moved' | 'rolled_back' | 'alias_deleted' | 'status_changed';
+export type HistoryEventType =
+  | 'registered'
+  | 'optimized'
+  | 'alias_moved'
+  | 'rolled_back'
+  | 'alias_deleted'
+  | 'status_changed';
 
 export interface HistoryEvent {
   id: string;

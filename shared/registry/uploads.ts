@@ -18,7 +18,13 @@ import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { createPresignedPost } from '@aws-sdk/s3-presigned-post';
 import { createHash, randomUUID } from 'node:crypto';
 import { InvalidArgumentError, MaasError, NotFoundError, PayloadTooLargeError } from '../errors';
-import { ObjectNotFoundError, ObjectPreconditionError, readWithSha256, S3ObjectStore, type ObjectStore } from '../store';
+import {
+  ObjectNotFoundError,
+  ObjectPreconditionError,
+  readWithSha256,
+  S3ObjectStore,
+  type ObjectStore,
+} from '../store';
 import type { ModelRegistry } from './model-registry';
 import { assertModelName } from './names';
 import type { ModelVersion, RegisterOptions, RegisterResult } from './types';
@@ -95,9 +101,15 @@ function ticketKeyOf(name: string, id: string): string {
 export function parseUploadKey(name: string, uploadKey: unknown): string {
   assertModelName(name);
   const prefix = `${UPLOADS_PREFIX}${name}/`;
-  const id = typeof uploadKey === 'string' && uploadKey.startsWith(prefix) ? uploadKey.slice(prefix.length).replace(/\.onnx$/, '') : '';
+  const id =
+    typeof uploadKey === 'string' && uploadKey.startsWith(prefix)
+      ? uploadKey.slice(prefix.length).replace(/\.onnx$/, '')
+      : '';
   if (!UUID.test(id) || uploadKey !== uploadKeyOf(name, id)) {
-    throw new InvalidArgumentError(`uploadKey must be ${prefix}{uuid}.onnx as returned by POST /models/${name}/uploads`, { field: 'uploadKey' });
+    throw new InvalidArgumentError(
+      `uploadKey must be ${prefix}{uuid}.onnx as returned by POST /models/${name}/uploads`,
+      { field: 'uploadKey' },
+    );
   }
   return id;
 }
@@ -112,7 +124,11 @@ export function parseUploadKey(name: string, uploadKey: unknown): string {
  * await registerFromUpload(registry, 'iris', ticket.uploadKey, { description: 'big one' });
  * ```
  */
-export async function createUploadTicket(registry: ModelRegistry, name: string, options: UploadTicketOptions = {}): Promise<UploadTicket> {
+export async function createUploadTicket(
+  registry: ModelRegistry,
+  name: string,
+  options: UploadTicketOptions = {},
+): Promise<UploadTicket> {
   assertModelName(name);
   const o = { ...ticketDefaults, ...options };
   const maxBytes = Math.min(o.maxBytes ?? registry.maxModelBytes, registry.maxModelBytes);
@@ -134,8 +150,18 @@ export async function createUploadTicket(registry: ModelRegistry, name: string, 
     return { uploadKey, method: 'POST', url: post.url, fields: post.fields, maxBytes, expiresAt };
   }
   const doc: LocalTicketDoc = { name, id, maxBytes, expiresAt };
-  await store.put(ticketKeyOf(name, id), JSON.stringify(doc), { contentType: 'application/json', ifNoneMatch: '*' });
-  return { uploadKey, method: 'PUT', url: o.localUploadPath(name, id), headers: { 'content-type': 'application/octet-stream' }, maxBytes, expiresAt };
+  await store.put(ticketKeyOf(name, id), JSON.stringify(doc), {
+    contentType: 'application/json',
+    ifNoneMatch: '*',
+  });
+  return {
+    uploadKey,
+    method: 'PUT',
+    url: o.localUploadPath(name, id),
+    headers: { 'content-type': 'application/octet-stream' },
+    maxBytes,
+    expiresAt,
+  };
 }
 
 /**
@@ -158,20 +184,27 @@ export async function writeLocalUpload(
   parseUploadKey(name, uploadKey);
   let ticket: LocalTicketDoc;
   try {
-    ticket = JSON.parse((await registry.store.get(ticketKeyOf(name, id))).body.toString('utf8')) as LocalTicketDoc;
+    ticket = JSON.parse(
+      (await registry.store.get(ticketKeyOf(name, id))).body.toString('utf8'),
+    ) as LocalTicketDoc;
   } catch (e) {
-    if (e instanceof ObjectNotFoundError) throw new NotFoundError(`no upload ticket ${id} for model ${name}`, { name, id });
+    if (e instanceof ObjectNotFoundError)
+      throw new NotFoundError(`no upload ticket ${id} for model ${name}`, { name, id });
     throw e;
   }
-  if (Date.parse(ticket.expiresAt) < now().getTime()) throw new NotFoundError(`upload ticket ${id} expired at ${ticket.expiresAt}`, { name, id });
+  if (Date.parse(ticket.expiresAt) < now().getTime())
+    throw new NotFoundError(`upload ticket ${id} expired at ${ticket.expiresAt}`, { name, id });
   if (bytes.byteLength === 0) throw new InvalidArgumentError('upload body is empty');
   if (bytes.byteLength > ticket.maxBytes) {
-    throw new PayloadTooLargeError(`upload is larger than the limit of ${ticket.maxBytes} bytes`, { limit: ticket.maxBytes });
+    throw new PayloadTooLargeError(`upload is larger than the limit of ${ticket.maxBytes} bytes`, {
+      limit: ticket.maxBytes,
+    });
   }
   try {
     await registry.store.put(uploadKey, bytes, { contentType: 'application/octet-stream', ifNoneMatch: '*' });
   } catch (e) {
-    if (e instanceof ObjectPreconditionError) throw new MaasError('conflict', `upload ${id} was already written; request a new ticket`);
+    if (e instanceof ObjectPreconditionError)
+      throw new MaasError('conflict', `upload ${id} was already written; request a new ticket`);
     throw e;
   }
   return { uploadKey, size: bytes.byteLength };
@@ -186,7 +219,12 @@ export async function writeLocalUpload(
  * const { version, created } = await registerFromUpload(registry, 'iris', body.uploadKey, { actor, alias: 'staging' });
  * ```
  */
-export async function registerFromUpload(registry: ModelRegistry, name: string, uploadKey: string, options: RegisterOptions = {}): Promise<RegisterResult> {
+export async function registerFromUpload(
+  registry: ModelRegistry,
+  name: string,
+  uploadKey: string,
+  options: RegisterOptions = {},
+): Promise<RegisterResult> {
   const id = parseUploadKey(name, uploadKey);
   const store = registry.store;
   // One request: the stream's announced size is checked before any byte is read (no HEAD first).
@@ -194,13 +232,19 @@ export async function registerFromUpload(registry: ModelRegistry, name: string, 
   try {
     found = await store.getStream(uploadKey);
   } catch (e) {
-    if (e instanceof ObjectNotFoundError) throw new NotFoundError(`nothing was uploaded to ${uploadKey} (or it was already registered)`, { uploadKey });
+    if (e instanceof ObjectNotFoundError)
+      throw new NotFoundError(`nothing was uploaded to ${uploadKey} (or it was already registered)`, {
+        uploadKey,
+      });
     throw e;
   }
   const { body, size } = found;
   if (size > registry.maxModelBytes) {
     body.destroy();
-    throw new PayloadTooLargeError(`model is larger than the limit of ${registry.maxModelBytes} bytes`, { limit: registry.maxModelBytes, size });
+    throw new PayloadTooLargeError(`model is larger than the limit of ${registry.maxModelBytes} bytes`, {
+      limit: registry.maxModelBytes,
+      size,
+    });
   }
   const result = await registry.registerVersion(name, body, { source: 'upload', ...options });
   await Promise.all([store.delete(uploadKey), store.delete(ticketKeyOf(name, id))]);
@@ -244,10 +288,14 @@ export async function verifyStoredModel(store: ObjectStore, version: ModelVersio
 function assertIntegrity(version: ModelVersion, sha256: string, size: number): void {
   if (sha256 !== version.sha256 || size !== version.size) {
     // A server-side fault (corruption or tampering), never the caller's: 500, and logged by the adapter.
-    throw new MaasError('internal', `stored bytes of ${version.name} v${version.version} do not match the recorded sha256`, {
-      expected: version.sha256,
-      actual: sha256,
-    });
+    throw new MaasError(
+      'internal',
+      `stored bytes of ${version.name} v${version.version} do not match the recorded sha256`,
+      {
+        expected: version.sha256,
+        actual: sha256,
+      },
+    );
   }
 }
 
@@ -277,7 +325,10 @@ export async function createDownloadLink(
     }),
     { expiresIn },
   );
-  return { url, expiresAt: new Date((options.now ?? (() => new Date()))().getTime() + expiresIn * 1000).toISOString() };
+  return {
+    url,
+    expiresAt: new Date((options.now ?? (() => new Date()))().getTime() + expiresIn * 1000).toISOString(),
+  };
 }
 
 /**

@@ -120,25 +120,25 @@ export class FileObjectStore implements ObjectStore {
   }
 
   private async commitOnce(key: string, target: string, tmp: string, options: PutOptions): Promise<void> {
-      const sidecar: Sidecar = { metadata: lowerKeys(options.metadata ?? {}) };
-      if (options.contentType) sidecar.contentType = options.contentType;
-      if (options.ifNoneMatch === '*') {
-        await fs.link(tmp, target).catch((e: unknown) => {
-          throw errno(e) === 'EEXIST' ? new ObjectPreconditionError(key, 'if-none-match') : e;
-        });
-        await this.writeSidecar(key, sidecar);
-      } else if (options.ifMatch !== undefined) {
-        const expected = options.ifMatch;
-        await this.withLock(key, async () => {
-          const current = await this.head(key);
-          if (current.etag !== expected) throw new ObjectPreconditionError(key, 'if-match');
-          await this.writeSidecar(key, sidecar);
-          await fs.rename(tmp, target);
-        });
-      } else {
+    const sidecar: Sidecar = { metadata: lowerKeys(options.metadata ?? {}) };
+    if (options.contentType) sidecar.contentType = options.contentType;
+    if (options.ifNoneMatch === '*') {
+      await fs.link(tmp, target).catch((e: unknown) => {
+        throw errno(e) === 'EEXIST' ? new ObjectPreconditionError(key, 'if-none-match') : e;
+      });
+      await this.writeSidecar(key, sidecar);
+    } else if (options.ifMatch !== undefined) {
+      const expected = options.ifMatch;
+      await this.withLock(key, async () => {
+        const current = await this.head(key);
+        if (current.etag !== expected) throw new ObjectPreconditionError(key, 'if-match');
         await this.writeSidecar(key, sidecar);
         await fs.rename(tmp, target);
-      }
+      });
+    } else {
+      await this.writeSidecar(key, sidecar);
+      await fs.rename(tmp, target);
+    }
   }
 
   async delete(key: string): Promise<void> {
@@ -187,7 +187,8 @@ export class FileObjectStore implements ObjectStore {
 
   private pathOf(key: string): string {
     assertValidKey(key);
-    if (key === INTERNAL || key.startsWith(`${INTERNAL}/`)) throw new StoreError(`reserved key: ${key}`, false);
+    if (key === INTERNAL || key.startsWith(`${INTERNAL}/`))
+      throw new StoreError(`reserved key: ${key}`, false);
     return path.join(this.root, ...key.split('/'));
   }
 
@@ -200,7 +201,13 @@ export class FileObjectStore implements ObjectStore {
       .readFile(this.sidecarPath(key), 'utf8')
       .then((t) => JSON.parse(t) as Sidecar)
       .catch(() => ({ metadata: {} }) as Sidecar);
-    const info: ObjectInfo = { key, etag: etagOf(stats), size: stats.size, lastModified: stats.mtime, metadata: sidecar.metadata };
+    const info: ObjectInfo = {
+      key,
+      etag: etagOf(stats),
+      size: stats.size,
+      lastModified: stats.mtime,
+      metadata: sidecar.metadata,
+    };
     if (sidecar.contentType) info.contentType = sidecar.contentType;
     return info;
   }
@@ -224,7 +231,8 @@ export class FileObjectStore implements ObjectStore {
       const handle = await fs.open(tmp, 'wx');
       try {
         if (body instanceof Readable) {
-          for await (const chunk of body) await handle.write(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Uint8Array));
+          for await (const chunk of body)
+            await handle.write(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Uint8Array));
         } else {
           await handle.writeFile(body);
         }
@@ -253,7 +261,10 @@ export class FileObjectStore implements ObjectStore {
         break;
       } catch (e) {
         if (errno(e) !== 'EEXIST') throw e;
-        const age = await fs.stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
+        const age = await fs.stat(lock).then(
+          (s) => Date.now() - s.mtimeMs,
+          () => 0,
+        );
         // A holder that died leaves its lock behind; after staleLockMs it may be broken.
         if (age > this.options.staleLockMs) await fs.rm(lock, { force: true });
         if (Date.now() > deadline) throw new StoreError(`lock on ${key} not acquired`, true);
@@ -297,12 +308,19 @@ export class FileObjectStore implements ObjectStore {
     const code = errno(e);
     if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') throw new ObjectNotFoundError(key);
     if (e instanceof MaasError) throw e;
-    throw new StoreError(`file store error on ${key}: ${(e as Error).message}`, code === 'EMFILE' || code === 'EAGAIN', { cause: e });
+    throw new StoreError(
+      `file store error on ${key}: ${(e as Error).message}`,
+      code === 'EMFILE' || code === 'EAGAIN',
+      { cause: e },
+    );
   }
 }
 
 function etagOf(stats: Stats): string {
-  return createHash('sha1').update(`${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}`).digest('hex').slice(0, 32);
+  return createHash('sha1')
+    .update(`${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}`)
+    .digest('hex')
+    .slice(0, 32);
 }
 
 function sha1(text: string): string {

@@ -33,7 +33,8 @@ export function createObjectStore(url: string, env: NodeJS.ProcessEnv = process.
   }
   if (match?.[1] === 's3') {
     const [bucket = '', ...rest] = (match[2] ?? '').split('/');
-    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw new InvalidArgumentError(`MAAS_STORE ${url}: invalid bucket name`);
+    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket))
+      throw new InvalidArgumentError(`MAAS_STORE ${url}: invalid bucket name`);
     const options: ConstructorParameters<typeof S3ObjectStore>[0] = { bucket, prefix: rest.join('/') };
     const region = env.S3_REGION ?? env.AWS_REGION;
     if (region) options.region = region;
@@ -47,5 +48,7 @@ export function createObjectStore(url: string, env: NodeJS.ProcessEnv = process.
     if (env.S3_QUOTE_IF_MATCH === 'true') options.quoteIfMatch = true;
     return new S3ObjectStore(options);
   }
-  throw new InvalidArgumentError(`MAAS_STORE must be s3://bucket[/prefix] or file://path, got ${JSON.stringify(url)}`);
+  throw new InvalidArgumentError(
+    `MAAS_STORE must be s3://bucket[/prefix] or file://path, got ${JSON.stringify(url)}`,
+  );
 }

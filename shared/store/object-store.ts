@@ -98,14 +98,21 @@ export class ObjectNotFoundError extends NotFoundError {
 
 /** A conditional write lost: the key exists (create-only) or changed (compare-and-swap). */
 export class ObjectPreconditionError extends PreconditionFailedError {
-  constructor(readonly key: string, condition: 'if-none-match' | 'if-match') {
+  constructor(
+    readonly key: string,
+    condition: 'if-none-match' | 'if-match',
+  ) {
     super(`conditional write (${condition}) failed for ${key}`, { key, condition });
   }
 }
 
 /** The store failed; `transient` says whether retrying later may succeed. */
 export class StoreError extends MaasError {
-  constructor(message: string, readonly transient: boolean, options?: { cause?: unknown }) {
+  constructor(
+    message: string,
+    readonly transient: boolean,
+    options?: { cause?: unknown },
+  ) {
     super(transient ? 'unavailable' : 'internal', message, undefined, options);
   }
 }
@@ -125,7 +132,10 @@ export function assertValidKey(key: string): void {
 }
 
 /** Reads every page of a listing (use only where the result is known to be small). */
-export async function listAll(store: ObjectStore, options: Omit<ListOptions, 'continuationToken'>): Promise<ListPage> {
+export async function listAll(
+  store: ObjectStore,
+  options: Omit<ListOptions, 'continuationToken'>,
+): Promise<ListPage> {
   const objects: ObjectInfoSummary[] = [];
   const commonPrefixes: string[] = [];
   let continuationToken: string | undefined;
@@ -148,7 +158,10 @@ export async function listAll(store: ObjectStore, options: Omit<ListOptions, 'co
  * if (sha256 !== version.sha256) throw new Error('tampered');
  * ```
  */
-export async function readWithSha256(store: ObjectStore, key: string): Promise<{ body: Buffer; sha256: string }> {
+export async function readWithSha256(
+  store: ObjectStore,
+  key: string,
+): Promise<{ body: Buffer; sha256: string }> {
   const { body: stream, size } = await store.getStream(key);
   const hash = createHash('sha256');
   let body = Buffer.allocUnsafe(size);

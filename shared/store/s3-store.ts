@@ -47,7 +47,12 @@ export interface S3ObjectStoreOptions {
   quoteIfMatch?: boolean;
 }
 
-const defaults = { prefix: '', maxAttempts: 4, multipartThresholdBytes: 16 * 1024 * 1024, quoteIfMatch: false };
+const defaults = {
+  prefix: '',
+  maxAttempts: 4,
+  multipartThresholdBytes: 16 * 1024 * 1024,
+  quoteIfMatch: false,
+};
 
 /** How often to retry a conditional write that S3 answered with 409 ConditionalRequestConflict. */
 const CONFLICT_RETRIES = 6;
@@ -84,14 +89,18 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async getStream(key: string): Promise<StoredObjectStream> {
-    const out = await this.send(key, () => this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.full(key) })));
+    const out = await this.send(key, () =>
+      this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.full(key) })),
+    );
     const info = toInfo(key, out);
     if (!(out.Body instanceof Readable)) throw new StoreError(`unexpected body type for ${key}`, false);
     return { ...info, body: out.Body };
   }
 
   async head(key: string): Promise<ObjectInfo> {
-    const out = await this.send(key, () => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.full(key) })));
+    const out = await this.send(key, () =>
+      this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.full(key) })),
+    );
     return toInfo(key, out);
   }
 
@@ -109,19 +118,36 @@ export class S3ObjectStore implements ObjectStore {
       // large blobs live under content-addressed keys and are committed by a small conditional put.
       // Loaded on first use: it costs ~60 ms of cold start, and predict never uploads.
       const { Upload } = await import('@aws-sdk/lib-storage');
-      const upload = new Upload({ client: this.client, params: { ...common, Body: body }, partSize: 8 * 1024 * 1024, queueSize: 4 });
+      const upload = new Upload({
+        client: this.client,
+        params: { ...common, Body: body },
+        partSize: 8 * 1024 * 1024,
+        queueSize: 4,
+      });
       const out = await this.send(key, () => upload.done());
       return { etag: unquote(out.ETag ?? '') };
     }
     const bytes = body instanceof Readable ? await collect(body) : body;
-    const ifMatch = options.ifMatch === undefined ? undefined : this.options.quoteIfMatch ? `"${options.ifMatch}"` : options.ifMatch;
+    const ifMatch =
+      options.ifMatch === undefined
+        ? undefined
+        : this.options.quoteIfMatch
+          ? `"${options.ifMatch}"`
+          : options.ifMatch;
     const condition = options.ifMatch !== undefined ? 'if-match' : 'if-none-match';
     // Set once any attempt of this write may have reached S3 and been applied without us seeing
     // the answer (an SDK retry after a 5xx or timeout, or our own retry below).
     let retried = false;
     for (let attempt = 0; ; attempt++) {
       try {
-        const out = await this.client.send(new PutObjectCommand({ ...common, Body: bytes, IfNoneMatch: options.ifNoneMatch, IfMatch: ifMatch }));
+        const out = await this.client.send(
+          new PutObjectCommand({
+            ...common,
+            Body: bytes,
+            IfNoneMatch: options.ifNoneMatch,
+            IfMatch: ifMatch,
+          }),
+        );
         return { etag: unquote(out.ETag ?? '') };
       } catch (raw) {
         retried ||= ((raw as SdkError).$metadata?.attempts ?? 1) > 1;
@@ -139,7 +165,8 @@ export class S3ObjectStore implements ObjectStore {
         // likewise turns into the true outcome.
         const raced = e instanceof ConditionalConflict || (e instanceof StoreError && e.transient);
         if (!raced) throw e;
-        if (attempt >= CONFLICT_RETRIES) throw e instanceof ConditionalConflict ? new ObjectPreconditionError(key, condition) : e;
+        if (attempt >= CONFLICT_RETRIES)
+          throw e instanceof ConditionalConflict ? new ObjectPreconditionError(key, condition) : e;
         retried = true;
         await sleep(20 * 2 ** attempt * (0.5 + Math.random()));
       }
@@ -147,7 +174,9 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async delete(key: string): Promise<void> {
-    await this.send(key, () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.full(key) })));
+    await this.send(key, () =>
+      this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.full(key) })),
+    );
   }
 
   async list(options: ListOptions = {}): Promise<ListPage> {
@@ -184,7 +213,11 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   /** Runs one SDK call and translates its failure into the store's typed errors. */
-  private async send<T>(key: string, call: () => Promise<T>, condition?: 'if-match' | 'if-none-match'): Promise<T> {
+  private async send<T>(
+    key: string,
+    call: () => Promise<T>,
+    condition?: 'if-match' | 'if-none-match',
+  ): Promise<T> {
     try {
       return await call();
     } catch (e) {
@@ -210,17 +243,34 @@ function translate(e: unknown, key: string, condition?: 'if-match' | 'if-none-ma
   const status = err.$metadata?.httpStatusCode;
   const name = err.name ?? err.Code ?? '';
   // A missing bucket is a configuration error, not a missing object: let it surface.
-  if (name === 'NoSuchBucket') return new StoreError(`S3 bucket does not exist (${key}): ${err.message ?? ''}`, false, { cause: e });
+  if (name === 'NoSuchBucket')
+    return new StoreError(`S3 bucket does not exist (${key}): ${err.message ?? ''}`, false, { cause: e });
   if (status === 404 || name === 'NoSuchKey' || name === 'NotFound') return new ObjectNotFoundError(key);
-  if (status === 412 || name === 'PreconditionFailed') return new ObjectPreconditionError(key, condition ?? 'if-match');
+  if (status === 412 || name === 'PreconditionFailed')
+    return new ObjectPreconditionError(key, condition ?? 'if-match');
   if (status === 409 && name === 'ConditionalRequestConflict') return new ConditionalConflict();
-  const transient = status === undefined || status >= 500 || status === 429 || err.$retryable !== undefined || name === 'SlowDown';
-  return new StoreError(`S3 ${name || 'error'} (${status ?? 'network'}) on ${key}: ${err.message ?? String(e)}`, transient, { cause: e });
+  const transient =
+    status === undefined ||
+    status >= 500 ||
+    status === 429 ||
+    err.$retryable !== undefined ||
+    name === 'SlowDown';
+  return new StoreError(
+    `S3 ${name || 'error'} (${status ?? 'network'}) on ${key}: ${err.message ?? String(e)}`,
+    transient,
+    { cause: e },
+  );
 }
 
 function toInfo(
   key: string,
-  out: { ETag?: string; ContentLength?: number; LastModified?: Date; ContentType?: string; Metadata?: Record<string, string> },
+  out: {
+    ETag?: string;
+    ContentLength?: number;
+    LastModified?: Date;
+    ContentType?: string;
+    Metadata?: Record<string, string>;
+  },
 ): ObjectInfo {
   const info: ObjectInfo = {
     key,

@@ -14,7 +14,10 @@ import { ObjectNotFoundError, type ObjectStore } from '../store';
  * await store.put(key, JSON.stringify(next), found ? { ifMatch: found.etag } : { ifNoneMatch: '*' });
  * ```
  */
-export async function readJson<T>(store: ObjectStore, key: string): Promise<{ doc: T; etag: string } | undefined> {
+export async function readJson<T>(
+  store: ObjectStore,
+  key: string,
+): Promise<{ doc: T; etag: string } | undefined> {
   try {
     const { body, etag } = await store.get(key);
     return { doc: JSON.parse(body.toString('utf8')) as T, etag };

@@ -10,10 +10,18 @@ import { loadRoutes, startGateway, type Gateway } from '../support/gateway';
 
 const BIN = path.resolve(__dirname, '../../bin/maas.cjs');
 
-function maas(args: string[], env: Record<string, string>, cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
+function maas(
+  args: string[],
+  env: Record<string, string>,
+  cwd: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, cwd, timeout: 60_000 }, (error, stdout, stderr) =>
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr }),
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { env: { ...process.env, ...env }, cwd, timeout: 60_000 },
+      (error, stdout, stderr) =>
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr }),
     );
   });
 }
@@ -39,11 +47,18 @@ describe('maas register --upload against the local file store (no S3 to presign)
   it('PUTs the bytes to the API upload route, registers them and leaves no upload behind', async () => {
     const bytes = tinyModel(42);
     await writeFile(path.join(work, 'm.onnx'), bytes);
-    const r = await maas(['register', 'local', 'm.onnx', '--upload', '--json'], { MAAS_ENDPOINT: gateway.url }, work);
+    const r = await maas(
+      ['register', 'local', 'm.onnx', '--upload', '--json'],
+      { MAAS_ENDPOINT: gateway.url },
+      work,
+    );
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/uploading m\.onnx \[#+\] 100%/);
     const out = JSON.parse(r.stdout) as { created: boolean; version: ModelVersion };
-    expect(out).toMatchObject({ created: true, version: { name: 'local', version: 1, source: 'upload', size: bytes.length } });
+    expect(out).toMatchObject({
+      created: true,
+      version: { name: 'local', version: 1, source: 'upload', size: bytes.length },
+    });
     expect(await readdir(path.join(storeDir, 'uploads')).catch(() => [])).toEqual([]);
   });
 });

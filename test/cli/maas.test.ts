@@ -28,9 +28,14 @@ function maas(args: string[], env: Record<string, string | undefined> = {}, cwd?
   const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete childEnv[k];
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: childEnv, cwd, timeout: 60_000 }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { env: childEnv, cwd, timeout: 60_000 },
+      (error, stdout, stderr) => {
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -72,13 +77,30 @@ describe('maas CLI against a running local API (real handlers, RGW store)', () =
   });
 
   it('registers a small file inline, with alias, description and tags', async () => {
-    const r = await run('register', 'iris', files[0]!, '--alias', 'staging', '--description', 'first cut', '--tag', 'team=ml', '--tag', 'data=2024');
+    const r = await run(
+      'register',
+      'iris',
+      files[0]!,
+      '--alias',
+      'staging',
+      '--description',
+      'first cut',
+      '--tag',
+      'team=ml',
+      '--tag',
+      'data=2024',
+    );
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('registered iris v1');
     expect(r.stdout).toMatch(new RegExp(`sha256:\\s+${sha(mlps[0]!.bytes)}`));
     expect(r.stdout).toMatch(/inputs:\s+input:FP32\[-1,4\]/);
     const v = await runJson<ModelVersion>('show', 'iris', 'staging');
-    expect(v).toMatchObject({ version: 1, description: 'first cut', tags: { team: 'ml', data: '2024' }, source: 'api' });
+    expect(v).toMatchObject({
+      version: 1,
+      description: 'first cut',
+      tags: { team: 'ml', data: '2024' },
+      source: 'api',
+    });
     const again = await run('register', 'iris', files[0]!);
     expect(again.code).toBe(0);
     expect(again.stdout).toContain('already registered as iris v1 (same bytes)');
@@ -99,7 +121,9 @@ describe('maas CLI against a running local API (real handlers, RGW store)', () =
     expect(models.code).toBe(0);
     expect(models.stdout.split('\n')[0]).toMatch(/^NAME\s+LATEST\s+ALIASES$/);
     expect(models.stdout).toMatch(/iris\s+3\s+staging=v1/);
-    expect((await runJson<Page<ModelSummary>>('models')).items).toEqual([{ name: 'iris', latestVersion: 3, aliases: { staging: 1 } }]);
+    expect((await runJson<Page<ModelSummary>>('models')).items).toEqual([
+      { name: 'iris', latestVersion: 3, aliases: { staging: 1 } },
+    ]);
     const versions = await run('versions', 'iris');
     expect(versions.stdout.trim().split('\n')).toHaveLength(4);
     expect(versions.stdout).toMatch(/\n2\s+active\s+\S+ \S+\s+[0-9a-f]{12}\s/);
@@ -153,9 +177,21 @@ describe('maas CLI against a running local API (real handlers, RGW store)', () =
 
   it('predicts from an OIP request file through the predict function', async () => {
     const input = [0.5, -1, 2, 0.25, 1, 1, -0.5, 0];
-    await writeFile(path.join(dir, 'request.json'), JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [2, 4], data: input }] }));
-    const r = await runJson<{ outputs: { name: string; shape: number[]; data: number[] }[] }>('predict', 'iris', '--input', 'request.json', '--model-version', '1');
-    const expected = mlpReference(mlps[0]!.weights, Float32Array.from(input), 2, { softmax: mlps[0]!.softmax });
+    await writeFile(
+      path.join(dir, 'request.json'),
+      JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [2, 4], data: input }] }),
+    );
+    const r = await runJson<{ outputs: { name: string; shape: number[]; data: number[] }[] }>(
+      'predict',
+      'iris',
+      '--input',
+      'request.json',
+      '--model-version',
+      '1',
+    );
+    const expected = mlpReference(mlps[0]!.weights, Float32Array.from(input), 2, {
+      softmax: mlps[0]!.softmax,
+    });
     expect(r.outputs[0]!.shape).toEqual([2, 2]);
     r.outputs[0]!.data.forEach((v, i) => expect(v).toBeCloseTo(expected[i]!, 5));
     const table = await run('predict', 'iris', '-i', 'request.json');
@@ -167,7 +203,13 @@ describe('maas CLI against a running local API (real handlers, RGW store)', () =
   });
 
   it('optimizes a version and waits for the measured verdict', async () => {
-    const job = await runJson<{ job: string; status: string; summary: string[]; model: string; version: number }>('optimize', 'iris', '1', '-t', 'fp16', 'int8');
+    const job = await runJson<{
+      job: string;
+      status: string;
+      summary: string[];
+      model: string;
+      version: number;
+    }>('optimize', 'iris', '1', '-t', 'fp16', 'int8');
     expect(job).toMatchObject({ model: 'iris', version: 1 });
     expect(['succeeded', 'rejected']).toContain(job.status);
     expect(job.summary).toHaveLength(2);
@@ -195,10 +237,16 @@ describe('maas CLI against a running local API (real handlers, RGW store)', () =
   });
 
   it('needs the API key for changes (401 without), not for reads; reports usage errors with exit code 2', async () => {
-    const noKey = await maas(['promote', 'iris', 'production', '2'], { MAAS_ENDPOINT: gateway.url, MAAS_API_KEY: undefined }, dir);
+    const noKey = await maas(
+      ['promote', 'iris', 'production', '2'],
+      { MAAS_ENDPOINT: gateway.url, MAAS_API_KEY: undefined },
+      dir,
+    );
     expect(noKey.code).toBe(1);
     expect(noKey.stderr).toMatch(/HTTP 401 unauthorized/);
-    expect((await maas(['models'], { MAAS_ENDPOINT: gateway.url, MAAS_API_KEY: undefined }, dir)).code).toBe(0);
+    expect((await maas(['models'], { MAAS_ENDPOINT: gateway.url, MAAS_API_KEY: undefined }, dir)).code).toBe(
+      0,
+    );
     expect((await run('register', 'iris')).code).toBe(2);
     // A port that was just free: nothing listens there.
     const probe = http.createServer();
@@ -207,14 +255,19 @@ describe('maas CLI against a running local API (real handlers, RGW store)', () =
     await new Promise((r) => probe.close(r));
     const down = await maas(['models', '--endpoint', `http://127.0.0.1:${port}`], {}, dir);
     expect(down.code).toBe(1);
-    expect(down.stderr).toContain(`cannot reach http://127.0.0.1:${port}: ECONNREFUSED (is the local server running?`);
+    expect(down.stderr).toContain(
+      `cannot reach http://127.0.0.1:${port}: ECONNREFUSED (is the local server running?`,
+    );
   });
 });
 
 describe('maas CLI SigV4 signing', () => {
   it('signs for execute-api with the default credential chain, over exactly the bytes it sends', async () => {
     const seen: { ok: boolean; authorization: string }[] = [];
-    const credentials = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' };
+    const credentials = {
+      accessKeyId: 'AKIDEXAMPLE',
+      secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY',
+    };
     // A loopback stand-in for API Gateway's IAM check: recompute the signature from what arrived.
     const server = http.createServer((req, res) => {
       const chunks: Buffer[] = [];
@@ -228,27 +281,69 @@ describe('maas CLI SigV4 signing', () => {
           }
           const url = new URL(req.url!, `http://${req.headers.host}`);
           const amzDate = String(req.headers['x-amz-date']);
-          const signedHeaders = /SignedHeaders=([^,]+)/.exec(String(req.headers.authorization))?.[1]?.split(';') ?? [];
+          const signedHeaders =
+            /SignedHeaders=([^,]+)/.exec(String(req.headers.authorization))?.[1]?.split(';') ?? [];
           const headers = Object.fromEntries(signedHeaders.map((h) => [h, String(req.headers[h])]));
-          const verifier = new SignatureV4({ service: 'execute-api', region: 'eu-west-1', credentials, sha256: Sha256 });
+          const verifier = new SignatureV4({
+            service: 'execute-api',
+            region: 'eu-west-1',
+            credentials,
+            sha256: Sha256,
+          });
           const expected = await verifier.sign(
-            { method: req.method!, protocol: 'http:', hostname: url.hostname, port: Number(url.port), path: url.pathname, query: Object.fromEntries(url.searchParams), headers, body: Buffer.concat(chunks) },
-            { signingDate: new Date(amzDate.replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/, '$1-$2-$3T$4:$5:$6Z')) },
+            {
+              method: req.method!,
+              protocol: 'http:',
+              hostname: url.hostname,
+              port: Number(url.port),
+              path: url.pathname,
+              query: Object.fromEntries(url.searchParams),
+              headers,
+              body: Buffer.concat(chunks),
+            },
+            {
+              signingDate: new Date(
+                amzDate.replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/, '$1-$2-$3T$4:$5:$6Z'),
+              ),
+            },
           );
-          seen.push({ ok: expected.headers.authorization === req.headers.authorization, authorization: String(req.headers.authorization) });
+          seen.push({
+            ok: expected.headers.authorization === req.headers.authorization,
+            authorization: String(req.headers.authorization),
+          });
           res.writeHead(200, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ name: 'iris', version: 1, previous: [], revision: 1, alias: 'production', etag: 'e' }));
+          res.end(
+            JSON.stringify({
+              name: 'iris',
+              version: 1,
+              previous: [],
+              revision: 1,
+              alias: 'production',
+              etag: 'e',
+            }),
+          );
         })();
       });
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     try {
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      const env = { AWS_ACCESS_KEY_ID: credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey, AWS_REGION: 'eu-west-1', AWS_PROFILE: undefined, MAAS_API_KEY: undefined };
-      const r = await maas(['--endpoint', url, '--sigv4', 'promote', 'iris', 'production', '1', '--reason', 'signed'], env);
+      const env = {
+        AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
+        AWS_REGION: 'eu-west-1',
+        AWS_PROFILE: undefined,
+        MAAS_API_KEY: undefined,
+      };
+      const r = await maas(
+        ['--endpoint', url, '--sigv4', 'promote', 'iris', 'production', '1', '--reason', 'signed'],
+        env,
+      );
       expect(r.code, r.stderr).toBe(0);
       expect(seen).toHaveLength(1);
-      expect(seen[0]!.authorization).toMatch(/^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/\d{8}\/eu-west-1\/execute-api\/aws4_request/);
+      expect(seen[0]!.authorization).toMatch(
+        /^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/\d{8}\/eu-west-1\/execute-api\/aws4_request/,
+      );
       expect(seen[0]!.ok).toBe(true);
       // Loopback without --sigv4: not signed.
       const unsigned = await maas(['--endpoint', url, 'rollback', 'iris'], env);
@@ -271,20 +366,36 @@ describe('maas optimize waiting limits', () => {
       req.on('end', () => {
         if (req.method === 'GET') polls.push(req.url!);
         res.writeHead(req.method === 'POST' ? 202 : 200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ job: 'opt-stuck-0001', model: 'iris', version: 1, status: req.method === 'POST' ? 'queued' : 'running' }));
+        res.end(
+          JSON.stringify({
+            job: 'opt-stuck-0001',
+            model: 'iris',
+            version: 1,
+            status: req.method === 'POST' ? 'queued' : 'running',
+          }),
+        );
       });
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     try {
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
       const env = { MAAS_API_KEY: undefined };
-      const stuck = await maas(['--endpoint', url, 'optimize', 'iris', '1', '--interval', '0.3', '--timeout', '1.5'], env);
+      const stuck = await maas(
+        ['--endpoint', url, 'optimize', 'iris', '1', '--interval', '0.3', '--timeout', '1.5'],
+        env,
+      );
       expect(stuck.code).toBe(1);
       expect(stuck.stderr).toMatch(/gave up waiting after 1\.5 s: job opt-stuck-0001 is still running/);
       expect(polls.length).toBeGreaterThanOrEqual(2);
       expect(polls.every((p) => p === '/models/iris/optimizations/opt-stuck-0001')).toBe(true);
       polls.length = 0;
-      for (const bad of [['--interval', 'abc'], ['--interval', '0'], ['--interval', '-1'], ['--timeout', 'soon'], ['--timeout', '0']]) {
+      for (const bad of [
+        ['--interval', 'abc'],
+        ['--interval', '0'],
+        ['--interval', '-1'],
+        ['--timeout', 'soon'],
+        ['--timeout', '0'],
+      ]) {
         const r = await maas(['--endpoint', url, 'optimize', 'iris', '1', ...bad], env);
         expect(r.code, bad.join(' ')).toBe(2);
         expect(r.stderr).toMatch(/positive number of seconds/);

@@ -16,19 +16,37 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 describe('onnxruntime layer build', () => {
   it('produces identical content on every build, with fixed file times', () => {
-    const a = buildOnnxRuntimeLayer({ arch: 'x86_64', outDir: path.join(tmp, 'a'), force: true, log: () => {} });
-    const b = buildOnnxRuntimeLayer({ arch: 'x86_64', outDir: path.join(tmp, 'b'), force: true, log: () => {} });
+    const a = buildOnnxRuntimeLayer({
+      arch: 'x86_64',
+      outDir: path.join(tmp, 'a'),
+      force: true,
+      log: () => {},
+    });
+    const b = buildOnnxRuntimeLayer({
+      arch: 'x86_64',
+      outDir: path.join(tmp, 'b'),
+      force: true,
+      log: () => {},
+    });
     expect(a.rebuilt && b.rebuilt).toBe(true);
     expect(b.contentHash).toBe(a.contentHash);
     expect(b.files).toEqual(a.files);
-    for (const f of a.files) expect(fs.statSync(path.join(a.dir, f.path)).mtime.getTime()).toBe(315532800_000);
+    for (const f of a.files)
+      expect(fs.statSync(path.join(a.dir, f.path)).mtime.getTime()).toBe(315532800_000);
     // Up to date: a second call does no work.
-    expect(buildOnnxRuntimeLayer({ arch: 'x86_64', outDir: path.join(tmp, 'a'), log: () => {} }).rebuilt).toBe(false);
+    expect(
+      buildOnnxRuntimeLayer({ arch: 'x86_64', outDir: path.join(tmp, 'a'), log: () => {} }).rebuilt,
+    ).toBe(false);
   });
 
-  it('keeps only the chosen architecture\'s Linux binaries', () => {
+  it("keeps only the chosen architecture's Linux binaries", () => {
     const x64 = buildOnnxRuntimeLayer({ arch: 'x86_64', outDir: path.join(tmp, 'a'), log: () => {} });
-    const arm = buildOnnxRuntimeLayer({ arch: 'arm64', outDir: path.join(tmp, 'c'), force: true, log: () => {} });
+    const arm = buildOnnxRuntimeLayer({
+      arch: 'arm64',
+      outDir: path.join(tmp, 'c'),
+      force: true,
+      log: () => {},
+    });
     const binaries = (m: typeof x64) => m.files.map((f) => f.path).filter((p) => p.includes('/bin/'));
     expect(binaries(x64).every((p) => p.includes('/bin/napi-v6/linux/x64/'))).toBe(true);
     expect(binaries(arm).every((p) => p.includes('/bin/napi-v6/linux/arm64/'))).toBe(true);
@@ -48,7 +66,11 @@ describe('onnxruntime layer build', () => {
         const out = await session.run({ input: new ort.Tensor('float32', Float32Array.from([6.3, 3.3, 6.0, 2.5]), [1, 4]) });
         console.log(JSON.stringify(Array.from(out.probabilities.data)));
       })().catch((e) => { console.error(e); process.exit(1); });`;
-    const run = spawnSync(process.execPath, ['-e', script], { cwd: work, env: { PATH: process.env.PATH, NODE_PATH: path.join(layer.dir, 'nodejs/node_modules') }, encoding: 'utf8' });
+    const run = spawnSync(process.execPath, ['-e', script], {
+      cwd: work,
+      env: { PATH: process.env.PATH, NODE_PATH: path.join(layer.dir, 'nodejs/node_modules') },
+      encoding: 'utf8',
+    });
     expect(run.status, run.stderr).toBe(0);
     const probabilities = JSON.parse(run.stdout) as number[];
     irisReference([6.3, 3.3, 6.0, 2.5]).forEach((p, i) => expect(probabilities[i]).toBeCloseTo(p, 5));

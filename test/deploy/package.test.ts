@@ -8,7 +8,15 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PREDICT_METRICS } from '../../shared/inference/service';
 import { ROOT } from '../start/local-server';
-import { functionKey, functionLogicalId, packageService, resourcesOfType, routesToFunctions, type PackageResult, type Template } from './package';
+import {
+  functionKey,
+  functionLogicalId,
+  packageService,
+  resourcesOfType,
+  routesToFunctions,
+  type PackageResult,
+  type Template,
+} from './package';
 
 /** The route table of the project (common ground): the specification this template must implement. */
 const EXPECTED_ROUTES: Record<string, string> = {
@@ -57,9 +65,19 @@ function bucketNameSub(): string {
 }
 
 /** Every statement of a role's inline policies. */
-function statementsOf(roleId: string): { Sid?: string; Effect: string; Action: string | string[]; Resource: unknown; Condition?: Record<string, unknown> }[] {
+function statementsOf(
+  roleId: string,
+): {
+  Sid?: string;
+  Effect: string;
+  Action: string | string[];
+  Resource: unknown;
+  Condition?: Record<string, unknown>;
+}[] {
   const role = t.Resources[roleId]!;
-  return (role.Properties.Policies as { PolicyDocument: { Statement: [] } }[]).flatMap((p) => p.PolicyDocument.Statement);
+  return (role.Properties.Policies as { PolicyDocument: { Statement: [] } }[]).flatMap(
+    (p) => p.PolicyDocument.Statement,
+  );
 }
 
 function list<T>(v: T | T[]): T[] {
@@ -68,7 +86,9 @@ function list<T>(v: T | T[]): T[] {
 
 /** A Resource as a plain string: Fn::Sub templates are compared as written. */
 function resourceStrings(resource: unknown): string[] {
-  return list(resource as unknown[]).map((r) => (typeof r === 'string' ? r : ((r as { 'Fn::Sub'?: string })['Fn::Sub'] ?? JSON.stringify(r))));
+  return list(resource as unknown[]).map((r) =>
+    typeof r === 'string' ? r : ((r as { 'Fn::Sub'?: string })['Fn::Sub'] ?? JSON.stringify(r)),
+  );
 }
 
 describe('npm run package (offline)', () => {
@@ -92,7 +112,9 @@ describe('npm run package (offline)', () => {
   it('protects management routes with IAM; predict is open by default (predictAuth=none)', () => {
     for (const [, route] of resourcesOfType(t, 'AWS::ApiGatewayV2::Route')) {
       const owner = EXPECTED_ROUTES[route.Properties.RouteKey as string];
-      expect(route.Properties.AuthorizationType ?? 'NONE', route.Properties.RouteKey).toBe(owner === 'predict' ? 'NONE' : 'AWS_IAM');
+      expect(route.Properties.AuthorizationType ?? 'NONE', route.Properties.RouteKey).toBe(
+        owner === 'predict' ? 'NONE' : 'AWS_IAM',
+      );
     }
   });
 
@@ -112,7 +134,9 @@ describe('npm run package (offline)', () => {
     expect(bucketNameSub()).toBe('maas-dev-${AWS::AccountId}-${AWS::Region}');
     // Every function finds the store in the same bucket.
     for (const key of FUNCTIONS) {
-      expect(t.Resources[functionLogicalId(key)]!.Properties.Environment.Variables.MAAS_STORE).toEqual({ 'Fn::Sub': `s3://${bucketNameSub()}` });
+      expect(t.Resources[functionLogicalId(key)]!.Properties.Environment.Variables.MAAS_STORE).toEqual({
+        'Fn::Sub': `s3://${bucketNameSub()}`,
+      });
     }
   });
 
@@ -129,16 +153,27 @@ describe('npm run package (offline)', () => {
     expect(layer.CompatibleArchitectures).toEqual(['x86_64']);
     expect(layer.CompatibleRuntimes).toContain('nodejs22.x');
     const layerZip = pkg.zip('onnxruntime');
-    expect(layerZip.names()).toContain('nodejs/node_modules/onnxruntime-node/bin/napi-v6/linux/x64/onnxruntime_binding.node');
+    expect(layerZip.names()).toContain(
+      'nodejs/node_modules/onnxruntime-node/bin/napi-v6/linux/x64/onnxruntime_binding.node',
+    );
     expect(layerZip.names()).toContain('nodejs/node_modules/onnxruntime-common/dist/cjs/index.js');
     expect(layerZip.names().filter((n) => /napi-v6\/(?!linux\/x64\/)/.test(n))).toEqual([]);
     const withLayer: string[] = [];
     const needsOrt: string[] = [];
     for (const key of FUNCTIONS) {
       const fn = t.Resources[functionLogicalId(key)]!.Properties;
-      if ((fn.Layers ?? []).some((l: unknown) => JSON.stringify(l) === JSON.stringify({ Ref: 'OnnxruntimeLambdaLayer' }))) withLayer.push(key);
+      if (
+        (fn.Layers ?? []).some(
+          (l: unknown) => JSON.stringify(l) === JSON.stringify({ Ref: 'OnnxruntimeLambdaLayer' }),
+        )
+      )
+        withLayer.push(key);
       const zip = pkg.zip(key);
-      const code = zip.names().filter((n) => n.endsWith('.js')).map((n) => zip.read(n).toString('utf8')).join('\n');
+      const code = zip
+        .names()
+        .filter((n) => n.endsWith('.js'))
+        .map((n) => zip.read(n).toString('utf8'))
+        .join('\n');
       if (/require\(["']onnxruntime-node["']\)/.test(code)) needsOrt.push(key);
       // Never bundled: a native addon can only come from the layer.
       expect(zip.names().some((n) => n.includes('onnxruntime_binding.node'))).toBe(false);
@@ -147,14 +182,16 @@ describe('npm run package (offline)', () => {
     expect(withLayer.sort()).toEqual(needsOrt.sort());
   });
 
-  it('keeps the largest function plus its layers under Lambda\'s 250 MB unzipped', () => {
+  it("keeps the largest function plus its layers under Lambda's 250 MB unzipped", () => {
     const layerBytes = pkg.zip('onnxruntime').unzippedBytes();
     const sizes = FUNCTIONS.map((key) => {
       const fn = t.Resources[functionLogicalId(key)]!.Properties;
       const own = pkg.zip(key).unzippedBytes();
       return { key, own, total: own + ((fn.Layers ?? []).length > 0 ? layerBytes : 0) };
     }).sort((a, b) => b.total - a.total);
-    console.log(`unzipped: layer ${(layerBytes / 1e6).toFixed(1)} MB; ${sizes.map((s) => `${s.key} ${(s.own / 1e6).toFixed(2)} MB (+layers ${(s.total / 1e6).toFixed(1)} MB)`).join(', ')}`);
+    console.log(
+      `unzipped: layer ${(layerBytes / 1e6).toFixed(1)} MB; ${sizes.map((s) => `${s.key} ${(s.own / 1e6).toFixed(2)} MB (+layers ${(s.total / 1e6).toFixed(1)} MB)`).join(', ')}`,
+    );
     expect(sizes[0]!.total).toBeLessThan(LAMBDA_UNZIPPED_LIMIT);
     expect(layerBytes).toBeGreaterThan(10 * 1024 * 1024); // the binaries really are in it
   });
@@ -170,18 +207,26 @@ describe('npm run package (offline)', () => {
       for (const s of statementsOf(roleId)) {
         expect(s.Effect).toBe('Allow');
         const actions = list(s.Action);
-        expect(actions.some((a) => a === '*' || a.endsWith(':*')), `${roleId} ${actions}`).toBe(false);
+        expect(
+          actions.some((a) => a === '*' || a.endsWith(':*')),
+          `${roleId} ${actions}`,
+        ).toBe(false);
         const resources = resourceStrings(s.Resource);
         if (actions.every((a) => a.startsWith('s3:'))) {
-          for (const r of resources) expect(r === bucketArn || r.startsWith(`${bucketArn}/`), `${roleId} ${r}`).toBe(true);
+          for (const r of resources)
+            expect(r === bucketArn || r.startsWith(`${bucketArn}/`), `${roleId} ${r}`).toBe(true);
         } else if (actions.every((a) => a.startsWith('logs:'))) {
-          expect(resources).toEqual([`arn:\${AWS::Partition}:logs:\${AWS::Region}:\${AWS::AccountId}:log-group:/aws/lambda/maas-dev-${key}:*`]);
+          expect(resources).toEqual([
+            `arn:\${AWS::Partition}:logs:\${AWS::Region}:\${AWS::AccountId}:log-group:/aws/lambda/maas-dev-${key}:*`,
+          ]);
         } else if (actions.includes('cloudwatch:PutMetricData')) {
           expect(resources).toEqual(['*']); // the action has no resource type; scoped by namespace instead
           expect(s.Condition).toEqual({ StringEquals: { 'cloudwatch:namespace': 'maas' } });
         } else if (actions.includes('lambda:InvokeFunction')) {
           expect(['optimize', 'monitor']).toContain(key); // optimize invokes its worker; monitor re-dispatches stale jobs
-          expect(resources).toEqual([`arn:\${AWS::Partition}:lambda:\${AWS::Region}:\${AWS::AccountId}:function:maas-dev-optimize`]);
+          expect(resources).toEqual([
+            `arn:\${AWS::Partition}:lambda:\${AWS::Region}:\${AWS::AccountId}:function:maas-dev-optimize`,
+          ]);
         } else {
           throw new Error(`unexpected statement in ${roleId}: ${JSON.stringify(s)}`);
         }
@@ -195,7 +240,11 @@ describe('npm run package (offline)', () => {
     const bucketArn = `arn:\${AWS::Partition}:s3:::${bucketNameSub()}`;
     const grants = statementsOf('PredictRole')
       .filter((s) => list(s.Action).every((a) => a.startsWith('s3:')))
-      .flatMap((s) => list(s.Action).flatMap((a) => resourceStrings(s.Resource).map((r) => `${a} ${r.replace(bucketArn, 'bucket')}`)))
+      .flatMap((s) =>
+        list(s.Action).flatMap((a) =>
+          resourceStrings(s.Resource).map((r) => `${a} ${r.replace(bucketArn, 'bucket')}`),
+        ),
+      )
       .sort();
     expect(grants).toEqual(
       [
@@ -210,11 +259,28 @@ describe('npm run package (offline)', () => {
 
   it('creates the bucket encrypted, private, versioned, with lifecycle rules for incoming/ and rejected/', () => {
     const p = t.Resources.ModelBucket!.Properties;
-    expect(p.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm).toMatch(/AES256|aws:kms/);
-    expect(p.PublicAccessBlockConfiguration).toEqual({ BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true });
+    expect(
+      p.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm,
+    ).toMatch(/AES256|aws:kms/);
+    expect(p.PublicAccessBlockConfiguration).toEqual({
+      BlockPublicAcls: true,
+      BlockPublicPolicy: true,
+      IgnorePublicAcls: true,
+      RestrictPublicBuckets: true,
+    });
     expect(p.VersioningConfiguration).toEqual({ Status: 'Enabled' });
-    const rules = p.LifecycleConfiguration.Rules as { Prefix?: string; Status: string; ExpirationInDays?: number }[];
-    for (const prefix of ['incoming/', 'rejected/', 'uploads/', 'monitoring/predictions/', 'monitoring/captures/']) {
+    const rules = p.LifecycleConfiguration.Rules as {
+      Prefix?: string;
+      Status: string;
+      ExpirationInDays?: number;
+    }[];
+    for (const prefix of [
+      'incoming/',
+      'rejected/',
+      'uploads/',
+      'monitoring/predictions/',
+      'monitoring/captures/',
+    ]) {
       const rule = rules.find((r) => r.Prefix === prefix);
       expect(rule?.Status, prefix).toBe('Enabled');
       expect(rule?.ExpirationInDays).toBeGreaterThan(0);
@@ -226,30 +292,49 @@ describe('npm run package (offline)', () => {
   it('alarms on predict server errors and p99 latency, and charts every metric predict emits', () => {
     const alarms = resourcesOfType(t, 'AWS::CloudWatch::Alarm').map(([, a]) => a.Properties);
     const p99 = alarms.find((a) => a.ExtendedStatistic === 'p99');
-    expect(p99).toMatchObject({ Namespace: 'AWS/Lambda', MetricName: 'Duration', Dimensions: [{ Name: 'FunctionName', Value: 'maas-dev-predict' }] });
-    const serverErrors = alarms.find((a) => JSON.stringify(a.Metrics ?? []).includes(PREDICT_METRICS.serverErrors));
+    expect(p99).toMatchObject({
+      Namespace: 'AWS/Lambda',
+      MetricName: 'Duration',
+      Dimensions: [{ Name: 'FunctionName', Value: 'maas-dev-predict' }],
+    });
+    const serverErrors = alarms.find((a) =>
+      JSON.stringify(a.Metrics ?? []).includes(PREDICT_METRICS.serverErrors),
+    );
     // Only predict's schema: the monitor's metrics in the same namespace must not trip it.
-    expect(serverErrors?.Metrics[0].Expression).toBe(`SELECT SUM(${PREDICT_METRICS.serverErrors}) FROM SCHEMA(maas, model, service, version)`);
+    expect(serverErrors?.Metrics[0].Expression).toBe(
+      `SELECT SUM(${PREDICT_METRICS.serverErrors}) FROM SCHEMA(maas, model, service, version)`,
+    );
     for (const metric of ['MaxInputPSI', 'ErrorRate']) {
-      const monitorAlarm = alarms.find((a) => JSON.stringify(a.Metrics ?? []).includes(`MAX(${metric}) FROM SCHEMA(maas, alias, model, role)`));
+      const monitorAlarm = alarms.find((a) =>
+        JSON.stringify(a.Metrics ?? []).includes(`MAX(${metric}) FROM SCHEMA(maas, alias, model, role)`),
+      );
       expect(monitorAlarm, metric).toBeDefined();
       expect(monitorAlarm!.Threshold).toBeGreaterThan(0);
     }
     const crashes = alarms.find((a) => a.MetricName === 'Errors');
-    expect(crashes).toMatchObject({ Namespace: 'AWS/Lambda', Dimensions: [{ Name: 'FunctionName', Value: 'maas-dev-predict' }] });
+    expect(crashes).toMatchObject({
+      Namespace: 'AWS/Lambda',
+      Dimensions: [{ Name: 'FunctionName', Value: 'maas-dev-predict' }],
+    });
 
     const [, dashboard] = resourcesOfType(t, 'AWS::CloudWatch::Dashboard')[0]!;
-    const body = JSON.parse((dashboard.Properties.DashboardBody['Fn::Sub'] as string).replaceAll('${AWS::Region}', 'us-east-1')) as { widgets: unknown[] };
+    const body = JSON.parse(
+      (dashboard.Properties.DashboardBody['Fn::Sub'] as string).replaceAll('${AWS::Region}', 'us-east-1'),
+    ) as { widgets: unknown[] };
     const text = JSON.stringify(body);
     // predict's dimension schema (shared/inference/service.ts: model, version + Powertools' service).
-    for (const metric of Object.values(PREDICT_METRICS)) expect(text, metric).toContain(`SEARCH('{maas,model,service,version} MetricName=\\"${metric}\\"'`);
+    for (const metric of Object.values(PREDICT_METRICS))
+      expect(text, metric).toContain(`SEARCH('{maas,model,service,version} MetricName=\\"${metric}\\"'`);
     // and the monitor's per-alias drift, error rate and accuracy
-    for (const metric of ['MaxInputPSI', 'ErrorRate', 'Accuracy']) expect(text, metric).toContain(`SEARCH('{maas,alias,model,role} MetricName=\\"${metric}\\"'`);
+    for (const metric of ['MaxInputPSI', 'ErrorRate', 'Accuracy'])
+      expect(text, metric).toContain(`SEARCH('{maas,alias,model,role} MetricName=\\"${metric}\\"'`);
   });
 
-  it('keeps every function\'s logs for 30 days', () => {
+  it("keeps every function's logs for 30 days", () => {
     const groups = resourcesOfType(t, 'AWS::Logs::LogGroup').map(([, g]) => g.Properties);
-    expect(groups.map((g) => g.LogGroupName).sort()).toEqual(FUNCTIONS.map((k) => `/aws/lambda/maas-dev-${k}`).sort());
+    expect(groups.map((g) => g.LogGroupName).sort()).toEqual(
+      FUNCTIONS.map((k) => `/aws/lambda/maas-dev-${k}`).sort(),
+    );
     for (const g of groups) expect(g.RetentionInDays).toBe(30);
   });
 });

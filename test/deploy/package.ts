@@ -30,11 +30,15 @@ export interface PackageResult {
  */
 export async function packageService(params: Record<string, string> = {}): Promise<PackageResult> {
   const dir = serviceCopy();
-  const args = Object.entries(params).map(([k, v]) => ` --param="${k}=${v}"`).join('');
+  const args = Object.entries(params)
+    .map(([k, v]) => ` --param="${k}=${v}"`)
+    .join('');
   const run = await runShell(`npm run package --silent --${args}`, dir, childEnv({}), 300_000);
   if (run.status !== 0) throw new Error(`sls package failed (${run.status}):\n${run.stdout}\n${run.stderr}`);
   const out = path.join(dir, '.serverless');
-  const template = JSON.parse(fs.readFileSync(path.join(out, 'cloudformation-template-update-stack.json'), 'utf8')) as Template;
+  const template = JSON.parse(
+    fs.readFileSync(path.join(out, 'cloudformation-template-update-stack.json'), 'utf8'),
+  ) as Template;
   return {
     dir,
     template,

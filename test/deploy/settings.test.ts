@@ -22,14 +22,19 @@ describe('README.md settings', () => {
   it('documents every MAAS_* and S3_* setting the code reads', () => {
     const docs = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
     const used = new Map<string, string>();
-    const files = [...SOURCES.flatMap((d) => filesUnder(path.join(ROOT, d))), path.join(ROOT, 'serverless.yml')];
+    const files = [
+      ...SOURCES.flatMap((d) => filesUnder(path.join(ROOT, d))),
+      path.join(ROOT, 'serverless.yml'),
+    ];
     for (const file of files) {
       for (const m of fs.readFileSync(file, 'utf8').matchAll(/\b((?:MAAS|S3)_[A-Z0-9_]*[A-Z0-9])\b/g)) {
         if (!used.has(m[1]!)) used.set(m[1]!, path.relative(ROOT, file));
       }
     }
     expect(used.size).toBeGreaterThan(20);
-    const missing = [...used].filter(([name]) => !docs.includes(`\`${name}\``)).map(([name, file]) => `${name} (${file})`);
+    const missing = [...used]
+      .filter(([name]) => !docs.includes(`\`${name}\``))
+      .map(([name, file]) => `${name} (${file})`);
     expect(missing).toEqual([]);
   });
 });

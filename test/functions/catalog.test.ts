@@ -8,12 +8,28 @@ import { octet, STORE_PREFIX, useTestApi, type TestApi } from './runtime';
 
 describe('catalog function on S3 (RGW)', () => {
   let api: TestApi;
-  const models: Record<string, Uint8Array[]> = { alpha: [tinyModel(1), tinyModel(2), tinyModel(3)], beta: [tinyModel(4)], gamma: [tinyModel(5)] };
+  const models: Record<string, Uint8Array[]> = {
+    alpha: [tinyModel(1), tinyModel(2), tinyModel(3)],
+    beta: [tinyModel(4)],
+    gamma: [tinyModel(5)],
+  };
   beforeAll(async () => {
     api = await useTestApi('s3', 'fn-catalog');
-    for (const [name, list] of Object.entries(models)) for (const b of list) expect((await api.call('POST', `/models/${name}/versions`, { headers: octet, body: b })).status).toBe(201);
-    expect((await api.call('PUT', '/models/alpha/aliases/production', { body: { version: 2 } })).status).toBe(201);
-    expect((await api.call('POST', '/models/alpha/versions/3/status', { body: { status: 'rejected', reason: 'bad' } })).status).toBe(200);
+    for (const [name, list] of Object.entries(models))
+      for (const b of list)
+        expect((await api.call('POST', `/models/${name}/versions`, { headers: octet, body: b })).status).toBe(
+          201,
+        );
+    expect((await api.call('PUT', '/models/alpha/aliases/production', { body: { version: 2 } })).status).toBe(
+      201,
+    );
+    expect(
+      (
+        await api.call('POST', '/models/alpha/versions/3/status', {
+          body: { status: 'rejected', reason: 'bad' },
+        })
+      ).status,
+    ).toBe(200);
   });
   afterAll(async () => api?.cleanup());
 
@@ -21,7 +37,9 @@ describe('catalog function on S3 (RGW)', () => {
     const first = (await api.call('GET', '/models?limit=2')).json<Page<ModelSummary>>();
     expect(first.items.map((m) => m.name)).toEqual(['alpha', 'beta']);
     expect(first.items[0]).toEqual({ name: 'alpha', latestVersion: 3, aliases: { production: 2 } });
-    const second = (await api.call('GET', `/models?limit=2&cursor=${first.nextCursor}`)).json<Page<ModelSummary>>();
+    const second = (await api.call('GET', `/models?limit=2&cursor=${first.nextCursor}`)).json<
+      Page<ModelSummary>
+    >();
     expect(second.items.map((m) => m.name)).toEqual(['gamma']);
     expect(second.nextCursor).toBeUndefined();
     expect((await api.call('GET', '/models?limit=0')).status).toBe(400);
@@ -31,7 +49,12 @@ describe('catalog function on S3 (RGW)', () => {
 
   it('describes a model: aliases, latest, counts', async () => {
     const d = (await api.call('GET', '/models/alpha')).json<ModelDescription>();
-    expect(d).toMatchObject({ name: 'alpha', latestVersion: 3, latestActiveVersion: 2, counts: { versions: 3, active: 2, rejected: 1, archived: 0 } });
+    expect(d).toMatchObject({
+      name: 'alpha',
+      latestVersion: 3,
+      latestActiveVersion: 2,
+      counts: { versions: 3, active: 2, rejected: 1, archived: 0 },
+    });
     expect(d.aliases.production).toMatchObject({ alias: 'production', version: 2, revision: 1 });
     expect(d.latest).toMatchObject({ version: 3, status: 'rejected', statusReason: 'bad' });
     expect((await api.call('GET', '/models/nosuch')).status).toBe(404);
@@ -41,10 +64,14 @@ describe('catalog function on S3 (RGW)', () => {
   it('lists versions with pagination, and reads one by number, alias or latest', async () => {
     const p1 = (await api.call('GET', '/models/alpha/versions?limit=2')).json<Page<ModelVersion>>();
     expect(p1.items.map((v) => v.version)).toEqual([1, 2]);
-    const p2 = (await api.call('GET', `/models/alpha/versions?limit=2&cursor=${p1.nextCursor}`)).json<Page<ModelVersion>>();
+    const p2 = (await api.call('GET', `/models/alpha/versions?limit=2&cursor=${p1.nextCursor}`)).json<
+      Page<ModelVersion>
+    >();
     expect(p2.items.map((v) => [v.version, v.status])).toEqual([[3, 'rejected']]);
     expect((await api.call('GET', '/models/nosuch/versions')).status).toBe(404);
-    expect((await api.call('GET', '/models/alpha/versions/1')).json<ModelVersion>().sha256).toBe(createHash('sha256').update(models.alpha![0]!).digest('hex'));
+    expect((await api.call('GET', '/models/alpha/versions/1')).json<ModelVersion>().sha256).toBe(
+      createHash('sha256').update(models.alpha![0]!).digest('hex'),
+    );
     expect((await api.call('GET', '/models/alpha/versions/production')).json<ModelVersion>().version).toBe(2);
     expect((await api.call('GET', '/models/alpha/versions/latest')).json<ModelVersion>().version).toBe(3);
     expect((await api.call('GET', '/models/alpha/versions/9')).status).toBe(404);
@@ -54,7 +81,13 @@ describe('catalog function on S3 (RGW)', () => {
 
   it('returns history oldest first', async () => {
     const h = (await api.call('GET', '/models/alpha/history')).json<Page<HistoryEvent>>();
-    expect(h.items.map((e) => e.type)).toEqual(['registered', 'registered', 'registered', 'alias_moved', 'status_changed']);
+    expect(h.items.map((e) => e.type)).toEqual([
+      'registered',
+      'registered',
+      'registered',
+      'alias_moved',
+      'status_changed',
+    ]);
     const one = (await api.call('GET', '/models/alpha/history?limit=1')).json<Page<HistoryEvent>>();
     expect(one.items).toHaveLength(1);
     expect(one.nextCursor).toBeDefined();
@@ -90,7 +123,13 @@ describe('catalog function on S3 (RGW)', () => {
     const v = (await api.call('GET', '/models/gamma/versions/1')).json<ModelVersion>();
     const tampered = Buffer.from(models.gamma![0]!);
     tampered[tampered.length - 1] = tampered[tampered.length - 1]! ^ 0xff;
-    await api.bucket!.client.send(new PutObjectCommand({ Bucket: api.bucket!.bucket, Key: `${STORE_PREFIX}/${v.blobKey}`, Body: tampered }));
+    await api.bucket!.client.send(
+      new PutObjectCommand({
+        Bucket: api.bucket!.bucket,
+        Key: `${STORE_PREFIX}/${v.blobKey}`,
+        Body: tampered,
+      }),
+    );
     const res = await api.call('GET', '/models/gamma/versions/1/download');
     expect(res.status).toBe(500);
     expect(res.json()).toEqual({ error: 'internal error', code: 'internal' });

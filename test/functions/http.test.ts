@@ -19,7 +19,9 @@ function event(method: string, path: string, extra: Partial<HttpEvent> = {}): Ht
     rawQueryString: '',
     headers: {},
     isBase64Encoded: false,
-    requestContext: { http: { method, path, protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'test' } },
+    requestContext: {
+      http: { method, path, protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'test' },
+    },
     ...extra,
   } as HttpEvent;
 }
@@ -44,7 +46,8 @@ describe('notFoundRoute', () => {
 });
 
 describe('jsonBody', () => {
-  const json = (body: string, type = 'application/json') => event('POST', '/x', { body, headers: { 'content-type': type } });
+  const json = (body: string, type = 'application/json') =>
+    event('POST', '/x', { body, headers: { 'content-type': type } });
   it('parses objects; {} when empty; refuses arrays unless allowed, other JSON shapes, malformed JSON and other types', () => {
     expect(jsonBody(json('{"a":1}'))).toEqual({ a: 1 });
     expect(jsonBody(event('POST', '/x'))).toEqual({});
@@ -60,8 +63,18 @@ describe('jsonBody', () => {
 
   it('is what feedback parses with: an empty body is a 400, a bare array reaches validation, other types 415', async () => {
     const post = (body: string | undefined, type = 'application/json') =>
-      call(feedback as Lambda, event('POST', '/models/clf/feedback', { pathParameters: { name: 'clf' }, headers: { 'content-type': type }, ...(body !== undefined ? { body } : {}) }));
-    expect(await post(undefined)).toMatchObject({ status: 400, body: { code: 'invalid_argument', error: 'request body is empty' } });
+      call(
+        feedback as Lambda,
+        event('POST', '/models/clf/feedback', {
+          pathParameters: { name: 'clf' },
+          headers: { 'content-type': type },
+          ...(body !== undefined ? { body } : {}),
+        }),
+      );
+    expect(await post(undefined)).toMatchObject({
+      status: 400,
+      body: { code: 'invalid_argument', error: 'request body is empty' },
+    });
     expect((await post('[]')).body.error).toMatch(/empty/); // parsed, then refused by parseFeedback
     expect((await post('[{"id":"a","target":"cat"}]')).body.error).toMatch(/feedback\[0\]\.target/);
     expect((await post('{bad')).body.error).toMatch(/malformed JSON/);
@@ -74,9 +87,15 @@ describe('withApiKey', () => {
     let key: string | undefined = 'k';
     const guarded = withApiKey(async () => ({ statusCode: 200 }), { apiKey: () => key });
     expect(await guarded(event('POST', '/x'))).toMatchObject({ statusCode: 401 });
-    expect(await guarded(event('POST', '/x', { headers: { 'x-api-key': 'k' } }))).toEqual({ statusCode: 200 });
-    expect(await guarded(event('POST', '/x', { headers: { authorization: 'Bearer k' } }))).toEqual({ statusCode: 200 });
-    expect(await guarded(event('POST', '/x', { headers: { 'x-api-key': 'kk' } }))).toMatchObject({ statusCode: 401 });
+    expect(await guarded(event('POST', '/x', { headers: { 'x-api-key': 'k' } }))).toEqual({
+      statusCode: 200,
+    });
+    expect(await guarded(event('POST', '/x', { headers: { authorization: 'Bearer k' } }))).toEqual({
+      statusCode: 200,
+    });
+    expect(await guarded(event('POST', '/x', { headers: { 'x-api-key': 'kk' } }))).toMatchObject({
+      statusCode: 401,
+    });
     key = undefined;
     expect(await guarded(event('POST', '/x'))).toEqual({ statusCode: 200 });
   });

@@ -18,12 +18,24 @@ function s3Record(bucket: string, key: string, size: number, eventName = 'Object
     eventName,
     userIdentity: { principalId: 'AWS:AIDAEXAMPLE' },
     requestParameters: { sourceIPAddress: '127.0.0.1' },
-    responseElements: { 'x-amz-request-id': 'C3D13FE58DE4C810', 'x-amz-id-2': 'FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD' },
+    responseElements: {
+      'x-amz-request-id': 'C3D13FE58DE4C810',
+      'x-amz-id-2': 'FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD',
+    },
     s3: {
       s3SchemaVersion: '1.0',
       configurationId: 'maas-incoming',
-      bucket: { name: bucket, ownerIdentity: { principalId: 'A3NL1KOZZKExample' }, arn: `arn:aws:s3:::${bucket}` },
-      object: { key: encodeS3EventKey(key), size, eTag: 'd41d8cd98f00b204e9800998ecf8427e', sequencer: '0055AED6DCD90281E5' },
+      bucket: {
+        name: bucket,
+        ownerIdentity: { principalId: 'A3NL1KOZZKExample' },
+        arn: `arn:aws:s3:::${bucket}`,
+      },
+      object: {
+        key: encodeS3EventKey(key),
+        size,
+        eTag: 'd41d8cd98f00b204e9800998ecf8427e',
+        sequencer: '0055AED6DCD90281E5',
+      },
     },
   } as S3EventRecord;
 }
@@ -38,32 +50,55 @@ describe('S3 ObjectCreated trigger on incoming/ (RGW)', () => {
   afterAll(async () => api?.cleanup());
 
   const drop = async (key: string, body: Uint8Array, metadata?: Record<string, string>) => {
-    await api.bucket!.client.send(new PutObjectCommand({ Bucket: bucket, Key: `${STORE_PREFIX}/${key}`, Body: body, Metadata: metadata }));
+    await api.bucket!.client.send(
+      new PutObjectCommand({ Bucket: bucket, Key: `${STORE_PREFIX}/${key}`, Body: body, Metadata: metadata }),
+    );
     return s3Record(bucket, `${STORE_PREFIX}/${key}`, body.length);
   };
-  const deliver = (...records: S3EventRecord[]) => handler({ Records: records } satisfies S3Event, {} as never) as Promise<S3EventReport>;
+  const deliver = (...records: S3EventRecord[]) =>
+    handler({ Records: records } satisfies S3Event, {} as never) as Promise<S3EventReport>;
   const keys = async (prefix: string) =>
-    ((await api.bucket!.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: `${STORE_PREFIX}/${prefix}` }))).Contents ?? []).map((o) => o.Key!.slice(STORE_PREFIX.length + 1));
+    (
+      (
+        await api.bucket!.client.send(
+          new ListObjectsV2Command({ Bucket: bucket, Prefix: `${STORE_PREFIX}/${prefix}` }),
+        )
+      ).Contents ?? []
+    ).map((o) => o.Key!.slice(STORE_PREFIX.length + 1));
   const versions = async (name: string) => {
     const res = await api.call('GET', `/models/${name}/versions`);
     return res.status === 404 ? [] : res.json<Page<ModelVersion>>().items;
   };
 
   it('decodes keys as S3 encodes them', () => {
-    expect(decodeS3EventKey('incoming/iris/my+model+%2B+%C3%A9t%C3%A9+%E6%A8%A1%E5%9E%8B.onnx')).toBe('incoming/iris/my model + été 模型.onnx');
-    expect(decodeS3EventKey(encodeS3EventKey('incoming/a/100% (final)&co.onnx'))).toBe('incoming/a/100% (final)&co.onnx');
+    expect(decodeS3EventKey('incoming/iris/my+model+%2B+%C3%A9t%C3%A9+%E6%A8%A1%E5%9E%8B.onnx')).toBe(
+      'incoming/iris/my model + été 模型.onnx',
+    );
+    expect(decodeS3EventKey(encodeS3EventKey('incoming/a/100% (final)&co.onnx'))).toBe(
+      'incoming/a/100% (final)&co.onnx',
+    );
     expect(() => decodeS3EventKey('incoming/a/%E0%A4%A.onnx')).toThrow(/percent-encoding/);
   });
 
   it('registers a file with an encoded unicode name through the registry, then removes it from incoming/', async () => {
     const key = 'incoming/iris/night build + été 模型.onnx';
     const record = await drop(key, tinyModel(1), { description: 'dropped in', alias: 'staging' });
-    expect(record.s3.object.key).toBe(`${STORE_PREFIX}/incoming/iris/night+build+%2B+%C3%A9t%C3%A9+%E6%A8%A1%E5%9E%8B.onnx`);
+    expect(record.s3.object.key).toBe(
+      `${STORE_PREFIX}/incoming/iris/night+build+%2B+%C3%A9t%C3%A9+%E6%A8%A1%E5%9E%8B.onnx`,
+    );
     const report = await deliver(record);
     expect(report.outcomes).toEqual([{ status: 'registered', key, name: 'iris', version: 1 }]);
     const [v] = await versions('iris');
-    expect(v).toMatchObject({ version: 1, source: `s3://${bucket}/${STORE_PREFIX}/${key}`, description: 'dropped in', actor: 's3-upload' });
-    expect((await api.call('GET', '/models/iris')).json<{ aliases: Record<string, { version: number }> }>().aliases.staging?.version).toBe(1);
+    expect(v).toMatchObject({
+      version: 1,
+      source: `s3://${bucket}/${STORE_PREFIX}/${key}`,
+      description: 'dropped in',
+      actor: 's3-upload',
+    });
+    expect(
+      (await api.call('GET', '/models/iris')).json<{ aliases: Record<string, { version: number }> }>().aliases
+        .staging?.version,
+    ).toBe(1);
     expect(await keys('incoming/')).toEqual([]);
   });
 
@@ -76,7 +111,12 @@ describe('S3 ObjectCreated trigger on incoming/ (RGW)', () => {
     expect(['duplicate', 'missing']).toContain(statuses[0]);
     expect((await deliver(record)).outcomes[0]).toMatchObject({ status: 'missing' });
     const again = await drop('incoming/dup/a-copy.onnx', tinyModel(2));
-    expect((await deliver(again)).outcomes[0]).toEqual({ status: 'duplicate', key: 'incoming/dup/a-copy.onnx', name: 'dup', version: 1 });
+    expect((await deliver(again)).outcomes[0]).toEqual({
+      status: 'duplicate',
+      key: 'incoming/dup/a-copy.onnx',
+      name: 'dup',
+      version: 1,
+    });
     expect((await versions('dup')).map((v) => v.version)).toEqual([1]);
     expect(await keys('incoming/')).toEqual([]);
   });
@@ -84,11 +124,25 @@ describe('S3 ObjectCreated trigger on incoming/ (RGW)', () => {
   it('quarantines an invalid file in rejected/ with its reason beside it, and registers nothing', async () => {
     const bad = Buffer.from('this is not an onnx model');
     const report = await deliver(await drop('incoming/broken/model v1.onnx', bad));
-    expect(report.outcomes[0]).toMatchObject({ status: 'rejected', rejectedKey: 'rejected/broken/model v1.onnx', errorKey: 'rejected/broken/model v1.onnx.error.json' });
-    expect(await keys('rejected/broken/')).toEqual(['rejected/broken/model v1.onnx', 'rejected/broken/model v1.onnx.error.json']);
-    const moved = await api.bucket!.client.send(new GetObjectCommand({ Bucket: bucket, Key: `${STORE_PREFIX}/rejected/broken/model v1.onnx` }));
+    expect(report.outcomes[0]).toMatchObject({
+      status: 'rejected',
+      rejectedKey: 'rejected/broken/model v1.onnx',
+      errorKey: 'rejected/broken/model v1.onnx.error.json',
+    });
+    expect(await keys('rejected/broken/')).toEqual([
+      'rejected/broken/model v1.onnx',
+      'rejected/broken/model v1.onnx.error.json',
+    ]);
+    const moved = await api.bucket!.client.send(
+      new GetObjectCommand({ Bucket: bucket, Key: `${STORE_PREFIX}/rejected/broken/model v1.onnx` }),
+    );
     expect(Buffer.from(await moved.Body!.transformToByteArray())).toEqual(bad);
-    const why = await api.bucket!.client.send(new GetObjectCommand({ Bucket: bucket, Key: `${STORE_PREFIX}/rejected/broken/model v1.onnx.error.json` }));
+    const why = await api.bucket!.client.send(
+      new GetObjectCommand({
+        Bucket: bucket,
+        Key: `${STORE_PREFIX}/rejected/broken/model v1.onnx.error.json`,
+      }),
+    );
     const record = JSON.parse(await why.Body!.transformToString()) as RejectionRecord;
     expect(record).toMatchObject({ key: 'incoming/broken/model v1.onnx', error: { code: 'unprocessable' } });
     expect(record.error.error).toMatch(/ONNX|protobuf|model/i);
@@ -101,7 +155,10 @@ describe('S3 ObjectCreated trigger on incoming/ (RGW)', () => {
     api.reset({ MAAS_MAX_MODEL_BYTES: '300' });
     try {
       const report = await deliver(await drop('incoming/huge/h.onnx', tinyModel(5)));
-      expect(report.outcomes[0]).toMatchObject({ status: 'rejected', error: { code: 'too_large', details: { limit: 300 } } });
+      expect(report.outcomes[0]).toMatchObject({
+        status: 'rejected',
+        error: { code: 'too_large', details: { limit: 300 } },
+      });
     } finally {
       api.reset({ MAAS_MAX_MODEL_BYTES: undefined });
     }
@@ -120,7 +177,13 @@ describe('S3 ObjectCreated trigger on incoming/ (RGW)', () => {
       ['rejected', 'invalid_argument'],
       ['rejected', 'invalid_argument'],
     ]);
-    expect(await keys('rejected/')).toEqual(expect.arrayContaining(['rejected/Not A Name/x.onnx.error.json', 'rejected/loose.onnx.error.json', 'rejected/okname/y.onnx.error.json']));
+    expect(await keys('rejected/')).toEqual(
+      expect.arrayContaining([
+        'rejected/Not A Name/x.onnx.error.json',
+        'rejected/loose.onnx.error.json',
+        'rejected/okname/y.onnx.error.json',
+      ]),
+    );
     expect(await versions('okname')).toEqual([]);
   });
 
@@ -131,7 +194,13 @@ describe('S3 ObjectCreated trigger on incoming/ (RGW)', () => {
     const removed = s3Record(bucket, `${STORE_PREFIX}/incoming/iris/z.onnx`, 0, 'ObjectRemoved:Delete');
     const folder = s3Record(bucket, `${STORE_PREFIX}/incoming/iris/`, 0);
     const report = await deliver(outside, otherBucket, noPrefix, removed, folder);
-    expect(report.outcomes.map((o) => o.status)).toEqual(['ignored', 'ignored', 'ignored', 'ignored', 'ignored']);
+    expect(report.outcomes.map((o) => o.status)).toEqual([
+      'ignored',
+      'ignored',
+      'ignored',
+      'ignored',
+      'ignored',
+    ]);
     for (const o of report.outcomes) expect((o as { reason: string }).reason.length).toBeGreaterThan(5);
     expect(await keys('elsewhere/')).toEqual(['elsewhere/iris/z.onnx']);
     expect((await versions('iris')).map((v) => v.version)).toEqual([1]);
@@ -149,6 +218,10 @@ describe('S3 ObjectCreated trigger on incoming/ (RGW)', () => {
     expect(await keys('incoming/retry/')).toEqual(['incoming/retry/a.onnx']);
     expect(await keys('rejected/retry/')).toEqual([]);
     // The retry, with the store back, registers it.
-    expect((await deliver(record)).outcomes[0]).toMatchObject({ status: 'registered', name: 'retry', version: 1 });
+    expect((await deliver(record)).outcomes[0]).toMatchObject({
+      status: 'registered',
+      name: 'retry',
+      version: 1,
+    });
   });
 });

@@ -26,43 +26,105 @@ describe('register-version on S3 (RGW)', () => {
 
   it('registers an inline binary body: 201, then 200 for the same bytes, with metadata from the query', async () => {
     const bytes = tinyModel(1);
-    const q = new URLSearchParams({ description: 'first cut', alias: 'staging', reason: 'smoke', tags: JSON.stringify({ team: 'ml' }) });
-    const first = await api.call('POST', `/models/iris/versions?${q}`, { headers: octet, body: bytes, iamUserArn: 'arn:aws:iam::1:user/alice' });
+    const q = new URLSearchParams({
+      description: 'first cut',
+      alias: 'staging',
+      reason: 'smoke',
+      tags: JSON.stringify({ team: 'ml' }),
+    });
+    const first = await api.call('POST', `/models/iris/versions?${q}`, {
+      headers: octet,
+      body: bytes,
+      iamUserArn: 'arn:aws:iam::1:user/alice',
+    });
     expect(first.status).toBe(201);
     const body = first.json<Registered>();
     expect(body.created).toBe(true);
-    expect(body.version).toMatchObject({ name: 'iris', version: 1, sha256: sha(bytes), size: bytes.length, description: 'first cut', tags: { team: 'ml' }, source: 'api', actor: 'arn:aws:iam::1:user/alice', status: 'active' });
+    expect(body.version).toMatchObject({
+      name: 'iris',
+      version: 1,
+      sha256: sha(bytes),
+      size: bytes.length,
+      description: 'first cut',
+      tags: { team: 'ml' },
+      source: 'api',
+      actor: 'arn:aws:iam::1:user/alice',
+      status: 'active',
+    });
     expect(first.headers.location).toBe('/models/iris/versions/1');
 
     const again = await api.call('POST', '/models/iris/versions', { headers: octet, body: bytes });
     expect(again.status).toBe(200);
     expect(again.json<Registered>()).toMatchObject({ created: false, version: { version: 1 } });
 
-    const model = (await api.call('GET', '/models/iris')).json<{ aliases: Record<string, { version: number }> }>();
+    const model = (await api.call('GET', '/models/iris')).json<{
+      aliases: Record<string, { version: number }>;
+    }>();
     expect(model.aliases.staging?.version).toBe(1);
   });
 
   it('registers JSON with modelBase64', async () => {
     const bytes = tinyModel(2);
-    const res = await api.call('POST', '/models/iris/versions', { body: { modelBase64: Buffer.from(bytes).toString('base64'), description: 'b64' } });
+    const res = await api.call('POST', '/models/iris/versions', {
+      body: { modelBase64: Buffer.from(bytes).toString('base64'), description: 'b64' },
+    });
     expect(res.status).toBe(201);
-    expect(res.json<Registered>().version).toMatchObject({ version: 2, sha256: sha(bytes), description: 'b64' });
+    expect(res.json<Registered>().version).toMatchObject({
+      version: 2,
+      sha256: sha(bytes),
+      description: 'b64',
+    });
   });
 
   it('refuses bad requests with the matching status and registers nothing', async () => {
     const cases: [string, Parameters<TestApi['call']>[2], number, string][] = [
-      ['/models/broken/versions', { headers: octet, body: Buffer.from('definitely not onnx') }, 422, 'unprocessable'],
+      [
+        '/models/broken/versions',
+        { headers: octet, body: Buffer.from('definitely not onnx') },
+        422,
+        'unprocessable',
+      ],
       ['/models/Bad%20Name/versions', { headers: octet, body: tinyModel(3) }, 400, 'invalid_argument'],
-      ['/models/broken/versions', { headers: { 'content-type': 'text/plain' }, body: 'hello' }, 415, 'unsupported_media_type'],
+      [
+        '/models/broken/versions',
+        { headers: { 'content-type': 'text/plain' }, body: 'hello' },
+        415,
+        'unsupported_media_type',
+      ],
       ['/models/broken/versions', { body: {} }, 400, 'invalid_argument'],
-      ['/models/broken/versions', { body: { modelBase64: 'abc', uploadKey: 'uploads/broken/x.onnx' } }, 400, 'invalid_argument'],
+      [
+        '/models/broken/versions',
+        { body: { modelBase64: 'abc', uploadKey: 'uploads/broken/x.onnx' } },
+        400,
+        'invalid_argument',
+      ],
       ['/models/broken/versions', { body: { modelBase64: '@@@not base64' } }, 400, 'invalid_argument'],
-      ['/models/broken/versions', { headers: { 'content-type': 'application/json' }, body: '{"modelBase64":' }, 400, 'invalid_argument'],
-      ['/models/broken/versions', { body: { modelBase64: Buffer.from(tinyModel(3)).toString('base64'), tags: 'x' } }, 400, 'invalid_argument'],
-      ['/models/broken/versions', { body: { modelBase64: Buffer.from(tinyModel(3)).toString('base64'), alias: 'latest' } }, 400, 'invalid_argument'],
+      [
+        '/models/broken/versions',
+        { headers: { 'content-type': 'application/json' }, body: '{"modelBase64":' },
+        400,
+        'invalid_argument',
+      ],
+      [
+        '/models/broken/versions',
+        { body: { modelBase64: Buffer.from(tinyModel(3)).toString('base64'), tags: 'x' } },
+        400,
+        'invalid_argument',
+      ],
+      [
+        '/models/broken/versions',
+        { body: { modelBase64: Buffer.from(tinyModel(3)).toString('base64'), alias: 'latest' } },
+        400,
+        'invalid_argument',
+      ],
       ['/models/broken/versions', { headers: octet, body: Buffer.alloc(0) }, 400, 'invalid_argument'],
       ['/models/broken/versions', { body: { uploadKey: 'models/iris/head.json' } }, 400, 'invalid_argument'],
-      ['/models/broken/versions', { body: { uploadKey: 'uploads/broken/00000000-0000-4000-8000-000000000000.onnx' } }, 404, 'not_found'],
+      [
+        '/models/broken/versions',
+        { body: { uploadKey: 'uploads/broken/00000000-0000-4000-8000-000000000000.onnx' } },
+        404,
+        'not_found',
+      ],
     ];
     for (const [path, request, status, code] of cases) {
       const res = await api.call('POST', path, request);
@@ -70,7 +132,9 @@ describe('register-version on S3 (RGW)', () => {
       expect(typeof res.json().error).toBe('string');
     }
     expect((await api.call('GET', '/models/broken')).status).toBe(404);
-    expect((await api.call('GET', '/models/iris/versions')).json<{ items: unknown[] }>().items).toHaveLength(2);
+    expect((await api.call('GET', '/models/iris/versions')).json<{ items: unknown[] }>().items).toHaveLength(
+      2,
+    );
   });
 
   it('uploads through a presigned S3 POST, registers from the key and deletes the upload', async () => {
@@ -80,24 +144,41 @@ describe('register-version on S3 (RGW)', () => {
     expect(ticket).toMatchObject({ method: 'POST' });
     expect(ticket.uploadKey).toMatch(/^uploads\/big\/[0-9a-f-]{36}\.onnx$/);
     expect(Date.parse(ticket.expiresAt) - Date.now()).toBeGreaterThan(800_000);
-    const policy = JSON.parse(Buffer.from(ticket.fields!.Policy!, 'base64').toString('utf8')) as { conditions: unknown[] };
+    const policy = JSON.parse(Buffer.from(ticket.fields!.Policy!, 'base64').toString('utf8')) as {
+      conditions: unknown[];
+    };
     expect(policy.conditions).toContainEqual(['content-length-range', 1, ticket.maxBytes]);
 
     const bytes = tinyModel(10);
     const upload = await postToS3(ticket, bytes);
     expect(upload.status, await upload.text()).toBeLessThan(300);
-    const stored = await api.bucket!.client.send(new GetObjectCommand({ Bucket: api.bucket!.bucket, Key: `${STORE_PREFIX}/${ticket.uploadKey}` }));
+    const stored = await api.bucket!.client.send(
+      new GetObjectCommand({ Bucket: api.bucket!.bucket, Key: `${STORE_PREFIX}/${ticket.uploadKey}` }),
+    );
     expect(Buffer.from(await stored.Body!.transformToByteArray())).toEqual(Buffer.from(bytes));
 
-    const res = await api.call('POST', '/models/big/versions', { body: { uploadKey: ticket.uploadKey, description: 'via upload', alias: 'staging' } });
+    const res = await api.call('POST', '/models/big/versions', {
+      body: { uploadKey: ticket.uploadKey, description: 'via upload', alias: 'staging' },
+    });
     expect(res.status).toBe(201);
-    expect(res.json<Registered>().version).toMatchObject({ version: 1, sha256: sha(bytes), source: 'upload', description: 'via upload' });
-    const left = await api.bucket!.client.send(new ListObjectsV2Command({ Bucket: api.bucket!.bucket, Prefix: `${STORE_PREFIX}/uploads/` }));
+    expect(res.json<Registered>().version).toMatchObject({
+      version: 1,
+      sha256: sha(bytes),
+      source: 'upload',
+      description: 'via upload',
+    });
+    const left = await api.bucket!.client.send(
+      new ListObjectsV2Command({ Bucket: api.bucket!.bucket, Prefix: `${STORE_PREFIX}/uploads/` }),
+    );
     expect(left.KeyCount ?? 0).toBe(0);
     // The upload is consumed: registering it again is a 404, not a second version.
-    expect((await api.call('POST', '/models/big/versions', { body: { uploadKey: ticket.uploadKey } })).status).toBe(404);
+    expect(
+      (await api.call('POST', '/models/big/versions', { body: { uploadKey: ticket.uploadKey } })).status,
+    ).toBe(404);
     // …and another model cannot claim a key from this one's upload space.
-    expect((await api.call('POST', '/models/iris/versions', { body: { uploadKey: ticket.uploadKey } })).status).toBe(400);
+    expect(
+      (await api.call('POST', '/models/iris/versions', { body: { uploadKey: ticket.uploadKey } })).status,
+    ).toBe(400);
   });
 
   it('enforces the size limit on the presigned POST (S3 refuses) and on registration (413)', async () => {
@@ -110,12 +191,23 @@ describe('register-version on S3 (RGW)', () => {
       expect(await tooBig.text()).toMatch(/EntityTooLarge/);
 
       // An object that got there anyway (e.g. put with other credentials) is refused at registration.
-      await api.bucket!.client.send(new PutObjectCommand({ Bucket: api.bucket!.bucket, Key: `${STORE_PREFIX}/${ticket.uploadKey}`, Body: new Uint8Array(400) }));
-      const res = await api.call('POST', '/models/limited/versions', { body: { uploadKey: ticket.uploadKey } });
+      await api.bucket!.client.send(
+        new PutObjectCommand({
+          Bucket: api.bucket!.bucket,
+          Key: `${STORE_PREFIX}/${ticket.uploadKey}`,
+          Body: new Uint8Array(400),
+        }),
+      );
+      const res = await api.call('POST', '/models/limited/versions', {
+        body: { uploadKey: ticket.uploadKey },
+      });
       expect(res.status).toBe(413);
       expect(res.json().code).toBe('too_large');
 
-      const inline = await api.call('POST', '/models/limited/versions', { headers: octet, body: new Uint8Array(400) });
+      const inline = await api.call('POST', '/models/limited/versions', {
+        headers: octet,
+        body: new Uint8Array(400),
+      });
       expect(inline.status).toBe(413);
       expect((await api.call('GET', '/models/limited')).status).toBe(404);
     } finally {
@@ -138,7 +230,14 @@ describe('register-version on S3 (RGW)', () => {
   it('answers 404 for unknown routes and 400 for an invalid name on uploads', async () => {
     expect((await api.call('POST', '/models/Bad%20Name/uploads')).status).toBe(400);
     // The local upload route has no ticket on an S3 store.
-    expect((await api.call('PUT', '/models/big/uploads/00000000-0000-4000-8000-000000000000', { headers: octet, body: tinyModel(1) })).status).toBe(404);
+    expect(
+      (
+        await api.call('PUT', '/models/big/uploads/00000000-0000-4000-8000-000000000000', {
+          headers: octet,
+          body: tinyModel(1),
+        })
+      ).status,
+    ).toBe(404);
   });
 });
 
@@ -169,7 +268,9 @@ describe('register-version on the file store (local two-step upload)', () => {
   it('refuses local uploads over the limit (413), after expiry (404) and with a made-up id (400/404)', async () => {
     api.reset({ MAAS_MAX_MODEL_BYTES: '300' });
     const small = (await api.call('POST', '/models/local/uploads')).json<UploadTicket>();
-    expect((await api.call('PUT', small.url, { headers: octet, body: new Uint8Array(301) })).status).toBe(413);
+    expect((await api.call('PUT', small.url, { headers: octet, body: new Uint8Array(301) })).status).toBe(
+      413,
+    );
     api.reset({ MAAS_MAX_MODEL_BYTES: undefined, MAAS_UPLOAD_EXPIRES_SECONDS: '1' });
     const late = (await api.call('POST', '/models/local/uploads')).json<UploadTicket>();
     await new Promise((r) => setTimeout(r, 1100));
@@ -177,7 +278,17 @@ describe('register-version on the file store (local two-step upload)', () => {
     expect(expired.status).toBe(404);
     expect(expired.json<{ error: string }>().error).toMatch(/expired/);
     api.reset({ MAAS_UPLOAD_EXPIRES_SECONDS: undefined });
-    expect((await api.call('PUT', '/models/local/uploads/not-a-uuid', { headers: octet, body: tinyModel(21) })).status).toBe(400);
-    expect((await api.call('PUT', '/models/local/uploads/00000000-0000-4000-8000-000000000000', { headers: octet, body: tinyModel(21) })).status).toBe(404);
+    expect(
+      (await api.call('PUT', '/models/local/uploads/not-a-uuid', { headers: octet, body: tinyModel(21) }))
+        .status,
+    ).toBe(400);
+    expect(
+      (
+        await api.call('PUT', '/models/local/uploads/00000000-0000-4000-8000-000000000000', {
+          headers: octet,
+          body: tinyModel(21),
+        })
+      ).status,
+    ).toBe(404);
   });
 });

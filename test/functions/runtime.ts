@@ -2,7 +2,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { resetRuntime } from '../../functions/lib/runtime';
-import { invoke, loadRoutes, type GatewayRequest, type GatewayResponse, type GatewayRoute } from '../support/gateway';
+import {
+  invoke,
+  loadRoutes,
+  type GatewayRequest,
+  type GatewayResponse,
+  type GatewayRoute,
+} from '../support/gateway';
 import { createTestBucket, type TestBucket } from '../support/s3';
 
 export const STORE_PREFIX = 'maas';

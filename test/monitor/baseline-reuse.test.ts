@@ -28,7 +28,16 @@ function countingGets(store: ObjectStore): { store: ObjectStore; gets: string[] 
 }
 
 /** Metrics are not what this file checks: accept and drop them. */
-const sink: MetricSink = { kind: 'local', put: async (_ns, points) => ({ calls: 1, delivered: points.length, skippedNonFinite: 0, failedCalls: 0, errors: [] }) };
+const sink: MetricSink = {
+  kind: 'local',
+  put: async (_ns, points) => ({
+    calls: 1,
+    delivered: points.length,
+    skippedNonFinite: 0,
+    failedCalls: 0,
+    errors: [],
+  }),
+};
 
 function windowOf(requests: number, values: number[]): VersionSummary {
   const s = emptyVersionSummary();
@@ -52,10 +61,19 @@ describe.each(storeKinds)('traffic baseline reuse on the %s store', (kind) => {
     const { store, gets } = countingGets(ts.store);
     const runOnce = async (n: number) => {
       const c = new CaptureObserver(ts.store);
-      for (let i = 0; i < n; i++) c.observe(observation({ model, version: 1, inputs: [fp32('x', [[rand()]])] }));
+      for (let i = 0; i < n; i++)
+        c.observe(observation({ model, version: 1, inputs: [fp32('x', [[rand()]])] }));
       await c.close();
       gets.length = 0;
-      const result = await runMonitor({ store, registry: new ModelRegistry(store), sink, policy: policyFromEnv({}), graceSeconds: 0, baselineRequests: 1000, models: [model] });
+      const result = await runMonitor({
+        store,
+        registry: new ModelRegistry(store),
+        sink,
+        policy: policyFromEnv({}),
+        graceSeconds: 0,
+        baselineRequests: 1000,
+        models: [model],
+      });
       return result.models[0]!.report!.versions['1']!.drift;
     };
     expect(await runOnce(100)).toMatchObject({ baseline: 'building', baselineRequests: 100 });

@@ -1,6 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ObservedTensor } from '../../shared/inference/observer';
-import { CaptureObserver, MAX_VALUES_PER_TENSOR, createCaptureObserver, summarizePrediction } from '../../shared/monitor/capture';
+import {
+  CaptureObserver,
+  MAX_VALUES_PER_TENSOR,
+  createCaptureObserver,
+  summarizePrediction,
+} from '../../shared/monitor/capture';
 import { binOf } from '../../shared/monitor/histogram';
 import { monitoringLayout } from '../../shared/monitor/layout';
 import type { CaptureFile } from '../../shared/monitor/summary';
@@ -16,20 +21,63 @@ afterEach(async () => {
 
 async function captures(store: ObjectStore, model: string): Promise<{ key: string; doc: CaptureFile }[]> {
   const listed = await listAll(store, { prefix: monitoringLayout.capturesPrefix(model) });
-  return Promise.all(listed.objects.map(async (o) => ({ key: o.key, doc: JSON.parse((await store.get(o.key)).body.toString()) as CaptureFile })));
+  return Promise.all(
+    listed.objects.map(async (o) => ({
+      key: o.key,
+      doc: JSON.parse((await store.get(o.key)).body.toString()) as CaptureFile,
+    })),
+  );
 }
 
 describe('CaptureObserver', () => {
   it('summarizes per model version: counts, latency, per-position and aggregated features, outputs, predicted classes', async () => {
     ts = await createTestStore('file', 'capture');
-    const observer = new CaptureObserver(ts.store, { maxFeatures: 4, flushRequests: 1000, flushSeconds: 3600 });
-    const image: ObservedTensor = { name: 'img', datatype: 'FP32', shape: [1, 3, 4, 4], data: new Float32Array(48).fill(0.5) };
+    const observer = new CaptureObserver(ts.store, {
+      maxFeatures: 4,
+      flushRequests: 1000,
+      flushSeconds: 3600,
+    });
+    const image: ObservedTensor = {
+      name: 'img',
+      datatype: 'FP32',
+      shape: [1, 3, 4, 4],
+      data: new Float32Array(48).fill(0.5),
+    };
     for (let i = 0; i < 10; i++) {
-      observer.observe(observation({ model: 'm', version: 1, alias: 'production', latencyMs: 10 + i, inputs: [fp32('x', [[i, 2 * i, 3, 4]]), image], outputs: [fp32('p', [[0.1, 0.9]])] }));
+      observer.observe(
+        observation({
+          model: 'm',
+          version: 1,
+          alias: 'production',
+          latencyMs: 10 + i,
+          inputs: [fp32('x', [[i, 2 * i, 3, 4]]), image],
+          outputs: [fp32('p', [[0.1, 0.9]])],
+        }),
+      );
     }
-    observer.observe(observation({ model: 'm', version: 1, status: 500, latencyMs: 100, inputs: [], outputs: [] }));
+    observer.observe(
+      observation({ model: 'm', version: 1, status: 500, latencyMs: 100, inputs: [], outputs: [] }),
+    );
     observer.observe(observation({ model: 'm', version: 1, status: 400, latencyMs: 1 }));
-    observer.observe(observation({ model: 'm', version: 2, inputs: [fp32('x', [[1, 1, 1, 1], [2, 2, 2, 2]])], batchSize: 2, outputs: [fp32('p', [[1, 0], [0, 1]])] }));
+    observer.observe(
+      observation({
+        model: 'm',
+        version: 2,
+        inputs: [
+          fp32('x', [
+            [1, 1, 1, 1],
+            [2, 2, 2, 2],
+          ]),
+        ],
+        batchSize: 2,
+        outputs: [
+          fp32('p', [
+            [1, 0],
+            [0, 1],
+          ]),
+        ],
+      }),
+    );
     observer.observe(observation({ model: 'other', version: 7 }));
     expect(observer.flushDue).toBe(false);
     await observer.close();
@@ -37,7 +85,14 @@ describe('CaptureObserver', () => {
     const [file] = await captures(ts.store, 'm');
     expect(file).toBeDefined();
     const v1 = file!.doc.versions['1']!;
-    expect(v1).toMatchObject({ requests: 12, errors: 1, clientErrors: 1, rows: 10, aliases: { production: 10, '-': 2 }, predictedClasses: { '1': 10 } });
+    expect(v1).toMatchObject({
+      requests: 12,
+      errors: 1,
+      clientErrors: 1,
+      rows: 10,
+      aliases: { production: 10, '-': 2 },
+      predictedClasses: { '1': 10 },
+    });
     expect(v1.latencyMs.count).toBe(12);
     expect(v1.inferenceMs.count).toBe(10); // failed requests have no inference time
     expect(Object.keys(v1.inputs).sort()).toEqual(['img[*]', 'x[0]', 'x[1]', 'x[2]', 'x[3]']);
@@ -55,8 +110,18 @@ describe('CaptureObserver', () => {
   it('is due after M requests or N seconds; every flush writes new unique keys; nothing is lost or doubled', async () => {
     ts = await createTestStore('s3', 'capture');
     let clock = 1_700_000_000_000;
-    const observer = new CaptureObserver(ts.store, { flushRequests: 5, flushSeconds: 60, now: () => clock, containerId: 'c1' });
-    const other = new CaptureObserver(ts.store, { flushRequests: 5, flushSeconds: 60, now: () => clock, containerId: 'c2' });
+    const observer = new CaptureObserver(ts.store, {
+      flushRequests: 5,
+      flushSeconds: 60,
+      now: () => clock,
+      containerId: 'c1',
+    });
+    const other = new CaptureObserver(ts.store, {
+      flushRequests: 5,
+      flushSeconds: 60,
+      now: () => clock,
+      containerId: 'c2',
+    });
     let total = 0;
     for (let i = 0; i < 23; i++) {
       for (const o of [observer, other]) {
@@ -76,7 +141,13 @@ describe('CaptureObserver', () => {
     expect(new Set(files.map((f) => f.key)).size).toBe(files.length);
     expect(files.reduce((s, f) => s + f.doc.versions['1']!.requests, 0)).toBe(total);
     expect(files.reduce((s, f) => s + f.doc.versions['1']!.inputs['x[0]']!.count, 0)).toBe(total);
-    expect(files.every((f) => f.key.includes(`/${String(1_700_000_000_000).padStart(13, '0')}-`) || f.key.includes(`/${String(1_700_000_060_000).padStart(13, '0')}-`))).toBe(true);
+    expect(
+      files.every(
+        (f) =>
+          f.key.includes(`/${String(1_700_000_000_000).padStart(13, '0')}-`) ||
+          f.key.includes(`/${String(1_700_000_060_000).padStart(13, '0')}-`),
+      ),
+    ).toBe(true);
   });
 
   it('never holds flush() longer than its budget, and a failed write is kept for the next flush', async () => {
@@ -130,38 +201,91 @@ describe('CaptureObserver', () => {
   it('keeps predictions of requests with an id for feedback (sampled, bounded) and bounds the values read per tensor', async () => {
     ts = await createTestStore('file', 'capture');
     const sampleDraws = [0.1, 0.9, 0.1, 0.1]; // feedbackSample 0.5 keeps draws below 0.5
-    const observer = new CaptureObserver(ts.store, { feedbackSample: 0.5, random: () => sampleDraws.shift() ?? 0, maxPendingPredictions: 2, feedbackTtlHours: 1, now: () => 1_000_000 });
-    for (const id of ['a', 'b', 'c', 'd']) observer.observe(observation({ model: 'm', version: 3, requestId: id, outputs: [fp32('p', [[0.2, 0.7, 0.1]])] }));
-    const big: ObservedTensor = { name: 'big', datatype: 'FP32', shape: [1, 100_000], data: new Float32Array(100_000) };
+    const observer = new CaptureObserver(ts.store, {
+      feedbackSample: 0.5,
+      random: () => sampleDraws.shift() ?? 0,
+      maxPendingPredictions: 2,
+      feedbackTtlHours: 1,
+      now: () => 1_000_000,
+    });
+    for (const id of ['a', 'b', 'c', 'd'])
+      observer.observe(
+        observation({ model: 'm', version: 3, requestId: id, outputs: [fp32('p', [[0.2, 0.7, 0.1]])] }),
+      );
+    const big: ObservedTensor = {
+      name: 'big',
+      datatype: 'FP32',
+      shape: [1, 100_000],
+      data: new Float32Array(100_000),
+    };
     observer.observe(observation({ model: 'm', version: 3, inputs: [big] }));
     await observer.close();
     expect(observer.stats).toMatchObject({ predictionsWritten: 2, predictionsDropped: 1 });
     const a = JSON.parse((await ts.store.get(monitoringLayout.prediction('m', 'a'))).body.toString());
-    expect(a).toEqual({ id: 'a', model: 'm', version: 3, kind: 'class', predicted: [1], at: new Date(1_000_000).toISOString(), expiresAt: new Date(1_000_000 + 3_600_000).toISOString() });
+    expect(a).toEqual({
+      id: 'a',
+      model: 'm',
+      version: 3,
+      kind: 'class',
+      predicted: [1],
+      at: new Date(1_000_000).toISOString(),
+      expiresAt: new Date(1_000_000 + 3_600_000).toISOString(),
+    });
     await expect(ts.store.get(monitoringLayout.prediction('m', 'b'))).rejects.toThrow(/not found/);
     const [file] = await captures(ts.store, 'm');
     expect(file!.doc.versions['3']!.inputs['big[*]']!.count).toBeLessThanOrEqual(MAX_VALUES_PER_TENSOR);
   });
 
-  it.each(['file', 's3'] as const)('keeps the first prediction recorded under a request id; a reused id is counted, not written (%s)', async (kind) => {
-    ts = await createTestStore(kind, 'capture-ids');
-    const first = new CaptureObserver(ts.store, { feedbackSample: 1, containerId: 'c1' });
-    const second = new CaptureObserver(ts.store, { feedbackSample: 1, containerId: 'c2' });
-    first.observe(observation({ model: 'm', version: 1, requestId: 'shared-id', outputs: [fp32('p', [[0.9, 0.1]])] }));
-    await first.close();
-    // Another client (another container, later) reuses the id with a different prediction.
-    second.observe(observation({ model: 'm', version: 2, requestId: 'shared-id', outputs: [fp32('p', [[0.1, 0.9]])] }));
-    second.observe(observation({ model: 'm', version: 2, requestId: 'fresh-id', outputs: [fp32('p', [[0.1, 0.9]])] }));
-    await second.close();
-    const kept = JSON.parse((await ts.store.get(monitoringLayout.prediction('m', 'shared-id'))).body.toString());
-    expect(kept).toMatchObject({ version: 1, predicted: [0] });
-    expect(first.stats).toMatchObject({ predictionsWritten: 1, predictionIdCollisions: 0, writeFailures: 0 });
-    expect(second.stats).toMatchObject({ predictionsWritten: 1, predictionIdCollisions: 1, writeFailures: 0, predictionsDropped: 0 });
-  });
+  it.each(['file', 's3'] as const)(
+    'keeps the first prediction recorded under a request id; a reused id is counted, not written (%s)',
+    async (kind) => {
+      ts = await createTestStore(kind, 'capture-ids');
+      const first = new CaptureObserver(ts.store, { feedbackSample: 1, containerId: 'c1' });
+      const second = new CaptureObserver(ts.store, { feedbackSample: 1, containerId: 'c2' });
+      first.observe(
+        observation({ model: 'm', version: 1, requestId: 'shared-id', outputs: [fp32('p', [[0.9, 0.1]])] }),
+      );
+      await first.close();
+      // Another client (another container, later) reuses the id with a different prediction.
+      second.observe(
+        observation({ model: 'm', version: 2, requestId: 'shared-id', outputs: [fp32('p', [[0.1, 0.9]])] }),
+      );
+      second.observe(
+        observation({ model: 'm', version: 2, requestId: 'fresh-id', outputs: [fp32('p', [[0.1, 0.9]])] }),
+      );
+      await second.close();
+      const kept = JSON.parse(
+        (await ts.store.get(monitoringLayout.prediction('m', 'shared-id'))).body.toString(),
+      );
+      expect(kept).toMatchObject({ version: 1, predicted: [0] });
+      expect(first.stats).toMatchObject({
+        predictionsWritten: 1,
+        predictionIdCollisions: 0,
+        writeFailures: 0,
+      });
+      expect(second.stats).toMatchObject({
+        predictionsWritten: 1,
+        predictionIdCollisions: 1,
+        writeFailures: 0,
+        predictionsDropped: 0,
+      });
+    },
+  );
 
   it('summarizes predictions: argmax for scores, integer labels as classes, floats as regression values', () => {
-    expect(summarizePrediction(fp32('p', [[0.1, 0.8, 0.1], [0.9, 0.05, 0.05]]), 2)).toEqual({ kind: 'class', predicted: [1, 0] });
-    expect(summarizePrediction({ name: 'label', datatype: 'INT64', shape: [2], data: [2n, 1n] }, 2)).toEqual({ kind: 'class', predicted: [2, 1] });
+    expect(
+      summarizePrediction(
+        fp32('p', [
+          [0.1, 0.8, 0.1],
+          [0.9, 0.05, 0.05],
+        ]),
+        2,
+      ),
+    ).toEqual({ kind: 'class', predicted: [1, 0] });
+    expect(summarizePrediction({ name: 'label', datatype: 'INT64', shape: [2], data: [2n, 1n] }, 2)).toEqual({
+      kind: 'class',
+      predicted: [2, 1],
+    });
     expect(summarizePrediction(fp32('y', [[1.5], [-2]]), 2)).toEqual({ kind: 'value', predicted: [1.5, -2] });
     expect(summarizePrediction({ name: 's', datatype: 'BYTES', shape: [1], data: ['x'] }, 1)).toBeUndefined();
   });
@@ -174,7 +298,11 @@ describe('CaptureObserver', () => {
     expect(o.flushDue).toBe(false);
     o.observe(observation({ model: 'm', version: 1 }));
     expect(o.flushDue).toBe(true);
-    expect(() => createCaptureObserver(store, { MAAS_CAPTURE_FEEDBACK_SAMPLE: '1.5' })).toThrow(/MAAS_CAPTURE_FEEDBACK_SAMPLE/);
-    expect(() => createCaptureObserver(store, { MAAS_CAPTURE_FLUSH_SECONDS: 'soon' })).toThrow(/MAAS_CAPTURE_FLUSH_SECONDS/);
+    expect(() => createCaptureObserver(store, { MAAS_CAPTURE_FEEDBACK_SAMPLE: '1.5' })).toThrow(
+      /MAAS_CAPTURE_FEEDBACK_SAMPLE/,
+    );
+    expect(() => createCaptureObserver(store, { MAAS_CAPTURE_FLUSH_SECONDS: 'soon' })).toThrow(
+      /MAAS_CAPTURE_FLUSH_SECONDS/,
+    );
   });
 });

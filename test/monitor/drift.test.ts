@@ -1,6 +1,21 @@
 import { describe, expect, it } from 'vitest';
-import { compareHistograms, groupBoundaries, jensenShannon, ksStatistic, psi } from '../../shared/monitor/drift';
-import { addValue, binEdges, binOf, emptyHistogram, histogramFromJson, mergeHistogram, quantile, OVERFLOW_BIN } from '../../shared/monitor/histogram';
+import {
+  compareHistograms,
+  groupBoundaries,
+  jensenShannon,
+  ksStatistic,
+  psi,
+} from '../../shared/monitor/drift';
+import {
+  addValue,
+  binEdges,
+  binOf,
+  emptyHistogram,
+  histogramFromJson,
+  mergeHistogram,
+  quantile,
+  OVERFLOW_BIN,
+} from '../../shared/monitor/histogram';
 
 const hist = (values: number[]) => {
   const h = emptyHistogram();
@@ -73,7 +88,10 @@ describe('fixed-edge histograms', () => {
     const a = hist([1, 2, 3, NaN]);
     const b = hist([3, 4, 1000]);
     const both = hist([1, 2, 3, NaN, 3, 4, 1000]);
-    const merged = mergeHistogram(histogramFromJson(JSON.parse(JSON.stringify(a))), histogramFromJson(JSON.parse(JSON.stringify(b))));
+    const merged = mergeHistogram(
+      histogramFromJson(JSON.parse(JSON.stringify(a))),
+      histogramFromJson(JSON.parse(JSON.stringify(b))),
+    );
     expect(merged).toEqual(both);
     expect(merged.nonFinite).toBe(1);
     expect(merged.count).toBe(6);
@@ -83,7 +101,11 @@ describe('fixed-edge histograms', () => {
   it('quantiles are within one bin (~12 %) and clamped to the observed range', () => {
     const values = Array.from({ length: 1000 }, (_, i) => i + 1); // 1..1000
     const h = hist(values);
-    for (const [q, exact] of [[0.5, 500], [0.9, 900], [0.99, 990]] as const) {
+    for (const [q, exact] of [
+      [0.5, 500],
+      [0.9, 900],
+      [0.99, 990],
+    ] as const) {
       expect(Math.abs(quantile(h, q) - exact) / exact).toBeLessThan(0.122);
     }
     expect(quantile(h, 1)).toBe(1000);

@@ -16,9 +16,14 @@ import { invoke, type GatewayRoute } from '../support/gateway';
 import { createTestBucket, type TestBucket } from '../support/s3';
 import { fp32, observation } from './support';
 
-const routes: GatewayRoute[] = [{ routeKey: 'POST /models/{name}/feedback', handler: feedbackHandler as GatewayRoute['handler'] }];
+const routes: GatewayRoute[] = [
+  { routeKey: 'POST /models/{name}/feedback', handler: feedbackHandler as GatewayRoute['handler'] },
+];
 const post = (model: string, body: unknown, headers: Record<string, string> = {}) =>
-  invoke(routes, 'POST', `/models/${model}/feedback`, { body: typeof body === 'string' ? body : (body as object), headers: { 'content-type': 'application/json', ...headers } });
+  invoke(routes, 'POST', `/models/${model}/feedback`, {
+    body: typeof body === 'string' ? body : (body as object),
+    headers: { 'content-type': 'application/json', ...headers },
+  });
 
 describe('ground-truth feedback joined to captured predictions (S3)', () => {
   let bucket: TestBucket;
@@ -45,15 +50,33 @@ describe('ground-truth feedback joined to captured predictions (S3)', () => {
     for (let i = 0; i < 200; i++) {
       const scores = [0.1, 0.1, 0.1];
       scores[i % 3] = 0.8;
-      observer.observe(observation({ model: 'clf', version: 1, requestId: `r${i}`, inputs: [fp32('x', [[i]])], outputs: [fp32('p', [scores])] }));
+      observer.observe(
+        observation({
+          model: 'clf',
+          version: 1,
+          requestId: `r${i}`,
+          inputs: [fp32('x', [[i]])],
+          outputs: [fp32('p', [scores])],
+        }),
+      );
     }
     await observer.close();
     // Labels: the first 150 agree with the prediction, the last 50 do not → accuracy 0.75.
-    const labelled = Array.from({ length: 200 }, (_, i) => ({ id: `r${i}`, target: i < 150 ? i % 3 : (i + 1) % 3 }));
+    const labelled = Array.from({ length: 200 }, (_, i) => ({
+      id: `r${i}`,
+      target: i < 150 ? i % 3 : (i + 1) % 3,
+    }));
     const unknown = Array.from({ length: 7 }, (_, i) => ({ id: `never-seen-${i}`, target: 0 }));
     const res = await post('clf', [...labelled.slice(0, 120), ...unknown]);
     expect(res.status).toBe(200);
-    expect(res.json()).toMatchObject({ model: 'clf', received: 127, accepted: 120, unknown: 7, expired: 0, mismatched: 0 });
+    expect(res.json()).toMatchObject({
+      model: 'clf',
+      received: 127,
+      accepted: 120,
+      unknown: 7,
+      expired: 0,
+      mismatched: 0,
+    });
     const res2 = await post('clf', { feedback: labelled.slice(120) });
     expect(res2.json()).toMatchObject({ received: 80, accepted: 80, unknown: 0 });
 
@@ -62,7 +85,14 @@ describe('ground-truth feedback joined to captured predictions (S3)', () => {
     const stored = JSON.parse((await store.get(files.objects[0]!.key)).body.toString()) as FeedbackFile;
     expect(stored.records[0]).toMatchObject({ version: 1, kind: 'class' });
 
-    const result = await runMonitor({ store, registry: new ModelRegistry(store), sink: new LocalMetricSink(dir), policy: policyFromEnv({}), graceSeconds: 0, models: ['clf'] });
+    const result = await runMonitor({
+      store,
+      registry: new ModelRegistry(store),
+      sink: new LocalMetricSink(dir),
+      policy: policyFromEnv({}),
+      graceSeconds: 0,
+      models: ['clf'],
+    });
     const report = result.models[0]!.report!;
     expect(report.feedback.records).toBe(200);
     expect(report.versions['1']!.quality).toEqual({ kind: 'class', n: 200, accuracy: 0.75 });
@@ -70,12 +100,31 @@ describe('ground-truth feedback joined to captured predictions (S3)', () => {
 
   it('regression: MAE and RMSE; batch rows are scored one by one', async () => {
     const observer = new CaptureObserver(store);
-    observer.observe(observation({ model: 'reg', version: 2, requestId: 'a', outputs: [fp32('y', [[1], [2]])], batchSize: 2 }));
+    observer.observe(
+      observation({
+        model: 'reg',
+        version: 2,
+        requestId: 'a',
+        outputs: [fp32('y', [[1], [2]])],
+        batchSize: 2,
+      }),
+    );
     observer.observe(observation({ model: 'reg', version: 2, requestId: 'b', outputs: [fp32('y', [[10]])] }));
     await observer.close();
-    const res = await post('reg', [{ id: 'a', target: [2, 0] }, { id: 'b', target: 7 }, { id: 'b', target: [1, 2] }]);
+    const res = await post('reg', [
+      { id: 'a', target: [2, 0] },
+      { id: 'b', target: 7 },
+      { id: 'b', target: [1, 2] },
+    ]);
     expect(res.json()).toMatchObject({ accepted: 2, mismatched: 1 });
-    const result = await runMonitor({ store, registry: new ModelRegistry(store), sink: new LocalMetricSink(dir), policy: policyFromEnv({}), graceSeconds: 0, models: ['reg'] });
+    const result = await runMonitor({
+      store,
+      registry: new ModelRegistry(store),
+      sink: new LocalMetricSink(dir),
+      policy: policyFromEnv({}),
+      graceSeconds: 0,
+      models: ['reg'],
+    });
     // errors 1, 2, 3 → MAE 2, RMSE sqrt(14/3)
     const q = result.models[0]!.report!.versions['2']!.quality!;
     expect(q.kind).toBe('value');
@@ -90,7 +139,14 @@ describe('ground-truth feedback joined to captured predictions (S3)', () => {
       ['{not json', 400, /malformed JSON/],
       [{ items: [] }, 400, /array of \{id, target\}/],
       [[], 400, /empty/],
-      [[{ id: 'a', target: 1 }, { id: '', target: 1 }], 400, /feedback\[1\]\.id/],
+      [
+        [
+          { id: 'a', target: 1 },
+          { id: '', target: 1 },
+        ],
+        400,
+        /feedback\[1\]\.id/,
+      ],
       [[{ id: 'a', target: 'cat' }], 400, /feedback\[0\]\.target/],
       [[{ id: 'a', target: [1, null] }], 400, /feedback\[0\]\.target/],
       [Array.from({ length: 1001 }, (_, i) => ({ id: `x${i}`, target: 1 })), 413, /at most 1000/],
@@ -113,7 +169,12 @@ describe('ground-truth feedback joined to captured predictions (S3)', () => {
       const file = path.resolve(__dirname, '../../functions/feedback/handler.ts');
       const fresh = ((await import(file)) as { handler: GatewayRoute['handler'] }).handler;
       const call = (headers: Record<string, string>) =>
-        invoke([{ routeKey: 'POST /models/{name}/feedback', handler: fresh }], 'POST', '/models/clf/feedback', { body: [{ id: 'r1', target: 1 }], headers });
+        invoke(
+          [{ routeKey: 'POST /models/{name}/feedback', handler: fresh }],
+          'POST',
+          '/models/clf/feedback',
+          { body: [{ id: 'r1', target: 1 }], headers },
+        );
       expect((await call({})).status).toBe(401);
       expect((await call({ 'x-api-key': 'sesame' })).status).toBe(200);
     } finally {

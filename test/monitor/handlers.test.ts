@@ -12,7 +12,11 @@ import type { MonitorReport } from '../../shared/monitor/monitor';
 import { createObjectStore, type ObjectStore } from '../../shared/store';
 import { fp32, observation } from './support';
 
-const context = { awsRequestId: 'test', functionName: 'maas-monitor', getRemainingTimeInMillis: () => 60_000 } as unknown as Context;
+const context = {
+  awsRequestId: 'test',
+  functionName: 'maas-monitor',
+  getRemainingTimeInMillis: () => 60_000,
+} as unknown as Context;
 const invoke = (event: MonitorEvent | Record<string, unknown>) => handler(event as MonitorEvent, context);
 
 describe('monitor function (schedule + on-demand actions) and `maas monitor`', () => {
@@ -21,7 +25,11 @@ describe('monitor function (schedule + on-demand actions) and `maas monitor`', (
   const saved = { ...process.env };
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'monitor-fn-'));
-    Object.assign(process.env, { MAAS_STORE: `file://${dir}/store`, MAAS_METRICS_DIR: `${dir}/metrics`, MAAS_MONITOR_GRACE_SECONDS: '0' });
+    Object.assign(process.env, {
+      MAAS_STORE: `file://${dir}/store`,
+      MAAS_METRICS_DIR: `${dir}/metrics`,
+      MAAS_MONITOR_GRACE_SECONDS: '0',
+    });
     delete process.env.MAAS_METRICS_SINK;
     delete process.env.MAAS_CLOUDWATCH_ENDPOINT;
     resetRuntime();
@@ -34,24 +42,70 @@ describe('monitor function (schedule + on-demand actions) and `maas monitor`', (
   });
 
   it('stores a reference baseline on demand and refuses bad reference data with a clear error', async () => {
-    const res = await invoke({ action: 'baseline', model: 'fn', version: 1, inputs: [{ name: 'x', datatype: 'FP32', shape: [3, 2], data: [1, 2, 3, 4, 5, 6] }] });
-    expect(res).toEqual({ model: 'fn', version: 1, source: 'reference', rows: 3, inputs: ['x[0]', 'x[1]'], outputs: [] });
-    await expect(invoke({ action: 'baseline', model: 'fn', version: 1, inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 2], data: [1, 2] }] })).rejects.toThrow(/already has a baseline/);
-    await expect(invoke({ action: 'baseline', model: 'fn', version: 2, inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 2], data: [1, 2, 3] }] })).rejects.toThrow(/must hold 4 values/);
-    await expect(invoke({ action: 'baseline', model: 'fn', version: 2, inputs: [] })).rejects.toThrow(/at least one input/);
+    const res = await invoke({
+      action: 'baseline',
+      model: 'fn',
+      version: 1,
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [3, 2], data: [1, 2, 3, 4, 5, 6] }],
+    });
+    expect(res).toEqual({
+      model: 'fn',
+      version: 1,
+      source: 'reference',
+      rows: 3,
+      inputs: ['x[0]', 'x[1]'],
+      outputs: [],
+    });
+    await expect(
+      invoke({
+        action: 'baseline',
+        model: 'fn',
+        version: 1,
+        inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 2], data: [1, 2] }],
+      }),
+    ).rejects.toThrow(/already has a baseline/);
+    await expect(
+      invoke({
+        action: 'baseline',
+        model: 'fn',
+        version: 2,
+        inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 2], data: [1, 2, 3] }],
+      }),
+    ).rejects.toThrow(/must hold 4 values/);
+    await expect(invoke({ action: 'baseline', model: 'fn', version: 2, inputs: [] })).rejects.toThrow(
+      /at least one input/,
+    );
     await expect(store.head(monitoringLayout.baseline('fn', 2))).rejects.toThrow(/not found/);
-    await expect(invoke({ action: 'policy', model: 'fn', policy: { windows: 0 } })).rejects.toThrow(/policy.windows/);
-    expect(await invoke({ action: 'policy', model: 'fn', policy: { primary: true, thresholds: { psi: null } } })).toEqual({ model: 'fn', policy: { primary: true, thresholds: { psi: null } } });
+    await expect(invoke({ action: 'policy', model: 'fn', policy: { windows: 0 } })).rejects.toThrow(
+      /policy.windows/,
+    );
+    expect(
+      await invoke({ action: 'policy', model: 'fn', policy: { primary: true, thresholds: { psi: null } } }),
+    ).toEqual({ model: 'fn', policy: { primary: true, thresholds: { psi: null } } });
     await expect(invoke({ action: 'explode' })).rejects.toThrow(/unknown action/);
   });
 
   it('a scheduled event runs the monitor over every model with captures; metrics go to the local sink', async () => {
     const capture = new CaptureObserver(store);
-    for (let i = 0; i < 25; i++) capture.observe(observation({ model: 'fn', version: 1, inputs: [fp32('x', [[i % 6, 1]])] }));
+    for (let i = 0; i < 25; i++)
+      capture.observe(observation({ model: 'fn', version: 1, inputs: [fp32('x', [[i % 6, 1]])] }));
     await capture.close();
-    const scheduled = { version: '0', id: 'e1', 'detail-type': 'Scheduled Event', source: 'aws.events', time: new Date().toISOString(), detail: {} };
-    const res = (await invoke(scheduled)) as { runId: string; models: { model: string; status: string; reportKey?: string }[]; optimizeSweep?: unknown };
-    expect(res.models).toEqual([expect.objectContaining({ model: 'fn', status: 'processed', conflicts: 0, actions: [] })]);
+    const scheduled = {
+      version: '0',
+      id: 'e1',
+      'detail-type': 'Scheduled Event',
+      source: 'aws.events',
+      time: new Date().toISOString(),
+      detail: {},
+    };
+    const res = (await invoke(scheduled)) as {
+      runId: string;
+      models: { model: string; status: string; reportKey?: string }[];
+      optimizeSweep?: unknown;
+    };
+    expect(res.models).toEqual([
+      expect.objectContaining({ model: 'fn', status: 'processed', conflicts: 0, actions: [] }),
+    ]);
     // The scheduled run also sweeps stale optimize jobs (none here; see optimize-sweep.test.ts).
     expect(res.optimizeSweep).toEqual({ redispatched: [], abandoned: [], errors: [] });
     const report = (await invoke({ action: 'report', model: 'fn' })) as MonitorReport;
@@ -60,7 +114,9 @@ describe('monitor function (schedule + on-demand actions) and `maas monitor`', (
     expect(report.policy.primary).toBe(true); // the stored override applies
     expect(report.policy.thresholds.psi).toBeUndefined();
     expect(await readdir(path.join(dir, 'metrics', 'maas'))).toHaveLength(1);
-    expect(((await invoke({})) as { models: { status: string }[] }).models).toEqual([expect.objectContaining({ status: 'idle' })]);
+    expect(((await invoke({})) as { models: { status: string }[] }).models).toEqual([
+      expect.objectContaining({ status: 'idle' }),
+    ]);
   });
 
   it('a model with a broken policy fails alone: the others are processed, then the invocation fails', async () => {
@@ -68,8 +124,13 @@ describe('monitor function (schedule + on-demand actions) and `maas monitor`', (
     const capture = new CaptureObserver(store);
     for (const model of ['broken', 'fine']) capture.observe(observation({ model, version: 1 }));
     await capture.close();
-    await expect(invoke({ models: ['broken', 'fine'] })).rejects.toThrow(/failed for broken \(policy.windows must be/);
-    expect((await invoke({ action: 'report', model: 'fine' })) as MonitorReport).toMatchObject({ model: 'fine', versions: { '1': { requests: 1 } } });
+    await expect(invoke({ models: ['broken', 'fine'] })).rejects.toThrow(
+      /failed for broken \(policy.windows must be/,
+    );
+    expect((await invoke({ action: 'report', model: 'fine' })) as MonitorReport).toMatchObject({
+      model: 'fine',
+      versions: { '1': { requests: 1 } },
+    });
     expect(await invoke({ action: 'report', model: 'broken' })).toBeNull();
   });
 
@@ -77,8 +138,12 @@ describe('monitor function (schedule + on-demand actions) and `maas monitor`', (
     // The real launcher, as a user runs it (the CLI loads its command modules at run time).
     const maas = (...args: string[]) =>
       new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-        execFile(process.execPath, [path.resolve(__dirname, '../../bin/maas.cjs'), ...args], { env: { ...process.env }, timeout: 60_000 }, (error, stdout, stderr) =>
-          resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        execFile(
+          process.execPath,
+          [path.resolve(__dirname, '../../bin/maas.cjs'), ...args],
+          { env: { ...process.env }, timeout: 60_000 },
+          (error, stdout, stderr) =>
+            resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
         );
       });
     const text = await maas('monitor', 'fn');

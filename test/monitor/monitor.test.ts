@@ -5,9 +5,19 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createBaselineFromData, readBaseline } from '../../shared/monitor/baseline';
 import { CaptureObserver } from '../../shared/monitor/capture';
 import { monitoringLayout } from '../../shared/monitor/layout';
-import { latestReport, runMonitor, type MonitorOptions, type MonitorReport } from '../../shared/monitor/monitor';
+import {
+  latestReport,
+  runMonitor,
+  type MonitorOptions,
+  type MonitorReport,
+} from '../../shared/monitor/monitor';
 import { policyFromEnv, putPolicyOverride } from '../../shared/monitor/policy';
-import { LocalMetricSink, type MetricSink, type MetricPoint, type SinkResult } from '../../shared/monitor/sink';
+import {
+  LocalMetricSink,
+  type MetricSink,
+  type MetricPoint,
+  type SinkResult,
+} from '../../shared/monitor/sink';
 import { ModelRegistry } from '../../shared/registry';
 import { listAll } from '../../shared/store';
 import { tinyModel } from '../support/models';
@@ -35,11 +45,20 @@ describe.each(storeKinds)('monitor on the %s store', (kind) => {
   });
   afterAll(async () => ts?.cleanup());
 
-  const options = (over: Partial<MonitorOptions> = {}): MonitorOptions => ({ store: ts.store, registry, sink: new MemorySink(), policy: policyFromEnv({}), graceSeconds: 0, ...over });
+  const options = (over: Partial<MonitorOptions> = {}): MonitorOptions => ({
+    store: ts.store,
+    registry,
+    sink: new MemorySink(),
+    policy: policyFromEnv({}),
+    graceSeconds: 0,
+    ...over,
+  });
 
   it('merges every capture exactly once while containers flush and two monitors run concurrently', async () => {
     const model = `once-${kind}`;
-    const containers = [0, 1, 2].map((i) => new CaptureObserver(ts.store, { flushRequests: 7, containerId: `c${i}` }));
+    const containers = [0, 1, 2].map(
+      (i) => new CaptureObserver(ts.store, { flushRequests: 7, containerId: `c${i}` }),
+    );
     let observed = 0;
     const reports: MonitorReport[] = [];
     let conflicts = 0;
@@ -82,9 +101,13 @@ describe.each(storeKinds)('monitor on the %s store', (kind) => {
     // Whatever was left (if the two final runs split the window) is empty now.
     expect((await monitor()).models[0]!.status).toBe('idle');
 
-    const captureFiles = (await listAll(ts.store, { prefix: monitoringLayout.capturesPrefix(model) })).objects.length;
+    const captureFiles = (await listAll(ts.store, { prefix: monitoringLayout.capturesPrefix(model) })).objects
+      .length;
     const merged = reports.reduce((s, r) => s + r.captures.files, 0);
-    const invocations = reports.reduce((s, r) => s + Object.values(r.versions).reduce((t, v) => t + v.requests, 0), 0);
+    const invocations = reports.reduce(
+      (s, r) => s + Object.values(r.versions).reduce((t, v) => t + v.requests, 0),
+      0,
+    );
     expect(captureFiles).toBeGreaterThan(10);
     expect(merged).toBe(captureFiles);
     expect(invocations).toBe(observed);
@@ -94,7 +117,9 @@ describe.each(storeKinds)('monitor on the %s store', (kind) => {
     expect(new Set(reports.map((r) => r.window.number)).size).toBe(reports.length);
     const stored = await listAll(ts.store, { prefix: monitoringLayout.reportsPrefix(model) });
     expect(stored.objects.length).toBe(reports.length + 1); // + latest.json
-    expect((await latestReport(ts.store, model))?.window.number).toBe(Math.max(...reports.map((r) => r.window.number)));
+    expect((await latestReport(ts.store, model))?.window.number).toBe(
+      Math.max(...reports.map((r) => r.window.number)),
+    );
   });
 
   it('works through a backlog at most maxFiles captures per run, each exactly once', async () => {
@@ -105,7 +130,8 @@ describe.each(storeKinds)('monitor on the %s store', (kind) => {
       await c.close();
     }
     const runs = [];
-    for (let r = 0; r < 4; r++) runs.push((await runMonitor(options({ models: [model], maxFiles: 2 }))).models[0]!);
+    for (let r = 0; r < 4; r++)
+      runs.push((await runMonitor(options({ models: [model], maxFiles: 2 }))).models[0]!);
     expect(runs.map((r) => r.status)).toEqual(['processed', 'processed', 'processed', 'idle']);
     expect(runs.map((r) => r.report?.captures.files ?? 0)).toEqual([2, 2, 1, 0]);
     expect(runs.reduce((s, r) => s + (r.report?.versions['1']?.requests ?? 0), 0)).toBe(1 + 2 + 3 + 4 + 5);
@@ -115,13 +141,19 @@ describe.each(storeKinds)('monitor on the %s store', (kind) => {
     const model = `drift-${kind}`;
     const { version } = await registry.registerVersion(model, tinyModel(11));
     const rand = gaussian(7);
-    const rows = (n: number, shift = 0) => Array.from({ length: n }, () => [rand() + shift, rand(), rand() * 3]);
+    const rows = (n: number, shift = 0) =>
+      Array.from({ length: n }, () => [rand() + shift, rand(), rand() * 3]);
     await createBaselineFromData(ts.store, model, version.version, { inputs: [fp32('x', rows(4000))] });
-    expect((await readBaseline(ts.store, model, version.version))?.doc).toMatchObject({ source: 'reference', complete: true, requests: 4000 });
+    expect((await readBaseline(ts.store, model, version.version))?.doc).toMatchObject({
+      source: 'reference',
+      complete: true,
+      requests: 4000,
+    });
 
     const window = async (shift: number) => {
       const c = new CaptureObserver(ts.store);
-      for (const r of rows(600, shift)) c.observe(observation({ model, version: version.version, inputs: [fp32('x', [r])] }));
+      for (const r of rows(600, shift))
+        c.observe(observation({ model, version: version.version, inputs: [fp32('x', [r])] }));
       await c.close();
       const sink = new MemorySink();
       const report = (await runMonitor(options({ sink, models: [model] }))).models[0]!.report!;
@@ -137,7 +169,9 @@ describe.each(storeKinds)('monitor on the %s store', (kind) => {
     expect(drifted.drift.inputs['x[0]']!.ks).toBeGreaterThan(0.3);
     expect(drifted.drift.inputs['x[1]']!.psi).toBeLessThan(0.1);
     expect(drifted.drift.maxInputPsi!).toBeGreaterThan(0.25);
-    const psiPoint = drifted.sink.points.find((p) => p.name === 'PSI' && p.dimensions.feature === 'input:x[0]');
+    const psiPoint = drifted.sink.points.find(
+      (p) => p.name === 'PSI' && p.dimensions.feature === 'input:x[0]',
+    );
     expect(psiPoint?.value).toBe(drifted.drift.inputs['x[0]']!.psi);
     expect(psiPoint?.dimensions).toEqual({ model, version: String(version.version), feature: 'input:x[0]' });
   });
@@ -147,12 +181,22 @@ describe.each(storeKinds)('monitor on the %s store', (kind) => {
     const rand = gaussian(3);
     const send = async (n: number, shift: number) => {
       const c = new CaptureObserver(ts.store);
-      for (let i = 0; i < n; i++) c.observe(observation({ model, version: 1, inputs: [fp32('x', [[rand() + shift]])] }));
+      for (let i = 0; i < n; i++)
+        c.observe(observation({ model, version: 1, inputs: [fp32('x', [[rand() + shift]])] }));
       await c.close();
-      return (await runMonitor(options({ baselineRequests: 500, models: [model] }))).models[0]!.report!.versions['1']!.drift;
+      return (await runMonitor(options({ baselineRequests: 500, models: [model] }))).models[0]!.report!
+        .versions['1']!.drift;
     };
-    expect(await send(300, 0)).toMatchObject({ baseline: 'building', baselineRequests: 300, maxInputPsi: null });
-    expect(await send(300, 0)).toMatchObject({ baseline: 'traffic', baselineRequests: 600, maxInputPsi: null });
+    expect(await send(300, 0)).toMatchObject({
+      baseline: 'building',
+      baselineRequests: 300,
+      maxInputPsi: null,
+    });
+    expect(await send(300, 0)).toMatchObject({
+      baseline: 'traffic',
+      baselineRequests: 600,
+      maxInputPsi: null,
+    });
     const after = await send(400, 2);
     expect(after.baseline).toBe('traffic');
     expect(after.maxInputPsi!).toBeGreaterThan(0.25);
@@ -163,7 +207,11 @@ describe.each(storeKinds)('monitor on the %s store', (kind) => {
     const model = `canary-${kind}`;
     for (const seed of [21, 22]) await registry.registerVersion(model, tinyModel(seed));
     await registry.setAlias(model, 'production', 1, { actor: 'test', reason: 'launch' });
-    await registry.setAlias(model, 'production', 1, { actor: 'test', reason: 'canary v2', canary: { version: 2, weight: 0.2 } });
+    await registry.setAlias(model, 'production', 1, {
+      actor: 'test',
+      reason: 'canary v2',
+      canary: { version: 2, weight: 0.2 },
+    });
     await putPolicyOverride(ts.store, model, { windows: 2 });
     let n = 0;
     let k = 0;
@@ -173,29 +221,55 @@ describe.each(storeKinds)('monitor on the %s store', (kind) => {
         const canary = i % 5 === 0;
         // The canary fails 40 % of its requests; the primary 1 % (below its threshold, and primary rollback is off anyway).
         const status = canary ? (k++ % 5 < 2 ? 500 : 200) : i === 1 ? 500 : 200;
-        c.observe(observation({ model, version: canary ? 2 : 1, alias: 'production', status, requestId: `q${n++}` }));
+        c.observe(
+          observation({ model, version: canary ? 2 : 1, alias: 'production', status, requestId: `q${n++}` }),
+        );
       }
       await c.close();
       return (await runMonitor(options({ models: [model] }))).models[0]!.report!;
     };
     const first = await window();
     const canaryEval = first.evaluations.find((e) => e.role === 'canary')!;
-    expect(canaryEval).toMatchObject({ alias: 'production', version: 2, evidence: true, consecutive: 1, autoRollback: true });
+    expect(canaryEval).toMatchObject({
+      alias: 'production',
+      version: 2,
+      evidence: true,
+      consecutive: 1,
+      autoRollback: true,
+    });
     expect(canaryEval.breaches[0]).toMatch(/^error rate 0\.4 > 0\.05$/);
-    expect(first.evaluations.find((e) => e.role === 'primary')).toMatchObject({ version: 1, breaches: [], consecutive: 0, autoRollback: false });
+    expect(first.evaluations.find((e) => e.role === 'primary')).toMatchObject({
+      version: 1,
+      breaches: [],
+      consecutive: 0,
+      autoRollback: false,
+    });
     expect(first.actions).toEqual([]);
     expect((await registry.getAlias(model, 'production')).canary).toEqual({ version: 2, weight: 0.2 });
 
     const second = await window();
     expect(second.actions).toHaveLength(1);
-    expect(second.actions[0]).toMatchObject({ type: 'canary_removed', alias: 'production', version: 2, to: 1, ok: true });
+    expect(second.actions[0]).toMatchObject({
+      type: 'canary_removed',
+      alias: 'production',
+      version: 2,
+      to: 1,
+      ok: true,
+    });
     const alias = await registry.getAlias(model, 'production');
     expect(alias.version).toBe(1);
     expect(alias.canary).toBeUndefined();
     expect(alias.actor).toBe('maas-monitor');
     const last = (await registry.history(model)).items.at(-1)!;
-    expect(last).toMatchObject({ type: 'alias_moved', alias: 'production', version: 1, actor: 'maas-monitor' });
-    expect(last.reason).toMatch(/automatic rollback by monitor .*canary version 2 of alias production breached error rate 0\.4 > 0\.05 for 2 consecutive windows/);
+    expect(last).toMatchObject({
+      type: 'alias_moved',
+      alias: 'production',
+      version: 1,
+      actor: 'maas-monitor',
+    });
+    expect(last.reason).toMatch(
+      /automatic rollback by monitor .*canary version 2 of alias production breached error rate 0\.4 > 0\.05 for 2 consecutive windows/,
+    );
     expect(last.details).toBeUndefined(); // no canary any more
 
     // The next window has no canary to judge and takes no action.
@@ -211,12 +285,18 @@ describe.each(storeKinds)('monitor on the %s store', (kind) => {
     await registry.setAlias(model, 'production', 2, { actor: 'test' });
     const window = async (policy = policyFromEnv({ MAAS_ROLLBACK_WINDOWS: '1' })) => {
       const c = new CaptureObserver(ts.store);
-      for (let i = 0; i < 50; i++) c.observe(observation({ model, version: 2, alias: 'production', latencyMs: i < 10 ? 9000 : 20 }));
+      for (let i = 0; i < 50; i++)
+        c.observe(observation({ model, version: 2, alias: 'production', latencyMs: i < 10 ? 9000 : 20 }));
       await c.close();
       return (await runMonitor(options({ models: [model], policy }))).models[0]!.report!;
     };
     const off = await window();
-    expect(off.evaluations[0]).toMatchObject({ role: 'primary', version: 2, consecutive: 1, autoRollback: false });
+    expect(off.evaluations[0]).toMatchObject({
+      role: 'primary',
+      version: 2,
+      consecutive: 1,
+      autoRollback: false,
+    });
     expect(off.evaluations[0]!.breaches[0]).toMatch(/^p99 latency .* ms > 5000 ms$/);
     expect(off.actions).toEqual([]);
     expect((await registry.getAlias(model, 'production')).version).toBe(2);
@@ -224,7 +304,13 @@ describe.each(storeKinds)('monitor on the %s store', (kind) => {
     const on = await window(policyFromEnv({ MAAS_ROLLBACK_WINDOWS: '1', MAAS_ROLLBACK_PRIMARY: 'true' }));
     expect(on.actions[0]).toMatchObject({ type: 'rolled_back', version: 2, to: 1, ok: true });
     const last = (await registry.history(model)).items.at(-1)!;
-    expect(last).toMatchObject({ type: 'rolled_back', alias: 'production', version: 1, from: 2, actor: 'maas-monitor' });
+    expect(last).toMatchObject({
+      type: 'rolled_back',
+      alias: 'production',
+      version: 1,
+      from: 2,
+      actor: 'maas-monitor',
+    });
     expect(last.reason).toMatch(/primary version 2 .*p99 latency/);
   });
 });
@@ -243,10 +329,26 @@ describe('local metrics sink', () => {
     ]);
     expect(result).toMatchObject({ delivered: 2, skippedNonFinite: 1 });
     expect(await readdir(path.join(dir, 'maas'))).toEqual(['2026-11-29.jsonl']);
-    const lines = (await readFile(path.join(dir, 'maas', '2026-11-29.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+    const lines = (await readFile(path.join(dir, 'maas', '2026-11-29.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines).toEqual([
-      { namespace: 'maas', MetricName: 'A', Dimensions: [{ Name: 'Model', Value: 'm' }], Timestamp: t.toISOString(), Value: 1 },
-      { namespace: 'maas', MetricName: 'C', Dimensions: [], Timestamp: t.toISOString(), Values: [1, 2], Counts: [3, 4] },
+      {
+        namespace: 'maas',
+        MetricName: 'A',
+        Dimensions: [{ Name: 'Model', Value: 'm' }],
+        Timestamp: t.toISOString(),
+        Value: 1,
+      },
+      {
+        namespace: 'maas',
+        MetricName: 'C',
+        Dimensions: [],
+        Timestamp: t.toISOString(),
+        Values: [1, 2],
+        Counts: [3, 4],
+      },
     ]);
   });
 });

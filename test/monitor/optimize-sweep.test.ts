@@ -1,7 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { sweepOptimizeJobs } from '../../functions/monitor/optimize-sweep';
 import { sweepStaleOptimizations } from '../../shared/monitor/optimize-sweep';
-import { InProcessDispatcher, OptimizationJobStore, parseOptimizeRequest, runOptimizationJob, type JobRef } from '../../shared/optimize';
+import {
+  InProcessDispatcher,
+  OptimizationJobStore,
+  parseOptimizeRequest,
+  runOptimizationJob,
+  type JobRef,
+} from '../../shared/optimize';
 import { ModelRegistry } from '../../shared/registry';
 import { tinyModel } from '../support/models';
 import { createTestStore, type TestStore } from '../support/stores';
@@ -22,8 +28,12 @@ describe('sweep of stale optimize jobs (monitor schedule)', () => {
     await registry.registerVersion('m', tinyModel(1), { actor: 'test' });
     const t0 = Date.now();
     // Job stores whose clocks stand at t0 + n minutes: the same stale rule, seen later.
-    const at = (minutes: number) => new OptimizationJobStore(store, { now: () => new Date(t0 + minutes * MIN) });
-    const request = parseOptimizeRequest({ techniques: ['fp16'], tolerances: { minSpeedup: 0.9, maxSlowdown: 100 } });
+    const at = (minutes: number) =>
+      new OptimizationJobStore(store, { now: () => new Date(t0 + minutes * MIN) });
+    const request = parseOptimizeRequest({
+      techniques: ['fp16'],
+      tolerances: { minSpeedup: 0.9, maxSlowdown: 100 },
+    });
     const create = async () => (await at(0).create('m', 1, request, 'test')).record.job;
 
     const died = await create(); // claimed once, then its worker died
@@ -54,17 +64,27 @@ describe('sweep of stale optimize jobs (monitor schedule)', () => {
     const rerun = await status(died);
     expect(['succeeded', 'rejected']).toContain(rerun.status); // the worker really ran it to the end
     expect(rerun.attempts).toBe(2);
-    expect(await status(cursed)).toMatchObject({ status: 'failed', attempts: 3, error: { code: 'internal' } });
+    expect(await status(cursed)).toMatchObject({
+      status: 'failed',
+      attempts: 3,
+      error: { code: 'internal' },
+    });
     expect((await status(cursed)).error?.message).toMatch(/3 times/);
     expect((await status(queued)).status).toBe('queued');
     expect(await status(fresh)).toMatchObject({ status: 'running', attempts: 1 });
     expect(await status(finished)).toMatchObject({ status: 'failed', error: { message: 'done' } });
 
     // Nothing stale is left: a second sweep does nothing.
-    expect(await sweepStaleOptimizations({ store, jobs: later, dispatcher })).toEqual({ redispatched: [], abandoned: [], errors: [] });
+    expect(await sweepStaleOptimizations({ store, jobs: later, dispatcher })).toEqual({
+      redispatched: [],
+      abandoned: [],
+      errors: [],
+    });
   }, 120_000);
 
   it('in a deployed monitor without MAAS_OPTIMIZE_WORKER_FUNCTION, skips instead of invoking itself', async () => {
-    expect(await sweepOptimizeJobs({ AWS_LAMBDA_FUNCTION_NAME: 'maas-dev-monitor' })).toEqual({ skipped: expect.stringMatching(/MAAS_OPTIMIZE_WORKER_FUNCTION/) });
+    expect(await sweepOptimizeJobs({ AWS_LAMBDA_FUNCTION_NAME: 'maas-dev-monitor' })).toEqual({
+      skipped: expect.stringMatching(/MAAS_OPTIMIZE_WORKER_FUNCTION/),
+    });
   });
 });

@@ -18,6 +18,8 @@ export function fp32(name: string, rows: number[][]): ObservedTensor {
 }
 
 /** A synthetic observation as predict would report it. */
-export function observation(o: Partial<InferenceObservation> & { model: string; version: number }): InferenceObservation {
+export function observation(
+  o: Partial<InferenceObservation> & { model: string; version: number },
+): InferenceObservation {
   return { latencyMs: 5, inferenceMs: 2, batchSize: 1, status: 200, inputs: [], outputs: [], ...o };
 }

@@ -1,5 +1,11 @@
 import { create } from '@bufbuild/protobuf';
-import { AttributeProto_AttributeType, TensorProtoSchema, TensorProto_DataType, type ModelProto, type TensorProto } from 'onnx-buf';
+import {
+  AttributeProto_AttributeType,
+  TensorProtoSchema,
+  TensorProto_DataType,
+  type ModelProto,
+  type TensorProto,
+} from 'onnx-buf';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, UnprocessableError } from '../../shared/errors';
 import {
@@ -62,7 +68,9 @@ describe('tensors', () => {
       if (back.datatype === 'BYTES') {
         expect(back.data.map((b) => Buffer.from(b).toString())).toEqual(SAMPLE.BYTES);
       } else {
-        expect(Array.from(back.data as ArrayLike<unknown>)).toEqual(Array.from(SAMPLE[datatype] as ArrayLike<unknown>));
+        expect(Array.from(back.data as ArrayLike<unknown>)).toEqual(
+          Array.from(SAMPLE[datatype] as ArrayLike<unknown>),
+        );
       }
     }
   });
@@ -70,21 +78,37 @@ describe('tensors', () => {
   it('readTensor understands the typed *_data fields that some exporters write', () => {
     const t = (dataType: TensorProto_DataType, init: object) =>
       create(TensorProtoSchema, { name: 'x', dims: [2n], dataType, ...init });
-    expect(readTensor(t(TensorProto_DataType.FLOAT, { floatData: [1.5, -2] })).data).toEqual(Float32Array.of(1.5, -2));
-    expect(readTensor(t(TensorProto_DataType.DOUBLE, { doubleData: [0.1, 2] })).data).toEqual(Float64Array.of(0.1, 2));
-    expect(readTensor(t(TensorProto_DataType.INT64, { int64Data: [-1n, 5n] })).data).toEqual(BigInt64Array.of(-1n, 5n));
-    expect(readTensor(t(TensorProto_DataType.UINT64, { uint64Data: [2n ** 64n - 1n, 5n] })).data).toEqual(BigUint64Array.of(2n ** 64n - 1n, 5n));
-    expect(readTensor(t(TensorProto_DataType.UINT32, { uint64Data: [4000000000n, 5n] })).data).toEqual(Uint32Array.of(4e9, 5));
-    expect(readTensor(t(TensorProto_DataType.INT8, { int32Data: [-5, 7] })).data).toEqual(Int8Array.of(-5, 7));
+    expect(readTensor(t(TensorProto_DataType.FLOAT, { floatData: [1.5, -2] })).data).toEqual(
+      Float32Array.of(1.5, -2),
+    );
+    expect(readTensor(t(TensorProto_DataType.DOUBLE, { doubleData: [0.1, 2] })).data).toEqual(
+      Float64Array.of(0.1, 2),
+    );
+    expect(readTensor(t(TensorProto_DataType.INT64, { int64Data: [-1n, 5n] })).data).toEqual(
+      BigInt64Array.of(-1n, 5n),
+    );
+    expect(readTensor(t(TensorProto_DataType.UINT64, { uint64Data: [2n ** 64n - 1n, 5n] })).data).toEqual(
+      BigUint64Array.of(2n ** 64n - 1n, 5n),
+    );
+    expect(readTensor(t(TensorProto_DataType.UINT32, { uint64Data: [4000000000n, 5n] })).data).toEqual(
+      Uint32Array.of(4e9, 5),
+    );
+    expect(readTensor(t(TensorProto_DataType.INT8, { int32Data: [-5, 7] })).data).toEqual(
+      Int8Array.of(-5, 7),
+    );
     expect(readTensor(t(TensorProto_DataType.BOOL, { int32Data: [1, 0] })).data).toEqual(Uint8Array.of(1, 0));
     const half = t(TensorProto_DataType.FLOAT16, { int32Data: [0x3c00, 0xc000] });
     expect(readTensor(half).data).toEqual(Uint16Array.of(0x3c00, 0xc000));
     expect(readTensorAsFloat32(half)).toEqual(Float32Array.of(1, -2));
-    expect(readTensorAsFloat32(t(TensorProto_DataType.INT64, { int64Data: [-1n, 5n] }))).toEqual(Float32Array.of(-1, 5));
+    expect(readTensorAsFloat32(t(TensorProto_DataType.INT64, { int64Data: [-1n, 5n] }))).toEqual(
+      Float32Array.of(-1, 5),
+    );
   });
 
   it('readTensor returns aligned copies even from unaligned raw_data views', () => {
-    const model = decodeModel(encodeModel(makeTensorModel(tensorFromFloat32('w', [3], Float32Array.of(1, 2, 3)))));
+    const model = decodeModel(
+      encodeModel(makeTensorModel(tensorFromFloat32('w', [3], Float32Array.of(1, 2, 3)))),
+    );
     const raw = model.graph!.initializer[0]!.rawData;
     expect(raw.byteOffset % 4).not.toBe(0); // a view into the decoded buffer, not Float32-aligned
     const before = Buffer.from(raw);
@@ -95,9 +119,29 @@ describe('tensors', () => {
   });
 
   it('readTensor rejects bad tensors', () => {
-    expect(() => readTensor(create(TensorProtoSchema, { name: 'x', dims: [3n], dataType: TensorProto_DataType.FLOAT, floatData: [1] }))).toThrow(/holds 1 elements/);
-    expect(() => readTensor(create(TensorProtoSchema, { name: 'x', dims: [1n], dataType: TensorProto_DataType.BFLOAT16, rawData: new Uint8Array(2) }))).toThrow(/BFLOAT16/);
-    expect(() => readTensor(create(TensorProtoSchema, { name: 'x', dims: [1n], dataType: 1, dataLocation: 1 }))).toThrow(UnprocessableError);
+    expect(() =>
+      readTensor(
+        create(TensorProtoSchema, {
+          name: 'x',
+          dims: [3n],
+          dataType: TensorProto_DataType.FLOAT,
+          floatData: [1],
+        }),
+      ),
+    ).toThrow(/holds 1 elements/);
+    expect(() =>
+      readTensor(
+        create(TensorProtoSchema, {
+          name: 'x',
+          dims: [1n],
+          dataType: TensorProto_DataType.BFLOAT16,
+          rawData: new Uint8Array(2),
+        }),
+      ),
+    ).toThrow(/BFLOAT16/);
+    expect(() =>
+      readTensor(create(TensorProtoSchema, { name: 'x', dims: [1n], dataType: 1, dataLocation: 1 })),
+    ).toThrow(UnprocessableError);
   });
 
   it('makeTensor validates sizes and element types', () => {
@@ -116,8 +160,16 @@ describe('nodes and value infos', () => {
     expect(makeAttribute('a', { floats: [0.5] })).toMatchObject({ type: T.FLOATS, floats: [0.5] });
     expect(Buffer.from(makeAttribute('a', { string: 'NOTSET' }).s).toString()).toBe('NOTSET');
     expect(makeAttribute('a', { strings: ['x', 'y'] }).strings).toHaveLength(2);
-    expect(makeAttribute('a', { tensor: tensorFromFloat32('c', [1], Float32Array.of(1)) }).type).toBe(T.TENSOR);
-    const node = makeNode('Conv', ['x', 'w'], ['y'], { pads: { ints: [1, 1, 1, 1] } }, { name: 'conv', domain: '' });
+    expect(makeAttribute('a', { tensor: tensorFromFloat32('c', [1], Float32Array.of(1)) }).type).toBe(
+      T.TENSOR,
+    );
+    const node = makeNode(
+      'Conv',
+      ['x', 'w'],
+      ['y'],
+      { pads: { ints: [1, 1, 1, 1] } },
+      { name: 'conv', domain: '' },
+    );
     expect(node).toMatchObject({ opType: 'Conv', name: 'conv', input: ['x', 'w'], output: ['y'] });
   });
 
@@ -127,7 +179,12 @@ describe('nodes and value infos', () => {
     expect(t?.case).toBe('tensorType');
     if (t?.case !== 'tensorType') return;
     expect(t.value.elemType).toBe(TensorProto_DataType.FLOAT16);
-    expect(t.value.shape?.dim.map((d) => d.value.case)).toEqual(['dimParam', 'dimValue', undefined, undefined]);
+    expect(t.value.shape?.dim.map((d) => d.value.case)).toEqual([
+      'dimParam',
+      'dimValue',
+      undefined,
+      undefined,
+    ]);
     const noShape = makeValueInfo('y', TensorProto_DataType.BFLOAT16).type?.value;
     expect(noShape?.case === 'tensorType' && noShape.value.shape).toBeUndefined();
   });
@@ -136,6 +193,11 @@ describe('nodes and value infos', () => {
 /** A model whose only initializer is `t`, to push a tensor through encode/decode. */
 function makeTensorModel(t: TensorProto): ModelProto {
   return makeModel(
-    makeGraph({ nodes: [makeNode('Identity', ['x'], ['y'])], inputs: [makeValueInfo('x', 'FP32', [1])], outputs: [makeValueInfo('y', 'FP32', [1])], initializers: [t] }),
+    makeGraph({
+      nodes: [makeNode('Identity', ['x'], ['y'])],
+      inputs: [makeValueInfo('x', 'FP32', [1])],
+      outputs: [makeValueInfo('y', 'FP32', [1])],
+      initializers: [t],
+    }),
   );
 }

@@ -3,7 +3,16 @@ import { WireType } from '@bufbuild/protobuf/wire';
 import { ModelProtoSchema, NodeProtoSchema } from 'onnx-buf';
 import { describe, expect, it } from 'vitest';
 import { UnprocessableError } from '../../shared/errors';
-import { buildConvNet, buildIdentityModel, buildMlp, makeGraph, makeModel, makeNode, makeValueInfo, mulberry32 } from '../../shared/onnx/builder';
+import {
+  buildConvNet,
+  buildIdentityModel,
+  buildMlp,
+  makeGraph,
+  makeModel,
+  makeNode,
+  makeValueInfo,
+  mulberry32,
+} from '../../shared/onnx/builder';
 import { decodeModel, encodeModel } from '../../shared/onnx/codec';
 
 const bytesEqual = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Buffer.from(b));
@@ -36,7 +45,9 @@ describe('codec', () => {
     const model = decodeModel(buildMlp({ inputSize: 4, hiddenSizes: [3], outputSize: 2, seed: 4 }).bytes);
     const node = model.graph!.node[0]!;
     node.$unknown = [{ no: 77, wireType: WireType.LengthDelimited, data: Uint8Array.from([3, 1, 2, 3]) }];
-    model.graph!.initializer[0]!.$unknown = [{ no: 99, wireType: WireType.Varint, data: Uint8Array.from([7]) }];
+    model.graph!.initializer[0]!.$unknown = [
+      { no: 99, wireType: WireType.Varint, data: Uint8Array.from([7]) },
+    ];
     const bytes = encodeModel(model);
 
     const again = decodeModel(bytes);
@@ -46,14 +57,28 @@ describe('codec', () => {
   });
 
   it('keeps explicitly present default values (proto2 presence)', () => {
-    const node = create(NodeProtoSchema, { opType: 'Identity', input: ['input'], output: ['output'], domain: '' });
+    const node = create(NodeProtoSchema, {
+      opType: 'Identity',
+      input: ['input'],
+      output: ['output'],
+      domain: '',
+    });
     const graph = makeGraph({
       nodes: [node],
       inputs: [makeValueInfo('input', 'FP32', [1])],
       outputs: [makeValueInfo('output', 'FP32', [1])],
     });
     const bytes = encodeModel(makeModel(graph));
-    const withoutDomain = encodeModel(makeModel(makeGraph({ ...graph, nodes: [makeNode('Identity', ['input'], ['output'])], inputs: graph.input, outputs: graph.output })));
+    const withoutDomain = encodeModel(
+      makeModel(
+        makeGraph({
+          ...graph,
+          nodes: [makeNode('Identity', ['input'], ['output'])],
+          inputs: graph.input,
+          outputs: graph.output,
+        }),
+      ),
+    );
     expect(bytes.length).toBe(withoutDomain.length + 2); // the empty domain field is really written
     expect(bytesEqual(encodeModel(decodeModel(bytes)), bytes)).toBe(true);
   });
@@ -77,7 +102,9 @@ describe('codec', () => {
 
     const rand = mulberry32(123);
     for (let i = 0; i < 200; i++) {
-      const garbage = Uint8Array.from({ length: 1 + Math.floor(rand() * 4096) }, () => Math.floor(rand() * 256));
+      const garbage = Uint8Array.from({ length: 1 + Math.floor(rand() * 4096) }, () =>
+        Math.floor(rand() * 256),
+      );
       expect(() => decodeModel(garbage)).toThrow(UnprocessableError);
     }
     expect(() => decodeModel(Buffer.from('{"not": "onnx"}'))).toThrow(UnprocessableError);

@@ -73,11 +73,27 @@ function ifModel(elseTensor: TensorProto, asInitializer: boolean): ModelProto {
     outputs: [makeValueInfo('t_out', 'FP32', [2])],
   });
   const elseBranch = asInitializer
-    ? makeGraph({ name: 'else', nodes: [makeNode('Identity', [elseTensor.name], ['e_out'])], inputs: [], outputs: [makeValueInfo('e_out', 'FP32', [2])], initializers: [elseTensor] })
-    : makeGraph({ name: 'else', nodes: [makeNode('Constant', [], ['e_out'], { value: { tensor: elseTensor } })], inputs: [], outputs: [makeValueInfo('e_out', 'FP32', [2])] });
+    ? makeGraph({
+        name: 'else',
+        nodes: [makeNode('Identity', [elseTensor.name], ['e_out'])],
+        inputs: [],
+        outputs: [makeValueInfo('e_out', 'FP32', [2])],
+        initializers: [elseTensor],
+      })
+    : makeGraph({
+        name: 'else',
+        nodes: [makeNode('Constant', [], ['e_out'], { value: { tensor: elseTensor } })],
+        inputs: [],
+        outputs: [makeValueInfo('e_out', 'FP32', [2])],
+      });
   return makeModel(
     makeGraph({
-      nodes: [makeNode('If', ['cond'], ['y'], { then_branch: { graph: thenBranch }, else_branch: { graph: elseBranch } })],
+      nodes: [
+        makeNode('If', ['cond'], ['y'], {
+          then_branch: { graph: thenBranch },
+          else_branch: { graph: elseBranch },
+        }),
+      ],
       inputs: [makeValueInfo('cond', 'BOOL', []), makeValueInfo('x', 'FP32', [2])],
       outputs: [makeValueInfo('y', 'FP32', [2])],
     }),
@@ -102,7 +118,9 @@ describe('inspectModel on valid models', () => {
   });
 
   it('describes a fixed-batch MLP with another opset', () => {
-    const info = inspectModel(buildMlp({ inputSize: 3, hiddenSizes: [], outputSize: 2, seed: 1, batch: 5, opset: 13 }).bytes);
+    const info = inspectModel(
+      buildMlp({ inputSize: 3, hiddenSizes: [], outputSize: 2, seed: 1, batch: 5, opset: 13 }).bytes,
+    );
     expect(info.inputs).toEqual([{ name: 'input', datatype: 'FP32', shape: [5, 3] }]);
     expect(info.opsets).toEqual([{ domain: '', version: 13 }]);
     expect(info.opTypes).toEqual(['Add', 'MatMul']);
@@ -150,8 +168,14 @@ describe('inspectModel on valid models', () => {
     const model = makeModel(graph, { extraOpsets: [{ domain: 'com.microsoft', version: 1 }] });
     const info = inspectModel(encodeModel(model));
     expect(info.opTypes).toEqual(['Constant', 'Identity', 'If', 'com.microsoft:FusedMatMul']);
-    expect(info.opsets).toEqual([{ domain: '', version: 17 }, { domain: 'com.microsoft', version: 1 }]);
-    expect(info.inputs.map((i) => [i.name, i.datatype, i.shape])).toEqual([['cond', 'BOOL', []], ['x', 'FP32', [2]]]);
+    expect(info.opsets).toEqual([
+      { domain: '', version: 17 },
+      { domain: 'com.microsoft', version: 1 },
+    ]);
+    expect(info.inputs.map((i) => [i.name, i.datatype, i.shape])).toEqual([
+      ['cond', 'BOOL', []],
+      ['x', 'FP32', [2]],
+    ]);
   });
 
   it('counts the dense size of sparse initializers', () => {
@@ -173,7 +197,9 @@ describe('inspectModel rejections', () => {
   it('rejects random bytes, JSON and empty files as not ONNX', () => {
     const rand = mulberry32(9);
     for (let i = 0; i < 50; i++) {
-      const garbage = Uint8Array.from({ length: 64 + Math.floor(rand() * 1024) }, () => Math.floor(rand() * 256));
+      const garbage = Uint8Array.from({ length: 64 + Math.floor(rand() * 1024) }, () =>
+        Math.floor(rand() * 256),
+      );
       const error = rejection(garbage);
       expect(error).toBeInstanceOf(UnprocessableError);
       expect(error.message).toMatch(/not a valid ONNX model/);
@@ -237,7 +263,9 @@ describe('inspectModel rejections', () => {
       }),
       { irVersion: 3, opset: 9 },
     );
-    expect(rejection(encodeModel(onlyInitializerInputs)).message).toMatch(/every graph input is an initializer/);
+    expect(rejection(encodeModel(onlyInitializerInputs)).message).toMatch(
+      /every graph input is an initializer/,
+    );
 
     const noOutputs = decodeModel(buildIdentityModel('FP32', [1]).bytes);
     noOutputs.graph!.output = [];
@@ -249,7 +277,10 @@ describe('inspectModel rejections', () => {
     seqInput.graph!.input[0] = create(ValueInfoProtoSchema, {
       name: 'input',
       type: create(TypeProtoSchema, {
-        value: { case: 'sequenceType', value: create(TypeProto_SequenceSchema, { elemType: makeValueInfo('e', 'FP32', [1]).type! }) },
+        value: {
+          case: 'sequenceType',
+          value: create(TypeProto_SequenceSchema, { elemType: makeValueInfo('e', 'FP32', [1]).type! }),
+        },
       }),
     });
     expect(rejection(encodeModel(seqInput)).message).toMatch(/input "input" has type sequence; only tensor/);
@@ -259,7 +290,10 @@ describe('inspectModel rejections', () => {
     expect(rejection(encodeModel(noType)).message).toMatch(/output "output" has type missing/);
 
     const cases: [TensorProto_DataType, RegExp][] = [
-      [TensorProto_DataType.BFLOAT16, /input "input" has element type BFLOAT16, which has no Open Inference Protocol datatype/],
+      [
+        TensorProto_DataType.BFLOAT16,
+        /input "input" has element type BFLOAT16, which has no Open Inference Protocol datatype/,
+      ],
       [TensorProto_DataType.COMPLEX64, /COMPLEX64/],
       [TensorProto_DataType.FLOAT8E4M3FN, /FLOAT8E4M3FN/],
       [TensorProto_DataType.INT4, /INT4/],
@@ -313,14 +347,26 @@ describe('inspectModel rejections', () => {
     });
 
     it('rejects external data in an If subgraph (Constant and initializer)', () => {
-      expectExternal(ifModel(externalize(tensorFromFloat32('else_c', [2], f32(2)), '../../etc/passwd'), false), 'else_c', '../../etc/passwd');
-      expectExternal(ifModel(externalize(tensorFromFloat32('else_w', [2], f32(2)), '../../etc/hosts'), true), 'else_w', '../../etc/hosts');
+      expectExternal(
+        ifModel(externalize(tensorFromFloat32('else_c', [2], f32(2)), '../../etc/passwd'), false),
+        'else_c',
+        '../../etc/passwd',
+      );
+      expectExternal(
+        ifModel(externalize(tensorFromFloat32('else_w', [2], f32(2)), '../../etc/hosts'), true),
+        'else_w',
+        '../../etc/hosts',
+      );
     });
 
     it('rejects external data in a Loop body nested in an If branch', () => {
       const loopBody = makeGraph({
         name: 'body',
-        nodes: [makeNode('Constant', [], ['k'], { value: { tensor: externalize(tensorFromFloat32('deep', [1], f32(1)), '../../deep.bin') } })],
+        nodes: [
+          makeNode('Constant', [], ['k'], {
+            value: { tensor: externalize(tensorFromFloat32('deep', [1], f32(1)), '../../deep.bin') },
+          }),
+        ],
         inputs: [makeValueInfo('i', 'INT64', []), makeValueInfo('c', 'BOOL', [])],
         outputs: [makeValueInfo('c', 'BOOL', [])],
       });
@@ -344,7 +390,8 @@ describe('inspectModel rejections', () => {
 
     it('rejects external data in a model-local function body', () => {
       const model = decodeModel(buildIdentityModel('FP32', [2]).bytes);
-      const body = constantModel(externalize(tensorFromFloat32('fn_c', [2], f32(2)), '../fn.bin')).graph!.node;
+      const body = constantModel(externalize(tensorFromFloat32('fn_c', [2], f32(2)), '../fn.bin')).graph!
+        .node;
       model.functions.push(create(FunctionProtoSchema, { name: 'F', domain: 'local', node: body }));
       expectExternal(model, 'fn_c', '../fn.bin');
     });

@@ -16,7 +16,13 @@ import {
   toFloat16Bits,
 } from '../../shared/onnx/builder';
 import { inspectModel } from '../../shared/onnx/inspect';
-import { OIP_DATATYPES, oipFromOrtType, ortTypeFromOip, typedArrayConstructorOf, type OipDatatype } from '../../shared/onnx/datatypes';
+import {
+  OIP_DATATYPES,
+  oipFromOrtType,
+  ortTypeFromOip,
+  typedArrayConstructorOf,
+  type OipDatatype,
+} from '../../shared/onnx/datatypes';
 
 /** Relative tolerance 1e-4, with a tiny absolute floor for values near zero. */
 function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>): void {
@@ -55,7 +61,15 @@ describe('onnxruntime-node runs generated models', () => {
 
   it('MLP with fixed batch, softmax and no hidden activation matches mlpReference', async () => {
     for (const activation of ['relu', 'none'] as const) {
-      const mlp = buildMlp({ inputSize: 5, hiddenSizes: [7], outputSize: 3, seed: 12, batch: 2, softmax: true, activation });
+      const mlp = buildMlp({
+        inputSize: 5,
+        hiddenSizes: [7],
+        outputSize: 3,
+        seed: 12,
+        batch: 2,
+        softmax: true,
+        activation,
+      });
       const x = randomFloat32(mulberry32(3), 10, -3, 3);
       const out = await run(mlp.bytes, { input: new ort.Tensor('float32', x, [2, 5]) });
       const expected = mlpReference(mlp.weights, x, 2, { softmax: true, activation });
@@ -83,7 +97,14 @@ describe('onnxruntime-node runs generated models', () => {
   });
 
   it('conv net with other sizes and a fixed batch', async () => {
-    const net = buildConvNet({ seed: 23, batch: 1, inputChannels: 1, imageSize: 8, channels: [4, 6], numClasses: 3 });
+    const net = buildConvNet({
+      seed: 23,
+      batch: 1,
+      inputChannels: 1,
+      imageSize: 8,
+      channels: [4, 6],
+      numClasses: 3,
+    });
     expect(net.inputShape).toEqual([1, 1, 8, 8]);
     const x = randomFloat32(mulberry32(24), 64);
     const out = await run(net.bytes, { input: new ort.Tensor('float32', x, [1, 1, 8, 8]) });
@@ -91,12 +112,19 @@ describe('onnxruntime-node runs generated models', () => {
   });
 
   it("inspectModel's signature agrees with onnxruntime's metadata", async () => {
-    for (const bytes of [buildMlp({ inputSize: 3, hiddenSizes: [4], outputSize: 2, seed: 1 }).bytes, buildConvNet({ seed: 1 }).bytes]) {
+    for (const bytes of [
+      buildMlp({ inputSize: 3, hiddenSizes: [4], outputSize: 2, seed: 1 }).bytes,
+      buildConvNet({ seed: 1 }).bytes,
+    ]) {
       const info = inspectModel(bytes);
       const session = await ort.InferenceSession.create(bytes);
       const fromOrt = (m: ort.InferenceSession.ValueMetadata): unknown => {
         if (!m.isTensor) throw new Error('expected a tensor');
-        return { name: m.name, datatype: oipFromOrtType(m.type), shape: m.shape.map((d) => (typeof d === 'number' ? d : -1)) };
+        return {
+          name: m.name,
+          datatype: oipFromOrtType(m.type),
+          shape: m.shape.map((d) => (typeof d === 'number' ? d : -1)),
+        };
       };
       expect(session.inputMetadata.map(fromOrt)).toEqual(info.inputs);
       expect(session.outputMetadata.map(fromOrt)).toEqual(info.outputs);
@@ -116,7 +144,11 @@ const SAMPLES: Record<OipDatatype, ort.Tensor.DataType> = {
   INT16: Int16Array.from([-32768, -1, 0, 1, 32766, 32767]),
   INT32: Int32Array.from([-(2 ** 31), -1, 0, 1, 2 ** 31 - 2, 2 ** 31 - 1]),
   INT64: BigInt64Array.from([-(2n ** 63n), -(2n ** 53n) - 1n, 0n, 1n, 2n ** 53n + 1n, 2n ** 63n - 1n]),
-  FP16: Uint16Array.from([...toFloat16Bits([0, -0, 1.5, 65504]), 0x7c00 /* +Inf */, 0x7e01 /* NaN with payload */]),
+  FP16: Uint16Array.from([
+    ...toFloat16Bits([0, -0, 1.5, 65504]),
+    0x7c00 /* +Inf */,
+    0x7e01 /* NaN with payload */,
+  ]),
   FP32: Float32Array.from([0, -0, 1.1, -3.4e38, Infinity, NaN]),
   FP64: Float64Array.from([0, -0, 0.1, Number.MAX_VALUE, Number.MIN_VALUE, -Infinity]),
   BYTES: ['', 'a', 'hello world', 'naïve ☃ 😀', 'tab\there\nnewline', 'x'.repeat(1000)],
@@ -149,18 +181,26 @@ describe('identity models round-trip every OIP datatype through onnxruntime-node
   // changes it is noticed.
   it('BYTES limitation: elements are truncated at NUL, lone surrogates replaced', async () => {
     const { bytes } = buildIdentityModel('BYTES', ['batch']);
-    const out = await run(bytes, { input: new ort.Tensor('string', ['a\u0000b', '\u0000', 'ok', '\ud800x'], [4]) });
+    const out = await run(bytes, {
+      input: new ort.Tensor('string', ['a\u0000b', '\u0000', 'ok', '\ud800x'], [4]),
+    });
     expect(out.data).toEqual(['a', '', 'ok', '\ufffdx']);
   });
 
   it('handles scalars and empty tensors', async () => {
-    const scalar = await run(buildIdentityModel('FP32', []).bytes, { input: new ort.Tensor('float32', Float32Array.of(2.5), []) });
+    const scalar = await run(buildIdentityModel('FP32', []).bytes, {
+      input: new ort.Tensor('float32', Float32Array.of(2.5), []),
+    });
     expect(scalar.dims).toEqual([]);
     expect(Array.from(scalar.data as Float32Array)).toEqual([2.5]);
-    const empty = await run(buildIdentityModel('INT64', ['batch', 3]).bytes, { input: new ort.Tensor('int64', new BigInt64Array(0), [0, 3]) });
+    const empty = await run(buildIdentityModel('INT64', ['batch', 3]).bytes, {
+      input: new ort.Tensor('int64', new BigInt64Array(0), [0, 3]),
+    });
     expect(empty.dims).toEqual([0, 3]);
     expect((empty.data as BigInt64Array).length).toBe(0);
-    const emptyStrings = await run(buildIdentityModel('BYTES', ['batch']).bytes, { input: new ort.Tensor('string', [], [0]) });
+    const emptyStrings = await run(buildIdentityModel('BYTES', ['batch']).bytes, {
+      input: new ort.Tensor('string', [], [0]),
+    });
     expect(emptyStrings.dims).toEqual([0]);
   });
 });

@@ -4,7 +4,15 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NotFoundError } from '../../shared/errors';
-import { createDispatcher, InProcessDispatcher, jobLayout, LambdaEventDispatcher, OptimizationJobStore, parseOptimizeRequest, type OptimizationReport } from '../../shared/optimize';
+import {
+  createDispatcher,
+  InProcessDispatcher,
+  jobLayout,
+  LambdaEventDispatcher,
+  OptimizationJobStore,
+  parseOptimizeRequest,
+  type OptimizationReport,
+} from '../../shared/optimize';
 import { createTestStore, storeKinds, type TestStore } from '../support/stores';
 
 const report = (statuses: ('registered' | 'rejected' | 'failed')[]): OptimizationReport => ({
@@ -12,7 +20,12 @@ const report = (statuses: ('registered' | 'rejected' | 'failed')[]): Optimizatio
   parentVersion: 1,
   parentSha256: 'x',
   inputs: { source: 'random', samples: 1 },
-  candidates: statuses.map((status, i) => ({ technique: `t${i}`, status, ...(status === 'registered' ? { version: 2 + i } : {}), ...(status === 'failed' ? { error: 'boom' } : {}) })),
+  candidates: statuses.map((status, i) => ({
+    technique: `t${i}`,
+    status,
+    ...(status === 'registered' ? { version: 2 + i } : {}),
+    ...(status === 'failed' ? { error: 'boom' } : {}),
+  })),
   startedAt: '',
   finishedAt: '',
 });
@@ -35,7 +48,13 @@ describe.each(storeKinds)('OptimizationJobStore (%s)', (kind) => {
       [['failed'], 'failed'],
     ] as const) {
       const created = await jobs.create('m', 1, request, 'alice');
-      expect(created.record).toMatchObject({ status: 'queued', attempts: 0, actor: 'alice', model: 'm', version: 1 });
+      expect(created.record).toMatchObject({
+        status: 'queued',
+        attempts: 0,
+        actor: 'alice',
+        model: 'm',
+        version: 1,
+      });
       const claimed = await jobs.claim('m', created.record.job);
       expect(claimed?.record).toMatchObject({ status: 'running', attempts: 1 });
       expect(await jobs.claim('m', created.record.job)).toBeUndefined(); // a duplicate delivery
@@ -57,14 +76,23 @@ describe.each(storeKinds)('OptimizationJobStore (%s)', (kind) => {
     expect(second?.record.attempts).toBe(2);
     await expect(jobs.finish(first!, { error: new Error('late') })).rejects.toThrow(/conditional write/);
     const done = await jobs.finish(second!, { error: new NotFoundError('referenceInputs key x not found') });
-    expect(done.record).toMatchObject({ status: 'failed', error: { code: 'not_found', message: 'referenceInputs key x not found' } });
+    expect(done.record).toMatchObject({
+      status: 'failed',
+      error: { code: 'not_found', message: 'referenceInputs key x not found' },
+    });
   });
 
   it('inline reference inputs are stored beside the record; unknown and malformed ids are refused', async () => {
-    const request = parseOptimizeRequest({ techniques: ['int8'], referenceInputs: { inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 1], data: [1] }] } });
+    const request = parseOptimizeRequest({
+      techniques: ['int8'],
+      referenceInputs: { inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 1], data: [1] }] },
+    });
     const { record } = await jobs.create('m', 1, request, 'carol');
     expect(record.request.referenceInputs).toEqual({ key: jobLayout.inputs('m', record.job), inline: true });
-    expect(JSON.parse((await t.store.get(jobLayout.inputs('m', record.job))).body.toString())).toEqual({ inputs: request.referenceInputs && 'inputs' in request.referenceInputs ? request.referenceInputs.inputs : [] });
+    expect(JSON.parse((await t.store.get(jobLayout.inputs('m', record.job))).body.toString())).toEqual({
+      inputs:
+        request.referenceInputs && 'inputs' in request.referenceInputs ? request.referenceInputs.inputs : [],
+    });
     await expect(jobs.get('m', 'opt-aaaaaaaa-00000000')).rejects.toThrow(/no optimization job/);
     await expect(jobs.get('m', '../x')).rejects.toThrow(/invalid optimization job id/);
   });
@@ -78,24 +106,44 @@ describe('createDispatcher', () => {
     expect(named).toBeInstanceOf(LambdaEventDispatcher);
     expect((named as LambdaEventDispatcher).functionName).toBe('maas-dev-optimize');
     // Inside a real Lambda, work left in-process would freeze with the container: invoke itself.
-    expect((createDispatcher({ AWS_LAMBDA_FUNCTION_NAME: 'maas-prod-optimize' }, run) as LambdaEventDispatcher).functionName).toBe('maas-prod-optimize');
+    expect(
+      (createDispatcher({ AWS_LAMBDA_FUNCTION_NAME: 'maas-prod-optimize' }, run) as LambdaEventDispatcher)
+        .functionName,
+    ).toBe('maas-prod-optimize');
     // serverless-offline sets both names but has no Lambda to call.
-    expect(createDispatcher({ IS_OFFLINE: 'true', MAAS_OPTIMIZE_WORKER_FUNCTION: 'x', AWS_LAMBDA_FUNCTION_NAME: 'x' }, run).kind).toBe('in-process');
+    expect(
+      createDispatcher(
+        { IS_OFFLINE: 'true', MAAS_OPTIMIZE_WORKER_FUNCTION: 'x', AWS_LAMBDA_FUNCTION_NAME: 'x' },
+        run,
+      ).kind,
+    ).toBe('in-process');
   });
 
   it('the in-process adapter runs jobs one at a time, after the caller continues', async () => {
     const order: string[] = [];
-    const d = new InProcessDispatcher(async (ref) => {
-      order.push(`start ${ref.job}`);
-      await new Promise((r) => setTimeout(r, 5));
-      order.push(`end ${ref.job}`);
-      if (ref.job === 'b') throw new Error('recorded elsewhere');
-    }, () => order.push('logged'));
+    const d = new InProcessDispatcher(
+      async (ref) => {
+        order.push(`start ${ref.job}`);
+        await new Promise((r) => setTimeout(r, 5));
+        order.push(`end ${ref.job}`);
+        if (ref.job === 'b') throw new Error('recorded elsewhere');
+      },
+      () => order.push('logged'),
+    );
     await d.dispatch({ model: 'm', job: 'a' });
     await d.dispatch({ model: 'm', job: 'b' });
     await d.dispatch({ model: 'm', job: 'c' });
     order.push('responded');
     await d.idle();
-    expect(order).toEqual(['responded', 'start a', 'end a', 'start b', 'end b', 'logged', 'start c', 'end c']);
+    expect(order).toEqual([
+      'responded',
+      'start a',
+      'end a',
+      'start b',
+      'end b',
+      'logged',
+      'start c',
+      'end c',
+    ]);
   });
 });

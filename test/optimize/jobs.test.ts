@@ -24,7 +24,8 @@ const routes: GatewayRoute[] = [
   { routeKey: 'POST /models/{name}/versions/{version}/optimize', handler: handler as HttpLambda },
   { routeKey: 'GET /models/{name}/optimizations/{job}', handler: handler as HttpLambda },
 ];
-const call = (method: string, path: string, body?: object) => invoke(routes, method, path, body !== undefined ? { body } : {});
+const call = (method: string, path: string, body?: object) =>
+  invoke(routes, method, path, body !== undefined ? { body } : {});
 
 /**
  * Speed is the benchmark's business, not a test's: these tolerances make the gate decide on
@@ -59,7 +60,9 @@ describe('optimize function on S3 (RGW)', () => {
     model.docString = 'parent model';
     model.$unknown = [{ no: 1000, wireType: WireType.LengthDelimited, data: Uint8Array.from([2, 7, 7]) }];
     await getRegistry().registerVersion('clf', encodeModel(model), { actor: 'test' });
-    await getRegistry().registerVersion('seq', buildIdentityModel('FP32', ['batch', 'seq']).bytes, { actor: 'test' });
+    await getRegistry().registerVersion('seq', buildIdentityModel('FP32', ['batch', 'seq']).bytes, {
+      actor: 'test',
+    });
   });
   afterAll(async () => {
     await (getDispatcher() as InProcessDispatcher).idle?.();
@@ -95,18 +98,26 @@ describe('optimize function on S3 (RGW)', () => {
     expect(job.report!.inputs).toEqual({ source: 'random', samples: 128, seed: 1 });
     // Pruning alone: as close as asked, but a dense file with zeros is neither smaller nor faster.
     expect(byTechnique.prune?.status).toBe('rejected');
-    expect(byTechnique.prune?.gate?.reasons.join(' ')).toMatch(/neither smaller nor faster.*pruning only zeroes weights/);
+    expect(byTechnique.prune?.gate?.reasons.join(' ')).toMatch(
+      /neither smaller nor faster.*pruning only zeroes weights/,
+    );
     expect(job.summary).toHaveLength(3);
 
     // Lineage in the registry.
     const registry = getRegistry();
     const v = await registry.getVersion('clf', byTechnique.int8!.version!);
-    expect(v).toMatchObject({ parentVersion: 1, source: 'optimize', optimization: { technique: 'int8', parameters: { int8: { perChannel: true, weightType: 'int8' } } } });
+    expect(v).toMatchObject({
+      parentVersion: 1,
+      source: 'optimize',
+      optimization: { technique: 'int8', parameters: { int8: { perChannel: true, weightType: 'int8' } } },
+    });
     expect((v.optimization!.report as { job: string }).job).toBe(body.job);
     expect(v.onnx.inputs).toEqual((await registry.getVersion('clf', 1)).onnx.inputs);
     const history = (await registry.history('clf')).items;
     const optimized = history.filter((e) => e.type === 'optimized');
-    expect(optimized.map((e) => e.version).sort()).toEqual([byTechnique.int8!.version, byTechnique.fp16!.version].sort());
+    expect(optimized.map((e) => e.version).sort()).toEqual(
+      [byTechnique.int8!.version, byTechnique.fp16!.version].sort(),
+    );
     expect(optimized[0]?.details).toMatchObject({ parentVersion: 1, source: 'optimize' });
     // The alias went to the best registered candidate (fastest at batch 1).
     const staging = await registry.getAlias('clf', 'staging');
@@ -114,7 +125,10 @@ describe('optimize function on S3 (RGW)', () => {
     expect([byTechnique.int8!.version, byTechnique.fp16!.version]).toContain(staging.version);
     // The candidate file records its lineage too, and kept the parent's unknown field and doc string.
     const stored = decodeModel(new Uint8Array((await registry.store.get(v.blobKey)).body));
-    expect(JSON.parse(stored.metadataProps.find((p) => p.key === 'maas.optimization')!.value)).toMatchObject({ parent: { model: 'clf', version: 1 }, technique: 'int8' });
+    expect(JSON.parse(stored.metadataProps.find((p) => p.key === 'maas.optimization')!.value)).toMatchObject({
+      parent: { model: 'clf', version: 1 },
+      technique: 'int8',
+    });
     expect(stored.docString).toBe('parent model');
     expect(stored.$unknown?.map((f) => f.no)).toEqual([1000]);
   });
@@ -150,20 +164,38 @@ describe('optimize function on S3 (RGW)', () => {
     });
     expect(inline.status).toBe(202);
     const j1 = await finished(inline.json<{ job: string }>().job);
-    expect(j1.report!.inputs).toEqual({ source: 'request', samples: rows, key: jobLayout.inputs('clf', j1.job) });
+    expect(j1.report!.inputs).toEqual({
+      source: 'request',
+      samples: rows,
+      key: jobLayout.inputs('clf', j1.job),
+    });
     expect(j1.request.referenceInputs).toEqual({ key: jobLayout.inputs('clf', j1.job), inline: true });
     expect(j1.report!.candidates[0]).toMatchObject({ status: 'registered', created: true });
 
     const key = 'datasets/clf/reference.json';
-    await getRegistry().store.put(key, JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [2, 128], data: data.slice(0, 256) }] }));
-    const fromKey = await call('POST', '/models/clf/versions/1/optimize', { techniques: ['fp16'], tolerances: sizeOnly, referenceInputs: { key }, evaluation: { iterations: 3 } });
+    await getRegistry().store.put(
+      key,
+      JSON.stringify({
+        inputs: [{ name: 'input', datatype: 'FP32', shape: [2, 128], data: data.slice(0, 256) }],
+      }),
+    );
+    const fromKey = await call('POST', '/models/clf/versions/1/optimize', {
+      techniques: ['fp16'],
+      tolerances: sizeOnly,
+      referenceInputs: { key },
+      evaluation: { iterations: 3 },
+    });
     const j2 = await finished(fromKey.json<{ job: string }>().job);
     expect(j2.report!.inputs).toEqual({ source: 'store', samples: 2, key });
     // Same parent, technique and parameters as the first test's fp16 candidate: identical bytes, so
     // the registry returns that version instead of registering a duplicate.
     expect(j2.report!.candidates[0]).toMatchObject({ status: 'registered', created: false });
 
-    const missing = await call('POST', '/models/clf/versions/1/optimize', { techniques: ['fp16'], referenceInputs: { key: 'datasets/none.json' }, evaluation: { iterations: 3 } });
+    const missing = await call('POST', '/models/clf/versions/1/optimize', {
+      techniques: ['fp16'],
+      referenceInputs: { key: 'datasets/none.json' },
+      evaluation: { iterations: 3 },
+    });
     const j3 = await finished(missing.json<{ job: string }>().job);
     expect(j3.status).toBe('failed');
     expect(j3.error).toMatchObject({ code: 'not_found' });
@@ -181,25 +213,45 @@ describe('optimize function on S3 (RGW)', () => {
       endedAt: new Date().toISOString(),
       versions: {},
       samples: [
-        { version: 1, status: 200, inputs: [{ name: 'input', shape: [2, 128], data: [...row(1), ...row(2)] }], outputs: [] },
+        {
+          version: 1,
+          status: 200,
+          inputs: [{ name: 'input', shape: [2, 128], data: [...row(1), ...row(2)] }],
+          outputs: [],
+        },
         { version: 1, status: 400, inputs: [{ name: 'input', shape: [1, 128], data: row(3) }], outputs: [] }, // failed request: skipped
-        { version: 1, status: 200, inputs: [{ name: 'input', shape: [4, 128], data: row(4).slice(0, 100) }], outputs: [] }, // truncated: skipped
+        {
+          version: 1,
+          status: 200,
+          inputs: [{ name: 'input', shape: [4, 128], data: row(4).slice(0, 100) }],
+          outputs: [],
+        }, // truncated: skipped
         { version: 1, status: 200, inputs: [{ name: 'input', shape: [1, 128], data: row(5) }], outputs: [] },
       ],
     };
     await store.put(monitoringLayout.capture('clf', Date.now(), 'c1', 1), JSON.stringify(capture));
-    const res = await call('POST', '/models/clf/versions/1/optimize', { techniques: ['fp16'], tolerances: sizeOnly, evaluation: { iterations: 3 } });
+    const res = await call('POST', '/models/clf/versions/1/optimize', {
+      techniques: ['fp16'],
+      tolerances: sizeOnly,
+      evaluation: { iterations: 3 },
+    });
     const job = await finished(res.json<{ job: string }>().job);
     expect(job.report!.inputs).toEqual({ source: 'captured', samples: 3 });
     expect(job.report!.candidates[0]!.evaluation!.latency.map((l) => l.batch)).toEqual([1, 32]);
-    for (const o of (await listAll(store, { prefix: monitoringLayout.capturesPrefix('clf') })).objects) await store.delete(o.key);
+    for (const o of (await listAll(store, { prefix: monitoringLayout.capturesPrefix('clf') })).objects)
+      await store.delete(o.key);
   });
 
   it('MAAS_API_KEY guards POST only', async () => {
     process.env.MAAS_API_KEY = 'sekret';
     try {
-      expect((await call('POST', '/models/clf/versions/1/optimize', { techniques: ['int8'] })).status).toBe(401);
-      const ok = await invoke(routes, 'POST', '/models/clf/versions/1/optimize', { headers: { 'x-api-key': 'sekret' }, body: { techniques: ['int4'] } });
+      expect((await call('POST', '/models/clf/versions/1/optimize', { techniques: ['int8'] })).status).toBe(
+        401,
+      );
+      const ok = await invoke(routes, 'POST', '/models/clf/versions/1/optimize', {
+        headers: { 'x-api-key': 'sekret' },
+        body: { techniques: ['int4'] },
+      });
       expect(ok.status).toBe(400); // past the key check, refused for its body
       expect((await call('GET', '/models/clf/optimizations/opt-aaaaaaaa-00000000')).status).toBe(404);
       // A payload 1.0 event whose method fields disagree: the router goes by `httpMethod` (POST),
@@ -221,21 +273,48 @@ describe('optimize function on S3 (RGW)', () => {
   });
 
   it('answers an unknown route with 404 not_found (not a 500)', async () => {
-    const event = { version: '2.0', routeKey: '$default', rawPath: '/models/clf/optimizations/x', headers: {}, requestContext: { http: { method: 'DELETE', path: '/models/clf/optimizations/x' } } };
+    const event = {
+      version: '2.0',
+      routeKey: '$default',
+      rawPath: '/models/clf/optimizations/x',
+      headers: {},
+      requestContext: { http: { method: 'DELETE', path: '/models/clf/optimizations/x' } },
+    };
     const res = (await handler(event as never, {} as never)) as { statusCode: number; body: string };
     expect(res.statusCode).toBe(404);
-    expect(JSON.parse(res.body)).toMatchObject({ code: 'not_found', error: 'no route DELETE /models/clf/optimizations/x' });
+    expect(JSON.parse(res.body)).toMatchObject({
+      code: 'not_found',
+      error: 'no route DELETE /models/clf/optimizations/x',
+    });
   });
 
   it('bad requests get a clear 4xx and leave no job behind', async () => {
     const cases: [string, object | undefined, number, RegExp][] = [
       ['/models/clf/versions/1/optimize', {}, 400, /techniques/],
       ['/models/clf/versions/1/optimize', { techniques: ['int4'] }, 400, /unknown technique/],
-      ['/models/clf/versions/1/optimize', { techniques: ['int8+prune'], parameters: { prune: { sparsity: 0.5 } } }, 400, /cannot follow/],
+      [
+        '/models/clf/versions/1/optimize',
+        { techniques: ['int8+prune'], parameters: { prune: { sparsity: 0.5 } } },
+        400,
+        /cannot follow/,
+      ],
       ['/models/clf/versions/1/optimize', { techniques: ['prune'] }, 400, /sparsity/],
       ['/models/clf/versions/1/optimize', { techniques: ['int8'], alias: 'production' }, 400, /production/],
-      ['/models/clf/versions/1/optimize', { techniques: ['int8'], tolerances: { minCosine: 2 } }, 400, /minCosine/],
-      ['/models/clf/versions/1/optimize', { techniques: ['int8'], referenceInputs: { inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 3], data: [1, 2, 3] }] } }, 400, /expects \[-1, 128\]/],
+      [
+        '/models/clf/versions/1/optimize',
+        { techniques: ['int8'], tolerances: { minCosine: 2 } },
+        400,
+        /minCosine/,
+      ],
+      [
+        '/models/clf/versions/1/optimize',
+        {
+          techniques: ['int8'],
+          referenceInputs: { inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 3], data: [1, 2, 3] }] },
+        },
+        400,
+        /expects \[-1, 128\]/,
+      ],
       ['/models/clf/versions/1/optimize', { techniques: ['int8'], colour: 'red' }, 400, /unknown field/],
       ['/models/seq/versions/1/optimize', { techniques: ['fp16'] }, 400, /dynamic dimension 1.*inputShapes/],
       ['/models/clf/versions/99/optimize', { techniques: ['int8'] }, 404, /version 99|99/],
@@ -249,7 +328,9 @@ describe('optimize function on S3 (RGW)', () => {
       expect(res.status, `${path} ${JSON.stringify(body)}`).toBe(status);
       expect(res.json<{ error: string }>().error).toMatch(message);
     }
-    expect((await listAll(getRegistry().store, { prefix: jobLayout.prefix('clf') })).objects).toHaveLength(before);
+    expect((await listAll(getRegistry().store, { prefix: jobLayout.prefix('clf') })).objects).toHaveLength(
+      before,
+    );
     expect((await listAll(getRegistry().store, { prefix: jobLayout.prefix('seq') })).objects).toHaveLength(0);
     expect((await call('GET', '/models/clf/optimizations/opt-aaaaaaaa-00000000')).status).toBe(404);
     expect((await call('GET', '/models/clf/optimizations/..%2Fversions')).status).toBe(400);
@@ -269,7 +350,11 @@ describe('optimize function on S3 (RGW)', () => {
     // into com.microsoft kernels. Such a pass rarely shrinks a file by 10 %: accept any reduction.
     // The version may be named by alias: point one at v2 and optimize "through" it.
     await getRegistry().setAlias('clf', 'candidate', v2, { actor: 'test' });
-    const second = await call('POST', `/models/clf/versions/candidate/optimize`, { techniques: ['graph'], tolerances: { ...sizeOnly, minSizeReduction: 0 }, evaluation: quick });
+    const second = await call('POST', `/models/clf/versions/candidate/optimize`, {
+      techniques: ['graph'],
+      tolerances: { ...sizeOnly, minSizeReduction: 0 },
+      evaluation: quick,
+    });
     const j2 = await finished(second.json<{ job: string }>().job);
     expect(j2.status, JSON.stringify(j2.summary)).toBe('succeeded');
     expect(j2.version).toBe(v2);
@@ -299,7 +384,11 @@ describe('Lambda dispatch (asynchronous invoke captured on a loopback endpoint)'
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        received.push({ url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
+        received.push({
+          url: req.url ?? '',
+          headers: req.headers,
+          body: Buffer.concat(chunks).toString('utf8'),
+        });
         res.writeHead(answer, { 'content-type': 'application/json' });
         res.end(answer === 202 ? '' : JSON.stringify({ Type: 'User', message: 'denied' }));
       });
@@ -326,17 +415,25 @@ describe('Lambda dispatch (asynchronous invoke captured on a loopback endpoint)'
   });
 
   it('queues the job and invokes the worker function with InvocationType Event; the worker runs it once', async () => {
-    const res = await call('POST', '/models/clf/versions/1/optimize', { techniques: ['int8'], tolerances: sizeOnly, evaluation: quick });
+    const res = await call('POST', '/models/clf/versions/1/optimize', {
+      techniques: ['int8'],
+      tolerances: sizeOnly,
+      evaluation: quick,
+    });
     expect(res.status).toBe(202);
     const { job } = res.json<{ job: string }>();
     expect(received).toHaveLength(1);
     const sent = received[0]!;
     expect(sent.url).toBe('/2015-03-31/functions/maas-test-optimize/invocations');
     expect(sent.headers['x-amz-invocation-type']).toBe('Event');
-    expect(sent.headers.authorization).toMatch(/^AWS4-HMAC-SHA256 Credential=test\/\d{8}\/us-east-1\/lambda\/aws4_request/);
+    expect(sent.headers.authorization).toMatch(
+      /^AWS4-HMAC-SHA256 Credential=test\/\d{8}\/us-east-1\/lambda\/aws4_request/,
+    );
     const payload = JSON.parse(sent.body) as object;
     expect(payload).toEqual({ maasOptimizeJob: { model: 'clf', job } });
-    expect((await call('GET', `/models/clf/optimizations/${job}`)).json<OptimizationJob>().status).toBe('queued');
+    expect((await call('GET', `/models/clf/optimizations/${job}`)).json<OptimizationJob>().status).toBe(
+      'queued',
+    );
 
     // What Lambda then does: call the same function with that payload.
     const out = await handler(payload as never, {} as never);
@@ -344,14 +441,20 @@ describe('Lambda dispatch (asynchronous invoke captured on a loopback endpoint)'
     const done = (await call('GET', `/models/clf/optimizations/${job}`)).json<OptimizationJob>();
     expect(done.status).toBe('succeeded');
     // A duplicate delivery finds the job finished and does nothing.
-    expect(await handler(payload as never, {} as never)).toEqual({ job, status: 'skipped (already claimed or finished)' });
+    expect(await handler(payload as never, {} as never)).toEqual({
+      job,
+      status: 'skipped (already claimed or finished)',
+    });
     expect((await call('GET', `/models/clf/optimizations/${job}`)).json<OptimizationJob>()).toEqual(done);
   });
 
   it('when the worker cannot be invoked: 503, and the job is marked failed rather than left queued', async () => {
     answer = 403;
     received.length = 0;
-    const res = await call('POST', '/models/clf/versions/1/optimize', { techniques: ['int8'], evaluation: quick });
+    const res = await call('POST', '/models/clf/versions/1/optimize', {
+      techniques: ['int8'],
+      evaluation: quick,
+    });
     expect(res.status).toBe(503);
     expect(received.length).toBeGreaterThan(0);
     const { job } = JSON.parse(received[0]!.body).maasOptimizeJob as { job: string };

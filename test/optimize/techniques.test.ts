@@ -138,7 +138,12 @@ describe('int8 dynamic quantization', () => {
 
   it('skips what it cannot quantize and says why (uint8 per-channel Conv, excluded nodes)', () => {
     const net = decodeModel(buildConvNet({ seed: 3 }).bytes);
-    const report = quantizeDynamic(net, { opTypes: ['Conv', 'Gemm'], perChannel: true, weightType: 'uint8', nodesToExclude: ['fc'] });
+    const report = quantizeDynamic(net, {
+      opTypes: ['Conv', 'Gemm'],
+      perChannel: true,
+      weightType: 'uint8',
+      nodesToExclude: ['fc'],
+    });
     expect(report.quantized).toEqual([]);
     expect(report.skipped.map((s) => s.node)).toEqual(['conv1', 'conv2', 'fc']);
     expect(report.skipped[0]!.reason).toMatch(/per-tensor weight zero point/);
@@ -150,7 +155,15 @@ describe('int8 dynamic quantization', () => {
     const W = randomFloat32(rand, 16 * 6);
     const C = randomFloat32(rand, 6);
     const graph = makeGraph({
-      nodes: [makeNode('Gemm', ['input', 'W', 'C'], ['output'], { alpha: { float: 0.5 }, beta: { float: 2 } }, { name: 'g' })],
+      nodes: [
+        makeNode(
+          'Gemm',
+          ['input', 'W', 'C'],
+          ['output'],
+          { alpha: { float: 0.5 }, beta: { float: 2 } },
+          { name: 'g' },
+        ),
+      ],
       inputs: [makeValueInfo('input', 'FP32', ['batch', 16])],
       outputs: [makeValueInfo('output', 'FP32', ['batch', 6])],
       initializers: [tensorFromFloat32('W', [16, 6], W), tensorFromFloat32('C', [6], C)],
@@ -165,14 +178,22 @@ describe('int8 dynamic quantization', () => {
   });
 
   it('refuses models below opset 11', () => {
-    const old = decodeModel(buildMlp({ inputSize: 4, hiddenSizes: [4], outputSize: 2, seed: 1, opset: 10 }).bytes);
+    const old = decodeModel(
+      buildMlp({ inputSize: 4, hiddenSizes: [4], outputSize: 2, seed: 1, opset: 10 }).bytes,
+    );
     expect(() => quantizeDynamic(old)).toThrow(/opset >= 11/);
   });
 });
 
 describe('fp16', () => {
   it('compute mode: float16 inside, float32 signature, ≤ 0.52x size, close to fp32', async () => {
-    const softmaxMlp = buildMlp({ inputSize: 256, hiddenSizes: [512, 512], outputSize: 10, seed: 12, softmax: true });
+    const softmaxMlp = buildMlp({
+      inputSize: 256,
+      hiddenSizes: [512, 512],
+      outputSize: 10,
+      seed: 12,
+      softmax: true,
+    });
     const model = decodeModel(softmaxMlp.bytes.slice());
     const report = convertToFloat16(model);
     expect(report.float32Nodes).toEqual(['softmax (Softmax)']); // on the default block list
@@ -227,7 +248,8 @@ describe('magnitude pruning', () => {
     const model = decodeModel(mlp.bytes.slice());
     const report = pruneByMagnitude(model, { sparsity: 0.3 });
     expect(report.layers).toHaveLength(3);
-    for (const l of report.layers) expect(l.sparsity).toBeCloseTo(Math.floor(0.3 * l.elements) / l.elements, 9);
+    for (const l of report.layers)
+      expect(l.sparsity).toBeCloseTo(Math.floor(0.3 * l.elements) / l.elements, 9);
     const w = readTensor(model.graph!.initializer.find((t) => t.name === 'fc1.weight')!).data as Float32Array;
     const orig = mlp.weights[1]!.W;
     let maxPruned = 0;
@@ -272,12 +294,24 @@ describe('graph optimization and chains', () => {
     inspectModel(candidate.bytes); // the registry's check accepts it
     const out = await run(candidate.bytes, mlpInput, [batch, 256]);
     expect(maxAbsDiff(out, mlpExpected)).toBeLessThan(1e-4);
-    const meta = JSON.parse(model.metadataProps.find((p) => p.key === 'maas.optimization')!.value) as Record<string, unknown>;
-    expect(meta).toMatchObject({ parent: { model: 'm', version: 1 }, technique: 'graph', parameters: { graph: { level: 'extended' } } });
+    const meta = JSON.parse(model.metadataProps.find((p) => p.key === 'maas.optimization')!.value) as Record<
+      string,
+      unknown
+    >;
+    expect(meta).toMatchObject({
+      parent: { model: 'm', version: 1 },
+      technique: 'graph',
+      parameters: { graph: { level: 'extended' } },
+    });
   });
 
   it('prune+int8 chains both steps; invalid orders and names are refused', async () => {
-    const candidate = await buildCandidate(mlp.bytes, 'prune+int8', parseTechniqueParameters({ prune: { sparsity: 0.2 } }), { model: 'm', version: 1 });
+    const candidate = await buildCandidate(
+      mlp.bytes,
+      'prune+int8',
+      parseTechniqueParameters({ prune: { sparsity: 0.2 } }),
+      { model: 'm', version: 1 },
+    );
     expect(candidate.details.map((d) => d.technique)).toEqual(['prune', 'int8']);
     expect(inspectModel(candidate.bytes).opTypes).toContain('MatMulInteger');
     expect(() => parseCandidate('int8+prune')).toThrow(/cannot follow/);
@@ -297,12 +331,22 @@ describe('fp16 on a hand-built graph (blocked op mid-graph, Constant node, outpu
       nodes: [
         makeNode('MatMul', ['input', 'W'], ['logits'], {}, { name: 'mm' }),
         makeNode('Softmax', ['logits'], ['probs'], { axis: { int: -1 } }, { name: 'sm' }),
-        makeNode('Constant', [], ['two'], { value: { tensor: tensorFromFloat32('two', [], new Float32Array([2])) } }, { name: 'const' }),
+        makeNode(
+          'Constant',
+          [],
+          ['two'],
+          { value: { tensor: tensorFromFloat32('two', [], new Float32Array([2])) } },
+          { name: 'const' },
+        ),
         makeNode('Mul', ['probs', 'two'], ['output'], {}, { name: 'scale' }),
         makeNode('Shape', ['logits'], ['shape'], {}, { name: 'shape' }),
       ],
       inputs: [makeValueInfo('input', 'FP32', ['batch', 6])],
-      outputs: [makeValueInfo('output', 'FP32', ['batch', 4]), makeValueInfo('logits', 'FP32', ['batch', 4]), makeValueInfo('shape', 'INT64', [2])],
+      outputs: [
+        makeValueInfo('output', 'FP32', ['batch', 4]),
+        makeValueInfo('logits', 'FP32', ['batch', 4]),
+        makeValueInfo('shape', 'INT64', [2]),
+      ],
       initializers: [tensorFromFloat32('W', [6, 4], W)],
     });
     const bytes = encodeModel(makeModel(graph));
@@ -313,7 +357,10 @@ describe('fp16 on a hand-built graph (blocked op mid-graph, Constant node, outpu
     expect(inspectModel(converted).outputs).toEqual(inspectModel(bytes).outputs);
     const x = randomFloat32(rand, 3 * 6);
     const feeds = { input: new ort.Tensor('float32', x, [3, 6]) };
-    const [a, b] = await Promise.all([ort.InferenceSession.create(bytes), ort.InferenceSession.create(converted)]);
+    const [a, b] = await Promise.all([
+      ort.InferenceSession.create(bytes),
+      ort.InferenceSession.create(converted),
+    ]);
     const [ra, rb] = [await a.run(feeds), await b.run(feeds)];
     for (const name of ['output', 'logits']) {
       expect(rb[name]?.type).toBe('float32');

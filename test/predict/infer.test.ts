@@ -4,11 +4,32 @@
  * bad input answered with its 4xx while the function keeps serving.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildIdentityModel, buildMlp, mlpReference, mulberry32, randomFloat32, toFloat16Bits } from '../../shared/onnx/builder';
-import { float16BitsToFloat32, OIP_DATATYPES, typedArrayConstructorOf, type OipDatatype } from '../../shared/onnx/datatypes';
+import {
+  buildIdentityModel,
+  buildMlp,
+  mlpReference,
+  mulberry32,
+  randomFloat32,
+  toFloat16Bits,
+} from '../../shared/onnx/builder';
+import {
+  float16BitsToFloat32,
+  OIP_DATATYPES,
+  typedArrayConstructorOf,
+  type OipDatatype,
+} from '../../shared/onnx/datatypes';
 import { countingStore } from '../support/counting-store';
 import { tinyModel } from '../support/models';
-import { apiEvent, binaryBody, bodyBuffer, bodyJson, inferEvent, invoke, predictFixture, type PredictFixture } from './support';
+import {
+  apiEvent,
+  binaryBody,
+  bodyBuffer,
+  bodyJson,
+  inferEvent,
+  invoke,
+  predictFixture,
+  type PredictFixture,
+} from './support';
 
 let fx: PredictFixture;
 const mlp = buildMlp({ inputSize: 16, hiddenSizes: [32], outputSize: 4, seed: 7, softmax: false });
@@ -48,7 +69,8 @@ function expectedJson(datatype: OipDatatype): string {
 beforeAll(async () => {
   fx = await predictFixture();
   await fx.registry.registerVersion('mlp', mlp.bytes, { alias: 'production', actor: 'test' });
-  for (const d of OIP_DATATYPES) await fx.registry.registerVersion(`id-${d.toLowerCase()}`, buildIdentityModel(d, ['batch', 3]).bytes);
+  for (const d of OIP_DATATYPES)
+    await fx.registry.registerVersion(`id-${d.toLowerCase()}`, buildIdentityModel(d, ['batch', 3]).bytes);
   // Fixed dims and two inputs, for validation messages.
   await fx.registry.registerVersion('fixed', buildIdentityModel('FP32', [2, 3]).bytes);
 });
@@ -58,7 +80,11 @@ describe('server and model metadata', () => {
   it('answers health, server metadata and model metadata', async () => {
     expect(bodyJson(await invoke(apiEvent('GET /v2/health/live')))).toEqual({ live: true });
     expect(bodyJson(await invoke(apiEvent('GET /v2/health/ready')))).toEqual({ ready: true });
-    expect(bodyJson(await invoke(apiEvent('GET /v2')))).toEqual({ name: 'maas', version: expect.any(String), extensions: ['binary_tensor_data'] });
+    expect(bodyJson(await invoke(apiEvent('GET /v2')))).toEqual({
+      name: 'maas',
+      version: expect.any(String),
+      extensions: ['binary_tensor_data'],
+    });
     const meta = await invoke(apiEvent('GET /v2/models/{name}', { name: 'mlp' }));
     expect(meta.statusCode).toBe(200);
     expect(bodyJson(meta)).toEqual({
@@ -68,16 +94,23 @@ describe('server and model metadata', () => {
       inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 16] }],
       outputs: [{ name: 'output', datatype: 'FP32', shape: [-1, 4] }],
     });
-    const byAlias = bodyJson(await invoke(apiEvent('GET /v2/models/{name}/versions/{version}', { name: 'mlp', version: 'production' })));
+    const byAlias = bodyJson(
+      await invoke(
+        apiEvent('GET /v2/models/{name}/versions/{version}', { name: 'mlp', version: 'production' }),
+      ),
+    );
     expect(byAlias.versions).toEqual(['1']);
-    const ready = await invoke(apiEvent('GET /v2/models/{name}/versions/{version}/ready', { name: 'mlp', version: '1' }));
+    const ready = await invoke(
+      apiEvent('GET /v2/models/{name}/versions/{version}/ready', { name: 'mlp', version: '1' }),
+    );
     expect(bodyJson(ready)).toEqual({ name: 'mlp', version: '1', ready: true });
     expect((await invoke(apiEvent('GET /v2/models/{name}/ready', { name: 'nope' }))).statusCode).toBe(404);
     expect((await invoke(apiEvent('GET /v2/models/{name}', { name: 'nope' }))).statusCode).toBe(404);
   });
 
   it('model metadata lists versions without reading every manifest, and caches them for the TTL', async () => {
-    for (let seed = 1; seed <= 12; seed++) await fx.registry.registerVersion('many', tinyModel(seed), seed === 12 ? { alias: 'production' } : {});
+    for (let seed = 1; seed <= 12; seed++)
+      await fx.registry.registerVersion('many', tinyModel(seed), seed === 12 ? { alias: 'production' } : {});
     await fx.registry.setStatus('many', 3, 'rejected', { actor: 'test' });
     await fx.registry.setStatus('many', 5, 'archived', { actor: 'test' });
     const expected = ['1', '2', '4', '5', '6', '7', '8', '9', '10', '11', '12']; // rejected ones are not listed
@@ -88,9 +121,13 @@ describe('server and model metadata', () => {
       expect(meta.statusCode).toBe(200);
       expect(bodyJson(meta).versions).toEqual(expected);
       // The only manifest read is the resolved version's (its signature is the answer).
-      expect(counter.calls.filter((c) => c.startsWith('get models/many/versions/'))).toEqual(['get models/many/versions/000000012.json']);
+      expect(counter.calls.filter((c) => c.startsWith('get models/many/versions/'))).toEqual([
+        'get models/many/versions/000000012.json',
+      ]);
       counter.reset();
-      expect(bodyJson(await invoke(apiEvent('GET /v2/models/{name}', { name: 'many' }))).versions).toEqual(expected);
+      expect(bodyJson(await invoke(apiEvent('GET /v2/models/{name}', { name: 'many' }))).versions).toEqual(
+        expected,
+      );
       expect(counter.calls).toEqual([]);
     } finally {
       await fx.reinstall();
@@ -104,10 +141,20 @@ describe('inference', () => {
       const x = randomFloat32(mulberry32(batch), batch * 16);
       const nested = Array.from({ length: batch }, (_, r) => Array.from(x.subarray(r * 16, r * 16 + 16)));
       for (const data of [Array.from(x), nested]) {
-        const res = await invoke(inferEvent('mlp', { id: `b${batch}`, inputs: [{ name: 'input', shape: [batch, 16], datatype: 'FP32', data }] }));
+        const res = await invoke(
+          inferEvent('mlp', {
+            id: `b${batch}`,
+            inputs: [{ name: 'input', shape: [batch, 16], datatype: 'FP32', data }],
+          }),
+        );
         expect(res.statusCode).toBe(200);
         expect(res.headers?.['x-maas-model-version']).toBe('1');
-        const body = bodyJson(res) as { model_name: string; model_version: string; id: string; outputs: { name: string; datatype: string; shape: number[]; data: number[] }[] };
+        const body = bodyJson(res) as {
+          model_name: string;
+          model_version: string;
+          id: string;
+          outputs: { name: string; datatype: string; shape: number[]; data: number[] }[];
+        };
         expect(body.model_name).toBe('mlp');
         expect(body.model_version).toBe('1');
         expect(body.id).toBe(`b${batch}`);
@@ -121,7 +168,13 @@ describe('inference', () => {
   it('serves explicit versions and aliases', async () => {
     const x = Array.from(randomFloat32(mulberry32(3), 16));
     for (const version of ['1', 'production', 'latest']) {
-      const res = await invoke(inferEvent('mlp', { inputs: [{ name: 'input', shape: [1, 16], datatype: 'FP32', data: x }] }, version));
+      const res = await invoke(
+        inferEvent(
+          'mlp',
+          { inputs: [{ name: 'input', shape: [1, 16], datatype: 'FP32', data: x }] },
+          version,
+        ),
+      );
       expect(res.statusCode).toBe(200);
       expect(bodyJson(res).model_version).toBe('1');
     }
@@ -130,7 +183,11 @@ describe('inference', () => {
   for (const datatype of OIP_DATATYPES) {
     it(`${datatype} round-trips in JSON`, async () => {
       const name = `id-${datatype.toLowerCase()}`;
-      const res = await invoke(inferEvent(name, { inputs: [{ name: 'input', shape: [2, 3], datatype, data: JSON_SAMPLES[datatype] }] }));
+      const res = await invoke(
+        inferEvent(name, {
+          inputs: [{ name: 'input', shape: [2, 3], datatype, data: JSON_SAMPLES[datatype] }],
+        }),
+      );
       expect(res.statusCode, res.body).toBe(200);
       const text = bodyBuffer(res).toString('utf8');
       const body = JSON.parse(text) as { outputs: { datatype: string; shape: number[] }[] };
@@ -148,54 +205,120 @@ describe('inference', () => {
       } else {
         const Ctor = typedArrayConstructorOf(datatype);
         const values = JSON_SAMPLES[datatype].map((v) =>
-          datatype === 'INT64' || datatype === 'UINT64' ? BigInt(v as string | number) : datatype === 'BOOL' ? (v ? 1 : 0) : (v as number),
+          datatype === 'INT64' || datatype === 'UINT64'
+            ? BigInt(v as string | number)
+            : datatype === 'BOOL'
+              ? v
+                ? 1
+                : 0
+              : (v as number),
         );
-        const arr = datatype === 'FP16' ? toFloat16Bits(values as number[]) : (Ctor as unknown as { from(v: unknown[]): Uint8Array }).from(values);
+        const arr =
+          datatype === 'FP16'
+            ? toFloat16Bits(values as number[])
+            : (Ctor as unknown as { from(v: unknown[]): Uint8Array }).from(values);
         chunk = new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength);
       }
       const { body, headerLength } = binaryBody(
-        { id: 'bin', inputs: [{ name: 'input', shape: [2, 3], datatype, parameters: { binary_data_size: chunk.byteLength } }], outputs: [{ name: 'output', parameters: { binary_data: true } }] },
+        {
+          id: 'bin',
+          inputs: [
+            { name: 'input', shape: [2, 3], datatype, parameters: { binary_data_size: chunk.byteLength } },
+          ],
+          outputs: [{ name: 'output', parameters: { binary_data: true } }],
+        },
         [chunk],
       );
       const res = await invoke(
-        apiEvent('POST /v2/models/{name}/infer', { name }, { body, base64: true, headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(headerLength) } }),
+        apiEvent(
+          'POST /v2/models/{name}/infer',
+          { name },
+          {
+            body,
+            base64: true,
+            headers: {
+              'content-type': 'application/octet-stream',
+              'inference-header-content-length': String(headerLength),
+            },
+          },
+        ),
       );
       expect(res.statusCode, res.body).toBe(200);
       expect(res.isBase64Encoded).toBe(true);
       const out = bodyBuffer(res);
       const n = Number(res.headers?.['inference-header-content-length']);
-      const head = JSON.parse(out.subarray(0, n).toString('utf8')) as { id: string; outputs: { parameters: { binary_data_size: number } }[] };
+      const head = JSON.parse(out.subarray(0, n).toString('utf8')) as {
+        id: string;
+        outputs: { parameters: { binary_data_size: number } }[];
+      };
       expect(head.id).toBe('bin');
-      expect(head.outputs[0]).toMatchObject({ name: 'output', datatype, shape: [2, 3], parameters: { binary_data_size: chunk.byteLength } });
+      expect(head.outputs[0]).toMatchObject({
+        name: 'output',
+        datatype,
+        shape: [2, 3],
+        parameters: { binary_data_size: chunk.byteLength },
+      });
       expect(Buffer.from(out.subarray(n)).equals(Buffer.from(chunk))).toBe(true);
     });
   }
 
   it('FP16 JSON values are converted to half precision and back', async () => {
-    const res = await invoke(inferEvent('id-fp16', { inputs: [{ name: 'input', shape: [1, 3], datatype: 'FP16', data: [0.1, 3.14159, -70000] }] }));
+    const res = await invoke(
+      inferEvent('id-fp16', {
+        inputs: [{ name: 'input', shape: [1, 3], datatype: 'FP16', data: [0.1, 3.14159, -70000] }],
+      }),
+    );
     const data = (bodyJson(res).outputs as { data: (number | null)[] }[])[0]!.data;
-    const expected: (number | null)[] = [0.1, 3.14159].map((v) => float16BitsToFloat32(toFloat16Bits([v])[0]!));
+    const expected: (number | null)[] = [0.1, 3.14159].map((v) =>
+      float16BitsToFloat32(toFloat16Bits([v])[0]!),
+    );
     expect(data).toEqual([...expected, null]); // -70000 overflows to -Inf → null
   });
 
   it('binary MLP input with JSON output, and request-level binary_data_output', async () => {
     const x = randomFloat32(mulberry32(9), 2 * 16);
     const expected = mlpReference(mlp.weights, x, 2);
-    const { body, headerLength } = binaryBody({ inputs: [{ name: 'input', shape: [2, 16], datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }] }, [x]);
-    const headers = { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(headerLength) };
-    const jsonOut = await invoke(apiEvent('POST /v2/models/{name}/infer', { name: 'mlp' }, { body, headers }));
+    const { body, headerLength } = binaryBody(
+      {
+        inputs: [
+          { name: 'input', shape: [2, 16], datatype: 'FP32', parameters: { binary_data_size: x.byteLength } },
+        ],
+      },
+      [x],
+    );
+    const headers = {
+      'content-type': 'application/octet-stream',
+      'inference-header-content-length': String(headerLength),
+    };
+    const jsonOut = await invoke(
+      apiEvent('POST /v2/models/{name}/infer', { name: 'mlp' }, { body, headers }),
+    );
     expect(jsonOut.headers?.['content-type']).toBe('application/json');
     expectClose((bodyJson(jsonOut).outputs as { data: number[] }[])[0]!.data, expected);
 
     const { body: b2, headerLength: h2 } = binaryBody(
-      { parameters: { binary_data_output: true }, inputs: [{ name: 'input', shape: [2, 16], datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }] },
+      {
+        parameters: { binary_data_output: true },
+        inputs: [
+          { name: 'input', shape: [2, 16], datatype: 'FP32', parameters: { binary_data_size: x.byteLength } },
+        ],
+      },
       [x],
     );
-    const binOut = await invoke(apiEvent('POST /v2/models/{name}/infer', { name: 'mlp' }, { body: b2, headers: { ...headers, 'inference-header-content-length': String(h2) } }));
+    const binOut = await invoke(
+      apiEvent(
+        'POST /v2/models/{name}/infer',
+        { name: 'mlp' },
+        { body: b2, headers: { ...headers, 'inference-header-content-length': String(h2) } },
+      ),
+    );
     const buf = bodyBuffer(binOut);
     const n = Number(binOut.headers?.['inference-header-content-length']);
     const tail = buf.subarray(n);
-    expectClose(new Float32Array(tail.buffer.slice(tail.byteOffset, tail.byteOffset + tail.byteLength)), expected);
+    expectClose(
+      new Float32Array(tail.buffer.slice(tail.byteOffset, tail.byteOffset + tail.byteLength)),
+      expected,
+    );
   });
 });
 
@@ -203,20 +326,46 @@ describe('bodies and limits', () => {
   it('accepts a base64-encoded JSON body', async () => {
     const x = randomFloat32(mulberry32(4), 16);
     const b64 = await invoke(
-      apiEvent('POST /v2/models/{name}/infer', { name: 'mlp' }, { body: Buffer.from(JSON.stringify({ inputs: [{ name: 'input', shape: [1, 16], datatype: 'FP32', data: Array.from(x) }] })), base64: true, headers: { 'content-type': 'application/json' } }),
+      apiEvent(
+        'POST /v2/models/{name}/infer',
+        { name: 'mlp' },
+        {
+          body: Buffer.from(
+            JSON.stringify({
+              inputs: [{ name: 'input', shape: [1, 16], datatype: 'FP32', data: Array.from(x) }],
+            }),
+          ),
+          base64: true,
+          headers: { 'content-type': 'application/json' },
+        },
+      ),
     );
     expect(b64.statusCode).toBe(200);
     expectClose((bodyJson(b64).outputs as { data: number[] }[])[0]!.data, mlpReference(mlp.weights, x, 1));
   });
 
-  it('a response over Lambda\'s 6 MB limit is a 413 that suggests binary outputs; in binary it fits', async () => {
+  it("a response over Lambda's 6 MB limit is a 413 that suggests binary outputs; in binary it fits", async () => {
     const values = randomFloat32(mulberry32(5), 250_000 * 3);
     const send = (binaryOut: boolean): ReturnType<typeof apiEvent> => {
       const { body, headerLength } = binaryBody(
-        { inputs: [{ name: 'input', shape: [250_000, 3], datatype: 'FP32', parameters: { binary_data_size: values.byteLength } }], parameters: { binary_data_output: binaryOut } },
+        {
+          inputs: [
+            {
+              name: 'input',
+              shape: [250_000, 3],
+              datatype: 'FP32',
+              parameters: { binary_data_size: values.byteLength },
+            },
+          ],
+          parameters: { binary_data_output: binaryOut },
+        },
         [values],
       );
-      return apiEvent('POST /v2/models/{name}/infer', { name: 'id-fp32' }, { body, headers: { 'inference-header-content-length': String(headerLength) } });
+      return apiEvent(
+        'POST /v2/models/{name}/infer',
+        { name: 'id-fp32' },
+        { body, headers: { 'inference-header-content-length': String(headerLength) } },
+      );
     };
     const tooBig = await invoke(send(false));
     expect(tooBig.statusCode).toBe(413);
@@ -224,54 +373,255 @@ describe('bodies and limits', () => {
     const fits = await invoke(send(true));
     expect(fits.statusCode).toBe(200);
     const out = bodyBuffer(fits);
-    expect(out.subarray(Number(fits.headers?.['inference-header-content-length'])).equals(Buffer.from(values.buffer))).toBe(true);
+    expect(
+      out
+        .subarray(Number(fits.headers?.['inference-header-content-length']))
+        .equals(Buffer.from(values.buffer)),
+    ).toBe(true);
   });
 });
 
 describe('bad requests get a 4xx naming the problem, and the function keeps serving', () => {
-  const good = { inputs: [{ name: 'input', shape: [1, 16], datatype: 'FP32', data: new Array(16).fill(0.5) }] };
+  const good = {
+    inputs: [{ name: 'input', shape: [1, 16], datatype: 'FP32', data: new Array(16).fill(0.5) }],
+  };
   const input = (patch: Record<string, unknown>): unknown => ({ inputs: [{ ...good.inputs[0], ...patch }] });
   const cases: [string, () => ReturnType<typeof inferEvent>, number, RegExp][] = [
-    ['malformed JSON', () => apiEvent('POST /v2/models/{name}/infer', { name: 'mlp' }, { body: '{"inputs": [', headers: { 'content-type': 'application/json' } }), 400, /malformed JSON/],
-    ['not JSON content type', () => apiEvent('POST /v2/models/{name}/infer', { name: 'mlp' }, { body: 'a,b', headers: { 'content-type': 'text/csv' } }), 415, /application\/json/],
-    ['body over 6 MB', () => apiEvent('POST /v2/models/{name}/infer', { name: 'mlp' }, { body: `{"x":"${'a'.repeat(6 * 1024 * 1024)}"}`, headers: { 'content-type': 'application/json' } }), 413, /larger than/],
+    [
+      'malformed JSON',
+      () =>
+        apiEvent(
+          'POST /v2/models/{name}/infer',
+          { name: 'mlp' },
+          { body: '{"inputs": [', headers: { 'content-type': 'application/json' } },
+        ),
+      400,
+      /malformed JSON/,
+    ],
+    [
+      'not JSON content type',
+      () =>
+        apiEvent(
+          'POST /v2/models/{name}/infer',
+          { name: 'mlp' },
+          { body: 'a,b', headers: { 'content-type': 'text/csv' } },
+        ),
+      415,
+      /application\/json/,
+    ],
+    [
+      'body over 6 MB',
+      () =>
+        apiEvent(
+          'POST /v2/models/{name}/infer',
+          { name: 'mlp' },
+          { body: `{"x":"${'a'.repeat(6 * 1024 * 1024)}"}`, headers: { 'content-type': 'application/json' } },
+        ),
+      413,
+      /larger than/,
+    ],
     ['no inputs', () => inferEvent('mlp', { inputs: [] }), 400, /inputs/],
-    ['unknown input', () => inferEvent('mlp', input({ name: 'pixels' })), 400, /unknown input 'pixels'.*'input' FP32 \[-1, 16\]/],
+    [
+      'unknown input',
+      () => inferEvent('mlp', input({ name: 'pixels' })),
+      400,
+      /unknown input 'pixels'.*'input' FP32 \[-1, 16\]/,
+    ],
     ['missing input', () => inferEvent('fixed', { inputs: [] }), 400, /non-empty/],
-    ['datatype mismatch', () => inferEvent('mlp', input({ datatype: 'FP64' })), 400, /input 'input': datatype FP64 does not match the model's FP32/],
-    ['unknown datatype', () => inferEvent('mlp', input({ datatype: 'FLOAT' })), 400, /input 'input': datatype must be one of/],
-    ['wrong rank', () => inferEvent('mlp', input({ shape: [16], data: new Array(16).fill(0) })), 400, /input 'input': shape \[16\] has rank 1, the model expects rank 2/],
-    ['wrong fixed dim', () => inferEvent('mlp', input({ shape: [2, 8] })), 400, /input 'input': dimension 1 is 8, the model expects 16/],
-    ['wrong fixed batch', () => inferEvent('fixed', { inputs: [{ name: 'input', shape: [1, 3], datatype: 'FP32', data: [1, 2, 3] }] }), 400, /dimension 0 is 1, the model expects 2/],
-    ['element count ≠ shape', () => inferEvent('mlp', input({ shape: [2, 16] })), 400, /input 'input': shape \[2, 16\] holds 32 elements but data has 16/],
-    ['wrong element type', () => inferEvent('mlp', input({ data: [...new Array(15).fill(0), 'x'] })), 400, /input 'input': element 15 is a string, expected a number/],
-    ['out of range integer', () => inferEvent('id-uint8', { inputs: [{ name: 'input', shape: [1, 3], datatype: 'UINT8', data: [1, 2, 256] }] }), 400, /element 2 is out of range for UINT8/],
-    ['BYTES with NUL', () => inferEvent('id-bytes', { inputs: [{ name: 'input', shape: [1, 3], datatype: 'BYTES', data: ['a', 'b\u0000c', 'd'] }] }), 400, /element 1 contains a NUL/],
-    ['unknown output', () => inferEvent('mlp', { ...good, outputs: [{ name: 'logits' }] }), 400, /unknown output 'logits'/],
+    [
+      'datatype mismatch',
+      () => inferEvent('mlp', input({ datatype: 'FP64' })),
+      400,
+      /input 'input': datatype FP64 does not match the model's FP32/,
+    ],
+    [
+      'unknown datatype',
+      () => inferEvent('mlp', input({ datatype: 'FLOAT' })),
+      400,
+      /input 'input': datatype must be one of/,
+    ],
+    [
+      'wrong rank',
+      () => inferEvent('mlp', input({ shape: [16], data: new Array(16).fill(0) })),
+      400,
+      /input 'input': shape \[16\] has rank 1, the model expects rank 2/,
+    ],
+    [
+      'wrong fixed dim',
+      () => inferEvent('mlp', input({ shape: [2, 8] })),
+      400,
+      /input 'input': dimension 1 is 8, the model expects 16/,
+    ],
+    [
+      'wrong fixed batch',
+      () =>
+        inferEvent('fixed', {
+          inputs: [{ name: 'input', shape: [1, 3], datatype: 'FP32', data: [1, 2, 3] }],
+        }),
+      400,
+      /dimension 0 is 1, the model expects 2/,
+    ],
+    [
+      'element count ≠ shape',
+      () => inferEvent('mlp', input({ shape: [2, 16] })),
+      400,
+      /input 'input': shape \[2, 16\] holds 32 elements but data has 16/,
+    ],
+    [
+      'wrong element type',
+      () => inferEvent('mlp', input({ data: [...new Array(15).fill(0), 'x'] })),
+      400,
+      /input 'input': element 15 is a string, expected a number/,
+    ],
+    [
+      'out of range integer',
+      () =>
+        inferEvent('id-uint8', {
+          inputs: [{ name: 'input', shape: [1, 3], datatype: 'UINT8', data: [1, 2, 256] }],
+        }),
+      400,
+      /element 2 is out of range for UINT8/,
+    ],
+    [
+      'BYTES with NUL',
+      () =>
+        inferEvent('id-bytes', {
+          inputs: [{ name: 'input', shape: [1, 3], datatype: 'BYTES', data: ['a', 'b\u0000c', 'd'] }],
+        }),
+      400,
+      /element 1 contains a NUL/,
+    ],
+    [
+      'unknown output',
+      () => inferEvent('mlp', { ...good, outputs: [{ name: 'logits' }] }),
+      400,
+      /unknown output 'logits'/,
+    ],
     ['unknown model', () => inferEvent('nope', good), 404, /model nope does not exist/],
     ['unknown version', () => inferEvent('mlp', good, '99'), 404, /no version 99/],
     ['unknown alias', () => inferEvent('mlp', good, 'staging'), 404, /no alias staging/],
     ['invalid model name', () => inferEvent('Bad Name', good), 400, /invalid model name/],
-    ['shape beyond array limits', () => inferEvent('mlp', input({ shape: [1e5, 1e5, 1e5] })), 400, /input 'input': shape \[100000, 100000, 100000\] holds 1000000000000000 elements but the .*JSON request .* can carry at most/],
-    ['shape beyond what the body holds', () => inferEvent('mlp', input({ shape: [400000000], data: [] })), 400, /input 'input': shape \[400000000\] holds 400000000 elements but the .*JSON request .* can carry at most/],
-    ['binary BYTES shape beyond its bytes', () => {
-      const { body, headerLength } = binaryBody({ inputs: [{ name: 'input', shape: [1e5, 1e5, 1e5], datatype: 'BYTES', parameters: { binary_data_size: 8 } }] }, [Uint32Array.of(0, 0)]);
-      return apiEvent('POST /v2/models/{name}/infer', { name: 'id-bytes' }, { body, headers: { 'inference-header-content-length': String(headerLength) } });
-    }, 400, /input 'input': shape \[100000, 100000, 100000\] .* at most 2/],
-    ['binary size past the end', () => {
-      const { body, headerLength } = binaryBody({ inputs: [{ name: 'input', shape: [1, 16], datatype: 'FP32', parameters: { binary_data_size: 64 } }] }, [new Uint8Array(10)]);
-      return apiEvent('POST /v2/models/{name}/infer', { name: 'mlp' }, { body, headers: { 'inference-header-content-length': String(headerLength) } });
-    }, 400, /binary_data_size 64 runs past the end/],
-    ['binary size ≠ shape', () => {
-      const { body, headerLength } = binaryBody({ inputs: [{ name: 'input', shape: [1, 16], datatype: 'FP32', parameters: { binary_data_size: 60 } }] }, [new Uint8Array(60)]);
-      return apiEvent('POST /v2/models/{name}/infer', { name: 'mlp' }, { body, headers: { 'inference-header-content-length': String(headerLength) } });
-    }, 400, /needs 64 bytes \(binary_data_size\) but got 60/],
-    ['bad header length', () => apiEvent('POST /v2/models/{name}/infer', { name: 'mlp' }, { body: '{}', headers: { 'inference-header-content-length': '99' } }), 400, /Inference-Header-Content-Length/],
-    ['binary BYTES not UTF-8', () => {
-      const chunk = Buffer.concat([Buffer.from(Uint32Array.of(1).buffer), Buffer.from([0xff]), Buffer.from(Uint32Array.of(1).buffer), Buffer.from('a'), Buffer.from(Uint32Array.of(1).buffer), Buffer.from('b')]);
-      const { body, headerLength } = binaryBody({ inputs: [{ name: 'input', shape: [1, 3], datatype: 'BYTES', parameters: { binary_data_size: chunk.length } }] }, [chunk]);
-      return apiEvent('POST /v2/models/{name}/infer', { name: 'id-bytes' }, { body, headers: { 'inference-header-content-length': String(headerLength) } });
-    }, 400, /not valid UTF-8/],
+    [
+      'shape beyond array limits',
+      () => inferEvent('mlp', input({ shape: [1e5, 1e5, 1e5] })),
+      400,
+      /input 'input': shape \[100000, 100000, 100000\] holds 1000000000000000 elements but the .*JSON request .* can carry at most/,
+    ],
+    [
+      'shape beyond what the body holds',
+      () => inferEvent('mlp', input({ shape: [400000000], data: [] })),
+      400,
+      /input 'input': shape \[400000000\] holds 400000000 elements but the .*JSON request .* can carry at most/,
+    ],
+    [
+      'binary BYTES shape beyond its bytes',
+      () => {
+        const { body, headerLength } = binaryBody(
+          {
+            inputs: [
+              {
+                name: 'input',
+                shape: [1e5, 1e5, 1e5],
+                datatype: 'BYTES',
+                parameters: { binary_data_size: 8 },
+              },
+            ],
+          },
+          [Uint32Array.of(0, 0)],
+        );
+        return apiEvent(
+          'POST /v2/models/{name}/infer',
+          { name: 'id-bytes' },
+          { body, headers: { 'inference-header-content-length': String(headerLength) } },
+        );
+      },
+      400,
+      /input 'input': shape \[100000, 100000, 100000\] .* at most 2/,
+    ],
+    [
+      'binary size past the end',
+      () => {
+        const { body, headerLength } = binaryBody(
+          {
+            inputs: [
+              { name: 'input', shape: [1, 16], datatype: 'FP32', parameters: { binary_data_size: 64 } },
+            ],
+          },
+          [new Uint8Array(10)],
+        );
+        return apiEvent(
+          'POST /v2/models/{name}/infer',
+          { name: 'mlp' },
+          { body, headers: { 'inference-header-content-length': String(headerLength) } },
+        );
+      },
+      400,
+      /binary_data_size 64 runs past the end/,
+    ],
+    [
+      'binary size ≠ shape',
+      () => {
+        const { body, headerLength } = binaryBody(
+          {
+            inputs: [
+              { name: 'input', shape: [1, 16], datatype: 'FP32', parameters: { binary_data_size: 60 } },
+            ],
+          },
+          [new Uint8Array(60)],
+        );
+        return apiEvent(
+          'POST /v2/models/{name}/infer',
+          { name: 'mlp' },
+          { body, headers: { 'inference-header-content-length': String(headerLength) } },
+        );
+      },
+      400,
+      /needs 64 bytes \(binary_data_size\) but got 60/,
+    ],
+    [
+      'bad header length',
+      () =>
+        apiEvent(
+          'POST /v2/models/{name}/infer',
+          { name: 'mlp' },
+          { body: '{}', headers: { 'inference-header-content-length': '99' } },
+        ),
+      400,
+      /Inference-Header-Content-Length/,
+    ],
+    [
+      'binary BYTES not UTF-8',
+      () => {
+        const chunk = Buffer.concat([
+          Buffer.from(Uint32Array.of(1).buffer),
+          Buffer.from([0xff]),
+          Buffer.from(Uint32Array.of(1).buffer),
+          Buffer.from('a'),
+          Buffer.from(Uint32Array.of(1).buffer),
+          Buffer.from('b'),
+        ]);
+        const { body, headerLength } = binaryBody(
+          {
+            inputs: [
+              {
+                name: 'input',
+                shape: [1, 3],
+                datatype: 'BYTES',
+                parameters: { binary_data_size: chunk.length },
+              },
+            ],
+          },
+          [chunk],
+        );
+        return apiEvent(
+          'POST /v2/models/{name}/infer',
+          { name: 'id-bytes' },
+          { body, headers: { 'inference-header-content-length': String(headerLength) } },
+        );
+      },
+      400,
+      /not valid UTF-8/,
+    ],
   ];
   for (const [label, make, status, message] of cases) {
     it(`${label} → ${status}`, async () => {
@@ -290,10 +640,20 @@ describe('bad requests get a 4xx naming the problem, and the function keeps serv
     await fx.reinstall();
     const mlpDims = { model: 'mlp', version: '1' };
     for (const batch of [1, 3, 8]) {
-      const ok = await invoke(inferEvent('mlp', { inputs: [{ name: 'input', shape: [batch, 16], datatype: 'FP32', data: new Array(batch * 16).fill(0.5) }] }));
+      const ok = await invoke(
+        inferEvent('mlp', {
+          inputs: [
+            { name: 'input', shape: [batch, 16], datatype: 'FP32', data: new Array(batch * 16).fill(0.5) },
+          ],
+        }),
+      );
       expect(ok.statusCode).toBe(200);
     }
-    for (const make of [() => inferEvent('mlp', input({ datatype: 'FP64' })), () => inferEvent('mlp', input({ shape: [2, 16] })), () => inferEvent('mlp', { inputs: [] })]) {
+    for (const make of [
+      () => inferEvent('mlp', input({ datatype: 'FP64' })),
+      () => inferEvent('mlp', input({ shape: [2, 16] })),
+      () => inferEvent('mlp', { inputs: [] }),
+    ]) {
       expect((await invoke(make())).statusCode).toBe(400);
     }
     expect((await invoke(inferEvent('nope', good))).statusCode).toBe(404);
@@ -311,7 +671,11 @@ describe('bad requests get a 4xx naming the problem, and the function keeps serv
     expect(fx.metrics.points('ModelLoadTime', mlpDims)).toHaveLength(1);
     // Requests that never resolved to a version carry no model dimensions (no client-chosen names).
     expect(fx.metrics.points('ClientErrors').filter((p) => p.dimensions.model === undefined)).toHaveLength(2);
-    expect(fx.metrics.points('ClientErrors').some((p) => p.dimensions.model === 'nope' || p.dimensions.model === 'Bad Name')).toBe(false);
+    expect(
+      fx.metrics
+        .points('ClientErrors')
+        .some((p) => p.dimensions.model === 'nope' || p.dimensions.model === 'Bad Name'),
+    ).toBe(false);
   });
 
   it('unknown routes are 404', async () => {

@@ -7,7 +7,13 @@ import { mkdir, open, readdir, readFile, rename, stat, writeFile } from 'node:fs
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { setInferenceService } from '../../functions/predict/runtime';
-import { InferenceService, RouteResolver, type InferenceLogger, type InferenceObservation, type InferenceObserver } from '../../shared/inference';
+import {
+  InferenceService,
+  RouteResolver,
+  type InferenceLogger,
+  type InferenceObservation,
+  type InferenceObserver,
+} from '../../shared/inference';
 import { ModelRegistry } from '../../shared/registry';
 import { StoreError, type ObjectStore } from '../../shared/store';
 import { EmfMetricsSink, createMetricsSink, NoopMetricsSink } from '../../shared/metrics';
@@ -18,7 +24,10 @@ import { apiEvent, bodyJson, inferEvent, invoke, predictFixture, type PredictFix
 let fx: PredictFixture;
 const models: Record<number, BuiltMlp> = {};
 const x = randomFloat32(mulberry32(1), 8);
-const request = (id?: string): unknown => ({ ...(id ? { id } : {}), inputs: [{ name: 'input', shape: [1, 8], datatype: 'FP32', data: Array.from(x) }] });
+const request = (id?: string): unknown => ({
+  ...(id ? { id } : {}),
+  inputs: [{ name: 'input', shape: [1, 8], datatype: 'FP32', data: Array.from(x) }],
+});
 
 /** Which registered MLP produced these outputs (each seed computes something different). */
 function producedBy(body: Record<string, unknown>): number {
@@ -67,8 +76,13 @@ describe('alias resolution', () => {
   it('the warm path makes no store request within the TTL; concurrent cold requests load once', async () => {
     await register('warm', 3, 'production');
     const counter = countingStore(fx.store);
-    const service = await fx.reinstall({ aliasTtlMs: 60_000, modelCacheDir: path.join(fx.cacheDir, 'single-flight') }, counter.store);
-    const responses = await Promise.all(Array.from({ length: 6 }, () => invoke(inferEvent('warm', request()))));
+    const service = await fx.reinstall(
+      { aliasTtlMs: 60_000, modelCacheDir: path.join(fx.cacheDir, 'single-flight') },
+      counter.store,
+    );
+    const responses = await Promise.all(
+      Array.from({ length: 6 }, () => invoke(inferEvent('warm', request()))),
+    );
     expect(responses.map((r) => r.statusCode)).toEqual(new Array(6).fill(200));
     expect(counter.calls.filter((c) => /^get(Stream)? blobs\//.test(c))).toHaveLength(1);
     expect(counter.calls.filter((c) => c.includes('/aliases/'))).toHaveLength(1);
@@ -90,7 +104,9 @@ describe('alias resolution', () => {
     // production still points at the archived v1: refused rather than silently rerouted.
     const viaAlias = await invoke(inferEvent('status', request()));
     expect(viaAlias.statusCode).toBe(409);
-    expect(bodyJson(viaAlias).error).toMatch(/alias production of status points at version 1, which is archived/);
+    expect(bodyJson(viaAlias).error).toMatch(
+      /alias production of status points at version 1, which is archived/,
+    );
 
     await fx.registry.setStatus('status', v2, 'rejected', { actor: 'test' });
     const rejected = await invoke(inferEvent('status', request(), String(v2)));
@@ -113,7 +129,12 @@ describe('alias resolution', () => {
       put: (k, b, o) => fx.store.put(k, b, o),
       delete: (k) => fx.store.delete(k),
     };
-    const service = new InferenceService({ registry: new ModelRegistry(store), metrics: fx.metrics, now: () => clock, settings: { aliasTtlMs: 1000, modelCacheDir: fx.cacheDir } });
+    const service = new InferenceService({
+      registry: new ModelRegistry(store),
+      metrics: fx.metrics,
+      now: () => clock,
+      settings: { aliasTtlMs: 1000, modelCacheDir: fx.cacheDir },
+    });
     await setInferenceService(service);
     expect(bodyJson(await invoke(inferEvent('outage', request()))).model_version).toBe('1');
     failing = true;
@@ -123,7 +144,10 @@ describe('alias resolution', () => {
     expect(producedBy(bodyJson(during))).toBe(14);
     const unknown = await invoke(inferEvent('roll', request()));
     expect(unknown.statusCode).toBe(503);
-    expect(bodyJson(unknown)).toEqual({ error: 'service temporarily unavailable, retry later', code: 'unavailable' });
+    expect(bodyJson(unknown)).toEqual({
+      error: 'service temporarily unavailable, retry later',
+      code: 'unavailable',
+    });
     failing = false;
     await fx.registry.setAlias('outage', 'production', await register('outage', 15), { actor: 'test' });
     clock += 5000;
@@ -138,9 +162,17 @@ describe('alias resolution', () => {
     await fx.registry.setStatus('retired', 2, 'rejected', { actor: 'test' });
     const counter = countingStore(fx.store);
     let clock = 1_000_000;
-    const service = new InferenceService({ registry: new ModelRegistry(counter.store), metrics: fx.metrics, now: () => clock, settings: { aliasTtlMs: 1000, modelCacheDir: fx.cacheDir } });
+    const service = new InferenceService({
+      registry: new ModelRegistry(counter.store),
+      metrics: fx.metrics,
+      now: () => clock,
+      settings: { aliasTtlMs: 1000, modelCacheDir: fx.cacheDir },
+    });
     await setInferenceService(service);
-    for (const [name, status] of [['ghost', 404], ['retired', 409]] as const) {
+    for (const [name, status] of [
+      ['ghost', 404],
+      ['retired', 409],
+    ] as const) {
       expect((await invoke(inferEvent(name, request()))).statusCode).toBe(status);
       expect(counter.count()).toBeGreaterThan(0);
       counter.reset();
@@ -156,7 +188,8 @@ describe('alias resolution', () => {
 
     // Failed resolutions are bounded: client-chosen names must not grow the cache forever.
     const routes = new RouteResolver(new ModelRegistry(counter.store), { ttlMs: 60_000, maxEntries: 3 });
-    for (let i = 0; i < 10; i++) await expect(routes.resolve(`ghost-${i}`)).rejects.toMatchObject({ kind: 'not_found' });
+    for (let i = 0; i < 10; i++)
+      await expect(routes.resolve(`ghost-${i}`)).rejects.toMatchObject({ kind: 'not_found' });
     expect(routes.size).toBe(3);
     counter.reset();
     await expect(routes.resolve('ghost-9')).rejects.toMatchObject({ kind: 'not_found' });
@@ -177,7 +210,10 @@ describe('canary', () => {
   it('routes the canary share by a stable hash of the request id, reporting the version that ran', async () => {
     const v1 = await register('canary', 8, 'production');
     const v2 = await register('canary', 9);
-    await fx.registry.setAlias('canary', 'production', v1, { actor: 'test', canary: { version: v2, weight: 0.3 } });
+    await fx.registry.setAlias('canary', 'production', v1, {
+      actor: 'test',
+      canary: { version: v2, weight: 0.3 },
+    });
     const seen = new Map<string, string>();
     for (let i = 0; i < 60; i++) {
       const body = bodyJson(await invoke(inferEvent('canary', request(`req-${i}`))));
@@ -199,13 +235,24 @@ describe('model integrity', () => {
   it('a tampered blob is refused with a clear error and a metric, never served', async () => {
     const good = await register('tamper', 10);
     const version = await fx.registry.getVersion('tamper', good);
-    await fx.store.put(version.blobKey, buildMlp({ inputSize: 8, hiddenSizes: [16], outputSize: 3, seed: 666 }).bytes);
-    for (const event of [inferEvent('tamper', request()), apiEvent('GET /v2/models/{name}/ready', { name: 'tamper' })]) {
+    await fx.store.put(
+      version.blobKey,
+      buildMlp({ inputSize: 8, hiddenSizes: [16], outputSize: 3, seed: 666 }).bytes,
+    );
+    for (const event of [
+      inferEvent('tamper', request()),
+      apiEvent('GET /v2/models/{name}/ready', { name: 'tamper' }),
+    ]) {
       const res = await invoke(event);
       expect(res.statusCode).toBe(500);
-      expect(bodyJson(res)).toMatchObject({ code: 'integrity_error', error: expect.stringMatching(/tamper version 1 failed its integrity check/) });
+      expect(bodyJson(res)).toMatchObject({
+        code: 'integrity_error',
+        error: expect.stringMatching(/tamper version 1 failed its integrity check/),
+      });
     }
-    expect(fx.metrics.sum('ModelIntegrityFailures', { model: 'tamper', version: '1' })).toBeGreaterThanOrEqual(1);
+    expect(
+      fx.metrics.sum('ModelIntegrityFailures', { model: 'tamper', version: '1' }),
+    ).toBeGreaterThanOrEqual(1);
     expect(fx.metrics.sum('ServerErrors', { model: 'tamper', version: '1' })).toBe(1);
     expect(await readdir(fx.cacheDir)).not.toContain(`${version.sha256}.onnx`);
     expect((await invoke(inferEvent('roll', request()))).statusCode).toBe(200);
@@ -226,10 +273,19 @@ describe('local model copies', () => {
     await register('rehash', 19);
     const version = await fx.registry.getVersion('rehash', 1);
     const loads: Record<string, unknown>[] = [];
-    const logger: InferenceLogger = { info: (message, attributes = {}) => void (message === 'model loaded' && loads.push(attributes)), warn() {}, error() {} };
+    const logger: InferenceLogger = {
+      info: (message, attributes = {}) => void (message === 'model loaded' && loads.push(attributes)),
+      warn() {},
+      error() {},
+    };
     const cacheDir = path.join(fx.cacheDir, 'rehash');
     const file = path.join(cacheDir, `${version.sha256}.onnx`);
-    const service = new InferenceService({ registry: fx.registry, metrics: fx.metrics, logger, settings: { modelCacheDir: cacheDir } });
+    const service = new InferenceService({
+      registry: fx.registry,
+      metrics: fx.metrics,
+      logger,
+      settings: { modelCacheDir: cacheDir },
+    });
     const load = async (): Promise<Record<string, unknown> | undefined> => {
       await service.sessions.clear();
       (await service.sessions.acquire(version)).release();
@@ -312,10 +368,18 @@ describe('observers and metrics output', () => {
     };
     const service = await fx.reinstall({ observerFlushBudgetMs: 20 });
     service.addObserver(observer);
-    for (let i = 0; i < 4; i++) expect((await invoke(inferEvent('roll', request(`obs-${i}`)))).statusCode).toBe(200);
+    for (let i = 0; i < 4; i++)
+      expect((await invoke(inferEvent('roll', request(`obs-${i}`)))).statusCode).toBe(200);
     expect(seen).toHaveLength(4);
     expect(flushes).toBe(1); // a flush in progress is not started again
-    expect(seen[0]).toMatchObject({ model: 'roll', version: 1, requestId: 'obs-0', alias: 'production', status: 200, batchSize: 1 });
+    expect(seen[0]).toMatchObject({
+      model: 'roll',
+      version: 1,
+      requestId: 'obs-0',
+      alias: 'production',
+      status: 200,
+      batchSize: 1,
+    });
     expect(Array.from(seen[0]!.inputs[0]!.data as Float32Array)).toEqual(Array.from(x));
     expect(seen[0]!.outputs[0]).toMatchObject({ name: 'output', datatype: 'FP32', shape: [1, 3] });
     await invoke(inferEvent('roll', { inputs: [] }));
@@ -327,7 +391,9 @@ describe('observers and metrics output', () => {
   it('EMF lines carry model and version dimensions and go to stdout', () => {
     const lines: string[] = [];
     const write = process.stdout.write.bind(process.stdout);
-    process.stdout.write = ((chunk: string | Uint8Array) => (lines.push(String(chunk)), true)) as typeof process.stdout.write;
+    process.stdout.write = ((chunk: string | Uint8Array) => (
+      lines.push(String(chunk)), true
+    )) as typeof process.stdout.write;
     try {
       const sink = new EmfMetricsSink({ namespace: 'maas-test' });
       sink.add('Invocations', 'Count', 1, { model: 'iris', version: '3' });
@@ -338,12 +404,25 @@ describe('observers and metrics output', () => {
     } finally {
       process.stdout.write = write;
     }
-    const docs = lines.map((l) => JSON.parse(l) as Record<string, unknown> & { _aws: { CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string; Unit: string }[] }[] } });
+    const docs = lines.map(
+      (l) =>
+        JSON.parse(l) as Record<string, unknown> & {
+          _aws: {
+            CloudWatchMetrics: {
+              Namespace: string;
+              Dimensions: string[][];
+              Metrics: { Name: string; Unit: string }[];
+            }[];
+          };
+        },
+    );
     expect(docs).toHaveLength(2);
     const v3 = docs.find((d) => d.version === '3')!;
     expect(v3._aws.CloudWatchMetrics[0]!.Namespace).toBe('maas-test');
     expect(v3._aws.CloudWatchMetrics[0]!.Dimensions[0]).toEqual(expect.arrayContaining(['model', 'version']));
-    expect(v3._aws.CloudWatchMetrics[0]!.Metrics).toEqual(expect.arrayContaining([{ Name: 'Latency', Unit: 'Milliseconds' }]));
+    expect(v3._aws.CloudWatchMetrics[0]!.Metrics).toEqual(
+      expect.arrayContaining([{ Name: 'Latency', Unit: 'Milliseconds' }]),
+    );
     expect(v3).toMatchObject({ model: 'iris', Invocations: 1, Latency: 4.5 });
     expect(createMetricsSink({ MAAS_METRICS: 'off' })).toBeInstanceOf(NoopMetricsSink);
   });

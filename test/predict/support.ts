@@ -25,10 +25,19 @@ export interface EventOptions {
 let requestCounter = 0;
 
 /** An HTTP API v2 event for a route template such as `POST /v2/models/{name}/infer`. */
-export function apiEvent(routeKey: string, params: Record<string, string> = {}, options: EventOptions = {}): APIGatewayProxyEventV2 {
+export function apiEvent(
+  routeKey: string,
+  params: Record<string, string> = {},
+  options: EventOptions = {},
+): APIGatewayProxyEventV2 {
   const [method = 'GET', template = '/'] = routeKey.split(' ');
   const rawPath = template.replace(/\{([^}]+)\}/g, (_, k: string) => encodeURIComponent(params[k] ?? ''));
-  const bytes = options.body === undefined ? undefined : typeof options.body === 'string' ? Buffer.from(options.body) : Buffer.from(options.body);
+  const bytes =
+    options.body === undefined
+      ? undefined
+      : typeof options.body === 'string'
+        ? Buffer.from(options.body)
+        : Buffer.from(options.body);
   const base64 = options.base64 ?? (options.body !== undefined && typeof options.body !== 'string');
   const requestId = `req-${++requestCounter}`;
   const event: APIGatewayProxyEventV2 = {
@@ -36,7 +45,12 @@ export function apiEvent(routeKey: string, params: Record<string, string> = {}, 
     routeKey,
     rawPath,
     rawQueryString: '',
-    headers: { host: 'abc123.execute-api.eu-west-1.amazonaws.com', 'user-agent': 'vitest', ...lower(options.headers ?? {}), ...(bytes ? { 'content-length': String(bytes.length) } : {}) },
+    headers: {
+      host: 'abc123.execute-api.eu-west-1.amazonaws.com',
+      'user-agent': 'vitest',
+      ...lower(options.headers ?? {}),
+      ...(bytes ? { 'content-length': String(bytes.length) } : {}),
+    },
     requestContext: {
       accountId: '123456789012',
       apiId: 'abc123',
@@ -115,7 +129,11 @@ export async function predictFixture(settings: Partial<InferenceSettings> = {}):
     async reinstall(next = {}, other?: ObjectStore) {
       fixture.metrics = new MemoryMetricsSink();
       const registry = other ? new ModelRegistry(other) : fixture.registry;
-      fixture.service = new InferenceService({ registry, metrics: fixture.metrics, settings: { modelCacheDir: cacheDir, ...settings, ...next } });
+      fixture.service = new InferenceService({
+        registry,
+        metrics: fixture.metrics,
+        settings: { modelCacheDir: cacheDir, ...settings, ...next },
+      });
       await setInferenceService(fixture.service);
       return fixture.service;
     },
@@ -130,14 +148,29 @@ export async function predictFixture(settings: Partial<InferenceSettings> = {}):
 }
 
 /** An OIP JSON inference event. */
-export function inferEvent(name: string, request: unknown, version?: string, headers: Record<string, string> = { 'content-type': 'application/json' }): APIGatewayProxyEventV2 {
+export function inferEvent(
+  name: string,
+  request: unknown,
+  version?: string,
+  headers: Record<string, string> = { 'content-type': 'application/json' },
+): APIGatewayProxyEventV2 {
   return version === undefined
     ? apiEvent('POST /v2/models/{name}/infer', { name }, { body: JSON.stringify(request), headers })
-    : apiEvent('POST /v2/models/{name}/versions/{version}/infer', { name, version }, { body: JSON.stringify(request), headers });
+    : apiEvent(
+        'POST /v2/models/{name}/versions/{version}/infer',
+        { name, version },
+        { body: JSON.stringify(request), headers },
+      );
 }
 
 /** A binary-extension request body: JSON header followed by the given chunks. */
-export function binaryBody(header: unknown, chunks: ArrayBufferView[]): { body: Buffer; headerLength: number } {
+export function binaryBody(
+  header: unknown,
+  chunks: ArrayBufferView[],
+): { body: Buffer; headerLength: number } {
   const json = Buffer.from(JSON.stringify(header));
-  return { body: Buffer.concat([json, ...chunks.map((c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength))]), headerLength: json.length };
+  return {
+    body: Buffer.concat([json, ...chunks.map((c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength))]),
+    headerLength: json.length,
+  };
 }

@@ -1,7 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { ConflictError, InvalidArgumentError, NotFoundError, PayloadTooLargeError, PreconditionFailedError, UnprocessableError } from '../../shared/errors';
+import {
+  ConflictError,
+  InvalidArgumentError,
+  NotFoundError,
+  PayloadTooLargeError,
+  PreconditionFailedError,
+  UnprocessableError,
+} from '../../shared/errors';
 import { ModelRegistry } from '../../shared/registry';
 import { listAll, S3ObjectStore, type ObjectStore } from '../../shared/store';
 import { countingStore } from '../support/counting-store';
@@ -27,7 +34,14 @@ describe.each(storeKinds)('ModelRegistry on the %s store', (kind) => {
       actor: 'alice',
     });
     expect(created).toBe(true);
-    expect(version).toMatchObject({ name: 'iris', version: 1, size: bytes.length, status: 'active', actor: 'alice', tags: { team: 'ml' } });
+    expect(version).toMatchObject({
+      name: 'iris',
+      version: 1,
+      size: bytes.length,
+      status: 'active',
+      actor: 'alice',
+      tags: { team: 'ml' },
+    });
     expect(version.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
     expect(version.onnx.inputs).toEqual([{ name: 'input', datatype: 'FP32', shape: [-1, 4] }]);
     expect(version.onnx.outputs).toEqual([{ name: 'output', datatype: 'FP32', shape: [-1, 2] }]);
@@ -52,9 +66,13 @@ describe.each(storeKinds)('ModelRegistry on the %s store', (kind) => {
   });
 
   it('32 concurrent registrations of different bytes get versions exactly 1..32', async () => {
-    const results = await Promise.all(Array.from({ length: 32 }, (_, i) => registry.registerVersion('race', tinyModel(100 + i))));
+    const results = await Promise.all(
+      Array.from({ length: 32 }, (_, i) => registry.registerVersion('race', tinyModel(100 + i))),
+    );
     expect(results.every((r) => r.created)).toBe(true);
-    expect(results.map((r) => r.version.version).sort((a, b) => a - b)).toEqual(Array.from({ length: 32 }, (_, i) => i + 1));
+    expect(results.map((r) => r.version.version).sort((a, b) => a - b)).toEqual(
+      Array.from({ length: 32 }, (_, i) => i + 1),
+    );
     const listed = await registry.listVersions('race', { limit: 100 });
     expect(listed.items.map((v) => v.version)).toEqual(Array.from({ length: 32 }, (_, i) => i + 1));
     // each listed version holds the bytes of exactly one registration
@@ -64,7 +82,9 @@ describe.each(storeKinds)('ModelRegistry on the %s store', (kind) => {
 
   it('32 concurrent registrations of identical bytes create one version', async () => {
     const bytes = tinyModel(7);
-    const results = await Promise.all(Array.from({ length: 32 }, () => registry.registerVersion('same', bytes)));
+    const results = await Promise.all(
+      Array.from({ length: 32 }, () => registry.registerVersion('same', bytes)),
+    );
     expect(results.filter((r) => r.created)).toHaveLength(1);
     expect(new Set(results.map((r) => r.version.version))).toEqual(new Set([1]));
     expect((await registry.listVersions('same')).items).toHaveLength(1);
@@ -89,7 +109,9 @@ describe.each(storeKinds)('ModelRegistry on the %s store', (kind) => {
     } while (cursor);
     expect(models).toEqual([...models].sort());
     expect(models).toEqual(expect.arrayContaining(['iris', 'dedupe', 'race', 'same', 'paged']));
-    await expect(registry.listVersions('paged', { cursor: 'bm9wZQ' })).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(registry.listVersions('paged', { cursor: 'bm9wZQ' })).rejects.toBeInstanceOf(
+      InvalidArgumentError,
+    );
   });
 
   it('moves aliases, refuses non-active versions, and rolls back step by step', async () => {
@@ -123,7 +145,9 @@ describe.each(storeKinds)('ModelRegistry on the %s store', (kind) => {
     for (let i = 0; i < 3; i++) await registry.registerVersion('guarded', tinyModel(500 + i));
     const first = await registry.setAlias('guarded', 'production', 1);
     const second = await registry.setAlias('guarded', 'production', 2);
-    await expect(registry.rollback('guarded', 'production', { ifMatch: first.etag })).rejects.toBeInstanceOf(PreconditionFailedError);
+    await expect(registry.rollback('guarded', 'production', { ifMatch: first.etag })).rejects.toBeInstanceOf(
+      PreconditionFailedError,
+    );
     expect((await registry.getAlias('guarded', 'production')).version).toBe(2);
     expect((await registry.rollback('guarded', 'production', { ifMatch: second.etag })).version).toBe(1);
 
@@ -135,11 +159,15 @@ describe.each(storeKinds)('ModelRegistry on the %s store', (kind) => {
   it('16 concurrent alias moves: the alias ends on one of them and history has every move in order', async () => {
     for (let i = 0; i < 16; i++) await registry.registerVersion('aliases', tinyModel(400 + i));
     const moves = await Promise.all(
-      Array.from({ length: 16 }, (_, i) => registry.setAlias('aliases', 'production', i + 1, { actor: `writer-${i}` })),
+      Array.from({ length: 16 }, (_, i) =>
+        registry.setAlias('aliases', 'production', i + 1, { actor: `writer-${i}` }),
+      ),
     );
     const final = await registry.getAlias('aliases', 'production');
     expect(final.revision).toBe(16);
-    expect(moves.map((m) => m.revision).sort((a, b) => a - b)).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
+    expect(moves.map((m) => m.revision).sort((a, b) => a - b)).toEqual(
+      Array.from({ length: 16 }, (_, i) => i + 1),
+    );
     const events = (await registry.history('aliases')).items.filter((e) => e.type === 'alias_moved');
     expect(events.map((e) => e.revision)).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
     // each move's "from" is the previous move's target: the log is a consistent chain
@@ -148,10 +176,16 @@ describe.each(storeKinds)('ModelRegistry on the %s store', (kind) => {
 
     // a stale compare-and-swap fails cleanly and changes nothing
     const staleEtag = moves.find((m) => m.revision === 1)!.etag;
-    await expect(registry.setAlias('aliases', 'production', 1, { ifMatch: staleEtag })).rejects.toBeInstanceOf(PreconditionFailedError);
-    await expect(registry.setAlias('aliases', 'staging', 1, { ifMatch: final.etag })).rejects.toBeInstanceOf(PreconditionFailedError);
+    await expect(
+      registry.setAlias('aliases', 'production', 1, { ifMatch: staleEtag }),
+    ).rejects.toBeInstanceOf(PreconditionFailedError);
+    await expect(registry.setAlias('aliases', 'staging', 1, { ifMatch: final.etag })).rejects.toBeInstanceOf(
+      PreconditionFailedError,
+    );
     expect((await registry.getAlias('aliases', 'production')).etag).toBe(final.etag);
-    expect((await registry.history('aliases')).items.filter((e) => e.type === 'alias_moved')).toHaveLength(16);
+    expect((await registry.history('aliases')).items.filter((e) => e.type === 'alias_moved')).toHaveLength(
+      16,
+    );
     // the fresh etag works; null means "must not exist yet"
     await registry.setAlias('aliases', 'production', 2, { ifMatch: final.etag });
     await registry.setAlias('aliases', 'staging', 3, { ifMatch: null });
@@ -162,7 +196,8 @@ describe.each(storeKinds)('ModelRegistry on the %s store', (kind) => {
     const counted = new ModelRegistry(counter.store);
     await counted.registerVersion('many', tinyModel(1000));
     const atFirst = counter.count();
-    for (let i = 1; i < 199; i++) await registry.registerVersion('many', tinyModel(1000 + i), { force: true });
+    for (let i = 1; i < 199; i++)
+      await registry.registerVersion('many', tinyModel(1000 + i), { force: true });
     counter.reset();
     const { version } = await counted.registerVersion('many', tinyModel(2000));
     expect(version.version).toBe(200);
@@ -183,12 +218,28 @@ describe.each(storeKinds)('ModelRegistry on the %s store', (kind) => {
     const cases: [string, () => Promise<unknown>, new (...a: never[]) => Error][] = [
       ['invalid model name', () => strict.registerVersion('Bad/Name', valid), InvalidArgumentError],
       ['name too long', () => strict.registerVersion('a'.repeat(65), valid), InvalidArgumentError],
-      ['not ONNX', () => strict.registerVersion('m', Buffer.from('definitely not a model')), UnprocessableError],
-      ['truncated', () => strict.registerVersion('m', valid.subarray(0, Math.floor(valid.length / 2))), UnprocessableError],
+      [
+        'not ONNX',
+        () => strict.registerVersion('m', Buffer.from('definitely not a model')),
+        UnprocessableError,
+      ],
+      [
+        'truncated',
+        () => strict.registerVersion('m', valid.subarray(0, Math.floor(valid.length / 2))),
+        UnprocessableError,
+      ],
       ['empty', () => strict.registerVersion('m', new Uint8Array()), UnprocessableError],
       ['too large', () => strict.registerVersion('m', new Uint8Array(5000)), PayloadTooLargeError],
-      ['too large stream', () => strict.registerVersion('m', Readable.from([Buffer.alloc(3000), Buffer.alloc(3000)])), PayloadTooLargeError],
-      ['bad tags', () => strict.registerVersion('m', valid, { tags: { 'bad key!': 'x' } }), InvalidArgumentError],
+      [
+        'too large stream',
+        () => strict.registerVersion('m', Readable.from([Buffer.alloc(3000), Buffer.alloc(3000)])),
+        PayloadTooLargeError,
+      ],
+      [
+        'bad tags',
+        () => strict.registerVersion('m', valid, { tags: { 'bad key!': 'x' } }),
+        InvalidArgumentError,
+      ],
       ['unknown parent', () => strict.registerVersion('m', valid, { parentVersion: 3 }), NotFoundError],
       ['bad alias', () => strict.registerVersion('m', valid, { alias: '1abc' }), InvalidArgumentError],
     ];
@@ -211,7 +262,10 @@ describe('S3 request count on the wire', () => {
     try {
       const s3 = t.store as S3ObjectStore;
       let requests = 0;
-      s3.client.middlewareStack.add((next) => (args) => (requests++, next(args)), { step: 'finalizeRequest', name: 'countRequests' });
+      s3.client.middlewareStack.add((next) => (args) => (requests++, next(args)), {
+        step: 'finalizeRequest',
+        name: 'countRequests',
+      });
       const registry = new ModelRegistry(s3);
       await registry.registerVersion('wire', tinyModel(1));
       const first = requests;

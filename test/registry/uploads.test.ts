@@ -35,13 +35,18 @@ describe.each(storeKinds)('registerFromUpload on the %s store', (kind) => {
     await t.store.put(uploadKey, bytes);
     const error = await registerFromUpload(registry, 'too-big', uploadKey).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PayloadTooLargeError);
-    expect((error as PayloadTooLargeError).details).toMatchObject({ limit: bytes.length - 1, size: bytes.length });
+    expect((error as PayloadTooLargeError).details).toMatchObject({
+      limit: bytes.length - 1,
+      size: bytes.length,
+    });
     expect((await t.store.head(uploadKey)).size).toBe(bytes.length);
     expect(await registry.latestVersion('too-big')).toBe(0);
   });
 
   it('an upload that is not there (or was already registered) is a 404', async () => {
     const registry = new ModelRegistry(t.store);
-    await expect(registerFromUpload(registry, 'nothing', uploadKeyOf('nothing', randomUUID()))).rejects.toBeInstanceOf(NotFoundError);
+    await expect(
+      registerFromUpload(registry, 'nothing', uploadKeyOf('nothing', randomUUID())),
+    ).rejects.toBeInstanceOf(NotFoundError);
   });
 });

@@ -88,7 +88,12 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<strin
     child.on('error', reject);
     child.on('close', (code, signal) => {
       if (code === 0) resolve(out);
-      else reject(new Error(`${path.basename(cmd)} ${args.join(' ')} failed (${signal ?? `exit ${code}`}); see its messages above`));
+      else
+        reject(
+          new Error(
+            `${path.basename(cmd)} ${args.join(' ')} failed (${signal ?? `exit ${code}`}); see its messages above`,
+          ),
+        );
     });
   });
 }

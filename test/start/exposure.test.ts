@@ -10,8 +10,28 @@ import { childEnv, freePort, LocalServer, serviceCopy } from './local-server';
 
 describe('exposureCheck', () => {
   it('tells loopback hosts from everything else', () => {
-    for (const h of ['127.0.0.1', '127.3.2.1', 'localhost', '::1', '[::1]', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1']) expect(isLoopbackHost(h), h).toBe(true);
-    for (const h of ['0.0.0.0', '::', '192.168.1.5', '10.0.0.1', '::ffff:10.0.0.1', 'example.com', '128.0.0.1', 'fe80::1', '']) expect(isLoopbackHost(h), h).toBe(false);
+    for (const h of [
+      '127.0.0.1',
+      '127.3.2.1',
+      'localhost',
+      '::1',
+      '[::1]',
+      '0:0:0:0:0:0:0:1',
+      '::ffff:127.0.0.1',
+    ])
+      expect(isLoopbackHost(h), h).toBe(true);
+    for (const h of [
+      '0.0.0.0',
+      '::',
+      '192.168.1.5',
+      '10.0.0.1',
+      '::ffff:10.0.0.1',
+      'example.com',
+      '128.0.0.1',
+      'fe80::1',
+      '',
+    ])
+      expect(isLoopbackHost(h), h).toBe(false);
   });
 
   it('allows loopback silently, refuses a non-loopback host without MAAS_API_KEY, and warns about the open Lambda port with one', () => {
@@ -36,14 +56,26 @@ describe('npm start with MAAS_HOST=0.0.0.0 and no MAAS_API_KEY', () => {
   it('exits non-zero before anything listens, saying why', async () => {
     dir = serviceCopy();
     const [httpPort, lambdaPort] = [await freePort(), await freePort()];
-    const env = childEnv({ MAAS_HOST: '0.0.0.0', MAAS_PORT: String(httpPort), MAAS_LAMBDA_PORT: String(lambdaPort), MAAS_API_KEY: '', MAAS_DEMO: 'false' });
+    const env = childEnv({
+      MAAS_HOST: '0.0.0.0',
+      MAAS_PORT: String(httpPort),
+      MAAS_LAMBDA_PORT: String(lambdaPort),
+      MAAS_API_KEY: '',
+      MAAS_DEMO: 'false',
+    });
     server = LocalServer.start(dir, env);
     const code = await new Promise<number | null>((resolve) => server!.child.once('exit', resolve));
     expect(code, server.output).not.toBe(0);
     expect(server.output).toContain('refusing to listen on 0.0.0.0');
     expect(server.output).not.toContain('maas: ready');
     for (const port of [httpPort, lambdaPort]) {
-      expect(await fetch(`http://127.0.0.1:${port}/`).then(() => true, () => false), `port ${port}`).toBe(false);
+      expect(
+        await fetch(`http://127.0.0.1:${port}/`).then(
+          () => true,
+          () => false,
+        ),
+        `port ${port}`,
+      ).toBe(false);
     }
   }, 120_000);
 });

@@ -22,12 +22,18 @@ let sent: { key: string; bucket: string; eventName: string }[];
 let failNext = 0;
 
 const invoke = async (event: unknown): Promise<unknown> => {
-  const record = (event as { Records: { eventName: string; s3: { bucket: { name: string }; object: { key: string } } }[] }).Records[0]!;
+  const record = (
+    event as { Records: { eventName: string; s3: { bucket: { name: string }; object: { key: string } } }[] }
+  ).Records[0]!;
   if (failNext > 0) {
     failNext--;
     throw new Error('function failed');
   }
-  sent.push({ key: decodeS3EventKey(record.s3.object.key), bucket: record.s3.bucket.name, eventName: record.eventName });
+  sent.push({
+    key: decodeS3EventKey(record.s3.object.key),
+    bucket: record.s3.bucket.name,
+    eventName: record.eventName,
+  });
   return { outcomes: [] };
 };
 
@@ -53,7 +59,9 @@ describe('IncomingPoller', () => {
     drop('incoming/iris/model v2.onnx', 'abcdef'); // it grew
     expect(await poller.pollOnce()).toEqual([]);
     expect(await poller.pollOnce()).toEqual(['incoming/iris/model v2.onnx']);
-    expect(sent).toEqual([{ key: 'incoming/iris/model v2.onnx', bucket: 'maas-local', eventName: 'ObjectCreated:Put' }]);
+    expect(sent).toEqual([
+      { key: 'incoming/iris/model v2.onnx', bucket: 'maas-local', eventName: 'ObjectCreated:Put' },
+    ]);
   });
 
   it('does not resend a file the function left in place until it changes', async () => {
@@ -93,7 +101,11 @@ describe('IncomingPoller', () => {
     }
     expect(encodeS3EventKey('incoming/iris/a b.onnx')).toBe('incoming/iris/a+b.onnx');
     const event = s3ObjectCreatedEvent('bucket', { key: 'incoming/iris/a b.onnx', size: 3, etag: 'e' });
-    expect(event.Records[0]).toMatchObject({ eventSource: 'aws:s3', eventName: 'ObjectCreated:Put', s3: { bucket: { name: 'bucket' }, object: { key: 'incoming/iris/a+b.onnx', size: 3 } } });
+    expect(event.Records[0]).toMatchObject({
+      eventSource: 'aws:s3',
+      eventName: 'ObjectCreated:Put',
+      s3: { bucket: { name: 'bucket' }, object: { key: 'incoming/iris/a+b.onnx', size: 3 } },
+    });
   });
 });
 
@@ -104,9 +116,14 @@ describe('IncomingPoller with the real register-version S3 handler', () => {
       const saved = process.env.MAAS_STORE;
       try {
         // The handler builds its store from MAAS_STORE (S3_* come from the test setup): point it at the same place.
-        process.env.MAAS_STORE = testStore instanceof S3ObjectStore ? `s3://${testStore.bucket}/${testStore.prefix}` : `file://${(testStore as FileObjectStore).root}`;
+        process.env.MAAS_STORE =
+          testStore instanceof S3ObjectStore
+            ? `s3://${testStore.bucket}/${testStore.prefix}`
+            : `file://${(testStore as FileObjectStore).root}`;
         resetRuntime();
-        const poller = new IncomingPoller(testStore, (event) => handleS3Event(event as S3Event), { log: () => {} });
+        const poller = new IncomingPoller(testStore, (event) => handleS3Event(event as S3Event), {
+          log: () => {},
+        });
         await testStore.put('incoming/flowers/first model.onnx', tinyModel(41));
         await poller.pollOnce();
         expect(await poller.pollOnce()).toEqual(['incoming/flowers/first model.onnx']);

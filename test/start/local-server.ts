@@ -26,7 +26,18 @@ export async function freePort(): Promise<number> {
  */
 export function serviceCopy(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'maas-start-'));
-  for (const entry of ['node_modules', 'shared', 'functions', 'plugins', 'scripts', 'layers', 'package.json', 'package-lock.json', 'tsconfig.json', '.npmrc']) {
+  for (const entry of [
+    'node_modules',
+    'shared',
+    'functions',
+    'plugins',
+    'scripts',
+    'layers',
+    'package.json',
+    'package-lock.json',
+    'tsconfig.json',
+    '.npmrc',
+  ]) {
     if (fs.existsSync(path.join(ROOT, entry))) fs.symlinkSync(path.join(ROOT, entry), path.join(dir, entry));
   }
   fs.copyFileSync(path.join(ROOT, 'serverless.yml'), path.join(dir, 'serverless.yml'));
@@ -36,7 +47,8 @@ export function serviceCopy(): string {
 /** The environment of a child: ours minus every AWS credential and S3 endpoint (none are needed). */
 export function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const k of Object.keys(env)) if (/^(AWS_|S3_)/.test(k) && k !== 'AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED') delete env[k];
+  for (const k of Object.keys(env))
+    if (/^(AWS_|S3_)/.test(k) && k !== 'AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED') delete env[k];
   return { ...env, ...extra };
 }
 
@@ -53,7 +65,9 @@ export class LocalServer {
 
   /** Starts `npm start` in `cwd` (detached: a process group we can kill as a whole). */
   static start(cwd: string, env: NodeJS.ProcessEnv): LocalServer {
-    return new LocalServer(spawn('npm', ['start'], { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] }));
+    return new LocalServer(
+      spawn('npm', ['start'], { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] }),
+    );
   }
 
   /** Resolves once `url` answers 200, or throws with the server's output after `timeoutMs`. */
@@ -63,7 +77,10 @@ export class LocalServer {
     void this.exited.then((c) => (exitCode = c));
     while (Date.now() - started < timeoutMs) {
       if (exitCode !== undefined) throw new Error(`npm start exited with ${exitCode}:\n${this.output}`);
-      const ok = await fetch(url).then((r) => r.ok, () => false);
+      const ok = await fetch(url).then(
+        (r) => r.ok,
+        () => false,
+      );
       if (ok) return Date.now() - started;
       await new Promise((r) => setTimeout(r, 500));
     }
@@ -76,7 +93,8 @@ export class LocalServer {
     for (;;) {
       const m = this.output.match(pattern);
       if (m) return m;
-      if (Date.now() - started > timeoutMs) throw new Error(`output never matched ${pattern}:\n${this.output.slice(-4000)}`);
+      if (Date.now() - started > timeoutMs)
+        throw new Error(`output never matched ${pattern}:\n${this.output.slice(-4000)}`);
       await new Promise((r) => setTimeout(r, 500));
     }
   }
@@ -93,7 +111,10 @@ export class LocalServer {
       }
     };
     signal('SIGINT');
-    const done = await Promise.race([this.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 10_000))]);
+    const done = await Promise.race([
+      this.exited.then(() => true),
+      new Promise<boolean>((r) => setTimeout(() => r(false), 10_000)),
+    ]);
     // npm may exit before its children: always make sure the group is gone.
     signal('SIGKILL');
     if (!done) await this.exited;
@@ -101,9 +122,18 @@ export class LocalServer {
 }
 
 /** Runs a README block with bash (-euo pipefail) in `cwd`; resolves with its exit code and output. */
-export function runShell(code: string, cwd: string, env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<{ status: number | null; stdout: string; stderr: string }> {
+export function runShell(
+  code: string,
+  cwd: string,
+  env: NodeJS.ProcessEnv,
+  timeoutMs = 120_000,
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['-euo', 'pipefail', '-c', code], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('bash', ['-euo', 'pipefail', '-c', code], {
+      cwd,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));

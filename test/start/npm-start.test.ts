@@ -32,9 +32,14 @@ function example(id: string): ReadmeExample {
 
 /** Runs a README example as written, pointed at this test's ports; fails on a non-zero exit. */
 async function runExample(id: string): Promise<string> {
-  const code = example(id).code.replaceAll('127.0.0.1:3000', `127.0.0.1:${httpPort}`).replaceAll('127.0.0.1:3002', `127.0.0.1:${lambdaPort}`);
+  const code = example(id)
+    .code.replaceAll('127.0.0.1:3000', `127.0.0.1:${httpPort}`)
+    .replaceAll('127.0.0.1:3002', `127.0.0.1:${lambdaPort}`);
   const result = await runShell(code, dir, { ...env, MAAS_API_KEY: API_KEY });
-  if (result.status !== 0) throw new Error(`example ${id} exited with ${result.status}\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}\n--- server\n${server.output.slice(-3000)}`);
+  if (result.status !== 0)
+    throw new Error(
+      `example ${id} exited with ${result.status}\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}\n--- server\n${server.output.slice(-3000)}`,
+    );
   return result.stdout;
 }
 
@@ -49,14 +54,16 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, tim
   for (;;) {
     const value = await probe().catch(() => undefined);
     if (value !== undefined) return value;
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}\n${server.output.slice(-3000)}`);
+    if (Date.now() - started > timeoutMs)
+      throw new Error(`timed out waiting for ${what}\n${server.output.slice(-3000)}`);
     await new Promise((r) => setTimeout(r, 500));
   }
 }
 
 beforeAll(async () => {
   // The README's examples are curl commands; without curl they cannot run as written.
-  if (spawnSync('curl', ['--version']).status !== 0) throw new Error('curl is required to run the README examples (apt-get install curl)');
+  if (spawnSync('curl', ['--version']).status !== 0)
+    throw new Error('curl is required to run the README examples (apt-get install curl)');
   dir = serviceCopy();
   httpPort = await freePort();
   lambdaPort = await freePort();
@@ -88,17 +95,32 @@ describe('npm start', () => {
       .find((i) => i && i.family === 'IPv4' && !i.internal);
     if (external) {
       // The port is open on loopback (above) but nothing listens on the machine's other address.
-      const reached = await fetch(`http://${external.address}:${httpPort}/v2/health/live`).then(() => true, () => false);
+      const reached = await fetch(`http://${external.address}:${httpPort}/v2/health/live`).then(
+        () => true,
+        () => false,
+      );
       expect(reached).toBe(false);
     }
   });
 
   it('has a README example for each step', () => {
-    expect(examples.map((e) => e.id)).toEqual(['predict', 'register', 'promote', 'rollback', 'optimize', 'drop-file', 'drop-file-check', 'monitor']);
+    expect(examples.map((e) => e.id)).toEqual([
+      'predict',
+      'register',
+      'promote',
+      'rollback',
+      'optimize',
+      'drop-file',
+      'drop-file-check',
+      'monitor',
+    ]);
   });
 
   it('predict: the demo model answers the first curl', async () => {
-    const out = JSON.parse(await runExample('predict')) as { model_version: string; outputs: { name: string; shape: number[]; data: number[] }[] };
+    const out = JSON.parse(await runExample('predict')) as {
+      model_version: string;
+      outputs: { name: string; shape: number[]; data: number[] }[];
+    };
     const probabilities = out.outputs.find((o) => o.name === 'probabilities')!;
     const label = out.outputs.find((o) => o.name === 'label')!;
     expect(probabilities.shape).toEqual([3, 3]);
@@ -120,14 +142,21 @@ describe('npm start', () => {
       body: JSON.stringify({ version: 1 }),
     });
     expect(response.status).toBe(401);
-    const wrong = await fetch(`${base}/models/iris/rollback`, { method: 'POST', headers: { 'x-api-key': 'wrong', 'content-type': 'application/json' }, body: '{}' });
+    const wrong = await fetch(`${base}/models/iris/rollback`, {
+      method: 'POST',
+      headers: { 'x-api-key': 'wrong', 'content-type': 'application/json' },
+      body: '{}',
+    });
     expect(wrong.status).toBe(401);
     const summary = await getJson<{ aliases: Record<string, { revision: number }> }>('/models/iris');
     expect(summary.aliases.production?.revision).toBe(1); // nothing moved
   });
 
   it('register, promote, rollback: the README examples move the alias as described', async () => {
-    const registered = JSON.parse((await runExample('register')).trim()) as { created: boolean; version: { version: number; description: string } };
+    const registered = JSON.parse((await runExample('register')).trim()) as {
+      created: boolean;
+      version: { version: number; description: string };
+    };
     expect(registered.created).toBe(true);
     expect(registered.version.version).toBe(2);
     expect(registered.version.description).toBe('retrained');
@@ -135,23 +164,40 @@ describe('npm start', () => {
 
     const promoted = await runExample('promote');
     expect(JSON.parse(promoted)).toMatchObject({ alias: 'production', version: 2, previous: [1] });
-    expect((await getJson<{ aliases: Record<string, { version: number }> }>('/models/iris')).aliases.production?.version, promoted).toBe(2);
+    expect(
+      (await getJson<{ aliases: Record<string, { version: number }> }>('/models/iris')).aliases.production
+        ?.version,
+      promoted,
+    ).toBe(2);
     // Warm predict workers re-resolve aliases after MAAS_ALIAS_TTL_MS (5 s by default).
     const servedVersion = async (): Promise<string> => {
       const served = await fetch(`${base}/v2/models/iris/infer`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [5.1, 3.5, 1.4, 0.2] }] }),
+        body: JSON.stringify({
+          inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [5.1, 3.5, 1.4, 0.2] }],
+        }),
       });
       return ((await served.json()) as { model_version: string }).model_version;
     };
-    await waitFor('predict to serve version 2', async () => ((await servedVersion()) === '2' ? true : undefined), 20_000);
+    await waitFor(
+      'predict to serve version 2',
+      async () => ((await servedVersion()) === '2' ? true : undefined),
+      20_000,
+    );
 
     const out = await runExample('rollback');
-    expect((await getJson<{ aliases: Record<string, { version: number }> }>('/models/iris')).aliases.production?.version).toBe(1);
+    expect(
+      (await getJson<{ aliases: Record<string, { version: number }> }>('/models/iris')).aliases.production
+        ?.version,
+    ).toBe(1);
     expect(out).toContain('rolled_back');
     expect(out).toContain('version 2 misclassifies virginica');
-    await waitFor('predict to serve version 1 again', async () => ((await servedVersion()) === '1' ? true : undefined), 20_000);
+    await waitFor(
+      'predict to serve version 1 again',
+      async () => ((await servedVersion()) === '1' ? true : undefined),
+      20_000,
+    );
   }, 60_000);
 
   it('optimize: the job is accepted and finishes', async () => {
@@ -175,8 +221,13 @@ describe('npm start', () => {
     await runExample('drop-file');
     const incoming = path.join(dir, '.maas', 'incoming', 'flowers', 'iris.onnx');
     // The watcher logs once the handler returned (registered, then the incoming object deleted).
-    await server.waitForOutput(/maas: incoming incoming\/flowers\/iris\.onnx: registered flowers version 1/, 30_000);
-    const versions = JSON.parse(await runExample('drop-file-check')) as { items: { version: number; source: string; actor: string }[] };
+    await server.waitForOutput(
+      /maas: incoming incoming\/flowers\/iris\.onnx: registered flowers version 1/,
+      30_000,
+    );
+    const versions = JSON.parse(await runExample('drop-file-check')) as {
+      items: { version: number; source: string; actor: string }[];
+    };
     expect(versions.items.map((v) => v.version)).toEqual([1]);
     expect(versions.items[0]!.source).toContain('incoming/flowers/iris.onnx');
     expect(versions.items[0]!.actor).toBe('s3-upload');
@@ -186,7 +237,11 @@ describe('npm start', () => {
     fs.mkdirSync(path.join(dir, '.maas', 'incoming', 'flowers'), { recursive: true }); // emptied folders are removed
     fs.writeFileSync(path.join(dir, '.maas', 'incoming', 'flowers', 'notes.onnx'), 'these are not weights');
     const errorFile = path.join(dir, '.maas', 'rejected', 'flowers', 'notes.onnx.error.json');
-    await waitFor('the broken file to be rejected', async () => (fs.existsSync(errorFile) ? true : undefined), 30_000);
+    await waitFor(
+      'the broken file to be rejected',
+      async () => (fs.existsSync(errorFile) ? true : undefined),
+      30_000,
+    );
     expect(JSON.parse(fs.readFileSync(errorFile, 'utf8')).error.error).toMatch(/ONNX/);
     expect((await getJson<{ items: unknown[] }>('/models/flowers/versions')).items).toHaveLength(1);
   }, 90_000);

@@ -7,7 +7,8 @@ export interface ReadmeExample {
   code: string;
 }
 
-const MARKED_BLOCK = /<!--\s*readme-test:\s*([A-Za-z0-9_-]+)\s*-->[ \t]*\r?\n```sh[ \t]*\r?\n([\s\S]*?)\r?\n```/g;
+const MARKED_BLOCK =
+  /<!--\s*readme-test:\s*([A-Za-z0-9_-]+)\s*-->[ \t]*\r?\n```sh[ \t]*\r?\n([\s\S]*?)\r?\n```/g;
 
 /**
  * The marked examples of a markdown document, in document order.

@@ -1,7 +1,15 @@
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { listAll, ObjectNotFoundError, ObjectPreconditionError, readWithSha256, S3ObjectStore, StoreError, type ObjectStore } from '../../shared/store';
+import {
+  listAll,
+  ObjectNotFoundError,
+  ObjectPreconditionError,
+  readWithSha256,
+  S3ObjectStore,
+  StoreError,
+  type ObjectStore,
+} from '../../shared/store';
 import { createS3TestClient } from '../support/s3';
 import { createTestStore, storeKinds, type TestStore } from '../support/stores';
 
@@ -15,7 +23,10 @@ describe.each(storeKinds)('ObjectStore contract: %s', (kind) => {
   afterAll(() => t.cleanup());
 
   it('puts, gets, heads and deletes with content type and metadata', async () => {
-    const put = await store.put('crud/a.json', '{"a":1}', { contentType: 'application/json', metadata: { Owner: 'team-x' } });
+    const put = await store.put('crud/a.json', '{"a":1}', {
+      contentType: 'application/json',
+      metadata: { Owner: 'team-x' },
+    });
     const got = await store.get('crud/a.json');
     expect(got.body.toString()).toBe('{"a":1}');
     expect(got.etag).toBe(put.etag);
@@ -64,7 +75,9 @@ describe.each(storeKinds)('ObjectStore contract: %s', (kind) => {
 
   it('create-only put (If-None-Match: *) succeeds once', async () => {
     await store.put('cond/create', 'first', { ifNoneMatch: '*' });
-    await expect(store.put('cond/create', 'second', { ifNoneMatch: '*' })).rejects.toBeInstanceOf(ObjectPreconditionError);
+    await expect(store.put('cond/create', 'second', { ifNoneMatch: '*' })).rejects.toBeInstanceOf(
+      ObjectPreconditionError,
+    );
     expect((await store.get('cond/create')).body.toString()).toBe('first');
   });
 
@@ -74,13 +87,16 @@ describe.each(storeKinds)('ObjectStore contract: %s', (kind) => {
     );
     const won = results.filter((r) => r.status === 'fulfilled');
     expect(won).toHaveLength(1);
-    for (const r of results) if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(ObjectPreconditionError);
+    for (const r of results)
+      if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(ObjectPreconditionError);
   });
 
   it('compare-and-swap put (If-Match) replaces only the expected version', async () => {
     const v1 = await store.put('cond/cas', 'v1');
     const v2 = await store.put('cond/cas', 'v2', { ifMatch: v1.etag });
-    await expect(store.put('cond/cas', 'stale', { ifMatch: v1.etag })).rejects.toBeInstanceOf(ObjectPreconditionError);
+    await expect(store.put('cond/cas', 'stale', { ifMatch: v1.etag })).rejects.toBeInstanceOf(
+      ObjectPreconditionError,
+    );
     expect((await store.get('cond/cas')).body.toString()).toBe('v2');
     await store.put('cond/cas', 'v3', { ifMatch: v2.etag });
     expect((await store.get('cond/cas')).body.toString()).toBe('v3');
@@ -101,7 +117,15 @@ describe.each(storeKinds)('ObjectStore contract: %s', (kind) => {
     const keys = ['list/a/1', 'list/a/2', 'list/b', 'list/c/x/y', 'list/d', 'list/é', 'list/Z', 'lista'];
     await Promise.all(keys.map((k) => store.put(k, k)));
     const flat = await listAll(store, { prefix: 'list/' });
-    expect(flat.objects.map((o) => o.key)).toEqual(['list/Z', 'list/a/1', 'list/a/2', 'list/b', 'list/c/x/y', 'list/d', 'list/é']);
+    expect(flat.objects.map((o) => o.key)).toEqual([
+      'list/Z',
+      'list/a/1',
+      'list/a/2',
+      'list/b',
+      'list/c/x/y',
+      'list/d',
+      'list/é',
+    ]);
     expect(flat.objects.find((o) => o.key === 'list/b')?.size).toBe(6);
 
     const grouped = await store.list({ prefix: 'list/', delimiter: '/' });
@@ -112,7 +136,11 @@ describe.each(storeKinds)('ObjectStore contract: %s', (kind) => {
     let token: string | undefined;
     let pages = 0;
     do {
-      const page = await store.list({ prefix: 'list/', maxKeys: 2, ...(token ? { continuationToken: token } : {}) });
+      const page = await store.list({
+        prefix: 'list/',
+        maxKeys: 2,
+        ...(token ? { continuationToken: token } : {}),
+      });
       expect(page.objects.length).toBeLessThanOrEqual(2);
       seen.push(...page.objects.map((o) => o.key));
       token = page.nextToken;
@@ -147,7 +175,11 @@ describe('S3ObjectStore specifics', () => {
           const result = await next(args);
           if (context.commandName === 'PutObjectCommand' && failures === 0) {
             failures++;
-            throw Object.assign(new Error('injected: reply lost'), { name: 'ServiceUnavailable', $fault: 'server', $metadata: { httpStatusCode: 503 } });
+            throw Object.assign(new Error('injected: reply lost'), {
+              name: 'ServiceUnavailable',
+              $fault: 'server',
+              $metadata: { httpStatusCode: 503 },
+            });
           }
           return result;
         },
@@ -158,7 +190,9 @@ describe('S3ObjectStore specifics', () => {
       expect(put.etag).toBe((await store.head('lost/reply.json')).etag);
       // A genuinely lost race is still a precondition failure.
       failures = 1;
-      await expect(store.put('lost/reply.json', '{"writer":"other"}', { ifNoneMatch: '*' })).rejects.toBeInstanceOf(ObjectPreconditionError);
+      await expect(
+        store.put('lost/reply.json', '{"writer":"other"}', { ifNoneMatch: '*' }),
+      ).rejects.toBeInstanceOf(ObjectPreconditionError);
     } finally {
       await t.cleanup();
     }

@@ -14,7 +14,13 @@
 // The SDK v3 surfaces a 412 as S3ServiceException with name/Code
 // 'PreconditionFailed' and $metadata.httpStatusCode 412 (message 'UnknownError'
 // because RGW sends an empty <Message>).
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3ServiceException, type S3Client } from '@aws-sdk/client-s3';
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  S3ServiceException,
+  type S3Client,
+} from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createS3TestClient, createTestBucket, s3TestConfig, type TestBucket } from '../support/s3';
 
@@ -53,10 +59,14 @@ describe('S3 test endpoint (RGW) smoke', () => {
 
   it('create-only put: IfNoneMatch "*" succeeds once, then 412', async () => {
     const { client, bucket } = tb;
-    const first = await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'create-only', Body: 'v1', IfNoneMatch: '*' }));
+    const first = await client.send(
+      new PutObjectCommand({ Bucket: bucket, Key: 'create-only', Body: 'v1', IfNoneMatch: '*' }),
+    );
     expect(first.ETag).toMatch(/^"[0-9a-f]{32}"$/); // returned quoted
 
-    expect(await putError(client, { Bucket: bucket, Key: 'create-only', Body: 'v2', IfNoneMatch: '*' })).toEqual({
+    expect(
+      await putError(client, { Bucket: bucket, Key: 'create-only', Body: 'v2', IfNoneMatch: '*' }),
+    ).toEqual({
       name: 'PreconditionFailed',
       status: 412,
     });
@@ -65,7 +75,9 @@ describe('S3 test endpoint (RGW) smoke', () => {
 
   it('compare-and-swap: IfMatch wants the etag unquoted; stale etag gives 412', async () => {
     const { client, bucket } = tb;
-    const v1 = await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'cas', Body: 'v1', IfNoneMatch: '*' }));
+    const v1 = await client.send(
+      new PutObjectCommand({ Bucket: bucket, Key: 'cas', Body: 'v1', IfNoneMatch: '*' }),
+    );
     const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: 'cas' }));
     expect(head.ETag).toBe(v1.ETag);
 
@@ -77,20 +89,26 @@ describe('S3 test endpoint (RGW) smoke', () => {
     expect(await read(client, bucket, 'cas')).toBe('v1');
 
     // Unquoted and current: the swap happens.
-    const v2 = await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'cas', Body: 'v2', IfMatch: unquote(v1.ETag) }));
+    const v2 = await client.send(
+      new PutObjectCommand({ Bucket: bucket, Key: 'cas', Body: 'v2', IfMatch: unquote(v1.ETag) }),
+    );
     expect(v2.$metadata.httpStatusCode).toBe(200);
     expect(v2.ETag).not.toBe(v1.ETag);
     expect(await read(client, bucket, 'cas')).toBe('v2');
 
     // Unquoted but stale: 412, nothing written.
-    expect(await putError(client, { Bucket: bucket, Key: 'cas', Body: 'stale', IfMatch: unquote(v1.ETag) })).toEqual({
+    expect(
+      await putError(client, { Bucket: bucket, Key: 'cas', Body: 'stale', IfMatch: unquote(v1.ETag) }),
+    ).toEqual({
       name: 'PreconditionFailed',
       status: 412,
     });
     expect(await read(client, bucket, 'cas')).toBe('v2');
 
     // IfMatch on a key that does not exist: RGW says 412 (AWS S3 says 404 NoSuchKey).
-    expect(await putError(client, { Bucket: bucket, Key: 'cas-missing', Body: 'x', IfMatch: unquote(v2.ETag) })).toEqual({
+    expect(
+      await putError(client, { Bucket: bucket, Key: 'cas-missing', Body: 'x', IfMatch: unquote(v2.ETag) }),
+    ).toEqual({
       name: 'PreconditionFailed',
       status: 412,
     });
@@ -107,14 +125,25 @@ describe('S3 test endpoint (RGW) smoke', () => {
           client.send(new PutObjectCommand({ Bucket: bucket, Key: 'race', Body: `c${i}`, IfNoneMatch: '*' })),
         ),
       );
-      const created = creates.flatMap((r, i) => (r.status === 'fulfilled' ? [{ i, etag: r.value.ETag }] : []));
+      const created = creates.flatMap((r, i) =>
+        r.status === 'fulfilled' ? [{ i, etag: r.value.ETag }] : [],
+      );
       expect(created).toHaveLength(1);
-      for (const r of creates) if (r.status === 'rejected') expect((r.reason as S3ServiceException).$metadata.httpStatusCode).toBe(412);
+      for (const r of creates)
+        if (r.status === 'rejected')
+          expect((r.reason as S3ServiceException).$metadata.httpStatusCode).toBe(412);
       expect(await read(client, bucket, 'race')).toBe(`c${created[0]!.i}`);
 
       const swaps = await Promise.allSettled(
         Array.from({ length: N }, (_, i) =>
-          client.send(new PutObjectCommand({ Bucket: bucket, Key: 'race', Body: `s${i}`, IfMatch: unquote(created[0]!.etag) })),
+          client.send(
+            new PutObjectCommand({
+              Bucket: bucket,
+              Key: 'race',
+              Body: `s${i}`,
+              IfMatch: unquote(created[0]!.etag),
+            }),
+          ),
         ),
       );
       const swapped = swaps.flatMap((r, i) => (r.status === 'fulfilled' ? [i] : []));

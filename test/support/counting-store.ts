@@ -4,7 +4,12 @@ import type { ObjectStore } from '../../shared/store';
  * Wraps a store and counts the calls made through it: each call is one HTTP request on S3
  * for the small JSON documents the registry writes (model blobs here are tiny too).
  */
-export function countingStore(inner: ObjectStore): { store: ObjectStore; count(): number; reset(): void; calls: string[] } {
+export function countingStore(inner: ObjectStore): {
+  store: ObjectStore;
+  count(): number;
+  reset(): void;
+  calls: string[];
+} {
   const calls: string[] = [];
   const store: ObjectStore = {
     location: inner.location,

@@ -16,7 +16,10 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 
-export type HttpLambda = (event: APIGatewayProxyEventV2, context: Context) => Promise<APIGatewayProxyResultV2 | unknown>;
+export type HttpLambda = (
+  event: APIGatewayProxyEventV2,
+  context: Context,
+) => Promise<APIGatewayProxyResultV2 | unknown>;
 
 export interface GatewayRoute {
   /** `METHOD /path/{param}` as in the API's route table. */
@@ -42,7 +45,10 @@ function routesFromServerlessYml(): Record<string, string[]> {
     const event = /^\s+- httpApi:\s*\{\s*method:\s*(\w+),\s*path:\s*'?([^',\s]+)'?/.exec(line);
     if (fn && event) (routes[fn] ??= []).push(`${event[1]!.toUpperCase()} ${event[2]!}`);
     // A route written another way must not silently vanish from the tests (they would 404).
-    else if (fn && /^\s+- httpApi\b/.test(line)) throw new Error(`test/support/gateway.ts cannot read this serverless.yml route (write it as \`- httpApi: { method: X, path: Y, ... }\`): ${line.trim()}`);
+    else if (fn && /^\s+- httpApi\b/.test(line))
+      throw new Error(
+        `test/support/gateway.ts cannot read this serverless.yml route (write it as \`- httpApi: { method: X, path: Y, ... }\`): ${line.trim()}`,
+      );
   }
   return routes;
 }
@@ -87,7 +93,7 @@ function match(routes: GatewayRoute[], method: string, rawPath: string): Match |
     let literals = 0;
     const ok = parts.every((part, i) => {
       const param = /^\{(.+)\}$/.exec(part)?.[1];
-      if (param) return (params[param] = segments[i]!), true;
+      if (param) return ((params[param] = segments[i]!), true);
       literals++;
       return part === segments[i];
     });
@@ -123,7 +129,15 @@ function isText(contentType: string | undefined): boolean {
  * buildEvent('GET /models/{name}', 'GET', new URL('http://127.0.0.1/models/iris'), {}, undefined, { name: 'iris' });
  * ```
  */
-export function buildEvent(routeKey: string, method: string, url: URL, headers: Record<string, string>, body: Buffer | undefined, pathParameters: Record<string, string>, iamUserArn?: string): APIGatewayProxyEventV2 {
+export function buildEvent(
+  routeKey: string,
+  method: string,
+  url: URL,
+  headers: Record<string, string>,
+  body: Buffer | undefined,
+  pathParameters: Record<string, string>,
+  iamUserArn?: string,
+): APIGatewayProxyEventV2 {
   const query: Record<string, string> = {};
   for (const [k, v] of url.searchParams) query[k] = k in query ? `${query[k]},${v}` : v; // API Gateway joins repeats with commas
   const text = isText(headers['content-type']);
@@ -141,7 +155,13 @@ export function buildEvent(routeKey: string, method: string, url: URL, headers: 
       apiId: 'local',
       domainName: url.host,
       domainPrefix: 'local',
-      http: { method, path: url.pathname, protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: headers['user-agent'] ?? '' },
+      http: {
+        method,
+        path: url.pathname,
+        protocol: 'HTTP/1.1',
+        sourceIp: '127.0.0.1',
+        userAgent: headers['user-agent'] ?? '',
+      },
       requestId: randomUUID(),
       routeKey,
       stage: '$default',
@@ -149,7 +169,9 @@ export function buildEvent(routeKey: string, method: string, url: URL, headers: 
       timeEpoch: now,
       ...(iamUserArn ? { authorizer: { iam: { userArn: iamUserArn } } } : {}),
     },
-    ...(body && body.length > 0 ? { body: text ? body.toString('utf8') : body.toString('base64'), isBase64Encoded: !text } : { isBase64Encoded: false }),
+    ...(body && body.length > 0
+      ? { body: text ? body.toString('utf8') : body.toString('base64'), isBase64Encoded: !text }
+      : { isBase64Encoded: false }),
   } as APIGatewayProxyEventV2;
 }
 
@@ -171,16 +193,42 @@ function lambdaContext(): Context {
   };
 }
 
-async function dispatch(routes: GatewayRoute[], method: string, url: URL, headers: Record<string, string>, body: Buffer | undefined, iamUserArn?: string): Promise<GatewayResponse> {
+async function dispatch(
+  routes: GatewayRoute[],
+  method: string,
+  url: URL,
+  headers: Record<string, string>,
+  body: Buffer | undefined,
+  iamUserArn?: string,
+): Promise<GatewayResponse> {
   const found = match(routes, method, url.pathname);
-  if (!found) return response(404, { 'content-type': 'application/json' }, Buffer.from(JSON.stringify({ message: 'Not Found' })));
-  const event = buildEvent(found.route.routeKey, method, url, headers, body, found.pathParameters, iamUserArn);
+  if (!found)
+    return response(
+      404,
+      { 'content-type': 'application/json' },
+      Buffer.from(JSON.stringify({ message: 'Not Found' })),
+    );
+  const event = buildEvent(
+    found.route.routeKey,
+    method,
+    url,
+    headers,
+    body,
+    found.pathParameters,
+    iamUserArn,
+  );
   const result = (await found.route.handler(event, lambdaContext())) as APIGatewayProxyResultV2;
-  if (typeof result === 'string' || result === undefined || result === null || !('statusCode' in (result as object))) {
+  if (
+    typeof result === 'string' ||
+    result === undefined ||
+    result === null ||
+    !('statusCode' in (result as object))
+  ) {
     return response(200, { 'content-type': 'application/json' }, Buffer.from(JSON.stringify(result)));
   }
   const r = result as Exclude<APIGatewayProxyResultV2, string>;
-  const out = r.body === undefined ? Buffer.alloc(0) : Buffer.from(r.body, r.isBase64Encoded ? 'base64' : 'utf8');
+  const out =
+    r.body === undefined ? Buffer.alloc(0) : Buffer.from(r.body, r.isBase64Encoded ? 'base64' : 'utf8');
   const h = Object.fromEntries(Object.entries(r.headers ?? {}).map(([k, v]) => [k.toLowerCase(), String(v)]));
   return response(r.statusCode ?? 200, h, out);
 }
@@ -198,8 +246,15 @@ function response(status: number, headers: Record<string, string>, body: Buffer)
  * expect(res.status).toBe(201);
  * ```
  */
-export async function invoke(routes: GatewayRoute[], method: string, pathAndQuery: string, request: GatewayRequest = {}): Promise<GatewayResponse> {
-  const headers = Object.fromEntries(Object.entries(request.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
+export async function invoke(
+  routes: GatewayRoute[],
+  method: string,
+  pathAndQuery: string,
+  request: GatewayRequest = {},
+): Promise<GatewayResponse> {
+  const headers = Object.fromEntries(
+    Object.entries(request.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]),
+  );
   let body: Buffer | undefined;
   if (request.body instanceof Uint8Array) body = Buffer.from(request.body);
   else if (typeof request.body === 'string') body = Buffer.from(request.body, 'utf8');
@@ -207,7 +262,14 @@ export async function invoke(routes: GatewayRoute[], method: string, pathAndQuer
     body = Buffer.from(JSON.stringify(request.body), 'utf8');
     headers['content-type'] ??= 'application/json';
   }
-  return dispatch(routes, method, new URL(pathAndQuery, 'http://127.0.0.1'), headers, body, request.iamUserArn);
+  return dispatch(
+    routes,
+    method,
+    new URL(pathAndQuery, 'http://127.0.0.1'),
+    headers,
+    body,
+    request.iamUserArn,
+  );
 }
 
 export interface Gateway {
@@ -230,7 +292,8 @@ export async function startGateway(routes: GatewayRoute[]): Promise<Gateway> {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(',') : v;
+      for (const [k, v] of Object.entries(req.headers))
+        if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(',') : v;
       const url = new URL(req.url ?? '/', `http://${req.headers.host ?? '127.0.0.1'}`);
       dispatch(routes, req.method ?? 'GET', url, headers, chunks.length ? Buffer.concat(chunks) : undefined)
         .then((r) => {

@@ -116,15 +116,21 @@ export async function emptyBucket(client: S3Client, bucket: string): Promise<voi
   let KeyMarker: string | undefined;
   let VersionIdMarker: string | undefined;
   for (;;) {
-    const page = await client.send(new ListObjectVersionsCommand({ Bucket: bucket, KeyMarker, VersionIdMarker, MaxKeys: 1000 }));
+    const page = await client.send(
+      new ListObjectVersionsCommand({ Bucket: bucket, KeyMarker, VersionIdMarker, MaxKeys: 1000 }),
+    );
     const objects = [...(page.Versions ?? []), ...(page.DeleteMarkers ?? [])]
       .filter((o) => o.Key !== undefined)
       .map((o) => ({ Key: o.Key!, VersionId: o.VersionId }));
     if (objects.length > 0) {
-      const res = await client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: objects, Quiet: true } }));
+      const res = await client.send(
+        new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: objects, Quiet: true } }),
+      );
       if (res.Errors && res.Errors.length > 0) {
         const first = res.Errors[0]!;
-        throw new Error(`emptyBucket(${bucket}): ${res.Errors.length} deletes failed, e.g. ${first.Key}: ${first.Code} ${first.Message ?? ''}`);
+        throw new Error(
+          `emptyBucket(${bucket}): ${res.Errors.length} deletes failed, e.g. ${first.Key}: ${first.Code} ${first.Message ?? ''}`,
+        );
       }
     }
     if (!page.IsTruncated) break;
@@ -135,7 +141,9 @@ export async function emptyBucket(client: S3Client, bucket: string): Promise<voi
   let UploadIdMarker: string | undefined;
   let MpuKeyMarker: string | undefined;
   for (;;) {
-    const page = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, KeyMarker: MpuKeyMarker, UploadIdMarker }));
+    const page = await client.send(
+      new ListMultipartUploadsCommand({ Bucket: bucket, KeyMarker: MpuKeyMarker, UploadIdMarker }),
+    );
     await Promise.all(
       (page.Uploads ?? []).map((u) =>
         client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key!, UploadId: u.UploadId! })),

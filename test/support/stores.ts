@@ -20,5 +20,8 @@ export async function createTestStore(kind: StoreKind, label = 'maas'): Promise<
     return { store: new FileObjectStore(dir), cleanup: () => rm(dir, { recursive: true, force: true }) };
   }
   const bucket = await createTestBucket(label);
-  return { store: new S3ObjectStore({ bucket: bucket.bucket, prefix: 'p1', client: bucket.client }), cleanup: bucket.cleanup };
+  return {
+    store: new S3ObjectStore({ bucket: bucket.bucket, prefix: 'p1', client: bucket.client }),
+    cleanup: bucket.cleanup,
+  };
 }
