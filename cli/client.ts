@@ -87,7 +87,7 @@ export class MaasClient {
 
   constructor(options: ClientOptions) {
     this.options = options;
-    this.endpoint = new URL(options.endpoint.replace(/\/+$/, '') + '/');
+    this.endpoint = new URL(`${options.endpoint.replace(/\/+$/, '')}/`);
   }
 
   get signs(): boolean {

@@ -4,11 +4,12 @@
  * Commands live one per file in `cli/commands/` (each exports `command`, see {@link CliCommand});
  * this file only sets up the global options, loads them and maps failures to exit codes.
  */
-import { Command, CommanderError, Option } from 'commander';
+
 import { readdirSync } from 'node:fs';
 import * as path from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
 import { ApiError } from './client';
-import { contextOf, type CliCommand, type CommandContext } from './context';
+import { type CliCommand, type CommandContext, contextOf } from './context';
 
 export const DEFAULT_ENDPOINT = 'http://127.0.0.1:3000';
 

@@ -5,7 +5,7 @@ import * as https from 'node:https';
 import type { UploadTicket } from '../shared/registry/uploads';
 import type { MaasClient } from './client';
 import { ApiError } from './client';
-import { ProgressBar } from './progress';
+import type { ProgressBar } from './progress';
 
 /**
  * Sends a file to where an upload ticket says, streaming it from disk (no buffering) and

@@ -1,7 +1,7 @@
-import { ModelRegistry } from '../../shared/registry';
-import { latestReport, runMonitor, type MonitorReport } from '../../shared/monitor/monitor';
+import { latestReport, type MonitorReport, runMonitor } from '../../shared/monitor/monitor';
 import { policyFromEnv } from '../../shared/monitor/policy';
 import { createMetricSink } from '../../shared/monitor/sink';
+import { ModelRegistry } from '../../shared/registry';
 import { createObjectStore, DEFAULT_STORE_URL } from '../../shared/store';
 import type { CliCommand } from '../context';
 import { fields, table } from '../output';

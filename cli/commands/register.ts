@@ -1,8 +1,9 @@
-import { InvalidArgumentError } from 'commander';
 import { readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
+import { InvalidArgumentError } from 'commander';
 import type { ModelVersion } from '../../shared/registry';
 import type { UploadTicket } from '../../shared/registry/uploads';
+import type { ApiResponse } from '../client';
 import type { CliCommand } from '../context';
 import { fields, formatBytes, tensorSignature } from '../output';
 import { ProgressBar } from '../progress';
@@ -57,7 +58,7 @@ export const command: CliCommand = {
             ...(o.force ? { force: true } : {}),
           };
           const base = `/models/${encodeURIComponent(name)}`;
-          let res;
+          let res: ApiResponse;
           if (o.upload || (!o.inline && size > INLINE_MAX_BYTES)) {
             const ticket = (await client.request('POST', `${base}/uploads`)).json<UploadTicket>();
             if (size > ticket.maxBytes)

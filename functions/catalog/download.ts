@@ -6,7 +6,7 @@ import {
   verifyStoredModel,
 } from '../../shared/registry/uploads';
 import type { ObjectStore } from '../../shared/store';
-import { json, type HttpResult } from '../lib/http';
+import { type HttpResult, json } from '../lib/http';
 
 /**
  * Largest model returned inline (`MAAS_DOWNLOAD_INLINE_MAX_BYTES`, default 4 MiB): base64 grows

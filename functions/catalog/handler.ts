@@ -3,7 +3,7 @@ import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2 } from 'aws-lambda';
 import { InvalidArgumentError, NotFoundError } from '../../shared/errors';
 import type { PageOptions } from '../../shared/registry';
-import { httpErrors, json, notFoundRoute, pathParam, route, type HttpEvent } from '../lib/http';
+import { type HttpEvent, httpErrors, json, notFoundRoute, pathParam, route } from '../lib/http';
 import { getRegistry } from '../lib/runtime';
 import { describeModel } from './describe';
 import { downloadResponse } from './download';

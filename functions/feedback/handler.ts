@@ -1,7 +1,7 @@
 import middy from '@middy/core';
 import type { APIGatewayProxyResultV2 } from 'aws-lambda';
 import { parseFeedback, recordFeedback } from '../../shared/monitor/feedback';
-import { apiKeyAuth, httpErrors, json, jsonBody, pathParam, type HttpEvent } from '../lib/http';
+import { apiKeyAuth, type HttpEvent, httpErrors, json, jsonBody, pathParam } from '../lib/http';
 import { getStore } from '../lib/runtime';
 
 /**

@@ -1,3 +1,4 @@
+import { timingSafeEqual } from 'node:crypto';
 import type { MiddlewareObj } from '@middy/core';
 import type { Route } from '@middy/http-router';
 import type {
@@ -6,7 +7,6 @@ import type {
   APIGatewayProxyStructuredResultV2,
   Context,
 } from 'aws-lambda';
-import { timingSafeEqual } from 'node:crypto';
 import {
   InvalidArgumentError,
   MaasError,

@@ -1,8 +1,8 @@
 import middy from '@middy/core';
 import { InvalidArgumentError } from '../../shared/errors';
-import { createBaselineFromData, type BaselineData } from '../../shared/monitor/baseline';
+import { type BaselineData, createBaselineFromData } from '../../shared/monitor/baseline';
 import { numberSetting } from '../../shared/monitor/config';
-import { latestReport, runMonitor, type MonitorRunResult } from '../../shared/monitor/monitor';
+import { latestReport, type MonitorRunResult, runMonitor } from '../../shared/monitor/monitor';
 import { policyFromEnv, putPolicyOverride } from '../../shared/monitor/policy';
 import { createMetricSink } from '../../shared/monitor/sink';
 import { getRegistry, getStore } from '../lib/runtime';

@@ -1,4 +1,4 @@
-import { sweepStaleOptimizations, type OptimizeSweepResult } from '../../shared/monitor/optimize-sweep';
+import { type OptimizeSweepResult, sweepStaleOptimizations } from '../../shared/monitor/optimize-sweep';
 // The two modules directly, not the shared/optimize index: that one loads onnxruntime, which the
 // monitor function's package does not carry.
 import { LambdaEventDispatcher, type OptimizationDispatcher } from '../../shared/optimize/dispatch';

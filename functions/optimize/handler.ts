@@ -9,13 +9,13 @@ import {
 } from '../../shared/optimize';
 import {
   actorOf,
+  type HttpEvent,
   httpErrors,
   json,
   jsonBody,
   notFoundRoute,
   pathParam,
   withApiKey,
-  type HttpEvent,
 } from '../lib/http';
 import { getRegistry } from '../lib/runtime';
 import { getDispatcher, getJobStore } from './runtime';

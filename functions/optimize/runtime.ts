@@ -1,10 +1,10 @@
 import {
   capturedInputsFromMonitoring,
   createDispatcher,
-  OptimizationJobStore,
-  runOptimizationJob,
   type OptimizationDispatcher,
+  OptimizationJobStore,
   type RunJobOptions,
+  runOptimizationJob,
 } from '../../shared/optimize';
 import { getRegistry } from '../lib/runtime';
 

@@ -2,7 +2,7 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2 } from 'aws-lambda';
-import { header, json, notFoundRoute, pathParam, type HttpEvent, type HttpResult } from '../lib/http';
+import { type HttpEvent, type HttpResult, header, json, notFoundRoute, pathParam } from '../lib/http';
 import { inferBody, inferResponse, predictError } from './http';
 import { getInferenceService, logger } from './runtime';
 

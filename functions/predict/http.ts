@@ -1,7 +1,7 @@
 import { PayloadTooLargeError } from '../../shared/errors';
-import { errorToHttp, type ErrorBody } from '../../shared/http/errors';
-import { ModelIntegrityError, type InferResult } from '../../shared/inference';
-import { bodyBytes, LAMBDA_SYNC_PAYLOAD_LIMIT, type HttpEvent, type HttpResult } from '../lib/http';
+import { type ErrorBody, errorToHttp } from '../../shared/http/errors';
+import { type InferResult, ModelIntegrityError } from '../../shared/inference';
+import { bodyBytes, type HttpEvent, type HttpResult, LAMBDA_SYNC_PAYLOAD_LIMIT } from '../lib/http';
 
 /**
  * The inference body as the core takes it: JSON text as the string API Gateway delivered (no

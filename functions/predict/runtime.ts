@@ -1,6 +1,6 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { LogAttributes } from '@aws-lambda-powertools/logger/types';
-import { InferenceService, type InferenceLogger, type InferenceObserver } from '../../shared/inference';
+import { type InferenceLogger, type InferenceObserver, InferenceService } from '../../shared/inference';
 import { createMetricsSink } from '../../shared/metrics';
 import { createCaptureObserver } from '../../shared/monitor/capture';
 import { getRegistry, getStore } from '../lib/runtime';

@@ -6,12 +6,12 @@ import {
   actorOf,
   apiKeyAuth,
   bodyBytes,
+  type HttpEvent,
   httpErrors,
   json,
   notFoundRoute,
   pathParam,
   route,
-  type HttpEvent,
 } from '../lib/http';
 import { getRegistry } from '../lib/runtime';
 import { parseRegisterRequest } from './requests';

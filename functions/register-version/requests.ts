@@ -1,6 +1,6 @@
 import { InvalidArgumentError, UnsupportedMediaTypeError } from '../../shared/errors';
 import type { RegisterOptions } from '../../shared/registry';
-import { bodyBytes, header, jsonBody, type HttpEvent } from '../lib/http';
+import { bodyBytes, type HttpEvent, header, jsonBody } from '../lib/http';
 
 /** What `POST /models/{name}/versions` asked for: bytes inline, or the key of an earlier upload. */
 export type RegisterRequest = { options: RegisterOptions } & ({ bytes: Uint8Array } | { uploadKey: string });

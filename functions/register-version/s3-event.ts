@@ -1,9 +1,9 @@
 import type { S3Event } from 'aws-lambda';
 import {
   decodeS3EventKey,
+  type IngestOutcome,
   ingestIncomingObject,
   storeKeyOfBucketKey,
-  type IngestOutcome,
 } from '../../shared/registry/incoming';
 import { getRegistry, getStore } from '../lib/runtime';
 

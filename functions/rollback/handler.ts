@@ -2,17 +2,17 @@ import middy from '@middy/core';
 import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2 } from 'aws-lambda';
 import { PreconditionFailedError } from '../../shared/errors';
-import { parseVersionNumber, type AliasRecord, type VersionStatus } from '../../shared/registry';
+import { type AliasRecord, parseVersionNumber, type VersionStatus } from '../../shared/registry';
 import {
   actorOf,
   apiKeyAuth,
+  type HttpEvent,
   httpErrors,
   json,
   jsonBody,
   notFoundRoute,
   pathParam,
   route,
-  type HttpEvent,
 } from '../lib/http';
 import { getRegistry } from '../lib/runtime';
 import { optionalString, parseCanary, precondition } from './requests';

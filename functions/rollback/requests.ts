@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from '../../shared/errors';
-import { parseVersionNumber, type CanarySplit } from '../../shared/registry';
-import { header, type HttpEvent } from '../lib/http';
+import { type CanarySplit, parseVersionNumber } from '../../shared/registry';
+import { type HttpEvent, header } from '../lib/http';
 
 /**
  * The alias precondition a request states: `If-Match: "etag"` → the etag (quotes and `W/`

@@ -9,7 +9,7 @@
  * size and etag stopped changing (a copy in progress is not ingested half-written).
  */
 import { encodeS3EventKey, INCOMING_PREFIX, type IngestOutcome } from '../../shared/registry/incoming';
-import { listAll, S3ObjectStore, type ObjectInfoSummary, type ObjectStore } from '../../shared/store';
+import { listAll, type ObjectInfoSummary, type ObjectStore, S3ObjectStore } from '../../shared/store';
 
 /** A Lambda invocation: posts `event` to a function and returns its parsed result. */
 export type InvokeFunction = (event: unknown) => Promise<unknown>;

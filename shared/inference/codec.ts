@@ -9,9 +9,9 @@ import {
   binaryDataOf,
   checkedElementCount,
   jsonDataOf,
+  type TensorValues,
   valuesFromBinary,
   valuesFromJson,
-  type TensorValues,
 } from './tensors';
 
 /** One decoded input tensor. */

@@ -13,7 +13,7 @@
  *   the model must not be used.
  */
 import { ConflictError, httpStatusOf, NotFoundError } from '../errors';
-import type { ModelRegistry, ModelVersion } from '../registry';
+import type { AliasRecord, ModelRegistry, ModelVersion } from '../registry';
 import { assertAliasName, assertModelName, parseVersionNumber } from '../registry';
 
 export const DEFAULT_ALIAS = 'production';
@@ -101,7 +101,9 @@ export class RouteResolver {
     this.cache.set(key, entry);
     this.trim(now);
     route.then(
-      (r) => void (entry.last = r),
+      (r) => {
+        entry.last = r;
+      },
       (e: unknown) => {
         if (httpStatusOf(e) < 500) return;
         if (this.cache.get(key) === entry) this.cache.delete(key);
@@ -141,7 +143,7 @@ export class RouteResolver {
     if (ref === 'latest') return { name, primary: await this.latestActive(name) };
     const alias = ref ?? DEFAULT_ALIAS;
     if (ref !== undefined) assertAliasName(alias);
-    let record;
+    let record: AliasRecord;
     try {
       record = await this.registry.getAlias(name, alias);
     } catch (e) {

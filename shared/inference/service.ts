@@ -5,22 +5,22 @@
  * and reports metrics and observations.
  */
 import * as ort from 'onnxruntime-node';
-import { MaasError, UnprocessableError, httpStatusOf } from '../errors';
+import { httpStatusOf, MaasError, UnprocessableError } from '../errors';
+import { type MetricDimensions, type MetricsSink, NoopMetricsSink } from '../metrics';
 import { oipFromOrtType, ortTypeFromOip } from '../onnx/datatypes';
 import type { TensorSpec } from '../onnx/inspect';
 import type { ModelRegistry, ModelVersion } from '../registry';
-import { NoopMetricsSink, type MetricDimensions, type MetricsSink } from '../metrics';
 import {
+  type DecodeOptions,
   decodeInferRequest,
   encodeInferResponse,
-  type DecodeOptions,
   type InferOutput,
   type InferRequest,
 } from './codec';
-import { inferenceSettingsFromEnv, type InferenceSettings } from './config';
-import { silentLogger, type InferenceLogger } from './logger';
+import { type InferenceSettings, inferenceSettingsFromEnv } from './config';
+import { type InferenceLogger, silentLogger } from './logger';
 import type { InferenceObservation, InferenceObserver, ObservedTensor } from './observer';
-import { chooseVersion, DEFAULT_MAX_ROUTES, RouteResolver, type ModelRoute } from './routing';
+import { chooseVersion, DEFAULT_MAX_ROUTES, type ModelRoute, RouteResolver } from './routing';
 import { SessionCache, type SessionLease } from './session-cache';
 import { checkRequest } from './signature';
 

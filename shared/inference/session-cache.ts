@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { MaasError } from '../errors';
 import type { ModelVersion } from '../registry';
-import { readWithSha256, type ObjectStore } from '../store';
+import { type ObjectStore, readWithSha256 } from '../store';
 import type { SessionSettings } from './config';
 import type { InferenceLogger } from './logger';
 
@@ -139,7 +139,12 @@ export class SessionCache {
     const all = [...this.entries.values()];
     this.entries.clear();
     this.residentBytes = 0;
-    await Promise.all(all.map((e) => ((e.evicted = true), e.leases === 0 ? e.session.release() : undefined)));
+    await Promise.all(
+      all.map((e) => {
+        e.evicted = true;
+        return e.leases === 0 ? e.session.release() : undefined;
+      }),
+    );
   }
 
   private lease(entry: Entry, loadMs: number): SessionLease {

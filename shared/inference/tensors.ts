@@ -11,9 +11,9 @@ import {
   elementByteSize,
   float16BitsToFloat32,
   float32ToFloat16Bits,
-  typedArrayConstructorOf,
   type OipDatatype,
   type OipTypedArray,
+  typedArrayConstructorOf,
 } from '../onnx/datatypes';
 
 /** Data of one tensor in memory: a typed array, or strings for BYTES. */

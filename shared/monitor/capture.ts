@@ -7,9 +7,9 @@ import { booleanSetting, numberSetting } from './config';
 import { addValue, DenseHistogram, emptyHistogram, type Histogram } from './histogram';
 import { monitoringLayout } from './layout';
 import {
+  type CaptureFile,
   emptyVersionSummary,
   mergeVersionSummary,
-  type CaptureFile,
   type RawSample,
   type VersionSummary,
 } from './summary';
@@ -166,9 +166,15 @@ export class CaptureObserver implements InferenceObserver {
     this.sinceFlush++;
     this.firstObservation ??= this.options.now();
     let versions = this.models.get(o.model);
-    if (!versions) this.models.set(o.model, (versions = new Map()));
+    if (!versions) {
+      versions = new Map();
+      this.models.set(o.model, versions);
+    }
     let s = versions.get(o.version);
-    if (!s) versions.set(o.version, (s = new LiveVersion()));
+    if (!s) {
+      s = new LiveVersion();
+      versions.set(o.version, s);
+    }
 
     s.requests++;
     const alias = o.alias ?? '-';
@@ -322,7 +328,10 @@ export class CaptureObserver implements InferenceObserver {
 
   private requeue(model: string, versions: Map<number, VersionSummary>): void {
     let current = this.retry.get(model);
-    if (!current) this.retry.set(model, (current = new Map()));
+    if (!current) {
+      current = new Map();
+      this.retry.set(model, current);
+    }
     for (const [v, s] of versions)
       current.set(v, mergeVersionSummary(current.get(v) ?? emptyVersionSummary(), s));
     this.sinceFlush++;
@@ -457,7 +466,10 @@ function recordLiveTensor(
   const perRow = Math.max(1, Math.floor(length / rows));
   const read = valueReader(t);
   let live = into.get(t.name);
-  if (!live) into.set(t.name, (live = { positions: [] }));
+  if (!live) {
+    live = { positions: [] };
+    into.set(t.name, live);
+  }
   // Strided sampling starts at a rotating offset so that over many requests every row/element is seen.
   rotation = (rotation + 1) % 1_000_003;
   if (perRow <= maxFeatures) {
@@ -469,7 +481,8 @@ function recordLiveTensor(
       for (let p = 0; p < perRow; p++) positions[p]!.add(read(base + p));
     }
   } else {
-    const h = (live.aggregated ??= new DenseHistogram());
+    live.aggregated ??= new DenseHistogram();
+    const h = live.aggregated;
     const step = Math.max(1, Math.ceil(length / maxValues));
     for (let i = rotation % step; i < length; i += step) h.add(read(i));
   }
@@ -505,11 +518,21 @@ export function recordTensor(
     // One histogram per position; stride over rows of very large batches.
     const rowStep = Math.max(1, Math.ceil((rows * perRow) / maxValues));
     for (let p = 0; p < perRow; p++) {
-      const h = (into[`${t.name}[${p}]`] ??= emptyHistogram());
+      const key = `${t.name}[${p}]`;
+      let h = into[key];
+      if (!h) {
+        h = emptyHistogram();
+        into[key] = h;
+      }
       for (let r = 0; r < rows; r += rowStep) addValue(h, read(r * perRow + p));
     }
   } else {
-    const h = (into[`${t.name}[*]`] ??= emptyHistogram());
+    const key = `${t.name}[*]`;
+    let h = into[key];
+    if (!h) {
+      h = emptyHistogram();
+      into[key] = h;
+    }
     const step = Math.max(1, Math.ceil(length / maxValues));
     for (let i = 0; i < length; i += step) addValue(h, read(i));
   }

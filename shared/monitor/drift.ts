@@ -1,4 +1,4 @@
-import { sortedBins, type Histogram } from './histogram';
+import { type Histogram, sortedBins } from './histogram';
 
 /**
  * Drift statistics between a baseline and a current distribution.

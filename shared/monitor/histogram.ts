@@ -224,7 +224,7 @@ export class DenseHistogram {
   max = -Infinity;
 
   add(value: number): void {
-    if (value !== value) {
+    if (Number.isNaN(value)) {
       this.nonFinite++;
       return;
     }

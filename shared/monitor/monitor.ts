@@ -380,7 +380,7 @@ function versionReport(
   quality: QualityStats | undefined,
   groups: number,
 ): VersionReport {
-  const usable = baseline && baseline.complete;
+  const usable = baseline?.complete;
   const inputs: Record<string, DriftStats> = {};
   const outputs: Record<string, DriftStats> = {};
   if (usable) {

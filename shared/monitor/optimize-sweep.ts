@@ -6,8 +6,9 @@
  * already used `maxAttempts` worker runs is marked failed instead: it most likely kills its
  * worker every time.
  */
+
+import type { OptimizationDispatcher, OptimizationJobStore, StoredJob } from '../optimize';
 import { layout } from '../registry';
-import type { OptimizationDispatcher, OptimizationJobStore } from '../optimize';
 import { listAll, type ObjectStore } from '../store';
 
 /** What one sweep did. */
@@ -47,7 +48,7 @@ export async function sweepStaleOptimizations(options: OptimizeSweepOptions): Pr
   const result: OptimizeSweepResult = { redispatched: [], abandoned: [], errors: [] };
   const models = options.models ?? (await modelNames(options.store));
   for (const model of models) {
-    let stale;
+    let stale: StoredJob[];
     try {
       stale = await jobs.listStale(model);
     } catch (e) {

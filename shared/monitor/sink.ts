@@ -1,11 +1,11 @@
-import {
-  CloudWatchClient,
-  PutMetricDataCommand,
-  type MetricDatum,
-  type StandardUnit,
-} from '@aws-sdk/client-cloudwatch';
 import { appendFile, mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
+import {
+  CloudWatchClient,
+  type MetricDatum,
+  PutMetricDataCommand,
+  type StandardUnit,
+} from '@aws-sdk/client-cloudwatch';
 import { InvalidArgumentError } from '../errors';
 import { mapLimit } from '../util/concurrency';
 import { numberSetting } from './config';
@@ -218,7 +218,7 @@ export class LocalMetricSink implements MetricSink {
     const folder = path.join(this.dir, namespace.replace(/[^A-Za-z0-9._-]/g, '_'));
     await mkdir(folder, { recursive: true });
     for (const [day, lines] of byDay) {
-      await appendFile(path.join(folder, `${day}.jsonl`), lines.join('\n') + '\n');
+      await appendFile(path.join(folder, `${day}.jsonl`), `${lines.join('\n')}\n`);
       result.calls++;
     }
     result.delivered = data.length;

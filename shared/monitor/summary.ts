@@ -1,4 +1,4 @@
-import { emptyHistogram, histogramFromJson, mergeHistogram, type Histogram } from './histogram';
+import { emptyHistogram, type Histogram, histogramFromJson, mergeHistogram } from './histogram';
 
 /**
  * What one container saw of one model version between two flushes. Every field merges by

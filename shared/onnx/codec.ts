@@ -9,7 +9,7 @@
  *   file round-trips byte-identically.
  */
 import { fromBinary, toBinary } from '@bufbuild/protobuf';
-import { ModelProtoSchema, type ModelProto } from 'onnx-buf';
+import { type ModelProto, ModelProtoSchema } from 'onnx-buf';
 import { UnprocessableError } from '../errors';
 
 export type { ModelProto };

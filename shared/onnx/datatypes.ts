@@ -147,7 +147,7 @@ const BY_ORT = new Map<string, OipDatatype>(OIP_DATATYPES.map((d) => [TABLE[d].o
  * if (!isOipDatatype(body.datatype)) throw new InvalidArgumentError(`unknown datatype ${body.datatype}`);
  */
 export function isOipDatatype(value: unknown): value is OipDatatype {
-  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(TABLE, value);
+  return typeof value === 'string' && Object.hasOwn(TABLE, value);
 }
 
 /**

@@ -8,13 +8,13 @@
  */
 import { create } from '@bufbuild/protobuf';
 import {
-  AttributeProto_AttributeType,
-  OperatorSetIdProtoSchema,
-  StringStringEntryProtoSchema,
   type AttributeProto,
+  AttributeProto_AttributeType,
   type GraphProto,
   type ModelProto,
   type NodeProto,
+  OperatorSetIdProtoSchema,
+  StringStringEntryProtoSchema,
   type TensorProto,
   type ValueInfoProto,
 } from 'onnx-buf';

@@ -6,19 +6,19 @@
  * the metadata (signature, opsets, operators, size) the registry records.
  */
 import {
-  TensorProto_DataLocation,
-  TensorProto_DataType,
   type AttributeProto,
   type GraphProto,
   type ModelProto,
   type NodeProto,
   type SparseTensorProto,
   type TensorProto,
+  TensorProto_DataLocation,
+  TensorProto_DataType,
   type ValueInfoProto,
 } from 'onnx-buf';
 import { PayloadTooLargeError, UnprocessableError } from '../errors';
 import { decodeModel } from './codec';
-import { oipFromOnnx, type OipDatatype } from './datatypes';
+import { type OipDatatype, oipFromOnnx } from './datatypes';
 
 /** One input or output of a model's signature. */
 export interface TensorSpec {

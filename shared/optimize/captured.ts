@@ -7,12 +7,13 @@
  * Only complete samples are used: the capture truncates large tensors, and a truncated tensor is
  * not a valid input. Samples of any version of the model qualify if they fit the signature.
  */
-import type { NumericOipDatatype } from '../onnx/datatypes';
-import type { TensorSpec } from '../onnx/inspect';
+
 import { monitoringLayout, timeKey } from '../monitor/layout';
 import type { CaptureFile } from '../monitor/summary';
+import type { NumericOipDatatype } from '../onnx/datatypes';
+import type { TensorSpec } from '../onnx/inspect';
 import { listAll, type ObjectStore } from '../store';
-import { typedFromNumbers, type CapturedInputsProvider, type InputFeed } from './inputs';
+import { type CapturedInputsProvider, type InputFeed, typedFromNumbers } from './inputs';
 
 /** Options of {@link capturedInputsFromMonitoring}. */
 export interface CapturedInputsOptions {
@@ -26,7 +27,7 @@ export interface CapturedInputsOptions {
 }
 
 /** One sample's tensors fitted to the signature, or undefined when it does not fit. */
-function fit(
+function fitSample(
   sample: CaptureFile['samples'] extends (infer S)[] | undefined ? S : never,
   specs: readonly TensorSpec[],
 ): { spec: TensorSpec; shape: number[]; data: number[] }[] | undefined {
@@ -90,7 +91,7 @@ export function capturedInputsFromMonitoring(
       if (doc.format !== 'maas.capture/1') continue;
       for (const sample of doc.samples ?? []) {
         if (sample.status !== 200 || count >= maxRows) continue;
-        const fitted = fit(sample, specs);
+        const fitted = fitSample(sample, specs);
         // All rows must share the trailing (non-batch) shape of the first one to stack into a batch.
         if (
           !fitted ||

@@ -7,14 +7,14 @@ import * as ort from 'onnxruntime-node';
 import { MaasError } from '../errors';
 import type { ModelRegistry } from '../registry';
 import {
+  type EvaluateOptions,
+  type EvaluationReport,
   evaluateCandidate,
   evaluationSessionOptions,
   measureLoadMs,
-  type EvaluateOptions,
-  type EvaluationReport,
 } from './evaluate';
-import { gate, type GateDecision } from './gate';
-import { noCapturedInputs, resolveEvaluationInputs, type CapturedInputsProvider } from './inputs';
+import { type GateDecision, gate } from './gate';
+import { type CapturedInputsProvider, noCapturedInputs, resolveEvaluationInputs } from './inputs';
 import type { OptimizeRequest } from './request';
 import { buildCandidate, type StepDetails } from './techniques';
 

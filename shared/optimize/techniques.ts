@@ -21,12 +21,12 @@ import { InvalidArgumentError } from '../errors';
 import { decodeModel, encodeModel } from '../onnx/codec';
 import { convertToFloat16, type Float16Options, type Float16Report } from '../onnx/fp16';
 import { ensureOpsetImport, isDefaultDomain, operatorsOf, setMetadataProp } from '../onnx/graph';
-import { pruneByMagnitude, type PruneOptions, type PruneReport } from '../onnx/prune';
+import { type PruneOptions, type PruneReport, pruneByMagnitude } from '../onnx/prune';
 import {
   QUANTIZABLE_OPS,
-  quantizeDynamic,
   type QuantizeDynamicOptions,
   type QuantizeReport,
+  quantizeDynamic,
 } from '../onnx/quantize';
 
 /** A single optimization step. */

@@ -5,7 +5,7 @@
  */
 import type { ModelRegistry } from '../registry';
 import { OptimizationJobStore, type StoredJob } from './jobs';
-import { optimizeVersion, type OptimizeOptions } from './optimizer';
+import { type OptimizeOptions, optimizeVersion } from './optimizer';
 import type { OptimizeRequest } from './request';
 
 /** What the dispatcher hands the worker. */

@@ -18,8 +18,8 @@
  * `reason` (`x-amz-meta-description` etc. on upload).
  */
 import { httpStatusOf, MaasError, PayloadTooLargeError } from '../errors';
-import { errorToHttp, type ErrorBody } from '../http/errors';
-import { ObjectNotFoundError, S3ObjectStore, type ObjectStore } from '../store';
+import { type ErrorBody, errorToHttp } from '../http/errors';
+import { ObjectNotFoundError, type ObjectStore, S3ObjectStore, type StoredObjectStream } from '../store';
 import type { ModelRegistry } from './model-registry';
 import { assertModelName } from './names';
 
@@ -169,7 +169,7 @@ async function quarantine(
 ): Promise<IngestOutcome> {
   const rejectedKey = REJECTED_PREFIX + key.slice(INCOMING_PREFIX.length);
   const errorKey = `${rejectedKey}.error.json`;
-  let copy;
+  let copy: StoredObjectStream;
   try {
     copy = await store.getStream(key);
   } catch (e) {

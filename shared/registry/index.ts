@@ -1,4 +1,4 @@
+export { layout } from './layout';
 export * from './model-registry';
 export * from './names';
 export * from './types';
-export { layout } from './layout';

@@ -13,17 +13,19 @@
  *
  * Knows nothing of Lambda or HTTP: the handlers adapt requests to these calls.
  */
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+
+import { createHash, randomUUID } from 'node:crypto';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { createPresignedPost } from '@aws-sdk/s3-presigned-post';
-import { createHash, randomUUID } from 'node:crypto';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { InvalidArgumentError, MaasError, NotFoundError, PayloadTooLargeError } from '../errors';
 import {
   ObjectNotFoundError,
   ObjectPreconditionError,
+  type ObjectStore,
   readWithSha256,
   S3ObjectStore,
-  type ObjectStore,
+  type StoredObjectStream,
 } from '../store';
 import type { ModelRegistry } from './model-registry';
 import { assertModelName } from './names';
@@ -228,7 +230,7 @@ export async function registerFromUpload(
   const id = parseUploadKey(name, uploadKey);
   const store = registry.store;
   // One request: the stream's announced size is checked before any byte is read (no HEAD first).
-  let found;
+  let found: StoredObjectStream;
   try {
     found = await store.getStream(uploadKey);
   } catch (e) {

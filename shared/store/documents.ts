@@ -1,6 +1,6 @@
 import { ConflictError } from '../errors';
 import { type BackoffOptions, backoffDelay, sleep } from '../util/backoff';
-import { ObjectNotFoundError, type ObjectStore, ObjectPreconditionError } from './object-store';
+import { ObjectNotFoundError, ObjectPreconditionError, type ObjectStore } from './object-store';
 
 /**
  * The document layer: JSON objects in an {@link ObjectStore} with the three ways maas writes

@@ -3,23 +3,23 @@ import type { Stats } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
+import { MaasError } from '../errors';
 import {
   assertValidKey,
-  ObjectNotFoundError,
-  ObjectPreconditionError,
-  StoreError,
   type ListOptions,
   type ListPage,
   type ObjectInfo,
   type ObjectInfoSummary,
+  ObjectNotFoundError,
+  ObjectPreconditionError,
   type ObjectStore,
   type PutBody,
   type PutOptions,
   type PutResult,
   type StoredObject,
   type StoredObjectStream,
+  StoreError,
 } from './object-store';
-import { MaasError } from '../errors';
 
 /** Internal folder under the root: temp files, metadata sidecars and locks. Not a key space. */
 const INTERNAL = '.store';

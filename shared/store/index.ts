@@ -4,8 +4,8 @@ import { FileObjectStore } from './file-store';
 import type { ObjectStore } from './object-store';
 import { S3ObjectStore } from './s3-store';
 
-export * from './object-store';
 export { FileObjectStore } from './file-store';
+export * from './object-store';
 export { S3ObjectStore } from './s3-store';
 
 /** The embedded default: a file store in `.maas/` under the working directory. */

@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
@@ -7,22 +8,21 @@ import {
   S3Client,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
-import { Readable } from 'node:stream';
 import { MaasError } from '../errors';
 import {
   assertValidKey,
-  ObjectNotFoundError,
-  ObjectPreconditionError,
-  StoreError,
   type ListOptions,
   type ListPage,
   type ObjectInfo,
+  ObjectNotFoundError,
+  ObjectPreconditionError,
   type ObjectStore,
   type PutBody,
   type PutOptions,
   type PutResult,
   type StoredObject,
   type StoredObjectStream,
+  StoreError,
 } from './object-store';
 
 export interface S3ObjectStoreOptions {
@@ -157,7 +157,7 @@ export class S3ObjectStore implements ObjectStore {
         // fields, so equal bytes mean this write, not a concurrent one.)
         if (e instanceof ObjectPreconditionError && retried) {
           const landed = await this.get(key).catch(() => undefined);
-          if (landed && landed.body.equals(Buffer.from(bytes))) return { etag: landed.etag };
+          if (landed?.body.equals(Buffer.from(bytes))) return { etag: landed.etag };
         }
         // AWS: 409 ConditionalRequestConflict means a concurrent conditional write was in flight;
         // the documented answer is to retry, which then resolves to success or a real 412.

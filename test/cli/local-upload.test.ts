@@ -5,8 +5,8 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resetRuntime } from '../../functions/lib/runtime';
 import type { ModelVersion } from '../../shared/registry';
+import { type Gateway, loadRoutes, startGateway } from '../support/gateway';
 import { tinyModel } from '../support/models';
-import { loadRoutes, startGateway, type Gateway } from '../support/gateway';
 
 const BIN = path.resolve(__dirname, '../../bin/maas.cjs');
 

@@ -5,10 +5,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   functionKey,
+  type PackageResult,
   packageService,
   resourcesOfType,
   routesToFunctions,
-  type PackageResult,
 } from './package';
 
 let pkg: PackageResult;

@@ -11,10 +11,10 @@ import { ROOT } from '../start/local-server';
 import {
   functionKey,
   functionLogicalId,
+  type PackageResult,
   packageService,
   resourcesOfType,
   routesToFunctions,
-  type PackageResult,
   type Template,
 } from './package';
 
@@ -61,13 +61,11 @@ afterAll(() => pkg?.cleanup());
 
 /** The bucket's name as CloudFormation will build it (a Fn::Sub string). */
 function bucketNameSub(): string {
-  return t.Resources.ModelBucket!.Properties.BucketName['Fn::Sub'] as string;
+  return (t.Resources.ModelBucket!.Properties.BucketName as { 'Fn::Sub': string })['Fn::Sub'];
 }
 
 /** Every statement of a role's inline policies. */
-function statementsOf(
-  roleId: string,
-): {
+function statementsOf(roleId: string): {
   Sid?: string;
   Effect: string;
   Action: string | string[];
@@ -112,7 +110,7 @@ describe('npm run package (offline)', () => {
   it('protects management routes with IAM; predict is open by default (predictAuth=none)', () => {
     for (const [, route] of resourcesOfType(t, 'AWS::ApiGatewayV2::Route')) {
       const owner = EXPECTED_ROUTES[route.Properties.RouteKey as string];
-      expect(route.Properties.AuthorizationType ?? 'NONE', route.Properties.RouteKey).toBe(
+      expect(route.Properties.AuthorizationType ?? 'NONE', route.Properties.RouteKey as string).toBe(
         owner === 'predict' ? 'NONE' : 'AWS_IAM',
       );
     }
@@ -120,7 +118,11 @@ describe('npm run package (offline)', () => {
 
   it('triggers register-version on ObjectCreated under incoming/ of the model bucket, without a dependency cycle', () => {
     const bucket = t.Resources.ModelBucket!;
-    const [notification] = bucket.Properties.NotificationConfiguration.LambdaConfigurations;
+    const [notification] = (
+      bucket.Properties.NotificationConfiguration as {
+        LambdaConfigurations: [{ Event: string; Filter: { S3Key: { Rules: unknown } }; Function: unknown }];
+      }
+    ).LambdaConfigurations;
     expect(notification.Event).toBe('s3:ObjectCreated:*');
     expect(notification.Filter.S3Key.Rules).toEqual([{ Name: 'prefix', Value: 'incoming/' }]);
     expect(notification.Function).toEqual({ 'Fn::GetAtt': ['RegisterVersionLambdaFunction', 'Arn'] });
@@ -134,7 +136,10 @@ describe('npm run package (offline)', () => {
     expect(bucketNameSub()).toBe('maas-dev-${AWS::AccountId}-${AWS::Region}');
     // Every function finds the store in the same bucket.
     for (const key of FUNCTIONS) {
-      expect(t.Resources[functionLogicalId(key)]!.Properties.Environment.Variables.MAAS_STORE).toEqual({
+      const env = t.Resources[functionLogicalId(key)]!.Properties.Environment as {
+        Variables: Record<string, unknown>;
+      };
+      expect(env.Variables.MAAS_STORE).toEqual({
         'Fn::Sub': `s3://${bucketNameSub()}`,
       });
     }
@@ -145,7 +150,9 @@ describe('npm run package (offline)', () => {
     expect(rules).toHaveLength(1);
     const [, rule] = rules[0]!;
     expect(rule.Properties.ScheduleExpression).toBe('rate(5 minutes)');
-    expect(rule.Properties.Targets[0].Arn).toEqual({ 'Fn::GetAtt': ['MonitorLambdaFunction', 'Arn'] });
+    expect((rule.Properties.Targets as [{ Arn: unknown }])[0].Arn).toEqual({
+      'Fn::GetAtt': ['MonitorLambdaFunction', 'Arn'],
+    });
   });
 
   it('attaches the onnxruntime layer exactly to the functions whose bundle loads onnxruntime-node', () => {
@@ -163,7 +170,7 @@ describe('npm run package (offline)', () => {
     for (const key of FUNCTIONS) {
       const fn = t.Resources[functionLogicalId(key)]!.Properties;
       if (
-        (fn.Layers ?? []).some(
+        ((fn.Layers as unknown[] | undefined) ?? []).some(
           (l: unknown) => JSON.stringify(l) === JSON.stringify({ Ref: 'OnnxruntimeLambdaLayer' }),
         )
       )
@@ -187,7 +194,11 @@ describe('npm run package (offline)', () => {
     const sizes = FUNCTIONS.map((key) => {
       const fn = t.Resources[functionLogicalId(key)]!.Properties;
       const own = pkg.zip(key).unzippedBytes();
-      return { key, own, total: own + ((fn.Layers ?? []).length > 0 ? layerBytes : 0) };
+      return {
+        key,
+        own,
+        total: own + (((fn.Layers as unknown[] | undefined) ?? []).length > 0 ? layerBytes : 0),
+      };
     }).sort((a, b) => b.total - a.total);
     console.log(
       `unzipped: layer ${(layerBytes / 1e6).toFixed(1)} MB; ${sizes.map((s) => `${s.key} ${(s.own / 1e6).toFixed(2)} MB (+layers ${(s.total / 1e6).toFixed(1)} MB)`).join(', ')}`,
@@ -201,7 +212,7 @@ describe('npm run package (offline)', () => {
     const roles = new Set<string>();
     for (const key of FUNCTIONS) {
       const roleRef = t.Resources[functionLogicalId(key)]!.Properties.Role;
-      const roleId = roleRef['Fn::GetAtt'][0] as string;
+      const roleId = (roleRef as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
       roles.add(roleId);
       expect(t.Resources[roleId]!.Type).toBe('AWS::IAM::Role');
       for (const s of statementsOf(roleId)) {
@@ -260,7 +271,11 @@ describe('npm run package (offline)', () => {
   it('creates the bucket encrypted, private, versioned, with lifecycle rules for incoming/ and rejected/', () => {
     const p = t.Resources.ModelBucket!.Properties;
     expect(
-      p.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm,
+      (
+        p.BucketEncryption as {
+          ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: string } }];
+        }
+      ).ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm,
     ).toMatch(/AES256|aws:kms/);
     expect(p.PublicAccessBlockConfiguration).toEqual({
       BlockPublicAcls: true,
@@ -269,11 +284,15 @@ describe('npm run package (offline)', () => {
       RestrictPublicBuckets: true,
     });
     expect(p.VersioningConfiguration).toEqual({ Status: 'Enabled' });
-    const rules = p.LifecycleConfiguration.Rules as {
-      Prefix?: string;
-      Status: string;
-      ExpirationInDays?: number;
-    }[];
+    const rules = (
+      p.LifecycleConfiguration as {
+        Rules: {
+          Prefix?: string;
+          Status: string;
+          ExpirationInDays?: number;
+        }[];
+      }
+    ).Rules;
     for (const prefix of [
       'incoming/',
       'rejected/',
@@ -285,7 +304,10 @@ describe('npm run package (offline)', () => {
       expect(rule?.Status, prefix).toBe('Enabled');
       expect(rule?.ExpirationInDays).toBeGreaterThan(0);
     }
-    const policy = t.Resources.ModelBucketPolicy!.Properties.PolicyDocument.Statement[0];
+    const policyDocument = t.Resources.ModelBucketPolicy!.Properties.PolicyDocument as {
+      Statement: [unknown];
+    };
+    const policy = policyDocument.Statement[0];
     expect(policy).toMatchObject({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } });
   });
 
@@ -301,7 +323,7 @@ describe('npm run package (offline)', () => {
       JSON.stringify(a.Metrics ?? []).includes(PREDICT_METRICS.serverErrors),
     );
     // Only predict's schema: the monitor's metrics in the same namespace must not trip it.
-    expect(serverErrors?.Metrics[0].Expression).toBe(
+    expect((serverErrors?.Metrics as [{ Expression: string }] | undefined)?.[0].Expression).toBe(
       `SELECT SUM(${PREDICT_METRICS.serverErrors}) FROM SCHEMA(maas, model, service, version)`,
     );
     for (const metric of ['MaxInputPSI', 'ErrorRate']) {
@@ -318,9 +340,10 @@ describe('npm run package (offline)', () => {
     });
 
     const [, dashboard] = resourcesOfType(t, 'AWS::CloudWatch::Dashboard')[0]!;
-    const body = JSON.parse(
-      (dashboard.Properties.DashboardBody['Fn::Sub'] as string).replaceAll('${AWS::Region}', 'us-east-1'),
-    ) as { widgets: unknown[] };
+    const dashboardBody = dashboard.Properties.DashboardBody as { 'Fn::Sub': string };
+    const body = JSON.parse(dashboardBody['Fn::Sub'].replaceAll('${AWS::Region}', 'us-east-1')) as {
+      widgets: unknown[];
+    };
     const text = JSON.stringify(body);
     // predict's dimension schema (shared/inference/service.ts: model, version + Powertools' service).
     for (const metric of Object.values(PREDICT_METRICS))

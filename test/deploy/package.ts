@@ -5,7 +5,10 @@ import { ZipFile } from './zip';
 
 /** CloudFormation as written by `sls package` (only what the tests read is typed). */
 export interface Template {
-  Resources: Record<string, { Type: string; Properties: Record<string, any>; DependsOn?: string | string[] }>;
+  Resources: Record<
+    string,
+    { Type: string; Properties: Record<string, unknown>; DependsOn?: string | string[] }
+  >;
   Outputs?: Record<string, unknown>;
 }
 
@@ -67,9 +70,12 @@ export function resourcesOfType(template: Template, type: string): [string, Temp
 export function routesToFunctions(template: Template): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [, route] of resourcesOfType(template, 'AWS::ApiGatewayV2::Route')) {
-    const integrationId = route.Properties.Target['Fn::Join'][1][1].Ref as string;
-    const uri = template.Resources[integrationId]!.Properties.IntegrationUri;
-    out[route.Properties.RouteKey as string] = functionKey(uri['Fn::GetAtt'][0] as string);
+    const target = route.Properties.Target as { 'Fn::Join': [string, [unknown, { Ref: string }]] };
+    const integrationId = target['Fn::Join'][1][1].Ref;
+    const uri = template.Resources[integrationId]!.Properties.IntegrationUri as {
+      'Fn::GetAtt': [string, string];
+    };
+    out[route.Properties.RouteKey as string] = functionKey(uri['Fn::GetAtt'][0]);
   }
   return out;
 }

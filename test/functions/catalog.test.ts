@@ -1,10 +1,10 @@
-import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HistoryEvent, ModelSummary, ModelVersion, Page } from '../../shared/registry';
 import type { ModelDescription } from '../../functions/catalog/describe';
+import type { HistoryEvent, ModelSummary, ModelVersion, Page } from '../../shared/registry';
 import { tinyModel } from '../support/models';
-import { octet, STORE_PREFIX, useTestApi, type TestApi } from './runtime';
+import { octet, STORE_PREFIX, type TestApi, useTestApi } from './runtime';
 
 describe('catalog function on S3 (RGW)', () => {
   let api: TestApi;

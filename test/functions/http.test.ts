@@ -6,7 +6,7 @@ import type { Context } from 'aws-lambda';
 import { describe, expect, it } from 'vitest';
 import { handler as catalog } from '../../functions/catalog/handler';
 import { handler as feedback } from '../../functions/feedback/handler';
-import { jsonBody, withApiKey, type HttpEvent, type HttpResult } from '../../functions/lib/http';
+import { type HttpEvent, type HttpResult, jsonBody, withApiKey } from '../../functions/lib/http';
 import { handler as optimize } from '../../functions/optimize/handler';
 import { httpHandler as registerVersion } from '../../functions/register-version/handler';
 import { handler as rollback } from '../../functions/rollback/handler';

@@ -2,8 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ModelRegistry } from '../../shared/registry';
 import {
   ingestIncomingObject,
-  storeKeyOfBucketKey,
   type RejectionRecord,
+  storeKeyOfBucketKey,
 } from '../../shared/registry/incoming';
 import { S3ObjectStore } from '../../shared/store';
 import { tinyModel } from '../support/models';

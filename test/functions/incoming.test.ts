@@ -6,7 +6,7 @@ import type { S3EventReport } from '../../functions/register-version/s3-event';
 import type { ModelVersion, Page } from '../../shared/registry';
 import { decodeS3EventKey, encodeS3EventKey, type RejectionRecord } from '../../shared/registry/incoming';
 import { tinyModel } from '../support/models';
-import { STORE_PREFIX, useTestApi, type TestApi } from './runtime';
+import { STORE_PREFIX, type TestApi, useTestApi } from './runtime';
 
 /** A record shaped exactly like the ones S3 delivers to Lambda (event version 2.1). */
 function s3Record(bucket: string, key: string, size: number, eventName = 'ObjectCreated:Put'): S3EventRecord {

@@ -1,10 +1,10 @@
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ModelVersion } from '../../shared/registry';
 import type { UploadTicket } from '../../shared/registry/uploads';
 import { tinyModel } from '../support/models';
-import { octet, STORE_PREFIX, useTestApi, type TestApi } from './runtime';
+import { octet, STORE_PREFIX, type TestApi, useTestApi } from './runtime';
 
 type Registered = { created: boolean; version: ModelVersion };
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AliasRecord, HistoryEvent, ModelVersion } from '../../shared/registry';
 import { tinyModel } from '../support/models';
-import { octet, useTestApi, type TestApi } from './runtime';
+import { octet, type TestApi, useTestApi } from './runtime';
 
 describe('rollback function (aliases, rollback, status) on S3 (RGW)', () => {
   let api: TestApi;

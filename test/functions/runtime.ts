@@ -3,11 +3,11 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { resetRuntime } from '../../functions/lib/runtime';
 import {
-  invoke,
-  loadRoutes,
   type GatewayRequest,
   type GatewayResponse,
   type GatewayRoute,
+  invoke,
+  loadRoutes,
 } from '../support/gateway';
 import { createTestBucket, type TestBucket } from '../support/s3';
 

@@ -17,7 +17,10 @@ function countingGets(store: ObjectStore): { store: ObjectStore; gets: string[] 
   const gets: string[] = [];
   const wrapped: ObjectStore = {
     location: store.location,
-    get: (key) => (gets.push(key), store.get(key)),
+    get: (key) => {
+      gets.push(key);
+      return store.get(key);
+    },
     getStream: (key) => store.getStream(key),
     head: (key) => store.head(key),
     put: (key, body, options) => store.put(key, body, options),

@@ -2,8 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ObservedTensor } from '../../shared/inference/observer';
 import {
   CaptureObserver,
-  MAX_VALUES_PER_TENSOR,
   createCaptureObserver,
+  MAX_VALUES_PER_TENSOR,
   summarizePrediction,
 } from '../../shared/monitor/capture';
 import { binOf } from '../../shared/monitor/histogram';

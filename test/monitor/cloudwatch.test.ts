@@ -1,7 +1,7 @@
-import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
+import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CaptureObserver } from '../../shared/monitor/capture';
 import { runMonitor } from '../../shared/monitor/monitor';
@@ -69,7 +69,9 @@ function startFakeCloudWatch() {
   });
   return {
     calls,
-    failNext: (n: number) => void (failNext = n),
+    failNext: (n: number) => {
+      failNext = n;
+    },
     listen: () =>
       new Promise<string>((resolve) =>
         server.listen(0, '127.0.0.1', () =>

@@ -13,8 +13,8 @@ import {
   emptyHistogram,
   histogramFromJson,
   mergeHistogram,
-  quantile,
   OVERFLOW_BIN,
+  quantile,
 } from '../../shared/monitor/histogram';
 
 const hist = (values: number[]) => {

@@ -12,7 +12,7 @@ import { policyFromEnv } from '../../shared/monitor/policy';
 import { LocalMetricSink } from '../../shared/monitor/sink';
 import { ModelRegistry } from '../../shared/registry';
 import { createObjectStore, listAll, type ObjectStore } from '../../shared/store';
-import { invoke, type GatewayRoute } from '../support/gateway';
+import { type GatewayRoute, invoke } from '../support/gateway';
 import { createTestBucket, type TestBucket } from '../support/s3';
 import { fp32, observation } from './support';
 

@@ -1,8 +1,8 @@
-import type { Context } from 'aws-lambda';
+import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { execFile } from 'node:child_process';
+import type { Context } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resetRuntime } from '../../functions/lib/runtime';
 import { handler, type MonitorEvent } from '../../functions/monitor/handler';

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -7,15 +7,15 @@ import { CaptureObserver } from '../../shared/monitor/capture';
 import { monitoringLayout } from '../../shared/monitor/layout';
 import {
   latestReport,
-  runMonitor,
   type MonitorOptions,
   type MonitorReport,
+  runMonitor,
 } from '../../shared/monitor/monitor';
 import { policyFromEnv, putPolicyOverride } from '../../shared/monitor/policy';
 import {
   LocalMetricSink,
-  type MetricSink,
   type MetricPoint,
+  type MetricSink,
   type SinkResult,
 } from '../../shared/monitor/sink';
 import { ModelRegistry } from '../../shared/registry';

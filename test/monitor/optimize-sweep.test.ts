@@ -3,10 +3,10 @@ import { sweepOptimizeJobs } from '../../functions/monitor/optimize-sweep';
 import { sweepStaleOptimizations } from '../../shared/monitor/optimize-sweep';
 import {
   InProcessDispatcher,
+  type JobRef,
   OptimizationJobStore,
   parseOptimizeRequest,
   runOptimizationJob,
-  type JobRef,
 } from '../../shared/optimize';
 import { ModelRegistry } from '../../shared/registry';
 import { tinyModel } from '../support/models';

@@ -1,12 +1,12 @@
 import { TensorProto_DataType } from 'onnx-buf';
 import { describe, expect, it } from 'vitest';
 import {
-  ONNX_DTYPE,
-  OIP_DATATYPES,
   elementByteSize,
   float16BitsToFloat32,
   float32ToFloat16Bits,
   isOipDatatype,
+  OIP_DATATYPES,
+  ONNX_DTYPE,
   oipFromOnnx,
   oipFromOrtType,
   onnxFromOip,

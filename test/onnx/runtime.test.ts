@@ -40,7 +40,7 @@ async function run(bytes: Uint8Array, feeds: Record<string, ort.Tensor>): Promis
   const session = await ort.InferenceSession.create(bytes);
   try {
     const out = await session.run(feeds);
-    return out['output']!;
+    return out.output!;
   } finally {
     await session.release();
   }
@@ -52,7 +52,7 @@ describe('onnxruntime-node runs generated models', () => {
     const session = await ort.InferenceSession.create(mlp.bytes);
     for (const batch of [1, 3, 17]) {
       const x = randomFloat32(mulberry32(batch), batch * 32);
-      const out = (await session.run({ input: new ort.Tensor('float32', x, [batch, 32]) }))['output']!;
+      const out = (await session.run({ input: new ort.Tensor('float32', x, [batch, 32]) })).output!;
       expect(out.dims).toEqual([batch, 10]);
       expectClose(out.data as Float32Array, mlpReference(mlp.weights, x, batch));
     }

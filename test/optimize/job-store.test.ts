@@ -10,8 +10,8 @@ import {
   jobLayout,
   LambdaEventDispatcher,
   OptimizationJobStore,
-  parseOptimizeRequest,
   type OptimizationReport,
+  parseOptimizeRequest,
 } from '../../shared/optimize';
 import { createTestStore, storeKinds, type TestStore } from '../support/stores';
 

@@ -13,7 +13,7 @@ import { getDispatcher, resetOptimizeRuntime } from '../../functions/optimize/ru
 import { getRegistry, resetRuntime } from '../../functions/lib/runtime';
 import { buildIdentityModel, buildMlp, mulberry32, randomFloat32 } from '../../shared/onnx/builder';
 import { decodeModel, encodeModel } from '../../shared/onnx/codec';
-import { InProcessDispatcher, jobLayout, type OptimizationJob } from '../../shared/optimize';
+import { type InProcessDispatcher, jobLayout, type OptimizationJob } from '../../shared/optimize';
 import { monitoringLayout } from '../../shared/monitor/layout';
 import type { CaptureFile } from '../../shared/monitor/summary';
 import { listAll } from '../../shared/store';
@@ -146,7 +146,7 @@ describe('optimize function on S3 (RGW)', () => {
     const c = job.report!.candidates[0]!;
     expect(c.status).toBe('rejected');
     expect(c.version).toBeUndefined();
-    expect((c.steps?.[0] as { report: { sparsity: number } }).report.sparsity).toBeCloseTo(0.99, 3);
+    expect((c.steps![0] as { report: { sparsity: number } }).report.sparsity).toBeCloseTo(0.99, 3);
     expect(c.gate?.checks.find((k) => k.check === 'top1Agreement')?.passed).toBe(false);
     expect(c.gate?.checks.find((k) => k.check === 'cosine')?.passed).toBe(false);
     expect(c.gate?.checks.find((k) => k.check === 'smallerOrFaster')?.passed).toBe(true); // int8 did shrink it

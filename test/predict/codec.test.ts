@@ -10,9 +10,9 @@ import {
   encodeInferResponse,
   inferenceSettingsFromEnv,
   jsonDataOf,
+  type ModelRoute,
   valuesFromBinary,
   valuesFromJson,
-  type ModelRoute,
 } from '../../shared/inference';
 import type { ModelVersion } from '../../shared/registry';
 

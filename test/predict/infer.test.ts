@@ -265,11 +265,11 @@ describe('inference', () => {
   it('FP16 JSON values are converted to half precision and back', async () => {
     const res = await invoke(
       inferEvent('id-fp16', {
-        inputs: [{ name: 'input', shape: [1, 3], datatype: 'FP16', data: [0.1, 3.14159, -70000] }],
+        inputs: [{ name: 'input', shape: [1, 3], datatype: 'FP16', data: [0.1, Math.PI, -70000] }],
       }),
     );
     const data = (bodyJson(res).outputs as { data: (number | null)[] }[])[0]!.data;
-    const expected: (number | null)[] = [0.1, 3.14159].map((v) =>
+    const expected: (number | null)[] = [0.1, Math.PI].map((v) =>
       float16BitsToFloat32(toFloat16Bits([v])[0]!),
     );
     expect(data).toEqual([...expected, null]); // -70000 overflows to -Inf → null

@@ -391,9 +391,10 @@ describe('observers and metrics output', () => {
   it('EMF lines carry model and version dimensions and go to stdout', () => {
     const lines: string[] = [];
     const write = process.stdout.write.bind(process.stdout);
-    process.stdout.write = ((chunk: string | Uint8Array) => (
-      lines.push(String(chunk)), true
-    )) as typeof process.stdout.write;
+    process.stdout.write = ((chunk: string | Uint8Array) => {
+      lines.push(String(chunk));
+      return true;
+    }) as typeof process.stdout.write;
     try {
       const sink = new EmfMetricsSink({ namespace: 'maas-test' });
       sink.add('Invocations', 'Count', 1, { model: 'iris', version: '3' });

@@ -3,10 +3,11 @@
  * Lambda context, and an inference core on a fresh RGW-backed registry installed into the
  * handler's singleton.
  */
-import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { handler } from '../../functions/predict/handler';
 import { setInferenceService } from '../../functions/predict/runtime';
 import { InferenceService, type InferenceSettings } from '../../shared/inference';

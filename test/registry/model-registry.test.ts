@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ConflictError,
   InvalidArgumentError,
@@ -10,7 +10,7 @@ import {
   UnprocessableError,
 } from '../../shared/errors';
 import { ModelRegistry } from '../../shared/registry';
-import { listAll, S3ObjectStore, type ObjectStore } from '../../shared/store';
+import { listAll, type ObjectStore, type S3ObjectStore } from '../../shared/store';
 import { countingStore } from '../support/counting-store';
 import { tinyModel } from '../support/models';
 import { createTestStore, storeKinds, type TestStore } from '../support/stores';
@@ -262,10 +262,16 @@ describe('S3 request count on the wire', () => {
     try {
       const s3 = t.store as S3ObjectStore;
       let requests = 0;
-      s3.client.middlewareStack.add((next) => (args) => (requests++, next(args)), {
-        step: 'finalizeRequest',
-        name: 'countRequests',
-      });
+      s3.client.middlewareStack.add(
+        (next) => (args) => {
+          requests++;
+          return next(args);
+        },
+        {
+          step: 'finalizeRequest',
+          name: 'countRequests',
+        },
+      );
       const registry = new ModelRegistry(s3);
       await registry.registerVersion('wire', tinyModel(1));
       const first = requests;

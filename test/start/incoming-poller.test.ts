@@ -5,16 +5,16 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { IncomingPoller, s3ObjectCreatedEvent } from '../../scripts/local-dev/incoming-poller';
 import type { S3Event } from 'aws-lambda';
-import { handleS3Event } from '../../functions/register-version/s3-event';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { resetRuntime } from '../../functions/lib/runtime';
+import { handleS3Event } from '../../functions/register-version/s3-event';
+import { IncomingPoller, s3ObjectCreatedEvent } from '../../scripts/local-dev/incoming-poller';
 import { ModelRegistry } from '../../shared/registry';
 import { decodeS3EventKey, encodeS3EventKey } from '../../shared/registry/incoming';
 import { FileObjectStore, S3ObjectStore } from '../../shared/store';
-import { createTestStore, storeKinds } from '../support/stores';
 import { tinyModel } from '../support/models';
+import { createTestStore, storeKinds } from '../support/stores';
 
 let root: string;
 let store: FileObjectStore;

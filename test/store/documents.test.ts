@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PreconditionFailedError } from '../../shared/errors';
+import type { ObjectStore } from '../../shared/store';
 import {
   createJson,
   DocumentConflictError,
@@ -8,7 +9,6 @@ import {
   readJson,
   updateJson,
 } from '../../shared/store/documents';
-import type { ObjectStore } from '../../shared/store';
 import { createTestStore, storeKinds, type TestStore } from '../support/stores';
 
 describe.each(storeKinds)('document layer: %s', (kind) => {

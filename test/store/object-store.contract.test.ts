@@ -1,14 +1,14 @@
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHash } from 'node:crypto';
 import {
   listAll,
   ObjectNotFoundError,
   ObjectPreconditionError,
+  type ObjectStore,
   readWithSha256,
   S3ObjectStore,
   StoreError,
-  type ObjectStore,
 } from '../../shared/store';
 import { createS3TestClient } from '../support/s3';
 import { createTestStore, storeKinds, type TestStore } from '../support/stores';

@@ -13,12 +13,30 @@ export function countingStore(inner: ObjectStore): {
   const calls: string[] = [];
   const store: ObjectStore = {
     location: inner.location,
-    get: (k) => (calls.push(`get ${k}`), inner.get(k)),
-    getStream: (k) => (calls.push(`getStream ${k}`), inner.getStream(k)),
-    head: (k) => (calls.push(`head ${k}`), inner.head(k)),
-    put: (k, b, o) => (calls.push(`put ${k}`), inner.put(k, b, o)),
-    delete: (k) => (calls.push(`delete ${k}`), inner.delete(k)),
-    list: (o) => (calls.push(`list ${o?.prefix ?? ''}`), inner.list(o)),
+    get: (k) => {
+      calls.push(`get ${k}`);
+      return inner.get(k);
+    },
+    getStream: (k) => {
+      calls.push(`getStream ${k}`);
+      return inner.getStream(k);
+    },
+    head: (k) => {
+      calls.push(`head ${k}`);
+      return inner.head(k);
+    },
+    put: (k, b, o) => {
+      calls.push(`put ${k}`);
+      return inner.put(k, b, o);
+    },
+    delete: (k) => {
+      calls.push(`delete ${k}`);
+      return inner.delete(k);
+    },
+    list: (o) => {
+      calls.push(`list ${o?.prefix ?? ''}`);
+      return inner.list(o);
+    },
   };
   return { store, count: () => calls.length, reset: () => void calls.splice(0), calls };
 }

@@ -9,12 +9,13 @@
  * Binary request bodies are base64-encoded with `isBase64Encoded` as API Gateway does, and
  * base64 responses are decoded on the way out.
  */
-import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context } from 'aws-lambda';
+
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
+import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context } from 'aws-lambda';
 
 export type HttpLambda = (
   event: APIGatewayProxyEventV2,
@@ -43,7 +44,11 @@ function routesFromServerlessYml(): Record<string, string[]> {
     // A new function key (or top-level section) ends the previous function's events.
     else if (/^(\S| {2}[\w-]+:\s*$)/.test(line)) fn = undefined;
     const event = /^\s+- httpApi:\s*\{\s*method:\s*(\w+),\s*path:\s*'?([^',\s]+)'?/.exec(line);
-    if (fn && event) (routes[fn] ??= []).push(`${event[1]!.toUpperCase()} ${event[2]!}`);
+    if (fn && event) {
+      const fnRoutes = routes[fn] ?? [];
+      routes[fn] = fnRoutes;
+      fnRoutes.push(`${event[1]!.toUpperCase()} ${event[2]!}`);
+    }
     // A route written another way must not silently vanish from the tests (they would 404).
     else if (fn && /^\s+- httpApi\b/.test(line))
       throw new Error(
@@ -93,7 +98,10 @@ function match(routes: GatewayRoute[], method: string, rawPath: string): Match |
     let literals = 0;
     const ok = parts.every((part, i) => {
       const param = /^\{(.+)\}$/.exec(part)?.[1];
-      if (param) return ((params[param] = segments[i]!), true);
+      if (param) {
+        params[param] = segments[i]!;
+        return true;
+      }
       literals++;
       return part === segments[i];
     });

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { FileObjectStore, S3ObjectStore, type ObjectStore } from '../../shared/store';
+import { FileObjectStore, type ObjectStore, S3ObjectStore } from '../../shared/store';
 import { createTestBucket } from './s3';
 
 export interface TestStore {
