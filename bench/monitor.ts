@@ -20,12 +20,13 @@
  *
  * Run: `npx tsx bench/monitor.ts`, or through `npm run bench`.
  */
-import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
-import { inferEvent, lambdaContext } from './support';
+
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import type { InferenceObservation, InferenceObserver } from '../shared/inference/observer';
+import { inferEvent, lambdaContext } from './support';
 
 /** Wall-clock budget per case (all variants together), milliseconds. */
 const CASE_BUDGET_MS = 12_000;
@@ -63,7 +64,7 @@ export async function run(): Promise<void> {
   process.env.POWERTOOLS_LOG_LEVEL ??= 'WARN';
   try {
     // Imported after the environment is set: the handler's singletons read it on first use.
-    const { buildMlp, mulberry32 } = await import('../shared/onnx/builder.js');
+    const { buildMlp, mulberry32 } = await import('../dev/onnx-builder.js');
     const { getRegistry, getStore, resetRuntime } = await import('../functions/lib/runtime.js');
     const { handler } = await import('../functions/predict/handler.js');
     const { addInferenceObserver, getInferenceService, setInferenceService } = await import(

@@ -7,20 +7,20 @@
  * Run: `npm run bench:optimize` (or `npx tsx bench/optimize.ts`); part of `npm run bench`.
  */
 import * as ort from 'onnxruntime-node';
-import { buildConvNet, buildMlp } from '../shared/onnx/builder';
+import { buildConvNet, buildMlp } from '../dev/onnx-builder';
 import { inspectModel } from '../shared/onnx/inspect';
-import { FileObjectStore } from '../shared/store';
 import {
   buildCandidate,
   DEFAULT_TOLERANCES,
+  type EvaluationReport,
   evaluateCandidate,
   evaluationSessionOptions,
   gate,
   measureLoadMs,
   resolveEvaluationInputs,
-  type EvaluationReport,
   type TechniqueParameters,
 } from '../shared/optimize';
+import { FileObjectStore } from '../shared/store';
 
 interface Row {
   model: string;

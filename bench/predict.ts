@@ -13,15 +13,16 @@
  *
  * Run: `npm run bench:predict` (or `npx tsx bench/predict.ts`), or through `npm run bench`.
  */
-import { CreateBucketCommand, DeleteBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
-import { inferEvent, lambdaContext } from './support';
+
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { CreateBucketCommand, DeleteBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import * as ort from 'onnxruntime-node';
+import { inferEvent, lambdaContext } from './support';
 
 /** Wall-clock budget per warm case (a, b and c together), milliseconds. */
 const CASE_BUDGET_MS = Number(process.env.BENCH_PREDICT_CASE_MS ?? 12_000);
@@ -115,7 +116,7 @@ export async function run(): Promise<void> {
   process.env.MAAS_MODEL_CACHE_DIR = cacheDir;
   process.env.POWERTOOLS_LOG_LEVEL ??= 'WARN';
   // Imported after the environment is set: the handler's singletons read it on first use.
-  const { buildMlp } = await import('../shared/onnx/builder.js');
+  const { buildMlp } = await import('../dev/onnx-builder.js');
   const { getRegistry, resetRuntime } = await import('../functions/lib/runtime.js');
   const { handler } = await import('../functions/predict/handler.js');
   const { getInferenceService, setInferenceService } = await import('../functions/predict/runtime.js');

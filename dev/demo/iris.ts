@@ -8,16 +8,16 @@
  * except for a few borderline versicolor/virginica flowers. Generated here in TypeScript, so the
  * repository holds no binary model and the bytes are identical on every machine.
  */
-import { encodeModel } from '../onnx/codec';
+import { encodeModel } from '../../shared/onnx/codec';
+import type { ModelRegistry, ModelVersion } from '../../shared/registry';
 import {
+  type BuiltModel,
   makeGraph,
   makeModel,
   makeNode,
   makeValueInfo,
   tensorFromFloat32,
-  type BuiltModel,
-} from '../onnx/builder';
-import type { ModelRegistry, ModelVersion } from '../registry';
+} from '../onnx-builder';
 
 /** Model name the demo is registered under. */
 export const DEMO_MODEL_NAME = 'iris';

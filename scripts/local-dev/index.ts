@@ -3,12 +3,12 @@
  * environment of the handlers, the demo model on first start, and the `incoming/` watcher.
  */
 import * as path from 'node:path';
-import { seedDemoModel, type SeedResult } from '../../shared/demo/iris';
+import { type SeedResult, seedDemoModel } from '../../dev/demo/iris';
 import { ModelRegistry } from '../../shared/registry';
 import { createObjectStore } from '../../shared/store';
 import { IncomingPoller, offlineInvoker } from './incoming-poller';
 
-export { exposureCheck, isLoopbackHost, type ExposureDecision } from './exposure';
+export { type ExposureDecision, exposureCheck, isLoopbackHost } from './exposure';
 
 /** Environment variables passed from the shell to the local handlers as they are. */
 const PASSED_THROUGH = /^(MAAS_|S3_|POWERTOOLS_|AWS_SDK_JS_)/;

@@ -3,10 +3,10 @@ import type { ObservedTensor } from '../inference/observer';
 import { isOipDatatype } from '../onnx/datatypes';
 import { assertModelName, parseVersionNumber } from '../registry/names';
 import { ObjectNotFoundError, ObjectPreconditionError, type ObjectStore } from '../store';
-import { readJson } from '../util/store-json';
+import { readJson } from '../store/documents';
 import { recordTensor } from './capture';
 import { numberSetting } from './config';
-import { histogramFromJson, mergeHistogram, emptyHistogram, type Histogram } from './histogram';
+import { emptyHistogram, type Histogram, histogramFromJson, mergeHistogram } from './histogram';
 import { monitoringLayout } from './layout';
 import type { VersionSummary } from './summary';
 

@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { InvalidArgumentError, PayloadTooLargeError } from '../errors';
 import { assertModelName } from '../registry/names';
 import type { ObjectStore } from '../store';
+import { readJson } from '../store/documents';
 import { mapLimit } from '../util/concurrency';
-import { readJson } from '../util/store-json';
 import type { PredictionRecord } from './capture';
 import { monitoringLayout } from './layout';
 

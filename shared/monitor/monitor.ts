@@ -4,26 +4,26 @@ import type { ModelRegistry } from '../registry/model-registry';
 import type { AliasRecord } from '../registry/types';
 import {
   listAll,
+  type ObjectInfoSummary,
   ObjectNotFoundError,
   ObjectPreconditionError,
-  type ObjectInfoSummary,
   type ObjectStore,
 } from '../store';
+import { readJson } from '../store/documents';
 import { mapLimit } from '../util/concurrency';
-import { readJson } from '../util/store-json';
-import { baselineHistogram, extendTrafficBaseline, readBaseline, type BaselineDoc } from './baseline';
+import { type BaselineDoc, baselineHistogram, extendTrafficBaseline, readBaseline } from './baseline';
 import { compareHistograms, type DriftStats } from './drift';
 import type { FeedbackFile } from './feedback';
-import { binMidpoint, quantile, sortedBins, type Histogram } from './histogram';
+import { binMidpoint, type Histogram, quantile, sortedBins } from './histogram';
 import { monitoringLayout, timeKey } from './layout';
 import { effectivePolicy, type RollbackPolicy } from './policy';
 import type { MetricPoint, MetricSink, SinkResult } from './sink';
 import {
+  type CaptureFile,
   emptyVersionSummary,
   mergeVersionSummary,
-  versionSummaryFromJson,
-  type CaptureFile,
   type VersionSummary,
+  versionSummaryFromJson,
 } from './summary';
 
 /** What the monitor remembers per model between runs (compare-and-swapped: the watermark). */

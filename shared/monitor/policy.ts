@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from '../errors';
 import { assertModelName } from '../registry/names';
 import type { ObjectStore } from '../store';
-import { readJson } from '../util/store-json';
+import { readJson } from '../store/documents';
 import { booleanSetting, numberSetting } from './config';
 import { monitoringLayout } from './layout';
 

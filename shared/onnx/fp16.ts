@@ -16,15 +16,15 @@
  * because their bodies read outer tensors implicitly.
  */
 import {
-  TensorProto_DataType,
   type GraphProto,
   type ModelProto,
   type NodeProto,
   type TensorProto,
+  TensorProto_DataType,
 } from 'onnx-buf';
 import { UnprocessableError } from '../errors';
+import { makeNode, readTensorAsFloat32 } from './construct';
 import { float32ToFloat16Bits } from './datatypes';
-import { makeNode, readTensorAsFloat32 } from './builder';
 import { attributeOf, elemTypeOf, isDefaultDomain, setElemType, uniqueNamer } from './graph';
 
 const FLOAT = TensorProto_DataType.FLOAT;

@@ -6,9 +6,9 @@
  * its own rarely pays; it is meant to be combined (e.g. `prune+int8`) or used where a sparse-aware
  * runtime follows. The optimize gate judges the result on measured size and speed like any other.
  */
-import { TensorProto_DataType, type ModelProto, type TensorProto } from 'onnx-buf';
+import { type ModelProto, type TensorProto, TensorProto_DataType } from 'onnx-buf';
 import { InvalidArgumentError, UnprocessableError } from '../errors';
-import { readTensor, tensorFromFloat32 } from './builder';
+import { readTensor, tensorFromFloat32 } from './construct';
 import { initializerMap, isDefaultDomain } from './graph';
 
 /** Options of {@link pruneByMagnitude}. */

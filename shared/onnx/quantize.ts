@@ -19,9 +19,9 @@
  * - weight-only quantization (DequantizeLinear → MatMul) is 3–12× slower than fp32 on CPU, which
  *   is why activations are quantized too.
  */
-import { TensorProto_DataType, type ModelProto, type NodeProto, type TensorProto } from 'onnx-buf';
+import { type ModelProto, type NodeProto, type TensorProto, TensorProto_DataType } from 'onnx-buf';
 import { InvalidArgumentError, UnprocessableError } from '../errors';
-import { makeNode, makeTensor, readTensor } from './builder';
+import { makeNode, makeTensor, readTensor } from './construct';
 import {
   defaultOpset,
   floatAttribute,

@@ -9,16 +9,16 @@
  *    is set per run (1 and 32); any other dynamic dimension must be given in `inputShapes`.
  */
 import { InvalidArgumentError, UnprocessableError } from '../errors';
-import { mulberry32 } from '../onnx/builder';
 import {
   float32ToFloat16Bits,
   isOipDatatype,
-  typedArrayConstructorOf,
   type NumericOipDatatype,
   type OipTypedArray,
+  typedArrayConstructorOf,
 } from '../onnx/datatypes';
 import type { TensorSpec } from '../onnx/inspect';
 import type { ObjectStore } from '../store';
+import { mulberry32 } from '../util/random';
 
 /** One named tensor with its data, batch (leading) dimension first. */
 export interface EvalTensor {

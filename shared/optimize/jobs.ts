@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { InvalidArgumentError, MaasError, NotFoundError } from '../errors';
 import { assertModelName } from '../registry';
 import { listAll, ObjectPreconditionError, type ObjectStore } from '../store';
-import { readJson } from '../util/store-json';
+import { readJson } from '../store/documents';
 import type { OptimizationReport } from './optimizer';
 import type { OptimizeRequest } from './request';
 

@@ -1,5 +1,3 @@
-import { Sha256 } from '@aws-crypto/sha256-js';
-import { SignatureV4 } from '@smithy/signature-v4';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -7,11 +5,13 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { Sha256 } from '@aws-crypto/sha256-js';
+import { SignatureV4 } from '@smithy/signature-v4';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildMlp, mlpReference } from '../../dev/onnx-builder';
 import { resetRuntime } from '../../functions/lib/runtime';
 import type { AliasRecord, HistoryEvent, ModelSummary, ModelVersion, Page } from '../../shared/registry';
-import { buildMlp, mlpReference } from '../../shared/onnx/builder';
-import { loadRoutes, startGateway, type Gateway } from '../support/gateway';
+import { type Gateway, loadRoutes, startGateway } from '../support/gateway';
 import { createTestBucket, type TestBucket } from '../support/s3';
 
 const BIN = path.resolve(__dirname, '../../bin/maas.cjs');

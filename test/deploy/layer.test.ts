@@ -8,8 +8,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { buildIrisClassifier, irisReference } from '../../dev/demo/iris';
 import { buildOnnxRuntimeLayer } from '../../layers/onnxruntime/build';
-import { buildIrisClassifier, irisReference } from '../../shared/demo/iris';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'maas-layer-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));

@@ -1,5 +1,5 @@
+import { mulberry32 } from '../../dev/onnx-builder';
 import type { InferenceObservation, ObservedTensor } from '../../shared/inference/observer';
-import { mulberry32 } from '../../shared/onnx/builder';
 
 /** Standard-normal samples (Box–Muller on a seeded generator: reproducible). */
 export function gaussian(seed: number): () => number {

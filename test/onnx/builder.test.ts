@@ -1,13 +1,12 @@
 import { create } from '@bufbuild/protobuf';
 import {
   AttributeProto_AttributeType,
-  TensorProtoSchema,
-  TensorProto_DataType,
   type ModelProto,
   type TensorProto,
+  TensorProto_DataType,
+  TensorProtoSchema,
 } from 'onnx-buf';
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError, UnprocessableError } from '../../shared/errors';
 import {
   makeAttribute,
   makeGraph,
@@ -19,12 +18,13 @@ import {
   randomFloat32,
   readTensor,
   readTensorAsFloat32,
+  type TensorData,
   tensorFromFloat32,
   toFloat16Bits,
-  type TensorData,
-} from '../../shared/onnx/builder';
+} from '../../dev/onnx-builder';
+import { InvalidArgumentError, UnprocessableError } from '../../shared/errors';
 import { decodeModel, encodeModel } from '../../shared/onnx/codec';
-import { OIP_DATATYPES, onnxFromOip, type OipDatatype } from '../../shared/onnx/datatypes';
+import { OIP_DATATYPES, type OipDatatype, onnxFromOip } from '../../shared/onnx/datatypes';
 
 const SAMPLE: Record<OipDatatype, TensorData> = {
   BOOL: Uint8Array.of(1, 0, 1, 0),

@@ -2,7 +2,6 @@ import { create, toBinary } from '@bufbuild/protobuf';
 import { WireType } from '@bufbuild/protobuf/wire';
 import { ModelProtoSchema, NodeProtoSchema } from 'onnx-buf';
 import { describe, expect, it } from 'vitest';
-import { UnprocessableError } from '../../shared/errors';
 import {
   buildConvNet,
   buildIdentityModel,
@@ -12,7 +11,8 @@ import {
   makeNode,
   makeValueInfo,
   mulberry32,
-} from '../../shared/onnx/builder';
+} from '../../dev/onnx-builder';
+import { UnprocessableError } from '../../shared/errors';
 import { decodeModel, encodeModel } from '../../shared/onnx/codec';
 
 const bytesEqual = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Buffer.from(b));

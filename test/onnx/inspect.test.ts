@@ -1,18 +1,17 @@
 import { create } from '@bufbuild/protobuf';
 import {
   FunctionProtoSchema,
+  type ModelProto,
   SparseTensorProtoSchema,
   StringStringEntryProtoSchema,
+  type TensorProto,
   TensorProto_DataLocation,
   TensorProto_DataType,
-  TypeProtoSchema,
   TypeProto_SequenceSchema,
+  TypeProtoSchema,
   ValueInfoProtoSchema,
-  type ModelProto,
-  type TensorProto,
 } from 'onnx-buf';
 import { describe, expect, it } from 'vitest';
-import { MaasError, PayloadTooLargeError, UnprocessableError } from '../../shared/errors';
 import {
   buildConvNet,
   buildIdentityModel,
@@ -24,7 +23,8 @@ import {
   makeValueInfo,
   mulberry32,
   tensorFromFloat32,
-} from '../../shared/onnx/builder';
+} from '../../dev/onnx-builder';
+import { MaasError, PayloadTooLargeError, UnprocessableError } from '../../shared/errors';
 import { decodeModel, encodeModel } from '../../shared/onnx/codec';
 import { OIP_DATATYPES } from '../../shared/onnx/datatypes';
 import { inspectModel } from '../../shared/onnx/inspect';

@@ -14,15 +14,15 @@ import {
   mulberry32,
   randomFloat32,
   toFloat16Bits,
-} from '../../shared/onnx/builder';
-import { inspectModel } from '../../shared/onnx/inspect';
+} from '../../dev/onnx-builder';
 import {
   OIP_DATATYPES,
+  type OipDatatype,
   oipFromOrtType,
   ortTypeFromOip,
   typedArrayConstructorOf,
-  type OipDatatype,
 } from '../../shared/onnx/datatypes';
+import { inspectModel } from '../../shared/onnx/inspect';
 
 /** Relative tolerance 1e-4, with a tiny absolute floor for values near zero. */
 function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>): void {

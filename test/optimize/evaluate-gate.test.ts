@@ -4,12 +4,13 @@
  */
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import { buildIdentityModel, buildMlp } from '../../shared/onnx/builder';
-import { FileObjectStore } from '../../shared/store';
+import { buildIdentityModel, buildMlp } from '../../dev/onnx-builder';
+import { inspectModel } from '../../shared/onnx/inspect';
 import {
   assertInputsPlannable,
   buildCandidate,
   DEFAULT_TOLERANCES,
+  type EvaluationReport,
   evaluateCandidate,
   evaluationSessionOptions,
   gate,
@@ -17,9 +18,8 @@ import {
   parseTolerances,
   plannedShape,
   resolveEvaluationInputs,
-  type EvaluationReport,
 } from '../../shared/optimize';
-import { inspectModel } from '../../shared/onnx/inspect';
+import { FileObjectStore } from '../../shared/store';
 
 const mlp = buildMlp({ inputSize: 32, hiddenSizes: [64], outputSize: 5, seed: 3 });
 const store = new FileObjectStore('/nonexistent-maas-store'); // random inputs never touch the store

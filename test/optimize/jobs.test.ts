@@ -4,20 +4,21 @@
  * nothing behind, the Lambda adapter's asynchronous invoke (what the AWS SDK sends, captured on a
  * loopback endpoint), and a model optimized twice round-tripping through the codec.
  */
-import { WireType } from '@bufbuild/protobuf/wire';
+
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { WireType } from '@bufbuild/protobuf/wire';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildIdentityModel, buildMlp, mulberry32, randomFloat32 } from '../../dev/onnx-builder';
+import { getRegistry, resetRuntime } from '../../functions/lib/runtime';
 import { handler } from '../../functions/optimize/handler';
 import { getDispatcher, resetOptimizeRuntime } from '../../functions/optimize/runtime';
-import { getRegistry, resetRuntime } from '../../functions/lib/runtime';
-import { buildIdentityModel, buildMlp, mulberry32, randomFloat32 } from '../../shared/onnx/builder';
-import { decodeModel, encodeModel } from '../../shared/onnx/codec';
-import { type InProcessDispatcher, jobLayout, type OptimizationJob } from '../../shared/optimize';
 import { monitoringLayout } from '../../shared/monitor/layout';
 import type { CaptureFile } from '../../shared/monitor/summary';
+import { decodeModel, encodeModel } from '../../shared/onnx/codec';
+import { type InProcessDispatcher, jobLayout, type OptimizationJob } from '../../shared/optimize';
 import { listAll } from '../../shared/store';
-import { invoke, type GatewayRoute, type HttpLambda } from '../support/gateway';
+import { type GatewayRoute, type HttpLambda, invoke } from '../support/gateway';
 import { createTestBucket, type TestBucket } from '../support/s3';
 
 const routes: GatewayRoute[] = [

@@ -3,8 +3,9 @@
  * the plain-JS fp32 reference computes within the technique's expected error, keeps the signature,
  * and has the size the technique promises.
  */
-import * as ort from 'onnxruntime-node';
+
 import { TensorProto_DataType } from 'onnx-buf';
+import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import {
   buildConvNet,
@@ -19,7 +20,7 @@ import {
   randomFloat32,
   readTensor,
   tensorFromFloat32,
-} from '../../shared/onnx/builder';
+} from '../../dev/onnx-builder';
 import { decodeModel, encodeModel } from '../../shared/onnx/codec';
 import { convertToFloat16, DEFAULT_FP16_BLOCK_LIST } from '../../shared/onnx/fp16';
 import { inspectModel } from '../../shared/onnx/inspect';

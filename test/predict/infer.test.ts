@@ -11,12 +11,12 @@ import {
   mulberry32,
   randomFloat32,
   toFloat16Bits,
-} from '../../shared/onnx/builder';
+} from '../../dev/onnx-builder';
 import {
   float16BitsToFloat32,
   OIP_DATATYPES,
-  typedArrayConstructorOf,
   type OipDatatype,
+  typedArrayConstructorOf,
 } from '../../shared/onnx/datatypes';
 import { countingStore } from '../support/counting-store';
 import { tinyModel } from '../support/models';
@@ -27,8 +27,8 @@ import {
   bodyJson,
   inferEvent,
   invoke,
-  predictFixture,
   type PredictFixture,
+  predictFixture,
 } from './support';
 
 let fx: PredictFixture;

@@ -6,20 +6,20 @@
 import { mkdir, open, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type BuiltMlp, buildMlp, mlpReference, mulberry32, randomFloat32 } from '../../dev/onnx-builder';
 import { setInferenceService } from '../../functions/predict/runtime';
 import {
-  InferenceService,
-  RouteResolver,
   type InferenceLogger,
   type InferenceObservation,
   type InferenceObserver,
+  InferenceService,
+  RouteResolver,
 } from '../../shared/inference';
+import { createMetricsSink, EmfMetricsSink, NoopMetricsSink } from '../../shared/metrics';
 import { ModelRegistry } from '../../shared/registry';
-import { StoreError, type ObjectStore } from '../../shared/store';
-import { EmfMetricsSink, createMetricsSink, NoopMetricsSink } from '../../shared/metrics';
-import { buildMlp, mlpReference, mulberry32, randomFloat32, type BuiltMlp } from '../../shared/onnx/builder';
+import { type ObjectStore, StoreError } from '../../shared/store';
 import { countingStore } from '../support/counting-store';
-import { apiEvent, bodyJson, inferEvent, invoke, predictFixture, type PredictFixture } from './support';
+import { apiEvent, bodyJson, inferEvent, invoke, type PredictFixture, predictFixture } from './support';
 
 let fx: PredictFixture;
 const models: Record<number, BuiltMlp> = {};

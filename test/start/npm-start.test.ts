@@ -10,9 +10,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { irisReference } from '../../shared/demo/iris';
+import { irisReference } from '../../dev/demo/iris';
 import { childEnv, freePort, LocalServer, ROOT, runShell, serviceCopy } from './local-server';
-import { readmeWithExamples, type ReadmeExample } from './readme';
+import { type ReadmeExample, readmeWithExamples } from './readme';
 
 const API_KEY = randomBytes(12).toString('hex');
 const { file: readmeFile, examples } = readmeWithExamples(ROOT);

@@ -1,4 +1,4 @@
-import { buildMlp } from '../../shared/onnx/builder';
+import { buildMlp } from '../../dev/onnx-builder';
 
 /** A small, valid ONNX model whose bytes differ for every seed. */
 export function tinyModel(seed: number): Uint8Array {
