@@ -3,6 +3,7 @@ import middy from '@middy/core';
 import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2 } from 'aws-lambda';
 import { type HttpEvent, type HttpResult, header, json, notFoundRoute, pathParam } from '../lib/http';
+import { explain, wantsExplanation } from './explain';
 import { inferBody, inferResponse, predictError } from './http';
 import { getInferenceService, logger } from './runtime';
 
@@ -13,6 +14,7 @@ const versionOf = (event: HttpEvent): string | undefined =>
   event.pathParameters?.version ? pathParam(event, 'version') : undefined;
 
 async function infer(event: HttpEvent): Promise<HttpResult> {
+  if (wantsExplanation(event)) return explain(event);
   const result = await getInferenceService().infer(
     pathParam(event, 'name'),
     versionOf(event),
@@ -45,6 +47,8 @@ const routes: HttpRoute[] = [
   get('/v2/models/{name}/versions/{version}/ready', ready),
   { method: 'POST', path: '/v2/models/{name}/infer', handler: infer },
   { method: 'POST', path: '/v2/models/{name}/versions/{version}/infer', handler: infer },
+  { method: 'POST', path: '/v2/models/{name}/explain', handler: explain },
+  { method: 'POST', path: '/v2/models/{name}/versions/{version}/explain', handler: explain },
 ];
 
 /** Open Inference Protocol routes (API Gateway HTTP API, payload 2.0); see docs/api/predict.md. */

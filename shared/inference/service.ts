@@ -90,7 +90,8 @@ export class InferenceService {
   readonly settings: InferenceSettings;
   readonly sessions: SessionCache;
   readonly routes: RouteResolver;
-  private readonly registry: ModelRegistry;
+  /** The registry versions are resolved in (explanations read their baselines through its store). */
+  readonly registry: ModelRegistry;
   private readonly metrics: MetricsSink;
   private readonly logger: InferenceLogger;
   private readonly observers: InferenceObserver[];
