@@ -6,6 +6,7 @@ import { latestReport, type MonitorRunResult, runMonitor } from '../../shared/mo
 import { policyFromEnv, putPolicyOverride } from '../../shared/monitor/policy';
 import { createMetricSink } from '../../shared/monitor/sink';
 import { getRegistry, getStore } from '../lib/runtime';
+import { sweepEvents } from './events-sweep';
 import { sweepOptimizeJobs } from './optimize-sweep';
 
 /**
@@ -68,6 +69,12 @@ async function dispatch(event: MonitorEvent): Promise<unknown> {
         console.error(
           JSON.stringify({ level: 'ERROR', message: 'optimize job sweep', details: optimizeSweep.errors }),
         );
+      // Registry events whose publication failed are retried on every scheduled run (docs/api/events.md).
+      const eventsSweep = event.models
+        ? undefined
+        : await sweepEvents().catch((e: unknown) => ({ error: String((e as Error)?.message ?? e) }));
+      if (eventsSweep && 'error' in eventsSweep)
+        console.error(JSON.stringify({ level: 'ERROR', message: 'event sweep', details: eventsSweep.error }));
       const failed = result.models.filter((m) => m.status === 'failed');
       // Fail the invocation (Lambda's Errors metric, alarms) once every model had its turn.
       if (failed.length > 0)
@@ -82,7 +89,12 @@ async function dispatch(event: MonitorEvent): Promise<unknown> {
         reportKey,
         actions: report?.actions ?? [],
       }));
-      return { runId: result.runId, models, ...(optimizeSweep ? { optimizeSweep } : {}) };
+      return {
+        runId: result.runId,
+        models,
+        ...(optimizeSweep ? { optimizeSweep } : {}),
+        ...(eventsSweep ? { eventsSweep } : {}),
+      };
     }
     default:
       throw new InvalidArgumentError(

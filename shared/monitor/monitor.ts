@@ -326,6 +326,7 @@ async function monitorModel(model: string, o: ResolvedOptions): Promise<ModelRun
         }
       }
     }
+    await recordBreaches(o.registry, model, evaluations, o.runId, nowDate);
     const actions = await applyRollbacks(o.registry, model, aliases, evaluations, policy, o.runId);
     const points = metricPoints(
       model,
@@ -528,6 +529,30 @@ function evaluate(
     }
   }
   return { evaluations, breaches };
+}
+
+/**
+ * One `monitor_breach` history entry per breaching alias role of this window (published as a
+ * `monitor.breach` event). Only the run that won the window gets here, so each breach is written once.
+ */
+async function recordBreaches(
+  registry: ModelRegistry,
+  model: string,
+  evaluations: readonly RoleEvaluation[],
+  runId: string,
+  now: Date,
+): Promise<void> {
+  for (const e of evaluations.filter((x) => x.breaches.length > 0)) {
+    await registry.appendEvent(model, {
+      type: 'monitor_breach',
+      time: now.toISOString(),
+      actor: ACTOR,
+      alias: e.alias,
+      version: e.version,
+      reason: e.breaches.join('; '),
+      details: { role: e.role, consecutive: e.consecutive, autoRollback: e.autoRollback, runId },
+    });
+  }
 }
 
 async function applyRollbacks(

@@ -38,9 +38,14 @@ export interface ModelRegistryOptions {
   aliasMemory?: number;
   /** Clock, for tests. */
   now?: () => Date;
+  /**
+   * Called after every history entry is stored (event publication, shared/events). Awaited, but
+   * its failure never fails the change: the entry is already committed and stays the outbox.
+   */
+  onEvent?: (name: string, event: HistoryEvent) => Promise<void>;
 }
 
-const defaults: Required<ModelRegistryOptions> = {
+const defaults: Required<Omit<ModelRegistryOptions, 'onEvent'>> = {
   maxModelBytes: 512 * 1024 * 1024,
   claimLeaseMs: 60_000,
   aliasMemory: 20,
@@ -90,7 +95,8 @@ type StoredAlias = Omit<AliasRecord, 'etag'>;
  */
 export class ModelRegistry {
   readonly store: ObjectStore;
-  private readonly options: Required<ModelRegistryOptions>;
+  private readonly options: Required<Omit<ModelRegistryOptions, 'onEvent'>> &
+    Pick<ModelRegistryOptions, 'onEvent'>;
 
   constructor(store: ObjectStore, options: ModelRegistryOptions = {}) {
     this.store = store;
@@ -448,6 +454,7 @@ export class ModelRegistry {
       contentType: JSON_TYPE,
       ifNoneMatch: '*',
     });
+    await this.options.onEvent?.(name, full).catch(() => undefined);
     return full;
   }
 
