@@ -266,7 +266,7 @@ describe('registry events', () => {
     });
     const finished = events.find((e) => e.type === 'optimization.finished');
     expect(finished).toMatchObject({ version: 1, automatic: true });
-    expect((finished?.details?.candidates as { technique: string }[])[0]?.technique).toBe('fp16');
+    expect(finished?.details?.candidates).toEqual([expect.objectContaining({ technique: 'fp16' })]);
   });
 
   it('loses nothing during an outage of both sinks: the sweep catches up once they are back', async () => {
