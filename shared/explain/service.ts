@@ -42,7 +42,7 @@ export type BaselineChoice =
   | { kind: 'reference'; key: string };
 
 /** Store keys a reference baseline may be read from (predict's IAM role reads only these). */
-export const REFERENCE_PREFIX = 'reference/';
+export const REFERENCE_PREFIX = 'references/';
 
 /** The explanation part of an explain response (`explanation`, snake_case on the wire). */
 export interface Explanation {
@@ -493,7 +493,7 @@ function parseBaseline(v: unknown): BaselineChoice {
     return { kind: 'reference', key };
   }
   throw new InvalidArgumentError(
-    'parameters.explain_baseline must be "auto", "zeros", "traffic" or {"key": "reference/…"}',
+    'parameters.explain_baseline must be "auto", "zeros", "traffic" or {"key": "references/…"}',
     { field: 'explain_baseline' },
   );
 }

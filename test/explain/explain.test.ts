@@ -207,7 +207,7 @@ describe('Kernel SHAP', () => {
     const rows = randomFloat32(mulberry32(22), 3 * 6, -1, 3);
     const mean = Array.from({ length: 6 }, (_, j) => (rows[j]! + rows[6 + j]! + rows[12 + j]!) / 3);
     await fx.store.put(
-      'reference/linear/train.json',
+      'references/linear/train.json',
       JSON.stringify({
         inputs: [{ name: 'input', datatype: 'FP32', shape: [3, 6], data: Array.from(rows) }],
       }),
@@ -215,7 +215,7 @@ describe('Kernel SHAP', () => {
     const ref = await explain(
       'linear',
       { shape: [1, 6], data: x },
-      { explain_baseline: { key: 'reference/linear/train.json' }, explain_class: 0 },
+      { explain_baseline: { key: 'references/linear/train.json' }, explain_class: 0 },
     );
     expect(ref.explanation.baseline).toBe('reference');
     expectClose(ref.explanation.attributions.data, linearAttributions(linear, x, mean, 0), 1e-4);
@@ -385,9 +385,9 @@ describe('budgets and bad requests', () => {
       ['linear', tab({ explain_output: 'nope' }), 400, /explain_output/],
       ['linear', tab({ explain_samples: 3 }), 400, /at least 7/],
       ['linear', tab({ explain_method: 'occlusion' }), 400, /image-shaped/],
-      ['linear', tab({ explain_baseline: { key: 'models/linear/head.json' } }), 400, /under reference\//],
+      ['linear', tab({ explain_baseline: { key: 'models/linear/head.json' } }), 400, /under references\//],
       ['linear', tab({ explain_baseline: 'mean' }), 400, /explain_baseline/],
-      ['linear', tab({ explain_baseline: { key: 'reference/missing.json' } }), 404, /does not exist/],
+      ['linear', tab({ explain_baseline: { key: 'references/missing.json' } }), 404, /does not exist/],
       [
         'wide',
         tab({ explain_baseline: 'traffic' }, [1, 20], new Array(20).fill(1)),
