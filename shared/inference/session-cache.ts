@@ -109,6 +109,11 @@ export class SessionCache {
     return this.residentBytes;
   }
 
+  /** Estimated bytes of the cached session of a model content (0 when it is not cached). */
+  bytesOf(sha256: string): number {
+    return this.entries.get(sha256)?.weight ?? 0;
+  }
+
   /** sha256 of the cached sessions, least recently used first. */
   keys(): string[] {
     return [...this.entries.keys()];

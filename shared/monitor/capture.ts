@@ -180,6 +180,14 @@ export class CaptureObserver implements InferenceObserver {
     const alias = o.alias ?? '-';
     s.aliases.set(alias, (s.aliases.get(alias) ?? 0) + 1);
     s.latency.add(o.latencyMs);
+    if (o.resources) {
+      const r = s.resources;
+      r.samples++;
+      r.rssBytesSum += o.resources.rssBytes;
+      r.rssBytesMax = Math.max(r.rssBytesMax, o.resources.rssBytes);
+      r.sessionBytesMax = Math.max(r.sessionBytesMax, o.resources.sessionBytes);
+      r.sessionCacheBytesMax = Math.max(r.sessionCacheBytesMax, o.resources.sessionCacheBytes);
+    }
     if (o.status >= 500) s.errors++;
     else if (o.status >= 400) s.clientErrors++;
     // Only answered requests describe the data the model serves; rejected inputs would pollute drift.
@@ -422,6 +430,7 @@ class LiveVersion {
   readonly inputs = new Map<string, LiveTensor>();
   readonly outputs = new Map<string, LiveTensor>();
   readonly classes = new Map<number, number>();
+  readonly resources = emptyVersionSummary().resources;
 
   toSummary(): VersionSummary {
     const features = (tensors: Map<string, LiveTensor>): Record<string, Histogram> => {
@@ -445,6 +454,7 @@ class LiveVersion {
       inputs: features(this.inputs),
       outputs: features(this.outputs),
       predictedClasses: Object.fromEntries(this.classes),
+      resources: { ...this.resources },
     };
   }
 }
