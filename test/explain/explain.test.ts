@@ -29,6 +29,7 @@ import {
   type PredictFixture,
   predictFixture,
 } from '../predict/support';
+import { loadRoutes, startGateway } from '../support/gateway';
 
 interface ExplanationBody {
   method: string;
@@ -341,6 +342,33 @@ describe('per-request explanations on infer', () => {
     const body = bodyJson(explained);
     expect(body.outputs).toEqual(plain.outputs);
     expect((body.explanation as ExplanationBody).method).toBe('kernel_shap');
+  });
+});
+
+describe('over HTTP, with the routes serverless.yml declares', () => {
+  it('answers POST /v2/models/{name}/versions/{version}/explain', async () => {
+    const gw = await startGateway(await loadRoutes(['predict']));
+    try {
+      const x = [0.5, -1, 2, 0, 1, -0.5];
+      const res = await fetch(`${gw.url}/v2/models/linear/versions/production/explain`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 6], data: x }],
+          parameters: { explain_baseline: 'zeros', explain_class: 1 },
+        }),
+      });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('x-maas-model-version')).toBe('1');
+      const e = ((await res.json()) as { explanation: ExplanationBody }).explanation;
+      expectClose(
+        e.attributions.data,
+        linearAttributions(linear, Float32Array.from(x), new Float32Array(6), 1),
+        1e-5,
+      );
+    } finally {
+      await gw.close();
+    }
   });
 });
 
