@@ -9,6 +9,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { handler as monitorHandler } from '../../functions/monitor/handler';
 import {
   EVENT_ID_HEADER,
   EVENTBRIDGE_SOURCE,
@@ -30,7 +31,9 @@ import { optimizeVersion } from '../../shared/optimize/optimizer';
 import { parseOptimizeRequest } from '../../shared/optimize/request';
 import { type HistoryEvent, ModelRegistry } from '../../shared/registry';
 import type { ObjectStore } from '../../shared/store';
+import { useTestApi } from '../functions/runtime';
 import { observation } from '../monitor/support';
+import { lambdaContext } from '../predict/support';
 import { tinyModel } from '../support/models';
 import { createTestStore, type TestStore } from '../support/stores';
 
@@ -322,6 +325,55 @@ describe('registry events', () => {
     const got = hook.events.filter((e) => e.model === model);
     expect(got.map((e) => e.actor).sort()).toEqual(['erin', 'slow']);
     expect(new Set(got.map((e) => e.id)).size).toBe(2);
+  });
+
+  it('publishes from the functions (the runtime wires the hook) and the scheduled monitor run sweeps', async () => {
+    const api = await useTestApi('s3', 'fn-events');
+    try {
+      api.reset({ MAAS_EVENT_WEBHOOK_URL: hook.url, MAAS_EVENT_WEBHOOK_SECRET: SECRET, MAAS_EVENT_BUS: '' });
+      const octet = { 'content-type': 'application/octet-stream' };
+      const fromModel = () => hook.events.filter((e) => e.model === 'fn-events');
+      expect(
+        (await api.call('POST', '/models/fn-events/versions', { headers: octet, body: tinyModel(51) }))
+          .status,
+      ).toBe(201);
+      expect(
+        (await api.call('POST', '/models/fn-events/versions', { headers: octet, body: tinyModel(52) }))
+          .status,
+      ).toBe(201);
+      expect(
+        (await api.call('PUT', '/models/fn-events/aliases/production', { body: { version: 1 } })).status,
+      ).toBe(201);
+      expect(fromModel().map((e) => e.type)).toEqual([
+        'version.registered',
+        'version.registered',
+        'alias.moved',
+      ]);
+      hook.down = true;
+      expect(
+        (await api.call('PUT', '/models/fn-events/aliases/production', { body: { version: 2 } })).status,
+      ).toBe(200);
+      expect(
+        (await api.call('POST', '/models/fn-events/rollback', { body: { alias: 'production' } })).status,
+      ).toBe(200);
+      expect(fromModel()).toHaveLength(3);
+      hook.down = false;
+      const run = (await monitorHandler({} as never, lambdaContext())) as {
+        eventsSweep?: { published: number };
+      };
+      expect(run.eventsSweep?.published).toBeGreaterThanOrEqual(2);
+      expect(fromModel().map((e) => e.type)).toEqual([
+        'version.registered',
+        'version.registered',
+        'alias.moved',
+        'alias.moved',
+        'alias.rolled_back',
+      ]);
+      expect(new Set(fromModel().map((e) => e.id)).size).toBe(5);
+      expect(fromModel().at(-1)).toMatchObject({ actor: 'local', automatic: false, version: 1, from: 2 });
+    } finally {
+      await api.cleanup();
+    }
   });
 
   it('a receiver rejects a body whose signature does not match', async () => {
