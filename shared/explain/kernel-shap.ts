@@ -75,22 +75,32 @@ export async function kernelShap(model: MaskedModel, options: KernelShapOptions)
     const A = new Float64Array(k * k);
     const b = new Float64Array(k);
     const row = new Float64Array(k);
+    const nonZero = new Int32Array(k);
     for (let s = 0; s < masks.length; s++) {
       const z = masks[s]!;
       const w = weights[s]!;
       const zm = z[k]!;
       const y = values[s + 2]! - expectedValue - zm * delta;
       for (let j = 0; j < k; j++) row[j] = z[j]! - zm;
-      for (let i = 0; i < k; i++) {
-        const ri = row[i]!;
-        if (ri === 0) continue;
-        b[i]! += w * ri * y;
-        const wi = w * ri;
-        for (let j = 0; j < k; j++) if (row[j] !== 0) A[i * k + j]! += wi * row[j]!;
+      // Rows are sparse in {−1, 0, 1}: only non-zero entries, and only the upper triangle (XᵀWX is symmetric).
+      let nz = 0;
+      for (let j = 0; j < k; j++) if (row[j] !== 0) nonZero[nz++] = j;
+      for (let p = 0; p < nz; p++) {
+        const i = nonZero[p]!;
+        const wi = w * row[i]!;
+        b[i]! += wi * y;
+        for (let q = p; q < nz; q++) {
+          const j = nonZero[q]!;
+          A[i * k + j]! += wi * row[j]!;
+        }
       }
     }
     const lhs = new Matrix(k, k);
-    for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) lhs.set(i, j, A[i * k + j]!);
+    for (let i = 0; i < k; i++)
+      for (let j = i; j < k; j++) {
+        lhs.set(i, j, A[i * k + j]!);
+        lhs.set(j, i, A[i * k + j]!);
+      }
     const phi = solve(lhs, Matrix.columnVector(Array.from(b)), true);
     let sum = 0;
     for (let j = 0; j < k; j++) {
