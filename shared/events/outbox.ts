@@ -63,6 +63,8 @@ export interface EventOutboxOptions {
   maxEventsPerPass?: number;
   /** Time between full sweeps over every model, ms (default 24 h). */
   fullSweepEveryMs?: number;
+  /** Longest a change waits for its own publication, ms (default 3000). */
+  hookBudgetMs?: number;
   logger?: { warn(message: string, attributes?: Record<string, unknown>): void };
   now?: () => Date;
 }
@@ -88,19 +90,30 @@ export class EventOutbox {
       lookbackMs: 15 * 60_000,
       maxEventsPerPass: 1000,
       fullSweepEveryMs: 24 * 3_600_000,
+      hookBudgetMs: 3000,
       now: () => new Date(),
       ...options,
     };
   }
 
-  /** The registry's `onEvent` callback: publishes right after each change, never throws. */
+  /**
+   * The registry's `onEvent` callback: publishes right after each change, never throws, and
+   * waits at most `hookBudgetMs` so a slow sink cannot hold a management call past its timeout
+   * (what is not done in time stays pending for the sweep).
+   */
   hook(): (model: string, event: HistoryEvent) => Promise<void> {
     return async (model) => {
-      try {
-        await this.afterChange(model);
-      } catch (e) {
+      const publishing = this.afterChange(model).catch((e: unknown) => {
         this.o.logger?.warn('event publication failed; the sweep will retry', { model, error: String(e) });
-      }
+      });
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        publishing,
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, this.o.hookBudgetMs);
+        }),
+      ]);
+      clearTimeout(timer);
     };
   }
 

@@ -101,10 +101,21 @@ async function fakeEventBridge(): Promise<Receiver & { targets: string[] }> {
 }
 
 /** A webhook receiver that accepts only correctly signed events (as a user's endpoint would). */
-async function webhookReceiver(): Promise<Receiver> {
-  const r = { events: [] as RegistryEvent[], forged: 0, down: false };
+async function webhookReceiver(): Promise<Receiver & { held: (() => void)[]; hold: boolean }> {
+  const r = {
+    events: [] as RegistryEvent[],
+    forged: 0,
+    down: false,
+    /** While set, requests are held unanswered (a hanging endpoint) until it is called. */
+    held: [] as (() => void)[],
+    hold: false,
+  };
   const server = http.createServer(async (req, res) => {
     const body = await readBody(req);
+    if (r.hold) {
+      r.held.push(() => res.writeHead(503).end());
+      return;
+    }
     if (r.down) {
       res.writeHead(503).end();
       return;
@@ -138,7 +149,7 @@ class MemorySink {
 let ts: TestStore;
 let store: ObjectStore;
 let bridge: Awaited<ReturnType<typeof fakeEventBridge>>;
-let hook: Receiver;
+let hook: Awaited<ReturnType<typeof webhookReceiver>>;
 let outbox: EventOutbox;
 let registry: ModelRegistry;
 
@@ -374,6 +385,29 @@ describe('registry events', () => {
     } finally {
       await api.cleanup();
     }
+  });
+
+  it('a hanging endpoint does not hold the change: it returns, and the sweep delivers later', async () => {
+    const model = 'events-hang';
+    const quick = new EventOutbox({
+      store,
+      sinks: [new WebhookSink({ url: hook.url, secret: SECRET })],
+      hookBudgetMs: 200,
+    });
+    const hurried = new ModelRegistry(store, { onEvent: quick.hook() });
+    hook.hold = true;
+    await hurried.registerVersion(model, tinyModel(61), { actor: 'gina' });
+    // The registration has returned; its event's request reaches the endpoint and stays unanswered.
+    await expect.poll(() => hook.held.length).toBe(1);
+    hook.hold = false;
+    for (const release of hook.held.splice(0)) release();
+    await expect
+      .poll(
+        async () => (await quick.sweep({ full: false })).results.find((r) => r.model === model)?.published,
+      )
+      .toBe(1);
+    const got = hook.events.filter((e) => e.model === model);
+    expect(got.map((e) => e.type)).toEqual(['version.registered']);
   });
 
   it('a receiver rejects a body whose signature does not match', async () => {
