@@ -51,7 +51,7 @@ function fitSample(
  * A {@link CapturedInputsProvider} reading monitoring captures from the store.
  *
  * @example
- * const report = await optimizeVersion(registry, 'mlp', 1, request, { capturedInputs: capturedInputsFromMonitoring(registry.store) });
+ * const report = await optimizeVersion(registry, 'mlp', 1, request, { store, capturedInputs: capturedInputsFromMonitoring(store) });
  */
 export function capturedInputsFromMonitoring(
   store: ObjectStore,

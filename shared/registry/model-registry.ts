@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import {
   ConflictError,
+  IntegrityError,
   InvalidArgumentError,
   NotFoundError,
   PayloadTooLargeError,
@@ -9,7 +10,7 @@ import {
 } from '../errors';
 // Static on purpose: a lazy import() of a TS module fails under tsx's CJS require hook (npm start).
 import { inspectModel } from '../onnx/inspect';
-import { listAll, ObjectNotFoundError, type ObjectStore } from '../store';
+import { listAll, ObjectNotFoundError, type ObjectStore, readWithSha256 } from '../store';
 import {
   createJson,
   DocumentConflictError,
@@ -97,7 +98,8 @@ type StoredAlias = Omit<AliasRecord, 'etag'>;
  * ```
  */
 export class ModelRegistry {
-  readonly store: ObjectStore;
+  /** Private: model bytes are read through {@link readModel} (verified), never straight from the store. */
+  private readonly store: ObjectStore;
   private readonly options: Required<ModelRegistryOptions>;
 
   constructor(store: ObjectStore, options: ModelRegistryOptions = {}) {
@@ -107,6 +109,35 @@ export class ModelRegistry {
 
   get maxModelBytes(): number {
     return this.options.maxModelBytes;
+  }
+
+  /**
+   * The verified read of a version's bytes, the one way maas reads a model: streams the blob,
+   * hashing while it arrives, and throws {@link IntegrityError} unless the bytes match the
+   * manifest's sha256 and size. Predict, downloads and optimize all read models here.
+   *
+   * @example
+   * ```ts
+   * const bytes = await registry.readModel(await registry.getVersion('iris', 3));
+   * ```
+   */
+  async readModel(version: ModelVersion): Promise<Buffer> {
+    const read = await readWithSha256(this.store, version.blobKey);
+    assertIntact(version, read);
+    return read.body;
+  }
+
+  /**
+   * {@link readModel} without keeping the bytes (constant memory): checks a large blob before a
+   * link to it is handed out.
+   *
+   * @example
+   * ```ts
+   * await registry.verifyModel(version); // IntegrityError (500) when the blob no longer matches
+   * ```
+   */
+  async verifyModel(version: ModelVersion): Promise<void> {
+    assertIntact(version, await readWithSha256(this.store, version.blobKey, { keepBody: false }));
   }
 
   /**
@@ -214,8 +245,13 @@ export class ModelRegistry {
     return withStatus(manifest.doc, status?.doc);
   }
 
-  /** The newest version number, or 0 when the model has none. Two requests in the common case. */
-  async latestVersion(name: string): Promise<number> {
+  /**
+   * The highest version number, whatever its status, or 0 when the model has none: for
+   * numbering and existence checks, not for choosing what to serve (that is
+   * {@link getLatestActiveVersion}, what the URL word `latest` means). Two requests in the
+   * common case.
+   */
+  async getLatestVersionNumber(name: string): Promise<number> {
     assertModelName(name);
     let latest = await this.readHead(name);
     // The head is a hint that may lag a crashed writer: probe forward to the real end.
@@ -223,9 +259,9 @@ export class ModelRegistry {
     return latest;
   }
 
-  /** The newest version whose status is `active`, or undefined. */
-  async latestActiveVersion(name: string): Promise<ModelVersion | undefined> {
-    for (let n = await this.latestVersion(name); n >= 1; n--) {
+  /** The newest version whose status is `active` (what `latest` names), or undefined. */
+  async getLatestActiveVersion(name: string): Promise<ModelVersion | undefined> {
+    for (let n = await this.getLatestVersionNumber(name); n >= 1; n--) {
       const v = await this.getVersion(name, n).catch(ignoreMissing);
       if (v?.status === 'active') return v;
     }
@@ -285,24 +321,40 @@ export class ModelRegistry {
   /** Latest version and alias targets of one model. */
   async getModelSummary(name: string): Promise<ModelSummary> {
     assertModelName(name);
-    const [latestVersion, aliases] = await Promise.all([this.latestVersion(name), this.listAliases(name)]);
+    const [latestVersion, aliases] = await Promise.all([
+      this.getLatestVersionNumber(name),
+      this.listAliases(name),
+    ]);
     if (latestVersion === 0) throw new NotFoundError(`model ${name} does not exist`, { name });
     return { name, latestVersion, aliases: Object.fromEntries(aliases.map((a) => [a.alias, a.version])) };
   }
 
   /**
-   * Resolves what a caller asked for, a version number, an alias or `latest`, to a version
-   * number. Does not check status.
+   * The version a caller's reference names: a number (any status), an alias (its primary
+   * version), or `latest`: the newest **active** version, the same one predict serves for
+   * `latest`. NotFoundError for an unknown model, version or alias; ConflictError when the model
+   * has versions but none is active.
+   *
+   * @example
+   * ```ts
+   * const version = await registry.resolveVersion('iris', 'latest'); // skips rejected/archived versions
+   * ```
    */
-  async resolve(name: string, ref: string | number): Promise<number> {
+  async resolveVersion(name: string, ref: string | number): Promise<ModelVersion> {
     assertModelName(name);
-    if (typeof ref === 'number' || /^[0-9]+$/.test(ref)) return parseVersionNumber(ref);
-    if (ref === 'latest') {
-      const latest = await this.latestVersion(name);
-      if (latest === 0) throw new NotFoundError(`model ${name} does not exist`, { name });
-      return latest;
-    }
-    return (await this.getAlias(name, ref)).version;
+    if (typeof ref === 'number' || /^[0-9]+$/.test(ref))
+      return this.getVersion(name, parseVersionNumber(ref));
+    if (ref === 'latest') return this.resolveLatest(name);
+    return this.getVersion(name, (await this.getAlias(name, ref)).version);
+  }
+
+  /** `latest`: the newest active version, or why there is none. */
+  async resolveLatest(name: string): Promise<ModelVersion> {
+    const latest = await this.getLatestActiveVersion(name);
+    if (latest) return latest;
+    if ((await this.getLatestVersionNumber(name)) === 0)
+      throw new NotFoundError(`model ${name} does not exist`, { name });
+    throw new ConflictError(`model ${name} has no active version`, { name });
   }
 
   async getAlias(name: string, alias: string): Promise<AliasRecord> {
@@ -613,6 +665,11 @@ export class ModelRegistry {
       },
     );
   }
+}
+
+function assertIntact(version: ModelVersion, read: { sha256: string; size: number }): void {
+  if (read.sha256 !== version.sha256 || read.size !== version.size)
+    throw new IntegrityError(version.name, version.version, version.sha256, read.sha256);
 }
 
 function withStatus(manifest: StoredVersion, status: StatusDoc | undefined): ModelVersion {
