@@ -154,6 +154,35 @@ describe('optimize function on S3 (RGW)', () => {
     expect(await getRegistry().getLatestVersionNumber('clf')).toBe(before);
   });
 
+  it('refuses a tampered parent: the job fails with integrity_error and nothing new is stored', async () => {
+    const small = (seed: number) => buildMlp({ inputSize: 16, hiddenSizes: [32], outputSize: 4, seed });
+    const { version: parent } = await getRegistry().registerVersion('tampered', small(5).bytes, {
+      actor: 'test',
+    });
+    // Someone swaps the blob for another valid model of the same shape: only the sha256 can tell.
+    await getStore().put(parent.blobKey, small(6).bytes);
+    const storedBefore = (await listAll(getStore(), {})).objects.length;
+    const res = await call('POST', '/models/tampered/versions/1/optimize', {
+      techniques: ['int8'],
+      tolerances: sizeOnly,
+      alias: 'staging',
+      evaluation: quick,
+    });
+    expect(res.status).toBe(202);
+    const job = await finished(res.json<{ job: string }>().job, 'tampered');
+    expect(job.status).toBe('failed');
+    expect(job.error).toEqual({
+      code: 'integrity_error',
+      message: expect.stringMatching(/tampered version 1 failed its integrity check/),
+    });
+    expect(job.report).toBeUndefined();
+    expect(await getRegistry().getLatestVersionNumber('tampered')).toBe(1);
+    await expect(getRegistry().getAlias('tampered', 'staging')).rejects.toMatchObject({ kind: 'not_found' });
+    // Only the job record itself was added (no candidate blob, manifest or history event).
+    const added = (await listAll(getStore(), {})).objects.length - storedBefore;
+    expect(added).toBe(1);
+  });
+
   it('evaluates on reference inputs from the request (inline, saved beside the job) or from a store key', async () => {
     const rows = 6;
     const data = Array.from(randomFloat32(mulberry32(3), rows * 128));
