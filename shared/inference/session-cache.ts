@@ -9,13 +9,13 @@
  *   session that is still running releases it when its last run ends.
  * - Concurrent requests for a model that is loading share one load (single flight).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { IntegrityError } from '../errors';
-import type { ModelVersion } from '../registry';
+import { type ModelVersion, matchesManifest, sha256Hex } from '../registry';
 import type { SessionSettings } from './config';
 import type { InferenceLogger } from './logger';
 
@@ -206,7 +206,7 @@ export class SessionCache {
       if (writtenByThisProcess.get(file) === local.identity)
         return { bytes: local.bytes, source: 'local', hashed: false };
       writtenByThisProcess.delete(file);
-      if (sha256(local.bytes) === version.sha256)
+      if (matchesManifest(version, { sha256: sha256Hex(local.bytes), size: local.bytes.length }))
         return { bytes: local.bytes, source: 'local', hashed: true };
       // A damaged local copy is not the store's fault: drop it and fetch again.
       this.options.logger?.warn('local model copy failed its sha256 check; fetching it again', {
@@ -276,8 +276,4 @@ async function readLocal(file: string): Promise<{ bytes: Buffer; identity: strin
   } finally {
     await handle.close();
   }
-}
-
-function sha256(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
 }

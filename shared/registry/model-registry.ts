@@ -161,7 +161,7 @@ export class ModelRegistry {
     const onnx = inspectModel(bytes, { maxBytes: this.options.maxModelBytes });
     if (options.parentVersion !== undefined) await this.getVersion(name, options.parentVersion);
     if (options.alias !== undefined) assertAliasName(options.alias);
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const sha256 = sha256Hex(bytes);
 
     let claim: { etag: string; doc: ShaIndexDoc } | undefined;
     if (!options.force) {
@@ -667,8 +667,36 @@ export class ModelRegistry {
   }
 }
 
+/**
+ * Whether bytes hashed elsewhere (e.g. a local copy of a model) are the version's: the one rule,
+ * sha256 and size as the manifest recorded them, that {@link ModelRegistry.readModel} enforces.
+ *
+ * @example
+ * ```ts
+ * if (!matchesManifest(version, { sha256: sha256Hex(bytes), size: bytes.length })) await rm(file);
+ * ```
+ */
+export function matchesManifest(
+  version: Pick<ModelVersion, 'sha256' | 'size'>,
+  read: { sha256: string; size: number },
+): boolean {
+  return read.sha256 === version.sha256 && read.size === version.size;
+}
+
+/**
+ * Hex sha256 of bytes in memory (what a manifest records).
+ *
+ * @example
+ * ```ts
+ * sha256Hex(new Uint8Array()); // 'e3b0c442…'
+ * ```
+ */
+export function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
 function assertIntact(version: ModelVersion, read: { sha256: string; size: number }): void {
-  if (read.sha256 !== version.sha256 || read.size !== version.size)
+  if (!matchesManifest(version, read))
     throw new IntegrityError(version.name, version.version, version.sha256, read.sha256);
 }
 
