@@ -250,6 +250,11 @@ export class ModelRegistry {
    * numbering and existence checks, not for choosing what to serve (that is
    * {@link getLatestActiveVersion}, what the URL word `latest` means). Two requests in the
    * common case.
+   *
+   * @example
+   * ```ts
+   * if ((await registry.getLatestVersionNumber('iris')) === 0) throw new NotFoundError('no such model');
+   * ```
    */
   async getLatestVersionNumber(name: string): Promise<number> {
     assertModelName(name);
@@ -259,7 +264,14 @@ export class ModelRegistry {
     return latest;
   }
 
-  /** The newest version whose status is `active` (what `latest` names), or undefined. */
+  /**
+   * The newest version whose status is `active` (what `latest` names), or undefined.
+   *
+   * @example
+   * ```ts
+   * const serving = await registry.getLatestActiveVersion('iris'); // skips rejected and archived
+   * ```
+   */
   async getLatestActiveVersion(name: string): Promise<ModelVersion | undefined> {
     for (let n = await this.getLatestVersionNumber(name); n >= 1; n--) {
       const v = await this.getVersion(name, n).catch(ignoreMissing);
@@ -348,7 +360,15 @@ export class ModelRegistry {
     return this.getVersion(name, (await this.getAlias(name, ref)).version);
   }
 
-  /** `latest`: the newest active version, or why there is none. */
+  /**
+   * `latest`: the newest active version, or why there is none (NotFoundError: no such model;
+   * ConflictError: no active version). Catalog, optimize and predict all resolve `latest` here.
+   *
+   * @example
+   * ```ts
+   * const { version } = await registry.resolveLatest('iris');
+   * ```
+   */
   async resolveLatest(name: string): Promise<ModelVersion> {
     const latest = await this.getLatestActiveVersion(name);
     if (latest) return latest;
