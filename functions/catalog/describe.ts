@@ -29,7 +29,7 @@ export async function describeModel(registry: ModelRegistry, name: string): Prom
   for (const v of statuses) counts[v.status]++;
   const [latest, latestActive] = await Promise.all([
     registry.getVersion(name, summary.latestVersion),
-    registry.latestActiveVersion(name),
+    registry.getLatestActiveVersion(name),
   ]);
   return {
     name,

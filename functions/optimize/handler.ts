@@ -27,11 +27,8 @@ type Result = APIGatewayProxyResultV2;
 async function startOptimization(event: HttpEvent): Promise<Result> {
   const name = pathParam(event, 'name');
   const request = parseOptimizeRequest(jsonBody(event));
-  // A number, an alias or `latest`; the job records the number it resolved to.
-  const version = await getRegistry().getVersion(
-    name,
-    await getRegistry().resolve(name, pathParam(event, 'version')),
-  );
+  // A number, an alias or `latest` (the newest active version); the job records the number.
+  const version = await getRegistry().resolveVersion(name, pathParam(event, 'version'));
   assertInputsPlannable(version.onnx.inputs, request.referenceInputs, request.evaluation.inputShapes);
   const jobs = getJobStore();
   const queued = await jobs.create(name, version.version, request, actorOf(event));

@@ -13,7 +13,7 @@ import {
   pathParam,
   route,
 } from '../lib/http';
-import { getRegistry } from '../lib/runtime';
+import { getRegistry, getStore } from '../lib/runtime';
 import { parseRegisterRequest } from './requests';
 import { handleS3Event, type S3EventReport } from './s3-event';
 
@@ -27,7 +27,9 @@ const routes: Route<HttpEvent, Result>[] = [
   route('POST', '/models/{name}/uploads', async (event) =>
     json(
       201,
-      await createUploadTicket(getRegistry(), pathParam(event, 'name'), { expiresInSeconds: uploadExpiry() }),
+      await createUploadTicket(getStore(), getRegistry(), pathParam(event, 'name'), {
+        expiresInSeconds: uploadExpiry(),
+      }),
     ),
   ),
   // Local file store only: the stand-in for the presigned S3 POST (no ticket exists on S3 stores).
@@ -36,7 +38,7 @@ const routes: Route<HttpEvent, Result>[] = [
     const bytes = bodyBytes(event, registry.maxModelBytes);
     return json(
       200,
-      await writeLocalUpload(registry, pathParam(event, 'name'), pathParam(event, 'id'), bytes),
+      await writeLocalUpload(getStore(), pathParam(event, 'name'), pathParam(event, 'id'), bytes),
     );
   }),
   route('POST', '/models/{name}/versions', async (event) => {
@@ -46,7 +48,7 @@ const routes: Route<HttpEvent, Result>[] = [
     const registry = getRegistry();
     const result =
       'uploadKey' in request
-        ? await registerFromUpload(registry, name, request.uploadKey, options)
+        ? await registerFromUpload(getStore(), registry, name, request.uploadKey, options)
         : await registry.registerVersion(name, request.bytes, { source: 'api', ...options });
     const location = `/models/${name}/versions/${result.version.version}`;
     return json(

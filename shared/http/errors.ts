@@ -26,6 +26,11 @@ export function errorToHttp(error: unknown): { status: number; body: ErrorBody }
       body: { error: error.message, code: error.kind, ...(error.details ? { details: error.details } : {}) },
     };
   }
+  // The message names only the model and the hashes: operators and clients both need to know
+  // the model was refused, not merely that something failed.
+  if (error instanceof MaasError && error.kind === 'integrity_error') {
+    return { status, body: { error: error.message, code: error.kind } };
+  }
   if (error instanceof MaasError && error.kind === 'unavailable') {
     return { status, body: { error: 'service temporarily unavailable, retry later', code: error.kind } };
   }

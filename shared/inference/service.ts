@@ -128,7 +128,7 @@ export class InferenceService {
         }),
     });
     this.sessions = new SessionCache({
-      store: this.registry.store,
+      readModel: (version) => this.registry.readModel(version),
       cacheDir: this.settings.modelCacheDir,
       budgetBytes: this.settings.sessionCacheBytes,
       session: this.settings.session,

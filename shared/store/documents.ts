@@ -1,6 +1,6 @@
 import { ConflictError } from '../errors';
 import { type BackoffOptions, backoffDelay, sleep } from '../util/backoff';
-import { ObjectNotFoundError, ObjectPreconditionError, type ObjectStore } from './object-store';
+import { ObjectNotFoundError, ObjectPreconditionError, type ObjectStore, type PutBody } from './object-store';
 
 /**
  * The document layer: JSON objects in an {@link ObjectStore} with the three ways maas writes
@@ -46,10 +46,19 @@ export type CreateResult<T> =
   | { created: true; etag: string }
   | { created: false; existing: StoredDocument<T> | undefined };
 
+/** Options of {@link createJson}. */
+export interface CreateJsonOptions {
+  /**
+   * Read the existing document back when the key is taken (default true). Callers that only
+   * need to know the key was taken (e.g. to try the next version number) save that request.
+   */
+  readExisting?: boolean;
+}
+
 /**
  * Writes a document only if the key does not exist yet (`If-None-Match: *`). A key that exists
- * is not an error: the result says so and carries the existing document (undefined only when it
- * was deleted again between the failed write and the read-back).
+ * is not an error: the result says so and carries the existing document (undefined when it
+ * was deleted again between the failed write and the read-back, or `readExisting` is false).
  *
  * @example
  * ```ts
@@ -57,13 +66,38 @@ export type CreateResult<T> =
  * if (!result.created) continue; // number taken by a concurrent registration: try the next
  * ```
  */
-export async function createJson<T>(store: ObjectStore, key: string, doc: T): Promise<CreateResult<T>> {
+export async function createJson<T>(
+  store: ObjectStore,
+  key: string,
+  doc: T,
+  options: CreateJsonOptions = {},
+): Promise<CreateResult<T>> {
+  const etag = await createObject(store, key, JSON.stringify(doc), JSON_TYPE);
+  if (etag !== undefined) return { created: true, etag };
+  if (options.readExisting === false) return { created: false, existing: undefined };
+  return { created: false, existing: await readJson<T>(store, key) };
+}
+
+/**
+ * Writes any object (e.g. uploaded model bytes) only if the key does not exist yet: its etag,
+ * or undefined when the key was taken. The create-only write under {@link createJson}.
+ *
+ * @example
+ * ```ts
+ * if (!(await createObject(store, uploadKey, bytes))) throw new ConflictError('already uploaded');
+ * ```
+ */
+export async function createObject(
+  store: ObjectStore,
+  key: string,
+  body: PutBody,
+  contentType = 'application/octet-stream',
+): Promise<string | undefined> {
   try {
-    const { etag } = await store.put(key, JSON.stringify(doc), { contentType: JSON_TYPE, ifNoneMatch: '*' });
-    return { created: true, etag };
+    return (await store.put(key, body, { contentType, ifNoneMatch: '*' })).etag;
   } catch (e) {
-    if (!(e instanceof ObjectPreconditionError)) throw e;
-    return { created: false, existing: await readJson<T>(store, key) };
+    if (e instanceof ObjectPreconditionError) return undefined;
+    throw e;
   }
 }
 

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import {
   DeleteObjectCommand,
@@ -53,6 +54,9 @@ const defaults = {
   multipartThresholdBytes: 16 * 1024 * 1024,
   quoteIfMatch: false,
 };
+
+/** User metadata naming one conditional write (see `put`). */
+const WRITE_ID = 'maas-write-id';
 
 /** How often to retry a conditional write that S3 answered with 409 ConditionalRequestConflict. */
 const CONFLICT_RETRIES = 6;
@@ -135,6 +139,9 @@ export class S3ObjectStore implements ObjectStore {
           ? `"${options.ifMatch}"`
           : options.ifMatch;
     const condition = options.ifMatch !== undefined ? 'if-match' : 'if-none-match';
+    // Tags this write, so a 412 after a retry can tell our own landed attempt from a concurrent
+    // writer that happened to store the same bytes (two CAS writers often compute equal documents).
+    const writeId = randomBytes(8).toString('hex');
     // Set once any attempt of this write may have reached S3 and been applied without us seeing
     // the answer (an SDK retry after a 5xx or timeout, or our own retry below).
     let retried = false;
@@ -143,6 +150,7 @@ export class S3ObjectStore implements ObjectStore {
         const out = await this.client.send(
           new PutObjectCommand({
             ...common,
+            Metadata: { ...options.metadata, [WRITE_ID]: writeId },
             Body: bytes,
             IfNoneMatch: options.ifNoneMatch,
             IfMatch: ifMatch,
@@ -152,12 +160,13 @@ export class S3ObjectStore implements ObjectStore {
       } catch (raw) {
         retried ||= ((raw as SdkError).$metadata?.attempts ?? 1) > 1;
         const e = translate(raw, key, condition);
-        // A 412 after a retry may be our own earlier attempt that landed: if the object now holds
-        // exactly what we sent, the write succeeded. (Documents the registry writes carry unique
-        // fields, so equal bytes mean this write, not a concurrent one.)
+        // A 412 after a retry may be our own earlier attempt that landed: only if the object now
+        // carries this write's id did it succeed (equal bytes alone may be a concurrent writer's).
         if (e instanceof ObjectPreconditionError && retried) {
-          const landed = await this.get(key).catch(() => undefined);
-          if (landed?.body.equals(Buffer.from(bytes))) return { etag: landed.etag };
+          const landed = await this.client
+            .send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.full(key) }))
+            .catch(() => undefined);
+          if (landed?.Metadata?.[WRITE_ID] === writeId) return { etag: unquote(landed.ETag ?? '') };
         }
         // AWS: 409 ConditionalRequestConflict means a concurrent conditional write was in flight;
         // the documented answer is to retry, which then resolves to success or a real 412.
@@ -277,7 +286,8 @@ function toInfo(
     etag: unquote(out.ETag ?? ''),
     size: out.ContentLength ?? 0,
     lastModified: out.LastModified ?? new Date(0),
-    metadata: out.Metadata ?? {},
+    // The write id is this adapter's bookkeeping, not the caller's metadata.
+    metadata: Object.fromEntries(Object.entries(out.Metadata ?? {}).filter(([k]) => k !== WRITE_ID)),
   };
   if (out.ContentType) info.contentType = out.ContentType;
   return info;

@@ -53,7 +53,7 @@ describe('sweep of stale optimize jobs (monitor schedule)', () => {
     const dispatched: JobRef[] = [];
     const dispatcher = new InProcessDispatcher(async (ref) => {
       dispatched.push(ref);
-      return runOptimizationJob(registry, ref, { jobs: later });
+      return runOptimizationJob(registry, ref, { store, jobs: later });
     });
     const result = await sweepStaleOptimizations({ store, jobs: later, dispatcher });
     await dispatcher.idle();
