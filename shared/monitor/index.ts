@@ -9,18 +9,11 @@ export * from './drift';
 export * from './feedback';
 export * from './histogram';
 export * from './layout';
-export * from './monitor';
-export * from './optimize-sweep';
+export * from './metric-points';
+export * from './metrics-sink';
 export * from './policy';
-export {
-  batchMetricData,
-  CLOUDWATCH_LIMITS,
-  CloudWatchMetricSink,
-  createMetricSink,
-  LocalMetricSink,
-  type MetricPoint as MonitorMetricPoint,
-  type MetricSink as MonitorMetricSink,
-  type SinkResult,
-  toMetricData,
-} from './sink';
+export * from './report';
+export * from './rollback-actions';
+export * from './rollback-evaluation';
+export * from './run';
 export * from './summary';
