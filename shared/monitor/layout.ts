@@ -14,7 +14,9 @@ import { createHash } from 'node:crypto';
  * | `monitoring/reports/{name}/{iso}-{run}.json`, `…/latest.json` | create-only / plain put | one report per processed window |
  *
  * Capture and feedback keys start with a 13-digit epoch-millisecond time so that a listing
- * with `startAfter` returns exactly what arrived after a watermark, in time order.
+ * with `startAfter` the watermark key returns what follows it in time order. A key's time is
+ * taken before its write lands: the monitor leaves the last `graceSeconds` for a later run so a
+ * write still in flight does not end up behind the watermark.
  */
 export const monitoringLayout = {
   capturesPrefix: (name: string): string => `monitoring/captures/${name}/`,
