@@ -99,9 +99,9 @@ export class EmfRequestMetrics implements RequestMetrics {
  * @example
  * ```ts
  * const metrics = new MemoryRequestMetrics();
- * metrics.add('Invocations', 'Count', 1, { model: 'iris' });
+ * metrics.add('Invocations', 'Count', 1, { model: 'iris', version: '3' });
  * metrics.flush();
- * metrics.sum('Invocations', { model: 'iris' }); // 1
+ * metrics.sum('Invocations', { model: 'iris' }); // 1: every version of iris
  * ```
  */
 export class MemoryRequestMetrics implements RequestMetrics {
