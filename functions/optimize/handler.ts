@@ -3,8 +3,11 @@ import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2, Context } from 'aws-lambda';
 import {
   assertInputsPlannable,
+  isSweepEvent,
   isWorkerEvent,
+  type OptimizeSweepResult,
   parseOptimizeRequest,
+  type SweepEvent,
   type WorkerEvent,
 } from '../../shared/optimize';
 import {
@@ -19,6 +22,7 @@ import {
 } from '../lib/http';
 import { getRegistry } from '../lib/runtime';
 import { getDispatcher, getJobStore } from './runtime';
+import { sweepHandler } from './sweep';
 import { handler as workerHandler } from './worker';
 
 type Result = APIGatewayProxyResultV2;
@@ -70,13 +74,15 @@ export const httpHandler = middy<HttpEvent, Result>()
   .handler(httpRouterHandler<HttpEvent, Result>({ routes, notFoundResponse: notFoundRoute }));
 
 /**
- * One Lambda for both halves: API Gateway events go to the routes, the asynchronous self-invocation
- * (`{maasOptimizeJob}`) to the worker.
+ * One Lambda for every part of optimize: API Gateway events go to the routes, the asynchronous
+ * self-invocation (`{maasOptimizeJob}`) to the worker, the schedule's `{maasOptimizeSweep: true}`
+ * to the sweep of stale jobs.
  */
 export async function handler(
-  event: HttpEvent | WorkerEvent,
+  event: HttpEvent | WorkerEvent | SweepEvent,
   context: Context,
-): Promise<Result | { job: string; status: string }> {
+): Promise<Result | { job: string; status: string } | OptimizeSweepResult> {
   if (isWorkerEvent(event)) return workerHandler(event);
+  if (isSweepEvent(event)) return sweepHandler();
   return httpHandler(event, context);
 }

@@ -1,8 +1,8 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { LogAttributes } from '@aws-lambda-powertools/logger/types';
 import { type InferenceLogger, type InferenceObserver, InferenceService } from '../../shared/inference';
-import { createMetricsSink } from '../../shared/metrics';
 import { createCaptureObserver } from '../../shared/monitor/capture';
+import { createRequestMetrics } from '../../shared/request-metrics';
 import { getRegistry, getStore } from '../lib/runtime';
 
 /** Structured JSON logs of the predict function (request ids are added per invocation). */
@@ -32,7 +32,7 @@ export function getInferenceService(): InferenceService {
     const all = capture ? [capture, ...observers] : [...observers];
     service = new InferenceService({
       registry: getRegistry(),
-      metrics: createMetricsSink(),
+      metrics: createRequestMetrics(),
       logger: coreLogger,
       observers: all,
     });

@@ -117,11 +117,17 @@ export type DocumentChange<T> = (
   attempt: number,
 ) => T | typeof KEEP | typeof RETRY | Promise<T | typeof KEEP | typeof RETRY>;
 
-export interface UpdateJsonOptions extends BackoffOptions {
+export interface UpdateJsonOptions<T = unknown> extends BackoffOptions {
   /** Rounds of read-change-write before giving up with {@link DocumentConflictError} (default 50). */
   attempts?: number;
   /** Give up after this many milliseconds, whatever the attempt count. */
   timeoutMs?: number;
+  /**
+   * The document as the caller just read it (`null`: it read none): the first attempt starts
+   * from it instead of reading again. Its etag still guards the write, so a stale one only
+   * costs a lost race and a fresh read.
+   */
+  known?: StoredDocument<T> | null;
 }
 
 /** What {@link updateJson} left in the store. */
@@ -164,7 +170,7 @@ export async function updateJson<T>(
   store: ObjectStore,
   key: string,
   change: DocumentChange<T>,
-  options: UpdateJsonOptions = {},
+  options: UpdateJsonOptions<T> = {},
 ): Promise<UpdateResult<T>> {
   const attempts = options.attempts ?? 50;
   const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
@@ -174,7 +180,10 @@ export async function updateJson<T>(
       if (Date.now() >= deadline) break;
       await sleep(backoffDelay(attempt - 1, options));
     }
-    current = await readJson<T>(store, key);
+    current =
+      attempt === 0 && options.known !== undefined
+        ? (options.known ?? undefined)
+        : await readJson<T>(store, key);
     const next = await change(current, attempt);
     if (next === KEEP) return { doc: current?.doc, etag: current?.etag, written: false, previous: current };
     if (next === RETRY) continue;
