@@ -1,4 +1,5 @@
 import { ModelRegistry } from '../../shared/registry';
+import { readSettings } from '../../shared/settings';
 import { createObjectStore, DEFAULT_STORE_URL, type ObjectStore } from '../../shared/store';
 
 /**
@@ -8,15 +9,45 @@ import { createObjectStore, DEFAULT_STORE_URL, type ObjectStore } from '../../sh
 let store: ObjectStore | undefined;
 let registry: ModelRegistry | undefined;
 
+/** The store and registry settings every function shares, read through `shared/settings.ts`. */
+export interface RuntimeSettings {
+  /** `MAAS_STORE`: `s3://bucket[/prefix]` or `file://path`. */
+  store: string;
+  /** `MAAS_MAX_MODEL_BYTES`: largest model the registry accepts (unset: the registry's default). */
+  maxModelBytes: number | undefined;
+}
+
+/**
+ * The shared settings; an invalid one throws `MisconfiguredError` (a 500 `misconfigured`).
+ * @example
+ * const { store } = runtimeSettings();
+ */
+export function runtimeSettings(env: NodeJS.ProcessEnv = process.env): RuntimeSettings {
+  return readSettings(
+    (r) => ({
+      store: r.getStringFromEnv({
+        key: 'MAAS_STORE',
+        defaultValue: DEFAULT_STORE_URL,
+        pattern: /^(s3|file):\/\/./,
+        expected: 's3://bucket[/prefix] or file://path',
+      }),
+      maxModelBytes:
+        r.getNumberFromEnv({ key: 'MAAS_MAX_MODEL_BYTES', defaultValue: 0, min: 1, integer: true }) ||
+        undefined,
+    }),
+    env,
+  );
+}
+
 export function getStore(): ObjectStore {
-  store ??= createObjectStore(process.env.MAAS_STORE ?? DEFAULT_STORE_URL);
+  store ??= createObjectStore(runtimeSettings().store);
   return store;
 }
 
 export function getRegistry(): ModelRegistry {
   if (!registry) {
-    const max = process.env.MAAS_MAX_MODEL_BYTES ? Number(process.env.MAAS_MAX_MODEL_BYTES) : undefined;
-    registry = new ModelRegistry(getStore(), max ? { maxModelBytes: max } : {});
+    const { maxModelBytes } = runtimeSettings();
+    registry = new ModelRegistry(getStore(), maxModelBytes ? { maxModelBytes } : {});
   }
   return registry;
 }

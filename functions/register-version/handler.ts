@@ -2,6 +2,7 @@ import middy from '@middy/core';
 import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2, S3Event } from 'aws-lambda';
 import { createUploadTicket, registerFromUpload, writeLocalUpload } from '../../shared/registry/uploads';
+import { getNumberFromEnv } from '../../shared/settings';
 import {
   actorOf,
   apiKeyAuth,
@@ -18,7 +19,14 @@ import { parseRegisterRequest } from './requests';
 import { handleS3Event, type S3EventReport } from './s3-event';
 
 /** Seconds an upload ticket stays valid (`MAAS_UPLOAD_EXPIRES_SECONDS`, default 900). */
-const uploadExpiry = (): number => Number(process.env.MAAS_UPLOAD_EXPIRES_SECONDS ?? 900);
+const uploadExpiry = (): number =>
+  getNumberFromEnv({
+    key: 'MAAS_UPLOAD_EXPIRES_SECONDS',
+    defaultValue: 900,
+    min: 1,
+    max: 604800,
+    integer: true,
+  });
 
 type Result = APIGatewayProxyResultV2;
 
