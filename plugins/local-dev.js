@@ -67,6 +67,8 @@ class LocalDevPlugin {
   checkExposure() {
     if (this.serverless.processedInput?.commands?.[0] !== 'offline') return;
     const { host, lambdaPort } = this.offlineOptions();
+    // A typo in MAAS_DEMO or MAAS_INCOMING_POLL_MS stops the start here, with the setting named.
+    this.core().localDevSettings(process.env);
     const exposure = this.core().exposureCheck(host, lambdaPort, process.env);
     if (exposure.refusal) throw new Error(exposure.refusal);
     for (const line of exposure.warnings) this.log.warning(line);
@@ -100,7 +102,7 @@ class LocalDevPlugin {
       storeUrl: this.storeUrl,
       lambdaEndpoint: `http://${connectHost.includes(':') ? `[${connectHost}]` : connectHost}:${lambdaPort}`,
       functionName: fn.name,
-      ...(process.env.MAAS_INCOMING_POLL_MS ? { intervalMs: Number(process.env.MAAS_INCOMING_POLL_MS) } : {}),
+      intervalMs: this.core().localDevSettings(process.env).incomingPollMs,
       log: (line) => this.log.notice(line),
     });
     const key = process.env.MAAS_API_KEY

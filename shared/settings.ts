@@ -223,3 +223,34 @@ export function getBooleanFromEnv(
 ): boolean {
   return readSettings((r) => r.getBooleanFromEnv(options), env);
 }
+
+/**
+ * One string setting (trimmed; the default when unset or empty), throwing
+ * {@link MisconfiguredError} when it does not match `pattern`.
+ *
+ * @example
+ * ```ts
+ * const namespace = getStringFromEnv({ key: 'MAAS_METRICS_NAMESPACE', defaultValue: 'maas' });
+ * ```
+ */
+export function getStringFromEnv<D extends string | undefined>(
+  options: StringSettingOptions<D>,
+  env: NodeJS.ProcessEnv = process.env,
+): string | D {
+  return readSettings((r) => r.getStringFromEnv(options), env);
+}
+
+/**
+ * One setting out of a fixed set of values, throwing {@link MisconfiguredError} otherwise.
+ *
+ * @example
+ * ```ts
+ * const sink = getEnumFromEnv({ key: 'MAAS_METRICS_SINK', values: ['cloudwatch', 'local'], defaultValue: 'local' });
+ * ```
+ */
+export function getEnumFromEnv<T extends string>(
+  options: EnumSettingOptions<T>,
+  env: NodeJS.ProcessEnv = process.env,
+): T {
+  return readSettings((r) => r.getEnumFromEnv(options), env);
+}

@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
-import { Logger } from '@aws-lambda-powertools/logger';
+import type { Logger } from '@aws-lambda-powertools/logger';
 import type { MiddlewareObj } from '@middy/core';
 import type { Route } from '@middy/http-router';
 import type {
@@ -16,6 +16,8 @@ import {
   UnsupportedMediaTypeError,
 } from '../../shared/errors';
 import { type ErrorBody, errorToHttp } from '../../shared/http/errors';
+import { getStringFromEnv } from '../../shared/settings';
+import { logger as functionLogger } from './logger';
 
 export type HttpEvent = APIGatewayProxyEventV2;
 export type HttpResult = APIGatewayProxyStructuredResultV2;
@@ -122,13 +124,11 @@ export type ErrorMapping = (error: unknown) => { status: number; body: ErrorBody
 
 /** Options of {@link httpErrors}. */
 export interface HttpErrorsOptions {
-  /** Powertools Logger for refusals and failures (default: one with service name `maas`). */
+  /** Powertools Logger for refusals and failures (default: `functions/lib/logger.ts`). */
   logger?: Logger;
   /** Maps a thrown error to status and body (default `errorToHttp`); a function may refine it. */
   toHttp?: ErrorMapping;
 }
-
-const defaultLogger = new Logger({ serviceName: 'maas' });
 
 /**
  * middy middleware, the one error path of every HTTP function: turns thrown errors into
@@ -144,7 +144,7 @@ const defaultLogger = new Logger({ serviceName: 'maas' });
 export function httpErrors(
   opts: HttpErrorsOptions = {},
 ): MiddlewareObj<HttpEvent, APIGatewayProxyResultV2, Error, Context> {
-  const logger = opts.logger ?? defaultLogger;
+  const logger = opts.logger ?? functionLogger;
   const toHttp = opts.toHttp ?? errorToHttp;
   return {
     onError: async (request) => {
@@ -231,6 +231,10 @@ export function apiKeyRefusal(event: HttpEvent, apiKey: string | undefined): Htt
   return undefined;
 }
 
+/** `MAAS_API_KEY` through the settings reader (unset or empty: no key required). */
+const configuredApiKey = (): string | undefined =>
+  getStringFromEnv({ key: 'MAAS_API_KEY', defaultValue: undefined });
+
 /**
  * Wraps one route handler so that it needs the API key (`MAAS_API_KEY`, read per request)
  * when one is configured. For routers that mix reads and writes: the check sits on the route
@@ -246,7 +250,7 @@ export function withApiKey<R>(
   handler: (event: HttpEvent) => Promise<R>,
   opts: { apiKey?: () => string | undefined } = {},
 ): (event: HttpEvent) => Promise<R | HttpResult> {
-  const apiKey = opts.apiKey ?? (() => process.env.MAAS_API_KEY);
+  const apiKey = opts.apiKey ?? configuredApiKey;
   return async (event) => apiKeyRefusal(event, apiKey()) ?? handler(event);
 }
 
@@ -257,7 +261,7 @@ export function withApiKey<R>(
 export function apiKeyAuth(
   opts: { apiKey?: string | undefined } = {},
 ): MiddlewareObj<HttpEvent, APIGatewayProxyResultV2, Error, Context> {
-  const apiKey = 'apiKey' in opts ? opts.apiKey : process.env.MAAS_API_KEY;
+  const apiKey = 'apiKey' in opts ? opts.apiKey : configuredApiKey();
   return {
     before: async (request) => apiKeyRefusal(request.event, apiKey),
   };

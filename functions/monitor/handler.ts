@@ -5,6 +5,8 @@ import { numberSetting } from '../../shared/monitor/config';
 import { latestReport, type MonitorRunResult, runMonitor } from '../../shared/monitor/monitor';
 import { policyFromEnv, putPolicyOverride } from '../../shared/monitor/policy';
 import { createMetricSink } from '../../shared/monitor/sink';
+import { getStringFromEnv } from '../../shared/settings';
+import { logger } from '../lib/logger';
 import { getRegistry, getStore } from '../lib/runtime';
 import { sweepOptimizeJobs } from './optimize-sweep';
 
@@ -47,7 +49,7 @@ async function dispatch(event: MonitorEvent): Promise<unknown> {
         store: getStore(),
         registry: getRegistry(),
         sink: createMetricSink(env),
-        namespace: env.MAAS_METRICS_NAMESPACE || 'maas',
+        namespace: getStringFromEnv({ key: 'MAAS_METRICS_NAMESPACE', defaultValue: 'maas' }),
         graceSeconds:
           typeof event.graceSeconds === 'number'
             ? event.graceSeconds
@@ -56,7 +58,7 @@ async function dispatch(event: MonitorEvent): Promise<unknown> {
         maxFiles: numberSetting(env, 'MAAS_MONITOR_MAX_FILES', 5000, { min: 1 }),
         policy: policyFromEnv(env),
         ...(event.models ? { models: event.models } : {}),
-        logger: (message, details) => console.error(JSON.stringify({ level: 'ERROR', message, details })),
+        logger: (message, details) => logger.error(message, { details }),
       });
       // The full scheduled run also re-dispatches optimize jobs whose worker died; its trouble is logged, never fatal.
       const optimizeSweep = event.models
@@ -65,9 +67,7 @@ async function dispatch(event: MonitorEvent): Promise<unknown> {
             errors: [String((e as Error)?.message ?? e)],
           }));
       if (optimizeSweep && 'errors' in optimizeSweep && optimizeSweep.errors.length > 0)
-        console.error(
-          JSON.stringify({ level: 'ERROR', message: 'optimize job sweep', details: optimizeSweep.errors }),
-        );
+        logger.error('optimize job sweep', { details: optimizeSweep.errors });
       const failed = result.models.filter((m) => m.status === 'failed');
       // Fail the invocation (Lambda's Errors metric, alarms) once every model had its turn.
       if (failed.length > 0)

@@ -7,6 +7,7 @@
  * request path). Tests and local runs use {@link MemoryMetricsSink} or {@link NoopMetricsSink}.
  */
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { readSettings } from '../settings';
 
 /** Units maas metrics use (a subset of CloudWatch's). */
 export type MetricUnitName = 'Count' | 'Milliseconds' | 'Bytes';
@@ -143,8 +144,14 @@ export class NoopMetricsSink implements MetricsSink {
  * ```
  */
 export function createMetricsSink(env: NodeJS.ProcessEnv = process.env): MetricsSink {
-  if (env.MAAS_METRICS === 'off') return new NoopMetricsSink();
-  const namespace = env.MAAS_METRICS_NAMESPACE;
+  const { on, namespace } = readSettings(
+    (r) => ({
+      on: r.getBooleanFromEnv({ key: 'MAAS_METRICS', defaultValue: true }),
+      namespace: r.getStringFromEnv({ key: 'MAAS_METRICS_NAMESPACE', defaultValue: undefined }),
+    }),
+    env,
+  );
+  if (!on) return new NoopMetricsSink();
   return new EmfMetricsSink(namespace ? { namespace } : {});
 }
 

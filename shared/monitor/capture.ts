@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { Logger } from '@aws-lambda-powertools/logger';
 import type { InferenceObservation, InferenceObserver, ObservedTensor } from '../inference/observer';
 import { float16BitsToFloat32 } from '../onnx/datatypes';
 import { ObjectPreconditionError, type ObjectStore } from '../store';
@@ -58,6 +59,9 @@ export interface CaptureOptions {
 /** Default of {@link CaptureOptions.maxValues}: enough for stable drift statistics over a window, cheap per request. */
 export const MAX_VALUES_PER_TENSOR = 128;
 
+/** Where capture trouble goes unless the caller passes its own `logger` (Powertools JSON lines). */
+const captureLogger = new Logger({ serviceName: 'maas-capture' });
+
 const defaults: Required<Omit<CaptureOptions, 'containerId'>> = {
   flushSeconds: 60,
   flushRequests: 1000,
@@ -71,9 +75,7 @@ const defaults: Required<Omit<CaptureOptions, 'containerId'>> = {
   now: () => Date.now(),
   random: Math.random,
   logger: (message, error) =>
-    console.warn(
-      JSON.stringify({ level: 'WARN', message, error: error === undefined ? undefined : String(error) }),
-    ),
+    captureLogger.warn(message, error === undefined ? {} : { error: String(error) }),
 };
 
 /** Rows of a batch whose predictions are kept for feedback. */
