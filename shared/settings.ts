@@ -136,7 +136,8 @@ export class SettingsReader {
     const raw = this.raw(key)?.toLowerCase();
     if (raw === undefined) return defaultValue;
     const found = values.find((v) => v.toLowerCase() === raw);
-    return found ?? this.problem(key, `one of ${values.join(', ')}`, defaultValue);
+    const list = values.length > 1 ? `${values.slice(0, -1).join(', ')} or ${values.at(-1)}` : `${values[0]}`;
+    return found ?? this.problem(key, list, defaultValue);
   }
 
   /** A string as set (trimmed), or the default when unset or empty. */

@@ -49,7 +49,7 @@ describe('SettingsReader', () => {
     expect(r.problems[1]!.expected).toBe('an integer');
     expect(r.problems[2]!.expected).toBe('a number ≥ 0');
     expect(r.problems[3]!.expected).toBe('a number between 0 and 1');
-    expect(r.problems[5]!.expected).toBe('one of basic, all');
+    expect(r.problems[5]!.expected).toBe('basic or all');
     expect(r.problems[6]!.expected).toBe('s3://bucket');
     let thrown: unknown;
     try {
