@@ -15,9 +15,10 @@ import {
   jsonBody,
   notFoundRoute,
   pathParam,
+  refuseWhenMisconfigured,
   withApiKey,
 } from '../lib/http';
-import { getRegistry } from '../lib/runtime';
+import { getRegistry, getRuntimeSettings } from '../lib/runtime';
 import { getDispatcher, getJobStore } from './runtime';
 import { handler as workerHandler } from './worker';
 
@@ -70,6 +71,7 @@ const routes: Route<HttpEvent, Result>[] = [
 /** The HTTP routes of the optimize function. */
 export const httpHandler = middy<HttpEvent, Result>()
   .use(httpErrors())
+  .use(refuseWhenMisconfigured(getRuntimeSettings))
   .handler(httpRouterHandler<HttpEvent, Result>({ routes, notFoundResponse: notFoundRoute }));
 
 /**

@@ -4,7 +4,7 @@ import { type InferenceLogger, type InferenceObserver, InferenceService } from '
 import { createMetricsSink } from '../../shared/metrics';
 import { createCaptureObserver } from '../../shared/monitor/capture';
 import { MisconfiguredError } from '../../shared/settings';
-import { getRegistry, getStore } from '../lib/runtime';
+import { getRegistry, getStore, reportMisconfigured } from '../lib/runtime';
 
 /** Structured JSON logs of the predict function (request ids are added per invocation). */
 export const logger = new Logger({ serviceName: 'maas-predict' });
@@ -46,7 +46,7 @@ export function getInferenceService(): InferenceService {
     } catch (error) {
       if (!(error instanceof MisconfiguredError)) throw error;
       misconfigured = error;
-      for (const problem of error.problems) logger.error('misconfigured: refusing to serve', { ...problem });
+      reportMisconfigured(error, logger);
       throw error;
     }
   }

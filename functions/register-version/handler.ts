@@ -12,9 +12,10 @@ import {
   json,
   notFoundRoute,
   pathParam,
+  refuseWhenMisconfigured,
   route,
 } from '../lib/http';
-import { getRegistry } from '../lib/runtime';
+import { getRegistry, getRuntimeSettings } from '../lib/runtime';
 import { parseRegisterRequest } from './requests';
 import { handleS3Event, type S3EventReport } from './s3-event';
 
@@ -68,6 +69,7 @@ const routes: Route<HttpEvent, Result>[] = [
 /** The HTTP API routes of this function. */
 export const httpHandler = middy<HttpEvent, APIGatewayProxyResultV2>()
   .use(httpErrors())
+  .use(refuseWhenMisconfigured(getRuntimeSettings))
   .use(apiKeyAuth())
   .handler(
     httpRouterHandler<HttpEvent, APIGatewayProxyResultV2>({ routes, notFoundResponse: notFoundRoute }),

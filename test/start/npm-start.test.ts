@@ -273,9 +273,9 @@ describe('npm start', () => {
 ${packaged.stdout}
 ${packaged.stderr}`);
     expect(fs.existsSync(path.join(dir, '.serverless', 'predict.zip'))).toBe(true);
-    expect(fs.existsSync(path.join(dir, '.esbuild', 'package'))).toBe(false); // cleaned up
-    expect(fs.existsSync(path.join(dir, '.esbuild', 'offline'))).toBe(true); // the server's, untouched
     for (let i = 0; i < 3; i++) expect(await infer()).toBe(200);
     expect(server.output).not.toMatch(/Cannot find module/);
+    expect(fs.existsSync(path.join(dir, '.esbuild', 'package'))).toBe(false); // cleaned up
+    expect(fs.existsSync(path.join(dir, '.esbuild', 'offline'))).toBe(true); // the server's, untouched
   }, 420_000);
 });
