@@ -273,7 +273,11 @@ describe('npm start', () => {
 ${packaged.stdout}
 ${packaged.stderr}`);
     expect(fs.existsSync(path.join(dir, '.serverless', 'predict.zip'))).toBe(true);
+    // Sequential and concurrent requests (serverless-offline loads the handler afresh in new
+    // workers), and a function this test had not called yet.
     for (let i = 0; i < 3; i++) expect(await infer()).toBe(200);
+    expect(await Promise.all([infer(), infer(), infer(), infer()])).toEqual([200, 200, 200, 200]);
+    expect((await fetch(`${base}/models/iris/versions`)).status).toBe(200);
     expect(server.output).not.toMatch(/Cannot find module/);
     expect(fs.existsSync(path.join(dir, '.esbuild', 'package'))).toBe(false); // cleaned up
     expect(fs.existsSync(path.join(dir, '.esbuild', 'offline'))).toBe(true); // the server's, untouched
