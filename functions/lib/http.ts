@@ -16,7 +16,7 @@ import {
   UnsupportedMediaTypeError,
 } from '../../shared/errors';
 import { type ErrorBody, errorToHttp } from '../../shared/http/errors';
-import { getStringFromEnv } from '../../shared/settings';
+import { getStringFromEnv, MisconfiguredError } from '../../shared/settings';
 import { logger as functionLogger } from './logger';
 
 export type HttpEvent = APIGatewayProxyEventV2;
@@ -150,7 +150,11 @@ export function httpErrors(
     onError: async (request) => {
       const { status, body } = toHttp(request.error);
       const routeKey = request.event?.routeKey;
-      if (status >= 500) logger.error('request failed', { routeKey, status, error: request.error as Error });
+      // A bad setting was reported (with its value) once at start-up; each refusal only names it.
+      if (request.error instanceof MisconfiguredError)
+        logger.warn('request refused: misconfigured', { routeKey, status, settings: request.error.settings });
+      else if (status >= 500)
+        logger.error('request failed', { routeKey, status, error: request.error as Error });
       else logger.warn('request rejected', { routeKey, status, code: body.code });
       request.response = json(status, body);
     },

@@ -99,7 +99,14 @@ describe('a misconfigured predict function', () => {
       value: BAD,
       service: 'maas-predict',
     });
-    expect(logs.some((l) => l.level === 'WARN' && l.message === 'request rejected')).toBe(false);
+    // Each refusal names the setting, without the value or a stack trace.
+    const refusals = logs.filter((l) => l.message === 'request refused: misconfigured');
+    expect(refusals).toHaveLength(responses.length);
+    for (const line of refusals) {
+      expect(line).toMatchObject({ level: 'WARN', status: 500, settings: ['MAAS_CAPTURE_FLUSH_SECONDS'] });
+      expect(JSON.stringify(line)).not.toContain(BAD);
+    }
+    expect(logs.some((l) => l.message === 'request rejected')).toBe(false);
   });
 
   it('serves again once the setting is fixed and the container starts afresh', async () => {
