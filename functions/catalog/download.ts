@@ -1,5 +1,6 @@
 import type { ModelRegistry, ModelVersion } from '../../shared/registry';
 import { createDownloadLink, downloadFileName } from '../../shared/registry/uploads';
+import { getNumberFromEnv } from '../../shared/settings';
 import type { ObjectStore } from '../../shared/store';
 import { type HttpResult, json } from '../lib/http';
 
@@ -7,7 +8,13 @@ import { type HttpResult, json } from '../lib/http';
  * Largest model returned inline (`MAAS_DOWNLOAD_INLINE_MAX_BYTES`, default 4 MiB): base64 grows
  * it by 4/3 and Lambda's response limit is 6 MB.
  */
-const inlineMax = (): number => Number(process.env.MAAS_DOWNLOAD_INLINE_MAX_BYTES ?? 4 * 1024 * 1024);
+const inlineMax = (): number =>
+  getNumberFromEnv({
+    key: 'MAAS_DOWNLOAD_INLINE_MAX_BYTES',
+    defaultValue: 4 * 1024 * 1024,
+    min: 0,
+    integer: true,
+  });
 
 /**
  * The answer to `…/download`: the verified bytes inline, or for large models on S3 a 302 to a

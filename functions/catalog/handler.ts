@@ -3,8 +3,16 @@ import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2 } from 'aws-lambda';
 import { InvalidArgumentError, NotFoundError } from '../../shared/errors';
 import type { PageOptions } from '../../shared/registry';
-import { type HttpEvent, httpErrors, json, notFoundRoute, pathParam, route } from '../lib/http';
-import { getRegistry, getStore } from '../lib/runtime';
+import {
+  type HttpEvent,
+  httpErrors,
+  json,
+  notFoundRoute,
+  pathParam,
+  refuseWhenMisconfigured,
+  route,
+} from '../lib/http';
+import { getRegistry, getRuntimeSettings, getStore } from '../lib/runtime';
 import { describeModel } from './describe';
 import { downloadResponse } from './download';
 
@@ -55,6 +63,7 @@ const routes: Route<HttpEvent, Result>[] = [
 /** Read-only registry views: safe to expose more widely than the mutating functions. */
 export const handler = middy<HttpEvent, Result>()
   .use(httpErrors())
+  .use(refuseWhenMisconfigured(getRuntimeSettings))
   .handler(
     httpRouterHandler<HttpEvent, Result>({
       routes,

@@ -14,9 +14,10 @@ import {
   route,
   withApiKey,
 } from '../lib/http';
+import { logger } from '../lib/logger';
 import { getStore } from '../lib/runtime';
 import { type MonitorEvent, monitorAction } from './actions';
-import { logger, runMonitorHere } from './run';
+import { runMonitorHere } from './run';
 
 export type { MonitorEvent } from './actions';
 
@@ -44,7 +45,7 @@ async function getReport(event: HttpEvent): Promise<APIGatewayProxyResultV2> {
 }
 
 const httpHandler = middy<HttpEvent, APIGatewayProxyResultV2>()
-  .use(httpErrors({ logger: (message, error) => logger.error(message, { error }) }))
+  .use(httpErrors({ logger }))
   .handler(
     httpRouterHandler<HttpEvent, APIGatewayProxyResultV2>({
       routes: [

@@ -1,13 +1,11 @@
-import { Logger } from '@aws-lambda-powertools/logger';
 import { numberSetting } from '../../shared/monitor/config';
 import { createMonitorMetricsSink } from '../../shared/monitor/metrics-sink';
 import { policyFromEnv } from '../../shared/monitor/policy';
 import type { MonitorAction } from '../../shared/monitor/rollback-actions';
 import { type ModelRunResult, runMonitor } from '../../shared/monitor/run';
+import { getStringFromEnv } from '../../shared/settings';
+import { logger } from '../lib/logger';
 import { getRegistry, getStore } from '../lib/runtime';
-
-/** Structured JSON logs of the monitor function. */
-export const logger = new Logger({ serviceName: 'maas-monitor' });
 
 /** What a run answers: where the reports are, not the reports themselves. */
 export interface MonitorRunSummary {
@@ -34,7 +32,7 @@ export async function runMonitorHere(
     store: getStore(),
     registry: getRegistry(),
     sink: createMonitorMetricsSink(env),
-    namespace: env.MAAS_METRICS_NAMESPACE || 'maas',
+    namespace: getStringFromEnv({ key: 'MAAS_METRICS_NAMESPACE', defaultValue: 'maas' }),
     graceSeconds: request.graceSeconds ?? numberSetting(env, 'MAAS_MONITOR_GRACE_SECONDS', 120, { min: 0 }),
     baselineRequests: numberSetting(env, 'MAAS_BASELINE_REQUESTS', 1000, { min: 1 }),
     maxFiles: numberSetting(env, 'MAAS_MONITOR_MAX_FILES', 5000, { min: 1 }),

@@ -18,9 +18,10 @@ import {
   jsonBody,
   notFoundRoute,
   pathParam,
+  refuseWhenMisconfigured,
   withApiKey,
 } from '../lib/http';
-import { getRegistry } from '../lib/runtime';
+import { getRegistry, getRuntimeSettings } from '../lib/runtime';
 import { getDispatcher, getJobStore } from './runtime';
 import { sweepHandler } from './sweep';
 import { handler as workerHandler } from './worker';
@@ -71,6 +72,7 @@ const routes: Route<HttpEvent, Result>[] = [
 /** The HTTP routes of the optimize function. */
 export const httpHandler = middy<HttpEvent, Result>()
   .use(httpErrors())
+  .use(refuseWhenMisconfigured(getRuntimeSettings))
   .handler(httpRouterHandler<HttpEvent, Result>({ routes, notFoundResponse: notFoundRoute }));
 
 /**

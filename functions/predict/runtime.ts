@@ -3,7 +3,8 @@ import type { LogAttributes } from '@aws-lambda-powertools/logger/types';
 import { type InferenceLogger, type InferenceObserver, InferenceService } from '../../shared/inference';
 import { createCaptureObserver } from '../../shared/monitor/capture';
 import { createRequestMetrics } from '../../shared/request-metrics';
-import { getRegistry, getStore } from '../lib/runtime';
+import { MisconfiguredError } from '../../shared/settings';
+import { getRegistry, getStore, reportMisconfigured } from '../lib/runtime';
 
 /** Structured JSON logs of the predict function (request ids are added per invocation). */
 export const logger = new Logger({ serviceName: 'maas-predict' });
@@ -18,24 +19,36 @@ const coreLogger: InferenceLogger = {
 let service: InferenceService | undefined;
 const observers: InferenceObserver[] = [];
 let capture: InferenceObserver | null | undefined;
+/** An invalid setting found when the core was built: kept, so it is logged once per container. */
+let misconfigured: MisconfiguredError | undefined;
 
 /**
  * The container's inference core, built on first use from the environment (`MAAS_STORE`,
- * `MAAS_*` settings) and kept warm across invocations with its session and alias caches.
+ * `MAAS_*` settings) and kept warm across invocations with its session and alias caches. An
+ * invalid setting is logged once (setting, value, what was expected) and thrown as
+ * `MisconfiguredError` by this and every later call.
  * @example
  * const result = await getInferenceService().infer('iris', undefined, body);
  */
 export function getInferenceService(): InferenceService {
+  if (misconfigured) throw misconfigured;
   if (!service) {
-    // Monitoring's data capture is on unless MAAS_CAPTURE=false; built once per container.
-    capture ??= createCaptureObserver(getStore()) ?? null;
-    const all = capture ? [capture, ...observers] : [...observers];
-    service = new InferenceService({
-      registry: getRegistry(),
-      metrics: createRequestMetrics(),
-      logger: coreLogger,
-      observers: all,
-    });
+    try {
+      // Monitoring's data capture is on unless MAAS_CAPTURE=false; built once per container.
+      capture ??= createCaptureObserver(getStore()) ?? null;
+      const all = capture ? [capture, ...observers] : [...observers];
+      service = new InferenceService({
+        registry: getRegistry(),
+        metrics: createRequestMetrics(),
+        logger: coreLogger,
+        observers: all,
+      });
+    } catch (error) {
+      if (!(error instanceof MisconfiguredError)) throw error;
+      misconfigured = error;
+      reportMisconfigured(error, logger);
+      throw error;
+    }
   }
   return service;
 }
@@ -49,6 +62,7 @@ export function getInferenceService(): InferenceService {
 export async function setInferenceService(next?: InferenceService): Promise<void> {
   const previous = service;
   service = next;
+  misconfigured = undefined;
   if (previous && previous !== next) await previous.close();
 }
 

@@ -2,6 +2,7 @@ import middy from '@middy/core';
 import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2, S3Event } from 'aws-lambda';
 import { createUploadTicket, registerFromUpload, writeLocalUpload } from '../../shared/registry/uploads';
+import { getNumberFromEnv } from '../../shared/settings';
 import {
   actorOf,
   apiKeyAuth,
@@ -11,14 +12,22 @@ import {
   json,
   notFoundRoute,
   pathParam,
+  refuseWhenMisconfigured,
   route,
 } from '../lib/http';
-import { getRegistry, getStore } from '../lib/runtime';
+import { getRegistry, getRuntimeSettings, getStore } from '../lib/runtime';
 import { parseRegisterRequest } from './requests';
 import { handleS3Event, type S3EventReport } from './s3-event';
 
 /** Seconds an upload ticket stays valid (`MAAS_UPLOAD_EXPIRES_SECONDS`, default 900). */
-const uploadExpiry = (): number => Number(process.env.MAAS_UPLOAD_EXPIRES_SECONDS ?? 900);
+const uploadExpiry = (): number =>
+  getNumberFromEnv({
+    key: 'MAAS_UPLOAD_EXPIRES_SECONDS',
+    defaultValue: 900,
+    min: 1,
+    max: 604800,
+    integer: true,
+  });
 
 type Result = APIGatewayProxyResultV2;
 
@@ -62,6 +71,7 @@ const routes: Route<HttpEvent, Result>[] = [
 /** The HTTP API routes of this function. */
 export const httpHandler = middy<HttpEvent, APIGatewayProxyResultV2>()
   .use(httpErrors())
+  .use(refuseWhenMisconfigured(getRuntimeSettings))
   .use(apiKeyAuth())
   .handler(
     httpRouterHandler<HttpEvent, APIGatewayProxyResultV2>({ routes, notFoundResponse: notFoundRoute }),

@@ -57,10 +57,11 @@ export interface CaptureOptions {
   logger?: (message: string, error?: unknown) => void;
 }
 
-const captureLogger = new Logger({ serviceName: 'maas-capture' });
-
 /** Default of {@link CaptureOptions.maxValues}: enough for stable drift statistics over a window, cheap per request. */
 export const MAX_VALUES_PER_TENSOR = 128;
+
+/** Where capture trouble goes unless the caller passes its own `logger` (Powertools JSON lines). */
+const captureLogger = new Logger({ serviceName: 'maas-capture' });
 
 const defaults: Required<Omit<CaptureOptions, 'containerId'>> = {
   flushSeconds: 60,

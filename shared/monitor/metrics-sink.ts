@@ -7,8 +7,8 @@ import {
   type StandardUnit,
 } from '@aws-sdk/client-cloudwatch';
 import { InvalidArgumentError } from '../errors';
+import { readSettings } from '../settings';
 import { mapLimit } from '../util/concurrency';
-import { numberSetting } from './config';
 
 /**
  * PutMetricData limits (CloudWatch API reference, checked 2026): at most 1000 metric data per
@@ -253,19 +253,35 @@ export class LocalMetricsSink implements MonitorMetricsSink {
  * ```
  */
 export function createMonitorMetricsSink(env: NodeJS.ProcessEnv = process.env): MonitorMetricsSink {
-  const chosen =
-    env.MAAS_METRICS_SINK?.trim() ||
-    (env.AWS_LAMBDA_FUNCTION_NAME || env.MAAS_CLOUDWATCH_ENDPOINT ? 'cloudwatch' : 'local');
-  if (chosen === 'local') return new LocalMetricsSink(path.resolve(env.MAAS_METRICS_DIR || '.maas/metrics'));
-  if (chosen === 'cloudwatch') {
-    const region = env.MAAS_CLOUDWATCH_REGION ?? env.AWS_REGION;
-    return new CloudWatchMetricsSink({
-      ...(env.MAAS_CLOUDWATCH_ENDPOINT ? { endpoint: env.MAAS_CLOUDWATCH_ENDPOINT } : {}),
-      ...(region ? { region } : {}),
-      maxAttempts: numberSetting(env, 'MAAS_CLOUDWATCH_MAX_ATTEMPTS', 5, { min: 1, max: 20 }),
+  const settings = readSettings((r) => {
+    const endpoint = r.getStringFromEnv({
+      key: 'MAAS_CLOUDWATCH_ENDPOINT',
+      defaultValue: undefined,
+      pattern: /^https?:\/\//,
+      expected: 'an http(s) URL',
     });
-  }
-  throw new InvalidArgumentError(
-    `MAAS_METRICS_SINK must be cloudwatch or local, got ${JSON.stringify(chosen)}`,
-  );
+    return {
+      endpoint,
+      chosen: r.getEnumFromEnv({
+        key: 'MAAS_METRICS_SINK',
+        values: ['cloudwatch', 'local'] as const,
+        defaultValue: env.AWS_LAMBDA_FUNCTION_NAME || endpoint ? 'cloudwatch' : 'local',
+      }),
+      dir: r.getStringFromEnv({ key: 'MAAS_METRICS_DIR', defaultValue: '.maas/metrics' }),
+      region: r.getStringFromEnv({ key: 'MAAS_CLOUDWATCH_REGION', defaultValue: env.AWS_REGION }),
+      maxAttempts: r.getNumberFromEnv({
+        key: 'MAAS_CLOUDWATCH_MAX_ATTEMPTS',
+        defaultValue: 5,
+        min: 1,
+        max: 20,
+        integer: true,
+      }),
+    };
+  }, env);
+  if (settings.chosen === 'local') return new LocalMetricsSink(path.resolve(settings.dir));
+  return new CloudWatchMetricsSink({
+    ...(settings.endpoint ? { endpoint: settings.endpoint } : {}),
+    ...(settings.region ? { region: settings.region } : {}),
+    maxAttempts: settings.maxAttempts,
+  });
 }

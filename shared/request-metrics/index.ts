@@ -9,6 +9,7 @@
  * per-window metrics go elsewhere: `shared/monitor/metrics-sink.ts` (PutMetricData).
  */
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { readSettings } from '../settings';
 
 /** Units maas metrics use (a subset of CloudWatch's). */
 export type RequestMetricUnit = 'Count' | 'Milliseconds' | 'Bytes';
@@ -145,8 +146,14 @@ export class NoopRequestMetrics implements RequestMetrics {
  * ```
  */
 export function createRequestMetrics(env: NodeJS.ProcessEnv = process.env): RequestMetrics {
-  if (env.MAAS_METRICS === 'off') return new NoopRequestMetrics();
-  const namespace = env.MAAS_METRICS_NAMESPACE;
+  const { on, namespace } = readSettings(
+    (r) => ({
+      on: r.getBooleanFromEnv({ key: 'MAAS_METRICS', defaultValue: true }),
+      namespace: r.getStringFromEnv({ key: 'MAAS_METRICS_NAMESPACE', defaultValue: undefined }),
+    }),
+    env,
+  );
+  if (!on) return new NoopRequestMetrics();
   return new EmfRequestMetrics(namespace ? { namespace } : {});
 }
 
