@@ -94,7 +94,14 @@ export class S3ObjectStore implements ObjectStore {
   async get(key: string): Promise<StoredObject> {
     const { body, ...info } = await this.getStream(key);
     const chunks: Buffer[] = [];
-    for await (const chunk of body) chunks.push(chunk as Buffer);
+    try {
+      for await (const chunk of body) chunks.push(chunk as Buffer);
+    } catch (e) {
+      // The connection broke mid-body (a reset, a timeout): as transient as a failed request.
+      throw new StoreError(`S3 body of ${key} cut off: ${(e as Error).message}`, true, { cause: e });
+    }
+    if (info.size !== 0 && chunks.reduce((n, c) => n + c.length, 0) !== info.size)
+      throw new StoreError(`S3 body of ${key} is shorter than its Content-Length ${info.size}`, true);
     return { ...info, body: Buffer.concat(chunks) };
   }
 
@@ -170,7 +177,16 @@ export class S3ObjectStore implements ObjectStore {
         if (e instanceof ObjectPreconditionError && retried && token !== undefined) {
           const landed = await this.client
             .send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.full(key) }))
-            .catch(() => undefined);
+            .catch((h: unknown) => {
+              const failure = translate(h, key);
+              if (failure instanceof ObjectNotFoundError) return undefined; // gone since: not ours
+              // Whether this write landed is unknown: say so (transient), never "someone else won".
+              throw new StoreError(
+                `conditional put of ${key}: could not check whether an earlier attempt landed (${failure.message})`,
+                true,
+                { cause: h },
+              );
+            });
           if (landed?.Metadata?.[WRITE_TOKEN] === token) return { etag: unquote(landed.ETag ?? '') };
         }
         // AWS: 409 ConditionalRequestConflict means a concurrent conditional write was in flight;
