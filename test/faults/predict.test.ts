@@ -4,13 +4,12 @@
  * keeps being served (from its session and alias caches), and one it has not is a clear 503 JSON
  * error, never a 500 or a hang; when the faults stop, that one serves too.
  */
-import { readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildMlp } from '../../dev/onnx-builder';
 import { S3ObjectStore } from '../../shared/store';
-import { sleep } from '../../shared/util/backoff';
 import { bodyJson, inferEvent, invoke, type PredictFixture, predictFixture } from '../predict/support';
 import { type FaultProxy, startFaultProxy } from '../support/fault-proxy';
+import { localCopiesLanded } from '../support/model-cache';
 import { s3TestConfig } from '../support/s3';
 
 let fx: PredictFixture;
@@ -41,13 +40,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await proxy?.close();
-  // Both models were served, so the session cache's background copies (not awaited by close)
-  // are two files once they landed: wait for them before the fixture removes the folder.
-  const landed = (): boolean => {
-    const files = readdirSync(fx.cacheDir);
-    return files.filter((f) => f.endsWith('.onnx')).length === 2 && !files.some((f) => f.endsWith('.tmp'));
-  };
-  for (let i = 0; i < 100 && !landed(); i++) await sleep(20);
+  await localCopiesLanded(fx.cacheDir, 2);
   await fx?.cleanup();
 });
 

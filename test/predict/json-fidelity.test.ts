@@ -4,7 +4,6 @@
  * `Infinity`, `-Infinity`; quoted forms accepted on input), request ids are bounded, and a model
  * without inputs (a constant generator) registers and serves with `inputs: []`.
  */
-import { readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   buildIdentityModel,
@@ -16,6 +15,7 @@ import {
 } from '../../dev/onnx-builder';
 import { parseJsonWithNonFinite } from '../../shared/inference/tensors';
 import { encodeModel } from '../../shared/onnx/codec';
+import { localCopiesLanded } from '../support/model-cache';
 import {
   apiEvent,
   bodyBuffer,
@@ -79,16 +79,7 @@ beforeAll(async () => {
   await fx.registry.registerVersion('constant', constantModel());
 });
 afterAll(async () => {
-  // The session cache copies a loaded model to the local cache in the background (not awaited
-  // by close): let the last copies land so removing the folder does not race them.
-  // Every model of this file was served once, so each has one local copy when they all landed.
-  const landed = (): boolean => {
-    const files = readdirSync(fx.cacheDir);
-    return (
-      files.filter((f) => f.endsWith('.onnx')).length === MODELS && !files.some((f) => f.endsWith('.tmp'))
-    );
-  };
-  for (let i = 0; i < 100 && !landed(); i++) await new Promise((r) => setTimeout(r, 20));
+  await localCopiesLanded(fx.cacheDir, MODELS);
   await fx?.cleanup();
 });
 
