@@ -127,16 +127,50 @@ export function parseJsonMarkingNonFinite(
     return JSON.parse(text);
   } catch (e) {
     if (!text.includes('NaN') && !text.includes('Infinity')) throw e;
-    // Strings are matched first so a literal inside one is left alone.
-    const marked = text.replace(/"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)/g, (m, bare: string | undefined) =>
-      bare === undefined ? m : `"\\u0000${bare}"`,
-    );
+    const marked = markBareNonFinite(text);
     try {
       return JSON.parse(marked, reviver);
     } catch {
       throw e;
     }
   }
+}
+
+/**
+ * `text` with each bare `NaN`, `Infinity`, `-Infinity` outside strings replaced by its marker
+ * string. One linear pass that tracks strings and escapes: a regular expression matching strings
+ * would rescan the rest of the text from every unterminated quote (quadratic on hostile bodies).
+ */
+function markBareNonFinite(text: string): string {
+  let out = '';
+  let copied = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+      continue;
+    }
+    if (c === 0x22) {
+      inString = true;
+      continue;
+    }
+    const word =
+      c === 0x4e && text.startsWith('NaN', i)
+        ? 'NaN'
+        : c === 0x49 && text.startsWith('Infinity', i)
+          ? 'Infinity'
+          : c === 0x2d && text.startsWith('-Infinity', i)
+            ? '-Infinity'
+            : undefined;
+    if (word === undefined) continue;
+    out += `${text.slice(copied, i)}"\\u0000${word}"`;
+    i += word.length - 1;
+    copied = i + 1;
+  }
+  return out + text.slice(copied);
 }
 
 /**

@@ -136,6 +136,14 @@ describe('non-finite floats in JSON', () => {
     expect([values[1], values[2]]).toEqual([Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]);
   });
 
+  it('a hostile body (megabytes of escaped quotes and a bare NaN) is refused in one pass', async () => {
+    // A string-matching regular expression would rescan the rest from every quote: quadratic.
+    const body = `{"inputs":[NaN,"${'\\"'.repeat(1_000_000)}`;
+    const res = await invoke(rawInfer('id-fp32', body));
+    expect(res.statusCode).toBe(400);
+    expect(bodyJson(res).error).toMatch(/malformed JSON/);
+  });
+
   it.each([
     ['a bare literal in a BYTES input', 'BYTES', '[NaN,"a","b"]', /element 0 is a bare non-finite number/],
     ['a lower-case spelling', 'FP32', '["nan","inf","-inf"]', /element 0 is a string other than/],
