@@ -4,7 +4,7 @@
  * there by another writer meanwhile is a conflict (412), not a success.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ObjectPreconditionError, S3ObjectStore } from '../../shared/store';
+import { ObjectPreconditionError, S3ObjectStore, StoreError } from '../../shared/store';
 import { type FaultProxy, startFaultProxy } from '../support/fault-proxy';
 import { createTestBucket, s3TestConfig, type TestBucket } from '../support/s3';
 
@@ -80,5 +80,35 @@ describe('S3ObjectStore conditional put after a lost reply', () => {
     const put = await faulty.put('throttled.json', '{}', { ifNoneMatch: '*' });
     expect(put.etag).toBe((await direct.head('throttled.json')).etag);
     expect(puts('throttled')).toEqual(['slowdown', 'slowdown', 'pass']);
+  });
+
+  it('a stalled request completes with the right data once the stall ends', async () => {
+    await direct.put('stalled.json', '{"slow":true}');
+    proxy.stallMs = 300;
+    proxy.inject({ method: 'GET', path: /\/stalled\.json/, action: 'stall' });
+    const got = await faulty.get('stalled.json');
+    expect(got.body.toString()).toBe('{"slow":true}');
+    expect(proxy.log.filter((r) => r.path.includes('stalled')).map((r) => r.action)).toEqual(['stall']);
+  });
+
+  it('a body reset mid-way is a transient StoreError (503), and the next read is whole', async () => {
+    const body = 'x'.repeat(100_000);
+    await direct.put('cut.bin', body);
+    const single = new S3ObjectStore({
+      bucket: bucket.bucket,
+      endpoint: proxy.endpoint,
+      region: s3TestConfig().region,
+      forcePathStyle: true,
+      credentials: {
+        accessKeyId: s3TestConfig().accessKeyId,
+        secretAccessKey: s3TestConfig().secretAccessKey,
+      },
+      maxAttempts: 1,
+    });
+    proxy.inject({ method: 'GET', path: /\/cut\.bin/, action: 'reset-mid-body' });
+    const failure = await single.get('cut.bin').catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(StoreError);
+    expect((failure as StoreError).transient).toBe(true);
+    expect((await single.get('cut.bin')).body.toString()).toBe(body);
   });
 });
