@@ -443,13 +443,28 @@ export function jsonDataOf(datatype: OipDatatype, values: TensorValues): string 
       const a = values as Uint16Array;
       const f = new Float64Array(a.length);
       for (let i = 0; i < a.length; i++) f[i] = float16BitsToFloat32(a[i] ?? 0);
-      return `[${f.join(',')}]`;
+      return floatJson(f);
     }
+    case 'FP32':
+    case 'FP64':
+      return floatJson(values as Float32Array | Float64Array);
     default:
-      // Numbers print as JSON numbers (64-bit BigInt arrays exactly), and non-finite floats as
-      // `NaN`, `Infinity`, `-Infinity`: the joined text is the wire form.
+      // Integers print as JSON numbers (64-bit BigInt arrays exactly).
       return `[${(values as OipTypedArray).join(',')}]`;
   }
+}
+
+/**
+ * Floats joined as they print: numbers, and `NaN`, `Infinity`, `-Infinity` for non-finite ones.
+ * Only negative zero needs help (it prints as `0`): it is written `-0`, as Python writes `-0.0`.
+ */
+function floatJson(a: Float32Array | Float64Array): string {
+  for (let i = 0; i < a.length; i++) {
+    const v = a[i] as number;
+    if (v === 0 && 1 / v < 0)
+      return `[${Array.from(a, (x) => (x === 0 && 1 / x < 0 ? '-0' : String(x))).join(',')}]`;
+  }
+  return `[${a.join(',')}]`;
 }
 
 /**

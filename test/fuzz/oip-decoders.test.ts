@@ -6,7 +6,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { httpStatusOf, MaasError } from '../../shared/errors';
-import { checkRequest, decodeInferRequest, type Signature } from '../../shared/inference';
+import {
+  checkRequest,
+  decodeInferRequest,
+  jsonDataOf,
+  parseJsonWithNonFinite,
+  type Signature,
+} from '../../shared/inference';
 import { OIP_DATATYPES } from '../../shared/onnx/datatypes';
 import { anyValue, applyEdits, edits, requestDoc, VALID } from './arbitraries';
 import { budget } from './budget';
@@ -67,6 +73,25 @@ describe('OIP JSON decoder (fuzzed)', () => {
           expect4xxOr200(outcome(asBytes ? Buffer.from(text) : text, contentType)),
       ),
       budget(2000),
+    );
+  });
+});
+
+describe('non-finite floats in JSON (fuzzed round trip)', () => {
+  it('any FP64/FP32 data written by the encoder decodes to the same values, NaN and ±Infinity included', () => {
+    fc.assert(
+      fc.property(fc.array(fc.double(), { maxLength: 40 }), fc.boolean(), (values, single) => {
+        const datatype = single ? 'FP32' : 'FP64';
+        const sent = single ? Float32Array.from(values) : Float64Array.from(values);
+        const text = `{"inputs":[{"name":"x","shape":[${sent.length}],"datatype":"${datatype}","data":${jsonDataOf(datatype, sent)}}]}`;
+        const back = decodeInferRequest(text).inputs[0]!.data as Float32Array | Float64Array;
+        expect(back.length).toBe(sent.length);
+        for (let i = 0; i < sent.length; i++) expect(Object.is(back[i], sent[i])).toBe(true);
+        // A JavaScript client reads the same numbers from the response form.
+        const read = parseJsonWithNonFinite(jsonDataOf(datatype, sent)) as number[];
+        for (let i = 0; i < sent.length; i++) expect(Object.is(read[i], sent[i])).toBe(true);
+      }),
+      budget(1000),
     );
   });
 });
