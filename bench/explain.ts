@@ -78,6 +78,7 @@ async function main(): Promise<void> {
     for (const c of CASES) {
       const explainer = new ExplainService({
         inference,
+        store,
         settings: { timeBudgetMs: 60_000, ...(c.batchSize ? { batchSize: c.batchSize } : {}) },
       });
       const body = JSON.stringify({

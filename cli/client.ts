@@ -1,6 +1,7 @@
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import { SignatureV4 } from '@smithy/signature-v4';
+import { parseJsonWithNonFinite } from '../shared/inference/tensors';
 
 /** Where and how the CLI talks to a maas API. */
 export interface ClientOptions {
@@ -131,7 +132,8 @@ export class MaasClient {
       status: res.status,
       headers: res.headers,
       body: bytes,
-      json: <T>() => JSON.parse(bytes.toString('utf8')) as T,
+      // Predict writes non-finite floats as bare NaN/Infinity (docs/api/predict.md).
+      json: <T>() => parseJsonWithNonFinite(bytes.toString('utf8')) as T,
     };
     if (res.status >= 400) {
       let parsed: ApiError['body'];

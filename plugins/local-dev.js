@@ -33,6 +33,7 @@ class LocalDevPlugin {
     /** @type {{ stop: () => Promise<void> } | undefined} */
     this.poller = undefined;
     this.storeUrl = '';
+    if (serverless.processedInput?.commands?.[0] === 'offline') this.useOwnWorkFolder();
     this.hooks = {
       // `initialize` runs before every other plugin's lifecycle hooks: a refusal there stops
       // the start before serverless-esbuild bundles and starts its file watchers (which would
@@ -42,6 +43,18 @@ class LocalDevPlugin {
       'after:offline:start:init': () => this.started(),
       'before:offline:start:end': () => this.stop(),
     };
+  }
+
+  /**
+   * Bundles for `npm start` go to `<MAAS_ESBUILD_DIR>/offline`, not to the `package` folder: a
+   * `npm run package` meanwhile deletes its work folder when done, which would pull the running
+   * server's handlers away ("Cannot find module …/handler.ts" on every request). Set here, in the
+   * constructor, because serverless-esbuild reads its options in its own `initialize` hook.
+   */
+  useOwnWorkFolder() {
+    const custom = this.serverless.service.custom ?? {};
+    if (!custom.esbuild) return;
+    custom.esbuild.outputWorkFolder = path.join(String(custom.esbuildWorkRoot ?? '.esbuild'), 'offline');
   }
 
   /** @returns {typeof import('../scripts/local-dev/index')} */
@@ -67,6 +80,8 @@ class LocalDevPlugin {
   checkExposure() {
     if (this.serverless.processedInput?.commands?.[0] !== 'offline') return;
     const { host, lambdaPort } = this.offlineOptions();
+    // A typo in MAAS_DEMO or MAAS_INCOMING_POLL_MS stops the start here, with the setting named.
+    this.core().localDevSettings(process.env);
     const exposure = this.core().exposureCheck(host, lambdaPort, process.env);
     if (exposure.refusal) throw new Error(exposure.refusal);
     for (const line of exposure.warnings) this.log.warning(line);
@@ -100,7 +115,7 @@ class LocalDevPlugin {
       storeUrl: this.storeUrl,
       lambdaEndpoint: `http://${connectHost.includes(':') ? `[${connectHost}]` : connectHost}:${lambdaPort}`,
       functionName: fn.name,
-      ...(process.env.MAAS_INCOMING_POLL_MS ? { intervalMs: Number(process.env.MAAS_INCOMING_POLL_MS) } : {}),
+      intervalMs: this.core().localDevSettings(process.env).incomingPollMs,
       log: (line) => this.log.notice(line),
     });
     const key = process.env.MAAS_API_KEY

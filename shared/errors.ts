@@ -13,6 +13,7 @@ export type ErrorKind =
   | 'unsupported_media_type'
   | 'unprocessable'
   | 'unavailable'
+  | 'integrity_error'
   | 'internal';
 
 const STATUS: Record<ErrorKind, number> = {
@@ -24,6 +25,7 @@ const STATUS: Record<ErrorKind, number> = {
   unsupported_media_type: 415,
   unprocessable: 422,
   unavailable: 503,
+  integrity_error: 500,
   internal: 500,
 };
 
@@ -78,6 +80,26 @@ export class UnsupportedMediaTypeError extends MaasError {
 export class UnprocessableError extends MaasError {
   constructor(message: string, details?: Record<string, unknown>) {
     super('unprocessable', message, details);
+  }
+}
+
+/**
+ * Stored model bytes do not hash to the sha256 (or size) their version recorded: corruption or
+ * tampering, never the caller's fault (500). The registry raises it from every verified read, so
+ * such bytes are never served, downloaded or optimized.
+ */
+export class IntegrityError extends MaasError {
+  constructor(
+    readonly model: string,
+    readonly version: number,
+    readonly expected: string,
+    readonly actual: string,
+  ) {
+    super(
+      'integrity_error',
+      `model ${model} version ${version} failed its integrity check (sha256 ${actual} ≠ recorded ${expected}); refusing to use it`,
+      { model, version },
+    );
   }
 }
 

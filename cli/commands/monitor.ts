@@ -1,8 +1,5 @@
-import { latestReport, type MonitorReport, runMonitor } from '../../shared/monitor/monitor';
-import { policyFromEnv } from '../../shared/monitor/policy';
-import { createMetricSink } from '../../shared/monitor/sink';
-import { ModelRegistry } from '../../shared/registry';
-import { createObjectStore, DEFAULT_STORE_URL } from '../../shared/store';
+import type { MonitorReport } from '../../shared/monitor/report';
+import { ApiError } from '../client';
 import type { CliCommand } from '../context';
 import { fields, table } from '../output';
 
@@ -14,7 +11,7 @@ const num = (x: number | null | undefined, digits = 3): string =>
  *
  * @example
  * ```ts
- * console.log(renderReport(await latestReport(store, 'iris')));
+ * console.log(renderReport((await client.request('GET', '/models/iris/monitor/report')).json()));
  * ```
  */
 export function renderReport(r: MonitorReport): string {
@@ -82,11 +79,18 @@ export function renderReport(r: MonitorReport): string {
   ].join('\n');
 }
 
+/** What `POST /models/{name}/monitor/runs` answers. */
+interface RunAnswer {
+  runId: string;
+  model: string;
+  status: 'processed' | 'idle' | 'skipped' | 'failed';
+  error?: string;
+}
+
 /**
- * `maas monitor NAME`: prints the latest monitor report of a model. Reports live in the store,
- * not behind the HTTP API, so this reads `--store` / `MAAS_STORE` (default `file://./.maas`,
- * the local setup). `--run` first runs the monitor locally (metrics to the local sink unless
- * `MAAS_METRICS_SINK` says otherwise).
+ * `maas monitor NAME`: prints the latest monitor report of a model (`GET
+ * /models/{name}/monitor/report`). `--run` first asks the deployed monitor function to run over
+ * the model (`POST /models/{name}/monitor/runs`); the CLI never reads the store itself.
  */
 export const command: CliCommand = {
   register: (program, run) =>
@@ -94,29 +98,38 @@ export const command: CliCommand = {
       .command('monitor')
       .description("print a model's latest monitoring report (health, drift, accuracy, rollbacks)")
       .argument('<name>', 'model name')
-      .option('--store <url>', 'object store holding monitoring data (default: MAAS_STORE or file://./.maas)')
-      .option('--run', 'run the monitor now (all captures up to now) before printing')
-      .action((name: string, o: { store?: string; run?: boolean }) =>
-        run(async ({ out }) => {
-          const store = createObjectStore(o.store ?? process.env.MAAS_STORE ?? DEFAULT_STORE_URL);
+      .option('--run', 'have the monitor run over this model now before printing')
+      .option(
+        '--grace <seconds>',
+        'with --run: leave captures younger than this for a later run (default 0: everything up to now)',
+        '0',
+      )
+      .action((name: string, o: { run?: boolean; grace: string }) =>
+        run(async ({ client, out }) => {
+          const path = `/models/${encodeURIComponent(name)}/monitor`;
           if (o.run) {
-            const result = await runMonitor({
-              store,
-              registry: new ModelRegistry(store),
-              sink: createMetricSink(),
-              policy: policyFromEnv(),
-              graceSeconds: 0,
-              models: [name],
-            });
-            out.info(
-              `monitor run ${result.runId}: ${result.models.map((m) => `${m.model} ${m.status}`).join(', ')}`,
-            );
+            const graceSeconds = Number(o.grace);
+            if (!Number.isFinite(graceSeconds) || graceSeconds < 0)
+              throw new Error(
+                `--grace must be a non-negative number of seconds, got ${JSON.stringify(o.grace)}`,
+              );
+            const r = (
+              await client.request('POST', `${path}/runs`, { json: { graceSeconds } })
+            ).json<RunAnswer>();
+            if (r.status === 'failed')
+              throw new Error(`monitor run ${r.runId} failed for ${name}: ${r.error}`);
+            out.info(`monitor run ${r.runId}: ${r.model} ${r.status}`);
           }
-          const report = await latestReport(store, name);
-          if (!report)
-            throw new Error(
-              `no monitoring report for ${name} yet (is capture on, and has the monitor run? try --run)`,
-            );
+          let report: MonitorReport;
+          try {
+            report = (await client.request('GET', `${path}/report`)).json<MonitorReport>();
+          } catch (e) {
+            if (e instanceof ApiError && e.status === 404 && e.body.code === 'not_found')
+              throw new Error(
+                `no monitoring report for ${name} yet (is capture on, and has the monitor run? try --run)`,
+              );
+            throw e;
+          }
           out.print(report, renderReport);
         }),
       ),

@@ -120,7 +120,7 @@ export async function seedDemoModel(
   options: { name?: string; alias?: string } = {},
 ): Promise<SeedResult> {
   const name = options.name ?? DEMO_MODEL_NAME;
-  if ((await registry.latestVersion(name)) > 0) return { seeded: false };
+  if ((await registry.getLatestVersionNumber(name)) > 0) return { seeded: false };
   const { version } = await registry.registerVersion(name, buildIrisClassifier().bytes, {
     description: 'demo: hand-set linear iris classifier (setosa, versicolor, virginica)',
     tags: { demo: 'true' },

@@ -1,4 +1,3 @@
-import { NotFoundError } from '../../shared/errors';
 import type { AliasRecord, ModelRegistry, ModelVersion, VersionStatus } from '../../shared/registry';
 
 export interface ModelDescription {
@@ -19,17 +18,17 @@ export interface ModelDescription {
  * ```
  */
 export async function describeModel(registry: ModelRegistry, name: string): Promise<ModelDescription> {
+  // getModelSummary is the existence check: a model without versions is a NotFoundError (404).
   const [summary, aliases, statuses] = await Promise.all([
     registry.getModelSummary(name),
     registry.listAliases(name),
     registry.versionStatuses(name),
   ]);
-  if (summary.latestVersion === 0) throw new NotFoundError(`model ${name} does not exist`, { name });
   const counts = { versions: statuses.length, active: 0, rejected: 0, archived: 0 };
   for (const v of statuses) counts[v.status]++;
   const [latest, latestActive] = await Promise.all([
     registry.getVersion(name, summary.latestVersion),
-    registry.latestActiveVersion(name),
+    registry.getLatestActiveVersion(name),
   ]);
   return {
     name,

@@ -3,8 +3,16 @@ import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2 } from 'aws-lambda';
 import { InvalidArgumentError, NotFoundError } from '../../shared/errors';
 import type { PageOptions } from '../../shared/registry';
-import { type HttpEvent, httpErrors, json, notFoundRoute, pathParam, route } from '../lib/http';
-import { getRegistry } from '../lib/runtime';
+import {
+  type HttpEvent,
+  httpErrors,
+  json,
+  notFoundRoute,
+  pathParam,
+  refuseWhenMisconfigured,
+  route,
+} from '../lib/http';
+import { getRegistry, getRuntimeSettings, getStore } from '../lib/runtime';
 import { describeModel } from './describe';
 import { downloadResponse } from './download';
 
@@ -25,16 +33,14 @@ function page(event: HttpEvent): PageOptions {
 /** 404 for models that do not exist (their listings would otherwise be merely empty). */
 async function existingModel(event: HttpEvent): Promise<string> {
   const name = pathParam(event, 'name');
-  if ((await getRegistry().latestVersion(name)) === 0)
+  if ((await getRegistry().getLatestVersionNumber(name)) === 0)
     throw new NotFoundError(`model ${name} does not exist`, { name });
   return name;
 }
 
-/** A version by number, alias or `latest`. */
+/** A version by number, alias or `latest` (the newest active version, as predict serves it). */
 async function versionOf(event: HttpEvent) {
-  const registry = getRegistry();
-  const name = pathParam(event, 'name');
-  return registry.getVersion(name, await registry.resolve(name, pathParam(event, 'version')));
+  return getRegistry().resolveVersion(pathParam(event, 'name'), pathParam(event, 'version'));
 }
 
 const routes: Route<HttpEvent, Result>[] = [
@@ -50,13 +56,14 @@ const routes: Route<HttpEvent, Result>[] = [
     json(200, await getRegistry().history(await existingModel(event), page(event))),
   ),
   route('GET', '/models/{name}/versions/{version}/download', async (event) =>
-    downloadResponse(getRegistry().store, await versionOf(event)),
+    downloadResponse(getRegistry(), getStore(), await versionOf(event)),
   ),
 ];
 
 /** Read-only registry views: safe to expose more widely than the mutating functions. */
 export const handler = middy<HttpEvent, Result>()
   .use(httpErrors())
+  .use(refuseWhenMisconfigured(getRuntimeSettings))
   .handler(
     httpRouterHandler<HttpEvent, Result>({
       routes,

@@ -1,8 +1,16 @@
 import middy from '@middy/core';
 import type { APIGatewayProxyResultV2 } from 'aws-lambda';
 import { parseFeedback, recordFeedback } from '../../shared/monitor/feedback';
-import { apiKeyAuth, type HttpEvent, httpErrors, json, jsonBody, pathParam } from '../lib/http';
-import { getStore } from '../lib/runtime';
+import {
+  apiKeyAuth,
+  type HttpEvent,
+  httpErrors,
+  json,
+  jsonBody,
+  pathParam,
+  refuseWhenMisconfigured,
+} from '../lib/http';
+import { getRuntimeSettings, getStore } from '../lib/runtime';
 
 /**
  * `POST /models/{name}/feedback`: ground truth for earlier inference requests, joined to the
@@ -11,6 +19,7 @@ import { getStore } from '../lib/runtime';
  */
 export const handler = middy<HttpEvent, APIGatewayProxyResultV2>()
   .use(httpErrors())
+  .use(refuseWhenMisconfigured(getRuntimeSettings))
   .use(apiKeyAuth())
   .handler(async (event) => {
     const name = pathParam(event, 'name');

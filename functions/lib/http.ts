@@ -1,4 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
+import type { Logger } from '@aws-lambda-powertools/logger';
 import type { MiddlewareObj } from '@middy/core';
 import type { Route } from '@middy/http-router';
 import type {
@@ -14,7 +15,9 @@ import {
   PayloadTooLargeError,
   UnsupportedMediaTypeError,
 } from '../../shared/errors';
-import { errorToHttp } from '../../shared/http/errors';
+import { type ErrorBody, errorToHttp } from '../../shared/http/errors';
+import { getStringFromEnv, MisconfiguredError } from '../../shared/settings';
+import { logger as functionLogger } from './logger';
 
 export type HttpEvent = APIGatewayProxyEventV2;
 export type HttpResult = APIGatewayProxyStructuredResultV2;
@@ -116,25 +119,65 @@ export function actorOf(event: HttpEvent): string {
   return ctx.authorizer?.iam?.userArn ?? ctx.authorizer?.iam?.userId ?? 'local';
 }
 
+/** Status and body of a failed request (the default is the shared `errorToHttp`). */
+export type ErrorMapping = (error: unknown) => { status: number; body: ErrorBody };
+
+/** Options of {@link httpErrors}. */
+export interface HttpErrorsOptions {
+  /** Powertools Logger for refusals and failures (default: `functions/lib/logger.ts`). */
+  logger?: Logger;
+  /** Maps a thrown error to status and body (default `errorToHttp`); a function may refine it. */
+  toHttp?: ErrorMapping;
+}
+
 /**
- * middy middleware: turns thrown errors into `{error, code}` JSON responses with the status
- * their kind maps to, logging server errors (never request bodies).
+ * middy middleware, the one error path of every HTTP function: turns thrown errors into
+ * `{error, code}` JSON responses with the status their kind maps to. Server errors are logged
+ * with the error; refusals (4xx) only with status and code, since their messages may quote the
+ * request (request bodies are never logged).
+ *
+ * @example
+ * ```ts
+ * export const handler = middy().use(httpErrors({ logger })).handler(router);
+ * ```
  */
 export function httpErrors(
-  opts: { logger?: (message: string, error: unknown) => void } = {},
+  opts: HttpErrorsOptions = {},
 ): MiddlewareObj<HttpEvent, APIGatewayProxyResultV2, Error, Context> {
-  const defaults = {
-    logger: (message: string, error: unknown) =>
-      console.error(
-        JSON.stringify({ level: 'ERROR', message, error: String((error as Error)?.stack ?? error) }),
-      ),
-  };
-  const options = { ...defaults, ...opts };
+  const logger = opts.logger ?? functionLogger;
+  const toHttp = opts.toHttp ?? errorToHttp;
   return {
     onError: async (request) => {
-      const { status, body } = errorToHttp(request.error);
-      if (status >= 500) options.logger(`request failed: ${request.event?.routeKey ?? ''}`, request.error);
+      const { status, body } = toHttp(request.error);
+      const routeKey = request.event?.routeKey;
+      // A bad setting was reported (with its value) once at start-up; each refusal only names it.
+      if (request.error instanceof MisconfiguredError)
+        logger.warn('request refused: misconfigured', { routeKey, status, settings: request.error.settings });
+      else if (status >= 500)
+        logger.error('request failed', { routeKey, status, error: request.error as Error });
+      else logger.warn('request rejected', { routeKey, status, code: body.code });
       request.response = json(status, body);
+    },
+  };
+}
+
+/**
+ * middy middleware: runs `check` (the function's settings, read once per container) before
+ * every request, so that a misconfigured function answers every request — health checks
+ * included — with the 500 `misconfigured` of {@link httpErrors} instead of serving half-right.
+ * Register it after {@link httpErrors}.
+ *
+ * @example
+ * ```ts
+ * middy().use(httpErrors({ logger })).use(refuseWhenMisconfigured(() => getInferenceService()));
+ * ```
+ */
+export function refuseWhenMisconfigured(
+  check: () => unknown,
+): MiddlewareObj<HttpEvent, APIGatewayProxyResultV2, Error, Context> {
+  return {
+    before: async () => {
+      check();
     },
   };
 }
@@ -192,6 +235,10 @@ export function apiKeyRefusal(event: HttpEvent, apiKey: string | undefined): Htt
   return undefined;
 }
 
+/** `MAAS_API_KEY` through the settings reader (unset or empty: no key required). */
+const configuredApiKey = (): string | undefined =>
+  getStringFromEnv({ key: 'MAAS_API_KEY', defaultValue: undefined });
+
 /**
  * Wraps one route handler so that it needs the API key (`MAAS_API_KEY`, read per request)
  * when one is configured. For routers that mix reads and writes: the check sits on the route
@@ -207,7 +254,7 @@ export function withApiKey<R>(
   handler: (event: HttpEvent) => Promise<R>,
   opts: { apiKey?: () => string | undefined } = {},
 ): (event: HttpEvent) => Promise<R | HttpResult> {
-  const apiKey = opts.apiKey ?? (() => process.env.MAAS_API_KEY);
+  const apiKey = opts.apiKey ?? configuredApiKey;
   return async (event) => apiKeyRefusal(event, apiKey()) ?? handler(event);
 }
 
@@ -218,7 +265,7 @@ export function withApiKey<R>(
 export function apiKeyAuth(
   opts: { apiKey?: string | undefined } = {},
 ): MiddlewareObj<HttpEvent, APIGatewayProxyResultV2, Error, Context> {
-  const apiKey = 'apiKey' in opts ? opts.apiKey : process.env.MAAS_API_KEY;
+  const apiKey = 'apiKey' in opts ? opts.apiKey : configuredApiKey();
   return {
     before: async (request) => apiKeyRefusal(request.event, apiKey),
   };

@@ -3,8 +3,11 @@ import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2, Context } from 'aws-lambda';
 import {
   assertInputsPlannable,
+  isSweepEvent,
   isWorkerEvent,
+  type OptimizeSweepResult,
   parseOptimizeRequest,
+  type SweepEvent,
   type WorkerEvent,
 } from '../../shared/optimize';
 import {
@@ -15,10 +18,12 @@ import {
   jsonBody,
   notFoundRoute,
   pathParam,
+  refuseWhenMisconfigured,
   withApiKey,
 } from '../lib/http';
-import { getRegistry } from '../lib/runtime';
+import { getRegistry, getRuntimeSettings } from '../lib/runtime';
 import { getDispatcher, getJobStore } from './runtime';
+import { sweepHandler } from './sweep';
 import { handler as workerHandler } from './worker';
 
 type Result = APIGatewayProxyResultV2;
@@ -27,11 +32,8 @@ type Result = APIGatewayProxyResultV2;
 async function startOptimization(event: HttpEvent): Promise<Result> {
   const name = pathParam(event, 'name');
   const request = parseOptimizeRequest(jsonBody(event));
-  // A number, an alias or `latest`; the job records the number it resolved to.
-  const version = await getRegistry().getVersion(
-    name,
-    await getRegistry().resolve(name, pathParam(event, 'version')),
-  );
+  // A number, an alias or `latest` (the newest active version); the job records the number.
+  const version = await getRegistry().resolveVersion(name, pathParam(event, 'version'));
   assertInputsPlannable(version.onnx.inputs, request.referenceInputs, request.evaluation.inputShapes);
   const jobs = getJobStore();
   const queued = await jobs.create(name, version.version, request, actorOf(event));
@@ -70,16 +72,19 @@ const routes: Route<HttpEvent, Result>[] = [
 /** The HTTP routes of the optimize function. */
 export const httpHandler = middy<HttpEvent, Result>()
   .use(httpErrors())
+  .use(refuseWhenMisconfigured(getRuntimeSettings))
   .handler(httpRouterHandler<HttpEvent, Result>({ routes, notFoundResponse: notFoundRoute }));
 
 /**
- * One Lambda for both halves: API Gateway events go to the routes, the asynchronous self-invocation
- * (`{maasOptimizeJob}`) to the worker.
+ * One Lambda for every part of optimize: API Gateway events go to the routes, the asynchronous
+ * self-invocation (`{maasOptimizeJob}`) to the worker, the schedule's `{maasOptimizeSweep: true}`
+ * to the sweep of stale jobs.
  */
 export async function handler(
-  event: HttpEvent | WorkerEvent,
+  event: HttpEvent | WorkerEvent | SweepEvent,
   context: Context,
-): Promise<Result | { job: string; status: string }> {
+): Promise<Result | { job: string; status: string } | OptimizeSweepResult> {
   if (isWorkerEvent(event)) return workerHandler(event);
+  if (isSweepEvent(event)) return sweepHandler();
   return httpHandler(event, context);
 }

@@ -6,7 +6,7 @@ import {
   type RunJobOptions,
   runOptimizationJob,
 } from '../../shared/optimize';
-import { getRegistry } from '../lib/runtime';
+import { getRegistry, getStore } from '../lib/runtime';
 
 /**
  * Per-container singletons of the optimize function, built on first use from the environment:
@@ -17,7 +17,7 @@ let dispatcher: OptimizationDispatcher | undefined;
 let jobs: OptimizationJobStore | undefined;
 
 export function getJobStore(): OptimizationJobStore {
-  jobs ??= new OptimizationJobStore(getRegistry().store);
+  jobs ??= new OptimizationJobStore(getStore());
   return jobs;
 }
 
@@ -28,9 +28,9 @@ export function getDispatcher(): OptimizationDispatcher {
   return dispatcher;
 }
 
-/** What the worker runs with: the job store, and captured traffic (monitoring) as evaluation inputs. */
+/** What the worker runs with: the store (reference inputs), the job store, and captured traffic (monitoring) as evaluation inputs. */
 export function workerOptions(): RunJobOptions {
-  return { jobs: getJobStore(), capturedInputs: capturedInputsFromMonitoring(getRegistry().store) };
+  return { store: getStore(), jobs: getJobStore(), capturedInputs: capturedInputsFromMonitoring(getStore()) };
 }
 
 /** Tests: forget the singletons so the next call re-reads the environment. */

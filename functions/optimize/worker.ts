@@ -1,5 +1,6 @@
 import type { WorkerEvent } from '../../shared/optimize';
 import { runOptimizationJob } from '../../shared/optimize';
+import { logger } from '../lib/logger';
 import { getRegistry } from '../lib/runtime';
 import { workerOptions } from './runtime';
 
@@ -12,8 +13,6 @@ export async function handler(event: WorkerEvent): Promise<{ job: string; status
   const ref = event.maasOptimizeJob;
   const final = await runOptimizationJob(getRegistry(), ref, workerOptions());
   const status = final?.record.status ?? 'skipped (already claimed or finished)';
-  console.log(
-    JSON.stringify({ level: 'INFO', message: 'optimize job done', model: ref.model, job: ref.job, status }),
-  );
+  logger.info('optimize job done', { model: ref.model, job: ref.job, status });
   return { job: ref.job, status };
 }

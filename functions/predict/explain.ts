@@ -1,7 +1,7 @@
 import { ExplainService } from '../../shared/explain';
 import { type HttpEvent, type HttpResult, header, pathParam } from '../lib/http';
 import { inferBody, inferResponse } from './http';
-import { getInferenceService } from './runtime';
+import { getInferenceService, getPredictStore } from './runtime';
 
 /** Header that turns an infer request into an explain request (off unless `true`). */
 export const EXPLAIN_HEADER = 'x-maas-explain';
@@ -19,7 +19,10 @@ export function wantsExplanation(event: HttpEvent): boolean {
  */
 export async function explain(event: HttpEvent): Promise<HttpResult> {
   // Stateless over the warm inference core: its routes and sessions are what explanations run on.
-  const result = await new ExplainService({ inference: getInferenceService() }).explain(
+  const result = await new ExplainService({
+    inference: getInferenceService(),
+    store: getPredictStore(),
+  }).explain(
     pathParam(event, 'name'),
     event.pathParameters?.version ? pathParam(event, 'version') : undefined,
     inferBody(event),

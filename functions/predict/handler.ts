@@ -2,7 +2,16 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2 } from 'aws-lambda';
-import { type HttpEvent, type HttpResult, header, json, notFoundRoute, pathParam } from '../lib/http';
+import {
+  type HttpEvent,
+  type HttpResult,
+  header,
+  httpErrors,
+  json,
+  notFoundRoute,
+  pathParam,
+  refuseWhenMisconfigured,
+} from '../lib/http';
 import { explain, wantsExplanation } from './explain';
 import { inferBody, inferResponse, predictError } from './http';
 import { getInferenceService, logger } from './runtime';
@@ -51,19 +60,15 @@ const routes: HttpRoute[] = [
   { method: 'POST', path: '/v2/models/{name}/versions/{version}/explain', handler: explain },
 ];
 
-/** Open Inference Protocol routes (API Gateway HTTP API, payload 2.0); see docs/api/predict.md. */
+/**
+ * Open Inference Protocol routes (API Gateway HTTP API, payload 2.0); see docs/api/predict.md.
+ * The core (and with it every predict setting) is built before the first request is routed: a
+ * misconfigured container answers every request with a 500 `misconfigured`.
+ */
 export const handler = middy<HttpEvent, APIGatewayProxyResultV2>()
   .use(injectLambdaContext(logger, { resetKeys: true }))
-  .use({
-    onError: async (request) => {
-      const { status, body } = predictError(request.error);
-      // 4xx messages may quote request details: only status and code are logged for them.
-      if (status >= 500)
-        logger.error('request failed', { routeKey: request.event.routeKey, status, error: request.error });
-      else logger.warn('request rejected', { routeKey: request.event.routeKey, status, code: body.code });
-      request.response = json(status, body);
-    },
-  })
+  .use(httpErrors({ logger, toHttp: predictError }))
+  .use(refuseWhenMisconfigured(getInferenceService))
   .handler(
     httpRouterHandler({
       routes,

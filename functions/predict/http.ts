@@ -1,6 +1,6 @@
 import { PayloadTooLargeError } from '../../shared/errors';
 import { type ErrorBody, errorToHttp } from '../../shared/http/errors';
-import { type InferResult, ModelIntegrityError } from '../../shared/inference';
+import type { InferResult } from '../../shared/inference';
 import { bodyBytes, type HttpEvent, type HttpResult, LAMBDA_SYNC_PAYLOAD_LIMIT } from '../lib/http';
 
 /**
@@ -51,13 +51,11 @@ export function inferResponse(result: InferResult): HttpResult {
 }
 
 /**
- * Status and body of a failed predict request: the shared mapping, except that integrity
- * failures keep their message (operators and clients both need to know the model was refused).
+ * Status and body of a failed predict request: the shared mapping (which keeps the message of an
+ * `integrity_error`, so operators and clients both know the model was refused).
  * @example
  * const { status, body } = predictError(error);
  */
 export function predictError(error: unknown): { status: number; body: ErrorBody } {
-  if (error instanceof ModelIntegrityError)
-    return { status: 500, body: { error: error.message, code: 'integrity_error' } };
   return errorToHttp(error);
 }

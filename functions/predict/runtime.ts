@@ -1,9 +1,12 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { LogAttributes } from '@aws-lambda-powertools/logger/types';
+import { explainSettingsFromEnv } from '../../shared/explain';
 import { type InferenceLogger, type InferenceObserver, InferenceService } from '../../shared/inference';
-import { createMetricsSink } from '../../shared/metrics';
 import { createCaptureObserver } from '../../shared/monitor/capture';
-import { getRegistry, getStore } from '../lib/runtime';
+import { createRequestMetrics } from '../../shared/request-metrics';
+import { MisconfiguredError } from '../../shared/settings';
+import type { ObjectStore } from '../../shared/store';
+import { getRegistry, getStore, reportMisconfigured } from '../lib/runtime';
 
 /** Structured JSON logs of the predict function (request ids are added per invocation). */
 export const logger = new Logger({ serviceName: 'maas-predict' });
@@ -16,40 +19,70 @@ const coreLogger: InferenceLogger = {
 };
 
 let service: InferenceService | undefined;
+/** The store of an installed core's registry (tests, benchmarks); else the container's store. */
+let serviceStore: ObjectStore | undefined;
 const observers: InferenceObserver[] = [];
 let capture: InferenceObserver | null | undefined;
+/** An invalid setting found when the core was built: kept, so it is logged once per container. */
+let misconfigured: MisconfiguredError | undefined;
 
 /**
  * The container's inference core, built on first use from the environment (`MAAS_STORE`,
- * `MAAS_*` settings) and kept warm across invocations with its session and alias caches.
+ * `MAAS_*` settings) and kept warm across invocations with its session and alias caches. An
+ * invalid setting is logged once (setting, value, what was expected) and thrown as
+ * `MisconfiguredError` by this and every later call.
  * @example
  * const result = await getInferenceService().infer('iris', undefined, body);
  */
 export function getInferenceService(): InferenceService {
+  if (misconfigured) throw misconfigured;
   if (!service) {
-    // Monitoring's data capture is on unless MAAS_CAPTURE=false; built once per container.
-    capture ??= createCaptureObserver(getStore()) ?? null;
-    const all = capture ? [capture, ...observers] : [...observers];
-    service = new InferenceService({
-      registry: getRegistry(),
-      metrics: createMetricsSink(),
-      logger: coreLogger,
-      observers: all,
-    });
+    try {
+      // Explanations read their limits (MAAS_EXPLAIN_*) per request; checked here too, so that an
+      // invalid one refuses every request from the start like the core's own settings.
+      explainSettingsFromEnv();
+      // Monitoring's data capture is on unless MAAS_CAPTURE=false; built once per container.
+      capture ??= createCaptureObserver(getStore()) ?? null;
+      const all = capture ? [capture, ...observers] : [...observers];
+      service = new InferenceService({
+        registry: getRegistry(),
+        metrics: createRequestMetrics(),
+        logger: coreLogger,
+        observers: all,
+      });
+    } catch (error) {
+      if (!(error instanceof MisconfiguredError)) throw error;
+      misconfigured = error;
+      reportMisconfigured(error, logger);
+      throw error;
+    }
   }
   return service;
 }
 
 /**
  * Replaces the core (tests, benchmarks), or with no argument forgets it so the next call
- * re-reads the environment. Releases the previous core's sessions.
+ * re-reads the environment. Releases the previous core's sessions. `store` is the store the
+ * new core's registry reads (explanations read baselines there; default: `MAAS_STORE`).
  * @example
- * setInferenceService(new InferenceService({ registry, metrics }));
+ * setInferenceService(new InferenceService({ registry, metrics }), store);
  */
-export async function setInferenceService(next?: InferenceService): Promise<void> {
+export async function setInferenceService(next?: InferenceService, store?: ObjectStore): Promise<void> {
   const previous = service;
   service = next;
+  serviceStore = next ? store : undefined;
+  misconfigured = undefined;
   if (previous && previous !== next) await previous.close();
+}
+
+/**
+ * The store the core's registry reads: where explanations find monitoring baselines and
+ * reference data.
+ * @example
+ * const explainer = new ExplainService({ inference: getInferenceService(), store: getPredictStore() });
+ */
+export function getPredictStore(): ObjectStore {
+  return serviceStore ?? getStore();
 }
 
 /**

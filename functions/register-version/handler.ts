@@ -2,6 +2,7 @@ import middy from '@middy/core';
 import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2, S3Event } from 'aws-lambda';
 import { createUploadTicket, registerFromUpload, writeLocalUpload } from '../../shared/registry/uploads';
+import { getNumberFromEnv } from '../../shared/settings';
 import {
   actorOf,
   apiKeyAuth,
@@ -11,14 +12,22 @@ import {
   json,
   notFoundRoute,
   pathParam,
+  refuseWhenMisconfigured,
   route,
 } from '../lib/http';
-import { getRegistry } from '../lib/runtime';
+import { getRegistry, getRuntimeSettings, getStore } from '../lib/runtime';
 import { parseRegisterRequest } from './requests';
 import { handleS3Event, type S3EventReport } from './s3-event';
 
 /** Seconds an upload ticket stays valid (`MAAS_UPLOAD_EXPIRES_SECONDS`, default 900). */
-const uploadExpiry = (): number => Number(process.env.MAAS_UPLOAD_EXPIRES_SECONDS ?? 900);
+const uploadExpiry = (): number =>
+  getNumberFromEnv({
+    key: 'MAAS_UPLOAD_EXPIRES_SECONDS',
+    defaultValue: 900,
+    min: 1,
+    max: 604800,
+    integer: true,
+  });
 
 type Result = APIGatewayProxyResultV2;
 
@@ -27,7 +36,9 @@ const routes: Route<HttpEvent, Result>[] = [
   route('POST', '/models/{name}/uploads', async (event) =>
     json(
       201,
-      await createUploadTicket(getRegistry(), pathParam(event, 'name'), { expiresInSeconds: uploadExpiry() }),
+      await createUploadTicket(getStore(), getRegistry(), pathParam(event, 'name'), {
+        expiresInSeconds: uploadExpiry(),
+      }),
     ),
   ),
   // Local file store only: the stand-in for the presigned S3 POST (no ticket exists on S3 stores).
@@ -36,7 +47,7 @@ const routes: Route<HttpEvent, Result>[] = [
     const bytes = bodyBytes(event, registry.maxModelBytes);
     return json(
       200,
-      await writeLocalUpload(registry, pathParam(event, 'name'), pathParam(event, 'id'), bytes),
+      await writeLocalUpload(getStore(), pathParam(event, 'name'), pathParam(event, 'id'), bytes),
     );
   }),
   route('POST', '/models/{name}/versions', async (event) => {
@@ -46,7 +57,7 @@ const routes: Route<HttpEvent, Result>[] = [
     const registry = getRegistry();
     const result =
       'uploadKey' in request
-        ? await registerFromUpload(registry, name, request.uploadKey, options)
+        ? await registerFromUpload(getStore(), registry, name, request.uploadKey, options)
         : await registry.registerVersion(name, request.bytes, { source: 'api', ...options });
     const location = `/models/${name}/versions/${result.version.version}`;
     return json(
@@ -60,6 +71,7 @@ const routes: Route<HttpEvent, Result>[] = [
 /** The HTTP API routes of this function. */
 export const httpHandler = middy<HttpEvent, APIGatewayProxyResultV2>()
   .use(httpErrors())
+  .use(refuseWhenMisconfigured(getRuntimeSettings))
   .use(apiKeyAuth())
   .handler(
     httpRouterHandler<HttpEvent, APIGatewayProxyResultV2>({ routes, notFoundResponse: notFoundRoute }),

@@ -5,6 +5,7 @@ import {
   ingestIncomingObject,
   storeKeyOfBucketKey,
 } from '../../shared/registry/incoming';
+import { logger } from '../lib/logger';
 import { getRegistry, getStore } from '../lib/runtime';
 
 export interface S3EventReport {
@@ -57,23 +58,11 @@ export async function handleS3Event(event: S3Event): Promise<S3EventReport> {
               source: `s3://${record.s3.bucket.name}/${bucketKey}`,
             });
       outcomes.push(outcome);
-      console.log(
-        JSON.stringify({
-          level: outcome.status === 'rejected' ? 'WARN' : 'INFO',
-          message: 'incoming object',
-          ...outcome,
-        }),
-      );
+      if (outcome.status === 'rejected') logger.warn('incoming object', { ...outcome });
+      else logger.info('incoming object', { ...outcome });
     } catch (e) {
       failures.push(e);
-      console.error(
-        JSON.stringify({
-          level: 'ERROR',
-          message: 'incoming object failed; will be retried',
-          key: rawKey,
-          error: String((e as Error)?.stack ?? e),
-        }),
-      );
+      logger.error('incoming object failed; will be retried', { key: rawKey, error: e as Error });
     }
   }
   if (failures.length > 0)

@@ -12,9 +12,10 @@ import {
   jsonBody,
   notFoundRoute,
   pathParam,
+  refuseWhenMisconfigured,
   route,
 } from '../lib/http';
-import { getRegistry } from '../lib/runtime';
+import { getRegistry, getRuntimeSettings } from '../lib/runtime';
 import { optionalString, parseCanary, precondition } from './requests';
 
 type Result = APIGatewayProxyResultV2;
@@ -88,6 +89,7 @@ const routes: Route<HttpEvent, Result>[] = [
 /** Alias moves, rollbacks and version status: every change that alters what an alias serves. */
 export const handler = middy<HttpEvent, Result>()
   .use(httpErrors())
+  .use(refuseWhenMisconfigured(getRuntimeSettings))
   // Every route here writes, so the API key check (when configured) wraps the whole router.
   .use(apiKeyAuth())
   .handler(

@@ -8,6 +8,7 @@
  * `MAAS_STORE`), needs no platform-specific watcher, and lets a file be picked up only once its
  * size and etag stopped changing (a copy in progress is not ingested half-written).
  */
+import { Logger } from '@aws-lambda-powertools/logger';
 import { encodeS3EventKey, INCOMING_PREFIX, type IngestOutcome } from '../../shared/registry/incoming';
 import { listAll, type ObjectInfoSummary, type ObjectStore, S3ObjectStore } from '../../shared/store';
 
@@ -21,15 +22,18 @@ export interface IncomingPollerOptions {
   /** Bucket name put into events for file stores (they ignore it; default `maas-local`). S3 stores use their own bucket. */
   bucket?: string;
   region?: string;
-  /** Progress and errors (default: console). */
+  /** Progress and errors (default: a Powertools Logger). */
   log?: (line: string) => void;
 }
+
+/** Where progress goes unless the caller passes `log` (`npm start` passes the framework's log). */
+const pollerLogger = new Logger({ serviceName: 'maas-incoming' });
 
 const defaults: Required<IncomingPollerOptions> = {
   intervalMs: 1000,
   bucket: 'maas-local',
   region: 'us-east-1',
-  log: (line) => console.log(line),
+  log: (line) => pollerLogger.info(line),
 };
 
 /** Key segments of files still being written by common tools, or hidden/editor files. */

@@ -5,10 +5,43 @@
 import * as path from 'node:path';
 import { type SeedResult, seedDemoModel } from '../../dev/demo/iris';
 import { ModelRegistry } from '../../shared/registry';
+import { readSettings } from '../../shared/settings';
 import { createObjectStore } from '../../shared/store';
 import { IncomingPoller, offlineInvoker } from './incoming-poller';
 
 export { type ExposureDecision, exposureCheck, isLoopbackHost } from './exposure';
+
+/** The settings of `npm start` itself (the handlers read theirs in their own runtime). */
+export interface LocalDevSettings {
+  /** `MAAS_DEMO` (default true): register and promote the demo model on first start. */
+  demo: boolean;
+  /** `MAAS_INCOMING_POLL_MS` (default 1000): how often `incoming/` is listed. */
+  incomingPollMs: number;
+}
+
+/**
+ * Reads the `npm start` settings from the shell through `shared/settings.ts`; an invalid one
+ * throws `MisconfiguredError`, which stops `npm start` before anything listens.
+ *
+ * @example
+ * ```ts
+ * const { incomingPollMs } = localDevSettings(process.env);
+ * ```
+ */
+export function localDevSettings(shell: NodeJS.ProcessEnv): LocalDevSettings {
+  return readSettings(
+    (r) => ({
+      demo: r.getBooleanFromEnv({ key: 'MAAS_DEMO', defaultValue: true }),
+      incomingPollMs: r.getNumberFromEnv({
+        key: 'MAAS_INCOMING_POLL_MS',
+        defaultValue: 1000,
+        min: 10,
+        integer: true,
+      }),
+    }),
+    shell,
+  );
+}
 
 /** Environment variables passed from the shell to the local handlers as they are. */
 const PASSED_THROUGH = /^(MAAS_|S3_|POWERTOOLS_|AWS_SDK_JS_)/;
@@ -79,7 +112,7 @@ export function localFunctionEnvironment(
  * ```
  */
 export async function seedLocalStore(storeUrl: string, shell: NodeJS.ProcessEnv): Promise<SeedResult> {
-  if (shell.MAAS_DEMO === 'false') return { seeded: false };
+  if (!localDevSettings(shell).demo) return { seeded: false };
   return seedDemoModel(new ModelRegistry(createObjectStore(storeUrl, shell)));
 }
 

@@ -1,4 +1,4 @@
-import { MaasError } from '../errors';
+import { readSettings, type SettingsReader } from '../settings';
 
 /** Limits of the explain route (what one request may cost). */
 export interface ExplainSettings {
@@ -15,7 +15,8 @@ export interface ExplainSettings {
 }
 
 /**
- * Reads the explain limits from the environment.
+ * Reads the explain limits from the environment; an invalid one throws `MisconfiguredError`
+ * (`shared/settings.ts`), a server error naming the setting, never blamed on the client.
  *
  * | variable | default |
  * | --- | --- |
@@ -31,21 +32,25 @@ export interface ExplainSettings {
  * ```
  */
 export function explainSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): ExplainSettings {
-  return {
-    maxSamples: int(env, 'MAAS_EXPLAIN_MAX_SAMPLES', 8192),
-    timeBudgetMs: int(env, 'MAAS_EXPLAIN_TIME_BUDGET_MS', 10_000),
-    batchSize: int(env, 'MAAS_EXPLAIN_BATCH_SIZE', 64),
-    maxFeatures: int(env, 'MAAS_EXPLAIN_MAX_FEATURES', 128),
-    maxBatchElements: int(env, 'MAAS_EXPLAIN_MAX_BATCH_ELEMENTS', 4 * 1024 * 1024),
-  };
+  return readSettings((reader) => readExplainSettings(reader), env);
 }
 
-function int(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  // A bad setting is the operator's problem: a server error, never blamed on the client.
-  if (!Number.isSafeInteger(n) || n < 1)
-    throw new MaasError('internal', `${name} must be a positive integer, got ${JSON.stringify(raw)}`);
-  return n;
+/**
+ * The explain limits read through a caller's {@link SettingsReader}, so that a function
+ * reading several groups reports every invalid setting at once.
+ * @example
+ * const reader = new SettingsReader(process.env);
+ * const explain = readExplainSettings(reader);
+ * reader.check();
+ */
+export function readExplainSettings(env: SettingsReader): ExplainSettings {
+  const int = (key: string, defaultValue: number): number =>
+    env.getNumberFromEnv({ key, defaultValue, min: 1, integer: true });
+  return {
+    maxSamples: int('MAAS_EXPLAIN_MAX_SAMPLES', 8192),
+    timeBudgetMs: int('MAAS_EXPLAIN_TIME_BUDGET_MS', 10_000),
+    batchSize: int('MAAS_EXPLAIN_BATCH_SIZE', 64),
+    maxFeatures: int('MAAS_EXPLAIN_MAX_FEATURES', 128),
+    maxBatchElements: int('MAAS_EXPLAIN_MAX_BATCH_ELEMENTS', 4 * 1024 * 1024),
+  };
 }

@@ -25,7 +25,8 @@ import {
 import type { TensorSpec } from '../onnx/inspect';
 import { parseOipInputs, typedFromNumbers } from '../optimize/inputs';
 import type { ModelVersion } from '../registry/types';
-import { ObjectNotFoundError } from '../store';
+import type { ObjectStore } from '../store';
+import { readJson, type StoredDocument } from '../store/documents';
 import { type ExplainSettings, explainSettingsFromEnv } from './config';
 import { exactCoalitions, kernelShap } from './kernel-shap';
 import { MaskedModel } from './masked-model';
@@ -85,6 +86,8 @@ export interface ExplainResult {
 /** Options of {@link ExplainService}. */
 export interface ExplainServiceOptions {
   inference: InferenceService;
+  /** The store of the inference core's registry: monitoring baselines and reference data are read there. */
+  store: ObjectStore;
   settings?: Partial<ExplainSettings>;
 }
 
@@ -94,16 +97,18 @@ const ADDITIVITY_TOLERANCE = 1e-3;
 /**
  * @example
  * ```ts
- * const explainer = new ExplainService({ inference: service });
+ * const explainer = new ExplainService({ inference: service, store });
  * const result = await explainer.explain('iris', undefined, JSON.stringify({ inputs, parameters: { explain_samples: 512 } }));
  * ```
  */
 export class ExplainService {
   readonly settings: ExplainSettings;
   private readonly inference: InferenceService;
+  private readonly store: ObjectStore;
 
   constructor(options: ExplainServiceOptions) {
     this.inference = options.inference;
+    this.store = options.store;
     this.settings = { ...explainSettingsFromEnv(), ...options.settings };
   }
 
@@ -281,16 +286,16 @@ export class ExplainService {
         describe: { baseline: 'zeros' },
       };
     if (choice.kind === 'reference') {
-      let doc: unknown;
+      let found: StoredDocument<unknown> | undefined;
       try {
-        doc = JSON.parse((await this.inference.registry.store.get(choice.key)).body.toString('utf8'));
+        found = await readJson<unknown>(this.store, choice.key);
       } catch (e) {
-        if (e instanceof ObjectNotFoundError)
-          throw new NotFoundError(`reference data ${choice.key} does not exist`, { key: choice.key });
         if (e instanceof SyntaxError)
           throw new UnprocessableError(`reference data ${choice.key} is not JSON`);
         throw e;
       }
+      if (!found) throw new NotFoundError(`reference data ${choice.key} does not exist`, { key: choice.key });
+      const doc = found.doc;
       const feed = parseOipInputs((doc as { inputs?: unknown } | null)?.inputs, version.onnx.inputs);
       const t = feed.find((x) => x.name === inputName)!;
       if (t.data.length % elements !== 0)
@@ -305,7 +310,7 @@ export class ExplainService {
         describe: { baseline: 'reference', baseline_key: choice.key },
       };
     }
-    const found = await readBaseline(this.inference.registry.store, version.name, version.version);
+    const found = await readBaseline(this.store, version.name, version.version);
     const means = new Float64Array(elements);
     let missing = found ? 0 : elements;
     if (found) {

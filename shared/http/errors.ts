@@ -1,4 +1,5 @@
 import { httpStatusOf, MaasError } from '../errors';
+import { MisconfiguredError } from '../settings';
 
 /** The one error body every maas HTTP route returns (the Open Inference Protocol's shape). */
 export interface ErrorBody {
@@ -20,11 +21,27 @@ export interface ErrorBody {
  */
 export function errorToHttp(error: unknown): { status: number; body: ErrorBody } {
   const status = httpStatusOf(error);
+  // The deployment's fault, not the client's: name the settings (never their values, which may be secret).
+  if (error instanceof MisconfiguredError) {
+    return {
+      status: 500,
+      body: {
+        error: `misconfigured: invalid ${error.settings.join(', ')} (see the function's start-up log)`,
+        code: 'misconfigured',
+        details: { settings: error.settings },
+      },
+    };
+  }
   if (error instanceof MaasError && status < 500) {
     return {
       status,
       body: { error: error.message, code: error.kind, ...(error.details ? { details: error.details } : {}) },
     };
+  }
+  // The message names only the model and the hashes: operators and clients both need to know
+  // the model was refused, not merely that something failed.
+  if (error instanceof MaasError && error.kind === 'integrity_error') {
+    return { status, body: { error: error.message, code: error.kind } };
   }
   if (error instanceof MaasError && error.kind === 'unavailable') {
     return { status, body: { error: 'service temporarily unavailable, retry later', code: error.kind } };

@@ -8,7 +8,9 @@ import { isOipDatatype, OIP_DATATYPES, type OipDatatype } from '../onnx/datatype
 import {
   binaryDataOf,
   checkedElementCount,
+  isBareNonFinite,
   jsonDataOf,
+  parseJsonMarkingNonFinite,
   type TensorValues,
   valuesFromBinary,
   valuesFromJson,
@@ -67,8 +69,17 @@ export interface DecodeOptions {
 const MAX_RANK = 32;
 
 /**
+ * Longest request `id` accepted (characters). The id is echoed in the response, logged, and used
+ * to pin a caller to one side of a canary split, so an unbounded one would let a client inflate
+ * every record it touches.
+ */
+export const MAX_REQUEST_ID_LENGTH = 256;
+
+/**
  * Decodes an inference request body. Throws InvalidArgumentError (400) for malformed JSON or
- * tensors, UnsupportedMediaTypeError (415) for a non-JSON body without the binary header.
+ * tensors or an `id` over {@link MAX_REQUEST_ID_LENGTH} characters, UnsupportedMediaTypeError
+ * (415) for a non-JSON body without the binary header. Float data may hold the non-finite
+ * literals `NaN`, `Infinity`, `-Infinity`, bare (as Python's `json` writes them) or quoted.
  * @example
  * const request = decodeInferRequest(Buffer.from('{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}'));
  */
@@ -112,7 +123,7 @@ function parseJson(text: string): unknown {
   if (text.length === 0)
     throw new InvalidArgumentError('request body is empty; expected an inference request with "inputs"');
   try {
-    return JSON.parse(text);
+    return parseJsonMarkingNonFinite(text);
   } catch (e) {
     throw new InvalidArgumentError(`malformed JSON in the inference request: ${(e as Error).message}`);
   }
@@ -133,7 +144,13 @@ function decodeDocument(
   if (!isObject(doc)) throw new InvalidArgumentError('the inference request must be a JSON object');
   const request: InferRequest = { inputs: [], binaryOutputs: false };
   if (doc.id !== undefined) {
-    if (typeof doc.id !== 'string') throw new InvalidArgumentError('"id" must be a string');
+    if (typeof doc.id !== 'string' || isBareNonFinite(doc.id))
+      throw new InvalidArgumentError('"id" must be a string');
+    if (doc.id.length > MAX_REQUEST_ID_LENGTH) {
+      throw new InvalidArgumentError(
+        `"id" is ${doc.id.length} characters long; at most ${MAX_REQUEST_ID_LENGTH} are accepted`,
+      );
+    }
     request.id = doc.id;
   }
   if (doc.parameters !== undefined) {
@@ -144,8 +161,9 @@ function decodeDocument(
       throw new InvalidArgumentError('parameters.binary_data_output must be a boolean');
     request.binaryOutputs = bo === true;
   }
-  if (!Array.isArray(doc.inputs) || doc.inputs.length === 0)
-    throw new InvalidArgumentError('"inputs" must be a non-empty array');
+  // Empty is valid: a model without inputs (a constant generator) is called with `inputs: []`;
+  // checkRequest (signature.ts) names what a model with inputs is missing.
+  if (!Array.isArray(doc.inputs)) throw new InvalidArgumentError('"inputs" must be an array');
 
   let offset = headerLength;
   // Shared by all JSON inputs: together they cannot hold more elements than the text has room for.
@@ -277,7 +295,8 @@ export interface ResponseHead {
  * Encodes an inference response: plain JSON when no output is binary, else the JSON header
  * followed by the binary outputs in order (the caller sends `headerLength` as
  * `Inference-Header-Content-Length`). The JSON is assembled from pre-serialized pieces so large
- * outputs are written once, without intermediate arrays.
+ * outputs are written once, without intermediate arrays. Non-finite floats are written as the
+ * bare literals `NaN`, `Infinity` and `-Infinity` (Triton's and Python's `json` form).
  * @example
  * const { body, contentType } = encodeInferResponse({ modelName: 'iris', modelVersion: '1' }, outputs);
  */

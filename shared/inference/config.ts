@@ -4,7 +4,7 @@
  * Lambda gives the function, full graph optimization.
  */
 import { availableParallelism } from 'node:os';
-import { MaasError } from '../errors';
+import { readSettings, type SettingsReader } from '../settings';
 
 export type GraphOptimizationLevel = 'disabled' | 'basic' | 'extended' | 'all';
 
@@ -32,7 +32,8 @@ export const DEFAULT_ALIAS_TTL_MS = 5000;
 export const DEFAULT_MODEL_CACHE_DIR = '/tmp/maas-models';
 
 /**
- * Reads the settings from the environment.
+ * Reads the settings from the environment; an invalid one throws `MisconfiguredError`
+ * (`shared/settings.ts`), a server error naming the setting.
  *
  * | variable | default |
  * | --- | --- |
@@ -50,35 +51,40 @@ export const DEFAULT_MODEL_CACHE_DIR = '/tmp/maas-models';
  * ```
  */
 export function inferenceSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): InferenceSettings {
-  const lambdaMb = Number(env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE);
-  const level = env.MAAS_ORT_GRAPH_OPTIMIZATION ?? 'all';
-  if (!['disabled', 'basic', 'extended', 'all'].includes(level)) {
-    throw misconfigured(`MAAS_ORT_GRAPH_OPTIMIZATION must be disabled, basic, extended or all, got ${level}`);
-  }
+  return readSettings((settings) => readInferenceSettings(settings), env);
+}
+
+const GRAPH_OPTIMIZATION_LEVELS: readonly GraphOptimizationLevel[] = ['disabled', 'basic', 'extended', 'all'];
+
+/**
+ * The inference settings read through a caller's {@link SettingsReader}, so that a function
+ * reading several groups reports every invalid setting at once.
+ * @example
+ * const reader = new SettingsReader(process.env);
+ * const inference = readInferenceSettings(reader);
+ * reader.check();
+ */
+export function readInferenceSettings(env: SettingsReader): InferenceSettings {
+  const lambdaMb = env.getNumberFromEnv({ key: 'AWS_LAMBDA_FUNCTION_MEMORY_SIZE', defaultValue: 0, min: 0 });
+  const int = (key: string, defaultValue: number, min: number): number =>
+    env.getNumberFromEnv({ key, defaultValue, min, integer: true });
   return {
-    aliasTtlMs: int(env, 'MAAS_ALIAS_TTL_MS', DEFAULT_ALIAS_TTL_MS, 0),
-    modelCacheDir: env.MAAS_MODEL_CACHE_DIR || DEFAULT_MODEL_CACHE_DIR,
+    aliasTtlMs: int('MAAS_ALIAS_TTL_MS', DEFAULT_ALIAS_TTL_MS, 0),
+    modelCacheDir: env.getStringFromEnv({
+      key: 'MAAS_MODEL_CACHE_DIR',
+      defaultValue: DEFAULT_MODEL_CACHE_DIR,
+    }),
     sessionCacheBytes:
-      int(env, 'MAAS_SESSION_CACHE_MB', lambdaMb > 0 ? Math.floor(lambdaMb / 2) : 1024, 1) * 1024 * 1024,
+      int('MAAS_SESSION_CACHE_MB', lambdaMb > 0 ? Math.floor(lambdaMb / 2) : 1024, 1) * 1024 * 1024,
     session: {
-      intraOpThreads: int(env, 'MAAS_ORT_INTRA_OP_THREADS', availableParallelism(), 0),
-      interOpThreads: int(env, 'MAAS_ORT_INTER_OP_THREADS', 1, 0),
-      graphOptimizationLevel: level as GraphOptimizationLevel,
+      intraOpThreads: int('MAAS_ORT_INTRA_OP_THREADS', availableParallelism(), 0),
+      interOpThreads: int('MAAS_ORT_INTER_OP_THREADS', 1, 0),
+      graphOptimizationLevel: env.getEnumFromEnv({
+        key: 'MAAS_ORT_GRAPH_OPTIMIZATION',
+        values: GRAPH_OPTIMIZATION_LEVELS,
+        defaultValue: 'all',
+      }),
     },
-    observerFlushBudgetMs: int(env, 'MAAS_OBSERVER_FLUSH_BUDGET_MS', 50, 0),
+    observerFlushBudgetMs: int('MAAS_OBSERVER_FLUSH_BUDGET_MS', 50, 0),
   };
-}
-
-function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < min)
-    throw misconfigured(`${name} must be an integer ≥ ${min}, got ${JSON.stringify(raw)}`);
-  return n;
-}
-
-/** A bad setting is the operator's problem, not the client's: a server error (logged, not echoed). */
-function misconfigured(message: string): MaasError {
-  return new MaasError('internal', message);
 }

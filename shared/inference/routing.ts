@@ -174,12 +174,9 @@ export class RouteResolver {
     return route;
   }
 
-  private async latestActive(name: string): Promise<ModelVersion> {
-    const latest = await this.registry.latestActiveVersion(name);
-    if (latest) return latest;
-    if ((await this.registry.latestVersion(name)) === 0)
-      throw new NotFoundError(`model ${name} does not exist`, { name });
-    throw new ConflictError(`model ${name} has no active version to serve`, { name });
+  /** `latest` means what it means everywhere: the registry's newest active version. */
+  private latestActive(name: string): Promise<ModelVersion> {
+    return this.registry.resolveLatest(name);
   }
 }
 

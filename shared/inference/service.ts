@@ -6,10 +6,10 @@
  */
 import * as ort from 'onnxruntime-node';
 import { httpStatusOf, MaasError, UnprocessableError } from '../errors';
-import { type MetricDimensions, type MetricsSink, NoopMetricsSink } from '../metrics';
 import { oipFromOrtType, ortTypeFromOip } from '../onnx/datatypes';
 import type { TensorSpec } from '../onnx/inspect';
 import type { ModelRegistry, ModelVersion } from '../registry';
+import { type MetricDimensions, NoopRequestMetrics, type RequestMetrics } from '../request-metrics';
 import {
   type DecodeOptions,
   decodeInferRequest,
@@ -50,7 +50,7 @@ export interface InferenceServiceOptions {
   registry: ModelRegistry;
   /** Overrides of the environment's settings ({@link inferenceSettingsFromEnv}). */
   settings?: Partial<InferenceSettings>;
-  metrics?: MetricsSink;
+  metrics?: RequestMetrics;
   logger?: InferenceLogger;
   observers?: InferenceObserver[];
   /** Clock for alias TTLs (tests). */
@@ -85,7 +85,7 @@ export interface TensorMetadata {
 /**
  * @example
  * ```ts
- * const service = new InferenceService({ registry, metrics: createMetricsSink() });
+ * const service = new InferenceService({ registry, metrics: createRequestMetrics() });
  * const result = await service.infer('iris', undefined, body, { contentType: 'application/json' });
  * ```
  */
@@ -93,9 +93,8 @@ export class InferenceService {
   readonly settings: InferenceSettings;
   readonly sessions: SessionCache;
   readonly routes: RouteResolver;
-  /** The registry versions are resolved in (explanations read their baselines through its store). */
-  readonly registry: ModelRegistry;
-  private readonly metrics: MetricsSink;
+  private readonly registry: ModelRegistry;
+  private readonly metrics: RequestMetrics;
   private readonly logger: InferenceLogger;
   private readonly observers: InferenceObserver[];
   private readonly flushing = new Map<InferenceObserver, Promise<void>>();
@@ -117,7 +116,7 @@ export class InferenceService {
       session: { ...env.session, ...options.settings?.session },
     };
     this.registry = options.registry;
-    this.metrics = options.metrics ?? new NoopMetricsSink();
+    this.metrics = options.metrics ?? new NoopRequestMetrics();
     this.logger = options.logger ?? silentLogger;
     this.observers = options.observers ?? [];
     this.now = options.now ?? Date.now;
@@ -132,7 +131,7 @@ export class InferenceService {
         }),
     });
     this.sessions = new SessionCache({
-      store: this.registry.store,
+      readModel: (version) => this.registry.readModel(version),
       cacheDir: this.settings.modelCacheDir,
       budgetBytes: this.settings.sessionCacheBytes,
       session: this.settings.session,

@@ -3,41 +3,21 @@
  *
  * - Model bytes come from the store once per container and are kept in a local folder keyed by
  *   sha256 (`/tmp` on Lambda), so re-creating an evicted session costs no store request.
- * - The sha256 of the bytes is checked against the version manifest before any session is
- *   created: a tampered or corrupted blob is refused with {@link ModelIntegrityError}.
+ * - Bytes come from the registry's verified read (`ModelRegistry.readModel`) before any session
+ *   is created: a tampered or corrupted blob is refused with an {@link IntegrityError}.
  * - Sessions live in an LRU bounded by a memory budget, estimated from model sizes; evicting a
  *   session that is still running releases it when its last run ends.
  * - Concurrent requests for a model that is loading share one load (single flight).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { MaasError } from '../errors';
-import type { ModelVersion } from '../registry';
-import { type ObjectStore, readWithSha256 } from '../store';
+import { IntegrityError } from '../errors';
+import { type ModelVersion, matchesManifest, sha256Hex } from '../registry';
 import type { SessionSettings } from './config';
 import type { InferenceLogger } from './logger';
-
-/** The bytes of a version do not hash to its recorded sha256: they are never served. */
-export class ModelIntegrityError extends MaasError {
-  constructor(
-    readonly model: string,
-    readonly version: number,
-    readonly expected: string,
-    readonly actual: string,
-  ) {
-    super(
-      'internal',
-      `model ${model} version ${version} failed its integrity check (sha256 ${actual} ≠ recorded ${expected}); refusing to serve it`,
-      {
-        model,
-        version,
-      },
-    );
-  }
-}
 
 /** A session lent to one request; call `release` when the run is over. */
 export interface SessionLease {
@@ -48,7 +28,8 @@ export interface SessionLease {
 }
 
 export interface SessionCacheOptions {
-  store: ObjectStore;
+  /** The verified read of a version's bytes (the registry's `readModel`). */
+  readModel: (version: ModelVersion) => Promise<Uint8Array>;
   cacheDir: string;
   budgetBytes: number;
   session: SessionSettings;
@@ -230,7 +211,7 @@ export class SessionCache {
       if (writtenByThisProcess.get(file) === local.identity)
         return { bytes: local.bytes, source: 'local', hashed: false };
       writtenByThisProcess.delete(file);
-      if (sha256(local.bytes) === version.sha256)
+      if (matchesManifest(version, { sha256: sha256Hex(local.bytes), size: local.bytes.length }))
         return { bytes: local.bytes, source: 'local', hashed: true };
       // A damaged local copy is not the store's fault: drop it and fetch again.
       this.options.logger?.warn('local model copy failed its sha256 check; fetching it again', {
@@ -239,16 +220,20 @@ export class SessionCache {
       });
       await rm(file, { force: true });
     }
-    const { body, sha256: actual } = await readWithSha256(this.options.store, version.blobKey);
-    if (actual !== version.sha256) {
-      this.options.onIntegrityFailure?.(version);
-      this.options.logger?.error('model blob failed its integrity check', {
-        model: version.name,
-        version: version.version,
-        expected: version.sha256,
-        actual,
-      });
-      throw new ModelIntegrityError(version.name, version.version, version.sha256, actual);
+    let body: Uint8Array;
+    try {
+      body = await this.options.readModel(version);
+    } catch (e) {
+      if (e instanceof IntegrityError) {
+        this.options.onIntegrityFailure?.(version);
+        this.options.logger?.error('model blob failed its integrity check', {
+          model: version.name,
+          version: version.version,
+          expected: e.expected,
+          actual: e.actual,
+        });
+      }
+      throw e;
     }
     // Not awaited: the local copy only matters for a later reload, so writing it must not
     // delay the first response (write-then-rename keeps readers from seeing a partial file).
@@ -296,8 +281,4 @@ async function readLocal(file: string): Promise<{ bytes: Buffer; identity: strin
   } finally {
     await handle.close();
   }
-}
-
-function sha256(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
 }

@@ -97,6 +97,7 @@ function shapeText(shape: readonly number[]): string {
 }
 
 function describeInputs(inputs: readonly TensorSpec[]): string {
+  if (inputs.length === 0) return 'no inputs (send "inputs": [])';
   return inputs
     .map((s) => `'${s.name}' ${s.datatype}${s.unknownRank ? '' : ` ${shapeText(s.shape)}`}`)
     .join(', ');

@@ -76,6 +76,116 @@ const UINT64_MAX = 2n ** 64n - 1n;
 /** Thrown for a bad element; the caller adds which input it was. */
 class ElementError extends Error {}
 
+/**
+ * The JSON forms of non-finite floats, as Triton (rapidjson's NaN/Inf flags) and Python's `json`
+ * write them: bare `NaN`, `Infinity`, `-Infinity`. Inputs may also send them quoted.
+ */
+const NON_FINITE: ReadonlyMap<string, number> = new Map([
+  ['NaN', Number.NaN],
+  ['Infinity', Number.POSITIVE_INFINITY],
+  ['-Infinity', Number.NEGATIVE_INFINITY],
+]);
+
+/**
+ * What {@link parseJsonWithNonFinite} puts in place of a bare literal: a string no client can
+ * send in a BYTES element (onnxruntime refuses NUL), so a bare `NaN` never passes for the text "NaN".
+ */
+const BARE_MARK = '\u0000';
+
+/** A float element: a number, or one of the non-finite spellings (quoted or bare). */
+function floatOf(v: unknown, i: number): number {
+  if (typeof v === 'number') return v;
+  if (typeof v === 'string') {
+    const f = NON_FINITE.get(v.startsWith(BARE_MARK) ? v.slice(1) : v);
+    if (f !== undefined) return f;
+    throw new ElementError(
+      `element ${i} is a string other than "NaN", "Infinity" or "-Infinity", expected a number`,
+    );
+  }
+  throw new ElementError(`element ${i} is ${describe(v)}, expected a number`);
+}
+
+/** True for the stand-in of a bare `NaN`/`Infinity`/`-Infinity` literal. */
+export function isBareNonFinite(v: unknown): boolean {
+  return typeof v === 'string' && v.startsWith(BARE_MARK) && NON_FINITE.has(v.slice(1));
+}
+
+/**
+ * `JSON.parse`, also reading the bare `NaN`, `Infinity` and `-Infinity` that Python's `json` and
+ * Triton write (outside strings), each as a marker string the float element writers read and the
+ * others refuse (see {@link isBareNonFinite}). Plain JSON takes the fast path; only text
+ * JSON.parse refuses is scanned again, so well-formed requests pay nothing. Throws JSON.parse's
+ * SyntaxError when the text is malformed either way.
+ * @example
+ * parseJsonMarkingNonFinite('[1,NaN]') // [1, '\u0000NaN']
+ */
+export function parseJsonMarkingNonFinite(
+  text: string,
+  reviver?: (key: string, value: unknown) => unknown,
+): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    if (!text.includes('NaN') && !text.includes('Infinity')) throw e;
+    const marked = markBareNonFinite(text);
+    try {
+      return JSON.parse(marked, reviver);
+    } catch {
+      throw e;
+    }
+  }
+}
+
+/**
+ * `text` with each bare `NaN`, `Infinity`, `-Infinity` outside strings replaced by its marker
+ * string. One linear pass that tracks strings and escapes: a regular expression matching strings
+ * would rescan the rest of the text from every unterminated quote (quadratic on hostile bodies).
+ */
+function markBareNonFinite(text: string): string {
+  let out = '';
+  let copied = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+      continue;
+    }
+    if (c === 0x22) {
+      inString = true;
+      continue;
+    }
+    const word =
+      c === 0x4e && text.startsWith('NaN', i)
+        ? 'NaN'
+        : c === 0x49 && text.startsWith('Infinity', i)
+          ? 'Infinity'
+          : c === 0x2d && text.startsWith('-Infinity', i)
+            ? '-Infinity'
+            : undefined;
+    if (word === undefined) continue;
+    out += `${text.slice(copied, i)}"\\u0000${word}"`;
+    i += word.length - 1;
+    copied = i + 1;
+  }
+  return out + text.slice(copied);
+}
+
+/**
+ * Reads a response (or any JSON text) that may hold the bare `NaN`, `Infinity` and `-Infinity`
+ * maas writes for non-finite floats, as numbers: what a JavaScript client needs, since
+ * `JSON.parse` refuses them.
+ * @example
+ * parseJsonWithNonFinite('{"data":[1,NaN,-Infinity]}') // { data: [1, NaN, -Infinity] }
+ */
+export function parseJsonWithNonFinite(text: string): unknown {
+  return parseJsonMarkingNonFinite(text, (_, v) =>
+    isBareNonFinite(v) ? NON_FINITE.get((v as string).slice(1)) : v,
+  );
+}
+
 type ElementWriter = (value: unknown, index: number) => void;
 
 function writerFor(datatype: OipDatatype, out: TensorValues): ElementWriter {
@@ -84,17 +194,13 @@ function writerFor(datatype: OipDatatype, out: TensorValues): ElementWriter {
     case 'FP64': {
       const a = out as Float32Array | Float64Array;
       return (v, i) => {
-        if (typeof v !== 'number')
-          throw new ElementError(`element ${i} is ${describe(v)}, expected a number`);
-        a[i] = v;
+        a[i] = typeof v === 'number' ? v : floatOf(v, i);
       };
     }
     case 'FP16': {
       const a = out as Uint16Array;
       return (v, i) => {
-        if (typeof v !== 'number')
-          throw new ElementError(`element ${i} is ${describe(v)}, expected a number`);
-        a[i] = float32ToFloat16Bits(v);
+        a[i] = float32ToFloat16Bits(floatOf(v, i));
       };
     }
     case 'BOOL': {
@@ -125,7 +231,7 @@ function writerFor(datatype: OipDatatype, out: TensorValues): ElementWriter {
     case 'BYTES': {
       const a = out as string[];
       return (v, i) => {
-        if (typeof v !== 'string')
+        if (typeof v !== 'string' || isBareNonFinite(v))
           throw new ElementError(`element ${i} is ${describe(v)}, expected a string`);
         a[i] = checkedString(v, i);
       };
@@ -161,6 +267,7 @@ function checkedString(s: string, index: number): string {
 
 function describe(v: unknown): string {
   if (v === null) return 'null';
+  if (isBareNonFinite(v)) return 'a bare non-finite number';
   if (Array.isArray(v)) return 'an array';
   // Only the type, never the value: messages end up in logs, and tensor data must not.
   return `a ${typeof v}`;
@@ -316,9 +423,11 @@ export function valuesFromBinary(
 
 /**
  * The JSON text of an output's `data` (flat), written without an intermediate array: numeric
- * arrays are joined directly; non-finite floats become `null` as JSON.stringify would.
+ * arrays are joined directly. Non-finite floats are written as the bare literals `NaN`,
+ * `Infinity` and `-Infinity`, as Triton does and Python's `json` reads (JSON.stringify's `null`
+ * could not be told from a missing value).
  * @example
- * jsonDataOf('FP32', Float32Array.of(1, 2.5)) // '[1,2.5]'
+ * jsonDataOf('FP32', Float32Array.of(1, 2.5, Number.NaN)) // '[1,2.5,NaN]'
  */
 export function jsonDataOf(datatype: OipDatatype, values: TensorValues): string {
   switch (datatype) {
@@ -340,17 +449,22 @@ export function jsonDataOf(datatype: OipDatatype, values: TensorValues): string 
     case 'FP64':
       return floatJson(values as Float32Array | Float64Array);
     default:
-      // Integers (including 64-bit BigInt arrays, printed exactly) are valid JSON as joined.
-      return `[${(values as Exclude<OipTypedArray, Float32Array>).join(',')}]`;
+      // Integers print as JSON numbers (64-bit BigInt arrays exactly).
+      return `[${(values as OipTypedArray).join(',')}]`;
   }
 }
 
+/**
+ * Floats joined as they print: numbers, and `NaN`, `Infinity`, `-Infinity` for non-finite ones.
+ * Only negative zero needs help (it prints as `0`): it is written `-0`, as Python writes `-0.0`.
+ */
 function floatJson(a: Float32Array | Float64Array): string {
-  const s = a.join(',');
-  // Only NaN and ±Infinity print letters N or I; JSON has no such numbers, so use null.
-  if (s.includes('N') || s.includes('I'))
-    return JSON.stringify(Array.from(a, (v) => (Number.isFinite(v) ? v : null)));
-  return `[${s}]`;
+  for (let i = 0; i < a.length; i++) {
+    const v = a[i] as number;
+    if (v === 0 && 1 / v < 0)
+      return `[${Array.from(a, (x) => (x === 0 && 1 / x < 0 ? '-0' : String(x))).join(',')}]`;
+  }
+  return `[${a.join(',')}]`;
 }
 
 /**

@@ -2,8 +2,16 @@ import { ConflictError, InvalidArgumentError } from '../errors';
 import type { ObservedTensor } from '../inference/observer';
 import { isOipDatatype } from '../onnx/datatypes';
 import { assertModelName, parseVersionNumber } from '../registry/names';
-import { ObjectNotFoundError, ObjectPreconditionError, type ObjectStore } from '../store';
-import { readJson } from '../store/documents';
+import type { ObjectStore } from '../store';
+import {
+  createJson,
+  DocumentConflictError,
+  KEEP,
+  putJson,
+  readJson,
+  type StoredDocument,
+  updateJson,
+} from '../store/documents';
 import { recordTensor } from './capture';
 import { numberSetting } from './config';
 import { emptyHistogram, type Histogram, histogramFromJson, mergeHistogram } from './histogram';
@@ -91,19 +99,13 @@ export async function createBaselineFromData(
   };
   for (const t of inputs) recordTensor(doc.inputs, t, t.shape[0] ?? 1, maxFeatures);
   for (const t of outputs) recordTensor(doc.outputs, t, t.shape[0] ?? 1, maxFeatures);
-  try {
-    await store.put(monitoringLayout.baseline(model, version), JSON.stringify(doc), {
-      contentType: 'application/json',
-      ...(data.replace ? {} : { ifNoneMatch: '*' as const }),
-    });
-  } catch (e) {
-    if (e instanceof ObjectPreconditionError)
-      throw new ConflictError(
-        `version ${version} of ${model} already has a baseline; pass replace: true to overwrite it`,
-        { model, version },
-      );
-    throw e;
-  }
+  const key = monitoringLayout.baseline(model, version);
+  if (data.replace) await putJson(store, key, doc);
+  else if (!(await createJson(store, key, doc)).created)
+    throw new ConflictError(
+      `version ${version} of ${model} already has a baseline; pass replace: true to overwrite it`,
+      { model, version },
+    );
   return doc;
 }
 
@@ -119,13 +121,19 @@ export async function readBaseline(
   store: ObjectStore,
   model: string,
   version: number,
-): Promise<{ doc: BaselineDoc; etag: string } | undefined> {
+): Promise<StoredDocument<BaselineDoc> | undefined> {
   const found = await readJson<BaselineDoc>(store, monitoringLayout.baseline(model, version));
-  if (!found) return undefined;
-  const raw = found.doc;
+  return found && parsedBaseline(found);
+}
+
+/** A stored baseline with its histograms in memory form (JSON keeps only the sparse fields). */
+function parsedBaseline(found: StoredDocument<BaselineDoc>): StoredDocument<BaselineDoc> {
   const hists = (v: Record<string, unknown> | undefined): Record<string, Histogram> =>
     Object.fromEntries(Object.entries(v ?? {}).map(([k, h]) => [k, histogramFromJson(h)]));
-  return { doc: { ...raw, inputs: hists(raw.inputs), outputs: hists(raw.outputs) }, etag: found.etag };
+  return {
+    doc: { ...found.doc, inputs: hists(found.doc.inputs), outputs: hists(found.doc.outputs) },
+    etag: found.etag,
+  };
 }
 
 /**
@@ -135,7 +143,8 @@ export async function readBaseline(
  *
  * `known` is the baseline as the caller just read it (or `null` when it read none): the first
  * attempt uses it instead of reading the object again, and its compare-and-swap put still
- * fails if the object changed since. Its `doc` is updated in place.
+ * fails if the object changed since (then the object is read again). Returns undefined when
+ * concurrent writers kept winning (this window is then left out of the baseline).
  *
  * @example
  * ```ts
@@ -149,44 +158,48 @@ export async function extendTrafficBaseline(
   window: VersionSummary,
   target: number,
   now: Date,
-  known?: { doc: BaselineDoc; etag: string } | null,
+  known?: StoredDocument<BaselineDoc> | null,
 ): Promise<BaselineDoc | undefined> {
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const found =
-      attempt === 0 && known !== undefined ? (known ?? undefined) : await readBaseline(store, model, version);
-    if (found && (found.doc.complete || found.doc.source === 'reference')) return found.doc;
-    const successful = window.requests - window.errors - window.clientErrors;
-    if (successful <= 0) return found?.doc;
-    const doc: BaselineDoc = found?.doc ?? {
-      format: 'maas.baseline/1',
-      model,
-      version,
-      source: 'traffic',
-      complete: false,
-      requests: 0,
-      createdAt: now.toISOString(),
-      updatedAt: now.toISOString(),
-      inputs: {},
-      outputs: {},
-    };
-    for (const [k, h] of Object.entries(window.inputs))
-      doc.inputs[k] = mergeHistogram(doc.inputs[k] ?? emptyHistogram(), h);
-    for (const [k, h] of Object.entries(window.outputs))
-      doc.outputs[k] = mergeHistogram(doc.outputs[k] ?? emptyHistogram(), h);
-    doc.requests += successful;
-    doc.complete = doc.requests >= target;
-    doc.updatedAt = now.toISOString();
-    try {
-      await store.put(monitoringLayout.baseline(model, version), JSON.stringify(doc), {
-        contentType: 'application/json',
-        ...(found ? { ifMatch: found.etag } : { ifNoneMatch: '*' as const }),
-      });
-      return doc;
-    } catch (e) {
-      if (!(e instanceof ObjectPreconditionError) && !(e instanceof ObjectNotFoundError)) throw e;
-    }
+  const successful = window.requests - window.errors - window.clientErrors;
+  try {
+    const { doc } = await updateJson<BaselineDoc>(
+      store,
+      monitoringLayout.baseline(model, version),
+      (stored) => {
+        const found = stored && parsedBaseline(stored); // fresh objects: `known` is never changed
+        if (found && (found.doc.complete || found.doc.source === 'reference')) return KEEP;
+        if (successful <= 0) return KEEP;
+        const doc: BaselineDoc = found
+          ? found.doc
+          : {
+              format: 'maas.baseline/1',
+              model,
+              version,
+              source: 'traffic',
+              complete: false,
+              requests: 0,
+              createdAt: now.toISOString(),
+              updatedAt: now.toISOString(),
+              inputs: {},
+              outputs: {},
+            };
+        for (const [k, h] of Object.entries(window.inputs))
+          doc.inputs[k] = mergeHistogram(doc.inputs[k] ?? emptyHistogram(), h);
+        for (const [k, h] of Object.entries(window.outputs))
+          doc.outputs[k] = mergeHistogram(doc.outputs[k] ?? emptyHistogram(), h);
+        doc.requests += successful;
+        doc.complete = doc.requests >= target;
+        doc.updatedAt = now.toISOString();
+        return doc;
+      },
+      { attempts: 5, ...(known !== undefined ? { known } : {}) },
+    );
+    return doc && parsedBaseline({ doc, etag: '' }).doc;
+  } catch (e) {
+    // Other monitor runs kept extending it: this window's share is left out, never counted twice.
+    if (e instanceof DocumentConflictError) return undefined;
+    throw e;
   }
-  return undefined;
 }
 
 /**

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
+import { Logger } from '@aws-lambda-powertools/logger';
 import type { InferenceObservation, InferenceObserver, ObservedTensor } from '../inference/observer';
 import { float16BitsToFloat32 } from '../onnx/datatypes';
-import { ObjectPreconditionError, type ObjectStore } from '../store';
+import type { ObjectStore } from '../store';
+import { createJson } from '../store/documents';
 import { mapLimit } from '../util/concurrency';
 import { booleanSetting, numberSetting } from './config';
 import { addValue, DenseHistogram, emptyHistogram, type Histogram } from './histogram';
@@ -58,6 +60,9 @@ export interface CaptureOptions {
 /** Default of {@link CaptureOptions.maxValues}: enough for stable drift statistics over a window, cheap per request. */
 export const MAX_VALUES_PER_TENSOR = 128;
 
+/** Where capture trouble goes unless the caller passes its own `logger` (Powertools JSON lines). */
+const captureLogger = new Logger({ serviceName: 'maas-capture' });
+
 const defaults: Required<Omit<CaptureOptions, 'containerId'>> = {
   flushSeconds: 60,
   flushRequests: 1000,
@@ -71,9 +76,7 @@ const defaults: Required<Omit<CaptureOptions, 'containerId'>> = {
   now: () => Date.now(),
   random: Math.random,
   logger: (message, error) =>
-    console.warn(
-      JSON.stringify({ level: 'WARN', message, error: error === undefined ? undefined : String(error) }),
-    ),
+    captureLogger.warn(message, error === undefined ? {} : { error: String(error) }),
 };
 
 /** Rows of a batch whose predictions are kept for feedback. */
@@ -311,20 +314,16 @@ export class CaptureObserver implements InferenceObserver {
       versions: Object.fromEntries([...versions].map(([v, s]) => [String(v), s])),
       ...(samples?.length ? { samples } : {}),
     };
-    // The key's time is when the flush started, so the monitor's grace period covers the write.
+    // The key's time is the flush's (endedAt), taken before the write starts: a write still in
+    // flight carries a time the monitor's grace period keeps out of the current window.
     const key = monitoringLayout.capture(model, endedAt, this.containerId, seq);
-    const body = JSON.stringify(doc);
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
-        await this.store.put(key, body, { contentType: 'application/json', ifNoneMatch: '*' });
+        // Not created: a retried create-only write that finds its key already won the first time.
+        await createJson(this.store, key, doc);
         this.stats.captureFilesWritten++;
         return;
       } catch (e) {
-        // A retried create-only put that finds its key already won the first time.
-        if (e instanceof ObjectPreconditionError) {
-          this.stats.captureFilesWritten++;
-          return;
-        }
         if (attempt === 1) {
           this.stats.writeFailures++;
           this.options.logger(`capture write failed for ${model}; kept for the next flush`, e);
@@ -357,16 +356,10 @@ export class CaptureObserver implements InferenceObserver {
     try {
       // Create-only: a plain put would let any client overwrite another's prediction (and so
       // the ground truth joined to it) just by sending the same `id`.
-      await this.store.put(monitoringLayout.prediction(p.model, p.id), JSON.stringify(p), {
-        contentType: 'application/json',
-        ifNoneMatch: '*',
-      });
-      this.stats.predictionsWritten++;
+      const { created } = await createJson(this.store, monitoringLayout.prediction(p.model, p.id), p);
+      if (created) this.stats.predictionsWritten++;
+      else this.stats.predictionIdCollisions++;
     } catch (e) {
-      if (e instanceof ObjectPreconditionError) {
-        this.stats.predictionIdCollisions++;
-        return;
-      }
       this.stats.writeFailures++;
       this.stats.predictionsDropped++;
       this.options.logger(`prediction record write failed for ${p.model}`, e);

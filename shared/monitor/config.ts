@@ -1,9 +1,10 @@
-import { InvalidArgumentError } from '../errors';
+import { getBooleanFromEnv, getNumberFromEnv } from '../settings';
 
 /**
- * Reads a numeric `MAAS_*` setting: the default when unset or empty, a clear error when it is
- * not a number within bounds (a typo in a setting should fail loudly at start-up, not silently
- * disable monitoring).
+ * Reads a numeric `MAAS_*` setting through the one settings reader (`shared/settings.ts`): the
+ * default when unset or empty, a `MisconfiguredError` (a 500 `misconfigured`, never a
+ * client 400) when it is not a number within bounds — a typo in a setting fails loudly at
+ * start-up instead of silently disabling monitoring.
  *
  * @example
  * ```ts
@@ -14,23 +15,13 @@ export function numberSetting(
   env: NodeJS.ProcessEnv,
   name: string,
   fallback: number,
-  bounds: { min?: number; max?: number } = {},
+  bounds: { min?: number; max?: number; integer?: boolean } = {},
 ): number {
-  const raw = env[name];
-  if (raw === undefined || raw.trim() === '') return fallback;
-  const value = Number(raw);
-  const { min = -Infinity, max = Infinity } = bounds;
-  if (!Number.isFinite(value) || value < min || value > max) {
-    throw new InvalidArgumentError(
-      `${name} must be a number between ${min} and ${max}, got ${JSON.stringify(raw)}`,
-      { setting: name },
-    );
-  }
-  return value;
+  return getNumberFromEnv({ key: name, defaultValue: fallback, ...bounds }, env);
 }
 
 /**
- * Reads a boolean `MAAS_*` setting (`true/false/1/0/on/off/yes/no`).
+ * Reads a boolean `MAAS_*` setting (`true/false/1/0/on/off/yes/no`) through the settings reader.
  *
  * @example
  * ```ts
@@ -38,11 +29,5 @@ export function numberSetting(
  * ```
  */
 export function booleanSetting(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
-  const raw = env[name]?.trim().toLowerCase();
-  if (raw === undefined || raw === '') return fallback;
-  if (['1', 'true', 'on', 'yes'].includes(raw)) return true;
-  if (['0', 'false', 'off', 'no'].includes(raw)) return false;
-  throw new InvalidArgumentError(`${name} must be true or false, got ${JSON.stringify(env[name])}`, {
-    setting: name,
-  });
+  return getBooleanFromEnv({ key: name, defaultValue: fallback }, env);
 }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { InvalidArgumentError, PayloadTooLargeError } from '../errors';
 import { assertModelName } from '../registry/names';
 import type { ObjectStore } from '../store';
-import { readJson } from '../store/documents';
+import { createJson, readJson } from '../store/documents';
 import { mapLimit } from '../util/concurrency';
 import type { PredictionRecord } from './capture';
 import { monitoringLayout } from './layout';
@@ -151,7 +151,8 @@ export async function recordFeedback(
       receivedAt: new Date(now).toISOString(),
       records,
     };
-    await store.put(key, JSON.stringify(doc), { contentType: 'application/json', ifNoneMatch: '*' });
+    // The key holds 48 random bits: taken only by a retried write of this very batch.
+    await createJson(store, key, doc);
     result.key = key;
   }
   return result;

@@ -6,15 +6,17 @@ import { createHash } from 'node:crypto';
  * | key | written | content |
  * | --- | --- | --- |
  * | `monitoring/captures/{name}/{ms13}-{container}-{seq6}.json` | create-only, once per flush | {@link CaptureFile} |
- * | `monitoring/predictions/{name}/{sha256(id)[0..40]}.json` | plain put (latest request with that id wins) | what feedback joins to |
+ * | `monitoring/predictions/{name}/{sha256(id)[0..40]}.json` | create-only (the first request with that id keeps it) | {@link PredictionRecord}: what feedback joins to |
  * | `monitoring/feedback/{name}/{ms13}-{random}.json` | create-only, once per POST | joined feedback batch |
  * | `monitoring/baselines/{name}/{version}.json` | create-only (API) or CAS (built from traffic) | baseline histograms |
  * | `monitoring/policies/{name}.json` | plain put | rollback policy overrides |
  * | `monitoring/state/{name}.json` | compare-and-swap: the monitor's watermark | {@link MonitorState} |
- * | `monitoring/reports/{name}/{iso}-{run}.json`, `…/latest.json` | create-only / plain put | one report per run |
+ * | `monitoring/reports/{name}/{iso}-{run}.json`, `…/latest.json` | create-only / plain put | one report per processed window |
  *
  * Capture and feedback keys start with a 13-digit epoch-millisecond time so that a listing
- * with `startAfter` returns exactly what arrived after a watermark, in time order.
+ * with `startAfter` the watermark key returns what follows it in time order. A key's time is
+ * taken before its write lands: the monitor leaves the last `graceSeconds` for a later run so a
+ * write still in flight does not end up behind the watermark.
  */
 export const monitoringLayout = {
   capturesPrefix: (name: string): string => `monitoring/captures/${name}/`,

@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from '../errors';
 import { assertModelName } from '../registry/names';
 import type { ObjectStore } from '../store';
-import { readJson } from '../store/documents';
+import { putJson, readJson } from '../store/documents';
 import { booleanSetting, numberSetting } from './config';
 import { monitoringLayout } from './layout';
 
@@ -165,9 +165,7 @@ export async function putPolicyOverride(
 ): Promise<RollbackPolicyOverride> {
   assertModelName(model);
   const override = parsePolicyOverride(raw);
-  await store.put(monitoringLayout.policy(model), JSON.stringify(override), {
-    contentType: 'application/json',
-  });
+  await putJson(store, monitoringLayout.policy(model), override);
   return override;
 }
 

@@ -41,7 +41,7 @@ export interface OnnxModelInfo {
   producerVersion: string;
   /** Sorted unique operator types, including subgraphs and model-local functions; 'domain:Op' outside the default domain. */
   opTypes: string[];
-  /** Graph inputs that are not initializers (i.e. what a caller must feed). */
+  /** Graph inputs that are not initializers (i.e. what a caller must feed); may be empty. */
   inputs: TensorSpec[];
   outputs: TensorSpec[];
   /** Main-graph initializers, dense and sparse. */
@@ -157,7 +157,7 @@ function tensorSpec(v: ValueInfoProto, role: 'input' | 'output'): TensorSpec {
  *
  * Throws PayloadTooLargeError above `maxBytes`, and UnprocessableError (with a message meant for
  * the uploader) when the bytes are not ONNX or truncated, the model has no graph, IR version or
- * opset, uses an operator domain it does not import, has no inputs or outputs, has non-tensor
+ * opset, uses an operator domain it does not import, has no outputs, has non-tensor
  * inputs/outputs or element types OIP cannot carry, or stores any tensor as external data.
  *
  * @example
@@ -209,13 +209,8 @@ export function inspectModel(bytes: Uint8Array, options: InspectOptions = {}): O
   ]);
   const inputs = graph.input.filter((v) => !initializerNames.has(v.name)).map((v) => tensorSpec(v, 'input'));
   const outputs = graph.output.map((v) => tensorSpec(v, 'output'));
-  if (inputs.length === 0) {
-    throw new UnprocessableError(
-      graph.input.length === 0
-        ? 'model has no inputs'
-        : 'model has no inputs (every graph input is an initializer)',
-    );
-  }
+  // No inputs is fine (a constant generator, or every graph input has an initializer default):
+  // such a model is served with `inputs: []`. Without outputs there is nothing to serve.
   if (outputs.length === 0) throw new UnprocessableError('model has no outputs');
 
   const elements = (dims: readonly bigint[]): number => dims.reduce((a, d) => a * Number(d), 1);

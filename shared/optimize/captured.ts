@@ -13,6 +13,7 @@ import type { CaptureFile } from '../monitor/summary';
 import type { NumericOipDatatype } from '../onnx/datatypes';
 import type { TensorSpec } from '../onnx/inspect';
 import { listAll, type ObjectStore } from '../store';
+import { readJson } from '../store/documents';
 import { type CapturedInputsProvider, type InputFeed, typedFromNumbers } from './inputs';
 
 /** Options of {@link capturedInputsFromMonitoring}. */
@@ -51,7 +52,7 @@ function fitSample(
  * A {@link CapturedInputsProvider} reading monitoring captures from the store.
  *
  * @example
- * const report = await optimizeVersion(registry, 'mlp', 1, request, { capturedInputs: capturedInputsFromMonitoring(registry.store) });
+ * const report = await optimizeVersion(registry, 'mlp', 1, request, { store, capturedInputs: capturedInputsFromMonitoring(store) });
  */
 export function capturedInputsFromMonitoring(
   store: ObjectStore,
@@ -82,12 +83,13 @@ export function capturedInputsFromMonitoring(
     let count = 0;
     for (const key of keys) {
       if (count >= maxRows) break;
-      let doc: CaptureFile;
+      let doc: CaptureFile | undefined;
       try {
-        doc = JSON.parse((await store.get(key)).body.toString('utf8')) as CaptureFile;
+        doc = (await readJson<CaptureFile>(store, key))?.doc;
       } catch {
-        continue; // a file removed since listing, or unreadable: other files still count
+        continue; // unreadable: other files still count
       }
+      if (!doc) continue; // removed since listing
       if (doc.format !== 'maas.capture/1') continue;
       for (const sample of doc.samples ?? []) {
         if (sample.status !== 200 || count >= maxRows) continue;

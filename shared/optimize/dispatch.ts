@@ -9,8 +9,10 @@
  *
  * {@link createDispatcher} picks one from the environment (see there).
  */
+import { Logger } from '@aws-lambda-powertools/logger';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { MaasError } from '../errors';
+import { getStringFromEnv } from '../settings';
 import type { JobRef } from './worker';
 
 /** The port. */
@@ -76,6 +78,9 @@ export class LambdaEventDispatcher implements OptimizationDispatcher {
   }
 }
 
+/** Where in-process job trouble goes unless the caller passes its own `log` (Powertools JSON lines). */
+const dispatchLogger = new Logger({ serviceName: 'maas-optimize' });
+
 /**
  * Runs jobs in this process, one after another, after the current event-loop turn.
  * @example
@@ -91,7 +96,7 @@ export class InProcessDispatcher implements OptimizationDispatcher {
   constructor(
     private readonly run: (ref: JobRef) => Promise<unknown>,
     private readonly log: (message: string, error: unknown) => void = (m, e) =>
-      console.error(JSON.stringify({ level: 'ERROR', message: m, error: String(e) })),
+      dispatchLogger.error(m, { error: String(e) }),
   ) {}
 
   async dispatch(ref: JobRef): Promise<void> {
@@ -134,6 +139,8 @@ export function createDispatcher(
   run: (ref: JobRef) => Promise<unknown>,
 ): OptimizationDispatcher {
   if (env.IS_OFFLINE) return new InProcessDispatcher(run);
-  const fn = env.MAAS_OPTIMIZE_WORKER_FUNCTION || env.AWS_LAMBDA_FUNCTION_NAME;
+  const fn =
+    getStringFromEnv({ key: 'MAAS_OPTIMIZE_WORKER_FUNCTION', defaultValue: undefined }, env) ||
+    env.AWS_LAMBDA_FUNCTION_NAME;
   return fn ? new LambdaEventDispatcher(fn) : new InProcessDispatcher(run);
 }

@@ -6,5 +6,6 @@ export * from './inputs';
 export * from './jobs';
 export * from './optimizer';
 export * from './request';
+export * from './sweep';
 export * from './techniques';
 export * from './worker';

@@ -8,7 +8,7 @@
  * 3. seeded random inputs generated from the model's signature: a dynamic leading (batch) dimension
  *    is set per run (1 and 32); any other dynamic dimension must be given in `inputShapes`.
  */
-import { InvalidArgumentError, UnprocessableError } from '../errors';
+import { InvalidArgumentError, NotFoundError, UnprocessableError } from '../errors';
 import {
   float32ToFloat16Bits,
   isOipDatatype,
@@ -18,6 +18,7 @@ import {
 } from '../onnx/datatypes';
 import type { TensorSpec } from '../onnx/inspect';
 import type { ObjectStore } from '../store';
+import { readJson } from '../store/documents';
 import { mulberry32 } from '../util/random';
 
 /** One named tensor with its data, batch (leading) dimension first. */
@@ -331,15 +332,17 @@ export async function resolveEvaluationInputs(
   if (reference && 'inputs' in reference)
     return fromFeed('request', parseOipInputs(reference.inputs, specs), batchDynamic);
   if (reference && 'key' in reference) {
-    let doc: unknown;
+    let found: { doc: { inputs?: unknown } | null } | undefined;
     try {
-      doc = JSON.parse((await context.store.get(reference.key)).body.toString('utf8'));
+      found = await readJson<{ inputs?: unknown } | null>(context.store, reference.key);
     } catch (e) {
       if (e instanceof SyntaxError)
         throw new UnprocessableError(`referenceInputs key ${reference.key} is not JSON`);
       throw e;
     }
-    const inputs = (doc as { inputs?: unknown } | null)?.inputs;
+    if (!found)
+      throw new NotFoundError(`referenceInputs key ${reference.key} not found`, { key: reference.key });
+    const inputs = found.doc?.inputs;
     // Inline request inputs are saved beside the job record and read back by the worker: still 'request'.
     return fromFeed(
       reference.inline ? 'request' : 'store',

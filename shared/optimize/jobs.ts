@@ -12,10 +12,10 @@
  * changed for `staleAfterMs` (the worker died: timeout, out of memory) may be claimed again.
  */
 import { randomBytes } from 'node:crypto';
-import { InvalidArgumentError, MaasError, NotFoundError } from '../errors';
+import { ConflictError, InvalidArgumentError, MaasError, NotFoundError } from '../errors';
 import { assertModelName } from '../registry';
-import { listAll, ObjectPreconditionError, type ObjectStore } from '../store';
-import { readJson } from '../store/documents';
+import { listAll, type ObjectStore } from '../store';
+import { createJson, KEEP, readJson, updateJson } from '../store/documents';
 import type { OptimizationReport } from './optimizer';
 import type { OptimizeRequest } from './request';
 
@@ -49,7 +49,6 @@ export interface StoredJob {
 }
 
 const JOB_ID = /^opt-[0-9a-z]{8,14}-[0-9a-f]{8}$/;
-const JSON_TYPE = 'application/json';
 
 /** Store keys of job objects. */
 export const jobLayout = {
@@ -106,10 +105,14 @@ export class OptimizationJobStore {
     let stored: OptimizationJob['request'] = rest;
     if (referenceInputs && 'inputs' in referenceInputs) {
       const key = jobLayout.inputs(model, job);
-      await this.store.put(key, JSON.stringify({ inputs: referenceInputs.inputs }), {
-        contentType: JSON_TYPE,
-        ifNoneMatch: '*',
-      });
+      const saved = await createJson(
+        this.store,
+        key,
+        { inputs: referenceInputs.inputs },
+        { readExisting: false },
+      );
+      if (!saved.created)
+        throw new ConflictError(`optimization job ${job} of ${model} already exists`, { job });
       stored = { ...rest, referenceInputs: { key, inline: true } };
     } else if (referenceInputs) {
       stored = { ...rest, referenceInputs: { key: referenceInputs.key } };
@@ -126,11 +129,13 @@ export class OptimizationJobStore {
       attempts: 0,
     };
     try {
-      const { etag } = await this.store.put(jobLayout.record(model, job), JSON.stringify(record), {
-        contentType: JSON_TYPE,
-        ifNoneMatch: '*',
+      const created = await createJson(this.store, jobLayout.record(model, job), record, {
+        readExisting: false,
       });
-      return { record, etag };
+      // Ids carry 32 random bits on a millisecond clock: a taken one is a bug, not a race.
+      if (!created.created)
+        throw new ConflictError(`optimization job ${job} of ${model} already exists`, { job });
+      return { record, etag: created.etag };
     } catch (e) {
       if (stored.referenceInputs?.inline)
         await this.store.delete(jobLayout.inputs(model, job)).catch(() => undefined);
@@ -152,22 +157,28 @@ export class OptimizationJobStore {
    * claimable: already finished, or running elsewhere, or another worker won the race.
    */
   async claim(model: string, job: string): Promise<StoredJob | undefined> {
-    const current = await this.get(model, job);
-    const { record } = current;
-    if (record.status !== 'queued' && !this.isStale(record)) return undefined;
-    const time = this.now().toISOString();
-    try {
-      return await this.replace(current, {
-        ...record,
-        status: 'running',
-        startedAt: time,
-        updatedAt: time,
-        attempts: record.attempts + 1,
-      });
-    } catch (e) {
-      if (e instanceof ObjectPreconditionError) return undefined;
-      throw e;
-    }
+    assertModelName(model);
+    assertJobId(job);
+    const { doc, etag, written } = await updateJson<OptimizationJob>(
+      this.store,
+      jobLayout.record(model, job),
+      (current) => {
+        if (!current)
+          throw new NotFoundError(`model ${model} has no optimization job ${job}`, { model, job });
+        const { doc: record } = current;
+        // Lost a race? The re-read shows the winner's `running`: not claimable, so KEEP.
+        if (record.status !== 'queued' && !this.isStale(record)) return KEEP;
+        const time = this.now().toISOString();
+        return {
+          ...record,
+          status: 'running',
+          startedAt: time,
+          updatedAt: time,
+          attempts: record.attempts + 1,
+        };
+      },
+    );
+    return written && doc && etag ? { record: doc, etag } : undefined;
   }
 
   /** Records the outcome of a claimed job (compare-and-swap on the claim's etag). */
@@ -263,12 +274,27 @@ export class OptimizationJobStore {
     return stale;
   }
 
-  private async replace(current: StoredJob, record: OptimizationJob): Promise<StoredJob> {
-    const { etag } = await this.store.put(
+  /**
+   * Writes the next state of a job the caller holds: only over the exact record it holds (its
+   * etag), so a worker whose stale run was taken over cannot overwrite the new run's record.
+   */
+  private async replace(held: StoredJob, record: OptimizationJob): Promise<StoredJob> {
+    const { doc, etag } = await updateJson<OptimizationJob>(
+      this.store,
       jobLayout.record(record.model, record.job),
-      JSON.stringify(record),
-      { contentType: JSON_TYPE, ifMatch: current.etag },
+      (current) => {
+        if (current?.etag !== held.etag) {
+          throw new ConflictError(
+            `optimization job ${record.job} of ${record.model} changed under this worker`,
+            {
+              job: record.job,
+              status: current?.doc.status ?? null,
+            },
+          );
+        }
+        return record;
+      },
     );
-    return { record, etag };
+    return { record: doc as OptimizationJob, etag: etag as string };
   }
 }

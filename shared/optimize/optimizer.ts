@@ -6,6 +6,7 @@
 import * as ort from 'onnxruntime-node';
 import { MaasError } from '../errors';
 import type { ModelRegistry } from '../registry';
+import type { ObjectStore } from '../store';
 import {
   type EvaluateOptions,
   type EvaluationReport,
@@ -50,6 +51,8 @@ export interface OptimizationReport {
 
 /** Options of {@link optimizeVersion}. */
 export interface OptimizeOptions {
+  /** Where reference inputs named by a store key are read (the function runtime's store). */
+  store: ObjectStore;
   /** Hook for captured traffic samples (default: none yet, see inputs.ts). */
   capturedInputs?: CapturedInputsProvider;
   /** Evaluation knobs (iterations per batch size etc.); a request's `evaluation.iterations` wins. */
@@ -86,7 +89,7 @@ function best(outcomes: CandidateOutcome[]): CandidateOutcome | undefined {
  * per-candidate problems are reported in `candidates`.
  *
  * @example
- * const report = await optimizeVersion(registry, 'mlp', 1, parseOptimizeRequest({ techniques: ['int8'], alias: 'staging' }));
+ * const report = await optimizeVersion(registry, 'mlp', 1, parseOptimizeRequest({ techniques: ['int8'], alias: 'staging' }), { store });
  * console.log(report.candidates.map((c) => `${c.technique}: ${c.status}`));
  */
 export async function optimizeVersion(
@@ -94,13 +97,14 @@ export async function optimizeVersion(
   model: string,
   version: number,
   request: OptimizeRequest,
-  options: OptimizeOptions = {},
+  options: OptimizeOptions,
 ): Promise<OptimizationReport> {
   const startedAt = new Date().toISOString();
   const parent = await registry.getVersion(model, version);
-  const parentBytes = new Uint8Array((await registry.store.get(parent.blobKey)).body);
+  // Verified read: a tampered parent fails here (IntegrityError) before any candidate is built.
+  const parentBytes = new Uint8Array(await registry.readModel(parent));
   const inputs = await resolveEvaluationInputs(parent.onnx.inputs, {
-    store: registry.store,
+    store: options.store,
     model,
     version,
     reference: request.referenceInputs,

@@ -4,7 +4,7 @@
  * that already reported its result.
  */
 import type { ModelRegistry } from '../registry';
-import { OptimizationJobStore, type StoredJob } from './jobs';
+import type { OptimizationJobStore, StoredJob } from './jobs';
 import { type OptimizeOptions, optimizeVersion } from './optimizer';
 import type { OptimizeRequest } from './request';
 
@@ -15,22 +15,22 @@ export interface JobRef {
 }
 
 /** Options of {@link runOptimizationJob}. */
-export type RunJobOptions = Omit<OptimizeOptions, 'jobId' | 'actor'> & { jobs?: OptimizationJobStore };
+export type RunJobOptions = Omit<OptimizeOptions, 'jobId' | 'actor'> & { jobs: OptimizationJobStore };
 
 /**
  * Runs one queued job to completion. Returns the final record, or undefined when the job was not
  * claimable (finished already or running elsewhere: a duplicate delivery).
  *
  * @example
- * const final = await runOptimizationJob(registry, { model: 'mlp', job: 'opt-lx3k9a2b-0123abcd' });
+ * const final = await runOptimizationJob(registry, { model: 'mlp', job: 'opt-lx3k9a2b-0123abcd' }, { store, jobs: new OptimizationJobStore(store) });
  * console.log(final?.record.status);
  */
 export async function runOptimizationJob(
   registry: ModelRegistry,
   ref: JobRef,
-  options: RunJobOptions = {},
+  options: RunJobOptions,
 ): Promise<StoredJob | undefined> {
-  const jobs = options.jobs ?? new OptimizationJobStore(registry.store);
+  const { jobs, ...optimizeOptions } = options;
   const claimed = await jobs.claim(ref.model, ref.job);
   if (!claimed) return undefined;
   const { record } = claimed;
@@ -40,7 +40,7 @@ export async function runOptimizationJob(
   };
   try {
     const report = await optimizeVersion(registry, record.model, record.version, request, {
-      ...options,
+      ...optimizeOptions,
       jobId: record.job,
       actor: record.actor,
     });

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import {
   ConflictError,
+  IntegrityError,
   InvalidArgumentError,
   NotFoundError,
   PayloadTooLargeError,
@@ -9,7 +10,16 @@ import {
 } from '../errors';
 // Static on purpose: a lazy import() of a TS module fails under tsx's CJS require hook (npm start).
 import { inspectModel } from '../onnx/inspect';
-import { listAll, ObjectNotFoundError, ObjectPreconditionError, type ObjectStore } from '../store';
+import { listAll, ObjectNotFoundError, type ObjectStore, readWithSha256 } from '../store';
+import {
+  createJson,
+  DocumentConflictError,
+  KEEP,
+  putJson,
+  RETRY,
+  readJson,
+  updateJson,
+} from '../store/documents';
 import { layout, versionOfKey } from './layout';
 import { assertAliasName, assertModelName, parseVersionNumber } from './names';
 import type {
@@ -52,7 +62,6 @@ const defaults: Required<Omit<ModelRegistryOptions, 'onEvent'>> = {
   now: () => new Date(),
 };
 
-const JSON_TYPE = 'application/json';
 const TAG_LIMIT = 50;
 const TEXT_LIMIT = 1000;
 
@@ -94,7 +103,8 @@ type StoredAlias = Omit<AliasRecord, 'etag'>;
  * ```
  */
 export class ModelRegistry {
-  readonly store: ObjectStore;
+  /** Private: model bytes are read through {@link readModel} (verified), never straight from the store. */
+  private readonly store: ObjectStore;
   private readonly options: Required<Omit<ModelRegistryOptions, 'onEvent'>> &
     Pick<ModelRegistryOptions, 'onEvent'>;
 
@@ -105,6 +115,35 @@ export class ModelRegistry {
 
   get maxModelBytes(): number {
     return this.options.maxModelBytes;
+  }
+
+  /**
+   * The verified read of a version's bytes, the one way maas reads a model: streams the blob,
+   * hashing while it arrives, and throws {@link IntegrityError} unless the bytes match the
+   * manifest's sha256 and size. Predict, downloads and optimize all read models here.
+   *
+   * @example
+   * ```ts
+   * const bytes = await registry.readModel(await registry.getVersion('iris', 3));
+   * ```
+   */
+  async readModel(version: ModelVersion): Promise<Buffer> {
+    const read = await readWithSha256(this.store, version.blobKey);
+    assertIntact(version, read);
+    return read.body;
+  }
+
+  /**
+   * {@link readModel} without keeping the bytes (constant memory): checks a large blob before a
+   * link to it is handed out.
+   *
+   * @example
+   * ```ts
+   * await registry.verifyModel(version); // IntegrityError (500) when the blob no longer matches
+   * ```
+   */
+  async verifyModel(version: ModelVersion): Promise<void> {
+    assertIntact(version, await readWithSha256(this.store, version.blobKey, { keepBody: false }));
   }
 
   /**
@@ -128,7 +167,7 @@ export class ModelRegistry {
     const onnx = inspectModel(bytes, { maxBytes: this.options.maxModelBytes });
     if (options.parentVersion !== undefined) await this.getVersion(name, options.parentVersion);
     if (options.alias !== undefined) assertAliasName(options.alias);
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const sha256 = sha256Hex(bytes);
 
     let claim: { etag: string; doc: ShaIndexDoc } | undefined;
     if (!options.force) {
@@ -165,14 +204,8 @@ export class ModelRegistry {
         ...(options.optimization ? { optimization: options.optimization } : {}),
       };
       manifest = await this.commitVersion(name, base);
-      if (claim) {
-        await this.store
-          .put(layout.shaIndex(name, sha256), JSON.stringify({ ...claim.doc, version: manifest.version }), {
-            contentType: JSON_TYPE,
-            ifMatch: claim.etag,
-          })
-          .catch(() => undefined); // a lost index update only costs dedupe of this content, not correctness
-      }
+      // A lost index update only costs dedupe of this content, not correctness.
+      if (claim) await this.settleClaim(name, claim, manifest.version).catch(() => undefined);
     } catch (e) {
       if (claim) await this.store.delete(layout.shaIndex(name, sha256)).catch(() => undefined);
       throw e;
@@ -211,25 +244,42 @@ export class ModelRegistry {
     assertModelName(name);
     const n = parseVersionNumber(version);
     const [manifest, status] = await Promise.all([
-      this.readJson<StoredVersion>(layout.version(name, n)),
-      this.readJson<StatusDoc>(layout.status(name, n)).catch(ignoreMissing),
+      readJson<StoredVersion>(this.store, layout.version(name, n)),
+      readJson<StatusDoc>(this.store, layout.status(name, n)).catch(ignoreMissing),
     ]);
     if (!manifest) throw new NotFoundError(`model ${name} has no version ${n}`, { name, version: n });
     return withStatus(manifest.doc, status?.doc);
   }
 
-  /** The newest version number, or 0 when the model has none. Two requests in the common case. */
-  async latestVersion(name: string): Promise<number> {
+  /**
+   * The highest version number, whatever its status, or 0 when the model has none: for
+   * numbering and existence checks, not for choosing what to serve (that is
+   * {@link getLatestActiveVersion}, what the URL word `latest` means). Two requests in the
+   * common case.
+   *
+   * @example
+   * ```ts
+   * if ((await registry.getLatestVersionNumber('iris')) === 0) throw new NotFoundError('no such model');
+   * ```
+   */
+  async getLatestVersionNumber(name: string): Promise<number> {
     assertModelName(name);
-    let { latest } = await this.readHead(name);
+    let latest = await this.readHead(name);
     // The head is a hint that may lag a crashed writer: probe forward to the real end.
     while (await this.exists(layout.version(name, latest + 1))) latest++;
     return latest;
   }
 
-  /** The newest version whose status is `active`, or undefined. */
-  async latestActiveVersion(name: string): Promise<ModelVersion | undefined> {
-    for (let n = await this.latestVersion(name); n >= 1; n--) {
+  /**
+   * The newest version whose status is `active` (what `latest` names), or undefined.
+   *
+   * @example
+   * ```ts
+   * const serving = await registry.getLatestActiveVersion('iris'); // skips rejected and archived
+   * ```
+   */
+  async getLatestActiveVersion(name: string): Promise<ModelVersion | undefined> {
+    for (let n = await this.getLatestVersionNumber(name); n >= 1; n--) {
       const v = await this.getVersion(name, n).catch(ignoreMissing);
       if (v?.status === 'active') return v;
     }
@@ -246,7 +296,7 @@ export class ModelRegistry {
       ...(page.cursor ? { startAfter: decodeCursor(page.cursor, layout.versionsPrefix(name)) } : {}),
     });
     const [manifests, statuses] = await Promise.all([
-      Promise.all(listed.objects.map((o) => this.readJson<StoredVersion>(o.key))),
+      Promise.all(listed.objects.map((o) => readJson<StoredVersion>(this.store, o.key))),
       this.readStatuses(name),
     ]);
     const items = manifests.flatMap((m) => (m ? [withStatus(m.doc, statuses.get(m.doc.version))] : []));
@@ -289,30 +339,54 @@ export class ModelRegistry {
   /** Latest version and alias targets of one model. */
   async getModelSummary(name: string): Promise<ModelSummary> {
     assertModelName(name);
-    const [latestVersion, aliases] = await Promise.all([this.latestVersion(name), this.listAliases(name)]);
+    const [latestVersion, aliases] = await Promise.all([
+      this.getLatestVersionNumber(name),
+      this.listAliases(name),
+    ]);
     if (latestVersion === 0) throw new NotFoundError(`model ${name} does not exist`, { name });
     return { name, latestVersion, aliases: Object.fromEntries(aliases.map((a) => [a.alias, a.version])) };
   }
 
   /**
-   * Resolves what a caller asked for, a version number, an alias or `latest`, to a version
-   * number. Does not check status.
+   * The version a caller's reference names: a number (any status), an alias (its primary
+   * version), or `latest`: the newest **active** version, the same one predict serves for
+   * `latest`. NotFoundError for an unknown model, version or alias; ConflictError when the model
+   * has versions but none is active.
+   *
+   * @example
+   * ```ts
+   * const version = await registry.resolveVersion('iris', 'latest'); // skips rejected/archived versions
+   * ```
    */
-  async resolve(name: string, ref: string | number): Promise<number> {
+  async resolveVersion(name: string, ref: string | number): Promise<ModelVersion> {
     assertModelName(name);
-    if (typeof ref === 'number' || /^[0-9]+$/.test(ref)) return parseVersionNumber(ref);
-    if (ref === 'latest') {
-      const latest = await this.latestVersion(name);
-      if (latest === 0) throw new NotFoundError(`model ${name} does not exist`, { name });
-      return latest;
-    }
-    return (await this.getAlias(name, ref)).version;
+    if (typeof ref === 'number' || /^[0-9]+$/.test(ref))
+      return this.getVersion(name, parseVersionNumber(ref));
+    if (ref === 'latest') return this.resolveLatest(name);
+    return this.getVersion(name, (await this.getAlias(name, ref)).version);
+  }
+
+  /**
+   * `latest`: the newest active version, or why there is none (NotFoundError: no such model;
+   * ConflictError: no active version). Catalog, optimize and predict all resolve `latest` here.
+   *
+   * @example
+   * ```ts
+   * const { version } = await registry.resolveLatest('iris');
+   * ```
+   */
+  async resolveLatest(name: string): Promise<ModelVersion> {
+    const latest = await this.getLatestActiveVersion(name);
+    if (latest) return latest;
+    if ((await this.getLatestVersionNumber(name)) === 0)
+      throw new NotFoundError(`model ${name} does not exist`, { name });
+    throw new ConflictError(`model ${name} has no active version`, { name });
   }
 
   async getAlias(name: string, alias: string): Promise<AliasRecord> {
     assertModelName(name);
     assertAliasName(alias);
-    const found = await this.readJson<StoredAlias>(layout.alias(name, alias));
+    const found = await readJson<StoredAlias>(this.store, layout.alias(name, alias));
     if (!found) throw new NotFoundError(`model ${name} has no alias ${alias}`, { name, alias });
     return { ...found.doc, etag: found.etag };
   }
@@ -320,7 +394,7 @@ export class ModelRegistry {
   async listAliases(name: string): Promise<AliasRecord[]> {
     assertModelName(name);
     const listed = await this.store.list({ prefix: layout.aliasesPrefix(name) });
-    const records = await Promise.all(listed.objects.map((o) => this.readJson<StoredAlias>(o.key)));
+    const records = await Promise.all(listed.objects.map((o) => readJson<StoredAlias>(this.store, o.key)));
     return records.flatMap((r) => (r ? [{ ...r.doc, etag: r.etag }] : []));
   }
 
@@ -417,9 +491,8 @@ export class ModelRegistry {
       actor: options.actor ?? 'unknown',
       ...(options.reason ? { reason: options.reason } : {}),
     };
-    await this.store.put(layout.status(name, current.version), JSON.stringify(doc), {
-      contentType: JSON_TYPE,
-    });
+    // One writer per change, last writer wins: a status is a fact, not a compare-and-swap.
+    await putJson(this.store, layout.status(name, current.version), doc);
     await this.appendEvent(name, {
       type: 'status_changed',
       time,
@@ -440,7 +513,7 @@ export class ModelRegistry {
       maxKeys: pageLimit(page.limit, 1000),
       ...(page.cursor ? { startAfter: decodeCursor(page.cursor, prefix) } : {}),
     });
-    const events = await Promise.all(listed.objects.map((o) => this.readJson<HistoryEvent>(o.key)));
+    const events = await Promise.all(listed.objects.map((o) => readJson<HistoryEvent>(this.store, o.key)));
     const items = events.flatMap((e) => (e ? [e.doc] : []));
     const last = listed.objects.at(-1);
     return listed.nextToken && last ? { items, nextCursor: encodeCursor(last.key) } : { items };
@@ -450,10 +523,11 @@ export class ModelRegistry {
   async appendEvent(name: string, event: Omit<HistoryEvent, 'id'>): Promise<HistoryEvent> {
     const id = `${event.type}-${event.revision ?? 0}-${randomBytes(6).toString('hex')}`;
     const full: HistoryEvent = { id, ...event };
-    await this.store.put(layout.historyEvent(name, event.time, id), JSON.stringify(full), {
-      contentType: JSON_TYPE,
-      ifNoneMatch: '*',
+    const { created } = await createJson(this.store, layout.historyEvent(name, event.time, id), full, {
+      readExisting: false,
     });
+    // Ids carry 48 random bits: a collision is a bug somewhere, never a race to absorb.
+    if (!created) throw new ConflictError(`history event ${id} of ${name} already exists`, { name, id });
     await this.options.onEvent?.(name, full).catch(() => undefined);
     return full;
   }
@@ -462,90 +536,88 @@ export class ModelRegistry {
 
   /**
    * Claims the content hash for this registration, or finds the version that already holds
-   * these bytes. Concurrent registrations of identical bytes wait for the first claimant.
+   * these bytes. Concurrent registrations of identical bytes wait (RETRY) for the first
+   * claimant, for at most two claim leases; a claim older than one lease is taken over.
    */
   private async claimContent(
     name: string,
     sha256: string,
   ): Promise<{ existing: ModelVersion } | { claim: { etag: string; doc: ShaIndexDoc } }> {
-    const key = layout.shaIndex(name, sha256);
-    const deadline = Date.now() + 2 * this.options.claimLeaseMs;
-    for (let attempt = 0; ; attempt++) {
-      const found = await this.readJson<ShaIndexDoc>(key);
-      if (found?.doc.version !== undefined) {
-        const existing = await this.getVersion(name, found.doc.version).catch(ignoreMissing);
-        if (existing) return { existing };
-      }
-      const doc: ShaIndexDoc = {
-        sha256,
-        claimedAt: this.options.now().toISOString(),
-        claimant: randomBytes(8).toString('hex'),
-      };
-      const stale =
-        found &&
-        (found.doc.version !== undefined ||
-          Date.now() - Date.parse(found.doc.claimedAt) > this.options.claimLeaseMs);
-      if (!found || stale) {
-        try {
-          const put = await this.store.put(key, JSON.stringify(doc), {
-            contentType: JSON_TYPE,
-            ...(found ? { ifMatch: found.etag } : { ifNoneMatch: '*' as const }),
-          });
-          return { claim: { etag: put.etag, doc } };
-        } catch (e) {
-          if (!(e instanceof ObjectPreconditionError) && !(e instanceof ObjectNotFoundError)) throw e;
-        }
-      }
-      // Another registration of the same bytes is in flight: wait for its version.
-      if (Date.now() > deadline)
-        throw new ConflictError(
-          `a registration of the same bytes for ${name} is still in progress; retry later`,
-        );
-      await sleep(Math.min(20 * 1.5 ** attempt, 500) * (0.5 + Math.random()));
+    let existing: ModelVersion | undefined;
+    const lease = this.options.claimLeaseMs;
+    try {
+      const result = await updateJson<ShaIndexDoc>(
+        this.store,
+        layout.shaIndex(name, sha256),
+        async (found) => {
+          existing = undefined;
+          if (found?.doc.version !== undefined) {
+            existing = await this.getVersion(name, found.doc.version).catch(ignoreMissing);
+            if (existing) return KEEP;
+          }
+          // An index naming a version that no longer exists, or a claim past its lease, is free.
+          const free =
+            !found || found.doc.version !== undefined || Date.now() - Date.parse(found.doc.claimedAt) > lease;
+          if (!free) return RETRY; // another registration of the same bytes is in flight
+          return {
+            sha256,
+            claimedAt: this.options.now().toISOString(),
+            claimant: randomBytes(8).toString('hex'),
+          };
+        },
+        { attempts: Number.POSITIVE_INFINITY, timeoutMs: 2 * lease, baseMs: 20, maxMs: 500 },
+      );
+      if (existing) return { existing };
+      return { claim: { etag: result.etag as string, doc: result.doc as ShaIndexDoc } };
+    } catch (e) {
+      if (!(e instanceof DocumentConflictError)) throw e;
+      throw new ConflictError(
+        `a registration of the same bytes for ${name} is still in progress; retry later`,
+        {
+          name,
+        },
+      );
     }
+  }
+
+  /** Records the version a claim produced, if the claim is still ours (else someone took it over). */
+  private async settleClaim(name: string, claim: { doc: ShaIndexDoc }, version: number): Promise<void> {
+    await updateJson<ShaIndexDoc>(
+      this.store,
+      layout.shaIndex(name, claim.doc.sha256),
+      (current) => (current?.doc.claimant === claim.doc.claimant ? { ...current.doc, version } : KEEP),
+      { attempts: 3 },
+    );
   }
 
   /** Commits the manifest under the next free number (create-only), then advances the head hint. */
   private async commitVersion(name: string, base: Omit<StoredVersion, 'version'>): Promise<StoredVersion> {
-    const head = await this.readHead(name);
-    for (let version = head.latest + 1; ; version++) {
+    for (let version = (await this.readHead(name)) + 1; ; version++) {
       const manifest: StoredVersion = { ...base, version } as StoredVersion;
-      try {
-        await this.store.put(layout.version(name, version), JSON.stringify(manifest), {
-          contentType: JSON_TYPE,
-          ifNoneMatch: '*',
-        });
-      } catch (e) {
-        if (e instanceof ObjectPreconditionError) continue; // taken by a concurrent writer: try the next number
-        throw e;
-      }
-      await this.advanceHead(name, version, head.etag);
+      // A number taken by a concurrent writer is not read back: the next one is tried.
+      const { created } = await createJson(this.store, layout.version(name, version), manifest, {
+        readExisting: false,
+      });
+      if (!created) continue;
+      await this.advanceHead(name, version);
       return manifest;
     }
   }
 
-  private async advanceHead(name: string, version: number, etag: string | undefined): Promise<void> {
-    const body = JSON.stringify({ latestVersion: version } satisfies HeadDoc);
-    for (let attempt = 0; attempt < 50; attempt++) {
-      try {
-        await this.store.put(layout.head(name), body, {
-          contentType: JSON_TYPE,
-          ...(etag ? { ifMatch: etag } : { ifNoneMatch: '*' as const }),
-        });
-        return;
-      } catch (e) {
-        if (!(e instanceof ObjectPreconditionError) && !(e instanceof ObjectNotFoundError)) throw e;
-      }
-      const head = await this.readHead(name);
-      if (head.latest >= version) return; // someone already moved it past us
-      etag = head.etag;
+  /** Moves the head hint up to `version` (never down: KEEP when a concurrent writer is past us). */
+  private async advanceHead(name: string, version: number): Promise<void> {
+    try {
+      await updateJson<HeadDoc>(this.store, layout.head(name), (current) =>
+        current && current.doc.latestVersion >= version ? KEEP : { latestVersion: version },
+      );
+    } catch (e) {
+      // The head is only a hint (readers probe past it), so giving up here loses nothing.
+      if (!(e instanceof DocumentConflictError)) throw e;
     }
-    // The head is only a hint (readers probe past it), so giving up here loses nothing.
   }
 
-  private async readHead(name: string): Promise<{ latest: number; etag?: string }> {
-    const found = await this.readJson<HeadDoc>(layout.head(name));
-    return found ? { latest: found.doc.latestVersion, etag: found.etag } : { latest: 0 };
+  private async readHead(name: string): Promise<number> {
+    return (await readJson<HeadDoc>(this.store, layout.head(name)))?.doc.latestVersion ?? 0;
   }
 
   private async moveAlias(
@@ -556,80 +628,59 @@ export class ModelRegistry {
     next: (current: StoredAlias | undefined) => Pick<StoredAlias, 'version' | 'previous' | 'canary'>,
   ): Promise<AliasRecord> {
     assertModelName(name);
-    const key = layout.alias(name, alias);
-    for (let attempt = 0; ; attempt++) {
-      const found = await this.readJson<StoredAlias>(key);
-      if (options.ifMatch !== undefined && (found?.etag ?? null) !== options.ifMatch) {
-        throw new PreconditionFailedError(
-          `alias ${alias} of ${name} changed since it was read (etag ${found?.etag ?? 'none'})`,
-          {
-            etag: found?.etag ?? null,
-          },
-        );
-      }
-      const current = found?.doc;
-      const move = next(current);
-      // Strictly increasing per alias, so history keys sort in the order the moves landed.
-      const nowMs = this.options.now().getTime();
-      const time = new Date(Math.max(nowMs, current ? Date.parse(current.updatedAt) + 1 : 0)).toISOString();
-      const record: StoredAlias = {
-        name,
-        alias,
-        version: move.version,
-        previous: move.previous.slice(-this.options.aliasMemory),
-        revision: (current?.revision ?? 0) + 1,
-        updatedAt: time,
-        actor: options.actor ?? 'unknown',
-        ...(move.canary ? { canary: move.canary } : {}),
-        ...(options.reason ? { reason: options.reason } : {}),
-      };
-      let etag: string;
-      try {
-        etag = (
-          await this.store.put(key, JSON.stringify(record), {
-            contentType: JSON_TYPE,
-            ...(found ? { ifMatch: found.etag } : { ifNoneMatch: '*' as const }),
-          })
-        ).etag;
-      } catch (e) {
-        if (!(e instanceof ObjectPreconditionError) && !(e instanceof ObjectNotFoundError)) throw e;
-        if (options.ifMatch !== undefined) {
-          throw new PreconditionFailedError(`alias ${alias} of ${name} changed concurrently`, { alias });
+    const { doc, etag, previous } = await updateJson<StoredAlias>(
+      this.store,
+      layout.alias(name, alias),
+      (found) => {
+        // With ifMatch the caller's read must still be current: a lost race shows up here on the re-read.
+        if (options.ifMatch !== undefined && (found?.etag ?? null) !== options.ifMatch) {
+          throw new PreconditionFailedError(
+            `alias ${alias} of ${name} changed since it was read (etag ${found?.etag ?? 'none'})`,
+            { etag: found?.etag ?? null },
+          );
         }
-        await sleep(Math.min(10 * 1.5 ** attempt, 200) * (0.5 + Math.random()));
-        continue;
-      }
-      await this.appendEvent(name, {
-        type,
-        time,
-        actor: record.actor,
-        alias,
-        version: record.version,
-        from: current?.version ?? null,
-        revision: record.revision,
-        ...(record.reason ? { reason: record.reason } : {}),
-        ...(record.canary ? { details: { canary: record.canary } } : {}),
-      });
-      return { ...record, etag };
-    }
+        const current = found?.doc;
+        const move = next(current);
+        // Strictly increasing per alias, so history keys sort in the order the moves landed.
+        const nowMs = this.options.now().getTime();
+        const time = new Date(Math.max(nowMs, current ? Date.parse(current.updatedAt) + 1 : 0)).toISOString();
+        return {
+          name,
+          alias,
+          version: move.version,
+          previous: move.previous.slice(-this.options.aliasMemory),
+          revision: (current?.revision ?? 0) + 1,
+          updatedAt: time,
+          actor: options.actor ?? 'unknown',
+          ...(move.canary ? { canary: move.canary } : {}),
+          ...(options.reason ? { reason: options.reason } : {}),
+        };
+      },
+      { baseMs: 10, maxMs: 200 },
+    );
+    const record = doc as StoredAlias;
+    await this.appendEvent(name, {
+      type,
+      time: record.updatedAt,
+      actor: record.actor,
+      alias,
+      version: record.version,
+      from: previous?.doc.version ?? null,
+      revision: record.revision,
+      ...(record.reason ? { reason: record.reason } : {}),
+      ...(record.canary ? { details: { canary: record.canary } } : {}),
+    });
+    return { ...record, etag: etag as string };
   }
 
   private async readStatuses(name: string): Promise<Map<number, StatusDoc>> {
     const listed = await listAll(this.store, { prefix: layout.statusPrefix(name) });
     const docs = await Promise.all(
-      listed.objects.map(async (o) => [versionOfKey(o.key), await this.readJson<StatusDoc>(o.key)] as const),
+      listed.objects.map(
+        async (o) => [versionOfKey(o.key), await readJson<StatusDoc>(this.store, o.key)] as const,
+      ),
     );
     return new Map(docs.flatMap(([v, d]) => (d ? [[v, d.doc] as const] : [])));
-  }
-
-  private async readJson<T>(key: string): Promise<{ doc: T; etag: string } | undefined> {
-    try {
-      const { body, etag } = await this.store.get(key);
-      return { doc: JSON.parse(body.toString('utf8')) as T, etag };
-    } catch (e) {
-      if (e instanceof ObjectNotFoundError) return undefined;
-      throw e;
-    }
   }
 
   private async exists(key: string): Promise<boolean> {
@@ -641,6 +692,39 @@ export class ModelRegistry {
       },
     );
   }
+}
+
+/**
+ * Whether bytes hashed elsewhere (e.g. a local copy of a model) are the version's: the one rule,
+ * sha256 and size as the manifest recorded them, that {@link ModelRegistry.readModel} enforces.
+ *
+ * @example
+ * ```ts
+ * if (!matchesManifest(version, { sha256: sha256Hex(bytes), size: bytes.length })) await rm(file);
+ * ```
+ */
+export function matchesManifest(
+  version: Pick<ModelVersion, 'sha256' | 'size'>,
+  read: { sha256: string; size: number },
+): boolean {
+  return read.sha256 === version.sha256 && read.size === version.size;
+}
+
+/**
+ * Hex sha256 of bytes in memory (what a manifest records).
+ *
+ * @example
+ * ```ts
+ * sha256Hex(new Uint8Array()); // 'e3b0c442…'
+ * ```
+ */
+export function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+function assertIntact(version: ModelVersion, read: { sha256: string; size: number }): void {
+  if (!matchesManifest(version, read))
+    throw new IntegrityError(version.name, version.version, version.sha256, read.sha256);
 }
 
 function withStatus(manifest: StoredVersion, status: StatusDoc | undefined): ModelVersion {
@@ -761,8 +845,4 @@ function decodeCursor(cursor: string, prefix: string): string {
 function ignoreMissing(e: unknown): undefined {
   if (e instanceof NotFoundError) return undefined;
   throw e;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -14,19 +14,13 @@
  * Knows nothing of Lambda or HTTP: the handlers adapt requests to these calls.
  */
 
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { createPresignedPost } from '@aws-sdk/s3-presigned-post';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { InvalidArgumentError, MaasError, NotFoundError, PayloadTooLargeError } from '../errors';
-import {
-  ObjectNotFoundError,
-  ObjectPreconditionError,
-  type ObjectStore,
-  readWithSha256,
-  S3ObjectStore,
-  type StoredObjectStream,
-} from '../store';
+import { ConflictError, InvalidArgumentError, NotFoundError, PayloadTooLargeError } from '../errors';
+import { ObjectNotFoundError, type ObjectStore, S3ObjectStore, type StoredObjectStream } from '../store';
+import { createJson, createObject, readJson } from '../store/documents';
 import type { ModelRegistry } from './model-registry';
 import { assertModelName } from './names';
 import type { ModelVersion, RegisterOptions, RegisterResult } from './types';
@@ -121,12 +115,13 @@ export function parseUploadKey(name: string, uploadKey: unknown): string {
  *
  * @example
  * ```ts
- * const ticket = await createUploadTicket(registry, 'iris');
+ * const ticket = await createUploadTicket(store, registry, 'iris');
  * // S3: POST ticket.url with ticket.fields + file; local: PUT ticket.url with the bytes
- * await registerFromUpload(registry, 'iris', ticket.uploadKey, { description: 'big one' });
+ * await registerFromUpload(store, registry, 'iris', ticket.uploadKey, { description: 'big one' });
  * ```
  */
 export async function createUploadTicket(
+  store: ObjectStore,
   registry: ModelRegistry,
   name: string,
   options: UploadTicketOptions = {},
@@ -140,7 +135,6 @@ export async function createUploadTicket(
   const id = randomUUID();
   const uploadKey = uploadKeyOf(name, id);
   const expiresAt = new Date(o.now().getTime() + o.expiresInSeconds * 1000).toISOString();
-  const store = registry.store;
   if (store instanceof S3ObjectStore) {
     const post = await createPresignedPost(store.client, {
       Bucket: store.bucket,
@@ -152,10 +146,9 @@ export async function createUploadTicket(
     return { uploadKey, method: 'POST', url: post.url, fields: post.fields, maxBytes, expiresAt };
   }
   const doc: LocalTicketDoc = { name, id, maxBytes, expiresAt };
-  await store.put(ticketKeyOf(name, id), JSON.stringify(doc), {
-    contentType: 'application/json',
-    ifNoneMatch: '*',
-  });
+  // A fresh UUID: the create-only write cannot lose a race, it only guards against a bug.
+  if (!(await createJson(store, ticketKeyOf(name, id), doc, { readExisting: false })).created)
+    throw new ConflictError(`upload ticket ${id} already exists`);
   return {
     uploadKey,
     method: 'PUT',
@@ -172,11 +165,11 @@ export async function createUploadTicket(
  *
  * @example
  * ```ts
- * await writeLocalUpload(registry, 'iris', ticketId, bytes); // then registerFromUpload(...)
+ * await writeLocalUpload(store, 'iris', ticketId, bytes); // then registerFromUpload(...)
  * ```
  */
 export async function writeLocalUpload(
-  registry: ModelRegistry,
+  store: ObjectStore,
   name: string,
   id: string,
   bytes: Uint8Array,
@@ -184,16 +177,8 @@ export async function writeLocalUpload(
 ): Promise<{ uploadKey: string; size: number }> {
   const uploadKey = uploadKeyOf(name, id);
   parseUploadKey(name, uploadKey);
-  let ticket: LocalTicketDoc;
-  try {
-    ticket = JSON.parse(
-      (await registry.store.get(ticketKeyOf(name, id))).body.toString('utf8'),
-    ) as LocalTicketDoc;
-  } catch (e) {
-    if (e instanceof ObjectNotFoundError)
-      throw new NotFoundError(`no upload ticket ${id} for model ${name}`, { name, id });
-    throw e;
-  }
+  const ticket = (await readJson<LocalTicketDoc>(store, ticketKeyOf(name, id)))?.doc;
+  if (!ticket) throw new NotFoundError(`no upload ticket ${id} for model ${name}`, { name, id });
   if (Date.parse(ticket.expiresAt) < now().getTime())
     throw new NotFoundError(`upload ticket ${id} expired at ${ticket.expiresAt}`, { name, id });
   if (bytes.byteLength === 0) throw new InvalidArgumentError('upload body is empty');
@@ -202,13 +187,8 @@ export async function writeLocalUpload(
       limit: ticket.maxBytes,
     });
   }
-  try {
-    await registry.store.put(uploadKey, bytes, { contentType: 'application/octet-stream', ifNoneMatch: '*' });
-  } catch (e) {
-    if (e instanceof ObjectPreconditionError)
-      throw new MaasError('conflict', `upload ${id} was already written; request a new ticket`);
-    throw e;
-  }
+  if (!(await createObject(store, uploadKey, bytes)))
+    throw new ConflictError(`upload ${id} was already written; request a new ticket`);
   return { uploadKey, size: bytes.byteLength };
 }
 
@@ -218,17 +198,17 @@ export async function writeLocalUpload(
  *
  * @example
  * ```ts
- * const { version, created } = await registerFromUpload(registry, 'iris', body.uploadKey, { actor, alias: 'staging' });
+ * const { version, created } = await registerFromUpload(store, registry, 'iris', body.uploadKey, { actor, alias: 'staging' });
  * ```
  */
 export async function registerFromUpload(
+  store: ObjectStore,
   registry: ModelRegistry,
   name: string,
   uploadKey: string,
   options: RegisterOptions = {},
 ): Promise<RegisterResult> {
   const id = parseUploadKey(name, uploadKey);
-  const store = registry.store;
   // One request: the stream's announced size is checked before any byte is read (no HEAD first).
   let found: StoredObjectStream;
   try {
@@ -254,55 +234,8 @@ export async function registerFromUpload(
 }
 
 /**
- * Reads a version's bytes and checks them against the recorded sha256, so an export never hands
- * out bytes other than those that were validated and registered.
- *
- * @example
- * ```ts
- * const bytes = await readVerifiedModel(registry.store, await registry.getVersion('iris', 3));
- * ```
- */
-export async function readVerifiedModel(store: ObjectStore, version: ModelVersion): Promise<Buffer> {
-  const { body, sha256 } = await readWithSha256(store, version.blobKey);
-  assertIntegrity(version, sha256, body.length);
-  return body;
-}
-
-/**
- * Streams a version's bytes through sha256 without buffering them (large models).
- *
- * @example
- * ```ts
- * await verifyStoredModel(store, version); // throws (500) when the blob no longer matches
- * ```
- */
-export async function verifyStoredModel(store: ObjectStore, version: ModelVersion): Promise<void> {
-  const { body } = await store.getStream(version.blobKey);
-  const hash = createHash('sha256');
-  let size = 0;
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length;
-    hash.update(chunk as Buffer);
-  }
-  assertIntegrity(version, hash.digest('hex'), size);
-}
-
-function assertIntegrity(version: ModelVersion, sha256: string, size: number): void {
-  if (sha256 !== version.sha256 || size !== version.size) {
-    // A server-side fault (corruption or tampering), never the caller's: 500, and logged by the adapter.
-    throw new MaasError(
-      'internal',
-      `stored bytes of ${version.name} v${version.version} do not match the recorded sha256`,
-      {
-        expected: version.sha256,
-        actual: sha256,
-      },
-    );
-  }
-}
-
-/**
  * A presigned GET for a version's bytes, or `undefined` when the store cannot presign (file store).
+ * Check the blob first ({@link ModelRegistry.verifyModel}): the link hands out whatever is stored.
  *
  * @example
  * ```ts

@@ -1,6 +1,6 @@
 import { ConflictError } from '../errors';
 import { type BackoffOptions, backoffDelay, sleep } from '../util/backoff';
-import { ObjectNotFoundError, ObjectPreconditionError, type ObjectStore } from './object-store';
+import { ObjectNotFoundError, ObjectPreconditionError, type ObjectStore, type PutBody } from './object-store';
 
 /**
  * The document layer: JSON objects in an {@link ObjectStore} with the three ways maas writes
@@ -46,10 +46,19 @@ export type CreateResult<T> =
   | { created: true; etag: string }
   | { created: false; existing: StoredDocument<T> | undefined };
 
+/** Options of {@link createJson}. */
+export interface CreateJsonOptions {
+  /**
+   * Read the existing document back when the key is taken (default true). Callers that only
+   * need to know the key was taken (e.g. to try the next version number) save that request.
+   */
+  readExisting?: boolean;
+}
+
 /**
  * Writes a document only if the key does not exist yet (`If-None-Match: *`). A key that exists
- * is not an error: the result says so and carries the existing document (undefined only when it
- * was deleted again between the failed write and the read-back).
+ * is not an error: the result says so and carries the existing document (undefined when it
+ * was deleted again between the failed write and the read-back, or `readExisting` is false).
  *
  * @example
  * ```ts
@@ -57,13 +66,38 @@ export type CreateResult<T> =
  * if (!result.created) continue; // number taken by a concurrent registration: try the next
  * ```
  */
-export async function createJson<T>(store: ObjectStore, key: string, doc: T): Promise<CreateResult<T>> {
+export async function createJson<T>(
+  store: ObjectStore,
+  key: string,
+  doc: T,
+  options: CreateJsonOptions = {},
+): Promise<CreateResult<T>> {
+  const etag = await createObject(store, key, JSON.stringify(doc), JSON_TYPE);
+  if (etag !== undefined) return { created: true, etag };
+  if (options.readExisting === false) return { created: false, existing: undefined };
+  return { created: false, existing: await readJson<T>(store, key) };
+}
+
+/**
+ * Writes any object (e.g. uploaded model bytes) only if the key does not exist yet: its etag,
+ * or undefined when the key was taken. The create-only write under {@link createJson}.
+ *
+ * @example
+ * ```ts
+ * if (!(await createObject(store, uploadKey, bytes))) throw new ConflictError('already uploaded');
+ * ```
+ */
+export async function createObject(
+  store: ObjectStore,
+  key: string,
+  body: PutBody,
+  contentType = 'application/octet-stream',
+): Promise<string | undefined> {
   try {
-    const { etag } = await store.put(key, JSON.stringify(doc), { contentType: JSON_TYPE, ifNoneMatch: '*' });
-    return { created: true, etag };
+    return (await store.put(key, body, { contentType, ifNoneMatch: '*' })).etag;
   } catch (e) {
-    if (!(e instanceof ObjectPreconditionError)) throw e;
-    return { created: false, existing: await readJson<T>(store, key) };
+    if (e instanceof ObjectPreconditionError) return undefined;
+    throw e;
   }
 }
 
@@ -83,11 +117,17 @@ export type DocumentChange<T> = (
   attempt: number,
 ) => T | typeof KEEP | typeof RETRY | Promise<T | typeof KEEP | typeof RETRY>;
 
-export interface UpdateJsonOptions extends BackoffOptions {
+export interface UpdateJsonOptions<T = unknown> extends BackoffOptions {
   /** Rounds of read-change-write before giving up with {@link DocumentConflictError} (default 50). */
   attempts?: number;
   /** Give up after this many milliseconds, whatever the attempt count. */
   timeoutMs?: number;
+  /**
+   * The document as the caller just read it (`null`: it read none): the first attempt starts
+   * from it instead of reading again. Its etag still guards the write, so a stale one only
+   * costs a lost race and a fresh read.
+   */
+  known?: StoredDocument<T> | null;
 }
 
 /** What {@link updateJson} left in the store. */
@@ -130,7 +170,7 @@ export async function updateJson<T>(
   store: ObjectStore,
   key: string,
   change: DocumentChange<T>,
-  options: UpdateJsonOptions = {},
+  options: UpdateJsonOptions<T> = {},
 ): Promise<UpdateResult<T>> {
   const attempts = options.attempts ?? 50;
   const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
@@ -140,7 +180,10 @@ export async function updateJson<T>(
       if (Date.now() >= deadline) break;
       await sleep(backoffDelay(attempt - 1, options));
     }
-    current = await readJson<T>(store, key);
+    current =
+      attempt === 0 && options.known !== undefined
+        ? (options.known ?? undefined)
+        : await readJson<T>(store, key);
     const next = await change(current, attempt);
     if (next === KEEP) return { doc: current?.doc, etag: current?.etag, written: false, previous: current };
     if (next === RETRY) continue;

@@ -4,6 +4,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { MaasError } from '../errors';
+import { sleep } from '../util/backoff';
 import {
   assertValidKey,
   type ListOptions,
@@ -98,12 +99,18 @@ export class FileObjectStore implements ObjectStore {
   async put(key: string, body: PutBody, options: PutOptions = {}): Promise<PutResult> {
     const target = this.pathOf(key);
     const tmp = await this.writeTemp(body);
+    // Held across the commit: the etag is read from this write's own inode, so a writer that
+    // replaces the key right after cannot hand us its etag (reading the key back could).
+    const own = await fs.open(tmp, 'r');
     try {
       await this.commit(key, target, tmp, options);
+      // Dropping the temp name changes the inode's ctime (link count): read the etag after it.
+      await fs.rm(tmp, { force: true });
+      return { etag: etagOf(await own.stat()) };
     } finally {
+      await own.close();
       await fs.rm(tmp, { force: true });
     }
-    return { etag: (await this.head(key)).etag };
   }
 
   private async commit(key: string, target: string, tmp: string, options: PutOptions): Promise<void> {
@@ -248,33 +255,47 @@ export class FileObjectStore implements ObjectStore {
     }
   }
 
-  /** Serializes compare-and-swap on one key across processes with an O_EXCL lock file. */
+  /**
+   * Serializes compare-and-swap on one key across processes with an O_EXCL lock file holding a
+   * token unique to its holder. A live holder refreshes the file's mtime while it works, so only
+   * a lock whose holder died goes stale; breaking a stale lock is itself exclusive (see
+   * {@link breakStaleLock}), and a holder removes the lock only while it is still its own.
+   */
   private async withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
     const dir = path.join(this.root, INTERNAL, 'locks');
     await fs.mkdir(dir, { recursive: true });
     const lock = path.join(dir, sha1(key));
+    const token = randomBytes(12).toString('hex');
     const deadline = Date.now() + 4 * this.options.staleLockMs;
     for (let attempt = 0; ; attempt++) {
       try {
         const handle = await fs.open(lock, 'wx');
-        await handle.close();
+        try {
+          await handle.writeFile(token);
+        } finally {
+          await handle.close();
+        }
         break;
       } catch (e) {
         if (errno(e) !== 'EEXIST') throw e;
-        const age = await fs.stat(lock).then(
-          (s) => Date.now() - s.mtimeMs,
-          () => 0,
-        );
-        // A holder that died leaves its lock behind; after staleLockMs it may be broken.
-        if (age > this.options.staleLockMs) await fs.rm(lock, { force: true });
+        const held = await fs.stat(lock).catch(() => undefined);
+        if (held && Date.now() - held.mtimeMs > this.options.staleLockMs) await breakStaleLock(lock, held);
         if (Date.now() > deadline) throw new StoreError(`lock on ${key} not acquired`, true);
         await sleep(Math.min(2 + attempt * 2, 25) * (0.5 + Math.random()));
       }
     }
+    const now = (): Date => new Date();
+    const heartbeat = setInterval(
+      () => void fs.utimes(lock, now(), now()).catch(() => undefined),
+      Math.max(1, Math.floor(this.options.staleLockMs / 3)),
+    );
+    heartbeat.unref();
     try {
       return await fn();
     } finally {
-      await fs.rm(lock, { force: true });
+      clearInterval(heartbeat);
+      const holder = await fs.readFile(lock, 'utf8').catch(() => undefined);
+      if (holder === token) await fs.rm(lock, { force: true });
     }
   }
 
@@ -316,6 +337,25 @@ export class FileObjectStore implements ObjectStore {
   }
 }
 
+/**
+ * Removes the stale lock `lock` last seen as `seen`, unless another waiter is already breaking
+ * that same lock: the right to break one lock generation (its inode and mtime) is an O_EXCL
+ * marker file, so of two waiters that saw the same dead holder only one removes the file, and
+ * neither can remove the fresh lock the other then takes (it is checked to still be `seen`).
+ */
+async function breakStaleLock(lock: string, seen: Stats): Promise<void> {
+  const marker = `${lock}.${seen.ino}-${Math.round(seen.mtimeMs * 1000)}.break`;
+  const claim = await fs.open(marker, 'wx').catch(() => undefined);
+  if (!claim) return; // another waiter breaks this one
+  try {
+    await claim.close();
+    const now = await fs.stat(lock).catch(() => undefined);
+    if (now && now.ino === seen.ino && now.mtimeMs === seen.mtimeMs) await fs.rm(lock, { force: true });
+  } finally {
+    await fs.rm(marker, { force: true });
+  }
+}
+
 function etagOf(stats: Stats): string {
   return createHash('sha1')
     .update(`${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}`)
@@ -338,8 +378,4 @@ function errno(e: unknown): string | undefined {
 /** S3 orders keys by their UTF-8 bytes, not by UTF-16 code units. */
 export function compareBytes(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -151,6 +151,8 @@ export async function listAll(
 /**
  * Reads an object into one buffer of its announced size while hashing each chunk as it arrives,
  * so checking a blob's sha256 overlaps the download instead of adding a pass over the bytes.
+ * With `keepBody: false` the bytes are hashed and dropped (`body` is empty, `size` counts them).
+ * The store-level primitive under the registry's verified reads (`ModelRegistry.readModel`).
  *
  * @example
  * ```ts
@@ -161,9 +163,19 @@ export async function listAll(
 export async function readWithSha256(
   store: ObjectStore,
   key: string,
-): Promise<{ body: Buffer; sha256: string }> {
+  options: { keepBody?: boolean } = {},
+): Promise<{ body: Buffer; sha256: string; size: number }> {
   const { body: stream, size } = await store.getStream(key);
   const hash = createHash('sha256');
+  if (options.keepBody === false) {
+    // Hash only (e.g. checking a large blob before handing out a link to it): constant memory.
+    let total = 0;
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      total += chunk.length;
+    }
+    return { body: Buffer.alloc(0), sha256: hash.digest('hex'), size: total };
+  }
   let body = Buffer.allocUnsafe(size);
   let offset = 0;
   for await (const chunk of stream as AsyncIterable<Buffer>) {
@@ -177,5 +189,5 @@ export async function readWithSha256(
     chunk.copy(body, offset);
     offset += chunk.length;
   }
-  return { body: body.subarray(0, offset), sha256: hash.digest('hex') };
+  return { body: body.subarray(0, offset), sha256: hash.digest('hex'), size: offset };
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import {
   DeleteObjectCommand,
@@ -9,6 +10,7 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { MaasError } from '../errors';
+import { backoffDelay, sleep } from '../util/backoff';
 import {
   assertValidKey,
   type ListOptions,
@@ -58,6 +60,14 @@ const defaults = {
 const CONFLICT_RETRIES = 6;
 
 /**
+ * User metadata key (`x-amz-meta-maas-write`) holding a random token unique to one conditional
+ * put. When a retried put gets 412, the object carries this write's token only if an earlier
+ * attempt of this very write landed: equal bytes could be another writer's. Internal: never
+ * shown in {@link ObjectInfo.metadata}.
+ */
+const WRITE_TOKEN = 'maas-write';
+
+/**
  * {@link ObjectStore} on Amazon S3 or any S3-compatible server (AWS SDK v3).
  *
  * @example
@@ -84,7 +94,14 @@ export class S3ObjectStore implements ObjectStore {
   async get(key: string): Promise<StoredObject> {
     const { body, ...info } = await this.getStream(key);
     const chunks: Buffer[] = [];
-    for await (const chunk of body) chunks.push(chunk as Buffer);
+    try {
+      for await (const chunk of body) chunks.push(chunk as Buffer);
+    } catch (e) {
+      // The connection broke mid-body (a reset, a timeout): as transient as a failed request.
+      throw new StoreError(`S3 body of ${key} cut off: ${(e as Error).message}`, true, { cause: e });
+    }
+    if (info.size !== 0 && chunks.reduce((n, c) => n + c.length, 0) !== info.size)
+      throw new StoreError(`S3 body of ${key} is shorter than its Content-Length ${info.size}`, true);
     return { ...info, body: Buffer.concat(chunks) };
   }
 
@@ -135,6 +152,8 @@ export class S3ObjectStore implements ObjectStore {
           ? `"${options.ifMatch}"`
           : options.ifMatch;
     const condition = options.ifMatch !== undefined ? 'if-match' : 'if-none-match';
+    const token = conditional ? randomBytes(16).toString('hex') : undefined;
+    const metadata = token === undefined ? options.metadata : { ...options.metadata, [WRITE_TOKEN]: token };
     // Set once any attempt of this write may have reached S3 and been applied without us seeing
     // the answer (an SDK retry after a 5xx or timeout, or our own retry below).
     let retried = false;
@@ -143,6 +162,7 @@ export class S3ObjectStore implements ObjectStore {
         const out = await this.client.send(
           new PutObjectCommand({
             ...common,
+            Metadata: metadata,
             Body: bytes,
             IfNoneMatch: options.ifNoneMatch,
             IfMatch: ifMatch,
@@ -152,12 +172,22 @@ export class S3ObjectStore implements ObjectStore {
       } catch (raw) {
         retried ||= ((raw as SdkError).$metadata?.attempts ?? 1) > 1;
         const e = translate(raw, key, condition);
-        // A 412 after a retry may be our own earlier attempt that landed: if the object now holds
-        // exactly what we sent, the write succeeded. (Documents the registry writes carry unique
-        // fields, so equal bytes mean this write, not a concurrent one.)
-        if (e instanceof ObjectPreconditionError && retried) {
-          const landed = await this.get(key).catch(() => undefined);
-          if (landed?.body.equals(Buffer.from(bytes))) return { etag: landed.etag };
+        // A 412 after a retry may be our own earlier attempt that landed (its reply was lost):
+        // the write succeeded exactly when the object carries this write's token.
+        if (e instanceof ObjectPreconditionError && retried && token !== undefined) {
+          const landed = await this.client
+            .send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.full(key) }))
+            .catch((h: unknown) => {
+              const failure = translate(h, key);
+              if (failure instanceof ObjectNotFoundError) return undefined; // gone since: not ours
+              // Whether this write landed is unknown: say so (transient), never "someone else won".
+              throw new StoreError(
+                `conditional put of ${key}: could not check whether an earlier attempt landed (${failure.message})`,
+                true,
+                { cause: h },
+              );
+            });
+          if (landed?.Metadata?.[WRITE_TOKEN] === token) return { etag: unquote(landed.ETag ?? '') };
         }
         // AWS: 409 ConditionalRequestConflict means a concurrent conditional write was in flight;
         // the documented answer is to retry, which then resolves to success or a real 412.
@@ -168,7 +198,7 @@ export class S3ObjectStore implements ObjectStore {
         if (attempt >= CONFLICT_RETRIES)
           throw e instanceof ConditionalConflict ? new ObjectPreconditionError(key, condition) : e;
         retried = true;
-        await sleep(20 * 2 ** attempt * (0.5 + Math.random()));
+        await sleep(backoffDelay(attempt, { baseMs: 20, maxMs: 1000 }));
       }
     }
   }
@@ -277,10 +307,16 @@ function toInfo(
     etag: unquote(out.ETag ?? ''),
     size: out.ContentLength ?? 0,
     lastModified: out.LastModified ?? new Date(0),
-    metadata: out.Metadata ?? {},
+    metadata: withoutWriteToken(out.Metadata ?? {}),
   };
   if (out.ContentType) info.contentType = out.ContentType;
   return info;
+}
+
+function withoutWriteToken(metadata: Record<string, string>): Record<string, string> {
+  if (!(WRITE_TOKEN in metadata)) return metadata;
+  const { [WRITE_TOKEN]: _, ...rest } = metadata;
+  return rest;
 }
 
 function clientConfig(o: S3ObjectStoreOptions & typeof defaults): S3ClientConfig {
@@ -311,8 +347,4 @@ async function collect(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(Buffer.from(chunk as Uint8Array));
   return Buffer.concat(chunks);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

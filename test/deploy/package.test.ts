@@ -47,6 +47,8 @@ const EXPECTED_ROUTES: Record<string, string> = {
   'POST /models/{name}/versions/{version}/optimize': 'optimize',
   'GET /models/{name}/optimizations/{job}': 'optimize',
   'POST /models/{name}/feedback': 'feedback',
+  'POST /models/{name}/monitor/runs': 'monitor',
+  'GET /models/{name}/monitor/report': 'monitor',
 };
 const FUNCTIONS = ['predict', 'registerVersion', 'rollback', 'catalog', 'optimize', 'monitor', 'feedback'];
 const LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024;
@@ -147,14 +149,18 @@ describe('npm run package (offline)', () => {
     }
   });
 
-  it('runs the monitor every 5 minutes', () => {
-    const rules = resourcesOfType(t, 'AWS::Events::Rule');
-    expect(rules).toHaveLength(1);
-    const [, rule] = rules[0]!;
-    expect(rule.Properties.ScheduleExpression).toBe('rate(5 minutes)');
-    expect((rule.Properties.Targets as [{ Arn: unknown }])[0].Arn).toEqual({
-      'Fn::GetAtt': ['MonitorLambdaFunction', 'Arn'],
-    });
+  it('runs the monitor every 5 minutes, and the optimize function sweeps stale jobs on its own schedule', () => {
+    const rules = resourcesOfType(t, 'AWS::Events::Rule').map(([, rule]) => rule.Properties);
+    const target = (rule: (typeof rules)[number]) => (rule.Targets as [{ Arn: unknown; Input?: string }])[0];
+    expect(rules).toHaveLength(2);
+    const monitor = rules.find((r) => JSON.stringify(target(r).Arn).includes('MonitorLambdaFunction'))!;
+    expect(monitor.ScheduleExpression).toBe('rate(5 minutes)');
+    expect(target(monitor).Input).toBeUndefined();
+    const sweep = rules.find((r) => JSON.stringify(target(r).Arn).includes('OptimizeLambdaFunction'))!;
+    expect(sweep.ScheduleExpression).toBe('rate(5 minutes)');
+    expect(target(sweep).Arn).toEqual({ 'Fn::GetAtt': ['OptimizeLambdaFunction', 'Arn'] });
+    // What functions/optimize/handler.ts recognizes as the sweep (shared/optimize/sweep.ts isSweepEvent).
+    expect(JSON.parse(target(sweep).Input!)).toEqual({ maasOptimizeSweep: true });
   });
 
   it('attaches the onnxruntime layer exactly to the functions whose bundle loads onnxruntime-node', () => {
@@ -243,7 +249,7 @@ describe('npm run package (offline)', () => {
             `arn:\${AWS::Partition}:events:\${AWS::Region}:\${AWS::AccountId}:event-bus/maas-dev-events`,
           ]);
         } else if (actions.includes('lambda:InvokeFunction')) {
-          expect(['optimize', 'monitor']).toContain(key); // optimize invokes its worker; monitor re-dispatches stale jobs
+          expect(key).toBe('optimize'); // it invokes its own worker (jobs, and the sweep's re-dispatches)
           expect(resources).toEqual([
             `arn:\${AWS::Partition}:lambda:\${AWS::Region}:\${AWS::AccountId}:function:maas-dev-optimize`,
           ]);

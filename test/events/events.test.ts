@@ -24,9 +24,9 @@ import {
   WebhookSink,
 } from '../../shared/events';
 import { CaptureObserver } from '../../shared/monitor/capture';
-import { runMonitor } from '../../shared/monitor/monitor';
+import type { MonitorMetricPoint, MonitorSinkResult } from '../../shared/monitor/metrics-sink';
 import { policyFromEnv } from '../../shared/monitor/policy';
-import type { MetricPoint, SinkResult } from '../../shared/monitor/sink';
+import { runMonitor } from '../../shared/monitor/run';
 import { optimizeVersion } from '../../shared/optimize/optimizer';
 import { parseOptimizeRequest } from '../../shared/optimize/request';
 import { type HistoryEvent, ModelRegistry } from '../../shared/registry';
@@ -141,7 +141,7 @@ async function webhookReceiver(): Promise<Receiver & { held: (() => void)[]; hol
 
 class MemorySink {
   readonly kind = 'local' as const;
-  async put(_ns: string, points: readonly MetricPoint[]): Promise<SinkResult> {
+  async put(_ns: string, points: readonly MonitorMetricPoint[]): Promise<MonitorSinkResult> {
     return { calls: 1, delivered: points.length, skippedNonFinite: 0, failedCalls: 0, errors: [] };
   }
 }
@@ -267,6 +267,7 @@ describe('registry events', () => {
     });
     expect(run.models[0]?.report?.actions[0]).toMatchObject({ type: 'rolled_back', ok: true });
     await optimizeVersion(registry, model, 1, parseOptimizeRequest({ techniques: ['fp16'] }), {
+      store,
       actor: 'optimize',
     });
     const events = await expectExactlyOnce(model);

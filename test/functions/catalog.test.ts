@@ -2,7 +2,9 @@ import { createHash } from 'node:crypto';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ModelDescription } from '../../functions/catalog/describe';
+import { setInferenceService } from '../../functions/predict/runtime';
 import type { HistoryEvent, ModelSummary, ModelVersion, Page } from '../../shared/registry';
+import { invoke, loadRoutes } from '../support/gateway';
 import { tinyModel } from '../support/models';
 import { octet, STORE_PREFIX, type TestApi, useTestApi } from './runtime';
 
@@ -73,10 +75,33 @@ describe('catalog function on S3 (RGW)', () => {
       createHash('sha256').update(models.alpha![0]!).digest('hex'),
     );
     expect((await api.call('GET', '/models/alpha/versions/production')).json<ModelVersion>().version).toBe(2);
-    expect((await api.call('GET', '/models/alpha/versions/latest')).json<ModelVersion>().version).toBe(3);
+    // v3 is rejected: `latest` is the newest active version (the highest number is latestVersion).
+    expect((await api.call('GET', '/models/alpha/versions/latest')).json<ModelVersion>().version).toBe(2);
     expect((await api.call('GET', '/models/alpha/versions/9')).status).toBe(404);
     expect((await api.call('GET', '/models/alpha/versions/nosuch')).status).toBe(404);
     expect((await api.call('GET', '/models/alpha/versions/0')).status).toBe(400);
+  });
+
+  it('`latest` names the same version in catalog and predict when the newest version is rejected', async () => {
+    const predict = await loadRoutes(['predict']);
+    try {
+      const catalog = (await api.call('GET', '/models/alpha/versions/latest')).json<ModelVersion>();
+      const metadata = await invoke(predict, 'GET', '/v2/models/alpha/versions/latest');
+      expect(metadata.status).toBe(200);
+      const meta = metadata.json<{ versions: string[]; inputs: { name: string; shape: number[] }[] }>();
+      const input = meta.inputs[0]!;
+      const inferred = await invoke(predict, 'POST', '/v2/models/alpha/versions/latest/infer', {
+        body: { inputs: [{ name: input.name, shape: [1, 4], datatype: 'FP32', data: [0.1, 0.2, 0.3, 0.4] }] },
+      });
+      expect(inferred.status).toBe(200);
+      expect({
+        catalog: catalog.version,
+        metadata: meta.versions,
+        infer: inferred.json<{ model_version: string }>().model_version,
+      }).toEqual({ catalog: 2, metadata: ['2'], infer: '2' });
+    } finally {
+      await setInferenceService();
+    }
   });
 
   it('returns history oldest first', async () => {
@@ -132,7 +157,10 @@ describe('catalog function on S3 (RGW)', () => {
     );
     const res = await api.call('GET', '/models/gamma/versions/1/download');
     expect(res.status).toBe(500);
-    expect(res.json()).toEqual({ error: 'internal error', code: 'internal' });
+    expect(res.json()).toEqual({
+      error: expect.stringMatching(/gamma version 1 failed its integrity check/),
+      code: 'integrity_error',
+    });
     api.reset({ MAAS_DOWNLOAD_INLINE_MAX_BYTES: '10' });
     try {
       expect((await api.call('GET', '/models/gamma/versions/1/download')).status).toBe(500);

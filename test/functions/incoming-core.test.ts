@@ -46,7 +46,7 @@ describe.each(storeKinds)('ingestIncomingObject on the %s store', (kind) => {
     ) as RejectionRecord;
     expect(why.key).toBe('incoming/iris/bad.onnx');
     expect((await store.get('rejected/iris/bad.onnx')).body.toString()).toBe('garbage');
-    expect(await registry.latestVersion('iris')).toBe(1);
+    expect(await registry.getLatestVersionNumber('iris')).toBe(1);
 
     await store.put('other/iris/x.onnx', tinyModel(2));
     expect(await ingestIncomingObject(store, registry, 'other/iris/x.onnx')).toMatchObject({

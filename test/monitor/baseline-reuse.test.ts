@@ -3,9 +3,9 @@ import { extendTrafficBaseline, readBaseline } from '../../shared/monitor/baseli
 import { CaptureObserver } from '../../shared/monitor/capture';
 import { addValue, emptyHistogram } from '../../shared/monitor/histogram';
 import { monitoringLayout } from '../../shared/monitor/layout';
-import { runMonitor } from '../../shared/monitor/monitor';
+import type { MonitorMetricsSink } from '../../shared/monitor/metrics-sink';
 import { policyFromEnv } from '../../shared/monitor/policy';
-import type { MetricSink } from '../../shared/monitor/sink';
+import { runMonitor } from '../../shared/monitor/run';
 import { emptyVersionSummary, type VersionSummary } from '../../shared/monitor/summary';
 import { ModelRegistry } from '../../shared/registry';
 import type { ObjectStore } from '../../shared/store';
@@ -31,7 +31,7 @@ function countingGets(store: ObjectStore): { store: ObjectStore; gets: string[] 
 }
 
 /** Metrics are not what this file checks: accept and drop them. */
-const sink: MetricSink = {
+const sink: MonitorMetricsSink = {
   kind: 'local',
   put: async (_ns, points) => ({
     calls: 1,

@@ -4,14 +4,14 @@ import { gunzipSync } from 'node:zlib';
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CaptureObserver } from '../../shared/monitor/capture';
-import { runMonitor } from '../../shared/monitor/monitor';
-import { policyFromEnv } from '../../shared/monitor/policy';
 import {
   CLOUDWATCH_LIMITS,
-  CloudWatchMetricSink,
-  createMetricSink,
-  type MetricPoint,
-} from '../../shared/monitor/sink';
+  CloudWatchMetricsSink,
+  createMonitorMetricsSink,
+  type MonitorMetricPoint,
+} from '../../shared/monitor/metrics-sink';
+import { policyFromEnv } from '../../shared/monitor/policy';
+import { runMonitor } from '../../shared/monitor/run';
 import { ModelRegistry } from '../../shared/registry';
 import { createTestStore, type TestStore } from '../support/stores';
 import { fp32, observation } from './support';
@@ -94,14 +94,14 @@ describe('PutMetricData on the wire (loopback CloudWatch endpoint)', () => {
   beforeEach(() => void cw.calls.splice(0));
 
   const sink = (maxAttempts = 3, concurrency = 4) =>
-    new CloudWatchMetricSink({
+    new CloudWatchMetricsSink({
       client: new CloudWatchClient({ endpoint, region: 'us-east-1', credentials, maxAttempts }),
       concurrency,
     });
 
   it('5,000 metrics are split within the limits: nothing dropped, nothing non-finite', async () => {
     const t = new Date('2026-11-29T02:00:00Z');
-    const points: MetricPoint[] = [];
+    const points: MonitorMetricPoint[] = [];
     const expected = new Map<string, number>(); // metric identity → values expected
     for (let i = 0; i < 4950; i++) {
       // Dimension counts cycle up to the maximum of 30.
@@ -192,7 +192,7 @@ describe('PutMetricData on the wire (loopback CloudWatch endpoint)', () => {
     const t = new Date();
     const points = Array.from(
       { length: 1500 },
-      (_, i): MetricPoint => ({ name: `R${i}`, dimensions: { Model: 'm' }, value: i, timestamp: t }),
+      (_, i): MonitorMetricPoint => ({ name: `R${i}`, dimensions: { Model: 'm' }, value: i, timestamp: t }),
     );
     cw.failNext(1);
     const ok = await sink(3).put('maas-test', points);
@@ -217,11 +217,11 @@ describe('PutMetricData on the wire (loopback CloudWatch endpoint)', () => {
         AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
         AWS_REGION: 'us-east-1',
       });
-      const s = createMetricSink({ ...process.env, MAAS_CLOUDWATCH_ENDPOINT: endpoint });
+      const s = createMonitorMetricsSink({ ...process.env, MAAS_CLOUDWATCH_ENDPOINT: endpoint });
       expect(s.kind).toBe('cloudwatch');
-      expect(createMetricSink({ MAAS_METRICS_SINK: 'local' }).kind).toBe('local');
-      expect(createMetricSink({}).kind).toBe('local');
-      expect(() => createMetricSink({ MAAS_METRICS_SINK: 'statsd' })).toThrow(/cloudwatch or local/);
+      expect(createMonitorMetricsSink({ MAAS_METRICS_SINK: 'local' }).kind).toBe('local');
+      expect(createMonitorMetricsSink({}).kind).toBe('local');
+      expect(() => createMonitorMetricsSink({ MAAS_METRICS_SINK: 'statsd' })).toThrow(/cloudwatch or local/);
 
       const c = new CaptureObserver(ts.store);
       for (let i = 0; i < 30; i++)

@@ -7,9 +7,9 @@ import { resetRuntime } from '../../functions/lib/runtime';
 import { CaptureObserver } from '../../shared/monitor/capture';
 import type { FeedbackFile } from '../../shared/monitor/feedback';
 import { monitoringLayout } from '../../shared/monitor/layout';
-import { runMonitor } from '../../shared/monitor/monitor';
+import { LocalMetricsSink } from '../../shared/monitor/metrics-sink';
 import { policyFromEnv } from '../../shared/monitor/policy';
-import { LocalMetricSink } from '../../shared/monitor/sink';
+import { runMonitor } from '../../shared/monitor/run';
 import { ModelRegistry } from '../../shared/registry';
 import { createObjectStore, listAll, type ObjectStore } from '../../shared/store';
 import { type GatewayRoute, invoke } from '../support/gateway';
@@ -88,7 +88,7 @@ describe('ground-truth feedback joined to captured predictions (S3)', () => {
     const result = await runMonitor({
       store,
       registry: new ModelRegistry(store),
-      sink: new LocalMetricSink(dir),
+      sink: new LocalMetricsSink(dir),
       policy: policyFromEnv({}),
       graceSeconds: 0,
       models: ['clf'],
@@ -120,7 +120,7 @@ describe('ground-truth feedback joined to captured predictions (S3)', () => {
     const result = await runMonitor({
       store,
       registry: new ModelRegistry(store),
-      sink: new LocalMetricSink(dir),
+      sink: new LocalMetricsSink(dir),
       policy: policyFromEnv({}),
       graceSeconds: 0,
       models: ['reg'],

@@ -8,8 +8,9 @@ import { resetRuntime } from '../../functions/lib/runtime';
 import { handler, type MonitorEvent } from '../../functions/monitor/handler';
 import { CaptureObserver } from '../../shared/monitor/capture';
 import { monitoringLayout } from '../../shared/monitor/layout';
-import type { MonitorReport } from '../../shared/monitor/monitor';
+import type { MonitorReport } from '../../shared/monitor/report';
 import { createObjectStore, type ObjectStore } from '../../shared/store';
+import { loadRoutes, startGateway } from '../support/gateway';
 import { fp32, observation } from './support';
 
 const context = {
@@ -101,13 +102,12 @@ describe('monitor function (schedule + on-demand actions) and `maas monitor`', (
     const res = (await invoke(scheduled)) as {
       runId: string;
       models: { model: string; status: string; reportKey?: string }[];
-      optimizeSweep?: unknown;
     };
     expect(res.models).toEqual([
       expect.objectContaining({ model: 'fn', status: 'processed', conflicts: 0, actions: [] }),
     ]);
-    // The scheduled run also sweeps stale optimize jobs (none here; see optimize-sweep.test.ts).
-    expect(res.optimizeSweep).toEqual({ redispatched: [], abandoned: [], errors: [] });
+    // Optimize jobs are not the monitor's business (their sweep is the optimize function's schedule).
+    expect(Object.keys(res).sort()).toEqual(['models', 'runId']);
     const report = (await invoke({ action: 'report', model: 'fn' })) as MonitorReport;
     expect(report.runId).toBe(res.runId);
     expect(report.versions['1']).toMatchObject({ requests: 25, drift: { baseline: 'reference' } });
@@ -134,27 +134,72 @@ describe('monitor function (schedule + on-demand actions) and `maas monitor`', (
     expect(await invoke({ action: 'report', model: 'broken' })).toBeNull();
   });
 
-  it('`maas monitor NAME` prints the latest report (table and --json)', async () => {
-    // The real launcher, as a user runs it (the CLI loads its command modules at run time).
+  it('`maas monitor NAME [--run]` asks the monitor function over HTTP (real CLI, test gateway)', async () => {
+    // The CLI gets no store: only the API endpoint, as against a deployed stage.
+    const gateway = await startGateway(await loadRoutes(['monitor']));
+    const env: NodeJS.ProcessEnv = { ...process.env, MAAS_ENDPOINT: gateway.url };
+    delete env.MAAS_STORE;
     const maas = (...args: string[]) =>
       new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
         execFile(
           process.execPath,
           [path.resolve(__dirname, '../../bin/maas.cjs'), ...args],
-          { env: { ...process.env }, timeout: 60_000 },
+          { env, cwd: dir, timeout: 60_000 },
           (error, stdout, stderr) =>
             resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
         );
       });
-    const text = await maas('monitor', 'fn');
-    expect(text.code, text.stderr).toBe(0);
-    expect(text.stdout).toMatch(/model:\s+fn/);
-    expect(text.stdout).toMatch(/VERSION\s+REQUESTS\s+ERRORS/);
-    expect(text.stdout).toMatch(/\n1\s+25\s+0\s+0\s/);
-    const json = await maas('--json', 'monitor', 'fn');
-    expect(JSON.parse(json.stdout).versions['1'].requests).toBe(25);
-    const missing = await maas('monitor', 'unknown-model');
-    expect(missing.code).toBe(1);
-    expect(missing.stderr).toMatch(/no monitoring report for unknown-model/);
-  });
+    try {
+      const text = await maas('monitor', 'fn');
+      expect(text.code, text.stderr).toBe(0);
+      expect(text.stdout).toMatch(/model:\s+fn/);
+      expect(text.stdout).toMatch(/VERSION\s+REQUESTS\s+ERRORS/);
+      expect(text.stdout).toMatch(/\n1\s+25\s+0\s+0\s/);
+      const json = await maas('--json', 'monitor', 'fn');
+      expect(JSON.parse(json.stdout).versions['1'].requests).toBe(25);
+      const missing = await maas('monitor', 'unknown-model');
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toMatch(/no monitoring report for unknown-model/);
+
+      // --run: the deployed monitor merges what arrived since (here 7 requests) and reports it.
+      const capture = new CaptureObserver(store);
+      for (let i = 0; i < 7; i++) capture.observe(observation({ model: 'fn', version: 1 }));
+      await capture.close();
+      const ran = await maas('--json', 'monitor', 'fn', '--run');
+      expect(ran.code, ran.stderr).toBe(0);
+      expect(ran.stderr).toMatch(/monitor run \S+: fn processed/);
+      const report = JSON.parse(ran.stdout) as MonitorReport;
+      expect(report.versions['1']!.requests).toBe(7);
+      expect(report.window.number).toBe(2);
+      const again = await maas('monitor', 'fn', '--run');
+      expect(again.stderr).toMatch(/: fn idle/);
+      const badGrace = await maas('monitor', 'fn', '--run', '--grace', 'soon');
+      expect(badGrace.code).toBe(1);
+      expect(badGrace.stderr).toMatch(/--grace must be a non-negative number/);
+
+      // The route itself: bad bodies are 400s, the API key guards the run but not the report.
+      const post = (body: unknown, headers: Record<string, string> = {}) =>
+        fetch(`${gateway.url}/models/fn/monitor/runs`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...headers },
+          body: JSON.stringify(body),
+        });
+      const bad = await post({ graceSeconds: -1 });
+      expect(bad.status).toBe(400);
+      expect(((await bad.json()) as { error: string }).error).toMatch(/graceSeconds/);
+      expect((await fetch(`${gateway.url}/models/Not%20A%20Name/monitor/report`)).status).toBe(400);
+      process.env.MAAS_API_KEY = 'monitor-key';
+      try {
+        expect((await post({})).status).toBe(401);
+        const keyed = await post({}, { 'x-api-key': 'monitor-key' });
+        expect(keyed.status).toBe(200);
+        expect(await keyed.json()).toMatchObject({ model: 'fn', status: 'idle', conflicts: 0, actions: [] });
+        expect((await fetch(`${gateway.url}/models/fn/monitor/report`)).status).toBe(200);
+      } finally {
+        delete process.env.MAAS_API_KEY;
+      }
+    } finally {
+      await gateway.close();
+    }
+  }, 120_000);
 });

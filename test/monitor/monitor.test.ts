@@ -6,18 +6,14 @@ import { createBaselineFromData, readBaseline } from '../../shared/monitor/basel
 import { CaptureObserver } from '../../shared/monitor/capture';
 import { monitoringLayout } from '../../shared/monitor/layout';
 import {
-  latestReport,
-  type MonitorOptions,
-  type MonitorReport,
-  runMonitor,
-} from '../../shared/monitor/monitor';
+  LocalMetricsSink,
+  type MonitorMetricPoint,
+  type MonitorMetricsSink,
+  type MonitorSinkResult,
+} from '../../shared/monitor/metrics-sink';
 import { policyFromEnv, putPolicyOverride } from '../../shared/monitor/policy';
-import {
-  LocalMetricSink,
-  type MetricPoint,
-  type MetricSink,
-  type SinkResult,
-} from '../../shared/monitor/sink';
+import { latestReport, type MonitorReport } from '../../shared/monitor/report';
+import { type MonitorOptions, runMonitor } from '../../shared/monitor/run';
 import { ModelRegistry } from '../../shared/registry';
 import { listAll } from '../../shared/store';
 import { tinyModel } from '../support/models';
@@ -25,10 +21,10 @@ import { createTestStore, storeKinds, type TestStore } from '../support/stores';
 import { fp32, gaussian, observation } from './support';
 
 /** A sink that keeps what it is given (the CloudWatch wire format has its own test). */
-class MemorySink implements MetricSink {
+class MemorySink implements MonitorMetricsSink {
   readonly kind = 'local';
-  points: MetricPoint[] = [];
-  async put(_ns: string, points: readonly MetricPoint[]): Promise<SinkResult> {
+  points: MonitorMetricPoint[] = [];
+  async put(_ns: string, points: readonly MonitorMetricPoint[]): Promise<MonitorSinkResult> {
     this.points.push(...points);
     return { calls: 1, delivered: points.length, skippedNonFinite: 0, failedCalls: 0, errors: [] };
   }
@@ -320,7 +316,7 @@ describe('local metrics sink', () => {
   afterEach(async () => dir && rm(dir, { recursive: true, force: true }));
   it('writes what CloudWatch would get as JSON lines under {dir}/{namespace}/{day}.jsonl', async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'metrics-'));
-    const sink = new LocalMetricSink(dir);
+    const sink = new LocalMetricsSink(dir);
     const t = new Date('2026-11-29T01:02:03Z');
     const result = await sink.put('maas', [
       { name: 'A', dimensions: { Model: 'm' }, value: 1, timestamp: t },

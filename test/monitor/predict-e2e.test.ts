@@ -7,9 +7,9 @@ import { InferenceService } from '../../shared/inference';
 import { createBaselineFromData } from '../../shared/monitor/baseline';
 import { CaptureObserver } from '../../shared/monitor/capture';
 import { recordFeedback } from '../../shared/monitor/feedback';
-import { runMonitor } from '../../shared/monitor/monitor';
+import { LocalMetricsSink } from '../../shared/monitor/metrics-sink';
 import { policyFromEnv } from '../../shared/monitor/policy';
-import { LocalMetricSink } from '../../shared/monitor/sink';
+import { runMonitor } from '../../shared/monitor/run';
 import { ModelRegistry } from '../../shared/registry';
 import { createTestStore, type TestStore } from '../support/stores';
 import { fp32, gaussian } from './support';
@@ -47,7 +47,7 @@ describe('monitoring through predict (S3 store, real onnxruntime)', () => {
     runMonitor({
       store: ts.store,
       registry,
-      sink: new LocalMetricSink(metricsDir),
+      sink: new LocalMetricsSink(metricsDir),
       policy: policyFromEnv(env),
       graceSeconds: 0,
       models: [model],

@@ -1,6 +1,6 @@
 /**
  * Resource metrics: predict reports, per invocation, the memory its sessions hold and the
- * container's RSS (EMF through shared/metrics), and the monitor aggregates what the capture saw
+ * container's RSS (EMF through shared/request-metrics), and the monitor aggregates what the capture saw
  * into each version's report — through the real inference core, onnxruntime and RGW.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -9,17 +9,17 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildMlp } from '../../dev/onnx-builder';
 import { InferenceService, PREDICT_METRICS } from '../../shared/inference';
-import { EmfMetricsSink, MemoryMetricsSink } from '../../shared/metrics';
 import { CaptureObserver } from '../../shared/monitor/capture';
-import { runMonitor } from '../../shared/monitor/monitor';
+import type { MonitorMetricPoint, MonitorSinkResult } from '../../shared/monitor/metrics-sink';
 import { policyFromEnv } from '../../shared/monitor/policy';
-import type { MetricPoint, SinkResult } from '../../shared/monitor/sink';
+import { runMonitor } from '../../shared/monitor/run';
 import { ModelRegistry } from '../../shared/registry';
+import { EmfRequestMetrics, MemoryRequestMetrics } from '../../shared/request-metrics';
 import { createTestStore, type TestStore } from '../support/stores';
 
 class MemorySink {
   readonly kind = 'local' as const;
-  async put(_ns: string, points: readonly MetricPoint[]): Promise<SinkResult> {
+  async put(_ns: string, points: readonly MonitorMetricPoint[]): Promise<MonitorSinkResult> {
     return { calls: 1, delivered: points.length, skippedNonFinite: 0, failedCalls: 0, errors: [] };
   }
 }
@@ -47,7 +47,7 @@ describe('resource metrics', () => {
   });
 
   it('reports session memory and RSS per invocation and the monitor aggregates them per version', async () => {
-    const metrics = new MemoryMetricsSink();
+    const metrics = new MemoryRequestMetrics();
     const capture = new CaptureObserver(ts.store);
     const service = new InferenceService({
       registry,
@@ -113,7 +113,7 @@ describe('resource metrics', () => {
     });
     const service = new InferenceService({
       registry,
-      metrics: new EmfMetricsSink({ namespace: 'maas-test' }),
+      metrics: new EmfRequestMetrics({ namespace: 'maas-test' }),
       settings: { modelCacheDir: cacheDir },
     });
     try {

@@ -74,7 +74,15 @@ describe.each(storeKinds)('OptimizationJobStore (%s)', (kind) => {
     clock += 60_000;
     const second = await jobs.claim('m', created.record.job);
     expect(second?.record.attempts).toBe(2);
-    await expect(jobs.finish(first!, { error: new Error('late') })).rejects.toThrow(/conditional write/);
+    // The first run's outcome must not overwrite the takeover's record.
+    await expect(jobs.finish(first!, { error: new Error('late') })).rejects.toMatchObject({
+      kind: 'conflict',
+      message: expect.stringMatching(/changed under this worker/),
+    });
+    expect((await jobs.get('m', created.record.job)).record).toMatchObject({
+      status: 'running',
+      attempts: 2,
+    });
     const done = await jobs.finish(second!, { error: new NotFoundError('referenceInputs key x not found') });
     expect(done.record).toMatchObject({
       status: 'failed',

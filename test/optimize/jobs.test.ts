@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { WireType } from '@bufbuild/protobuf/wire';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildIdentityModel, buildMlp, mulberry32, randomFloat32 } from '../../dev/onnx-builder';
-import { getRegistry, resetRuntime } from '../../functions/lib/runtime';
+import { getRegistry, getStore, resetRuntime } from '../../functions/lib/runtime';
 import { handler } from '../../functions/optimize/handler';
 import { getDispatcher, resetOptimizeRuntime } from '../../functions/optimize/runtime';
 import { monitoringLayout } from '../../shared/monitor/layout';
@@ -125,7 +125,7 @@ describe('optimize function on S3 (RGW)', () => {
     expect(job.report!.alias).toEqual({ name: 'staging', version: staging.version });
     expect([byTechnique.int8!.version, byTechnique.fp16!.version]).toContain(staging.version);
     // The candidate file records its lineage too, and kept the parent's unknown field and doc string.
-    const stored = decodeModel(new Uint8Array((await registry.store.get(v.blobKey)).body));
+    const stored = decodeModel(new Uint8Array(await registry.readModel(v)));
     expect(JSON.parse(stored.metadataProps.find((p) => p.key === 'maas.optimization')!.value)).toMatchObject({
       parent: { model: 'clf', version: 1 },
       technique: 'int8',
@@ -135,7 +135,7 @@ describe('optimize function on S3 (RGW)', () => {
   });
 
   it('the gate refuses a deliberately damaged candidate (99 % pruned): rejected, nothing registered', async () => {
-    const before = await getRegistry().latestVersion('clf');
+    const before = await getRegistry().getLatestVersionNumber('clf');
     const res = await call('POST', '/models/clf/versions/1/optimize', {
       techniques: ['prune+int8'],
       parameters: { prune: { sparsity: 0.99, scope: 'global' } },
@@ -151,7 +151,36 @@ describe('optimize function on S3 (RGW)', () => {
     expect(c.gate?.checks.find((k) => k.check === 'top1Agreement')?.passed).toBe(false);
     expect(c.gate?.checks.find((k) => k.check === 'cosine')?.passed).toBe(false);
     expect(c.gate?.checks.find((k) => k.check === 'smallerOrFaster')?.passed).toBe(true); // int8 did shrink it
-    expect(await getRegistry().latestVersion('clf')).toBe(before);
+    expect(await getRegistry().getLatestVersionNumber('clf')).toBe(before);
+  });
+
+  it('refuses a tampered parent: the job fails with integrity_error and nothing new is stored', async () => {
+    const small = (seed: number) => buildMlp({ inputSize: 16, hiddenSizes: [32], outputSize: 4, seed });
+    const { version: parent } = await getRegistry().registerVersion('tampered', small(5).bytes, {
+      actor: 'test',
+    });
+    // Someone swaps the blob for another valid model of the same shape: only the sha256 can tell.
+    await getStore().put(parent.blobKey, small(6).bytes);
+    const storedBefore = (await listAll(getStore(), {})).objects.length;
+    const res = await call('POST', '/models/tampered/versions/1/optimize', {
+      techniques: ['int8'],
+      tolerances: sizeOnly,
+      alias: 'staging',
+      evaluation: quick,
+    });
+    expect(res.status).toBe(202);
+    const job = await finished(res.json<{ job: string }>().job, 'tampered');
+    expect(job.status).toBe('failed');
+    expect(job.error).toEqual({
+      code: 'integrity_error',
+      message: expect.stringMatching(/tampered version 1 failed its integrity check/),
+    });
+    expect(job.report).toBeUndefined();
+    expect(await getRegistry().getLatestVersionNumber('tampered')).toBe(1);
+    await expect(getRegistry().getAlias('tampered', 'staging')).rejects.toMatchObject({ kind: 'not_found' });
+    // Only the job record itself was added (no candidate blob, manifest or history event).
+    const added = (await listAll(getStore(), {})).objects.length - storedBefore;
+    expect(added).toBe(1);
   });
 
   it('evaluates on reference inputs from the request (inline, saved beside the job) or from a store key', async () => {
@@ -174,7 +203,7 @@ describe('optimize function on S3 (RGW)', () => {
     expect(j1.report!.candidates[0]).toMatchObject({ status: 'registered', created: true });
 
     const key = 'datasets/clf/reference.json';
-    await getRegistry().store.put(
+    await getStore().put(
       key,
       JSON.stringify({
         inputs: [{ name: 'input', datatype: 'FP32', shape: [2, 128], data: data.slice(0, 256) }],
@@ -203,7 +232,7 @@ describe('optimize function on S3 (RGW)', () => {
   });
 
   it('uses captured traffic (monitoring raw samples) when the request brings no reference inputs', async () => {
-    const store = getRegistry().store;
+    const store = getStore();
     const row = (seed: number) => Array.from(randomFloat32(mulberry32(seed), 128));
     const capture: CaptureFile = {
       format: 'maas.capture/1',
@@ -323,16 +352,14 @@ describe('optimize function on S3 (RGW)', () => {
       ['/models/clf/versions/0/optimize', { techniques: ['int8'] }, 400, /version/],
       ['/models/clf/versions/nosuchalias/optimize', { techniques: ['int8'] }, 404, /alias nosuchalias/],
     ];
-    const before = (await listAll(getRegistry().store, { prefix: jobLayout.prefix('clf') })).objects.length;
+    const before = (await listAll(getStore(), { prefix: jobLayout.prefix('clf') })).objects.length;
     for (const [path, body, status, message] of cases) {
       const res = await call('POST', path, body);
       expect(res.status, `${path} ${JSON.stringify(body)}`).toBe(status);
       expect(res.json<{ error: string }>().error).toMatch(message);
     }
-    expect((await listAll(getRegistry().store, { prefix: jobLayout.prefix('clf') })).objects).toHaveLength(
-      before,
-    );
-    expect((await listAll(getRegistry().store, { prefix: jobLayout.prefix('seq') })).objects).toHaveLength(0);
+    expect((await listAll(getStore(), { prefix: jobLayout.prefix('clf') })).objects).toHaveLength(before);
+    expect((await listAll(getStore(), { prefix: jobLayout.prefix('seq') })).objects).toHaveLength(0);
     expect((await call('GET', '/models/clf/optimizations/opt-aaaaaaaa-00000000')).status).toBe(404);
     expect((await call('GET', '/models/clf/optimizations/..%2Fversions')).status).toBe(400);
   });
@@ -366,7 +393,7 @@ describe('optimize function on S3 (RGW)', () => {
     expect(v3.onnx.opsets.some((o) => o.domain === 'com.microsoft')).toBe(true);
     for (const version of [v2, v3.version]) {
       const manifest = await getRegistry().getVersion('clf', version);
-      const bytes = new Uint8Array((await getRegistry().store.get(manifest.blobKey)).body);
+      const bytes = new Uint8Array(await getRegistry().readModel(manifest));
       expect(Buffer.from(encodeModel(decodeModel(bytes.slice()))).equals(Buffer.from(bytes))).toBe(true);
     }
   });

@@ -104,8 +104,12 @@ describe('OIP codec', () => {
     ).toThrow(/4 bytes after the header/);
   });
 
-  it('encodes non-finite floats as null and 64-bit integers exactly', () => {
-    expect(jsonDataOf('FP32', Float32Array.of(1.5, NaN, -Infinity))).toBe('[1.5,null,null]');
+  it('encodes non-finite floats as bare NaN/Infinity/-Infinity (as Triton) and 64-bit integers exactly', () => {
+    expect(jsonDataOf('FP32', Float32Array.of(1.5, NaN, -Infinity, Infinity))).toBe(
+      '[1.5,NaN,-Infinity,Infinity]',
+    );
+    expect(jsonDataOf('FP16', Uint16Array.of(0x7e00, 0xfc00))).toBe('[NaN,-Infinity]');
+    expect(jsonDataOf('FP64', Float64Array.of(-0, 0, -1))).toBe('[-0,0,-1]');
     expect(jsonDataOf('INT64', BigInt64Array.of(-(2n ** 63n), 2n ** 53n + 1n))).toBe(
       '[-9223372036854775808,9007199254740993]',
     );

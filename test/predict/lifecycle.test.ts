@@ -15,8 +15,8 @@ import {
   InferenceService,
   RouteResolver,
 } from '../../shared/inference';
-import { createMetricsSink, EmfMetricsSink, NoopMetricsSink } from '../../shared/metrics';
 import { ModelRegistry } from '../../shared/registry';
+import { createRequestMetrics, EmfRequestMetrics, NoopRequestMetrics } from '../../shared/request-metrics';
 import { type ObjectStore, StoreError } from '../../shared/store';
 import { countingStore } from '../support/counting-store';
 import { apiEvent, bodyJson, inferEvent, invoke, type PredictFixture, predictFixture } from './support';
@@ -396,7 +396,7 @@ describe('observers and metrics output', () => {
       return true;
     }) as typeof process.stdout.write;
     try {
-      const sink = new EmfMetricsSink({ namespace: 'maas-test' });
+      const sink = new EmfRequestMetrics({ namespace: 'maas-test' });
       sink.add('Invocations', 'Count', 1, { model: 'iris', version: '3' });
       sink.add('Latency', 'Milliseconds', 4.5, { model: 'iris', version: '3' });
       sink.add('Invocations', 'Count', 1, { model: 'iris', version: '4' });
@@ -425,6 +425,6 @@ describe('observers and metrics output', () => {
       expect.arrayContaining([{ Name: 'Latency', Unit: 'Milliseconds' }]),
     );
     expect(v3).toMatchObject({ model: 'iris', Invocations: 1, Latency: 4.5 });
-    expect(createMetricsSink({ MAAS_METRICS: 'off' })).toBeInstanceOf(NoopMetricsSink);
+    expect(createRequestMetrics({ MAAS_METRICS: 'off' })).toBeInstanceOf(NoopRequestMetrics);
   });
 });

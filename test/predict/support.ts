@@ -11,8 +11,8 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context
 import { handler } from '../../functions/predict/handler';
 import { setInferenceService } from '../../functions/predict/runtime';
 import { InferenceService, type InferenceSettings } from '../../shared/inference';
-import { MemoryMetricsSink } from '../../shared/metrics';
 import { ModelRegistry } from '../../shared/registry';
+import { MemoryRequestMetrics } from '../../shared/request-metrics';
 import type { ObjectStore } from '../../shared/store';
 import { createTestStore } from '../support/stores';
 
@@ -109,7 +109,7 @@ export function bodyBuffer(res: APIGatewayProxyStructuredResultV2): Buffer {
 export interface PredictFixture {
   store: ObjectStore;
   registry: ModelRegistry;
-  metrics: MemoryMetricsSink;
+  metrics: MemoryRequestMetrics;
   service: InferenceService;
   cacheDir: string;
   /** Replaces the core (new settings or store wrapper) keeping the registry. */
@@ -124,18 +124,18 @@ export async function predictFixture(settings: Partial<InferenceSettings> = {}):
   const fixture: PredictFixture = {
     store,
     registry: new ModelRegistry(store),
-    metrics: new MemoryMetricsSink(),
+    metrics: new MemoryRequestMetrics(),
     service: undefined as unknown as InferenceService,
     cacheDir,
     async reinstall(next = {}, other?: ObjectStore) {
-      fixture.metrics = new MemoryMetricsSink();
+      fixture.metrics = new MemoryRequestMetrics();
       const registry = other ? new ModelRegistry(other) : fixture.registry;
       fixture.service = new InferenceService({
         registry,
         metrics: fixture.metrics,
         settings: { modelCacheDir: cacheDir, ...settings, ...next },
       });
-      await setInferenceService(fixture.service);
+      await setInferenceService(fixture.service, other ?? store);
       return fixture.service;
     },
     async cleanup() {

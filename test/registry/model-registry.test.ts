@@ -48,7 +48,7 @@ describe.each(storeKinds)('ModelRegistry on the %s store', (kind) => {
     expect(version.onnx.opTypes).toEqual(expect.arrayContaining(['MatMul', 'Add', 'Relu']));
     expect((await store.get(version.blobKey)).body.equals(Buffer.from(bytes))).toBe(true);
     expect(await registry.getVersion('iris', 1)).toEqual(version);
-    expect(await registry.latestVersion('iris')).toBe(1);
+    expect(await registry.getLatestVersionNumber('iris')).toBe(1);
     const history = await registry.history('iris');
     expect(history.items.map((e) => [e.type, e.version, e.actor])).toEqual([['registered', 1, 'alice']]);
   });
@@ -77,7 +77,7 @@ describe.each(storeKinds)('ModelRegistry on the %s store', (kind) => {
     expect(listed.items.map((v) => v.version)).toEqual(Array.from({ length: 32 }, (_, i) => i + 1));
     // each listed version holds the bytes of exactly one registration
     expect(new Set(listed.items.map((v) => v.sha256)).size).toBe(32);
-    expect(await registry.latestVersion('race')).toBe(32);
+    expect(await registry.getLatestVersionNumber('race')).toBe(32);
   });
 
   it('32 concurrent registrations of identical bytes create one version', async () => {
@@ -129,10 +129,13 @@ describe.each(storeKinds)('ModelRegistry on the %s store', (kind) => {
     await expect(registry.rollback('roll')).rejects.toBeInstanceOf(ConflictError);
     expect((await registry.rollback('roll', 'production', { to: 3 })).version).toBe(3);
     await expect(registry.rollback('roll', 'production', { to: 4 })).rejects.toBeInstanceOf(ConflictError);
-    expect(await registry.resolve('roll', 'production')).toBe(3);
-    expect(await registry.resolve('roll', 'latest')).toBe(4);
-    expect((await registry.latestActiveVersion('roll'))?.version).toBe(3);
-    await expect(registry.resolve('roll', 'staging')).rejects.toBeInstanceOf(NotFoundError);
+    expect((await registry.resolveVersion('roll', 'production')).version).toBe(3);
+    // v4 is rejected: `latest` is the newest *active* version; the highest number is another idea.
+    expect((await registry.resolveVersion('roll', 'latest')).version).toBe(3);
+    expect(await registry.getLatestVersionNumber('roll')).toBe(4);
+    expect((await registry.getLatestActiveVersion('roll'))?.version).toBe(3);
+    expect((await registry.resolveVersion('roll', 4)).status).toBe('rejected');
+    await expect(registry.resolveVersion('roll', 'staging')).rejects.toBeInstanceOf(NotFoundError);
     const types = (await registry.history('roll')).items.map((e) => e.type);
     expect(types.filter((x) => x === 'registered')).toHaveLength(4);
     expect(types.filter((x) => x === 'rolled_back')).toHaveLength(2);

@@ -20,7 +20,7 @@ describe.each(storeKinds)('registerFromUpload on the %s store', (kind) => {
     const uploadKey = uploadKeyOf('uploaded', randomUUID());
     await t.store.put(uploadKey, tinyModel(900));
     counting.reset();
-    const { version, created } = await registerFromUpload(registry, 'uploaded', uploadKey);
+    const { version, created } = await registerFromUpload(counting.store, registry, 'uploaded', uploadKey);
     expect(created).toBe(true);
     expect(version.version).toBe(1);
     const onUpload = counting.calls.filter((c) => c.endsWith(` ${uploadKey}`));
@@ -33,20 +33,20 @@ describe.each(storeKinds)('registerFromUpload on the %s store', (kind) => {
     const registry = new ModelRegistry(t.store, { maxModelBytes: bytes.length - 1 });
     const uploadKey = uploadKeyOf('too-big', randomUUID());
     await t.store.put(uploadKey, bytes);
-    const error = await registerFromUpload(registry, 'too-big', uploadKey).catch((e: unknown) => e);
+    const error = await registerFromUpload(t.store, registry, 'too-big', uploadKey).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PayloadTooLargeError);
     expect((error as PayloadTooLargeError).details).toMatchObject({
       limit: bytes.length - 1,
       size: bytes.length,
     });
     expect((await t.store.head(uploadKey)).size).toBe(bytes.length);
-    expect(await registry.latestVersion('too-big')).toBe(0);
+    expect(await registry.getLatestVersionNumber('too-big')).toBe(0);
   });
 
   it('an upload that is not there (or was already registered) is a 404', async () => {
     const registry = new ModelRegistry(t.store);
     await expect(
-      registerFromUpload(registry, 'nothing', uploadKeyOf('nothing', randomUUID())),
+      registerFromUpload(t.store, registry, 'nothing', uploadKeyOf('nothing', randomUUID())),
     ).rejects.toBeInstanceOf(NotFoundError);
   });
 });

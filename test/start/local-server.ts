@@ -21,7 +21,7 @@ export async function freePort(): Promise<number> {
 
 /**
  * A throw-away copy of the service: the sources are symlinked, serverless.yml is copied (osls
- * does not accept a symlinked one), and `.maas/`, `.esbuild/` and downloaded files land in the
+ * does not accept a symlinked one), and `.maas/`, `.esbuild/`, `.serverless/` and downloaded files land in the
  * copy, so tests never touch the working tree's store and concurrent runs never collide.
  */
 export function serviceCopy(): string {
@@ -36,7 +36,6 @@ export function serviceCopy(): string {
     'package.json',
     'package-lock.json',
     'tsconfig.json',
-    '.npmrc',
   ]) {
     if (fs.existsSync(path.join(ROOT, entry))) fs.symlinkSync(path.join(ROOT, entry), path.join(dir, entry));
   }

@@ -253,4 +253,33 @@ describe('npm start', () => {
     // rate(1 minute) fires at the next minute boundary.
     await server.waitForOutput(/Successfully invoked scheduled function: \[monitor\]/, 75_000);
   }, 120_000);
+
+  it('npm run package in the same folder meanwhile leaves the server serving', async () => {
+    const infer = async (): Promise<number> => {
+      const response = await fetch(`${base}/v2/models/iris/infer`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [5.1, 3.5, 1.4, 0.2] }],
+        }),
+      });
+      return response.status;
+    };
+    expect(await infer()).toBe(200);
+    // The packaging run deletes its esbuild work folder when done; it must not be the server's.
+    const packaged = await runShell('npm run package', dir, env, 400_000);
+    if (packaged.status !== 0)
+      throw new Error(`npm run package exited with ${packaged.status}
+${packaged.stdout}
+${packaged.stderr}`);
+    expect(fs.existsSync(path.join(dir, '.serverless', 'predict.zip'))).toBe(true);
+    // Sequential and concurrent requests (serverless-offline loads the handler afresh in new
+    // workers), and a function this test had not called yet.
+    for (let i = 0; i < 3; i++) expect(await infer()).toBe(200);
+    expect(await Promise.all([infer(), infer(), infer(), infer()])).toEqual([200, 200, 200, 200]);
+    expect((await fetch(`${base}/models/iris/versions`)).status).toBe(200);
+    expect(server.output).not.toMatch(/Cannot find module/);
+    expect(fs.existsSync(path.join(dir, '.esbuild', 'package'))).toBe(false); // cleaned up
+    expect(fs.existsSync(path.join(dir, '.esbuild', 'offline'))).toBe(true); // the server's, untouched
+  }, 420_000);
 });

@@ -101,4 +101,47 @@ describe.each(storeKinds)('document layer: %s', (kind) => {
     expect(result.written).toBe(true);
     expect((await readJson(store, key))?.doc).toEqual({ items: ['other', 'mine'] });
   });
+
+  it('starts from a document the caller already read, and re-reads when that one is stale', async () => {
+    const key = 'docs/known.json';
+    await createJson(store, key, { n: 1 });
+    const known = (await readJson<{ n: number }>(store, key))!;
+    const seen: number[] = [];
+    const first = await updateJson<{ n: number }>(
+      store,
+      key,
+      (current) => {
+        seen.push(current!.doc.n);
+        return { n: current!.doc.n + 1 };
+      },
+      { known },
+    );
+    expect(first.written).toBe(true);
+    expect(seen).toEqual([1]);
+    // `known` is stale now (n is 2): its write loses, the retry reads the real document.
+    seen.length = 0;
+    await updateJson<{ n: number }>(
+      store,
+      key,
+      (current) => {
+        seen.push(current?.doc.n ?? 0);
+        return { n: (current?.doc.n ?? 0) + 10 };
+      },
+      { known },
+    );
+    expect(seen).toEqual([1, 2]);
+    expect((await readJson<{ n: number }>(store, key))?.doc).toEqual({ n: 12 });
+    // `null`: the caller read nothing; the key exists, so the create-only write loses and re-reads.
+    seen.length = 0;
+    await updateJson<{ n: number }>(
+      store,
+      key,
+      (current) => {
+        seen.push(current?.doc.n ?? 0);
+        return { n: (current?.doc.n ?? 0) + 1 };
+      },
+      { known: null },
+    );
+    expect(seen).toEqual([0, 12]);
+  });
 });

@@ -197,4 +197,43 @@ describe('S3ObjectStore specifics', () => {
       await t.cleanup();
     }
   });
+
+  it('a retried conditional put that meets equal bytes from another writer is still a lost race', async () => {
+    const t = await createTestStore('s3', 'samebytes');
+    try {
+      const store = t.store as S3ObjectStore;
+      const other = new S3ObjectStore({
+        bucket: store.bucket,
+        prefix: store.prefix,
+        client: createS3TestClient(),
+      });
+      const body = '{"n":4}'; // two compare-and-swap writers that read n=3 both compute this
+      let failures = 0;
+      // The first attempt never reaches RGW (a 503 before sending) while another writer stores
+      // the same bytes; the SDK's retry then meets that writer's object (412).
+      store.client.middlewareStack.add(
+        (next, context) => async (args) => {
+          if (context.commandName === 'PutObjectCommand' && failures === 0) {
+            failures++;
+            await other.put('same/bytes.json', body, { ifNoneMatch: '*' });
+            throw Object.assign(new Error('injected: unavailable'), {
+              name: 'ServiceUnavailable',
+              $fault: 'server',
+              $metadata: { httpStatusCode: 503 },
+            });
+          }
+          return next(args);
+        },
+        { step: 'deserialize', name: 'otherWriterFirst' },
+      );
+      await expect(store.put('same/bytes.json', body, { ifNoneMatch: '*' })).rejects.toBeInstanceOf(
+        ObjectPreconditionError,
+      );
+      expect(failures).toBe(1);
+      // The adapter's write id stays out of the caller's metadata.
+      expect((await store.head('same/bytes.json')).metadata).toEqual({});
+    } finally {
+      await t.cleanup();
+    }
+  });
 });

@@ -1,15 +1,33 @@
 /**
- * The monitor's janitor duty for optimize jobs. A job's worker can die mid-run (timeout, out of
- * memory) and leave the job `running`; nothing else would ever hand it to a worker again, so the
- * scheduled monitor run re-dispatches jobs that have gone stale (the rule of
- * {@link OptimizationJobStore.isStale}: the worker's claim takes such a job over). A job that has
- * already used `maxAttempts` worker runs is marked failed instead: it most likely kills its
- * worker every time.
+ * The janitor of optimize jobs. A job's worker can die mid-run (timeout, out of memory) and
+ * leave the job `running`; nothing else would ever hand it to a worker again, so a scheduled
+ * sweep (the optimize function's `{maasOptimizeSweep: true}` schedule event) re-dispatches jobs
+ * that have gone stale (the rule of {@link OptimizationJobStore.isStale}: the worker's claim
+ * takes such a job over). A job that has already used `maxAttempts` worker runs is marked
+ * failed instead: it most likely kills its worker every time.
  */
 
-import type { OptimizationDispatcher, OptimizationJobStore, StoredJob } from '../optimize';
 import { layout } from '../registry';
 import { listAll, type ObjectStore } from '../store';
+import type { OptimizationDispatcher } from './dispatch';
+import type { OptimizationJobStore, StoredJob } from './jobs';
+
+/** The schedule event that asks the optimize function for a sweep. */
+export interface SweepEvent {
+  maasOptimizeSweep: true;
+}
+
+/**
+ * Whether a Lambda event is the sweep's schedule event.
+ *
+ * @example
+ * ```ts
+ * if (isSweepEvent(event)) return sweepStaleOptimizations({ store, jobs, dispatcher });
+ * ```
+ */
+export function isSweepEvent(event: unknown): event is SweepEvent {
+  return (event as { maasOptimizeSweep?: unknown } | null)?.maasOptimizeSweep === true;
+}
 
 /** What one sweep did. */
 export interface OptimizeSweepResult {
@@ -34,7 +52,7 @@ export interface OptimizeSweepOptions {
 
 /**
  * Re-dispatches stale `running` optimize jobs (see the module comment); never throws for one
- * model's or job's trouble, so the monitor run it rides along with is not failed by it.
+ * model's or job's trouble: it is reported in `errors` and the sweep goes on.
  *
  * @example
  * ```ts

@@ -7,8 +7,8 @@ import {
   type StandardUnit,
 } from '@aws-sdk/client-cloudwatch';
 import { InvalidArgumentError } from '../errors';
+import { readSettings } from '../settings';
 import { mapLimit } from '../util/concurrency';
-import { numberSetting } from './config';
 
 /**
  * PutMetricData limits (CloudWatch API reference, checked 2026): at most 1000 metric data per
@@ -25,8 +25,8 @@ export const CLOUDWATCH_LIMITS = {
   minMagnitude: 2 ** -360,
 } as const;
 
-/** One metric observation, independent of any sink. */
-export interface MetricPoint {
+/** One metric observation of a monitor window, independent of any sink. */
+export interface MonitorMetricPoint {
   name: string;
   dimensions: Record<string, string>;
   unit?: StandardUnit;
@@ -38,7 +38,7 @@ export interface MetricPoint {
   counts?: number[];
 }
 
-export interface SinkResult {
+export interface MonitorSinkResult {
   /** Requests made (PutMetricData calls, or files appended to). */
   calls: number;
   /** Data points delivered. */
@@ -50,10 +50,14 @@ export interface SinkResult {
   errors: string[];
 }
 
-/** Where the monitor sends metrics: CloudWatch on AWS, files locally. */
-export interface MetricSink {
+/**
+ * The monitor's metrics port: where a monitor run sends the per-window metrics it computed
+ * (PutMetricData to CloudWatch on AWS, JSON-lines files locally). Not to be confused with
+ * predict's per-request metrics (`shared/request-metrics`, EMF lines on stdout).
+ */
+export interface MonitorMetricsSink {
   readonly kind: 'cloudwatch' | 'local';
-  put(namespace: string, points: readonly MetricPoint[]): Promise<SinkResult>;
+  put(namespace: string, points: readonly MonitorMetricPoint[]): Promise<MonitorSinkResult>;
 }
 
 /**
@@ -63,10 +67,10 @@ export interface MetricSink {
  *
  * @example
  * ```ts
- * const { data, skippedNonFinite } = toMetricData([{ name: 'PSI', dimensions: { Model: 'iris' }, value: 0.1, timestamp: new Date() }]);
+ * const { data, skippedNonFinite } = toMetricData([{ name: 'PSI', dimensions: { model: 'iris', version: '3', feature: 'input:x[0]' }, value: 0.1, timestamp: new Date() }]);
  * ```
  */
-export function toMetricData(points: readonly MetricPoint[]): {
+export function toMetricData(points: readonly MonitorMetricPoint[]): {
   data: MetricDatum[];
   skippedNonFinite: number;
 } {
@@ -148,11 +152,11 @@ function clampValue(v: number): number {
  *
  * @example
  * ```ts
- * const sink = new CloudWatchMetricSink({ client: new CloudWatchClient({}) });
- * await sink.put('maas', [{ name: 'Invocations', dimensions: { Model: 'iris' }, value: 12, timestamp: new Date() }]);
+ * const sink = new CloudWatchMetricsSink({ client: new CloudWatchClient({}) });
+ * await sink.put('maas', [{ name: 'Invocations', dimensions: { model: 'iris', version: '3' }, value: 12, timestamp: new Date() }]);
  * ```
  */
-export class CloudWatchMetricSink implements MetricSink {
+export class CloudWatchMetricsSink implements MonitorMetricsSink {
   readonly kind = 'cloudwatch';
   private readonly client: CloudWatchClient;
   private readonly concurrency: number;
@@ -176,10 +180,16 @@ export class CloudWatchMetricSink implements MetricSink {
     this.concurrency = options.concurrency ?? 4;
   }
 
-  async put(namespace: string, points: readonly MetricPoint[]): Promise<SinkResult> {
+  async put(namespace: string, points: readonly MonitorMetricPoint[]): Promise<MonitorSinkResult> {
     const { data, skippedNonFinite } = toMetricData(points);
     const batches = batchMetricData(data);
-    const result: SinkResult = { calls: 0, delivered: 0, skippedNonFinite, failedCalls: 0, errors: [] };
+    const result: MonitorSinkResult = {
+      calls: 0,
+      delivered: 0,
+      skippedNonFinite,
+      failedCalls: 0,
+      errors: [],
+    };
     // Every batch is tried: a failed call is counted, not thrown, so the others still go out.
     await mapLimit(batches, this.concurrency, async (batch) => {
       result.calls++;
@@ -200,13 +210,19 @@ export class CloudWatchMetricSink implements MetricSink {
  * where no CloudWatch exists). The same sanitizing as for CloudWatch applies, so what is seen
  * locally is what CloudWatch would get.
  */
-export class LocalMetricSink implements MetricSink {
+export class LocalMetricsSink implements MonitorMetricsSink {
   readonly kind = 'local';
   constructor(readonly dir: string) {}
 
-  async put(namespace: string, points: readonly MetricPoint[]): Promise<SinkResult> {
+  async put(namespace: string, points: readonly MonitorMetricPoint[]): Promise<MonitorSinkResult> {
     const { data, skippedNonFinite } = toMetricData(points);
-    const result: SinkResult = { calls: 0, delivered: 0, skippedNonFinite, failedCalls: 0, errors: [] };
+    const result: MonitorSinkResult = {
+      calls: 0,
+      delivered: 0,
+      skippedNonFinite,
+      failedCalls: 0,
+      errors: [],
+    };
     if (data.length === 0) return result;
     const byDay = new Map<string, string[]>();
     for (const d of data) {
@@ -233,23 +249,39 @@ export class LocalMetricSink implements MetricSink {
  *
  * @example
  * ```ts
- * const sink = createMetricSink(); // local on a laptop, CloudWatch on AWS
+ * const sink = createMonitorMetricsSink(); // local on a laptop, CloudWatch on AWS
  * ```
  */
-export function createMetricSink(env: NodeJS.ProcessEnv = process.env): MetricSink {
-  const chosen =
-    env.MAAS_METRICS_SINK?.trim() ||
-    (env.AWS_LAMBDA_FUNCTION_NAME || env.MAAS_CLOUDWATCH_ENDPOINT ? 'cloudwatch' : 'local');
-  if (chosen === 'local') return new LocalMetricSink(path.resolve(env.MAAS_METRICS_DIR || '.maas/metrics'));
-  if (chosen === 'cloudwatch') {
-    const region = env.MAAS_CLOUDWATCH_REGION ?? env.AWS_REGION;
-    return new CloudWatchMetricSink({
-      ...(env.MAAS_CLOUDWATCH_ENDPOINT ? { endpoint: env.MAAS_CLOUDWATCH_ENDPOINT } : {}),
-      ...(region ? { region } : {}),
-      maxAttempts: numberSetting(env, 'MAAS_CLOUDWATCH_MAX_ATTEMPTS', 5, { min: 1, max: 20 }),
+export function createMonitorMetricsSink(env: NodeJS.ProcessEnv = process.env): MonitorMetricsSink {
+  const settings = readSettings((r) => {
+    const endpoint = r.getStringFromEnv({
+      key: 'MAAS_CLOUDWATCH_ENDPOINT',
+      defaultValue: undefined,
+      pattern: /^https?:\/\//,
+      expected: 'an http(s) URL',
     });
-  }
-  throw new InvalidArgumentError(
-    `MAAS_METRICS_SINK must be cloudwatch or local, got ${JSON.stringify(chosen)}`,
-  );
+    return {
+      endpoint,
+      chosen: r.getEnumFromEnv({
+        key: 'MAAS_METRICS_SINK',
+        values: ['cloudwatch', 'local'] as const,
+        defaultValue: env.AWS_LAMBDA_FUNCTION_NAME || endpoint ? 'cloudwatch' : 'local',
+      }),
+      dir: r.getStringFromEnv({ key: 'MAAS_METRICS_DIR', defaultValue: '.maas/metrics' }),
+      region: r.getStringFromEnv({ key: 'MAAS_CLOUDWATCH_REGION', defaultValue: env.AWS_REGION }),
+      maxAttempts: r.getNumberFromEnv({
+        key: 'MAAS_CLOUDWATCH_MAX_ATTEMPTS',
+        defaultValue: 5,
+        min: 1,
+        max: 20,
+        integer: true,
+      }),
+    };
+  }, env);
+  if (settings.chosen === 'local') return new LocalMetricsSink(path.resolve(settings.dir));
+  return new CloudWatchMetricsSink({
+    ...(settings.endpoint ? { endpoint: settings.endpoint } : {}),
+    ...(settings.region ? { region: settings.region } : {}),
+    maxAttempts: settings.maxAttempts,
+  });
 }

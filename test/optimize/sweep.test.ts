@@ -1,15 +1,19 @@
+import type { Context } from 'aws-lambda';
 import { afterEach, describe, expect, it } from 'vitest';
-import { sweepOptimizeJobs } from '../../functions/monitor/optimize-sweep';
-import { sweepStaleOptimizations } from '../../shared/monitor/optimize-sweep';
+import { getStore, resetRuntime } from '../../functions/lib/runtime';
+import { handler } from '../../functions/optimize/handler';
+import { resetOptimizeRuntime } from '../../functions/optimize/runtime';
 import {
   InProcessDispatcher,
   type JobRef,
   OptimizationJobStore,
   parseOptimizeRequest,
   runOptimizationJob,
+  sweepStaleOptimizations,
 } from '../../shared/optimize';
 import { ModelRegistry } from '../../shared/registry';
 import { tinyModel } from '../support/models';
+import { createTestBucket } from '../support/s3';
 import { createTestStore, type TestStore } from '../support/stores';
 
 let ts: TestStore | undefined;
@@ -20,7 +24,7 @@ afterEach(async () => {
 
 const MIN = 60_000;
 
-describe('sweep of stale optimize jobs (monitor schedule)', () => {
+describe('sweep of stale optimize jobs (optimize schedule)', () => {
   it('re-dispatches running jobs whose worker died, gives up after maxAttempts, and leaves queued, fresh and finished jobs alone', async () => {
     ts = await createTestStore('s3', 'opt-sweep');
     const { store } = ts;
@@ -53,7 +57,7 @@ describe('sweep of stale optimize jobs (monitor schedule)', () => {
     const dispatched: JobRef[] = [];
     const dispatcher = new InProcessDispatcher(async (ref) => {
       dispatched.push(ref);
-      return runOptimizationJob(registry, ref, { jobs: later });
+      return runOptimizationJob(registry, ref, { store, jobs: later });
     });
     const result = await sweepStaleOptimizations({ store, jobs: later, dispatcher });
     await dispatcher.idle();
@@ -82,9 +86,28 @@ describe('sweep of stale optimize jobs (monitor schedule)', () => {
     });
   }, 120_000);
 
-  it('in a deployed monitor without MAAS_OPTIMIZE_WORKER_FUNCTION, skips instead of invoking itself', async () => {
-    expect(await sweepOptimizeJobs({ AWS_LAMBDA_FUNCTION_NAME: 'maas-dev-monitor' })).toEqual({
-      skipped: expect.stringMatching(/MAAS_OPTIMIZE_WORKER_FUNCTION/),
-    });
+  it("the optimize function's schedule event runs the sweep with the function's own dispatcher", async () => {
+    const bucket = await createTestBucket('opt-sweep-fn');
+    const saved = { ...process.env };
+    try {
+      process.env.MAAS_STORE = `s3://${bucket.bucket}/maas`;
+      delete process.env.MAAS_OPTIMIZE_WORKER_FUNCTION;
+      resetRuntime();
+      resetOptimizeRuntime();
+      const store = getStore();
+      await new ModelRegistry(store).registerVersion('m', tinyModel(1), { actor: 'test' });
+      const request = parseOptimizeRequest({ techniques: ['fp16'] });
+      const jobs = new OptimizationJobStore(store);
+      await jobs.claim('m', (await jobs.create('m', 1, request, 'test')).record.job);
+      // A job claimed just now is running, not stale: the sweep lists it and leaves it alone.
+      const swept = await handler({ maasOptimizeSweep: true }, {} as Context);
+      expect(swept).toEqual({ redispatched: [], abandoned: [], errors: [] });
+      expect((await jobs.listStale('m')).length).toBe(0);
+    } finally {
+      await bucket.cleanup();
+      process.env = saved;
+      resetRuntime();
+      resetOptimizeRuntime();
+    }
   });
 });

@@ -1,23 +1,26 @@
 /**
- * Metrics port shared by every maas function.
+ * Request metrics: the port predict's inference core records per-request metrics through
+ * (`Invocations`, latency, model loads… with dimensions `model` and `version`).
  *
- * Components record through the small {@link MetricsSink} interface; the Lambda adapters plug in
- * {@link EmfMetricsSink}, which writes CloudWatch Embedded Metric Format lines to stdout through
- * `@aws-lambda-powertools/metrics` (CloudWatch Logs turns them into metrics: no network call on the
- * request path). Tests and local runs use {@link MemoryMetricsSink} or {@link NoopMetricsSink}.
+ * Predict's runtime plugs in {@link EmfRequestMetrics}, which writes CloudWatch Embedded Metric
+ * Format lines to stdout through `@aws-lambda-powertools/metrics` (CloudWatch Logs turns them into
+ * metrics: no network call on the request path; Powertools adds a `service` dimension). Tests use
+ * {@link MemoryRequestMetrics}, `MAAS_METRICS=off` {@link NoopRequestMetrics}. The monitor's
+ * per-window metrics go elsewhere: `shared/monitor/metrics-sink.ts` (PutMetricData).
  */
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { readSettings } from '../settings';
 
 /** Units maas metrics use (a subset of CloudWatch's). */
-export type MetricUnitName = 'Count' | 'Milliseconds' | 'Bytes';
+export type RequestMetricUnit = 'Count' | 'Milliseconds' | 'Bytes';
 
 /** Dimension name → value; keep cardinality bounded (model name and version, never request data). */
 export type MetricDimensions = Readonly<Record<string, string>>;
 
 /** One recorded data point. */
-export interface MetricPoint {
+export interface RequestMetricPoint {
   name: string;
-  unit: MetricUnitName;
+  unit: RequestMetricUnit;
   value: number;
   dimensions: MetricDimensions;
 }
@@ -26,20 +29,20 @@ export interface MetricPoint {
  * Where components record metrics. `add` only buffers in memory; `flush` publishes what was
  * buffered (for EMF: writes to stdout) and must not do network I/O.
  */
-export interface MetricsSink {
-  add(name: string, unit: MetricUnitName, value: number, dimensions?: MetricDimensions): void;
+export interface RequestMetrics {
+  add(name: string, unit: RequestMetricUnit, value: number, dimensions?: MetricDimensions): void;
   flush(): void;
 }
 
-/** Options of {@link EmfMetricsSink}. */
-export interface EmfMetricsSinkOptions {
+/** Options of {@link EmfRequestMetrics}. */
+export interface EmfRequestMetricsOptions {
   /** CloudWatch namespace (default `POWERTOOLS_METRICS_NAMESPACE` or `maas`). */
   namespace?: string;
   /** `service` dimension added to every metric (default `POWERTOOLS_SERVICE_NAME` or `maas`). */
   serviceName?: string;
 }
 
-const UNITS: Record<MetricUnitName, (typeof MetricUnit)[keyof typeof MetricUnit]> = {
+const UNITS: Record<RequestMetricUnit, (typeof MetricUnit)[keyof typeof MetricUnit]> = {
   Count: MetricUnit.Count,
   Milliseconds: MetricUnit.Milliseconds,
   Bytes: MetricUnit.Bytes,
@@ -52,23 +55,23 @@ const UNITS: Record<MetricUnitName, (typeof MetricUnit)[keyof typeof MetricUnit]
  *
  * @example
  * ```ts
- * const metrics = new EmfMetricsSink({ namespace: 'maas' });
+ * const metrics = new EmfRequestMetrics({ namespace: 'maas' });
  * metrics.add('Invocations', 'Count', 1, { model: 'iris', version: '3' });
- * metrics.flush(); // one JSON line on stdout
+ * metrics.flush(); // one EMF line on stdout: dimensions service, model, version
  * ```
  */
-export class EmfMetricsSink implements MetricsSink {
+export class EmfRequestMetrics implements RequestMetrics {
   private readonly byDimensions = new Map<string, Metrics>();
-  private readonly options: Required<EmfMetricsSinkOptions>;
+  private readonly options: Required<EmfRequestMetricsOptions>;
 
-  constructor(options: EmfMetricsSinkOptions = {}) {
+  constructor(options: EmfRequestMetricsOptions = {}) {
     this.options = {
       namespace: options.namespace ?? process.env.POWERTOOLS_METRICS_NAMESPACE ?? 'maas',
       serviceName: options.serviceName ?? process.env.POWERTOOLS_SERVICE_NAME ?? 'maas',
     };
   }
 
-  add(name: string, unit: MetricUnitName, value: number, dimensions: MetricDimensions = {}): void {
+  add(name: string, unit: RequestMetricUnit, value: number, dimensions: MetricDimensions = {}): void {
     const key = dimensionKey(dimensions);
     let metrics = this.byDimensions.get(key);
     if (!metrics) {
@@ -96,17 +99,17 @@ export class EmfMetricsSink implements MetricsSink {
  *
  * @example
  * ```ts
- * const metrics = new MemoryMetricsSink();
- * metrics.add('Invocations', 'Count', 1, { model: 'iris' });
+ * const metrics = new MemoryRequestMetrics();
+ * metrics.add('Invocations', 'Count', 1, { model: 'iris', version: '3' });
  * metrics.flush();
- * metrics.sum('Invocations', { model: 'iris' }); // 1
+ * metrics.sum('Invocations', { model: 'iris' }); // 1: every version of iris
  * ```
  */
-export class MemoryMetricsSink implements MetricsSink {
-  readonly pending: MetricPoint[] = [];
-  readonly published: MetricPoint[] = [];
+export class MemoryRequestMetrics implements RequestMetrics {
+  readonly pending: RequestMetricPoint[] = [];
+  readonly published: RequestMetricPoint[] = [];
 
-  add(name: string, unit: MetricUnitName, value: number, dimensions: MetricDimensions = {}): void {
+  add(name: string, unit: RequestMetricUnit, value: number, dimensions: MetricDimensions = {}): void {
     this.pending.push({ name, unit, value, dimensions: { ...dimensions } });
   }
 
@@ -115,7 +118,7 @@ export class MemoryMetricsSink implements MetricsSink {
   }
 
   /** Published and pending points of a metric whose dimensions include `where`. */
-  points(name: string, where: MetricDimensions = {}): MetricPoint[] {
+  points(name: string, where: MetricDimensions = {}): RequestMetricPoint[] {
     return [...this.published, ...this.pending].filter(
       (p) => p.name === name && Object.entries(where).every(([k, v]) => p.dimensions[k] === v),
     );
@@ -128,24 +131,30 @@ export class MemoryMetricsSink implements MetricsSink {
 }
 
 /** Discards everything (metrics switched off). */
-export class NoopMetricsSink implements MetricsSink {
+export class NoopRequestMetrics implements RequestMetrics {
   add(): void {}
   flush(): void {}
 }
 
 /**
- * The sink the environment asks for: `MAAS_METRICS=off` → {@link NoopMetricsSink}, otherwise
- * {@link EmfMetricsSink} (namespace from `MAAS_METRICS_NAMESPACE`, default `maas`).
+ * The sink the environment asks for: `MAAS_METRICS=off` → {@link NoopRequestMetrics}, otherwise
+ * {@link EmfRequestMetrics} (namespace from `MAAS_METRICS_NAMESPACE`, default `maas`).
  *
  * @example
  * ```ts
- * const metrics = createMetricsSink(); // EMF on Lambda
+ * const metrics = createRequestMetrics(); // EMF on Lambda
  * ```
  */
-export function createMetricsSink(env: NodeJS.ProcessEnv = process.env): MetricsSink {
-  if (env.MAAS_METRICS === 'off') return new NoopMetricsSink();
-  const namespace = env.MAAS_METRICS_NAMESPACE;
-  return new EmfMetricsSink(namespace ? { namespace } : {});
+export function createRequestMetrics(env: NodeJS.ProcessEnv = process.env): RequestMetrics {
+  const { on, namespace } = readSettings(
+    (r) => ({
+      on: r.getBooleanFromEnv({ key: 'MAAS_METRICS', defaultValue: true }),
+      namespace: r.getStringFromEnv({ key: 'MAAS_METRICS_NAMESPACE', defaultValue: undefined }),
+    }),
+    env,
+  );
+  if (!on) return new NoopRequestMetrics();
+  return new EmfRequestMetrics(namespace ? { namespace } : {});
 }
 
 function dimensionKey(dimensions: MetricDimensions): string {

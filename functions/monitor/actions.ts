@@ -1,0 +1,77 @@
+import { InvalidArgumentError } from '../../shared/errors';
+import { type BaselineData, createBaselineFromData } from '../../shared/monitor/baseline';
+import { putPolicyOverride } from '../../shared/monitor/policy';
+import { latestReport } from '../../shared/monitor/report';
+import { logger } from '../lib/logger';
+import { getStore } from '../lib/runtime';
+import { sweepEvents } from './events-sweep';
+import { type MonitorRunSummary, runMonitorHere } from './run';
+
+/**
+ * What the function accepts besides HTTP: an EventBridge schedule event (anything without
+ * `action`) runs the monitor over every model; direct invocations may name models or ask for
+ * other actions.
+ */
+export type MonitorEvent =
+  | { action?: 'run'; models?: string[]; graceSeconds?: number }
+  | ({ action: 'baseline'; model: string; version: number } & BaselineData)
+  | { action: 'policy'; model: string; policy: unknown }
+  | { action: 'report'; model: string };
+
+/**
+ * Carries out one non-HTTP event (see {@link MonitorEvent}); bad payloads throw
+ * InvalidArgumentError.
+ *
+ * @example
+ * ```ts
+ * await monitorAction({ action: 'report', model: 'iris' });
+ * ```
+ */
+export async function monitorAction(event: MonitorEvent): Promise<unknown> {
+  switch (event.action) {
+    case 'baseline': {
+      const doc = await createBaselineFromData(getStore(), event.model, event.version, event);
+      return {
+        model: doc.model,
+        version: doc.version,
+        source: doc.source,
+        rows: doc.requests,
+        inputs: Object.keys(doc.inputs),
+        outputs: Object.keys(doc.outputs),
+      };
+    }
+    case 'policy':
+      return { model: event.model, policy: await putPolicyOverride(getStore(), event.model, event.policy) };
+    case 'report':
+      return (await latestReport(getStore(), event.model)) ?? null;
+    case undefined:
+    case 'run': {
+      if (
+        event.models !== undefined &&
+        !(Array.isArray(event.models) && event.models.every((m) => typeof m === 'string'))
+      )
+        throw new InvalidArgumentError('models must be an array of model names');
+      const summary: MonitorRunSummary = await runMonitorHere({
+        ...(event.models ? { models: event.models } : {}),
+        ...(typeof event.graceSeconds === 'number' ? { graceSeconds: event.graceSeconds } : {}),
+      });
+      // The full scheduled run also retries registry events whose publication failed
+      // (docs/api/events.md); its trouble is logged, never fatal.
+      const eventsSweep = event.models
+        ? undefined
+        : await sweepEvents().catch((e: unknown) => ({ error: String((e as Error)?.message ?? e) }));
+      if (eventsSweep && 'error' in eventsSweep) logger.error('event sweep', { details: eventsSweep.error });
+      const failed = summary.models.filter((m) => m.status === 'failed');
+      // Fail the invocation (Lambda's Errors metric, alarms) once every model had its turn.
+      if (failed.length > 0)
+        throw new Error(
+          `monitor run ${summary.runId} failed for ${failed.map((m) => `${m.model} (${m.error})`).join(', ')}`,
+        );
+      return eventsSweep ? { ...summary, eventsSweep } : summary;
+    }
+    default:
+      throw new InvalidArgumentError(
+        `unknown action ${JSON.stringify((event as { action?: unknown }).action)}`,
+      );
+  }
+}

@@ -1,0 +1,380 @@
+import { randomBytes } from 'node:crypto';
+import type { ModelRegistry } from '../registry/model-registry';
+import type { AliasRecord } from '../registry/types';
+import { listAll, type ObjectInfoSummary, ObjectNotFoundError, type ObjectStore } from '../store';
+import { DocumentConflictError, KEEP, readJson, type StoredDocument, updateJson } from '../store/documents';
+import { mapLimit } from '../util/concurrency';
+import { type BaselineDoc, extendTrafficBaseline, readBaseline } from './baseline';
+import type { FeedbackFile } from './feedback';
+import { monitoringLayout, timeKey } from './layout';
+import { metricPoints } from './metric-points';
+import type { MonitorMetricsSink } from './metrics-sink';
+import { effectivePolicy, type RollbackPolicy } from './policy';
+import { type MonitorReport, scoreFeedback, type VersionReport, versionReport, writeReport } from './report';
+import { applyRollbacks, recordBreaches } from './rollback-actions';
+import { evaluateRollbacks, type RoleEvaluation } from './rollback-evaluation';
+import {
+  type CaptureFile,
+  emptyVersionSummary,
+  mergeVersionSummary,
+  type VersionSummary,
+  versionSummaryFromJson,
+} from './summary';
+
+/** What the monitor remembers per model between runs (compare-and-swapped: the watermark). */
+export interface MonitorState {
+  /** Last capture key (relative to the model's capture prefix) merged. */
+  captureAfter: string;
+  /** Last feedback key (relative to the model's feedback prefix) merged. */
+  feedbackAfter: string;
+  /** Windows processed so far. */
+  window: number;
+  /** Consecutive breaching windows per `{alias}/{role}/{version}`. */
+  breaches: Record<string, number>;
+  lastRunId: string;
+  updatedAt: string;
+  /** End of the last window (ISO). */
+  lastCutoff: string;
+}
+
+export interface MonitorOptions {
+  store: ObjectStore;
+  registry: ModelRegistry;
+  sink: MonitorMetricsSink;
+  /** CloudWatch namespace (default `maas`). */
+  namespace?: string;
+  /** Captures younger than this are left for the next run, seconds (default 120): covers flushes still being written. */
+  graceSeconds?: number;
+  /** Requests a traffic baseline is built from (default 1000). */
+  baselineRequests?: number;
+  /** Rollback policy defaults (a model's stored override applies on top). */
+  policy: RollbackPolicy;
+  /** Restrict the run to these models (default: every model with captures or feedback). */
+  models?: string[];
+  /** Coarse groups PSI/JS are computed on (default 10: baseline deciles). */
+  driftGroups?: number;
+  /** Capture (and feedback) objects merged per model per run at most; a backlog beyond is left for the next runs (default 5000). */
+  maxFiles?: number;
+  now?: () => Date;
+  runId?: string;
+  logger?: (message: string, details?: unknown) => void;
+}
+
+export interface ModelRunResult {
+  model: string;
+  /** `processed`: a window was merged; `idle`: nothing new; `skipped`: other runs kept winning the watermark; `failed`: see `error`. */
+  status: 'processed' | 'idle' | 'skipped' | 'failed';
+  /** Why the model failed (the other models of the run still went ahead). */
+  error?: string;
+  /** Times this run lost the watermark swap to a concurrent run and re-read it. */
+  conflicts: number;
+  reportKey?: string;
+  report?: MonitorReport;
+}
+
+export interface MonitorRunResult {
+  runId: string;
+  startedAt: string;
+  models: ModelRunResult[];
+}
+
+const defaults = {
+  namespace: 'maas',
+  graceSeconds: 120,
+  baselineRequests: 1000,
+  driftGroups: 10,
+  maxFiles: 5000,
+};
+const READ_CONCURRENCY = 8;
+const STATE_ATTEMPTS = 4;
+
+/**
+ * One monitor run: for each model with captured traffic, merges every capture and feedback
+ * object that arrived since the model's watermark (up to now − grace), computes per-version
+ * health, drift and quality, advances the watermark by compare-and-swap, then (only if that
+ * swap won) extends traffic baselines, applies automatic rollbacks, pushes metrics and writes
+ * the report.
+ *
+ * At most once: a run's window is the key range (watermark, cutoff]; the swap of the state
+ * object from the etag the run read to the new watermark succeeds for only one of several
+ * overlapping runs. A loser re-reads the state and merges only what lies after the winner's
+ * watermark, so no capture is counted in two reports or two metric pushes. A run that dies
+ * after its swap loses that window's report and metrics: at most once beats counting twice.
+ *
+ * @example
+ * ```ts
+ * const result = await runMonitor({ store, registry, sink: createMonitorMetricsSink(), policy: policyFromEnv() });
+ * for (const m of result.models) console.log(m.model, m.status, m.reportKey);
+ * ```
+ */
+export async function runMonitor(options: MonitorOptions): Promise<MonitorRunResult> {
+  const o = { ...defaults, ...stripUndefined(options) };
+  const now = options.now ?? (() => new Date());
+  const runId = options.runId ?? `${timeKey(now().getTime())}-${randomBytes(4).toString('hex')}`;
+  const startedAt = now().toISOString();
+  const models = options.models ?? (await modelsWithMonitoringData(o.store));
+  const results: ModelRunResult[] = [];
+  for (const model of models) {
+    try {
+      results.push(await monitorModel(model, { ...o, now, runId }));
+    } catch (e) {
+      // One model's bad data or policy must not stop the others; the caller decides how to surface it.
+      options.logger?.(`monitor failed for ${model}`, String((e as Error)?.stack ?? e));
+      results.push({ model, status: 'failed', conflicts: 0, error: String((e as Error)?.message ?? e) });
+    }
+  }
+  return { runId, startedAt, models: results };
+}
+
+type ResolvedOptions = Required<
+  Pick<
+    MonitorOptions,
+    | 'store'
+    | 'registry'
+    | 'sink'
+    | 'namespace'
+    | 'graceSeconds'
+    | 'baselineRequests'
+    | 'policy'
+    | 'driftGroups'
+    | 'maxFiles'
+  >
+> & {
+  now: () => Date;
+  runId: string;
+};
+
+/** Everything one attempt at a window computed before its watermark swap. */
+interface WindowWork {
+  now: Date;
+  cutoff: number;
+  previous: MonitorState;
+  captureKeys: ObjectInfoSummary[];
+  feedbackKeys: ObjectInfoSummary[];
+  summaries: Map<number, VersionSummary>;
+  feedbackRecords: number;
+  aliases: AliasRecord[];
+  /** Kept with their etags: extending a traffic baseline after the swap reuses this read. */
+  baselines: Map<number, StoredDocument<BaselineDoc> | undefined>;
+  versions: Record<string, VersionReport>;
+  evaluations: RoleEvaluation[];
+  /** The breach streaks the new watermark carries. */
+  breaches: Record<string, number>;
+}
+
+const INITIAL_STATE: MonitorState = {
+  captureAfter: '',
+  feedbackAfter: '',
+  window: 0,
+  breaches: {},
+  lastRunId: '',
+  updatedAt: '',
+  lastCutoff: '',
+};
+
+async function monitorModel(model: string, o: ResolvedOptions): Promise<ModelRunResult> {
+  const { store } = o;
+  const policy = await effectivePolicy(store, model, o.policy);
+  let work: WindowWork | undefined;
+  let conflicts = 0;
+  try {
+    // The change only reads (listings, captures, baselines): safe to compute again after a lost swap.
+    const swap = await updateJson<MonitorState>(
+      store,
+      monitoringLayout.state(model),
+      async (current, attempt) => {
+        conflicts = attempt;
+        work = await readWindow(model, current?.doc ?? INITIAL_STATE, policy, o);
+        if (!work) return KEEP;
+        const lastCapture = work.captureKeys.at(-1)?.key.slice(monitoringLayout.capturesPrefix(model).length);
+        const lastFeedback = work.feedbackKeys
+          .at(-1)
+          ?.key.slice(monitoringLayout.feedbackPrefix(model).length);
+        return {
+          captureAfter: lastCapture ?? work.previous.captureAfter,
+          feedbackAfter: lastFeedback ?? work.previous.feedbackAfter,
+          window: work.previous.window + 1,
+          breaches: work.breaches,
+          lastRunId: o.runId,
+          updatedAt: work.now.toISOString(),
+          lastCutoff: new Date(work.cutoff).toISOString(),
+        };
+      },
+      { attempts: STATE_ATTEMPTS },
+    );
+    if (!swap.written || !work || !swap.doc) return { model, status: 'idle', conflicts };
+    return await finishWindow(model, work, swap.doc, policy, conflicts, o);
+  } catch (e) {
+    // Other runs kept taking the window: theirs is counted, this run has nothing left to add.
+    if (e instanceof DocumentConflictError) return { model, status: 'skipped', conflicts: STATE_ATTEMPTS };
+    throw e;
+  }
+}
+
+/** Lists and merges what arrived after the watermark; undefined when nothing did. */
+async function readWindow(
+  model: string,
+  previous: MonitorState,
+  policy: RollbackPolicy,
+  o: ResolvedOptions,
+): Promise<WindowWork | undefined> {
+  const { store } = o;
+  const now = o.now();
+  const cutoff = now.getTime() - o.graceSeconds * 1000;
+  const [captureKeys, feedbackKeys] = await Promise.all([
+    listWindow(store, monitoringLayout.capturesPrefix(model), previous.captureAfter, cutoff, o.maxFiles),
+    listWindow(store, monitoringLayout.feedbackPrefix(model), previous.feedbackAfter, cutoff, o.maxFiles),
+  ]);
+  if (captureKeys.length === 0 && feedbackKeys.length === 0) return undefined;
+  const captures = await mapLimit(captureKeys, READ_CONCURRENCY, (k) => readJson<CaptureFile>(store, k.key));
+  const feedbackFiles = await mapLimit(feedbackKeys, READ_CONCURRENCY, (k) =>
+    readJson<FeedbackFile>(store, k.key),
+  );
+  const summaries = new Map<number, VersionSummary>();
+  for (const c of captures) {
+    for (const [v, raw] of Object.entries(c?.doc.versions ?? {})) {
+      const version = Number(v);
+      summaries.set(
+        version,
+        mergeVersionSummary(summaries.get(version) ?? emptyVersionSummary(), versionSummaryFromJson(raw)),
+      );
+    }
+  }
+  const quality = scoreFeedback(feedbackFiles.flatMap((f) => f?.doc.records ?? []));
+  const aliases = await o.registry.listAliases(model).catch((e: unknown) => {
+    if (e instanceof ObjectNotFoundError) return [] as AliasRecord[];
+    throw e;
+  });
+  const versionsSeen = [...new Set<number>([...summaries.keys(), ...quality.keys()])].sort((a, b) => a - b);
+  const baselines = new Map<number, StoredDocument<BaselineDoc> | undefined>();
+  await Promise.all(versionsSeen.map(async (v) => baselines.set(v, await readBaseline(store, model, v))));
+  const versions: Record<string, VersionReport> = {};
+  for (const v of versionsSeen)
+    versions[v] = versionReport(
+      summaries.get(v) ?? emptyVersionSummary(),
+      baselines.get(v)?.doc,
+      quality.get(v),
+      o.driftGroups,
+    );
+  const { evaluations, breaches } = evaluateRollbacks(
+    aliases,
+    versions,
+    new Map([...baselines].map(([v, found]) => [v, found?.doc])),
+    previous.breaches,
+    policy,
+  );
+  return {
+    now,
+    cutoff,
+    previous,
+    captureKeys,
+    feedbackKeys,
+    summaries,
+    feedbackRecords: [...quality.values()].reduce((s, q) => s + q.n, 0),
+    aliases,
+    baselines,
+    versions,
+    evaluations,
+    breaches,
+  };
+}
+
+/** After the won swap, the window is this run's alone: baselines, rollbacks, metrics, report. */
+async function finishWindow(
+  model: string,
+  work: WindowWork,
+  next: MonitorState,
+  policy: RollbackPolicy,
+  conflicts: number,
+  o: ResolvedOptions,
+): Promise<ModelRunResult> {
+  const { store } = o;
+  const { versions, evaluations, captureKeys } = work;
+  for (const [v, s] of work.summaries) {
+    const found = work.baselines.get(v);
+    if (found && (found.doc.source === 'reference' || found.doc.complete)) continue;
+    const updated = await extendTrafficBaseline(
+      store,
+      model,
+      v,
+      s,
+      o.baselineRequests,
+      work.now,
+      found ?? null,
+    );
+    const report = versions[v];
+    if (updated && report) {
+      report.drift.baseline = updated.complete ? 'traffic' : 'building';
+      report.drift.baselineRequests = updated.requests;
+    }
+  }
+  await recordBreaches(o.registry, model, evaluations, o.runId, work.now);
+  const actions = await applyRollbacks(o.registry, model, work.aliases, evaluations, policy, o.runId);
+  const points = metricPoints(
+    model,
+    versions,
+    evaluations,
+    new Date(work.cutoff),
+    new Map([...work.summaries].map(([v, x]) => [v, x.latencyMs])),
+  );
+  const sinkResult = await o.sink.put(o.namespace, points);
+  const report: MonitorReport = {
+    format: 'maas.monitor-report/1',
+    runId: o.runId,
+    model,
+    window: { number: next.window, from: work.previous.lastCutoff || null, to: next.lastCutoff },
+    generatedAt: o.now().toISOString(),
+    captures: {
+      files: captureKeys.length,
+      ...(captureKeys[0] ? { firstKey: captureKeys[0].key } : {}),
+      ...(captureKeys.length > 0 ? { lastKey: captureKeys.at(-1)!.key } : {}),
+    },
+    feedback: { files: work.feedbackKeys.length, records: work.feedbackRecords },
+    policy,
+    versions,
+    evaluations,
+    actions,
+    metrics: { sink: o.sink.kind, namespace: o.namespace, points: points.length, ...sinkResult },
+  };
+  const reportKey = await writeReport(store, report);
+  return { model, status: 'processed', conflicts, reportKey, report };
+}
+
+async function modelsWithMonitoringData(store: ObjectStore): Promise<string[]> {
+  const names = new Set<string>();
+  for (const root of [monitoringLayout.capturesRoot, monitoringLayout.feedbackRoot]) {
+    // One common prefix per model: small even with many files under each.
+    const { commonPrefixes } = await listAll(store, { prefix: root, delimiter: '/' });
+    for (const p of commonPrefixes) names.add(p.slice(root.length).replace(/\/$/, ''));
+  }
+  return [...names].sort();
+}
+
+/** Keys after `after` (relative) and written no later than `cutoff` (their time prefix), in order. */
+async function listWindow(
+  store: ObjectStore,
+  prefix: string,
+  after: string,
+  cutoff: number,
+  limit: number,
+): Promise<ObjectInfoSummary[]> {
+  const bound = prefix + timeKey(cutoff + 1);
+  const out: ObjectInfoSummary[] = [];
+  let token: string | undefined;
+  do {
+    const page = await store.list({
+      prefix,
+      ...(token ? { continuationToken: token } : after ? { startAfter: prefix + after } : {}),
+    });
+    for (const o of page.objects) {
+      if (o.key >= bound || out.length >= limit) return out;
+      out.push(o);
+    }
+    token = page.nextToken;
+  } while (token);
+  return out;
+}
+
+function stripUndefined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
