@@ -7,6 +7,7 @@ import { type HttpEvent, httpErrors, json, notFoundRoute, pathParam, route } fro
 import { getRegistry } from '../lib/runtime';
 import { describeModel } from './describe';
 import { downloadResponse } from './download';
+import { reportRoutes } from './reports';
 
 type Result = APIGatewayProxyResultV2;
 
@@ -52,6 +53,7 @@ const routes: Route<HttpEvent, Result>[] = [
   route('GET', '/models/{name}/versions/{version}/download', async (event) =>
     downloadResponse(getRegistry().store, await versionOf(event)),
   ),
+  ...reportRoutes,
 ];
 
 /** Read-only registry views: safe to expose more widely than the mutating functions. */
