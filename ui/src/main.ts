@@ -398,7 +398,7 @@ async function modelPage(name: string, notice?: HTMLElement): Promise<void> {
               'label',
               {},
               'Alias name',
-              h('input', { name: 'alias', required: true, pattern: '[a-z][a-z0-9_-]{0,31}' }),
+              h('input', { name: 'alias', required: true, pattern: '[a-z][a-z0-9_\\-]{0,31}' }),
             ),
             versionSelect('version', versions),
           ]);
