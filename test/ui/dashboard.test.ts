@@ -3,6 +3,7 @@ import { MaasClient } from '../../cli/client';
 import type { ModelDescription } from '../../functions/catalog/describe';
 import { resetRuntime } from '../../functions/lib/runtime';
 import type { MonitorReport } from '../../shared/monitor/monitor';
+import type { OptimizationJob } from '../../shared/optimize/jobs';
 import type { Page as ApiPage, HistoryEvent, ModelSummary } from '../../shared/registry';
 import { createObjectStore } from '../../shared/store';
 import { type DashboardServer, startDashboardServer } from '../../ui/server';
@@ -21,6 +22,7 @@ describe('dashboard in Chromium', () => {
   let ui: DashboardServer;
   let browser: TestBrowser;
   let api: MaasClient;
+  let optimization: OptimizationJob;
   const get = async <T>(path: string, query: Record<string, string | number | undefined> = {}) =>
     (await api.request('GET', path, { query })).json<T>();
 
@@ -32,6 +34,17 @@ describe('dashboard in Chromium', () => {
     await seedDashboardData(createObjectStore(process.env.MAAS_STORE), { windows: 4, requests: 50 });
     gateway = await startGateway(await loadRoutes());
     api = new MaasClient({ endpoint: gateway.url });
+    // One optimization job through the real optimize handler (run in-process, as under npm start).
+    const { job } = (
+      await api.request('POST', '/models/iris/versions/1/optimize', {
+        json: { techniques: ['fp16', 'int8'] },
+      })
+    ).json<{ job: string }>();
+    for (let i = 0; i < 240; i++) {
+      optimization = (await api.request('GET', `/models/iris/optimizations/${job}`)).json<OptimizationJob>();
+      if (!['queued', 'running'].includes(optimization.status)) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
     ui = await startDashboardServer({ client: new MaasClient({ endpoint: gateway.url }) });
     browser = await launchBrowser();
   }, 120_000);
@@ -286,6 +299,25 @@ describe('dashboard in Chromium', () => {
     expect(text).toMatch(/answered by version [12]/);
     const meta = await get<{ outputs: { name: string }[] }>('/v2/models/iris');
     for (const o of meta.outputs) expect(text).toContain(o.name);
+    await page.close();
+  });
+
+  it('the optimization page shows each candidate against its parent and why it was kept or rejected, as the API does', async () => {
+    const listed = await get<{ items: OptimizationJob[] }>('/models/iris/optimizations');
+    expect(listed.items.map((j) => j.job)).toEqual([optimization.job]);
+    const candidates = optimization.report!.candidates;
+    expect(candidates.map((c) => c.technique)).toEqual(['fp16', 'int8']);
+    const page = await open('#/models/iris/optimizations');
+    const rows = await page.$$eval(`section[data-job="${optimization.job}"] tbody tr`, (trs) =>
+      trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent ?? '')),
+    );
+    expect(rows.map((r) => r[0])).toEqual(candidates.map((c) => c.technique));
+    for (const [i, c] of candidates.entries()) {
+      const ev = c.evaluation!;
+      expect(rows[i]![1]).toBe(c.status === 'registered' ? `kept as v${c.version}` : c.status);
+      expect(rows[i]![2]).toContain(`${ev.size.candidate} B vs ${ev.size.parent} B`);
+      expect(rows[i]![5]).toBe(c.gate!.passed ? 'passed every check' : c.gate!.reasons.join('; '));
+    }
     await page.close();
   });
 });
