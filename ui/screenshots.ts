@@ -21,7 +21,8 @@ const PAGES: { file: string; hash: string; scheme?: 'dark' }[] = [
   { file: 'model.png', hash: '#/models/iris' },
   { file: 'monitoring.png', hash: '#/models/iris/monitoring?range=1h&alias=production' },
   { file: 'monitoring-dark.png', hash: '#/models/iris/monitoring?range=1h&alias=production', scheme: 'dark' },
-  { file: 'optimizations.png', hash: '#/models/iris/optimizations' },
+  { file: 'optimizations.png', hash: '#/models/digits/optimizations' },
+  { file: 'lineage.png', hash: '#/models/digits' },
   { file: 'try.png', hash: '#/models/iris/try' },
 ];
 
@@ -34,15 +35,20 @@ async function main(): Promise<void> {
   await seedDashboardData(createObjectStore(process.env.MAAS_STORE), { windows: 6, requests: 60 });
   const gateway = await startGateway(await loadRoutes());
   const api = new MaasClient({ endpoint: gateway.url });
-  const { job } = (
-    await api.request('POST', '/models/iris/versions/1/optimize', { json: { techniques: ['fp16', 'int8'] } })
-  ).json<{ job: string }>();
-  for (let i = 0; i < 120; i++) {
-    const { status } = (await api.request('GET', `/models/iris/optimizations/${job}`)).json<{
-      status: string;
-    }>();
-    if (!['queued', 'running'].includes(status)) break;
-    await new Promise((r) => setTimeout(r, 500));
+  // digits keeps its fp16 variant (a lineage to draw); iris's candidates are all rejected.
+  for (const model of ['digits', 'iris']) {
+    const { job } = (
+      await api.request('POST', `/models/${model}/versions/1/optimize`, {
+        json: { techniques: ['fp16', 'int8'] },
+      })
+    ).json<{ job: string }>();
+    for (let i = 0; i < 120; i++) {
+      const { status } = (await api.request('GET', `/models/${model}/optimizations/${job}`)).json<{
+        status: string;
+      }>();
+      if (!['queued', 'running'].includes(status)) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
   }
   const ui = await startDashboardServer({ client: new MaasClient({ endpoint: gateway.url }) });
   await mkdir(OUT, { recursive: true });

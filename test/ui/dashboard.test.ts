@@ -45,6 +45,18 @@ describe('dashboard in Chromium', () => {
       if (!['queued', 'running'].includes(optimization.status)) break;
       await new Promise((r) => setTimeout(r, 250));
     }
+    const digits = (
+      await api.request('POST', '/models/digits/versions/1/optimize', {
+        json: { techniques: ['fp16', 'int8'] },
+      })
+    ).json<{ job: string }>();
+    for (let i = 0; i < 240; i++) {
+      const { status } = (
+        await api.request('GET', `/models/digits/optimizations/${digits.job}`)
+      ).json<OptimizationJob>();
+      if (!['queued', 'running'].includes(status)) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
     ui = await startDashboardServer({ client: new MaasClient({ endpoint: gateway.url }) });
     browser = await launchBrowser();
   }, 120_000);
@@ -90,7 +102,7 @@ describe('dashboard in Chromium', () => {
     // Inputs were shifted well away from the first window's baseline: the drift flag is up.
     expect(iris[5]).toBe('drift');
     // flowers has no traffic, so no report (the one 404 the page meets).
-    expectedFailures = ['404 GET /models/flowers/reports/latest'];
+    expectedFailures = ['404 GET /models/digits/reports/latest', '404 GET /models/flowers/reports/latest'];
     expect(rows[models.items.findIndex((m) => m.name === 'flowers')]![3]).toBe('–');
     await page.close();
   });
@@ -317,6 +329,23 @@ describe('dashboard in Chromium', () => {
       expect(rows[i]![1]).toBe(c.status === 'registered' ? `kept as v${c.version}` : c.status);
       expect(rows[i]![2]).toContain(`${ev.size.candidate} B vs ${ev.size.parent} B`);
       expect(rows[i]![5]).toBe(c.gate!.passed ? 'passed every check' : c.gate!.reasons.join('; '));
+    }
+    await page.close();
+  });
+
+  it('the lineage tree draws an optimized variant under the version it came from', async () => {
+    const versions =
+      await get<ApiPage<{ version: number; parentVersion?: number; optimization?: { technique: string } }>>(
+        '/models/digits/versions',
+      );
+    const derived = versions.items.filter((v) => v.parentVersion !== undefined);
+    expect(derived.length).toBeGreaterThan(0);
+    const page = await open('#/models/digits');
+    for (const v of derived) {
+      const node = page.locator(
+        `#lineage li[data-version="${v.parentVersion}"] > ul > li[data-version="${v.version}"] > .node`,
+      );
+      expect(await node.textContent()).toBe(`v${v.version} ${v.optimization!.technique}`);
     }
     await page.close();
   });

@@ -26,7 +26,7 @@ export interface SeedOptions {
 }
 
 /**
- * Registers `iris` (v1 production, v2 as a 30 % canary) and `flowers` (one version), sends
+ * Registers `iris` (v1 production, v2 as a 30 % canary), `digits` and `flowers` (one version each), sends
  * traffic whose inputs drift upwards window by window, records feedback, and runs the monitor
  * after each window.
  *
@@ -62,6 +62,12 @@ export async function seedDashboardData(store: ObjectStore, options: SeedOptions
     canary: { version: v2.version, weight: 0.3 },
   });
   await registry.setAlias('iris', 'staging', v2.version, { actor: 'bob', reason: 'retrained' });
+  // Big enough for fp16 to halve it: what an optimization that keeps a candidate looks like.
+  await registry.registerVersion(
+    'digits',
+    buildMlp({ inputSize: 32, hiddenSizes: [256, 256], outputSize: 8, seed: 4 }).bytes,
+    { actor: 'dana', description: 'float32 original' },
+  );
   await registry.registerVersion(
     'flowers',
     buildMlp({ inputSize: 4, hiddenSizes: [3], outputSize: 2, seed: 3 }).bytes,
