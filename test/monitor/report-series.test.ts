@@ -102,7 +102,12 @@ describe('report series (S3 store)', () => {
 
   it('lists optimization jobs in creation order, paged, ignoring their inline-input files', async () => {
     let t = Date.parse('2026-11-20T00:00:00.000Z');
-    const jobs = new OptimizationJobStore(ts.store, { now: () => new Date((t += 1000)) });
+    // One second apart: job ids (and so the listing order) follow creation time.
+    const clock = (): Date => {
+      t += 1000;
+      return new Date(t);
+    };
+    const jobs = new OptimizationJobStore(ts.store, { now: clock });
     const created: string[] = [];
     for (let i = 0; i < 5; i++) {
       // Every other job has inline reference inputs, stored beside its record.
