@@ -69,7 +69,14 @@ export function dashboardAssets(options: DashboardAssetsOptions = {}): Promise<M
   return built;
 }
 
-/** True for the paths the dashboard owns (everything else is the API's). */
+/**
+ * True for the paths the dashboard owns (everything else is the API's).
+ *
+ * @example
+ * ```ts
+ * isDashboardPath('/ui/app.js'); // true; isDashboardPath('/models') is false
+ * ```
+ */
 export function isDashboardPath(pathname: string): boolean {
   return pathname === '/' || pathname.startsWith('/ui/');
 }

@@ -18,10 +18,26 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * The API key entered in this tab, if any.
+ *
+ * @example
+ * ```ts
+ * if (!apiKey()) showKeyDialog();
+ * ```
+ */
 export function apiKey(): string | null {
   return sessionStorage.getItem(KEY_STORAGE);
 }
 
+/**
+ * Remembers (or with null forgets) the API key for this tab.
+ *
+ * @example
+ * ```ts
+ * setApiKey(input.value || null);
+ * ```
+ */
 export function setApiKey(key: string | null): void {
   if (key) sessionStorage.setItem(KEY_STORAGE, key);
   else sessionStorage.removeItem(KEY_STORAGE);

@@ -54,7 +54,7 @@ async function latestReportOf(name: string): Promise<MonitorReport | undefined> 
 }
 
 /** Traffic, errors and drift of a report summed over its versions. */
-export function reportSummary(r: MonitorReport | undefined): {
+function reportSummary(r: MonitorReport | undefined): {
   requests: number;
   errorRate: number | null;
   drift: boolean | null;
