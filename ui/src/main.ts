@@ -102,11 +102,13 @@ async function modelsPage(cursor?: string): Promise<void> {
       aliasText(m.aliases),
       reports[i] ? s.requests : '–',
       s.errorRate === null ? '–' : `${num(s.errorRate * 100)}%`,
-      s.drift === null
-        ? h('span', { class: 'badge muted' }, 'no baseline')
-        : s.drift
-          ? h('span', { class: 'badge bad' }, 'drift')
-          : h('span', { class: 'badge ok' }, 'ok'),
+      !reports[i]
+        ? h('span', { class: 'badge muted' }, 'no report')
+        : s.drift === null
+          ? h('span', { class: 'badge muted' }, 'no baseline')
+          : s.drift
+            ? h('span', { class: 'badge bad' }, 'drift')
+            : h('span', { class: 'badge ok' }, 'ok'),
       time(reports[i]?.window.to),
     ];
   });
