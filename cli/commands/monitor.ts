@@ -83,9 +83,10 @@ export function renderReport(r: MonitorReport): string {
 }
 
 /**
- * `maas monitor NAME`: prints the latest monitor report of a model. Reports live in the store,
- * not behind the HTTP API, so this reads `--store` / `MAAS_STORE` (default `file://./.maas`,
- * the local setup). `--run` first runs the monitor locally (metrics to the local sink unless
+ * `maas monitor NAME`: prints the latest monitor report of a model. It reads the store itself
+ * (`--store` / `MAAS_STORE`, default `file://./.maas`, the local setup) so that `--run` can run
+ * the monitor there first; the HTTP API serves the same reports read-only
+ * (`GET /models/{name}/reports[/latest]`, for the dashboard). `--run` first runs the monitor locally (metrics to the local sink unless
  * `MAAS_METRICS_SINK` says otherwise).
  */
 export const command: CliCommand = {
