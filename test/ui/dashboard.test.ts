@@ -167,6 +167,44 @@ describe('dashboard in Chromium', () => {
     await page.close();
   });
 
+  it('sets and removes a canary weight from the page, by keyboard alone', async () => {
+    const page = await open('#/models/iris');
+    const before = (await get<ModelDescription>('/models/iris')).aliases.production!;
+    expect(before.canary).toBeUndefined();
+    await page.focus('tr[data-alias="production"] button[data-action="Add canary"]');
+    await page.keyboard.press('Enter');
+    // The dialog takes the focus; fields are reached with Tab.
+    await page.waitForSelector('dialog[open]');
+    await page.focus('dialog select[name="canary"]');
+    await page.keyboard.press('End');
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Control+A');
+    await page.keyboard.type('0.25');
+    await page.keyboard.press('Tab');
+    await page.keyboard.type('a quarter to v1');
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#alias-status .ok:has-text("canary v1 at 0.25")');
+    const withCanary = (await get<ModelDescription>('/models/iris')).aliases.production!;
+    expect(withCanary).toMatchObject({
+      version: before.version,
+      canary: { version: 1, weight: 0.25 },
+      reason: 'a quarter to v1',
+    });
+    expect(await page.textContent('tr[data-alias="production"] td:nth-child(3)')).toBe('v1 at 25%');
+
+    await page.click('tr[data-alias="production"] button[data-action="Remove canary"]');
+    await page.fill('dialog textarea[name="reason"]', 'enough');
+    await page.click('dialog button[value="ok"]');
+    await page.waitForSelector(
+      `#alias-status .ok:text-is("production → v${before.version} (revision ${withCanary.revision + 1})")`,
+    );
+    const removed = (await get<ModelDescription>('/models/iris')).aliases.production!;
+    expect(removed.canary).toBeUndefined();
+    expect(removed.revision).toBe(withCanary.revision + 1);
+    await page.close();
+  });
+
   it("charts plot the monitor's numbers as the report API returns them", async () => {
     const reports: MonitorReport[] = [];
     let cursor: string | undefined;
