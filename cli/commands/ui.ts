@@ -1,5 +1,13 @@
+import { InvalidArgumentError } from 'commander';
 import { startDashboardServer } from '../../ui/server';
 import type { CliCommand } from '../context';
+
+/** Commander argument parser for a TCP port, 0 for any free one (a usage error, exit 2, otherwise). */
+function port(value: string): number {
+  if (!/^\d{1,5}$/.test(value) || Number(value) > 65535)
+    throw new InvalidArgumentError('expected a port number (0-65535)');
+  return Number(value);
+}
 
 /**
  * `maas ui`: serves the web dashboard on 127.0.0.1 and forwards its API calls to `--endpoint`,
@@ -11,19 +19,16 @@ export const command: CliCommand = {
     program
       .command('ui')
       .description('serve the web dashboard on 127.0.0.1, forwarding API calls (SigV4-signed) to --endpoint')
-      .option('-p, --port <port>', 'local port (0: any free one)', '8080')
-      .action((o: { port: string }) =>
+      .option('-p, --port <port>', 'local port (0: any free one)', port, 8080)
+      .action((o: { port: number }) =>
         run(async ({ client, out }) => {
-          if (!/^\d{1,5}$/.test(o.port) || Number(o.port) > 65535)
-            throw new Error(`--port must be a port number, got ${o.port}`);
-          const ui = await startDashboardServer({ client, port: Number(o.port) });
+          const ui = await startDashboardServer({ client, port: o.port });
           out.info(
             `maas ui: dashboard on ${ui.url}/ for ${client.endpoint.origin}${client.endpoint.pathname.replace(/\/$/, '')} (${client.signs ? 'requests signed with SigV4' : 'requests not signed'}); Ctrl-C stops it`,
           );
           await new Promise<void>((resolve) => {
-            const stop = () => resolve();
-            process.once('SIGINT', stop);
-            process.once('SIGTERM', stop);
+            process.once('SIGINT', () => resolve());
+            process.once('SIGTERM', () => resolve());
           });
           await ui.close();
         }),

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
@@ -220,6 +220,13 @@ describe('maas ui against a SigV4-verifying gateway', () => {
       );
     });
     expect(rebinding).toBe(421);
+    // A bad --port is a usage error (exit 2), before anything listens.
+    const bad = spawnSync(process.execPath, [BIN, 'ui', '--port', '99999'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/expected a port number/);
     const before = front.seen.length;
     expect((await fetch(`${ui.url}/models`, { headers: { 'x-maas-ui': '1' } })).status).toBe(200);
     expect(front.seen.length).toBe(before + 1);
