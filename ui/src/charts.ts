@@ -28,7 +28,14 @@ function cssVar(name: string): string {
  * main.append(timeChart('requests', 'Requests per window', xs, [{ label: 'primary', values, color: '--primary' }]));
  * ```
  */
-export function timeChart(id: string, title: string, x: number[], lines: Line[], unit = ''): HTMLElement {
+export function timeChart(
+  id: string,
+  title: string,
+  x: number[],
+  lines: Line[],
+  options: { unit?: string; log?: boolean } = {},
+): HTMLElement {
+  const unit = options.unit ?? '';
   const target = h('div', {
     class: 'chart',
     id: `chart-${id}`,
@@ -46,7 +53,14 @@ export function timeChart(id: string, title: string, x: number[], lines: Line[],
     width: 560,
     height: 220,
     cursor: { drag: { x: true, y: false } },
-    scales: { x: { time: true } },
+    // Log scale (when asked and every value is positive): a threshold far above the traffic's
+    // values (5 s against 2 ms latencies) would otherwise flatten the lines onto the axis.
+    scales: {
+      x: { time: true },
+      ...(options.log && lines.every((l) => l.values.every((v) => v === null || v > 0))
+        ? { y: { distr: 3 } }
+        : {}),
+    },
     axes: [
       { stroke: axisColor, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } },
       {

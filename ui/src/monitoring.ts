@@ -123,7 +123,7 @@ export function monitoringCharts(reports: MonitorReport[], alias: string | undef
           ...both('p99', 'p99').map((l) => ({ ...l, color: `${l.color}-alt` })),
           ...th('p99 rollback threshold', s.thresholds.p99LatencyMs),
         ],
-        'ms',
+        { unit: 'ms', log: true },
       ),
       timeChart('psi', 'Drift: largest input and output PSI', s.x, [
         ...both('inputPsi', 'input'),
