@@ -67,6 +67,8 @@ describe('dashboard under npm start', () => {
     await page.click('#api-key');
     await page.fill('dialog input[name="key"]', API_KEY);
     await page.click('dialog button[value="ok"]');
+    // The dialog's close event (which stores the key) fires asynchronously.
+    await page.waitForSelector('#api-key[aria-pressed="true"]');
     expect(await page.textContent('#api-key')).toBe('API key: set');
     await create();
     await page.waitForSelector('#alias-status .ok:has-text("staging → v1")');
