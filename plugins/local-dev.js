@@ -109,6 +109,7 @@ class LocalDevPlugin {
   }
 
   async started() {
+    await this.serveDashboard();
     const { host, httpPort, lambdaPort, connectHost } = this.offlineOptions();
     const fn = this.serverless.service.getFunction('registerVersion');
     this.poller = this.core().startIncomingWatcher({
@@ -128,6 +129,30 @@ class LocalDevPlugin {
       this.log.warning(
         `maas: WARNING: the Lambda invoke port ${host}:${lambdaPort} is reachable from the network WITHOUT authentication (see the warning above)`,
       );
+  }
+
+  /**
+   * The web dashboard (ui/) at `/` and `/ui/*` of serverless-offline's own HTTP server (hapi), so
+   * it shares the API's origin. Local only: the dashboard is no route of the deployed stack.
+   */
+  async serveDashboard() {
+    const offline = this.serverless.pluginManager.plugins.find(
+      (/** @type {any} */ p) => p.constructor?.name === 'ServerlessOffline',
+    );
+    const server = offline?.internals?.().getApiGatewayServer();
+    if (!server)
+      return this.log.warning('maas: no serverless-offline HTTP server found: dashboard not served');
+    const tsx = require('tsx/cjs/api');
+    /** @type {typeof import('../ui/assets')} */
+    const ui = tsx.require(path.join(__dirname, '../ui/assets.ts'), __filename);
+    const assets = await ui.dashboardAssets({ esbuild: require('esbuild') });
+    const handler = (/** @type {any} */ request, /** @type {any} */ h) => {
+      const asset = assets.get(request.path);
+      if (!asset) return h.response({ error: `no file ${request.path}`, code: 'not_found' }).code(404);
+      return h.response(asset.body).type(asset.contentType).header('cache-control', 'no-cache');
+    };
+    server.route({ method: 'GET', path: '/', handler });
+    server.route({ method: 'GET', path: '/ui/{file}', handler });
   }
 
   async stop() {

@@ -1,8 +1,7 @@
 import middy from '@middy/core';
 import httpRouterHandler from '@middy/http-router';
 import type { APIGatewayProxyResultV2, Context } from 'aws-lambda';
-import { InvalidArgumentError, NotFoundError } from '../../shared/errors';
-import { latestReport } from '../../shared/monitor/report';
+import { InvalidArgumentError } from '../../shared/errors';
 import { assertModelName } from '../../shared/registry/names';
 import {
   type HttpEvent,
@@ -15,7 +14,6 @@ import {
   withApiKey,
 } from '../lib/http';
 import { logger } from '../lib/logger';
-import { getStore } from '../lib/runtime';
 import { type MonitorEvent, monitorAction } from './actions';
 import { runMonitorHere } from './run';
 
@@ -35,23 +33,11 @@ async function startRun(event: HttpEvent): Promise<APIGatewayProxyResultV2> {
   return json(200, { runId: summary.runId, ...summary.models[0]! });
 }
 
-/** `GET /models/{name}/monitor/report`: the latest report, 404 before the first processed window. */
-async function getReport(event: HttpEvent): Promise<APIGatewayProxyResultV2> {
-  const name = pathParam(event, 'name');
-  assertModelName(name);
-  const report = await latestReport(getStore(), name);
-  if (!report) throw new NotFoundError(`no monitoring report for ${name} yet`, { model: name });
-  return json(200, report);
-}
-
 const httpHandler = middy<HttpEvent, APIGatewayProxyResultV2>()
   .use(httpErrors({ logger }))
   .handler(
     httpRouterHandler<HttpEvent, APIGatewayProxyResultV2>({
-      routes: [
-        route('POST', '/models/{name}/monitor/runs', withApiKey(startRun)),
-        route('GET', '/models/{name}/monitor/report', getReport),
-      ],
+      routes: [route('POST', '/models/{name}/monitor/runs', withApiKey(startRun))],
       notFoundResponse: notFoundRoute,
     }),
   );
