@@ -4,6 +4,7 @@ import { InvalidArgumentError, NotFoundError } from '../../shared/errors';
 import { latestReport } from '../../shared/monitor/report';
 import { readReportSeries } from '../../shared/monitor/report-series';
 import { listJobs } from '../../shared/optimize/job-list';
+import { assertModelName } from '../../shared/registry/names';
 import { type HttpEvent, json, pathParam, route } from '../lib/http';
 import { getRegistry, getStore } from '../lib/runtime';
 
@@ -63,7 +64,9 @@ export const reportRoutes: Route<HttpEvent, APIGatewayProxyResultV2>[] = [
     );
   }),
   route('GET', '/models/{name}/reports/latest', async (event) => {
-    const name = await existingModel(event);
+    // No existence check: without a report the answer is the same 404 either way.
+    const name = pathParam(event, 'name');
+    assertModelName(name);
     const report = await latestReport(getStore(), name);
     if (!report) throw new NotFoundError(`model ${name} has no monitor report yet`, { name });
     return json(200, report);

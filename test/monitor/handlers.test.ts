@@ -136,7 +136,7 @@ describe('monitor function (schedule + on-demand actions) and `maas monitor`', (
 
   it('`maas monitor NAME [--run]` asks the monitor function over HTTP (real CLI, test gateway)', async () => {
     // The CLI gets no store: only the API endpoint, as against a deployed stage.
-    const gateway = await startGateway(await loadRoutes(['monitor']));
+    const gateway = await startGateway(await loadRoutes(['monitor', 'catalog']));
     const env: NodeJS.ProcessEnv = { ...process.env, MAAS_ENDPOINT: gateway.url };
     delete env.MAAS_STORE;
     const maas = (...args: string[]) =>
