@@ -179,6 +179,23 @@ export function typedFromNumbers(datatype: NumericOipDatatype, values: ArrayLike
   return out;
 }
 
+/**
+ * The evaluation feeds calibration runs on: whole feeds (each at most 32 rows, see `fromFeed`;
+ * a feed's batch may be fixed by the model, so it is never split) until `rows` rows are reached.
+ * @example
+ * const feeds = calibrationFeeds(inputs.accuracy, 32);
+ */
+export function calibrationFeeds(feeds: readonly InputFeed[], rows: number): InputFeed[] {
+  const out: InputFeed[] = [];
+  let taken = 0;
+  for (const feed of feeds) {
+    if (taken >= rows) break;
+    out.push(feed);
+    taken += feed[0]?.shape[0] ?? 1;
+  }
+  return out;
+}
+
 /** Rows `[from, from + count)` of a feed along the batch dimension, cycling when past the end. */
 function takeRows(feed: InputFeed, from: number, count: number): InputFeed {
   return feed.map((t) => {
