@@ -32,7 +32,12 @@ async function startOptimization(event: HttpEvent): Promise<Result> {
     name,
     await getRegistry().resolve(name, pathParam(event, 'version')),
   );
-  assertInputsPlannable(version.onnx.inputs, request.referenceInputs, request.evaluation.inputShapes);
+  assertInputsPlannable(
+    version.onnx.inputs,
+    request.referenceInputs,
+    request.evaluation.inputShapes,
+    request.evaluation.values,
+  );
   const jobs = getJobStore();
   const queued = await jobs.create(name, version.version, request, actorOf(event));
   const { job } = queued.record;

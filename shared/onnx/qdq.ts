@@ -32,7 +32,7 @@ import * as ort from 'onnxruntime-node';
 import { InvalidArgumentError, UnprocessableError } from '../errors';
 import { activationParams, type CalibrationOptions, calibrateRanges, type TensorRange } from './calibrate';
 import { decodeModel, encodeModel } from './codec';
-import { type AttributeValue, makeNode, makeTensor, makeValueInfo, readTensor } from './construct';
+import { type AttributeValue, makeNode, makeTensor, readTensor } from './construct';
 import {
   constantsToInitializers,
   defaultOpset,
@@ -131,12 +131,7 @@ export function foldBatchNormalization(graph: GraphProto): number {
     )
       continue;
     const conv = producer.get(bn.input[0] ?? '');
-    if (
-      !conv ||
-      conv.opType !== 'Conv' ||
-      !isDefaultDomain(conv.domain) ||
-      readers.get(conv.output[0] ?? '') !== 1
-    )
+    if (conv?.opType !== 'Conv' || !isDefaultDomain(conv.domain) || readers.get(conv.output[0] ?? '') !== 1)
       continue;
     const W = inits.get(conv.input[1] ?? '');
     const w = floats(conv.input[1]);
