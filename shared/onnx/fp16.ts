@@ -16,12 +16,14 @@
  * each body keeps float32 formal inputs and outputs (so the If/Loop/Scan node's signature does not
  * change) and reads outer-scope tensors through Casts of its own where precisions differ.
  */
+import { clone } from '@bufbuild/protobuf';
 import {
   type GraphProto,
   type ModelProto,
   type NodeProto,
   type TensorProto,
   TensorProto_DataType,
+  TensorProtoSchema,
 } from 'onnx-buf';
 import { UnprocessableError } from '../errors';
 import { makeNode, readTensorAsFloat32 } from './construct';
@@ -134,14 +136,15 @@ function toFloat16Tensor(t: TensorProto, name: string): { tensor: TensorProto; c
     bits[i] = float32ToFloat16Bits(v);
   }
   // Keep every other field of the original tensor (doc string, unknown fields) and only swap the data.
-  const tensor: TensorProto = {
-    ...t,
+  // (clone, not spread: a decoded message keeps unset fields' defaults on its prototype)
+  const tensor = clone(TensorProtoSchema, t);
+  Object.assign(tensor, {
     name,
     dataType: FLOAT16,
     rawData: new Uint8Array(bits.buffer),
     floatData: [],
     int32Data: [],
-  };
+  });
   return { tensor, clamped };
 }
 

@@ -6,7 +6,7 @@
  * `encodeModel`. Names referenced from subgraphs (If/Loop/Scan bodies may read outer-scope
  * tensors) are treated as used so nothing they need is removed.
  */
-import { create } from '@bufbuild/protobuf';
+import { clone, create } from '@bufbuild/protobuf';
 import {
   type AttributeProto,
   AttributeProto_AttributeType,
@@ -299,7 +299,8 @@ function constantTensor(node: NodeProto): TensorProto | undefined {
     fill(t);
     return t;
   };
-  if (a.name === 'value' && a.t) return { ...a.t };
+  // clone, not spread: decoded messages keep unset fields' defaults on their prototype.
+  if (a.name === 'value' && a.t) return clone(TensorProtoSchema, a.t);
   if (a.name === 'value_float' && a.type === T.FLOAT)
     return make(TensorProto_DataType.FLOAT, [], (t) => t.floatData.push(a.f));
   if (a.name === 'value_floats' && a.type === T.FLOATS)

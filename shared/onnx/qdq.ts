@@ -293,8 +293,6 @@ export async function quantizeStatic(
   const ranges = plans.length > 0 ? await calibrateRanges(model, tensors, calibration, options) : new Map();
   const minSqnr = options.minSqnrDb ?? DEFAULT_MIN_SQNR_DB;
   const sqnr = (t: string): number => ranges.get(t)?.sqnrDb ?? Infinity;
-  for (const p of plans)
-    console.error(p.node.name, p.input, sqnr(p.input).toFixed(1), p.output, sqnr(p.output).toFixed(1));
   const kept = plans.filter((p) => {
     const worst = Math.min(sqnr(p.input), sqnr(p.output));
     if (worst >= minSqnr) return true;
