@@ -118,6 +118,14 @@ describe('fp16 on real networks', () => {
     ).toBe(true);
   });
 
+  it('PaddleOCR detector in fp16 weights mode (empty Resize roi constants kept intact)', async () => {
+    const parent = read(REAL_MODELS.ocrDetector);
+    const c = await buildCandidate(parent, 'fp16', { fp16: { mode: 'weights' } }, lineage);
+    expect(onnxCheckerErrors(c.bytes)).toBe('');
+    expect(c.bytes.byteLength / parent.byteLength).toBeLessThanOrEqual(0.52);
+    expect(await agreement(parent, c.bytes, [image(1, 96, 96, 7)])).toBeGreaterThanOrEqual(0.999);
+  });
+
   it('PaddleOCR recognizer (opset 9, MatMul attention) and classifier: cosine >= 0.999, <= 0.52x', async () => {
     for (const [file, feed] of [
       [REAL_MODELS.ocrRecognizer, image(2, 48, 160, 3)],
