@@ -335,6 +335,16 @@ export async function run(): Promise<void> {
     { technique: 'graph' },
   ];
   rows.push(...(await benchModel('convnet 3x32x32 (32, 64 ch)', net.bytes, netCases, 40)));
+  // A conv net whose convolutions dominate its time (the 32x32 one is mostly overhead at 80 KB).
+  const wide = buildConvNet({ seed: 2, imageSize: 64, channels: [64, 128] });
+  rows.push(
+    ...(await benchModel(
+      'convnet 3x64x64 (64, 128 ch)',
+      wide.bytes,
+      [{ technique: 'int8-static' }, { technique: 'fp16' }],
+      20,
+    )),
+  );
   rows.push(...(await benchRealModels()));
   console.log('');
   printTable(rows);

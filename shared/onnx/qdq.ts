@@ -285,11 +285,13 @@ export async function quantizeStatic(
         (only.opType === 'Clip' && only.input.slice(1).every((i) => i === '' || inits.has(i))))
     )
       output = only.output[0] ?? output;
-    plans.push({ node, input: x, output });
+    // A graph output keeps its float producer: a Q beside it could not be fused (two readers) and
+    // its DQ would be read by nothing.
+    plans.push({ node, input: x, output: graphOutputs.has(output) ? '' : output });
   }
 
   // 2. Calibrate every activation tensor that gets a Q/DQ pair.
-  const tensors = [...new Set(plans.flatMap((p) => [p.input, p.output]))];
+  const tensors = [...new Set(plans.flatMap((p) => [p.input, p.output]).filter(Boolean))];
   const ranges = plans.length > 0 ? await calibrateRanges(model, tensors, calibration, options) : new Map();
   const minSqnr = options.minSqnrDb ?? DEFAULT_MIN_SQNR_DB;
   const sqnr = (t: string): number => ranges.get(t)?.sqnrDb ?? Infinity;
@@ -464,7 +466,7 @@ function rewrite(
   for (const plan of plans) {
     const node = graph.node[plan.index] as NodeProto;
     const x = quantizeActivation(plan.input, producerOf.get(plan.input));
-    quantizeActivation(plan.output, producerOf.get(plan.output));
+    if (plan.output) quantizeActivation(plan.output, producerOf.get(plan.output));
     const wName = node.input[1] ?? '';
     const W = inits.get(wName) as TensorProto;
     const w = readTensor(W).data as Float32Array;
