@@ -393,3 +393,30 @@ describe('evaluation inputs given inline', () => {
     ).rejects.toThrow(/no input rate/);
   });
 });
+
+describe('int8-static requests', () => {
+  it('validates its parameters and chain order with 400s naming the field', () => {
+    const ok = parseOptimizeRequest({
+      techniques: ['int8-static', 'prune+int8-static'],
+      parameters: {
+        'int8-static': { method: 'entropy', perChannel: false, targetCosine: 0.99, samples: 16 },
+        prune: { sparsity: 0.1 },
+      },
+    });
+    expect(ok.parameters['int8-static']).toEqual({
+      method: 'entropy',
+      perChannel: false,
+      targetCosine: 0.99,
+      samples: 16,
+    });
+    for (const [body, message] of [
+      [{ 'int8-static': { method: 'kl' } }, /method must be minmax, percentile or entropy/],
+      [{ 'int8-static': { percentile: 20 } }, /percentile must be a number in \(50, 100\]/],
+      [{ 'int8-static': { opTypes: ['LSTM'] } }, /opTypes must be a non-empty subset of Conv, MatMul, Gemm/],
+      [{ 'int8-static': { calibrate: true } }, /unknown parameter\(s\) calibrate/],
+    ] as const)
+      expect(() => parseOptimizeRequest({ techniques: ['int8-static'], parameters: body })).toThrow(message);
+    expect(() => parseOptimizeRequest({ techniques: ['int8+int8-static'] })).toThrow(/cannot follow int8/);
+    expect(() => parseOptimizeRequest({ techniques: ['fp16+int8-static'] })).toThrow(/cannot follow fp16/);
+  });
+});
