@@ -1,7 +1,8 @@
 /**
  * Activation ranges for static quantization: the model is run (by onnxruntime, graph optimizations
  * off so every tensor exists) on calibration inputs with the tensors of interest added as extra
- * outputs, one feed at a time (memory bounded by one batch's activations).
+ * outputs, one feed at a time, feeds cut into runs of at most 4 rows where the batch dimension is
+ * dynamic (memory bounded by 4 rows' activations).
  *
  * Methods, as in onnxruntime's `quantize_static` calibrators:
  * - `minmax`: the observed minimum and maximum;
@@ -67,6 +68,32 @@ export interface CalibrationOptions {
 }
 
 const BINS = 2048;
+/** Rows per calibration run when the batch dimension is dynamic. */
+export const CALIBRATION_RUN_ROWS = 4;
+
+/** A feed cut along dimension 0 into feeds of at most {@link CALIBRATION_RUN_ROWS} rows (scalars repeated). */
+function splitRows(feed: Record<string, ort.Tensor>): Record<string, ort.Tensor>[] {
+  const tensors = Object.entries(feed);
+  const rows = tensors.find(([, t]) => t.dims.length > 0)?.[1].dims[0] ?? 1;
+  if (rows <= CALIBRATION_RUN_ROWS || tensors.some(([, t]) => t.dims.length > 0 && t.dims[0] !== rows))
+    return [feed];
+  const out: Record<string, ort.Tensor>[] = [];
+  for (let from = 0; from < rows; from += CALIBRATION_RUN_ROWS) {
+    const count = Math.min(CALIBRATION_RUN_ROWS, rows - from);
+    const part: Record<string, ort.Tensor> = {};
+    for (const [name, t] of tensors) {
+      if (t.dims.length === 0) {
+        part[name] = t;
+        continue;
+      }
+      const per = t.size / rows;
+      const data = (t.data as Float32Array).slice(from * per, (from + count) * per);
+      part[name] = new ort.Tensor(t.type as 'float32', data, [count, ...t.dims.slice(1)]);
+    }
+    out.push(part);
+  }
+  return out;
+}
 
 /** Histogram of values over [lo, hi]. */
 class Histogram {
@@ -169,8 +196,16 @@ export async function calibrateRanges(
     graphOptimizationLevel: 'disabled',
     executionMode: 'sequential',
   });
+  // One run holds every observed activation of its feed: split feeds along a dynamic leading
+  // (batch) dimension into runs of at most CALIBRATION_RUN_ROWS rows.
+  const batchDynamic = graph.input.every((v) => {
+    const t = v.type?.value;
+    const first = t?.case === 'tensorType' ? t.value.shape?.dim[0] : undefined;
+    return first?.value.case !== 'dimValue';
+  });
+  const runs = batchDynamic ? feeds.flatMap(splitRows) : feeds;
   const observe = async (each: (name: string, values: Float32Array) => void): Promise<void> => {
-    for (const feed of feeds) {
+    for (const feed of runs) {
       const out = await session.run(feed, session.outputNames);
       for (const t of tensors) {
         const v = out[t] ?? feed[t];

@@ -11,6 +11,7 @@ import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildBatchNormConstantNet, buildConvNet, buildIfModel } from '../../dev/onnx-builder';
 import { REAL_MODELS, syntheticSpeech, syntheticTextImage } from '../../dev/real-models';
+import { calibrateRanges } from '../../shared/onnx/calibrate';
 import { decodeModel, encodeModel } from '../../shared/onnx/codec';
 import { makeGraph, makeModel, makeNode, makeValueInfo } from '../../shared/onnx/construct';
 import { convertToFloat16 } from '../../shared/onnx/fp16';
@@ -337,6 +338,30 @@ describe('static int8 (QDQ)', () => {
       expect(onnxCheckerErrors(encodeModel(model))).toBe('');
     }
     expect(reports.map((r) => r.method)).toEqual(['minmax', 'percentile', 'entropy']);
+  });
+
+  it('calibration runs at most 4 rows at a time and observes the same ranges', async () => {
+    const net = buildConvNet({ seed: 14, imageSize: 16, channels: [8, 8] });
+    const model = decodeModel(net.bytes.slice());
+    const eight = image(8, 16, 16, 3, 'input');
+    const halves = [0, 1].map((h) =>
+      eight.map((t) => ({
+        ...t,
+        shape: [4, ...t.shape.slice(1)],
+        data: t.data.slice(h * (t.data.length / 2), (h + 1) * (t.data.length / 2)),
+      })),
+    );
+    const tensors = ['relu1.out', 'relu2.out', 'output'];
+    const whole = await calibrateRanges(model, tensors, [toOrtFeeds(eight)]);
+    const split = await calibrateRanges(
+      model,
+      tensors,
+      halves.map((f) => toOrtFeeds(f as InputFeed)),
+    );
+    for (const t of tensors) {
+      expect(whole.get(t)?.max).toBeGreaterThan(0);
+      expect([whole.get(t)?.min, whole.get(t)?.max]).toEqual([split.get(t)?.min, split.get(t)?.max]);
+    }
   });
 
   it('refuses a request for static int8 without calibration inputs', async () => {
