@@ -25,6 +25,11 @@ export interface InferenceSettings {
   session: SessionSettings;
   /** Longest a response waits for observers' flush. */
   observerFlushBudgetMs: number;
+  /**
+   * Key of the canary split hash (HMAC-SHA256 of the request id): without it, anyone who knows
+   * the hash can pick request ids that land on the canary. Empty: an unkeyed hash.
+   */
+  canarySecret: string;
 }
 
 /** Default alias TTL: short, so a rollback reaches warm containers within seconds. */
@@ -44,6 +49,7 @@ export const DEFAULT_MODEL_CACHE_DIR = '/tmp/maas-models';
  * | `MAAS_ORT_INTER_OP_THREADS` | 1 |
  * | `MAAS_ORT_GRAPH_OPTIMIZATION` | `all` (`disabled`, `basic`, `extended`, `all`) |
  * | `MAAS_OBSERVER_FLUSH_BUDGET_MS` | 50 |
+ * | `MAAS_CANARY_SECRET` | empty (serverless.yml passes one per stack) |
  *
  * @example
  * ```ts
@@ -86,5 +92,6 @@ export function readInferenceSettings(env: SettingsReader): InferenceSettings {
       }),
     },
     observerFlushBudgetMs: int('MAAS_OBSERVER_FLUSH_BUDGET_MS', 50, 0),
+    canarySecret: env.getStringFromEnv({ key: 'MAAS_CANARY_SECRET', defaultValue: '' }),
   };
 }

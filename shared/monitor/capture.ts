@@ -8,7 +8,7 @@ import { mapLimit } from '../util/concurrency';
 import { booleanSetting, numberSetting } from './config';
 import { addValue, DenseHistogram, emptyHistogram, type Histogram } from './histogram';
 import { monitoringLayout } from './layout';
-import type { CaptureFile, RawSample, VersionSummary } from './summary';
+import { type CaptureFile, mergeVersionSummary, type RawSample, type VersionSummary } from './summary';
 
 /** What a prediction record keeps so later feedback can be scored against it. */
 export interface PredictionRecord {
@@ -93,6 +93,8 @@ export const MAX_PREDICTION_ROWS = 256;
 const MAX_SAMPLES_PER_FLUSH = 100;
 const SAMPLE_VALUES = 1000;
 const WRITE_CONCURRENCY = 8;
+/** The route of requests to an explicit version number (no alias): `/versions/{n}`. */
+const DIRECT_ROUTE = '-';
 /** Estimated bytes of one dense histogram (403 float64 bins and its counters). */
 const HISTOGRAM_BYTES = 403 * 8 + 64;
 /** Estimated bytes of a live version before its tensors (two latency histograms, maps). */
@@ -159,7 +161,8 @@ export class CaptureObserver implements InferenceObserver {
     samplesDropped: 0,
   };
   private readonly options: Required<Omit<CaptureOptions, 'containerId'>>;
-  private models = new Map<string, Map<number, LiveVersion>>();
+  /** Per model, per version and route (`{version}/{alias}`, `-` for direct version calls). */
+  private models = new Map<string, Map<string, LiveVersion>>();
   /** Capture files whose write failed, oldest first: written again, unchanged, with the next flush. */
   private unsent: UnsentCapture[] = [];
   private unsentBytes = 0;
@@ -221,10 +224,12 @@ export class CaptureObserver implements InferenceObserver {
       versions = new Map();
       this.models.set(o.model, versions);
     }
-    let s = versions.get(o.version);
+    const route = o.alias ?? DIRECT_ROUTE;
+    const slot = `${o.version}/${route}`;
+    let s = versions.get(slot);
     if (!s) {
-      s = new LiveVersion();
-      versions.set(o.version, s);
+      s = new LiveVersion(o.version, route);
+      versions.set(slot, s);
       this.liveBytes += VERSION_BYTES;
     }
 
@@ -338,9 +343,8 @@ export class CaptureObserver implements InferenceObserver {
 
   /** Takes the buffers (synchronously, so observations arriving during the writes go to the next flush) and writes them. */
   private startFlush(): Promise<void> {
-    const models = new Map<string, Map<number, VersionSummary>>();
-    for (const [model, versions] of this.models)
-      models.set(model, new Map([...versions].map(([v, live]) => [v, live.toSummary()])));
+    const models = new Map<string, LiveVersion[]>();
+    for (const [model, versions] of this.models) models.set(model, [...versions.values()]);
     const unsent = this.unsent;
     this.unsent = [];
     this.unsentBytes = 0;
@@ -371,12 +375,19 @@ export class CaptureObserver implements InferenceObserver {
   /** One capture file and its key, named once: a retry writes the same file under the same key. */
   private captureFile(
     model: string,
-    versions: Map<number, VersionSummary>,
+    live: LiveVersion[],
     samples: RawSample[] | undefined,
     startedAt: number,
     endedAt: number,
   ): UnsentCapture {
     const seq = ++this.seq;
+    const versions = new Map<number, VersionSummary>();
+    const routes: Record<string, Record<string, VersionSummary>> = {};
+    for (const l of live) {
+      const total = versions.get(l.version);
+      versions.set(l.version, total ? mergeVersionSummary(total, l.toSummary()) : l.toSummary());
+      if (l.route !== DIRECT_ROUTE) (routes[l.route] ??= {})[String(l.version)] = l.toSummary();
+    }
     const doc: CaptureFile = {
       format: 'maas.capture/1',
       model,
@@ -385,6 +396,7 @@ export class CaptureObserver implements InferenceObserver {
       startedAt: new Date(startedAt).toISOString(),
       endedAt: new Date(endedAt).toISOString(),
       versions: Object.fromEntries([...versions].map(([v, s]) => [String(v), s])),
+      ...(Object.keys(routes).length > 0 ? { routes } : {}),
       ...(samples?.length ? { samples } : {}),
     };
     // The key's time is the flush's (endedAt), taken before the write starts: a write still in
@@ -505,6 +517,11 @@ interface LiveTensor {
 
 /** The request-path form of a {@link VersionSummary}: dense histograms and maps, no string building per value. */
 class LiveVersion {
+  constructor(
+    readonly version: number,
+    /** The alias the requests came through, or {@link DIRECT_ROUTE}. */
+    readonly route: string,
+  ) {}
   requests = 0;
   rows = 0;
   errors = 0;

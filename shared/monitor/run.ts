@@ -169,6 +169,8 @@ interface WindowWork {
   captureCursor: SeenCursor;
   feedbackCursor: SeenCursor;
   summaries: Map<number, VersionSummary>;
+  /** Per version, the traffic that came through any alias (traffic baselines are built from it). */
+  aliasTraffic: Map<number, VersionSummary>;
   feedbackRecords: number;
   aliases: AliasRecord[];
   /** Kept with their etags: extending a traffic baseline after the swap reuses this read. */
@@ -263,13 +265,28 @@ async function readWindow(
     readJson<FeedbackFile>(store, k.key),
   );
   const summaries = new Map<number, VersionSummary>();
+  /** Only traffic routed through an alias: what rollbacks and traffic baselines are built from. */
+  const byAlias = new Map<string, Map<number, VersionSummary>>();
+  const aliasTraffic = new Map<number, VersionSummary>();
+  const add = (into: Map<number, VersionSummary>, v: string, raw: unknown) => {
+    const version = Number(v);
+    into.set(
+      version,
+      mergeVersionSummary(into.get(version) ?? emptyVersionSummary(), versionSummaryFromJson(raw)),
+    );
+  };
   for (const c of captures) {
-    for (const [v, raw] of Object.entries(c?.doc.versions ?? {})) {
-      const version = Number(v);
-      summaries.set(
-        version,
-        mergeVersionSummary(summaries.get(version) ?? emptyVersionSummary(), versionSummaryFromJson(raw)),
-      );
+    for (const [v, raw] of Object.entries(c?.doc.versions ?? {})) add(summaries, v, raw);
+    for (const [alias, versions] of Object.entries(c?.doc.routes ?? {})) {
+      let into = byAlias.get(alias);
+      if (!into) {
+        into = new Map();
+        byAlias.set(alias, into);
+      }
+      for (const [v, raw] of Object.entries(versions ?? {})) {
+        add(into, v, raw);
+        add(aliasTraffic, v, raw);
+      }
     }
   }
   const quality = scoreFeedback(feedbackFiles.flatMap((f) => f?.doc.records ?? []));
@@ -288,9 +305,23 @@ async function readWindow(
       quality.get(v),
       o.driftGroups,
     );
+  // Each alias is judged on its own traffic only; quality (feedback, API-key protected) is per version.
+  const aliasReports = new Map<string, Record<string, VersionReport>>();
+  for (const a of aliases) {
+    const traffic = byAlias.get(a.alias);
+    const reports: Record<string, VersionReport> = {};
+    for (const v of [a.version, ...(a.canary ? [a.canary.version] : [])])
+      reports[v] = versionReport(
+        traffic?.get(v) ?? emptyVersionSummary(),
+        baselines.get(v)?.doc,
+        quality.get(v),
+        o.driftGroups,
+      );
+    aliasReports.set(a.alias, reports);
+  }
   const { evaluations, breaches } = evaluateRollbacks(
     aliases,
-    versions,
+    aliasReports,
     new Map([...baselines].map(([v, found]) => [v, found?.doc])),
     previous.breaches,
     policy,
@@ -304,6 +335,7 @@ async function readWindow(
     captureCursor: captureWindow.next,
     feedbackCursor: feedbackWindow.next,
     summaries,
+    aliasTraffic,
     feedbackRecords: [...quality.values()].reduce((s, q) => s + q.n, 0),
     aliases,
     baselines,
@@ -324,7 +356,8 @@ async function finishWindow(
 ): Promise<ModelRunResult> {
   const { store } = o;
   const { versions, evaluations, captureKeys } = work;
-  for (const [v, s] of work.summaries) {
+  // Baselines from alias traffic only: direct `/versions/{n}` calls cannot shape what drift is measured against.
+  for (const [v, s] of work.aliasTraffic) {
     const found = work.baselines.get(v);
     if (found && (found.doc.source === 'reference' || found.doc.complete)) continue;
     const updated = await extendTrafficBaseline(
