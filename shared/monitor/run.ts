@@ -260,7 +260,6 @@ async function readWindow(
   const captureKeys = captureWindow.keys;
   const feedbackKeys = feedbackWindow.keys;
   if (captureKeys.length === 0 && feedbackKeys.length === 0) return undefined;
-  const captures = await mapLimit(captureKeys, READ_CONCURRENCY, (k) => readJson<CaptureFile>(store, k.key));
   const feedbackFiles = await mapLimit(feedbackKeys, READ_CONCURRENCY, (k) =>
     readJson<FeedbackFile>(store, k.key),
   );
@@ -275,7 +274,10 @@ async function readWindow(
       mergeVersionSummary(into.get(version) ?? emptyVersionSummary(), versionSummaryFromJson(raw)),
     );
   };
-  for (const c of captures) {
+  // Each file is merged as soon as it is read and then dropped: a window's memory is its summaries
+  // (bounded by versions × features), never the sum of its capture files.
+  await mapLimit(captureKeys, READ_CONCURRENCY, async (k) => {
+    const c = await readJson<CaptureFile>(store, k.key);
     for (const [v, raw] of Object.entries(c?.doc.versions ?? {})) add(summaries, v, raw);
     for (const [alias, versions] of Object.entries(c?.doc.routes ?? {})) {
       let into = byAlias.get(alias);
@@ -288,7 +290,7 @@ async function readWindow(
         add(aliasTraffic, v, raw);
       }
     }
-  }
+  });
   const quality = scoreFeedback(feedbackFiles.flatMap((f) => f?.doc.records ?? []));
   const aliases = await o.registry.listAliases(model).catch((e: unknown) => {
     if (e instanceof ObjectNotFoundError) return [] as AliasRecord[];
