@@ -12,7 +12,8 @@
  * - once they listen: polls `incoming/` and invokes the register-version function with an S3
  *   ObjectCreated event for each dropped file (same handler code path as the S3 trigger), and
  *   prints one `maas: ready` line;
- * - on shutdown: stops the poller.
+ * - on shutdown (SIGINT/SIGTERM): stops the poller and asks the handler threads to drain (predict
+ *   writes its pending captures) before serverless-offline terminates them.
  *
  * The monitor's schedule event is run by serverless-offline itself (MAAS_MONITOR_SCHEDULE may
  * shorten the period locally). The logic lives in scripts/local-dev/*.ts, loaded through tsx's
@@ -157,6 +158,11 @@ class LocalDevPlugin {
 
   async stop() {
     await this.poller?.stop();
+    const { drained, timedOut } = await this.core().drainLocalHandlers();
+    if (drained > 0 || timedOut > 0)
+      this.log.notice(
+        `maas: drained ${drained} handler thread(s)${timedOut ? `, ${timedOut} timed out` : ''}`,
+      );
   }
 }
 

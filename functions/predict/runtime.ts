@@ -1,10 +1,11 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { LogAttributes } from '@aws-lambda-powertools/logger/types';
 import { type InferenceLogger, type InferenceObserver, InferenceService } from '../../shared/inference';
-import { createCaptureObserver } from '../../shared/monitor/capture';
+import { type CaptureObserver, createCaptureObserver } from '../../shared/monitor/capture';
 import { createRequestMetrics } from '../../shared/request-metrics';
 import { MisconfiguredError } from '../../shared/settings';
 import { getRegistry, getStore, reportMisconfigured } from '../lib/runtime';
+import { onShutdown } from '../lib/shutdown';
 
 /** Structured JSON logs of the predict function (request ids are added per invocation). */
 export const logger = new Logger({ serviceName: 'maas-predict' });
@@ -18,7 +19,12 @@ const coreLogger: InferenceLogger = {
 
 let service: InferenceService | undefined;
 const observers: InferenceObserver[] = [];
-let capture: InferenceObserver | null | undefined;
+let capture: CaptureObserver | null | undefined;
+// Registered while the module loads (Lambda's init phase, when extensions may register): the
+// container's last observations are written before it goes away (see functions/lib/shutdown.ts).
+onShutdown(async () => {
+  await capture?.close();
+});
 /** An invalid setting found when the core was built: kept, so it is logged once per container. */
 let misconfigured: MisconfiguredError | undefined;
 
