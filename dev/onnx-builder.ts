@@ -11,6 +11,7 @@ import type { ModelProto, NodeProto, TensorProto } from 'onnx-buf';
 import { InvalidArgumentError } from '../shared/errors';
 import { encodeModel } from '../shared/onnx/codec';
 import {
+  DEFAULT_OPSET,
   type Dim,
   makeGraph,
   makeModel,
@@ -382,5 +383,118 @@ export function buildIdentityModel(
     outputs: [makeValueInfo('output', datatype, shape)],
   });
   const model = makeModel(graph, options.opset !== undefined ? { opset: options.opset } : {});
+  return { bytes: encodeModel(model), model };
+}
+
+/**
+ * A model whose computation sits inside an `If` (like Silero VAD): input `x` [batch, 64] and a
+ * scalar BOOL `use_wide`; the then-branch runs MatMul(x, W1 from the outer graph) → Relu →
+ * MatMul(W2, a body initializer), the else-branch MatMul(x, W3 from the outer graph) → Tanh →
+ * MatMul(W4 as a body Constant node). Output `y` [batch, 8]. Both branches read outer-scope names.
+ * @example
+ * const { bytes } = buildIfModel({ seed: 1 });
+ */
+export function buildIfModel(options: { seed: number; opset?: number }): BuiltModel {
+  const rand = mulberry32(options.seed);
+  const w = (name: string, rows: number, cols: number): TensorProto =>
+    tensorFromFloat32(name, [rows, cols], randomFloat32(rand, rows * cols, -0.15, 0.15));
+  const branch = (
+    name: string,
+    first: string,
+    act: string,
+    second: 'init' | 'constant',
+  ): ModelProto['graph'] => {
+    const w2 = w(`${name}.w2`, 256, 8);
+    const nodes: NodeProto[] = [
+      makeNode('MatMul', ['x', first], [`${name}.h`], {}, { name: `${name}.fc1` }),
+      makeNode(act, [`${name}.h`], [`${name}.a`], {}, { name: `${name}.act` }),
+    ];
+    if (second === 'constant')
+      nodes.push(makeNode('Constant', [], [w2.name], { value: { tensor: w2 } }, { name: `${name}.const` }));
+    nodes.push(makeNode('MatMul', [`${name}.a`, w2.name], [`${name}.y`], {}, { name: `${name}.fc2` }));
+    return makeGraph({
+      name,
+      nodes,
+      inputs: [],
+      outputs: [makeValueInfo(`${name}.y`, 'FP32', ['batch', 8])],
+      initializers: second === 'init' ? [w2] : [],
+    });
+  };
+  const graph = makeGraph({
+    name: 'if_model',
+    nodes: [
+      makeNode(
+        'If',
+        ['use_wide'],
+        ['y'],
+        {
+          then_branch: { graph: branch('wide', 'W1', 'Relu', 'init') as NonNullable<ModelProto['graph']> },
+          else_branch: {
+            graph: branch('narrow', 'W3', 'Tanh', 'constant') as NonNullable<ModelProto['graph']>,
+          },
+        },
+        { name: 'choose' },
+      ),
+    ],
+    inputs: [makeValueInfo('x', 'FP32', ['batch', 64]), makeValueInfo('use_wide', 'BOOL', [])],
+    outputs: [makeValueInfo('y', 'FP32', ['batch', 8])],
+    initializers: [w('W1', 64, 256), w('W3', 64, 256)],
+  });
+  const model = makeModel(graph, { opset: options.opset ?? DEFAULT_OPSET });
+  return { bytes: encodeModel(model), model };
+}
+
+/**
+ * A small CNN exported the way paddle2onnx exports: every weight a `Constant` node, a Conv
+ * followed by BatchNormalization whose running variance is ~1e8 (beyond float16's 65504, as in
+ * the PaddleOCR detector head), Relu, GlobalAveragePool, Flatten, MatMul. Input `x`
+ * [batch, 3, 16, 16], output `y` [batch, 4].
+ * @example
+ * const { bytes } = buildBatchNormConstantNet({ seed: 1 });
+ */
+export function buildBatchNormConstantNet(options: { seed: number; opset?: number }): BuiltModel {
+  const rand = mulberry32(options.seed);
+  const nodes: NodeProto[] = [];
+  const constant = (name: string, dims: number[], data: Float32Array): string => {
+    nodes.push(
+      makeNode(
+        'Constant',
+        [],
+        [name],
+        { value: { tensor: tensorFromFloat32(name, dims, data) } },
+        { name: `${name}.const` },
+      ),
+    );
+    return name;
+  };
+  // Conv outputs in the thousands, normalized by a variance near 1e8: fine in fp32 and in float16
+  // compute (values < 65504), wrong when the variance itself is clamped to 65504.
+  const W = constant('conv.w', [8, 3, 3, 3], randomFloat32(rand, 8 * 27, -2000, 2000));
+  const scale = constant('bn.scale', [8], randomFloat32(rand, 8, 0.5, 1.5));
+  const bias = constant('bn.bias', [8], randomFloat32(rand, 8, -0.5, 0.5));
+  const mean = constant('bn.mean', [8], randomFloat32(rand, 8, -100, 100));
+  const variance = constant('bn.var', [8], randomFloat32(rand, 8, 5e7, 2e8));
+  const fc = constant('fc.w', [8, 4], randomFloat32(rand, 32, -1, 1));
+  nodes.push(
+    makeNode('Conv', ['x', W], ['conv'], { pads: { ints: [1, 1, 1, 1] } }, { name: 'conv' }),
+    makeNode(
+      'BatchNormalization',
+      ['conv', scale, bias, mean, variance],
+      ['bn'],
+      { epsilon: { float: 1e-5 } },
+      { name: 'bn' },
+    ),
+    makeNode('Relu', ['bn'], ['relu'], {}, { name: 'relu' }),
+    makeNode('GlobalAveragePool', ['relu'], ['pool'], {}, { name: 'pool' }),
+    makeNode('Flatten', ['pool'], ['flat'], {}, { name: 'flatten' }),
+    makeNode('MatMul', ['flat', fc], ['y'], {}, { name: 'fc' }),
+  );
+  const graph = makeGraph({
+    name: 'bn_constant_net',
+    nodes,
+    inputs: [makeValueInfo('x', 'FP32', ['batch', 3, 16, 16])],
+    outputs: [makeValueInfo('y', 'FP32', ['batch', 4])],
+  });
+  const model = makeModel(graph, { opset: options.opset ?? DEFAULT_OPSET });
   return { bytes: encodeModel(model), model };
 }

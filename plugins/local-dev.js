@@ -12,7 +12,8 @@
  * - once they listen: polls `incoming/` and invokes the register-version function with an S3
  *   ObjectCreated event for each dropped file (same handler code path as the S3 trigger), and
  *   prints one `maas: ready` line;
- * - on shutdown: stops the poller.
+ * - on shutdown (SIGINT/SIGTERM): stops the poller and asks the handler threads to drain (predict
+ *   writes its pending captures) before serverless-offline terminates them.
  *
  * The monitor's schedule event is run by serverless-offline itself (MAAS_MONITOR_SCHEDULE may
  * shorten the period locally). The logic lives in scripts/local-dev/*.ts, loaded through tsx's
@@ -109,6 +110,7 @@ class LocalDevPlugin {
   }
 
   async started() {
+    await this.serveDashboard();
     const { host, httpPort, lambdaPort, connectHost } = this.offlineOptions();
     const fn = this.serverless.service.getFunction('registerVersion');
     this.poller = this.core().startIncomingWatcher({
@@ -130,8 +132,37 @@ class LocalDevPlugin {
       );
   }
 
+  /**
+   * The web dashboard (ui/) at `/` and `/ui/*` of serverless-offline's own HTTP server (hapi), so
+   * it shares the API's origin. Local only: the dashboard is no route of the deployed stack.
+   */
+  async serveDashboard() {
+    const offline = this.serverless.pluginManager.plugins.find(
+      (/** @type {any} */ p) => p.constructor?.name === 'ServerlessOffline',
+    );
+    const server = offline?.internals?.().getApiGatewayServer();
+    if (!server)
+      return this.log.warning('maas: no serverless-offline HTTP server found: dashboard not served');
+    const tsx = require('tsx/cjs/api');
+    /** @type {typeof import('../ui/assets')} */
+    const ui = tsx.require(path.join(__dirname, '../ui/assets.ts'), __filename);
+    const assets = await ui.dashboardAssets({ esbuild: require('esbuild') });
+    const handler = (/** @type {any} */ request, /** @type {any} */ h) => {
+      const asset = assets.get(request.path);
+      if (!asset) return h.response({ error: `no file ${request.path}`, code: 'not_found' }).code(404);
+      return h.response(asset.body).type(asset.contentType).header('cache-control', 'no-cache');
+    };
+    server.route({ method: 'GET', path: '/', handler });
+    server.route({ method: 'GET', path: '/ui/{file}', handler });
+  }
+
   async stop() {
     await this.poller?.stop();
+    const { drained, timedOut } = await this.core().drainLocalHandlers();
+    if (drained > 0 || timedOut > 0)
+      this.log.notice(
+        `maas: drained ${drained} handler thread(s)${timedOut ? `, ${timedOut} timed out` : ''}`,
+      );
   }
 }
 

@@ -39,7 +39,7 @@
 #                               (not Ceph's 3300/6789: a developer may run a real
 #                               Ceph on this host; one knob moves the whole set)
 #   CEPH_OSD_STORE=memstore     or bluestore (memstore: data in RAM, fastest)
-#   CEPH_MEMSTORE_BYTES=2147483648   memstore capacity
+#   CEPH_MEMSTORE_BYTES=6442450944   memstore capacity (6 GiB: the suite holds large-model tests)
 #   CEPH_BLUESTORE_BYTES=10737418240 sparse block file size for bluestore
 #   S3_ACCESS_KEY / S3_SECRET_KEY    credentials of the S3 user (defaults below)
 #   CEPH_NO_INSTALL=1           never run apt-get
@@ -56,7 +56,7 @@ CONF="$C/ceph.conf"
 
 RGW_PORT=${RGW_PORT:-7480}
 STORE=${CEPH_OSD_STORE:-memstore}
-MEMSTORE_BYTES=${CEPH_MEMSTORE_BYTES:-2147483648}
+MEMSTORE_BYTES=${CEPH_MEMSTORE_BYTES:-6442450944}
 BLUESTORE_BYTES=${CEPH_BLUESTORE_BYTES:-10737418240}
 ACCESS_KEY=${S3_ACCESS_KEY:-maas-test-access-key}
 SECRET_KEY=${S3_SECRET_KEY:-maas-test-secret-key-0123456789abcdef}

@@ -11,7 +11,7 @@ const num = (x: number | null | undefined, digits = 3): string =>
  *
  * @example
  * ```ts
- * console.log(renderReport((await client.request('GET', '/models/iris/monitor/report')).json()));
+ * console.log(renderReport((await client.request('GET', '/models/iris/reports/latest')).json()));
  * ```
  */
 export function renderReport(r: MonitorReport): string {
@@ -88,8 +88,8 @@ interface RunAnswer {
 }
 
 /**
- * `maas monitor NAME`: prints the latest monitor report of a model (`GET
- * /models/{name}/monitor/report`). `--run` first asks the deployed monitor function to run over
+ * `maas monitor NAME`: prints the latest monitor report of a model (the catalog's `GET
+ * /models/{name}/reports/latest`). `--run` first asks the deployed monitor function to run over
  * the model (`POST /models/{name}/monitor/runs`); the CLI never reads the store itself.
  */
 export const command: CliCommand = {
@@ -122,7 +122,9 @@ export const command: CliCommand = {
           }
           let report: MonitorReport;
           try {
-            report = (await client.request('GET', `${path}/report`)).json<MonitorReport>();
+            report = (
+              await client.request('GET', `/models/${encodeURIComponent(name)}/reports/latest`)
+            ).json<MonitorReport>();
           } catch (e) {
             if (e instanceof ApiError && e.status === 404 && e.body.code === 'not_found')
               throw new Error(

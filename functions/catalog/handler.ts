@@ -15,6 +15,7 @@ import {
 import { getRegistry, getRuntimeSettings, getStore } from '../lib/runtime';
 import { describeModel } from './describe';
 import { downloadResponse } from './download';
+import { reportRoutes } from './reports';
 
 type Result = APIGatewayProxyResultV2;
 
@@ -58,6 +59,7 @@ const routes: Route<HttpEvent, Result>[] = [
   route('GET', '/models/{name}/versions/{version}/download', async (event) =>
     downloadResponse(getRegistry(), getStore(), await versionOf(event)),
   ),
+  ...reportRoutes,
 ];
 
 /** Read-only registry views: safe to expose more widely than the mutating functions. */

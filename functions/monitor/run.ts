@@ -34,6 +34,7 @@ export async function runMonitorHere(
     sink: createMonitorMetricsSink(env),
     namespace: getStringFromEnv({ key: 'MAAS_METRICS_NAMESPACE', defaultValue: 'maas' }),
     graceSeconds: request.graceSeconds ?? numberSetting(env, 'MAAS_MONITOR_GRACE_SECONDS', 120, { min: 0 }),
+    lateSeconds: numberSetting(env, 'MAAS_MONITOR_LATE_SECONDS', 900, { min: 0 }),
     baselineRequests: numberSetting(env, 'MAAS_BASELINE_REQUESTS', 1000, { min: 1 }),
     maxFiles: numberSetting(env, 'MAAS_MONITOR_MAX_FILES', 5000, { min: 1 }),
     policy: policyFromEnv(env),

@@ -34,7 +34,12 @@ async function startOptimization(event: HttpEvent): Promise<Result> {
   const request = parseOptimizeRequest(jsonBody(event));
   // A number, an alias or `latest` (the newest active version); the job records the number.
   const version = await getRegistry().resolveVersion(name, pathParam(event, 'version'));
-  assertInputsPlannable(version.onnx.inputs, request.referenceInputs, request.evaluation.inputShapes);
+  assertInputsPlannable(
+    version.onnx.inputs,
+    request.referenceInputs,
+    request.evaluation.inputShapes,
+    request.evaluation.values,
+  );
   const jobs = getJobStore();
   const queued = await jobs.create(name, version.version, request, actorOf(event));
   const { job } = queued.record;

@@ -2,11 +2,12 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import type { LogAttributes } from '@aws-lambda-powertools/logger/types';
 import { explainSettingsFromEnv } from '../../shared/explain';
 import { type InferenceLogger, type InferenceObserver, InferenceService } from '../../shared/inference';
-import { createCaptureObserver } from '../../shared/monitor/capture';
+import { type CaptureObserver, createCaptureObserver } from '../../shared/monitor/capture';
 import { createRequestMetrics } from '../../shared/request-metrics';
 import { MisconfiguredError } from '../../shared/settings';
 import type { ObjectStore } from '../../shared/store';
 import { getRegistry, getStore, reportMisconfigured } from '../lib/runtime';
+import { onShutdown } from '../lib/shutdown';
 
 /** Structured JSON logs of the predict function (request ids are added per invocation). */
 export const logger = new Logger({ serviceName: 'maas-predict' });
@@ -22,7 +23,12 @@ let service: InferenceService | undefined;
 /** The store of an installed core's registry (tests, benchmarks); else the container's store. */
 let serviceStore: ObjectStore | undefined;
 const observers: InferenceObserver[] = [];
-let capture: InferenceObserver | null | undefined;
+let capture: CaptureObserver | null | undefined;
+// Registered while the module loads (Lambda's init phase, when extensions may register): the
+// container's last observations are written before it goes away (see functions/lib/shutdown.ts).
+onShutdown(async () => {
+  await capture?.close();
+});
 /** An invalid setting found when the core was built: kept, so it is logged once per container. */
 let misconfigured: MisconfiguredError | undefined;
 

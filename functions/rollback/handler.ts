@@ -59,6 +59,7 @@ const routes: Route<HttpEvent, Result>[] = [
   route('POST', '/models/{name}/rollback', async (event) => {
     const body = jsonBody(event);
     const reason = optionalString(body, 'reason');
+    const ifMatch = precondition(event);
     const record = await getRegistry().rollback(
       pathParam(event, 'name'),
       optionalString(body, 'alias') ?? 'production',
@@ -66,6 +67,7 @@ const routes: Route<HttpEvent, Result>[] = [
         actor: actorOf(event),
         ...(reason ? { reason } : {}),
         ...(body.to !== undefined ? { to: parseVersionNumber(body.to) } : {}),
+        ...(typeof ifMatch === 'string' ? { ifMatch } : {}),
       },
     );
     return aliasResponse(200, record);

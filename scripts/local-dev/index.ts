@@ -9,6 +9,7 @@ import { readSettings } from '../../shared/settings';
 import { createObjectStore } from '../../shared/store';
 import { IncomingPoller, offlineInvoker } from './incoming-poller';
 
+export { type DrainOptions, drainLocalHandlers } from './drain';
 export { type ExposureDecision, exposureCheck, isLoopbackHost } from './exposure';
 
 /** The settings of `npm start` itself (the handlers read theirs in their own runtime). */

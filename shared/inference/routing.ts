@@ -12,6 +12,7 @@
  *   number keep working while they migrate) but never `rejected` ones (409): rejection means
  *   the model must not be used.
  */
+import { createHmac } from 'node:crypto';
 import { ConflictError, httpStatusOf, NotFoundError } from '../errors';
 import type { AliasRecord, ModelRegistry, ModelVersion } from '../registry';
 import { assertAliasName, assertModelName, parseVersionNumber } from '../registry';
@@ -182,17 +183,30 @@ export class RouteResolver {
 
 /**
  * The version that serves one request: the canary for a `weight` share of request ids (a stable
- * FNV-1a hash, so retries of the same id land on the same version), random without an id.
+ * hash, so retries of the same id land on the same version), random without an id. With a
+ * `secret` (`MAAS_CANARY_SECRET`) the hash is HMAC-SHA256 keyed with it, so a client cannot pick
+ * ids that steer its requests onto (or away from) the canary; without one, unkeyed FNV-1a.
  * @example
- * chooseVersion({ name: 'm', primary: v1, canary: { version: v2, weight: 0.1 } }, 'req-42')
+ * chooseVersion({ name: 'm', primary: v1, canary: { version: v2, weight: 0.1 } }, 'req-42', Math.random, secret)
  */
 export function chooseVersion(
   route: ModelRoute,
   requestId?: string,
   random: () => number = Math.random,
+  secret = '',
 ): ModelVersion {
   if (!route.canary) return route.primary;
-  const u = requestId === undefined ? random() : fnv1a(requestId) / 0x100000000;
+  const u =
+    requestId === undefined
+      ? random()
+      : secret
+        ? createHmac('sha256', secret)
+            .update(route.name)
+            .update('\0')
+            .update(requestId)
+            .digest()
+            .readUInt32BE(0) / 0x100000000
+        : fnv1a(requestId) / 0x100000000;
   return u < route.canary.weight ? route.canary.version : route.primary;
 }
 

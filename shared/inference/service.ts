@@ -189,7 +189,7 @@ export class InferenceService {
       route = await this.routes.resolve(name, ref);
       version = route.primary;
       request = decodeInferRequest(body, options);
-      version = chooseVersion(route, request.id);
+      version = chooseVersion(route, request.id, Math.random, this.settings.canarySecret);
       const plan = checkRequest(request, version.onnx);
       const feeds: Record<string, ort.Tensor> = {};
       for (const input of request.inputs) {

@@ -65,6 +65,12 @@ function fileIdentity(stats: Stats): string {
  * weights; 1.5× the file is a conservative middle for MLP/CNN models.
  */
 const WEIGHT_FACTOR = 1.5;
+/**
+ * What a session holds whatever its model (measured: ~170 KB for a tiny MLP, single-threaded,
+ * no arena; more with an arena or threads): without it, thousands of tiny models would all fit
+ * the budget while their sessions grew the process without bound.
+ */
+const SESSION_OVERHEAD_BYTES = 256 * 1024;
 
 /**
  * LRU of sessions by model content (sha256).
@@ -152,16 +158,18 @@ export class SessionCache {
     const t0 = performance.now();
     const { bytes, source, hashed } = await this.verifiedBytes(version);
     const t1 = performance.now();
+    const small = bytes.byteLength < this.options.session.smallModelBytes;
     const session = await ort.InferenceSession.create(bytes, {
-      intraOpNumThreads: this.options.session.intraOpThreads,
+      intraOpNumThreads: small ? 1 : this.options.session.intraOpThreads,
       interOpNumThreads: this.options.session.interOpThreads,
       graphOptimizationLevel: this.options.session.graphOptimizationLevel,
       executionMode: 'sequential',
+      ...(small ? { enableCpuMemArena: false } : {}),
     });
     const entry: Entry = {
       sha256: version.sha256,
       session,
-      weight: Math.ceil(bytes.byteLength * WEIGHT_FACTOR),
+      weight: Math.ceil(bytes.byteLength * WEIGHT_FACTOR) + SESSION_OVERHEAD_BYTES,
       leases: 0,
       evicted: false,
     };

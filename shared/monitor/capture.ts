@@ -8,13 +8,7 @@ import { mapLimit } from '../util/concurrency';
 import { booleanSetting, numberSetting } from './config';
 import { addValue, DenseHistogram, emptyHistogram, type Histogram } from './histogram';
 import { monitoringLayout } from './layout';
-import {
-  type CaptureFile,
-  emptyVersionSummary,
-  mergeVersionSummary,
-  type RawSample,
-  type VersionSummary,
-} from './summary';
+import { type CaptureFile, mergeVersionSummary, type RawSample, type VersionSummary } from './summary';
 
 /** What a prediction record keeps so later feedback can be scored against it. */
 export interface PredictionRecord {
@@ -48,6 +42,19 @@ export interface CaptureOptions {
   flushBudgetMs?: number;
   /** Most predictions held in memory between flushes; beyond, new ones are not kept (counted). */
   maxPendingPredictions?: number;
+  /**
+   * Estimated bytes held between flushes (live histograms, predictions, samples, capture files
+   * waiting for a retry): reaching it makes a flush due; at twice it, new predictions and samples
+   * are not kept and the oldest unsent capture files are dropped (all counted in `stats`).
+   */
+  maxPendingBytes?: number;
+  /**
+   * Flush from a timer `flushSeconds` after the first unflushed observation, so a burst followed
+   * by silence still reaches the store (the timer is unref'd: it never keeps a process alive).
+   * Default true; on Lambda the runtime is frozen between invocations, so there the shutdown
+   * hook (`functions/lib/shutdown.ts`) does the last flush.
+   */
+  flushTimer?: boolean;
   /** Identifies this container in capture keys (random by default). */
   containerId?: string;
   /** Clock and randomness, for tests. */
@@ -73,6 +80,8 @@ const defaults: Required<Omit<CaptureOptions, 'containerId'>> = {
   payloadSample: 0,
   flushBudgetMs: 50,
   maxPendingPredictions: 10_000,
+  maxPendingBytes: 16 * 1024 * 1024,
+  flushTimer: true,
   now: () => Date.now(),
   random: Math.random,
   logger: (message, error) =>
@@ -84,6 +93,12 @@ export const MAX_PREDICTION_ROWS = 256;
 const MAX_SAMPLES_PER_FLUSH = 100;
 const SAMPLE_VALUES = 1000;
 const WRITE_CONCURRENCY = 8;
+/** The route of requests to an explicit version number (no alias): `/versions/{n}`. */
+const DIRECT_ROUTE = '-';
+/** Estimated bytes of one dense histogram (403 float64 bins and its counters). */
+const HISTOGRAM_BYTES = 403 * 8 + 64;
+/** Estimated bytes of a live version before its tensors (two latency histograms, maps). */
+const VERSION_BYTES = 2 * HISTOGRAM_BYTES + 512;
 
 /** Counters about the observer itself (exposed for logs and tests). */
 export interface CaptureStats {
@@ -99,6 +114,18 @@ export interface CaptureStats {
    */
   predictionIdCollisions: number;
   writeFailures: number;
+  /** Capture files given up on: their retry did not fit in `maxPendingBytes`. */
+  capturesDropped: number;
+  /** Raw samples not kept because pending bytes were over twice the budget. */
+  samplesDropped: number;
+}
+
+/** A capture file whose write failed: retried as is, under the same key (the monitor de-duplicates by key). */
+interface UnsentCapture {
+  model: string;
+  key: string;
+  doc: CaptureFile;
+  bytes: number;
 }
 
 /**
@@ -130,11 +157,18 @@ export class CaptureObserver implements InferenceObserver {
     predictionsDropped: 0,
     predictionIdCollisions: 0,
     writeFailures: 0,
+    capturesDropped: 0,
+    samplesDropped: 0,
   };
   private readonly options: Required<Omit<CaptureOptions, 'containerId'>>;
-  private models = new Map<string, Map<number, LiveVersion>>();
-  /** Summaries whose write failed, merged into the next flush. */
-  private retry = new Map<string, Map<number, VersionSummary>>();
+  /** Per model, per version and route (`{version}/{alias}`, `-` for direct version calls). */
+  private models = new Map<string, Map<string, LiveVersion>>();
+  /** Capture files whose write failed, oldest first: written again, unchanged, with the next flush. */
+  private unsent: UnsentCapture[] = [];
+  private unsentBytes = 0;
+  /** Estimated bytes of the live buffers (histograms, predictions, samples) since the last flush. */
+  private liveBytes = 0;
+  private timer: NodeJS.Timeout | undefined;
   /** Kept with a numeric time: the ISO strings are built at write time, off the request path. */
   private predictions: (Omit<PredictionRecord, 'at' | 'expiresAt'> & { atMs: number })[] = [];
   private samples = new Map<string, RawSample[]>();
@@ -160,23 +194,43 @@ export class CaptureObserver implements InferenceObserver {
     if (this.sinceFlush === 0) return false;
     return (
       this.sinceFlush >= this.options.flushRequests ||
+      this.pendingBytes >= this.options.maxPendingBytes ||
       this.options.now() - this.lastFlush >= this.options.flushSeconds * 1000
     );
+  }
+
+  /** Estimated bytes held until the next flush (live buffers and capture files awaiting a retry). */
+  get pendingBytes(): number {
+    return this.liveBytes + this.unsentBytes;
+  }
+
+  /** Starts the flush timer when the first observation after a flush arrives (see {@link CaptureOptions.flushTimer}). */
+  private armTimer(): void {
+    if (!this.options.flushTimer || this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (this.sinceFlush > 0) void this.flush();
+    }, this.options.flushSeconds * 1000);
+    this.timer.unref?.();
   }
 
   observe(o: InferenceObservation): void {
     this.stats.observed++;
     this.sinceFlush++;
     this.firstObservation ??= this.options.now();
+    this.armTimer();
     let versions = this.models.get(o.model);
     if (!versions) {
       versions = new Map();
       this.models.set(o.model, versions);
     }
-    let s = versions.get(o.version);
+    const route = o.alias ?? DIRECT_ROUTE;
+    const slot = `${o.version}/${route}`;
+    let s = versions.get(slot);
     if (!s) {
-      s = new LiveVersion();
-      versions.set(o.version, s);
+      s = new LiveVersion(o.version, route);
+      versions.set(slot, s);
+      this.liveBytes += VERSION_BYTES;
     }
 
     s.requests++;
@@ -197,17 +251,34 @@ export class CaptureObserver implements InferenceObserver {
     if (o.status >= 400) return;
     s.inference.add(o.inferenceMs);
     s.rows += o.batchSize;
+    let histograms = 0;
     for (const t of o.inputs)
-      recordLiveTensor(s.inputs, t, o.batchSize, this.options.maxFeatures, this.options.maxValues);
+      histograms += recordLiveTensor(
+        s.inputs,
+        t,
+        o.batchSize,
+        this.options.maxFeatures,
+        this.options.maxValues,
+      );
     for (const t of o.outputs)
-      recordLiveTensor(s.outputs, t, o.batchSize, this.options.maxFeatures, this.options.maxValues);
+      histograms += recordLiveTensor(
+        s.outputs,
+        t,
+        o.batchSize,
+        this.options.maxFeatures,
+        this.options.maxValues,
+      );
+    this.liveBytes += histograms * HISTOGRAM_BYTES;
+    const full = this.pendingBytes >= 2 * this.options.maxPendingBytes;
     const first = o.outputs[0];
     const prediction = first ? summarizePrediction(first, o.batchSize) : undefined;
     if (prediction?.kind === 'class')
       for (const c of prediction.predicted) s.classes.set(c, (s.classes.get(c) ?? 0) + 1);
     if (o.requestId !== undefined && prediction && this.options.random() < this.options.feedbackSample) {
-      if (this.predictions.length >= this.options.maxPendingPredictions) this.stats.predictionsDropped++;
+      if (full || this.predictions.length >= this.options.maxPendingPredictions)
+        this.stats.predictionsDropped++;
       else {
+        this.liveBytes += 128 + 2 * o.requestId.length + 8 * prediction.predicted.length;
         this.predictions.push({
           id: o.requestId,
           model: o.model,
@@ -218,8 +289,10 @@ export class CaptureObserver implements InferenceObserver {
         });
       }
     }
-    if (this.options.payloadSample > 0 && this.options.random() < this.options.payloadSample)
-      this.keepSample(o);
+    if (this.options.payloadSample > 0 && this.options.random() < this.options.payloadSample) {
+      if (full) this.stats.samplesDropped++;
+      else this.keepSample(o);
+    }
   }
 
   flush(): Promise<void> {
@@ -239,15 +312,25 @@ export class CaptureObserver implements InferenceObserver {
     while (this.inflight.size > 0) await Promise.all([...this.inflight]);
   }
 
-  /** Flushes whatever is buffered and waits for all writes. */
+  /** Flushes whatever is buffered and waits for all writes (a failed write gets one more try here). */
   async close(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
     if (this.sinceFlush > 0) await this.flush();
     await this.drain();
+    if (this.unsent.length > 0) {
+      await this.flush();
+      await this.drain();
+    }
+    clearTimeout(this.timer);
+    this.timer = undefined;
   }
 
   private keepSample(o: InferenceObservation): void {
     const list = this.samples.get(o.model) ?? [];
     if (list.length >= MAX_SAMPLES_PER_FLUSH) return;
+    for (const t of [...o.inputs, ...o.outputs])
+      this.liveBytes += 64 + 16 * Math.min(t.data.length, SAMPLE_VALUES);
     const raw = (t: ObservedTensor): RawSample['inputs'][number] => ({
       name: t.name,
       shape: [...t.shape],
@@ -268,16 +351,14 @@ export class CaptureObserver implements InferenceObserver {
 
   /** Takes the buffers (synchronously, so observations arriving during the writes go to the next flush) and writes them. */
   private startFlush(): Promise<void> {
-    const models = new Map<string, Map<number, VersionSummary>>();
-    for (const [model, versions] of this.models)
-      models.set(model, new Map([...versions].map(([v, live]) => [v, live.toSummary()])));
-    for (const [model, versions] of this.retry) {
-      const into = models.get(model) ?? new Map<number, VersionSummary>();
-      for (const [v, summary] of versions)
-        into.set(v, into.has(v) ? mergeVersionSummary(into.get(v)!, summary) : summary);
-      models.set(model, into);
-    }
-    this.retry = new Map();
+    const models = new Map<string, LiveVersion[]>();
+    for (const [model, versions] of this.models) models.set(model, [...versions.values()]);
+    const unsent = this.unsent;
+    this.unsent = [];
+    this.unsentBytes = 0;
+    this.liveBytes = 0;
+    clearTimeout(this.timer);
+    this.timer = undefined;
     const predictions = this.predictions;
     const samples = this.samples;
     const startedAt = this.firstObservation ?? this.options.now();
@@ -289,21 +370,32 @@ export class CaptureObserver implements InferenceObserver {
     this.lastFlush = this.options.now();
     this.stats.flushes++;
     const endedAt = this.options.now();
-    const captureWrites = [...models].map(([model, versions]) =>
-      this.writeCapture(model, versions, samples.get(model), startedAt, endedAt),
-    );
+    const captureWrites = [
+      ...unsent.map((u) => this.writeCapture(u)),
+      ...[...models].map(([model, versions]) =>
+        this.writeCapture(this.captureFile(model, versions, samples.get(model), startedAt, endedAt)),
+      ),
+    ];
     const predictionWrites = mapLimit(predictions, WRITE_CONCURRENCY, (p) => this.writePrediction(p));
     return Promise.all([...captureWrites, predictionWrites]).then(() => undefined);
   }
 
-  private async writeCapture(
+  /** One capture file and its key, named once: a retry writes the same file under the same key. */
+  private captureFile(
     model: string,
-    versions: Map<number, VersionSummary>,
+    live: LiveVersion[],
     samples: RawSample[] | undefined,
     startedAt: number,
     endedAt: number,
-  ): Promise<void> {
+  ): UnsentCapture {
     const seq = ++this.seq;
+    const versions = new Map<number, VersionSummary>();
+    const routes: Record<string, Record<string, VersionSummary>> = {};
+    for (const l of live) {
+      const total = versions.get(l.version);
+      versions.set(l.version, total ? mergeVersionSummary(total, l.toSummary()) : l.toSummary());
+      if (l.route !== DIRECT_ROUTE) (routes[l.route] ??= {})[String(l.version)] = l.toSummary();
+    }
     const doc: CaptureFile = {
       format: 'maas.capture/1',
       model,
@@ -312,11 +404,17 @@ export class CaptureObserver implements InferenceObserver {
       startedAt: new Date(startedAt).toISOString(),
       endedAt: new Date(endedAt).toISOString(),
       versions: Object.fromEntries([...versions].map(([v, s]) => [String(v), s])),
+      ...(Object.keys(routes).length > 0 ? { routes } : {}),
       ...(samples?.length ? { samples } : {}),
     };
     // The key's time is the flush's (endedAt), taken before the write starts: a write still in
     // flight carries a time the monitor's grace period keeps out of the current window.
     const key = monitoringLayout.capture(model, endedAt, this.containerId, seq);
+    return { model, key, doc, bytes: 0 };
+  }
+
+  private async writeCapture(capture: UnsentCapture): Promise<void> {
+    const { model, key, doc } = capture;
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
         // Not created: a retried create-only write that finds its key already won the first time.
@@ -327,21 +425,31 @@ export class CaptureObserver implements InferenceObserver {
         if (attempt === 1) {
           this.stats.writeFailures++;
           this.options.logger(`capture write failed for ${model}; kept for the next flush`, e);
-          this.requeue(model, versions);
+          this.requeue(capture);
         }
       }
     }
   }
 
-  private requeue(model: string, versions: Map<number, VersionSummary>): void {
-    let current = this.retry.get(model);
-    if (!current) {
-      current = new Map();
-      this.retry.set(model, current);
+  /**
+   * Keeps a failed capture file for the next flush, unchanged and under its key: if the failed
+   * write did land after all, the retry finds the key taken (create-only), and a retry landing
+   * after the monitor's window is still merged once, since the monitor de-duplicates by key.
+   */
+  private requeue(capture: UnsentCapture): void {
+    capture.bytes ||= Buffer.byteLength(JSON.stringify(capture.doc));
+    this.unsent.push(capture);
+    this.unsentBytes += capture.bytes;
+    while (this.unsent.length > 1 && this.pendingBytes > 2 * this.options.maxPendingBytes) {
+      const dropped = this.unsent.shift()!;
+      this.unsentBytes -= dropped.bytes;
+      this.stats.capturesDropped++;
+      this.options.logger(
+        `capture file ${dropped.key} dropped: pending captures over MAAS_CAPTURE_MAX_PENDING_BYTES`,
+      );
     }
-    for (const [v, s] of versions)
-      current.set(v, mergeVersionSummary(current.get(v) ?? emptyVersionSummary(), s));
     this.sinceFlush++;
+    this.armTimer();
   }
 
   private async writePrediction(
@@ -402,6 +510,10 @@ export function createCaptureObserver(
     maxPendingPredictions: numberSetting(env, 'MAAS_CAPTURE_MAX_PENDING', defaults.maxPendingPredictions, {
       min: 0,
     }),
+    maxPendingBytes: numberSetting(env, 'MAAS_CAPTURE_MAX_PENDING_BYTES', defaults.maxPendingBytes, {
+      min: 65_536,
+      integer: true,
+    }),
   });
 }
 
@@ -413,6 +525,11 @@ interface LiveTensor {
 
 /** The request-path form of a {@link VersionSummary}: dense histograms and maps, no string building per value. */
 class LiveVersion {
+  constructor(
+    readonly version: number,
+    /** The alias the requests came through, or {@link DIRECT_ROUTE}. */
+    readonly route: string,
+  ) {}
   requests = 0;
   rows = 0;
   errors = 0;
@@ -461,13 +578,14 @@ function recordLiveTensor(
   batchSize: number,
   maxFeatures: number,
   maxValues: number,
-): void {
-  if (t.datatype === 'BYTES') return;
+): number {
+  if (t.datatype === 'BYTES') return 0;
   const length = t.data.length;
-  if (length === 0) return;
+  if (length === 0) return 0;
   const rows = Math.max(1, Math.min(batchSize, length));
   const perRow = Math.max(1, Math.floor(length / rows));
   const read = valueReader(t);
+  let created = 0;
   let live = into.get(t.name);
   if (!live) {
     live = { positions: [] };
@@ -478,17 +596,24 @@ function recordLiveTensor(
   if (perRow <= maxFeatures) {
     const rowStep = Math.max(1, Math.ceil((rows * perRow) / maxValues));
     const positions = live.positions;
-    while (positions.length < perRow) positions.push(new DenseHistogram());
+    while (positions.length < perRow) {
+      positions.push(new DenseHistogram());
+      created++;
+    }
     for (let r = rotation % rowStep; r < rows; r += rowStep) {
       const base = r * perRow;
       for (let p = 0; p < perRow; p++) positions[p]!.add(read(base + p));
     }
   } else {
-    live.aggregated ??= new DenseHistogram();
+    if (!live.aggregated) {
+      live.aggregated = new DenseHistogram();
+      created++;
+    }
     const h = live.aggregated;
     const step = Math.max(1, Math.ceil(length / maxValues));
     for (let i = rotation % step; i < length; i += step) h.add(read(i));
   }
+  return created;
 }
 
 /**

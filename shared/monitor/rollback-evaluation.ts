@@ -19,19 +19,20 @@ export interface RoleEvaluation {
 }
 
 /**
- * Judges every alias role against the policy's thresholds and carries the breach streaks
+ * Judges every alias role against the policy's thresholds, each on the reports of the traffic
+ * routed through that alias alone (`versionsByAlias`: calls to `/versions/{n}` never count), and carries the breach streaks
  * (`{alias}/{role}/{version}` → count) from the previous window to this one. A window without
  * evidence leaves a streak unchanged; a clean one resets it. Pure: decides, never acts (see
  * `rollback-actions.ts`).
  *
  * @example
  * ```ts
- * const { evaluations, breaches } = evaluateRollbacks(aliases, report.versions, baselines, state.breaches, policy);
+ * const { evaluations, breaches } = evaluateRollbacks(aliases, new Map([['production', reports]]), baselines, state.breaches, policy);
  * ```
  */
 export function evaluateRollbacks(
   aliases: readonly AliasRecord[],
-  versions: Record<string, VersionReport>,
+  versionsByAlias: ReadonlyMap<string, Record<string, VersionReport>>,
   baselines: ReadonlyMap<number, BaselineDoc | undefined>,
   previous: Record<string, number>,
   policy: RollbackPolicy,
@@ -40,6 +41,7 @@ export function evaluateRollbacks(
   const breaches: Record<string, number> = {};
   const t = policy.thresholds;
   for (const a of aliases) {
+    const versions = versionsByAlias.get(a.alias) ?? {};
     const roles: [RoleEvaluation['role'], number][] = [['primary', a.version]];
     if (a.canary) roles.push(['canary', a.canary.version]);
     for (const [role, version] of roles) {

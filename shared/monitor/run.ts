@@ -23,10 +23,17 @@ import {
 
 /** What the monitor remembers per model between runs (compare-and-swapped: the watermark). */
 export interface MonitorState {
-  /** Last capture key (relative to the model's capture prefix) merged. */
+  /**
+   * Every capture key (relative to the model's capture prefix) up to this one is merged; keys
+   * after it are merged iff listed in `captureSeen`. It trails the cutoff by `lateSeconds`, so a
+   * capture write that lands late (a retry, a slow container) is still merged, exactly once.
+   */
   captureAfter: string;
-  /** Last feedback key (relative to the model's feedback prefix) merged. */
+  /** Capture keys after `captureAfter` already merged (absent in states written before it existed). */
+  captureSeen?: string[];
+  /** The same for feedback keys (relative to the model's feedback prefix). */
   feedbackAfter: string;
+  feedbackSeen?: string[];
   /** Windows processed so far. */
   window: number;
   /** Consecutive breaching windows per `{alias}/{role}/{version}`. */
@@ -45,6 +52,11 @@ export interface MonitorOptions {
   namespace?: string;
   /** Captures younger than this are left for the next run, seconds (default 120): covers flushes still being written. */
   graceSeconds?: number;
+  /**
+   * How long after its key time a capture (or feedback) file that lands late is still merged,
+   * seconds (default 900). Each file is merged once: the state remembers the keys of that span.
+   */
+  lateSeconds?: number;
   /** Requests a traffic baseline is built from (default 1000). */
   baselineRequests?: number;
   /** Rollback policy defaults (a model's stored override applies on top). */
@@ -81,6 +93,7 @@ export interface MonitorRunResult {
 const defaults = {
   namespace: 'maas',
   graceSeconds: 120,
+  lateSeconds: 900,
   baselineRequests: 1000,
   driftGroups: 10,
   maxFiles: 5000,
@@ -134,6 +147,7 @@ type ResolvedOptions = Required<
     | 'sink'
     | 'namespace'
     | 'graceSeconds'
+    | 'lateSeconds'
     | 'baselineRequests'
     | 'policy'
     | 'driftGroups'
@@ -151,7 +165,12 @@ interface WindowWork {
   previous: MonitorState;
   captureKeys: ObjectInfoSummary[];
   feedbackKeys: ObjectInfoSummary[];
+  /** The watermarks the swap writes (see {@link MonitorState.captureAfter}). */
+  captureCursor: SeenCursor;
+  feedbackCursor: SeenCursor;
   summaries: Map<number, VersionSummary>;
+  /** Per version, the traffic that came through any alias (traffic baselines are built from it). */
+  aliasTraffic: Map<number, VersionSummary>;
   feedbackRecords: number;
   aliases: AliasRecord[];
   /** Kept with their etags: extending a traffic baseline after the swap reuses this read. */
@@ -186,13 +205,11 @@ async function monitorModel(model: string, o: ResolvedOptions): Promise<ModelRun
         conflicts = attempt;
         work = await readWindow(model, current?.doc ?? INITIAL_STATE, policy, o);
         if (!work) return KEEP;
-        const lastCapture = work.captureKeys.at(-1)?.key.slice(monitoringLayout.capturesPrefix(model).length);
-        const lastFeedback = work.feedbackKeys
-          .at(-1)
-          ?.key.slice(monitoringLayout.feedbackPrefix(model).length);
         return {
-          captureAfter: lastCapture ?? work.previous.captureAfter,
-          feedbackAfter: lastFeedback ?? work.previous.feedbackAfter,
+          captureAfter: work.captureCursor.after,
+          captureSeen: work.captureCursor.seen,
+          feedbackAfter: work.feedbackCursor.after,
+          feedbackSeen: work.feedbackCursor.seen,
           window: work.previous.window + 1,
           breaches: work.breaches,
           lastRunId: o.runId,
@@ -221,25 +238,59 @@ async function readWindow(
   const { store } = o;
   const now = o.now();
   const cutoff = now.getTime() - o.graceSeconds * 1000;
-  const [captureKeys, feedbackKeys] = await Promise.all([
-    listWindow(store, monitoringLayout.capturesPrefix(model), previous.captureAfter, cutoff, o.maxFiles),
-    listWindow(store, monitoringLayout.feedbackPrefix(model), previous.feedbackAfter, cutoff, o.maxFiles),
+  const floor = timeKey(cutoff - o.lateSeconds * 1000);
+  const [captureWindow, feedbackWindow] = await Promise.all([
+    listWindow(
+      store,
+      monitoringLayout.capturesPrefix(model),
+      { after: previous.captureAfter, seen: previous.captureSeen ?? [] },
+      floor,
+      cutoff,
+      o.maxFiles,
+    ),
+    listWindow(
+      store,
+      monitoringLayout.feedbackPrefix(model),
+      { after: previous.feedbackAfter, seen: previous.feedbackSeen ?? [] },
+      floor,
+      cutoff,
+      o.maxFiles,
+    ),
   ]);
+  const captureKeys = captureWindow.keys;
+  const feedbackKeys = feedbackWindow.keys;
   if (captureKeys.length === 0 && feedbackKeys.length === 0) return undefined;
-  const captures = await mapLimit(captureKeys, READ_CONCURRENCY, (k) => readJson<CaptureFile>(store, k.key));
   const feedbackFiles = await mapLimit(feedbackKeys, READ_CONCURRENCY, (k) =>
     readJson<FeedbackFile>(store, k.key),
   );
   const summaries = new Map<number, VersionSummary>();
-  for (const c of captures) {
-    for (const [v, raw] of Object.entries(c?.doc.versions ?? {})) {
-      const version = Number(v);
-      summaries.set(
-        version,
-        mergeVersionSummary(summaries.get(version) ?? emptyVersionSummary(), versionSummaryFromJson(raw)),
-      );
+  /** Only traffic routed through an alias: what rollbacks and traffic baselines are built from. */
+  const byAlias = new Map<string, Map<number, VersionSummary>>();
+  const aliasTraffic = new Map<number, VersionSummary>();
+  const add = (into: Map<number, VersionSummary>, v: string, raw: unknown) => {
+    const version = Number(v);
+    into.set(
+      version,
+      mergeVersionSummary(into.get(version) ?? emptyVersionSummary(), versionSummaryFromJson(raw)),
+    );
+  };
+  // Each file is merged as soon as it is read and then dropped: a window's memory is its summaries
+  // (bounded by versions × features), never the sum of its capture files.
+  await mapLimit(captureKeys, READ_CONCURRENCY, async (k) => {
+    const c = await readJson<CaptureFile>(store, k.key);
+    for (const [v, raw] of Object.entries(c?.doc.versions ?? {})) add(summaries, v, raw);
+    for (const [alias, versions] of Object.entries(c?.doc.routes ?? {})) {
+      let into = byAlias.get(alias);
+      if (!into) {
+        into = new Map();
+        byAlias.set(alias, into);
+      }
+      for (const [v, raw] of Object.entries(versions ?? {})) {
+        add(into, v, raw);
+        add(aliasTraffic, v, raw);
+      }
     }
-  }
+  });
   const quality = scoreFeedback(feedbackFiles.flatMap((f) => f?.doc.records ?? []));
   const aliases = await o.registry.listAliases(model).catch((e: unknown) => {
     if (e instanceof ObjectNotFoundError) return [] as AliasRecord[];
@@ -256,9 +307,23 @@ async function readWindow(
       quality.get(v),
       o.driftGroups,
     );
+  // Each alias is judged on its own traffic only; quality (feedback, API-key protected) is per version.
+  const aliasReports = new Map<string, Record<string, VersionReport>>();
+  for (const a of aliases) {
+    const traffic = byAlias.get(a.alias);
+    const reports: Record<string, VersionReport> = {};
+    for (const v of [a.version, ...(a.canary ? [a.canary.version] : [])])
+      reports[v] = versionReport(
+        traffic?.get(v) ?? emptyVersionSummary(),
+        baselines.get(v)?.doc,
+        quality.get(v),
+        o.driftGroups,
+      );
+    aliasReports.set(a.alias, reports);
+  }
   const { evaluations, breaches } = evaluateRollbacks(
     aliases,
-    versions,
+    aliasReports,
     new Map([...baselines].map(([v, found]) => [v, found?.doc])),
     previous.breaches,
     policy,
@@ -269,7 +334,10 @@ async function readWindow(
     previous,
     captureKeys,
     feedbackKeys,
+    captureCursor: captureWindow.next,
+    feedbackCursor: feedbackWindow.next,
     summaries,
+    aliasTraffic,
     feedbackRecords: [...quality.values()].reduce((s, q) => s + q.n, 0),
     aliases,
     baselines,
@@ -290,7 +358,8 @@ async function finishWindow(
 ): Promise<ModelRunResult> {
   const { store } = o;
   const { versions, evaluations, captureKeys } = work;
-  for (const [v, s] of work.summaries) {
+  // Baselines from alias traffic only: direct `/versions/{n}` calls cannot shape what drift is measured against.
+  for (const [v, s] of work.aliasTraffic) {
     const found = work.baselines.get(v);
     if (found && (found.doc.source === 'reference' || found.doc.complete)) continue;
     const updated = await extendTrafficBaseline(
@@ -350,29 +419,60 @@ async function modelsWithMonitoringData(store: ObjectStore): Promise<string[]> {
   return [...names].sort();
 }
 
-/** Keys after `after` (relative) and written no later than `cutoff` (their time prefix), in order. */
+/** A watermark that tolerates late writes: every key ≤ `after` is merged, and the keys in `seen` (all > `after`). */
+interface SeenCursor {
+  after: string;
+  seen: string[];
+}
+
+/** Most keys a cursor remembers past its `after`; beyond, `after` moves up (older late arrivals are then not merged). */
+const MAX_SEEN_KEYS = 20_000;
+
+/**
+ * The keys not merged yet (after `cursor.after`, not in `cursor.seen`) written no later than
+ * `cutoff` (their time prefix), in order, at most `limit`; and the cursor once they are merged:
+ * its `after` moves up to `floor` (the oldest key time still accepted late) but never past a key
+ * left unlisted by `limit`.
+ */
 async function listWindow(
   store: ObjectStore,
   prefix: string,
-  after: string,
+  cursor: SeenCursor,
+  floor: string,
   cutoff: number,
   limit: number,
-): Promise<ObjectInfoSummary[]> {
+): Promise<{ keys: ObjectInfoSummary[]; next: SeenCursor }> {
   const bound = prefix + timeKey(cutoff + 1);
-  const out: ObjectInfoSummary[] = [];
+  const seen = new Set(cursor.seen);
+  const keys: ObjectInfoSummary[] = [];
+  let truncated = false;
   let token: string | undefined;
-  do {
+  outer: do {
     const page = await store.list({
       prefix,
-      ...(token ? { continuationToken: token } : after ? { startAfter: prefix + after } : {}),
+      ...(token ? { continuationToken: token } : cursor.after ? { startAfter: prefix + cursor.after } : {}),
     });
     for (const o of page.objects) {
-      if (o.key >= bound || out.length >= limit) return out;
-      out.push(o);
+      if (o.key >= bound) break outer;
+      if (seen.has(o.key.slice(prefix.length))) continue;
+      if (keys.length >= limit) {
+        truncated = true;
+        break outer;
+      }
+      keys.push(o);
     }
     token = page.nextToken;
   } while (token);
-  return out;
+  const merged = [...seen, ...keys.map((k) => k.key.slice(prefix.length))].sort();
+  let after = cursor.after > floor ? cursor.after : floor;
+  const lastListed = keys.at(-1)?.key.slice(prefix.length);
+  if (truncated && lastListed !== undefined && lastListed < after) after = lastListed;
+  let kept = merged.filter((k) => k > after);
+  if (kept.length > MAX_SEEN_KEYS) {
+    after = kept[kept.length - MAX_SEEN_KEYS - 1]!;
+    kept = kept.slice(-MAX_SEEN_KEYS);
+  }
+  return { keys, next: { after, seen: kept } };
 }
 
 function stripUndefined<T extends object>(o: T): T {

@@ -53,7 +53,13 @@ export interface CaptureFile {
   seq: number;
   startedAt: string;
   endedAt: string;
+  /** Per version, all its traffic (through aliases and direct `/versions/{n}` calls). */
   versions: Record<string, VersionSummary>;
+  /**
+   * Per alias, per version: only the traffic routed through that alias. Automatic rollback and
+   * traffic baselines use these alone, so calls to `/versions/{n}` cannot steer them.
+   */
+  routes?: Record<string, Record<string, VersionSummary>>;
   samples?: RawSample[];
 }
 

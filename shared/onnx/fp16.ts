@@ -12,20 +12,32 @@
  *   weights rounded to float16: half the file size at the same speed.
  *
  * Type inference here is deliberately small (a rule table for the standard operators): it only has
- * to tell float32 tensors from the rest. Models with control flow (If/Loop/Scan) are refused
- * because their bodies read outer tensors implicitly.
+ * to tell float32 tensors from the rest. Control flow (If/Loop/Scan) is converted body by body:
+ * each body keeps float32 formal inputs and outputs (so the If/Loop/Scan node's signature does not
+ * change) and reads outer-scope tensors through Casts of its own where precisions differ.
  */
+import { clone } from '@bufbuild/protobuf';
 import {
   type GraphProto,
   type ModelProto,
   type NodeProto,
   type TensorProto,
   TensorProto_DataType,
+  TensorProtoSchema,
 } from 'onnx-buf';
 import { UnprocessableError } from '../errors';
 import { makeNode, readTensorAsFloat32 } from './construct';
 import { float32ToFloat16Bits } from './datatypes';
-import { attributeOf, elemTypeOf, isDefaultDomain, setElemType, uniqueNamer } from './graph';
+import {
+  attributeOf,
+  constantsToInitializers,
+  elemTypeOf,
+  forEachGraph,
+  isDefaultDomain,
+  setElemType,
+  subgraphsOf,
+  uniqueNamer,
+} from './graph';
 
 const FLOAT = TensorProto_DataType.FLOAT;
 const FLOAT16 = TensorProto_DataType.FLOAT16;
@@ -124,14 +136,15 @@ function toFloat16Tensor(t: TensorProto, name: string): { tensor: TensorProto; c
     bits[i] = float32ToFloat16Bits(v);
   }
   // Keep every other field of the original tensor (doc string, unknown fields) and only swap the data.
-  const tensor: TensorProto = {
-    ...t,
+  // (clone, not spread: a decoded message keeps unset fields' defaults on its prototype)
+  const tensor = clone(TensorProtoSchema, t);
+  Object.assign(tensor, {
     name,
     dataType: FLOAT16,
     rawData: new Uint8Array(bits.buffer),
     floatData: [],
     int32Data: [],
-  };
+  });
   return { tensor, clamped };
 }
 
@@ -208,10 +221,6 @@ function inferOutputTypes(
   }
 }
 
-function hasSubgraph(node: NodeProto): boolean {
-  return node.attribute.some((a) => a.g !== undefined || a.graphs.length > 0);
-}
-
 /**
  * Converts a model to float16 in place (see the module comment for the modes). Graph inputs and
  * outputs keep their float32 type. Returns what changed.
@@ -249,10 +258,21 @@ function convertWeights(
   fresh: (base: string) => string,
   report: Float16Report,
 ): Float16Report {
+  constantsToInitializers(graph);
+  forEachGraph(graph, (g) => convertGraphWeights(g, graphInputs, fresh, report));
+  return report;
+}
+
+function convertGraphWeights(
+  graph: GraphProto,
+  graphInputs: Set<string>,
+  fresh: (base: string) => string,
+  report: Float16Report,
+): void {
   const casts: NodeProto[] = [];
   graph.initializer = graph.initializer.map((t) => {
     // An initializer that is also a graph input can be overridden by callers with float32 data.
-    if (t.dataType !== FLOAT || graphInputs.has(t.name)) return t;
+    if (t.dataType !== FLOAT || graphInputs.has(t.name) || !fitsFloat16(t)) return t;
     const { tensor, clamped } = toFloat16Tensor(t, fresh(`${t.name}_fp16`));
     casts.push(
       makeNode(
@@ -271,8 +291,55 @@ function convertWeights(
   });
   graph.valueInfo = graph.valueInfo.filter((v) => !casts.some((c) => c.output[0] === v.name));
   graph.node = [...casts, ...graph.node];
-  report.castsInserted = casts.length;
-  return report;
+  report.castsInserted += casts.length;
+}
+
+/**
+ * Inputs that must stay float32 whatever precision their operator runs in (the operator schema
+ * types them `tensor(float)` or with a type variable of their own): Resize/Upsample `roi` and
+ * `scales`. Shape-carrying inputs of other operators are integers and never touched.
+ */
+const FLOAT32_ONLY_INPUTS: Readonly<Record<string, readonly number[]>> = {
+  Resize: [1, 2],
+  Upsample: [1],
+};
+
+/** Whether every value survives the trip to float16 (no overflow, not all subnormal). */
+function fitsFloat16(t: TensorProto): boolean {
+  const values = readTensorAsFloat32(t);
+  let maxAbs = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = Math.abs(values[i] ?? 0);
+    if (!Number.isFinite(v)) return false;
+    if (v > maxAbs) maxAbs = v;
+  }
+  // Above 65504 is infinity; below 2^-14 every value is subnormal and keeps few significant bits.
+  return maxAbs <= FP16_MAX && (maxAbs === 0 || maxAbs >= 2 ** -14);
+}
+
+/** Element types of every tensor of the model (all graphs: names are unique model-wide). */
+function inferTypes(graph: GraphProto, types: Map<string, number>): void {
+  for (const v of [...graph.input, ...graph.valueInfo, ...graph.output]) {
+    const t = elemTypeOf(v);
+    if (t !== undefined && !types.has(v.name)) types.set(v.name, t);
+  }
+  graph.initializer.forEach((t) => types.set(t.name, t.dataType));
+  for (const node of graph.node) {
+    const bodies = subgraphsOf(node);
+    bodies.forEach((b) => inferTypes(b, types));
+    let outs: (number | undefined)[];
+    const body = bodies[0];
+    if (body && node.opType === 'If') outs = body.output.map((o) => elemTypeOf(o) ?? types.get(o.name));
+    else if (body && node.opType === 'Loop')
+      outs = body.output.slice(1).map((o) => elemTypeOf(o) ?? types.get(o.name));
+    else if (body && node.opType === 'Scan')
+      outs = body.output.map((o) => elemTypeOf(o) ?? types.get(o.name));
+    else outs = inferOutputTypes(node, (n) => types.get(n));
+    node.output.forEach((o, i) => {
+      const t = outs[i];
+      if (o !== '' && t !== undefined && !types.has(o)) types.set(o, t);
+    });
+  }
 }
 
 function convertCompute(
@@ -284,53 +351,81 @@ function convertCompute(
 ): Float16Report {
   const blockOps = new Set(options.blockList ?? DEFAULT_FP16_BLOCK_LIST);
   const blockNodes = new Set(options.nodeBlockList ?? []);
-  const subgraphNode = graph.node.find(hasSubgraph);
-  if (subgraphNode) {
-    throw new UnprocessableError(
-      `fp16 compute conversion does not support control flow (node ${subgraphNode.name || subgraphNode.opType} has a subgraph); use fp16 mode "weights"`,
-    );
-  }
+  // Weights stored as Constant nodes (paddle2onnx and others) become initializers, checked like any.
+  constantsToInitializers(graph);
+
+  // 1. Element types of every tensor under the original (float32) model, bodies included.
+  const types = new Map<string, number>();
+  inferTypes(graph, types);
+  const isFloat = (name: string): boolean => name !== '' && types.get(name) === FLOAT;
+
+  // Float initializers of every graph, and whether they fit float16.
+  const initializers = new Map<string, TensorProto>();
+  forEachGraph(graph, (g) => g.initializer.forEach((t) => initializers.set(t.name, t)));
+  const fits = new Map<string, boolean>();
+  const fitsHalf = (name: string): boolean => {
+    let f = fits.get(name);
+    if (f === undefined) {
+      const t = initializers.get(name);
+      f = t === undefined || t.dataType !== FLOAT || fitsFloat16(t);
+      fits.set(name, f);
+    }
+    return f;
+  };
+
   // Constants whose float32 literal is not a tensor attribute cannot be retyped: they stay float32.
   const untypable = (n: NodeProto): boolean =>
     (n.opType === 'Constant' &&
       n.attribute.some((a) => a.name === 'value_float' || a.name === 'value_floats')) ||
     (n.opType === 'ConstantOfShape' && attributeOf(n, 'value') === undefined);
+  const float32Only = (n: NodeProto, i: number): boolean => (FLOAT32_ONLY_INPUTS[n.opType] ?? []).includes(i);
+  // A node runs in float32 when blocked, outside the default domain, holding a body (its bodies are
+  // converted on their own, with float32 formal inputs and outputs), or reading a weight that
+  // float16 cannot hold (e.g. a BatchNormalization variance of 1e8).
   const blocked = (n: NodeProto): boolean =>
-    !isDefaultDomain(n.domain) || blockOps.has(n.opType) || blockNodes.has(n.name) || untypable(n);
+    !isDefaultDomain(n.domain) ||
+    blockOps.has(n.opType) ||
+    blockNodes.has(n.name) ||
+    untypable(n) ||
+    subgraphsOf(n).length > 0 ||
+    n.input.some((i, k) => !float32Only(n, k) && !fitsHalf(i));
 
-  // 1. Element types of every tensor under the original (float32) graph.
-  const types = new Map<string, number>();
-  for (const v of [...graph.input, ...graph.valueInfo, ...graph.output]) {
-    const t = elemTypeOf(v);
-    if (t !== undefined) types.set(v.name, t);
-  }
-  graph.initializer.forEach((t) => types.set(t.name, t.dataType));
-  for (const node of graph.node) {
-    const outs = inferOutputTypes(node, (n) => types.get(n));
-    node.output.forEach((o, i) => {
-      const t = outs[i];
-      if (o !== '' && t !== undefined && !types.has(o)) types.set(o, t);
-    });
-  }
-  const isFloat = (name: string): boolean => name !== '' && types.get(name) === FLOAT;
-
-  // 2. Home precision of each float tensor: float32 where it enters (graph input) or is produced by
-  //    a blocked node or read only by blocked nodes (initializers), float16 everywhere else.
-  const readers = new Map<string, NodeProto[]>();
-  graph.node.forEach((n) => n.input.forEach((i) => readers.set(i, [...(readers.get(i) ?? []), n])));
+  // 2. Home precision of each float tensor: float32 where it enters (graph and body inputs), where a
+  //    blocked node produces it, or for initializers no float16 reader wants; float16 elsewhere.
   const home16 = new Set<string>();
-  for (const node of graph.node) {
-    if (blocked(node)) continue;
-    node.output.filter(isFloat).forEach((o) => home16.add(o));
-  }
-  for (const t of graph.initializer) {
-    if (t.dataType !== FLOAT || graphInputs.has(t.name)) continue;
-    if ((readers.get(t.name) ?? []).some((n) => !blocked(n))) home16.add(t.name);
+  const wanted16 = new Set<string>();
+  forEachGraph(graph, (g) => {
+    for (const node of g.node) {
+      const is32 = blocked(node);
+      if (!is32) node.output.filter(isFloat).forEach((o) => home16.add(o));
+      if (!is32) node.input.forEach((i, k) => !float32Only(node, k) && wanted16.add(i));
+    }
+  });
+  for (const [name, t] of initializers) {
+    if (t.dataType === FLOAT && !graphInputs.has(name) && wanted16.has(name) && fitsHalf(name))
+      home16.add(name);
   }
 
+  forEachGraph(graph, (g) => emitGraph(g, { home16, isFloat, blocked, float32Only, fresh, report }));
+  return report;
+}
+
+/** What {@link emitGraph} needs to know about the whole model. */
+interface EmitContext {
+  home16: Set<string>;
+  isFloat: (name: string) => boolean;
+  blocked: (n: NodeProto) => boolean;
+  float32Only: (n: NodeProto, i: number) => boolean;
+  fresh: (base: string) => string;
+  report: Float16Report;
+}
+
+/** Rewrites one graph (main or body) for the precisions decided in {@link convertCompute}. */
+function emitGraph(graph: GraphProto, ctx: EmitContext): void {
+  const { home16, isFloat, fresh, report } = ctx;
   // 3. Initializers with a float16 home are converted in place (same name).
   graph.initializer = graph.initializer.map((t) => {
-    if (!home16.has(t.name)) return t;
+    if (!home16.has(t.name) || t.dataType !== FLOAT) return t;
     const { tensor, clamped } = toFloat16Tensor(t, t.name);
     report.convertedInitializers += 1;
     report.clampedValues += clamped;
@@ -339,13 +434,15 @@ function convertCompute(
     return tensor;
   });
 
-  // 4. Graph outputs keep their names and float32 type: a float16-home producer writes to a new name.
-  const outputNames = new Set(graph.output.map((o) => o.name));
+  // 4. Graph (and body) outputs keep their names and float32 type: a float16-home producer writes to a new name.
+  const produced = new Set(graph.node.flatMap((n) => n.output));
+  const outputNames = graph.output.map((o) => o.name).filter((n) => produced.has(n) && home16.has(n));
   const renamed = new Map<string, string>();
-  for (const name of outputNames) if (home16.has(name)) renamed.set(name, fresh(`${name}_fp16`));
+  for (const name of outputNames) renamed.set(name, ctx.fresh(`${name}_fp16`));
   const current = (name: string): string => renamed.get(name) ?? name;
 
-  // 5. Emit nodes, fetching each float input in the precision its reader runs in (Cast on demand, once).
+  // 5. Emit nodes, fetching each float input in the precision its reader runs in (Cast on demand,
+  //    once per graph: a body reads an outer tensor through a Cast of its own).
   const nodes: NodeProto[] = [];
   const castCache = new Map<string, string>();
   const fetch = (name: string, want16: boolean): string => {
@@ -369,24 +466,27 @@ function convertCompute(
     return out;
   };
   for (const node of graph.node) {
-    const is32 = blocked(node);
+    const is32 = ctx.blocked(node);
     if (is32) report.float32Nodes.push(`${node.name || node.output[0] || ''} (${node.opType})`);
-    node.input = node.input.map((i) => (i === '' ? i : fetch(i, !is32)));
+    node.input = node.input.map((i, k) => (i === '' ? i : fetch(i, !is32 && !ctx.float32Only(node, k))));
     node.output = node.output.map(current);
     if (!is32) retypeAttributes(node, report);
     nodes.push(node);
   }
   for (const name of outputNames) {
-    const from = renamed.get(name);
-    if (!from) continue;
     nodes.push(
-      makeNode('Cast', [from], [name], { to: { int: FLOAT } }, { name: fresh(`${name}_cast_fp32`) }),
+      makeNode(
+        'Cast',
+        [renamed.get(name) as string],
+        [name],
+        { to: { int: FLOAT } },
+        { name: fresh(`${name}_cast_fp32`) },
+      ),
     );
     report.castsInserted += 1;
   }
   graph.node = nodes;
   for (const v of graph.valueInfo) if (home16.has(v.name) && elemTypeOf(v) === FLOAT) setElemType(v, FLOAT16);
-  return report;
 }
 
 /** Float32 literals inside float16-running nodes: Cast targets, Constant values, ConstantOfShape fill. */

@@ -3,10 +3,10 @@
  *
  * They work on decoded `ModelProto`/`GraphProto` messages in place, so every field a rewriter does
  * not touch (unknown fields, metadata, doc strings, value_info) is written back unchanged by
- * `encodeModel`. Only the main graph is rewritten; names referenced from subgraphs (If/Loop/Scan
- * bodies may read outer-scope tensors) are treated as used so nothing they need is removed.
+ * `encodeModel`. Names referenced from subgraphs (If/Loop/Scan bodies may read outer-scope
+ * tensors) are treated as used so nothing they need is removed.
  */
-import { create } from '@bufbuild/protobuf';
+import { clone, create } from '@bufbuild/protobuf';
 import {
   type AttributeProto,
   AttributeProto_AttributeType,
@@ -16,6 +16,8 @@ import {
   OperatorSetIdProtoSchema,
   StringStringEntryProtoSchema,
   type TensorProto,
+  TensorProto_DataType,
+  TensorProtoSchema,
   type ValueInfoProto,
 } from 'onnx-buf';
 
@@ -226,4 +228,86 @@ export function operatorsOf(model: ModelProto): string[] {
     f.node.forEach((n) => ops.add(isDefaultDomain(n.domain) ? n.opType : `${n.domain}:${n.opType}`)),
   );
   return [...ops].sort();
+}
+
+/**
+ * The subgraphs (If branches, Loop/Scan bodies) held by a node's attributes.
+ * @example
+ * for (const body of subgraphsOf(ifNode)) rewrite(body);
+ */
+export function subgraphsOf(node: NodeProto): GraphProto[] {
+  const out: GraphProto[] = [];
+  for (const a of node.attribute) {
+    if (a.g) out.push(a.g);
+    out.push(...a.graphs);
+  }
+  return out;
+}
+
+/**
+ * Calls `visit` on `graph` and then on every subgraph below it, depth first (bodies after the graph
+ * holding them).
+ * @example
+ * forEachGraph(model.graph!, (g) => constantsToInitializers(g));
+ */
+export function forEachGraph(
+  graph: GraphProto,
+  visit: (g: GraphProto, depth: number) => void,
+  depth = 0,
+): void {
+  visit(graph, depth);
+  for (const n of graph.node) for (const body of subgraphsOf(n)) forEachGraph(body, visit, depth + 1);
+}
+
+/**
+ * Turns `Constant` nodes holding a tensor (`value`, `value_float(s)`, `value_int(s)`) into
+ * initializers of the graph they sit in, in this graph and every subgraph. Exporters such as
+ * paddle2onnx store every weight that way; onnxruntime folds them the same way at load time, so
+ * this changes nothing about what runs, but lets the rewriters see weights as initializers.
+ * Constants whose output is also a graph output stay (an output must be produced by a node).
+ * Returns how many were converted.
+ * @example
+ * constantsToInitializers(model.graph!); // Conv weights of a paddle2onnx export are now initializers
+ */
+export function constantsToInitializers(graph: GraphProto): number {
+  let converted = 0;
+  forEachGraph(graph, (g) => {
+    const outputs = new Set(g.output.map((o) => o.name));
+    const keep: NodeProto[] = [];
+    for (const n of g.node) {
+      const tensor = n.opType === 'Constant' && isDefaultDomain(n.domain) ? constantTensor(n) : undefined;
+      const out = n.output[0] ?? '';
+      if (!tensor || outputs.has(out) || n.output.length !== 1) {
+        keep.push(n);
+        continue;
+      }
+      tensor.name = out;
+      g.initializer.push(tensor);
+      converted += 1;
+    }
+    g.node = keep;
+  });
+  return converted;
+}
+
+function constantTensor(node: NodeProto): TensorProto | undefined {
+  const a = node.attribute[0];
+  if (!a || node.attribute.length !== 1) return undefined;
+  const T = AttributeProto_AttributeType;
+  const make = (dataType: number, dims: bigint[], fill: (t: TensorProto) => void): TensorProto => {
+    const t = create(TensorProtoSchema, { dataType, dims });
+    fill(t);
+    return t;
+  };
+  // clone, not spread: decoded messages keep unset fields' defaults on their prototype.
+  if (a.name === 'value' && a.t) return clone(TensorProtoSchema, a.t);
+  if (a.name === 'value_float' && a.type === T.FLOAT)
+    return make(TensorProto_DataType.FLOAT, [], (t) => t.floatData.push(a.f));
+  if (a.name === 'value_floats' && a.type === T.FLOATS)
+    return make(TensorProto_DataType.FLOAT, [BigInt(a.floats.length)], (t) => t.floatData.push(...a.floats));
+  if (a.name === 'value_int' && a.type === T.INT)
+    return make(TensorProto_DataType.INT64, [], (t) => t.int64Data.push(a.i));
+  if (a.name === 'value_ints' && a.type === T.INTS)
+    return make(TensorProto_DataType.INT64, [BigInt(a.ints.length)], (t) => t.int64Data.push(...a.ints));
+  return undefined;
 }

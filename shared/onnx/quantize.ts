@@ -19,18 +19,28 @@
  * - weight-only quantization (DequantizeLinear → MatMul) is 3–12× slower than fp32 on CPU, which
  *   is why activations are quantized too.
  */
-import { type ModelProto, type NodeProto, type TensorProto, TensorProto_DataType } from 'onnx-buf';
+import {
+  type GraphProto,
+  type ModelProto,
+  type NodeProto,
+  type TensorProto,
+  TensorProto_DataType,
+} from 'onnx-buf';
 import { InvalidArgumentError, UnprocessableError } from '../errors';
 import { makeNode, makeTensor, readTensor } from './construct';
 import {
+  constantsToInitializers,
   defaultOpset,
   floatAttribute,
+  forEachGraph,
   initializerMap,
   intAttribute,
   isDefaultDomain,
   removeUnusedInitializers,
+  subgraphsOf,
   uniqueNamer,
 } from './graph';
+import { upgradeOpset } from './opset';
 
 /** Operators {@link quantizeDynamic} can rewrite. */
 export type QuantizableOp = 'MatMul' | 'Gemm' | 'Conv';
@@ -176,8 +186,10 @@ function skipReason(
 
 /**
  * Rewrites MatMul/Gemm (and optionally Conv) nodes with constant float weights into dynamically
- * quantized integer operators, in place. The model must import default-domain opset ≥ 11
- * (DynamicQuantizeLinear). Unused float weights are removed. Returns what was done and skipped.
+ * quantized integer operators, in place, in the main graph and in every If/Loop/Scan body.
+ * DynamicQuantizeLinear needs default-domain opset 11: older models are upgraded first (opset.ts,
+ * which refuses naming the operator when it cannot keep the meaning). Unused float weights are
+ * removed. Returns what was done and skipped.
  *
  * @example
  * const model = decodeModel(bytes);
@@ -194,16 +206,32 @@ export function quantizeDynamic(model: ModelProto, opts: QuantizeDynamicOptions 
   }
   const graph = model.graph;
   if (!graph) throw new UnprocessableError('model has no graph');
-  const opset = defaultOpset(model);
-  if (opset < 11) {
-    throw new UnprocessableError(
-      `dynamic quantization needs default-domain opset >= 11 (DynamicQuantizeLinear); the model imports opset ${opset}`,
-    );
-  }
-  const inits = initializerMap(graph);
+  // DynamicQuantizeLinear is opset 11; older models are upgraded where their operators allow it.
+  if (defaultOpset(model) < 11) upgradeOpset(model, 11);
+  constantsToInitializers(graph);
   const graphInputs = new Set(graph.input.map((v) => v.name));
   const fresh = uniqueNamer(graph);
   const report: QuantizeReport = { quantized: [], skipped: [], weightBytesBefore: 0, weightBytesAfter: 0 };
+  // Bodies of If/Loop/Scan are quantized like the main graph: a body sees its own initializers and
+  // those of every enclosing graph (outer-scope names), and its new nodes and weights stay inside it.
+  const visit = (g: GraphProto, outer: Map<string, TensorProto>): void => {
+    const inits = new Map([...outer, ...initializerMap(g)]);
+    quantizeGraph(g, inits, graphInputs, fresh, options, report);
+    for (const n of g.node) for (const body of subgraphsOf(n)) visit(body, inits);
+  };
+  visit(graph, new Map());
+  forEachGraph(graph, (g) => removeUnusedInitializers(g));
+  return report;
+}
+
+function quantizeGraph(
+  graph: GraphProto,
+  inits: Map<string, TensorProto>,
+  graphInputs: Set<string>,
+  fresh: (base: string) => string,
+  options: Required<QuantizeDynamicOptions>,
+  report: QuantizeReport,
+): void {
   /** Activation name → outputs of its DynamicQuantizeLinear, shared by all consumers (as onnxruntime does). */
   const quantizedActivations = new Map<string, { q: string; scale: string; zeroPoint: string }>();
   /** Weight name (+ layout) → quantized initializer names, shared by nodes reusing a weight. */
@@ -396,6 +424,4 @@ export function quantizeDynamic(model: ModelProto, opts: QuantizeDynamicOptions 
     });
   }
   graph.node = nodes;
-  removeUnusedInitializers(graph);
-  return report;
 }

@@ -76,6 +76,51 @@ export interface EvaluationInputOptions {
   samples?: number;
   /** Seed of random inputs (default 1). */
   seed?: number;
+  /**
+   * Fixed values of scalar and small inputs, given inline (e.g. `{ "sr": 16000 }` for a sample
+   * rate): a number for a scalar, a flat array of numbers for an input with a fixed shape. They are
+   * the same in every feed, are not batched, and with random inputs the other inputs are generated.
+   */
+  values?: Record<string, number | number[]>;
+}
+
+/** Most elements an inline `evaluation.values` entry may hold. */
+export const MAX_INLINE_VALUE_ELEMENTS = 4096;
+
+/**
+ * The tensor of an inline `evaluation.values` entry, checked against the input's signature.
+ * @example
+ * inlineValueTensor({ name: 'sr', datatype: 'INT64', shape: [] }, 16000) // INT64 scalar
+ */
+export function inlineValueTensor(spec: TensorSpec, value: unknown): EvalTensor {
+  const where = `evaluation.values.${spec.name}`;
+  if (spec.datatype === 'BYTES')
+    throw new InvalidArgumentError(`${where}: input is BYTES; give referenceInputs`);
+  const flat = typeof value === 'number' ? [value] : value;
+  if (
+    !Array.isArray(flat) ||
+    flat.length === 0 ||
+    flat.some((v) => typeof v !== 'number' || !Number.isFinite(v))
+  )
+    throw new InvalidArgumentError(`${where} must be a finite number or a flat array of finite numbers`);
+  if (flat.length > MAX_INLINE_VALUE_ELEMENTS)
+    throw new InvalidArgumentError(
+      `${where} has ${flat.length} values; at most ${MAX_INLINE_VALUE_ELEMENTS} inline`,
+    );
+  if (spec.unknownRank || spec.shape.some((d) => d < 0)) {
+    if (typeof value !== 'number')
+      throw new InvalidArgumentError(
+        `${where}: input has a dynamic shape [${spec.shape.join(', ')}]; only a scalar number fits without a shape`,
+      );
+  }
+  const shape = spec.unknownRank ? [] : spec.shape.map((d) => (d < 0 ? 1 : d));
+  const count = shape.reduce((a, b) => a * b, 1);
+  if (flat.length !== count)
+    throw new InvalidArgumentError(
+      `${where} has ${flat.length} values; input shape [${spec.shape.join(', ')}] needs ${count}`,
+    );
+  const datatype = spec.datatype as NumericOipDatatype;
+  return { name: spec.name, datatype, shape, data: typedFromNumbers(datatype, flat as number[]) };
 }
 
 const LATENCY_BATCHES = [1, 32];
@@ -180,6 +225,23 @@ export function typedFromNumbers(datatype: NumericOipDatatype, values: ArrayLike
   return out;
 }
 
+/**
+ * The evaluation feeds calibration runs on: whole feeds (each at most 32 rows, see `fromFeed`;
+ * a feed's batch may be fixed by the model, so it is never split) until `rows` rows are reached.
+ * @example
+ * const feeds = calibrationFeeds(inputs.accuracy, 32);
+ */
+export function calibrationFeeds(feeds: readonly InputFeed[], rows: number): InputFeed[] {
+  const out: InputFeed[] = [];
+  let taken = 0;
+  for (const feed of feeds) {
+    if (taken >= rows) break;
+    out.push(feed);
+    taken += feed[0]?.shape[0] ?? 1;
+  }
+  return out;
+}
+
 /** Rows `[from, from + count)` of a feed along the batch dimension, cycling when past the end. */
 function takeRows(feed: InputFeed, from: number, count: number): InputFeed {
   return feed.map((t) => {
@@ -242,9 +304,12 @@ export function plannedShape(spec: TensorSpec, inputShapes: Record<string, numbe
     );
   }
   if (shape.length === 0)
-    throw new InvalidArgumentError(`input "${spec.name}" is a scalar; give referenceInputs`, {
-      input: spec.name,
-    });
+    throw new InvalidArgumentError(
+      `input "${spec.name}" is a scalar; give its value in evaluation.values.${spec.name} (or referenceInputs)`,
+      {
+        input: spec.name,
+      },
+    );
   return shape;
 }
 
@@ -258,13 +323,23 @@ export function assertInputsPlannable(
   specs: readonly TensorSpec[],
   reference: ReferenceInputs | undefined,
   inputShapes?: Record<string, number[]>,
+  values: Record<string, unknown> = {},
 ): void {
+  for (const name of Object.keys(values)) {
+    const spec = specs.find((s) => s.name === name);
+    if (!spec)
+      throw new InvalidArgumentError(
+        `evaluation.values.${name}: the model has no input ${name} (inputs: ${specs.map((s) => s.name).join(', ')})`,
+      );
+    inlineValueTensor(spec, values[name]);
+  }
   if (reference && 'inputs' in reference) {
     parseOipInputs(reference.inputs, specs);
     return;
   }
   if (reference) return; // a store key is read (and checked) by the worker
   for (const spec of specs) {
+    if (values[spec.name] !== undefined) continue;
     if (spec.datatype === 'BYTES')
       throw new InvalidArgumentError(
         `input "${spec.name}" is BYTES: random inputs cannot be generated; give referenceInputs`,
@@ -357,27 +432,41 @@ export async function resolveEvaluationInputs(
   const seed = options.seed ?? 1;
   const samples = options.samples ?? 256;
   const rand = mulberry32(seed);
-  const shapes = specs.map((s) => plannedShape(s, options.inputShapes));
-  for (const s of specs)
+  const fixed = new Map(
+    Object.entries(options.values ?? {}).map(([name, v]) => {
+      const spec = specs.find((s) => s.name === name);
+      if (!spec) throw new InvalidArgumentError(`evaluation.values.${name}: the model has no input ${name}`);
+      return [name, inlineValueTensor(spec, v)] as const;
+    }),
+  );
+  const generated = specs.filter((s) => !fixed.has(s.name));
+  const shapes = generated.map((s) => plannedShape(s, options.inputShapes));
+  for (const s of generated)
     if (s.datatype === 'BYTES')
       throw new InvalidArgumentError(`input "${s.name}" is BYTES: give referenceInputs`);
   const make = (batch: number): InputFeed =>
-    specs.map((s, i) =>
-      randomTensor(
+    specs.map((s) => {
+      const value = fixed.get(s.name);
+      if (value) return value;
+      const i = generated.indexOf(s);
+      return randomTensor(
         s,
         (shapes[i] ?? []).map((d, j) => (j === 0 && d < 0 ? batch : d)),
         rand,
-      ),
-    );
-  if (!batchDynamic) {
-    const fixed = shapes[0]?.[0] ?? 1;
-    const runs = Math.max(1, Math.ceil(samples / fixed));
-    const accuracy = Array.from({ length: runs }, () => make(fixed));
+      );
+    });
+  // Inline values are not batched: only the generated inputs decide whether the batch may vary.
+  const randomBatchDynamic =
+    generated.length > 0 && generated.every((s) => s.unknownRank || s.shape[0] === -1);
+  if (!randomBatchDynamic) {
+    const rows = shapes[0]?.[0] ?? 1;
+    const runs = Math.max(1, Math.ceil(samples / rows));
+    const accuracy = Array.from({ length: runs }, () => make(rows));
     return {
       source: 'random',
       accuracy,
-      samples: runs * fixed,
-      latency: [{ batch: fixed, feed: accuracy[0] as InputFeed }],
+      samples: runs * rows,
+      latency: [{ batch: rows, feed: accuracy[0] as InputFeed }],
       seed,
     };
   }

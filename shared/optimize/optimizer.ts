@@ -123,11 +123,14 @@ export async function optimizeVersion(
     for (const technique of request.techniques) {
       const outcome: CandidateOutcome = { technique, status: 'failed' };
       try {
-        const candidate = await buildCandidate(parentBytes, technique, request.parameters, {
-          model,
-          version,
-          sha256: parent.sha256,
-        });
+        const candidate = await buildCandidate(
+          parentBytes,
+          technique,
+          request.parameters,
+          { model, version, sha256: parent.sha256 },
+          // int8-static calibrates on the evaluation inputs (captured traffic when there is some).
+          { calibration: inputs.accuracy, calibrationSource: inputs.source },
+        );
         Object.assign(outcome, {
           parameters: candidate.parameters,
           steps: candidate.details,

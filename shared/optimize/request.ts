@@ -4,7 +4,7 @@
 import { InvalidArgumentError } from '../errors';
 import { assertAliasName } from '../registry';
 import { parseTolerances, type Tolerances } from './gate';
-import type { EvaluationInputOptions, ReferenceInputs } from './inputs';
+import { type EvaluationInputOptions, MAX_INLINE_VALUE_ELEMENTS, type ReferenceInputs } from './inputs';
 import {
   assertParametersComplete,
   parseCandidate,
@@ -105,7 +105,7 @@ export function parseOptimizeRequest(body: Record<string, unknown>): OptimizeReq
     if (typeof ev !== 'object' || ev === null || Array.isArray(ev))
       throw new InvalidArgumentError('evaluation must be an object');
     const e = ev as Record<string, unknown>;
-    const allowed = ['inputShapes', 'samples', 'seed', 'iterations'];
+    const allowed = ['inputShapes', 'samples', 'seed', 'iterations', 'values'];
     const extra = Object.keys(e).filter((k) => !allowed.includes(k));
     if (extra.length > 0)
       throw new InvalidArgumentError(
@@ -119,6 +119,26 @@ export function parseOptimizeRequest(body: Record<string, unknown>): OptimizeReq
       if (typeof e.seed !== 'number' || !Number.isInteger(e.seed))
         throw new InvalidArgumentError('evaluation.seed must be an integer');
       request.evaluation.seed = e.seed;
+    }
+    if (e.values !== undefined) {
+      const values = e.values;
+      if (typeof values !== 'object' || values === null || Array.isArray(values))
+        throw new InvalidArgumentError(
+          'evaluation.values must map input names to a number or an array of numbers',
+        );
+      for (const [k, v] of Object.entries(values)) {
+        const ok =
+          (typeof v === 'number' && Number.isFinite(v)) ||
+          (Array.isArray(v) &&
+            v.length > 0 &&
+            v.length <= MAX_INLINE_VALUE_ELEMENTS &&
+            v.every((x) => typeof x === 'number' && Number.isFinite(x)));
+        if (!ok)
+          throw new InvalidArgumentError(
+            `evaluation.values.${k} must be a finite number or a flat array of at most ${MAX_INLINE_VALUE_ELEMENTS} finite numbers`,
+          );
+      }
+      request.evaluation.values = values as Record<string, number | number[]>;
     }
     if (e.inputShapes !== undefined) {
       const shapes = e.inputShapes;

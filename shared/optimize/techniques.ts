@@ -5,7 +5,8 @@
  * | technique | what it does | where |
  * | --- | --- | --- |
  * | `graph` | onnxruntime's own graph optimizations, saved with `optimizedModelFilePath` | onnxruntime |
- * | `int8` | dynamic quantization of MatMul/Gemm (and opt-in Conv) weights | shared/onnx/quantize.ts |
+ * | `int8` | dynamic quantization of MatMul/Gemm (and opt-in Conv) weights, bodies included | shared/onnx/quantize.ts |
+ * | `int8-static` | static QDQ quantization of Conv/MatMul/Gemm, activations calibrated | shared/onnx/qdq.ts |
  * | `fp16` | float16 weights and compute, float32 signature | shared/onnx/fp16.ts |
  * | `prune` | magnitude pruning to a target sparsity | shared/onnx/prune.ts |
  *
@@ -17,21 +18,41 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { InvalidArgumentError } from '../errors';
+import { InvalidArgumentError, UnprocessableError } from '../errors';
+import { CALIBRATION_METHODS } from '../onnx/calibrate';
 import { decodeModel, encodeModel } from '../onnx/codec';
 import { convertToFloat16, type Float16Options, type Float16Report } from '../onnx/fp16';
 import { ensureOpsetImport, isDefaultDomain, operatorsOf, setMetadataProp } from '../onnx/graph';
 import { type PruneOptions, type PruneReport, pruneByMagnitude } from '../onnx/prune';
+import {
+  DEFAULT_MIN_SQNR_DB,
+  type QuantizeStaticOptions,
+  type QuantizeStaticReport,
+  quantizeStatic,
+  STATIC_QUANTIZABLE_OPS,
+  type StaticQuantizableOp,
+} from '../onnx/qdq';
 import {
   QUANTIZABLE_OPS,
   type QuantizeDynamicOptions,
   type QuantizeReport,
   quantizeDynamic,
 } from '../onnx/quantize';
+import { toOrtFeeds } from './evaluate';
+import { calibrationFeeds, type InputFeed } from './inputs';
 
 /** A single optimization step. */
-export type Technique = 'graph' | 'int8' | 'fp16' | 'prune';
-export const TECHNIQUES: readonly Technique[] = ['graph', 'int8', 'fp16', 'prune'];
+export type Technique = 'graph' | 'int8' | 'int8-static' | 'fp16' | 'prune';
+export const TECHNIQUES: readonly Technique[] = ['graph', 'int8', 'int8-static', 'fp16', 'prune'];
+
+/** Parameters of the `int8-static` technique. */
+export interface StaticInt8Parameters extends QuantizeStaticOptions {
+  /** Calibration rows taken from the evaluation inputs (default 32). */
+  samples?: number;
+}
+
+/** Default `targetCosine` of int8-static: a little above the gate's default minimum cosine (0.99). */
+export const DEFAULT_STATIC_TARGET_COSINE = 0.995;
 
 /** Parameters of the `graph` technique. */
 export interface GraphOptimizationParameters {
@@ -46,6 +67,7 @@ export interface GraphOptimizationParameters {
 export interface TechniqueParameters {
   graph?: GraphOptimizationParameters;
   int8?: QuantizeDynamicOptions;
+  'int8-static'?: StaticInt8Parameters;
   fp16?: Float16Options;
   prune?: PruneOptions;
 }
@@ -54,6 +76,7 @@ export interface TechniqueParameters {
 export type StepDetails =
   | { technique: 'graph'; level: string; operatorsBefore: string[]; operatorsAfter: string[] }
   | { technique: 'int8'; report: QuantizeReport }
+  | { technique: 'int8-static'; report: QuantizeStaticReport }
   | { technique: 'fp16'; report: Float16Report }
   | { technique: 'prune'; report: PruneReport };
 
@@ -73,7 +96,7 @@ export interface BuiltCandidate {
   runtimeSpecificOps: string[];
 }
 
-const ORDER: Record<Technique, number> = { prune: 0, int8: 1, fp16: 1, graph: 2 };
+const ORDER: Record<Technique, number> = { prune: 0, int8: 1, 'int8-static': 1, fp16: 1, graph: 2 };
 
 /**
  * Parses a candidate spec ('int8', 'prune+int8', …) into steps, checking names and order.
@@ -97,7 +120,11 @@ export function parseCandidate(spec: string): Technique[] {
     throw new InvalidArgumentError(`technique "${spec}" repeats a step`, { technique: spec });
   for (let i = 1; i < typed.length; i++) {
     const [a, b] = [typed[i - 1] as Technique, typed[i] as Technique];
-    if (ORDER[a] > ORDER[b] || (a === 'fp16' && b === 'int8')) {
+    if (
+      ORDER[a] > ORDER[b] ||
+      (a === 'fp16' && b.startsWith('int8')) ||
+      (a.startsWith('int8') && b.startsWith('int8'))
+    ) {
       throw new InvalidArgumentError(
         `technique "${spec}": ${b} cannot follow ${a}; order steps prune → int8 → fp16 → graph (quantization and pruning need float32 weights, graph output may hold runtime-specific operators)`,
         { technique: spec },
@@ -179,6 +206,7 @@ export function parseTechniqueParameters(input: unknown): TechniqueParameters {
       q.nodesToExclude = stringList('parameters.int8.nodesToExclude', p.nodesToExclude);
     out.int8 = q;
   }
+  if (input['int8-static'] !== undefined) out['int8-static'] = parseStaticInt8(input['int8-static']);
   if (input.fp16 !== undefined) {
     const p = input.fp16;
     if (!isRecord(p)) throw new InvalidArgumentError('parameters.fp16 must be an object');
@@ -206,6 +234,62 @@ export function parseTechniqueParameters(input: unknown): TechniqueParameters {
     out.prune = o;
   }
   return out;
+}
+
+function parseStaticInt8(p: unknown): StaticInt8Parameters {
+  const where = "parameters['int8-static']";
+  if (!isRecord(p)) throw new InvalidArgumentError(`${where} must be an object`);
+  checkKeys(where, p, [
+    'method',
+    'percentile',
+    'perChannel',
+    'activationType',
+    'opTypes',
+    'nodesToExclude',
+    'minSqnrDb',
+    'targetCosine',
+    'samples',
+  ]);
+  const q: StaticInt8Parameters = {};
+  if (p.method !== undefined) q.method = oneOf(`${where}.method`, p.method, CALIBRATION_METHODS);
+  if (p.percentile !== undefined) {
+    if (typeof p.percentile !== 'number' || !(p.percentile > 50 && p.percentile <= 100))
+      throw new InvalidArgumentError(`${where}.percentile must be a number in (50, 100]`);
+    q.percentile = p.percentile;
+  }
+  if (p.perChannel !== undefined) {
+    if (typeof p.perChannel !== 'boolean')
+      throw new InvalidArgumentError(`${where}.perChannel must be a boolean`);
+    q.perChannel = p.perChannel;
+  }
+  if (p.activationType !== undefined)
+    q.activationType = oneOf(`${where}.activationType`, p.activationType, ['uint8', 'int8'] as const);
+  if (p.opTypes !== undefined) {
+    const ops = stringList(`${where}.opTypes`, p.opTypes);
+    if (ops.length === 0 || ops.some((o) => !(STATIC_QUANTIZABLE_OPS as readonly string[]).includes(o)))
+      throw new InvalidArgumentError(
+        `${where}.opTypes must be a non-empty subset of ${STATIC_QUANTIZABLE_OPS.join(', ')}`,
+      );
+    q.opTypes = ops as StaticQuantizableOp[];
+  }
+  if (p.nodesToExclude !== undefined)
+    q.nodesToExclude = stringList(`${where}.nodesToExclude`, p.nodesToExclude);
+  if (p.minSqnrDb !== undefined) {
+    if (typeof p.minSqnrDb !== 'number' || !Number.isFinite(p.minSqnrDb))
+      throw new InvalidArgumentError(`${where}.minSqnrDb must be a number (dB)`);
+    q.minSqnrDb = p.minSqnrDb;
+  }
+  if (p.targetCosine !== undefined) {
+    if (typeof p.targetCosine !== 'number' || !(p.targetCosine > 0 && p.targetCosine <= 1))
+      throw new InvalidArgumentError(`${where}.targetCosine must be a number in (0, 1]`);
+    q.targetCosine = p.targetCosine;
+  }
+  if (p.samples !== undefined) {
+    if (typeof p.samples !== 'number' || !Number.isInteger(p.samples) || p.samples < 1 || p.samples > 1024)
+      throw new InvalidArgumentError(`${where}.samples must be an integer in [1, 1024]`);
+    q.samples = p.samples;
+  }
+  return q;
 }
 
 /**
@@ -242,6 +326,17 @@ async function optimizeGraph(bytes: Uint8Array, level: 'basic' | 'extended' | 'a
   }
 }
 
+/** Data a build may need besides the parent's bytes. */
+export interface BuildContext {
+  /**
+   * Calibration inputs for `int8-static` (the optimizer passes the evaluation inputs: captured
+   * traffic, reference inputs or seeded random, in that order of preference).
+   */
+  calibration?: readonly InputFeed[];
+  /** Where they came from ('captured', 'request', 'store', 'random'), recorded in the parameters. */
+  calibrationSource?: string;
+}
+
 /**
  * Builds one candidate from the parent's bytes. Lineage (parent, technique, parameters) is also
  * written into the candidate's metadata_props as `maas.optimization`, so the file describes
@@ -255,6 +350,7 @@ export async function buildCandidate(
   spec: string,
   parameters: TechniqueParameters,
   lineage: { model: string; version: number; sha256?: string },
+  context: BuildContext = {},
 ): Promise<BuiltCandidate> {
   const steps = parseCandidate(spec);
   // decodeModel may keep views into its input: decode a private copy so the parent stays untouched.
@@ -275,6 +371,25 @@ export async function buildCandidate(
         opTypes: ['MatMul', 'Gemm'],
         reduceRange: false,
         ...parameters.int8,
+      };
+    } else if (step === 'int8-static') {
+      const p = { targetCosine: DEFAULT_STATIC_TARGET_COSINE, ...parameters['int8-static'] };
+      const samples = p.samples ?? 32;
+      if (!context.calibration || context.calibration.length === 0)
+        throw new UnprocessableError(
+          'technique int8-static needs calibration inputs (the evaluation inputs)',
+        );
+      const feeds = calibrationFeeds(context.calibration, samples).map(toOrtFeeds);
+      details.push({ technique: 'int8-static', report: await quantizeStatic(model, feeds, p) });
+      used['int8-static'] = {
+        method: 'minmax',
+        perChannel: true,
+        activationType: 'uint8',
+        opTypes: [...STATIC_QUANTIZABLE_OPS],
+        minSqnrDb: DEFAULT_MIN_SQNR_DB,
+        ...p,
+        samples,
+        calibrationSource: context.calibrationSource ?? 'unknown',
       };
     } else if (step === 'fp16') {
       details.push({ technique: 'fp16', report: convertToFloat16(model, parameters.fp16 ?? {}) });

@@ -10,7 +10,7 @@ import {
 } from '../errors';
 // Static on purpose: a lazy import() of a TS module fails under tsx's CJS require hook (npm start).
 import { inspectModel } from '../onnx/inspect';
-import { listAll, ObjectNotFoundError, type ObjectStore, readWithSha256 } from '../store';
+import { listAll, ObjectNotFoundError, type ObjectStore, readWithSha256, StoreError } from '../store';
 import {
   createJson,
   DocumentConflictError,
@@ -18,6 +18,7 @@ import {
   putJson,
   RETRY,
   readJson,
+  type StoredDocument,
   updateJson,
 } from '../store/documents';
 import { layout, versionOfKey } from './layout';
@@ -73,7 +74,16 @@ interface ShaIndexDoc {
   version?: number;
   claimedAt: string;
   claimant: string;
+  /**
+   * The head when this content was first claimed (kept by every takeover): any version an
+   * earlier claimant committed is numbered above it, so a registration taking the claim over
+   * looks for these bytes from here instead of trusting a head that may have moved past them.
+   */
+  after?: number;
 }
+
+/** `claimedAt` of a claim its registration gave up: free at once, its `after` still honoured. */
+const RELEASED = new Date(0).toISOString();
 interface StatusDoc {
   status: VersionStatus;
   reason?: string;
@@ -168,17 +178,19 @@ export class ModelRegistry {
     if (options.parentVersion !== undefined) await this.getVersion(name, options.parentVersion);
     if (options.alias !== undefined) assertAliasName(options.alias);
     const sha256 = sha256Hex(bytes);
+    const head = (await readJson<HeadDoc>(this.store, layout.head(name))) ?? null;
+    const headVersion = head?.doc.latestVersion ?? 0;
 
     let claim: { etag: string; doc: ShaIndexDoc } | undefined;
     if (!options.force) {
-      const outcome = await this.claimContent(name, sha256);
+      const outcome = await this.claimContent(name, sha256, headVersion);
       if ('existing' in outcome) {
         await this.ensureAlias(name, options, outcome.existing.version);
         return { version: outcome.existing, created: false };
       }
       claim = outcome.claim;
     }
-    let manifest: StoredVersion;
+    let commit: { manifest: StoredVersion; created: boolean };
     try {
       const blobKey = layout.blob(sha256);
       await this.store.head(blobKey).catch(async (e: unknown) => {
@@ -203,12 +215,27 @@ export class ModelRegistry {
         ...(options.parentVersion !== undefined ? { parentVersion: options.parentVersion } : {}),
         ...(options.optimization ? { optimization: options.optimization } : {}),
       };
-      manifest = await this.commitVersion(name, base);
-      // A lost index update only costs dedupe of this content, not correctness.
-      if (claim) await this.settleClaim(name, claim, manifest.version).catch(() => undefined);
+      commit = await this.commitVersion(name, base, {
+        head,
+        // A takeover looks for these bytes from where the first claimant started numbering.
+        from: claim ? Math.min(claim.doc.after ?? headVersion, headVersion) : headVersion,
+        dedupe: claim !== undefined,
+      });
     } catch (e) {
-      if (claim) await this.store.delete(layout.shaIndex(name, sha256)).catch(() => undefined);
+      // The manifest may have landed unseen (a lost reply): the released claim keeps `after`,
+      // so the client's retry finds that version instead of committing the bytes again.
+      if (claim) await this.releaseClaim(name, claim).catch(() => undefined);
       throw e;
+    }
+    // The version exists from here on: nothing below undoes it. A lost index update costs a
+    // later duplicate one claim lease of waiting, then its takeover finds the version (`after`).
+    const { manifest } = commit;
+    if (claim) await this.settleClaim(name, claim, manifest.version).catch(() => undefined);
+    if (!commit.created) {
+      // An earlier attempt of this registration committed it; its reply or a later step was lost.
+      const existing = await this.getVersion(name, manifest.version);
+      await this.ensureAlias(name, options, existing.version);
+      return { version: existing, created: false };
     }
     await this.appendEvent(name, {
       type: options.optimization ? 'optimized' : 'registered',
@@ -542,6 +569,7 @@ export class ModelRegistry {
   private async claimContent(
     name: string,
     sha256: string,
+    head: number,
   ): Promise<{ existing: ModelVersion } | { claim: { etag: string; doc: ShaIndexDoc } }> {
     let existing: ModelVersion | undefined;
     const lease = this.options.claimLeaseMs;
@@ -563,6 +591,7 @@ export class ModelRegistry {
             sha256,
             claimedAt: this.options.now().toISOString(),
             claimant: randomBytes(8).toString('hex'),
+            after: Math.min(head, found?.doc.after ?? head),
           };
         },
         { attempts: Number.POSITIVE_INFINITY, timeoutMs: 2 * lease, baseMs: 20, maxMs: 500 },
@@ -590,29 +619,57 @@ export class ModelRegistry {
     );
   }
 
-  /** Commits the manifest under the next free number (create-only), then advances the head hint. */
-  private async commitVersion(name: string, base: Omit<StoredVersion, 'version'>): Promise<StoredVersion> {
-    for (let version = (await this.readHead(name)) + 1; ; version++) {
+  /** Frees a claim whose registration failed, if it is still ours, keeping its `after`. */
+  private async releaseClaim(name: string, claim: { doc: ShaIndexDoc }): Promise<void> {
+    await updateJson<ShaIndexDoc>(
+      this.store,
+      layout.shaIndex(name, claim.doc.sha256),
+      (current) =>
+        current?.doc.claimant === claim.doc.claimant ? { ...current.doc, claimedAt: RELEASED } : KEEP,
+      { attempts: 3 },
+    );
+  }
+
+  /**
+   * Commits the manifest under the next free number above `from` (create-only), then advances
+   * the head hint. With `dedupe`, a taken number is read back: a manifest of the same bytes is
+   * this content's version, committed by an earlier attempt whose reply or later steps were lost,
+   * and is returned (`created: false`) instead of committing the bytes a second time.
+   */
+  private async commitVersion(
+    name: string,
+    base: Omit<StoredVersion, 'version'>,
+    options: { head: StoredDocument<HeadDoc> | null; from: number; dedupe: boolean },
+  ): Promise<{ manifest: StoredVersion; created: boolean }> {
+    for (let version = options.from + 1; ; version++) {
       const manifest: StoredVersion = { ...base, version } as StoredVersion;
-      // A number taken by a concurrent writer is not read back: the next one is tried.
-      const { created } = await createJson(this.store, layout.version(name, version), manifest, {
-        readExisting: false,
+      const result = await createJson<StoredVersion>(this.store, layout.version(name, version), manifest, {
+        readExisting: options.dedupe,
       });
-      if (!created) continue;
-      await this.advanceHead(name, version);
-      return manifest;
+      if (!result.created && result.existing?.doc.sha256 !== base.sha256) continue; // another writer's
+      const committed = result.created ? manifest : (result.existing?.doc as StoredVersion);
+      await this.advanceHead(name, version, options.head);
+      return { manifest: committed, created: result.created };
     }
   }
 
   /** Moves the head hint up to `version` (never down: KEEP when a concurrent writer is past us). */
-  private async advanceHead(name: string, version: number): Promise<void> {
+  private async advanceHead(
+    name: string,
+    version: number,
+    known: StoredDocument<HeadDoc> | null,
+  ): Promise<void> {
     try {
-      await updateJson<HeadDoc>(this.store, layout.head(name), (current) =>
-        current && current.doc.latestVersion >= version ? KEEP : { latestVersion: version },
+      await updateJson<HeadDoc>(
+        this.store,
+        layout.head(name),
+        (current) => (current && current.doc.latestVersion >= version ? KEEP : { latestVersion: version }),
+        { known },
       );
     } catch (e) {
-      // The head is only a hint (readers probe past it), so giving up here loses nothing.
-      if (!(e instanceof DocumentConflictError)) throw e;
+      // The head is only a hint (readers probe past it), so giving up here loses nothing, and
+      // must not fail a registration whose version is already committed.
+      if (!(e instanceof DocumentConflictError) && !(e instanceof StoreError)) throw e;
     }
   }
 

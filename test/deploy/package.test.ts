@@ -44,11 +44,13 @@ const EXPECTED_ROUTES: Record<string, string> = {
   'GET /models/{name}/versions/{version}': 'catalog',
   'GET /models/{name}/history': 'catalog',
   'GET /models/{name}/versions/{version}/download': 'catalog',
+  'GET /models/{name}/reports': 'catalog',
+  'GET /models/{name}/reports/latest': 'catalog',
+  'GET /models/{name}/optimizations': 'catalog',
   'POST /models/{name}/versions/{version}/optimize': 'optimize',
   'GET /models/{name}/optimizations/{job}': 'optimize',
   'POST /models/{name}/feedback': 'feedback',
   'POST /models/{name}/monitor/runs': 'monitor',
-  'GET /models/{name}/monitor/report': 'monitor',
 };
 const FUNCTIONS = ['predict', 'registerVersion', 'rollback', 'catalog', 'optimize', 'monitor', 'feedback'];
 const LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024;

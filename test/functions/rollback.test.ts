@@ -95,7 +95,17 @@ describe('rollback function (aliases, rollback, status) on S3 (RGW)', () => {
       reason: 'v3 regressed',
     });
     expect(back.headers.etag).toBe(`"${back.json<AliasRecord>().etag}"`);
-    const to = await api.call('POST', '/models/iris/rollback', { body: { alias: 'production', to: 1 } });
+    // If-Match: a stale etag is refused (412); the current one rolls back.
+    const stale = await api.call('POST', '/models/iris/rollback', {
+      body: {},
+      headers: { 'if-match': '"not-the-current-etag"' },
+    });
+    expect(stale.status).toBe(412);
+    // Still the etag of the first rollback: the refused call moved nothing.
+    const to = await api.call('POST', '/models/iris/rollback', {
+      body: { alias: 'production', to: 1 },
+      headers: { 'if-match': back.headers.etag! },
+    });
     expect(to.json<AliasRecord>().version).toBe(1);
     expect((await api.call('POST', '/models/iris/rollback', { body: { to: 1 } })).status).toBe(409);
     expect((await api.call('POST', '/models/iris/rollback', { body: { alias: 'nosuch' } })).status).toBe(404);

@@ -65,7 +65,7 @@ describe.each(storeKinds)('traffic baseline reuse on the %s store', (kind) => {
     const runOnce = async (n: number) => {
       const c = new CaptureObserver(ts.store);
       for (let i = 0; i < n; i++)
-        c.observe(observation({ model, version: 1, inputs: [fp32('x', [[rand()]])] }));
+        c.observe(observation({ model, version: 1, alias: 'production', inputs: [fp32('x', [[rand()]])] }));
       await c.close();
       gets.length = 0;
       const result = await runMonitor({

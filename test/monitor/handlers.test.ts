@@ -136,7 +136,7 @@ describe('monitor function (schedule + on-demand actions) and `maas monitor`', (
 
   it('`maas monitor NAME [--run]` asks the monitor function over HTTP (real CLI, test gateway)', async () => {
     // The CLI gets no store: only the API endpoint, as against a deployed stage.
-    const gateway = await startGateway(await loadRoutes(['monitor']));
+    const gateway = await startGateway(await loadRoutes(['monitor', 'catalog']));
     const env: NodeJS.ProcessEnv = { ...process.env, MAAS_ENDPOINT: gateway.url };
     delete env.MAAS_STORE;
     const maas = (...args: string[]) =>
@@ -187,14 +187,14 @@ describe('monitor function (schedule + on-demand actions) and `maas monitor`', (
       const bad = await post({ graceSeconds: -1 });
       expect(bad.status).toBe(400);
       expect(((await bad.json()) as { error: string }).error).toMatch(/graceSeconds/);
-      expect((await fetch(`${gateway.url}/models/Not%20A%20Name/monitor/report`)).status).toBe(400);
+      expect((await fetch(`${gateway.url}/models/Not%20A%20Name/reports/latest`)).status).toBe(400);
       process.env.MAAS_API_KEY = 'monitor-key';
       try {
         expect((await post({})).status).toBe(401);
         const keyed = await post({}, { 'x-api-key': 'monitor-key' });
         expect(keyed.status).toBe(200);
         expect(await keyed.json()).toMatchObject({ model: 'fn', status: 'idle', conflicts: 0, actions: [] });
-        expect((await fetch(`${gateway.url}/models/fn/monitor/report`)).status).toBe(200);
+        expect((await fetch(`${gateway.url}/models/fn/reports/latest`)).status).toBe(200);
       } finally {
         delete process.env.MAAS_API_KEY;
       }

@@ -178,7 +178,9 @@ describe.each(storeKinds)('monitor on the %s store', (kind) => {
     const send = async (n: number, shift: number) => {
       const c = new CaptureObserver(ts.store);
       for (let i = 0; i < n; i++)
-        c.observe(observation({ model, version: 1, inputs: [fp32('x', [[rand() + shift]])] }));
+        c.observe(
+          observation({ model, version: 1, alias: 'production', inputs: [fp32('x', [[rand() + shift]])] }),
+        );
       await c.close();
       return (await runMonitor(options({ baselineRequests: 500, models: [model] }))).models[0]!.report!
         .versions['1']!.drift;

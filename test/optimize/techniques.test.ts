@@ -178,11 +178,12 @@ describe('int8 dynamic quantization', () => {
     expect(cosine(out, expected)).toBeGreaterThan(0.999);
   });
 
-  it('refuses models below opset 11', () => {
+  it('upgrades models below opset 11 (DynamicQuantizeLinear) instead of refusing them', () => {
     const old = decodeModel(
       buildMlp({ inputSize: 4, hiddenSizes: [4], outputSize: 2, seed: 1, opset: 10 }).bytes,
     );
-    expect(() => quantizeDynamic(old)).toThrow(/opset >= 11/);
+    expect(quantizeDynamic(old).quantized.length).toBeGreaterThan(0);
+    expect(old.opsetImport.find((o) => o.domain === '')?.version).toBe(11n);
   });
 });
 

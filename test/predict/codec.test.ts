@@ -252,6 +252,36 @@ describe('canary choice', () => {
     expect(chooseVersion(route, undefined, () => 0.9).version).toBe(1);
     expect(chooseVersion({ name: 'm', primary: v(1) }, 'x').version).toBe(1);
   });
+
+  it('keyed with MAAS_CANARY_SECRET, ids a client picks with the public hash do not steer it onto the canary', () => {
+    // What a client can compute without the secret: the unkeyed FNV-1a split.
+    const fnv = (id: string) => {
+      let h = 0x811c9dc5;
+      for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
+      return (h >>> 0) / 0x100000000;
+    };
+    const chosen = Array.from({ length: 20_000 }, (_, i) => `attack-${i}`).filter((id) => fnv(id) < 0.25);
+    expect(chosen.length).toBeGreaterThan(4000);
+    const secret = inferenceSettingsFromEnv({ MAAS_CANARY_SECRET: 'deployment-secret' }).canarySecret;
+    expect(secret).toBe('deployment-secret');
+    const onCanary = (s: string) =>
+      chosen.filter((id) => chooseVersion(route, id, Math.random, s).version === 2).length / chosen.length;
+    expect(onCanary('')).toBe(1); // unkeyed: every picked id lands on the canary
+    const keyed = onCanary(secret);
+    expect(keyed).toBeGreaterThan(0.2);
+    expect(keyed).toBeLessThan(0.3);
+    // Still stable per id, and a different secret splits differently.
+    for (const id of chosen.slice(0, 50))
+      expect(chooseVersion(route, id, Math.random, secret).version).toBe(
+        chooseVersion(route, id, Math.random, secret).version,
+      );
+    const other = chosen.filter(
+      (id) =>
+        chooseVersion(route, id, Math.random, secret).version !==
+        chooseVersion(route, id, Math.random, 'other').version,
+    );
+    expect(other.length).toBeGreaterThan(chosen.length / 10);
+  });
 });
 
 describe('settings', () => {

@@ -332,8 +332,8 @@ describe('session LRU', () => {
       sizes.push((await fx.registry.getVersion(`lru${i}`, 1)).size);
     }
     const counter = countingStore(fx.store);
-    // Room for two sessions (estimated at 1.5× the file), not three.
-    const budget = Math.floor(Math.max(...sizes) * 1.5 * 2.5);
+    // Room for two sessions (estimated at 1.5× the file plus 256 KiB each), not three.
+    const budget = Math.floor((Math.max(...sizes) * 1.5 + 256 * 1024) * 2.5);
     const service = await fx.reinstall({ sessionCacheBytes: budget }, counter.store);
     const sha = async (i: number): Promise<string> => (await fx.registry.getVersion(`lru${i}`, 1)).sha256;
     for (const i of [0, 1]) expect((await invoke(inferEvent(`lru${i}`, request()))).statusCode).toBe(200);

@@ -33,6 +33,7 @@ export function serviceCopy(): string {
     'plugins',
     'scripts',
     'layers',
+    'ui',
     'package.json',
     'package-lock.json',
     'tsconfig.json',
