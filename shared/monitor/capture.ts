@@ -8,7 +8,13 @@ import { mapLimit } from '../util/concurrency';
 import { booleanSetting, numberSetting } from './config';
 import { addValue, DenseHistogram, emptyHistogram, type Histogram } from './histogram';
 import { monitoringLayout } from './layout';
-import { type CaptureFile, mergeVersionSummary, type RawSample, type VersionSummary } from './summary';
+import {
+  type CaptureFile,
+  emptyVersionSummary,
+  mergeVersionSummary,
+  type RawSample,
+  type VersionSummary,
+} from './summary';
 
 /** What a prediction record keeps so later feedback can be scored against it. */
 export interface PredictionRecord {
@@ -394,7 +400,11 @@ export class CaptureObserver implements InferenceObserver {
     for (const l of live) {
       const total = versions.get(l.version);
       versions.set(l.version, total ? mergeVersionSummary(total, l.toSummary()) : l.toSummary());
-      if (l.route !== DIRECT_ROUTE) (routes[l.route] ??= {})[String(l.version)] = l.toSummary();
+      if (l.route !== DIRECT_ROUTE) {
+        const byVersion = routes[l.route] ?? {};
+        byVersion[String(l.version)] = l.toSummary();
+        routes[l.route] = byVersion;
+      }
     }
     const doc: CaptureFile = {
       format: 'maas.capture/1',
