@@ -70,7 +70,7 @@ const WEIGHT_FACTOR = 1.5;
  * no arena; more with an arena or threads): without it, thousands of tiny models would all fit
  * the budget while their sessions grew the process without bound.
  */
-const SESSION_OVERHEAD_BYTES = 256 * 1024;
+export const SESSION_OVERHEAD_BYTES = 256 * 1024;
 
 /**
  * LRU of sessions by model content (sha256).

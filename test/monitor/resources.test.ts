@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildMlp } from '../../dev/onnx-builder';
 import { InferenceService, PREDICT_METRICS } from '../../shared/inference';
+import { SESSION_OVERHEAD_BYTES } from '../../shared/inference/session-cache';
 import { CaptureObserver } from '../../shared/monitor/capture';
 import type { MonitorMetricPoint, MonitorSinkResult } from '../../shared/monitor/metrics-sink';
 import { policyFromEnv } from '../../shared/monitor/policy';
@@ -23,6 +24,9 @@ class MemorySink {
     return { calls: 1, delivered: points.length, skippedNonFinite: 0, failedCalls: 0, errors: [] };
   }
 }
+
+/** The session cache's documented estimate of a session (docs/api/predict.md). */
+const estimate = (model: Uint8Array): number => Math.ceil(model.byteLength * 1.5) + SESSION_OVERHEAD_BYTES;
 
 describe('resource metrics', () => {
   let ts: TestStore;
@@ -60,15 +64,11 @@ describe('resource metrics', () => {
       for (let i = 0; i < 2; i++) await service.infer('res', '2', body);
       const sessionOf = (v: string) =>
         metrics.points(PREDICT_METRICS.sessionMemory, { model: 'res', version: v });
-      // The session cache's estimate of each version's session: 1.5 × the model bytes.
-      expect(sessionOf('1').map((p) => p.value)).toEqual(
-        new Array(3).fill(Math.ceil(small.bytes.byteLength * 1.5)),
-      );
-      expect(sessionOf('2').map((p) => p.value)).toEqual(
-        new Array(2).fill(Math.ceil(large.bytes.byteLength * 1.5)),
-      );
+      // The session cache's estimate of each version's session: 1.5 × the model bytes + 256 KiB.
+      expect(sessionOf('1').map((p) => p.value)).toEqual(new Array(3).fill(estimate(small.bytes)));
+      expect(sessionOf('2').map((p) => p.value)).toEqual(new Array(2).fill(estimate(large.bytes)));
       expect(sessionOf('1').every((p) => p.unit === 'Bytes')).toBe(true);
-      const total = Math.ceil(small.bytes.byteLength * 1.5) + Math.ceil(large.bytes.byteLength * 1.5);
+      const total = estimate(small.bytes) + estimate(large.bytes);
       expect(
         metrics.points(PREDICT_METRICS.sessionCacheMemory, { version: '2' }).map((p) => p.value),
       ).toEqual([total, total]);
@@ -89,11 +89,11 @@ describe('resource metrics', () => {
       const versions = run.models[0]!.report!.versions;
       expect(versions['1']?.resources).toMatchObject({
         samples: 3,
-        sessionBytesMax: Math.ceil(small.bytes.byteLength * 1.5),
+        sessionBytesMax: estimate(small.bytes),
       });
       expect(versions['2']?.resources).toMatchObject({
         samples: 2,
-        sessionBytesMax: Math.ceil(large.bytes.byteLength * 1.5),
+        sessionBytesMax: estimate(large.bytes),
         sessionCacheBytesMax: total,
       });
       const v1 = versions['1']!.resources!;
@@ -134,7 +134,7 @@ describe('resource metrics', () => {
     expect(names).toEqual(
       expect.arrayContaining(['SessionMemory:Bytes', 'SessionCacheMemory:Bytes', 'ContainerRss:Bytes']),
     );
-    expect(doc.SessionMemory).toBe(Math.ceil(small.bytes.byteLength * 1.5));
+    expect(doc.SessionMemory).toBe(estimate(small.bytes));
     expect(doc.ContainerRss).toBeGreaterThan(0);
   });
 });
