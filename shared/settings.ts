@@ -155,6 +155,16 @@ export class SettingsReader {
   }
 
   /**
+   * Records a setting as invalid by a rule no single reader expresses (a value required once
+   * another is set); {@link check} reports it with the others.
+   * @example
+   * if (url && !secret) reader.invalid('MAAS_EVENT_WEBHOOK_SECRET', 'set when MAAS_EVENT_WEBHOOK_URL is set');
+   */
+  invalid(key: string, expected: string): void {
+    this.problem(key, expected, undefined);
+  }
+
+  /**
    * Throws a {@link MisconfiguredError} naming every invalid setting read so far.
    * @example
    * reader.check();

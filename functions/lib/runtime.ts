@@ -1,4 +1,11 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
+import type { LogAttributes } from '@aws-lambda-powertools/logger/types';
+import {
+  createEventOutbox,
+  type EventOutbox,
+  type EventSettings,
+  readEventSettings,
+} from '../../shared/events';
 import { ModelRegistry } from '../../shared/registry';
 import { MisconfiguredError, readSettings } from '../../shared/settings';
 import { createObjectStore, DEFAULT_STORE_URL, type ObjectStore } from '../../shared/store';
@@ -10,16 +17,19 @@ import { logger } from './logger';
  */
 let store: ObjectStore | undefined;
 let registry: ModelRegistry | undefined;
+let outbox: EventOutbox | null | undefined;
 let settings: RuntimeSettings | undefined;
 let misconfigured: MisconfiguredError | undefined;
 const reported = new WeakSet<MisconfiguredError>();
 
-/** The store and registry settings every function shares, read through `shared/settings.ts`. */
+/** The store, registry and event settings every function shares, read through `shared/settings.ts`. */
 export interface RuntimeSettings {
   /** `MAAS_STORE`: `s3://bucket[/prefix]` or `file://path`. */
   store: string;
   /** `MAAS_MAX_MODEL_BYTES`: largest model the registry accepts (unset: the registry's default). */
   maxModelBytes: number | undefined;
+  /** `MAAS_EVENT_*`: where the registry publishes its changes (every function's registry does). */
+  events: EventSettings;
 }
 
 /**
@@ -39,6 +49,7 @@ export function runtimeSettings(env: NodeJS.ProcessEnv = process.env): RuntimeSe
       maxModelBytes:
         r.getNumberFromEnv({ key: 'MAAS_MAX_MODEL_BYTES', defaultValue: 0, min: 1, integer: true }) ||
         undefined,
+      events: readEventSettings(r),
     }),
     env,
   );
@@ -86,15 +97,37 @@ export function getStore(): ObjectStore {
 export function getRegistry(): ModelRegistry {
   if (!registry) {
     const { maxModelBytes } = getRuntimeSettings();
-    registry = new ModelRegistry(getStore(), maxModelBytes ? { maxModelBytes } : {});
+    const events = getEventOutbox();
+    registry = new ModelRegistry(getStore(), {
+      ...(maxModelBytes ? { maxModelBytes } : {}),
+      // Every change is published right after it is stored (docs/api/events.md).
+      ...(events ? { onEvent: events.hook() } : {}),
+    });
   }
   return registry;
+}
+
+/**
+ * The event outbox over the configured sinks (`MAAS_EVENT_BUS`, `MAAS_EVENT_WEBHOOK_URL`), or
+ * undefined when none is configured.
+ * @example
+ * await getEventOutbox()?.sweep();
+ */
+export function getEventOutbox(): EventOutbox | undefined {
+  if (outbox === undefined) {
+    outbox =
+      createEventOutbox(getStore(), getRuntimeSettings().events, {
+        logger: { warn: (message, attributes = {}) => logger.warn(message, attributes as LogAttributes) },
+      }) ?? null;
+  }
+  return outbox ?? undefined;
 }
 
 /** Tests: forget the singletons so the next call re-reads the environment. */
 export function resetRuntime(): void {
   store = undefined;
   registry = undefined;
+  outbox = undefined;
   settings = undefined;
   misconfigured = undefined;
 }

@@ -2,7 +2,9 @@ import { InvalidArgumentError } from '../../shared/errors';
 import { type BaselineData, createBaselineFromData } from '../../shared/monitor/baseline';
 import { putPolicyOverride } from '../../shared/monitor/policy';
 import { latestReport } from '../../shared/monitor/report';
+import { logger } from '../lib/logger';
 import { getStore } from '../lib/runtime';
+import { sweepEvents } from './events-sweep';
 import { type MonitorRunSummary, runMonitorHere } from './run';
 
 /**
@@ -53,13 +55,19 @@ export async function monitorAction(event: MonitorEvent): Promise<unknown> {
         ...(event.models ? { models: event.models } : {}),
         ...(typeof event.graceSeconds === 'number' ? { graceSeconds: event.graceSeconds } : {}),
       });
+      // The full scheduled run also retries registry events whose publication failed
+      // (docs/api/events.md); its trouble is logged, never fatal.
+      const eventsSweep = event.models
+        ? undefined
+        : await sweepEvents().catch((e: unknown) => ({ error: String((e as Error)?.message ?? e) }));
+      if (eventsSweep && 'error' in eventsSweep) logger.error('event sweep', { details: eventsSweep.error });
       const failed = summary.models.filter((m) => m.status === 'failed');
       // Fail the invocation (Lambda's Errors metric, alarms) once every model had its turn.
       if (failed.length > 0)
         throw new Error(
           `monitor run ${summary.runId} failed for ${failed.map((m) => `${m.model} (${m.error})`).join(', ')}`,
         );
-      return summary;
+      return eventsSweep ? { ...summary, eventsSweep } : summary;
     }
     default:
       throw new InvalidArgumentError(

@@ -12,6 +12,7 @@ import {
   pathParam,
   refuseWhenMisconfigured,
 } from '../lib/http';
+import { explain, wantsExplanation } from './explain';
 import { inferBody, inferResponse, predictError } from './http';
 import { getInferenceService, logger } from './runtime';
 
@@ -22,6 +23,7 @@ const versionOf = (event: HttpEvent): string | undefined =>
   event.pathParameters?.version ? pathParam(event, 'version') : undefined;
 
 async function infer(event: HttpEvent): Promise<HttpResult> {
+  if (wantsExplanation(event)) return explain(event);
   const result = await getInferenceService().infer(
     pathParam(event, 'name'),
     versionOf(event),
@@ -54,6 +56,8 @@ const routes: HttpRoute[] = [
   get('/v2/models/{name}/versions/{version}/ready', ready),
   { method: 'POST', path: '/v2/models/{name}/infer', handler: infer },
   { method: 'POST', path: '/v2/models/{name}/versions/{version}/infer', handler: infer },
+  { method: 'POST', path: '/v2/models/{name}/explain', handler: explain },
+  { method: 'POST', path: '/v2/models/{name}/versions/{version}/explain', handler: explain },
 ];
 
 /**

@@ -1,9 +1,11 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { LogAttributes } from '@aws-lambda-powertools/logger/types';
+import { explainSettingsFromEnv } from '../../shared/explain';
 import { type InferenceLogger, type InferenceObserver, InferenceService } from '../../shared/inference';
 import { type CaptureObserver, createCaptureObserver } from '../../shared/monitor/capture';
 import { createRequestMetrics } from '../../shared/request-metrics';
 import { MisconfiguredError } from '../../shared/settings';
+import type { ObjectStore } from '../../shared/store';
 import { getRegistry, getStore, reportMisconfigured } from '../lib/runtime';
 import { onShutdown } from '../lib/shutdown';
 
@@ -18,6 +20,8 @@ const coreLogger: InferenceLogger = {
 };
 
 let service: InferenceService | undefined;
+/** The store of an installed core's registry (tests, benchmarks); else the container's store. */
+let serviceStore: ObjectStore | undefined;
 const observers: InferenceObserver[] = [];
 let capture: CaptureObserver | null | undefined;
 // Registered while the module loads (Lambda's init phase, when extensions may register): the
@@ -40,6 +44,9 @@ export function getInferenceService(): InferenceService {
   if (misconfigured) throw misconfigured;
   if (!service) {
     try {
+      // Explanations read their limits (MAAS_EXPLAIN_*) per request; checked here too, so that an
+      // invalid one refuses every request from the start like the core's own settings.
+      explainSettingsFromEnv();
       // Monitoring's data capture is on unless MAAS_CAPTURE=false; built once per container.
       capture ??= createCaptureObserver(getStore()) ?? null;
       const all = capture ? [capture, ...observers] : [...observers];
@@ -61,15 +68,27 @@ export function getInferenceService(): InferenceService {
 
 /**
  * Replaces the core (tests, benchmarks), or with no argument forgets it so the next call
- * re-reads the environment. Releases the previous core's sessions.
+ * re-reads the environment. Releases the previous core's sessions. `store` is the store the
+ * new core's registry reads (explanations read baselines there; default: `MAAS_STORE`).
  * @example
- * setInferenceService(new InferenceService({ registry, metrics }));
+ * setInferenceService(new InferenceService({ registry, metrics }), store);
  */
-export async function setInferenceService(next?: InferenceService): Promise<void> {
+export async function setInferenceService(next?: InferenceService, store?: ObjectStore): Promise<void> {
   const previous = service;
   service = next;
+  serviceStore = next ? store : undefined;
   misconfigured = undefined;
   if (previous && previous !== next) await previous.close();
+}
+
+/**
+ * The store the core's registry reads: where explanations find monitoring baselines and
+ * reference data.
+ * @example
+ * const explainer = new ExplainService({ inference: getInferenceService(), store: getPredictStore() });
+ */
+export function getPredictStore(): ObjectStore {
+  return serviceStore ?? getStore();
 }
 
 /**

@@ -78,6 +78,8 @@ export function localEnvironment(
   // serverless-offline sets AWS_LAMBDA_FUNCTION_NAME, which would make the monitor publish to
   // CloudWatch; locally its metrics go to files unless the shell says otherwise.
   env.MAAS_METRICS_SINK = shell.MAAS_METRICS_SINK ?? 'local';
+  // Registry events locally: the webhook the shell sets (MAAS_EVENT_WEBHOOK_URL/SECRET), not the stack's bus.
+  env.MAAS_EVENT_BUS = shell.MAAS_EVENT_BUS ?? '';
   return env;
 }
 

@@ -25,6 +25,18 @@ export interface InferenceObservation {
   status: number;
   inputs: ObservedTensor[];
   outputs: ObservedTensor[];
+  /** Memory when the request ended: see {@link ResourceUsage}. */
+  resources?: ResourceUsage;
+}
+
+/** Memory a predict container holds, bytes. */
+export interface ResourceUsage {
+  /** Resident set size of the container's process. */
+  rssBytes: number;
+  /** The version's onnxruntime session (the session cache's estimate, 0 when not cached). */
+  sessionBytes: number;
+  /** Every session the container holds. */
+  sessionCacheBytes: number;
 }
 
 /**

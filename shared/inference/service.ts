@@ -19,7 +19,7 @@ import {
 } from './codec';
 import { type InferenceSettings, inferenceSettingsFromEnv } from './config';
 import { type InferenceLogger, silentLogger } from './logger';
-import type { InferenceObservation, InferenceObserver, ObservedTensor } from './observer';
+import type { InferenceObservation, InferenceObserver, ObservedTensor, ResourceUsage } from './observer';
 import { chooseVersion, DEFAULT_MAX_ROUTES, type ModelRoute, RouteResolver } from './routing';
 import { SessionCache, type SessionLease } from './session-cache';
 import { checkRequest } from './signature';
@@ -35,6 +35,9 @@ export const PREDICT_METRICS = {
   serverErrors: 'ServerErrors',
   batchSize: 'BatchSize',
   integrityFailures: 'ModelIntegrityFailures',
+  sessionMemory: 'SessionMemory',
+  sessionCacheMemory: 'SessionCacheMemory',
+  containerRss: 'ContainerRss',
 } as const;
 
 export const SERVER_NAME = 'maas';
@@ -283,6 +286,12 @@ export class InferenceService {
     }
     m.add(PREDICT_METRICS.invocations, 'Count', 1, d);
     m.add(PREDICT_METRICS.latency, 'Milliseconds', latencyMs, d);
+    if (version) {
+      const r = this.resourcesOf(version);
+      m.add(PREDICT_METRICS.sessionMemory, 'Bytes', r.sessionBytes, d);
+      m.add(PREDICT_METRICS.sessionCacheMemory, 'Bytes', r.sessionCacheBytes, d);
+      m.add(PREDICT_METRICS.containerRss, 'Bytes', r.rssBytes, d);
+    }
     if (status < 400) {
       m.add(PREDICT_METRICS.inferenceTime, 'Milliseconds', inferenceMs, d);
       m.add(PREDICT_METRICS.batchSize, 'Count', batchSizeOf(request), d);
@@ -314,6 +323,7 @@ export class InferenceService {
       status,
       inputs: status < 400 ? (request?.inputs.map(observed) ?? []) : [],
       outputs: outputs.map(observed),
+      resources: this.resourcesOf(version),
     };
     const due: Promise<void>[] = [];
     for (const observer of this.observers) {
@@ -343,6 +353,15 @@ export class InferenceService {
       }),
     ]);
     clearTimeout(timer);
+  }
+
+  /** Memory held now: process RSS (cheap: no heap walk) and the session cache's estimates. */
+  private resourcesOf(version: ModelVersion): ResourceUsage {
+    return {
+      rssBytes: process.memoryUsage.rss(),
+      sessionBytes: this.sessions.bytesOf(version.sha256),
+      sessionCacheBytes: this.sessions.bytes,
+    };
   }
 
   /** Version numbers that are not rejected, ascending; cached for the alias TTL. */

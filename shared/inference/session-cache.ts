@@ -70,7 +70,7 @@ const WEIGHT_FACTOR = 1.5;
  * no arena; more with an arena or threads): without it, thousands of tiny models would all fit
  * the budget while their sessions grew the process without bound.
  */
-const SESSION_OVERHEAD_BYTES = 256 * 1024;
+export const SESSION_OVERHEAD_BYTES = 256 * 1024;
 
 /**
  * LRU of sessions by model content (sha256).
@@ -94,6 +94,11 @@ export class SessionCache {
   /** Bytes currently attributed to cached sessions. */
   get bytes(): number {
     return this.residentBytes;
+  }
+
+  /** Estimated bytes of the cached session of a model content (0 when it is not cached). */
+  bytesOf(sha256: string): number {
+    return this.entries.get(sha256)?.weight ?? 0;
   }
 
   /** sha256 of the cached sessions, least recently used first. */

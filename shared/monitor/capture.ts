@@ -8,7 +8,13 @@ import { mapLimit } from '../util/concurrency';
 import { booleanSetting, numberSetting } from './config';
 import { addValue, DenseHistogram, emptyHistogram, type Histogram } from './histogram';
 import { monitoringLayout } from './layout';
-import { type CaptureFile, mergeVersionSummary, type RawSample, type VersionSummary } from './summary';
+import {
+  type CaptureFile,
+  emptyVersionSummary,
+  mergeVersionSummary,
+  type RawSample,
+  type VersionSummary,
+} from './summary';
 
 /** What a prediction record keeps so later feedback can be scored against it. */
 export interface PredictionRecord {
@@ -237,6 +243,14 @@ export class CaptureObserver implements InferenceObserver {
     const alias = o.alias ?? '-';
     s.aliases.set(alias, (s.aliases.get(alias) ?? 0) + 1);
     s.latency.add(o.latencyMs);
+    if (o.resources) {
+      const r = s.resources;
+      r.samples++;
+      r.rssBytesSum += o.resources.rssBytes;
+      r.rssBytesMax = Math.max(r.rssBytesMax, o.resources.rssBytes);
+      r.sessionBytesMax = Math.max(r.sessionBytesMax, o.resources.sessionBytes);
+      r.sessionCacheBytesMax = Math.max(r.sessionCacheBytesMax, o.resources.sessionCacheBytes);
+    }
     if (o.status >= 500) s.errors++;
     else if (o.status >= 400) s.clientErrors++;
     // Only answered requests describe the data the model serves; rejected inputs would pollute drift.
@@ -386,7 +400,11 @@ export class CaptureObserver implements InferenceObserver {
     for (const l of live) {
       const total = versions.get(l.version);
       versions.set(l.version, total ? mergeVersionSummary(total, l.toSummary()) : l.toSummary());
-      if (l.route !== DIRECT_ROUTE) (routes[l.route] ??= {})[String(l.version)] = l.toSummary();
+      if (l.route !== DIRECT_ROUTE) {
+        const byVersion = routes[l.route] ?? {};
+        byVersion[String(l.version)] = l.toSummary();
+        routes[l.route] = byVersion;
+      }
     }
     const doc: CaptureFile = {
       format: 'maas.capture/1',
@@ -532,6 +550,7 @@ class LiveVersion {
   readonly inputs = new Map<string, LiveTensor>();
   readonly outputs = new Map<string, LiveTensor>();
   readonly classes = new Map<number, number>();
+  readonly resources = emptyVersionSummary().resources;
 
   toSummary(): VersionSummary {
     const features = (tensors: Map<string, LiveTensor>): Record<string, Histogram> => {
@@ -555,6 +574,7 @@ class LiveVersion {
       inputs: features(this.inputs),
       outputs: features(this.outputs),
       predictedClasses: Object.fromEntries(this.classes),
+      resources: { ...this.resources },
     };
   }
 }

@@ -40,6 +40,14 @@ export interface VersionReport {
     maxOutputPsi: number | null;
   };
   quality?: QualityStats;
+  /** Memory of the containers that served the window's requests, bytes (absent without samples). */
+  resources?: {
+    samples: number;
+    rssBytesMean: number;
+    rssBytesMax: number;
+    sessionBytesMax: number;
+    sessionCacheBytesMax: number;
+  };
 }
 
 /** The JSON report each run writes per model (`monitoring/reports/{name}/...`). */
@@ -119,6 +127,17 @@ export function versionReport(
       maxOutputPsi: maxPsi(outputs),
     },
     ...(quality ? { quality } : {}),
+    ...(s.resources.samples > 0
+      ? {
+          resources: {
+            samples: s.resources.samples,
+            rssBytesMean: s.resources.rssBytesSum / s.resources.samples,
+            rssBytesMax: s.resources.rssBytesMax,
+            sessionBytesMax: s.resources.sessionBytesMax,
+            sessionCacheBytesMax: s.resources.sessionCacheBytesMax,
+          },
+        }
+      : {}),
   };
 }
 

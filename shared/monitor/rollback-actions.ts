@@ -68,3 +68,32 @@ export async function applyRollbacks(
   }
   return actions;
 }
+
+/**
+ * One `monitor_breach` history entry per breaching alias role of this window (published as a
+ * `monitor.breach` event). Only the run that won the window gets here, so each breach is written once.
+ *
+ * @example
+ * ```ts
+ * await recordBreaches(registry, 'iris', evaluations, runId, new Date());
+ * ```
+ */
+export async function recordBreaches(
+  registry: ModelRegistry,
+  model: string,
+  evaluations: readonly RoleEvaluation[],
+  runId: string,
+  now: Date,
+): Promise<void> {
+  for (const e of evaluations.filter((x) => x.breaches.length > 0)) {
+    await registry.appendEvent(model, {
+      type: 'monitor_breach',
+      time: now.toISOString(),
+      actor: ACTOR,
+      alias: e.alias,
+      version: e.version,
+      reason: e.breaches.join('; '),
+      details: { role: e.role, consecutive: e.consecutive, autoRollback: e.autoRollback, runId },
+    });
+  }
+}

@@ -11,7 +11,7 @@ import { metricPoints } from './metric-points';
 import type { MonitorMetricsSink } from './metrics-sink';
 import { effectivePolicy, type RollbackPolicy } from './policy';
 import { type MonitorReport, scoreFeedback, type VersionReport, versionReport, writeReport } from './report';
-import { applyRollbacks } from './rollback-actions';
+import { applyRollbacks, recordBreaches } from './rollback-actions';
 import { evaluateRollbacks, type RoleEvaluation } from './rollback-evaluation';
 import {
   type CaptureFile,
@@ -377,6 +377,7 @@ async function finishWindow(
       report.drift.baselineRequests = updated.requests;
     }
   }
+  await recordBreaches(o.registry, model, evaluations, o.runId, work.now);
   const actions = await applyRollbacks(o.registry, model, work.aliases, evaluations, policy, o.runId);
   const points = metricPoints(
     model,

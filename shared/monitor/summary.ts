@@ -23,6 +23,17 @@ export interface VersionSummary {
   outputs: Record<string, Histogram>;
   /** Top-1 class counts (classification outputs) or empty. */
   predictedClasses: Record<string, number>;
+  /** Memory predict reported with the requests (sums and maxima merge exactly). */
+  resources: ResourceSummary;
+}
+
+/** Memory of the containers that served a version, bytes, over `samples` requests. */
+export interface ResourceSummary {
+  samples: number;
+  rssBytesSum: number;
+  rssBytesMax: number;
+  sessionBytesMax: number;
+  sessionCacheBytesMax: number;
 }
 
 /** One raw request kept by payload sampling (off by default). */
@@ -72,6 +83,7 @@ export function emptyVersionSummary(): VersionSummary {
     inputs: {},
     outputs: {},
     predictedClasses: {},
+    resources: { samples: 0, rssBytesSum: 0, rssBytesMax: 0, sessionBytesMax: 0, sessionCacheBytesMax: 0 },
   };
 }
 
@@ -94,6 +106,13 @@ export function mergeVersionSummary(into: VersionSummary, from: VersionSummary):
   mergeHistogram(into.inferenceMs, from.inferenceMs);
   mergeHistograms(into.inputs, from.inputs);
   mergeHistograms(into.outputs, from.outputs);
+  const a = into.resources;
+  const b = from.resources;
+  a.samples += b.samples;
+  a.rssBytesSum += b.rssBytesSum;
+  a.rssBytesMax = Math.max(a.rssBytesMax, b.rssBytesMax);
+  a.sessionBytesMax = Math.max(a.sessionBytesMax, b.sessionBytesMax);
+  a.sessionCacheBytesMax = Math.max(a.sessionCacheBytesMax, b.sessionCacheBytesMax);
   return into;
 }
 
@@ -129,6 +148,13 @@ export function versionSummaryFromJson(raw: unknown): VersionSummary {
     inputs: hists(r.inputs),
     outputs: hists(r.outputs),
     predictedClasses: counts(r.predictedClasses),
+    resources: ((x) => ({
+      samples: num(x.samples),
+      rssBytesSum: num(x.rssBytesSum),
+      rssBytesMax: num(x.rssBytesMax),
+      sessionBytesMax: num(x.sessionBytesMax),
+      sessionCacheBytesMax: num(x.sessionCacheBytesMax),
+    }))((r.resources ?? {}) as Partial<Record<keyof ResourceSummary, unknown>>),
   };
 }
 

@@ -191,6 +191,23 @@ export async function optimizeVersion(
     }
     options.onCandidate?.(outcome);
   }
+  const finishedAt = new Date().toISOString();
+  // One history entry per run whatever its outcome (published as `optimization.finished`).
+  await registry.appendEvent(model, {
+    type: 'optimization_finished',
+    time: finishedAt,
+    actor: options.actor ?? 'optimize',
+    version,
+    details: {
+      ...(options.jobId ? { job: options.jobId } : {}),
+      candidates: outcomes.map((c) => ({
+        technique: c.technique,
+        status: c.status,
+        ...(c.version !== undefined ? { version: c.version } : {}),
+      })),
+      ...(alias ? { alias } : {}),
+    },
+  });
   return {
     model,
     parentVersion: version,
@@ -204,6 +221,6 @@ export async function optimizeVersion(
     candidates: outcomes,
     ...(alias ? { alias } : {}),
     startedAt,
-    finishedAt: new Date().toISOString(),
+    finishedAt,
   };
 }

@@ -49,9 +49,14 @@ export interface ModelRegistryOptions {
   aliasMemory?: number;
   /** Clock, for tests. */
   now?: () => Date;
+  /**
+   * Called after every history entry is stored (event publication, shared/events). Awaited, but
+   * its failure never fails the change: the entry is already committed and stays the outbox.
+   */
+  onEvent?: (name: string, event: HistoryEvent) => Promise<void>;
 }
 
-const defaults: Required<ModelRegistryOptions> = {
+const defaults: Required<Omit<ModelRegistryOptions, 'onEvent'>> = {
   maxModelBytes: 512 * 1024 * 1024,
   claimLeaseMs: 60_000,
   aliasMemory: 20,
@@ -110,7 +115,8 @@ type StoredAlias = Omit<AliasRecord, 'etag'>;
 export class ModelRegistry {
   /** Private: model bytes are read through {@link readModel} (verified), never straight from the store. */
   private readonly store: ObjectStore;
-  private readonly options: Required<ModelRegistryOptions>;
+  private readonly options: Required<Omit<ModelRegistryOptions, 'onEvent'>> &
+    Pick<ModelRegistryOptions, 'onEvent'>;
 
   constructor(store: ObjectStore, options: ModelRegistryOptions = {}) {
     this.store = store;
@@ -549,6 +555,7 @@ export class ModelRegistry {
     });
     // Ids carry 48 random bits: a collision is a bug somewhere, never a race to absorb.
     if (!created) throw new ConflictError(`history event ${id} of ${name} already exists`, { name, id });
+    await this.options.onEvent?.(name, full).catch(() => undefined);
     return full;
   }
 

@@ -62,7 +62,11 @@ export type HistoryEventType =
   | 'alias_moved'
   | 'rolled_back'
   | 'alias_deleted'
-  | 'status_changed';
+  | 'status_changed'
+  /** Written by the monitor for every window in which a served version breached its policy. */
+  | 'monitor_breach'
+  /** Written by optimize when a run ends, whatever its outcome (registered versions also get `optimized`). */
+  | 'optimization_finished';
 
 export interface HistoryEvent {
   id: string;

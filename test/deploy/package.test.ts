@@ -29,6 +29,8 @@ const EXPECTED_ROUTES: Record<string, string> = {
   'GET /v2/models/{name}/versions/{version}/ready': 'predict',
   'POST /v2/models/{name}/infer': 'predict',
   'POST /v2/models/{name}/versions/{version}/infer': 'predict',
+  'POST /v2/models/{name}/explain': 'predict',
+  'POST /v2/models/{name}/versions/{version}/explain': 'predict',
   'POST /models/{name}/uploads': 'registerVersion',
   'PUT /models/{name}/uploads/{id}': 'registerVersion',
   'POST /models/{name}/versions': 'registerVersion',
@@ -241,6 +243,13 @@ describe('npm run package (offline)', () => {
         } else if (actions.includes('cloudwatch:PutMetricData')) {
           expect(resources).toEqual(['*']); // the action has no resource type; scoped by namespace instead
           expect(s.Condition).toEqual({ StringEquals: { 'cloudwatch:namespace': 'maas' } });
+        } else if (actions.includes('events:PutEvents')) {
+          // Registry events: the functions that change the registry publish to the stack's bus only.
+          expect(['registerVersion', 'rollback', 'optimize', 'monitor']).toContain(key);
+          expect(actions).toEqual(['events:PutEvents']);
+          expect(resources).toEqual([
+            `arn:\${AWS::Partition}:events:\${AWS::Region}:\${AWS::AccountId}:event-bus/maas-dev-events`,
+          ]);
         } else if (actions.includes('lambda:InvokeFunction')) {
           expect(key).toBe('optimize'); // it invokes its own worker (jobs, and the sweep's re-dispatches)
           expect(resources).toEqual([
@@ -255,7 +264,7 @@ describe('npm run package (offline)', () => {
     expect(resourcesOfType(t, 'AWS::IAM::Role')).toHaveLength(FUNCTIONS.length); // no shared framework role
   });
 
-  it('lets predict read only what it serves (models/, blobs/) and write only its monitoring records', () => {
+  it('lets predict read only what it serves (models/, blobs/; baselines and references/ for explanations) and write only its monitoring records', () => {
     const bucketArn = `arn:\${AWS::Partition}:s3:::${bucketNameSub()}`;
     const grants = statementsOf('PredictRole')
       .filter((s) => list(s.Action).every((a) => a.startsWith('s3:')))
@@ -269,6 +278,8 @@ describe('npm run package (offline)', () => {
       [
         's3:GetObject bucket/blobs/*',
         's3:GetObject bucket/models/*',
+        's3:GetObject bucket/monitoring/baselines/*',
+        's3:GetObject bucket/references/*',
         's3:ListBucket bucket',
         's3:PutObject bucket/monitoring/captures/*',
         's3:PutObject bucket/monitoring/predictions/*',

@@ -106,8 +106,12 @@ describe('monitor function (schedule + on-demand actions) and `maas monitor`', (
     expect(res.models).toEqual([
       expect.objectContaining({ model: 'fn', status: 'processed', conflicts: 0, actions: [] }),
     ]);
-    // Optimize jobs are not the monitor's business (their sweep is the optimize function's schedule).
-    expect(Object.keys(res).sort()).toEqual(['models', 'runId']);
+    // Optimize jobs are not the monitor's business (their sweep is the optimize function's schedule);
+    // the registry's event sweep is, and without a configured sink it says so.
+    expect(Object.keys(res).sort()).toEqual(['eventsSweep', 'models', 'runId']);
+    expect((res as { eventsSweep?: unknown }).eventsSweep).toEqual({
+      skipped: 'no event sink is configured',
+    });
     const report = (await invoke({ action: 'report', model: 'fn' })) as MonitorReport;
     expect(report.runId).toBe(res.runId);
     expect(report.versions['1']).toMatchObject({ requests: 25, drift: { baseline: 'reference' } });

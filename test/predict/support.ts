@@ -135,7 +135,7 @@ export async function predictFixture(settings: Partial<InferenceSettings> = {}):
         metrics: fixture.metrics,
         settings: { modelCacheDir: cacheDir, ...settings, ...next },
       });
-      await setInferenceService(fixture.service);
+      await setInferenceService(fixture.service, other ?? store);
       return fixture.service;
     },
     async cleanup() {
