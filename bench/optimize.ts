@@ -12,7 +12,7 @@
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { buildConvNet, buildMlp } from '../dev/onnx-builder';
-import { REAL_MODELS, syntheticSpeech, syntheticTextImage } from '../dev/real-models';
+import { REAL_MODELS, textImageFeed, vadFeed } from '../dev/real-models';
 import { inspectModel } from '../shared/onnx/inspect';
 import {
   buildCandidate,
@@ -210,28 +210,8 @@ function givenInputs(
 
 const textImages =
   (height: number, width: number) =>
-  (batch: number, seed: number): InputFeed => [
-    {
-      name: 'x',
-      datatype: 'FP32',
-      shape: [batch, 3, height, width],
-      data: syntheticTextImage({ batch, height, width, seed }),
-    },
-  ];
-
-function speech(batch: number, seed: number): InputFeed {
-  return [
-    {
-      name: 'input',
-      datatype: 'FP32',
-      shape: [batch, 1536],
-      data: syntheticSpeech({ batch, samples: 1536, seed }),
-    },
-    { name: 'sr', datatype: 'INT64', shape: [], data: BigInt64Array.from([16000n]) },
-    { name: 'h', datatype: 'FP32', shape: [2, batch, 64], data: new Float32Array(2 * batch * 64) },
-    { name: 'c', datatype: 'FP32', shape: [2, batch, 64], data: new Float32Array(2 * batch * 64) },
-  ];
-}
+  (batch: number, seed: number): InputFeed =>
+    textImageFeed(batch, height, width, seed);
 
 /** The real models: PaddleOCR det/rec/cls on text-like images, Silero VAD on speech-like audio. */
 async function benchRealModels(): Promise<Row[]> {
@@ -290,7 +270,7 @@ async function benchRealModels(): Promise<Row[]> {
         { technique: 'fp16' },
       ],
       10,
-      givenInputs(speech, 16),
+      givenInputs(vadFeed, 16),
     )),
   );
   return rows;

@@ -14,6 +14,7 @@
  * on a light page, which it does respond to.
  */
 import * as path from 'node:path';
+import type { InputFeed } from '../shared/optimize/inputs';
 import { mulberry32 } from '../shared/util/random';
 
 // The packages export no package.json subpath to resolve from: their install location is fixed.
@@ -100,4 +101,51 @@ export function syntheticSpeech(o: { batch: number; samples: number; seed: numbe
     }
   }
   return out;
+}
+
+/**
+ * One feed of {@link syntheticTextImage}s for the PaddleOCR models (input `x`, NCHW).
+ *
+ * @example
+ * ```ts
+ * const feed = textImageFeed(1, 48, 192, 7);
+ * ```
+ */
+export function textImageFeed(
+  batch: number,
+  height: number,
+  width: number,
+  seed: number,
+  name = 'x',
+): InputFeed {
+  return [
+    {
+      name,
+      datatype: 'FP32',
+      shape: [batch, 3, height, width],
+      data: syntheticTextImage({ batch, height, width, seed }),
+    },
+  ];
+}
+
+/**
+ * One feed for Silero VAD: {@link syntheticSpeech} frames of 1536 samples at 16 kHz and zero LSTM state.
+ *
+ * @example
+ * ```ts
+ * const feed = vadFeed(2, 3);
+ * ```
+ */
+export function vadFeed(batch: number, seed: number): InputFeed {
+  return [
+    {
+      name: 'input',
+      datatype: 'FP32',
+      shape: [batch, 1536],
+      data: syntheticSpeech({ batch, samples: 1536, seed }),
+    },
+    { name: 'sr', datatype: 'INT64', shape: [], data: BigInt64Array.from([16000n]) },
+    { name: 'h', datatype: 'FP32', shape: [2, batch, 64], data: new Float32Array(2 * batch * 64) },
+    { name: 'c', datatype: 'FP32', shape: [2, batch, 64], data: new Float32Array(2 * batch * 64) },
+  ];
 }

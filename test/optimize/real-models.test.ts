@@ -10,7 +10,13 @@ import type { GraphProto, ModelProto } from 'onnx-buf';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildBatchNormConstantNet, buildConvNet, buildIfModel } from '../../dev/onnx-builder';
-import { REAL_MODELS, syntheticSpeech, syntheticTextImage } from '../../dev/real-models';
+import {
+  REAL_MODELS,
+  syntheticSpeech,
+  syntheticTextImage,
+  textImageFeed,
+  vadFeed,
+} from '../../dev/real-models';
 import { calibrateRanges } from '../../shared/onnx/calibrate';
 import { decodeModel, encodeModel } from '../../shared/onnx/codec';
 import { makeGraph, makeModel, makeNode, makeValueInfo } from '../../shared/onnx/construct';
@@ -32,30 +38,8 @@ import { ensureOnnxChecker, onnxCheckerErrors } from './onnx-checker';
 const read = (file: string): Uint8Array => new Uint8Array(readFileSync(file));
 const lineage = { model: 'm', version: 1 };
 
-function image(batch: number, height: number, width: number, seed: number, name = 'x'): InputFeed {
-  return [
-    {
-      name,
-      datatype: 'FP32',
-      shape: [batch, 3, height, width],
-      data: syntheticTextImage({ batch, height, width, seed }),
-    },
-  ];
-}
-
-function vadFeed(batch: number, seed: number): InputFeed {
-  return [
-    {
-      name: 'input',
-      datatype: 'FP32',
-      shape: [batch, 1536],
-      data: syntheticSpeech({ batch, samples: 1536, seed }),
-    },
-    { name: 'sr', datatype: 'INT64', shape: [], data: BigInt64Array.from([16000n]) },
-    { name: 'h', datatype: 'FP32', shape: [2, batch, 64], data: new Float32Array(2 * batch * 64) },
-    { name: 'c', datatype: 'FP32', shape: [2, batch, 64], data: new Float32Array(2 * batch * 64) },
-  ];
-}
+const image = (batch: number, height: number, width: number, seed: number, name = 'x'): InputFeed =>
+  textImageFeed(batch, height, width, seed, name);
 
 /** Worst cosine over the float outputs of two models on the same feeds. */
 async function agreement(parent: Uint8Array, candidate: Uint8Array, feeds: InputFeed[]): Promise<number> {
