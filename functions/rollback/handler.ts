@@ -7,6 +7,7 @@ import {
   actorOf,
   apiKeyAuth,
   type HttpEvent,
+  type HttpResult,
   httpErrors,
   json,
   jsonBody,
@@ -15,34 +16,38 @@ import {
   refuseWhenMisconfigured,
   route,
 } from '../lib/http';
+import { idempotentRoute } from '../lib/idempotency';
 import { getRegistry, getRuntimeSettings } from '../lib/runtime';
 import { optionalString, parseCanary, precondition } from './requests';
 
 type Result = APIGatewayProxyResultV2;
 
-function aliasResponse(status: number, record: AliasRecord): Result {
+function aliasResponse(status: number, record: AliasRecord): HttpResult {
   return json(status, record, { etag: `"${record.etag}"` });
 }
 
 const routes: Route<HttpEvent, Result>[] = [
-  route('PUT', '/models/{name}/aliases/{alias}', async (event) => {
-    const body = jsonBody(event);
-    const canary = parseCanary(body);
-    const reason = optionalString(body, 'reason');
-    const ifMatch = precondition(event);
-    const record = await getRegistry().setAlias(
-      pathParam(event, 'name'),
-      pathParam(event, 'alias'),
-      parseVersionNumber(body.version),
-      {
-        actor: actorOf(event),
-        ...(reason !== undefined ? { reason } : {}),
-        ...(ifMatch !== undefined ? { ifMatch } : {}),
-        ...(canary ? { canary } : {}),
-      },
-    );
-    return aliasResponse(record.revision === 1 ? 201 : 200, record);
-  }),
+  route('PUT', '/models/{name}/aliases/{alias}', (event) =>
+    idempotentRoute(event, async (requestId) => {
+      const body = jsonBody(event);
+      const canary = parseCanary(body);
+      const reason = optionalString(body, 'reason');
+      const ifMatch = precondition(event);
+      const record = await getRegistry().setAlias(
+        pathParam(event, 'name'),
+        pathParam(event, 'alias'),
+        parseVersionNumber(body.version),
+        {
+          actor: actorOf(event),
+          ...(reason !== undefined ? { reason } : {}),
+          ...(ifMatch !== undefined ? { ifMatch } : {}),
+          ...(canary ? { canary } : {}),
+          ...(requestId ? { requestId } : {}),
+        },
+      );
+      return aliasResponse(record.revision === 1 ? 201 : 200, record);
+    }),
+  ),
   route('DELETE', '/models/{name}/aliases/{alias}', async (event) => {
     const [name, alias] = [pathParam(event, 'name'), pathParam(event, 'alias')];
     const current = await getRegistry().getAlias(name, alias);
@@ -56,22 +61,25 @@ const routes: Route<HttpEvent, Result>[] = [
     await getRegistry().deleteAlias(name, alias, { actor: actorOf(event), ...(reason ? { reason } : {}) });
     return json(200, { deleted: true, name, alias, version: current.version });
   }),
-  route('POST', '/models/{name}/rollback', async (event) => {
-    const body = jsonBody(event);
-    const reason = optionalString(body, 'reason');
-    const ifMatch = precondition(event);
-    const record = await getRegistry().rollback(
-      pathParam(event, 'name'),
-      optionalString(body, 'alias') ?? 'production',
-      {
-        actor: actorOf(event),
-        ...(reason ? { reason } : {}),
-        ...(body.to !== undefined ? { to: parseVersionNumber(body.to) } : {}),
-        ...(typeof ifMatch === 'string' ? { ifMatch } : {}),
-      },
-    );
-    return aliasResponse(200, record);
-  }),
+  route('POST', '/models/{name}/rollback', (event) =>
+    idempotentRoute(event, async (requestId) => {
+      const body = jsonBody(event);
+      const reason = optionalString(body, 'reason');
+      const ifMatch = precondition(event);
+      const record = await getRegistry().rollback(
+        pathParam(event, 'name'),
+        optionalString(body, 'alias') ?? 'production',
+        {
+          actor: actorOf(event),
+          ...(reason ? { reason } : {}),
+          ...(body.to !== undefined ? { to: parseVersionNumber(body.to) } : {}),
+          ...(typeof ifMatch === 'string' ? { ifMatch } : {}),
+          ...(requestId ? { requestId } : {}),
+        },
+      );
+      return aliasResponse(200, record);
+    }),
+  ),
   route('POST', '/models/{name}/versions/{version}/status', async (event) => {
     const body = jsonBody(event);
     const reason = optionalString(body, 'reason');

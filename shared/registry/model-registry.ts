@@ -547,12 +547,18 @@ export class ModelRegistry {
   }
 
   /** Appends one event to a model's history (create-only, so an event is never overwritten). */
-  async appendEvent(name: string, event: Omit<HistoryEvent, 'id'>): Promise<HistoryEvent> {
-    const id = `${event.type}-${event.revision ?? 0}-${randomBytes(6).toString('hex')}`;
+  async appendEvent(
+    name: string,
+    event: Omit<HistoryEvent, 'id'>,
+    /** An idempotent request's id: the event's id derives from it, and a second append is a no-op. */
+    requestId?: string,
+  ): Promise<HistoryEvent> {
+    const id = `${event.type}-${event.revision ?? 0}-${requestId?.slice(0, 12) ?? randomBytes(6).toString('hex')}`;
     const full: HistoryEvent = { id, ...event };
     const { created } = await createJson(this.store, layout.historyEvent(name, event.time, id), full, {
       readExisting: false,
     });
+    if (!created && requestId !== undefined) return full;
     // Ids carry 48 random bits: a collision is a bug somewhere, never a race to absorb.
     if (!created) throw new ConflictError(`history event ${id} of ${name} already exists`, { name, id });
     await this.options.onEvent?.(name, full).catch(() => undefined);
@@ -685,10 +691,12 @@ export class ModelRegistry {
     next: (current: StoredAlias | undefined) => Pick<StoredAlias, 'version' | 'previous' | 'canary'>,
   ): Promise<AliasRecord> {
     assertModelName(name);
-    const { doc, etag, previous } = await updateJson<StoredAlias>(
+    const { doc, etag, previous, written } = await updateJson<StoredAlias>(
       this.store,
       layout.alias(name, alias),
       (found) => {
+        // This request's own move landed already (the failure came after it): not again.
+        if (options.requestId !== undefined && found?.doc.request?.id === options.requestId) return KEEP;
         // With ifMatch the caller's read must still be current: a lost race shows up here on the re-read.
         if (options.ifMatch !== undefined && (found?.etag ?? null) !== options.ifMatch) {
           throw new PreconditionFailedError(
@@ -711,22 +719,32 @@ export class ModelRegistry {
           actor: options.actor ?? 'unknown',
           ...(move.canary ? { canary: move.canary } : {}),
           ...(options.reason ? { reason: options.reason } : {}),
+          ...(options.requestId !== undefined
+            ? { request: { id: options.requestId, from: current?.version ?? null } }
+            : {}),
         };
       },
       { baseMs: 10, maxMs: 200 },
     );
     const record = doc as StoredAlias;
-    await this.appendEvent(name, {
-      type,
-      time: record.updatedAt,
-      actor: record.actor,
-      alias,
-      version: record.version,
-      from: previous?.doc.version ?? null,
-      revision: record.revision,
-      ...(record.reason ? { reason: record.reason } : {}),
-      ...(record.canary ? { details: { canary: record.canary } } : {}),
-    });
+    // A retry of an idempotent move finds its record already written: its history event gets the
+    // same key as the first attempt's (time and id follow from the record), so it lands once.
+    const from = written ? (previous?.doc.version ?? null) : (record.request?.from ?? null);
+    await this.appendEvent(
+      name,
+      {
+        type,
+        time: record.updatedAt,
+        actor: record.actor,
+        alias,
+        version: record.version,
+        from,
+        revision: record.revision,
+        ...(record.reason ? { reason: record.reason } : {}),
+        ...(record.canary ? { details: { canary: record.canary } } : {}),
+      },
+      record.request?.id,
+    );
     return { ...record, etag: etag as string };
   }
 

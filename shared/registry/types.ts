@@ -52,6 +52,11 @@ export interface AliasRecord {
   updatedAt: string;
   actor: string;
   reason?: string;
+  /**
+   * The idempotent request (`Idempotency-Key`) whose move wrote this record, if any, and the
+   * version the alias held before it (what the move's history event says it came from).
+   */
+  request?: { id: string; from: number | null };
   /** Store etag: pass it back as `ifMatch` for optimistic concurrency. */
   etag: string;
 }
@@ -132,6 +137,12 @@ export interface SetAliasOptions extends Attribution {
   ifMatch?: string | null;
   /** Route a share of the alias's traffic to another version. */
   canary?: CanarySplit;
+  /**
+   * Id of an idempotent request (shared/registry/idempotency.ts): when the alias's latest move
+   * already carries it, that move is this request's own (retried after a failure that followed
+   * the write) and is returned as it is, not made again.
+   */
+  requestId?: string;
 }
 
 export interface RollbackOptions extends Attribution {
@@ -139,4 +150,6 @@ export interface RollbackOptions extends Attribution {
   to?: number;
   /** Optimistic concurrency: roll back only if the alias still has this etag (else 412). */
   ifMatch?: string;
+  /** As {@link SetAliasOptions.requestId}: a retried rollback never rolls back twice. */
+  requestId?: string;
 }

@@ -3,12 +3,14 @@
  * (`#/`, `#/models/{name}`, `…/monitoring`, `…/optimizations`, `…/try`).
  */
 import type { ModelDescription } from '../../functions/catalog/describe';
+import type { Explanation } from '../../shared/explain/service';
 import type { TensorMetadata } from '../../shared/inference/service';
-import type { MonitorReport } from '../../shared/monitor/monitor';
+import type { MonitorReport } from '../../shared/monitor/report';
 import type { OptimizationJob } from '../../shared/optimize/jobs';
 import type { AliasRecord, HistoryEvent, ModelSummary, ModelVersion } from '../../shared/registry/types';
 import { ApiError, allPages, api, apiKey, setApiKey } from './api';
 import { h, num, table, time } from './dom';
+import { explanationView } from './explain';
 import { monitoringCharts, RANGES } from './monitoring';
 import { versionsSection } from './versions';
 import './style.css';
@@ -650,10 +652,45 @@ async function tryPage(name: string): Promise<void> {
       ),
     );
   });
+  // The explain route takes one numeric input (docs/api/predict.md#explain).
+  const explainable = meta.inputs.length === 1 && meta.inputs[0]!.datatype !== 'BYTES';
+  const imageShaped = explainable && defaultShape(meta.inputs[0]!.shape).length >= 3;
+  const explainControls = explainable
+    ? h(
+        'fieldset',
+        { id: 'explain-controls' },
+        h('legend', {}, 'Explanation'),
+        h(
+          'label',
+          { class: 'inline' },
+          h('input', { type: 'checkbox', name: 'explain', id: 'explain' }),
+          ` Explain the prediction (${imageShaped ? 'occlusion' : 'Kernel SHAP'}, on the primary version)`,
+        ),
+        h(
+          'label',
+          {},
+          'Baseline',
+          h(
+            'select',
+            { name: 'baseline' },
+            ...['auto', 'zeros', 'traffic'].map((b) => h('option', { value: b }, b)),
+          ),
+        ),
+        imageShaped
+          ? h(
+              'label',
+              {},
+              'Patch side (empty: default)',
+              h('input', { name: 'patch', type: 'number', min: 1 }),
+            )
+          : null,
+      )
+    : h('p', { class: 'muted' }, 'Explanations need a model with exactly one numeric input.');
   const form = h(
     'form',
     { id: 'try-form' },
     ...fields,
+    explainControls,
     h('button', { type: 'submit', class: 'primary' }, 'Predict'),
   ) as HTMLFormElement;
   form.addEventListener('submit', (e) => {
@@ -679,11 +716,19 @@ async function tryPage(name: string): Promise<void> {
           data: values,
         };
       });
+      const explain = data.get('explain') === 'on';
+      const parameters: Record<string, unknown> = {
+        explain_baseline: String(data.get('baseline') ?? 'auto'),
+      };
+      if (data.get('patch')) parameters.explain_patch = Number(data.get('patch'));
       try {
         const res = await api<{
           model_version: string;
           outputs: { name: string; datatype: string; shape: number[]; data: unknown[] }[];
-        }>('POST', `/v2/models/${enc(name)}/infer`, { json: { inputs } });
+          explanation?: Explanation;
+        }>('POST', `/v2/models/${enc(name)}/${explain ? 'explain' : 'infer'}`, {
+          json: explain ? { inputs, parameters } : { inputs },
+        });
         result.replaceChildren(
           h('p', {}, `answered by version ${res.model_version}`),
           table(
@@ -703,6 +748,7 @@ async function tryPage(name: string): Promise<void> {
             ]),
             { class: 'data' },
           ),
+          res.explanation ? explanationView(res.explanation, inputs[0]!.data) : '',
         );
       } catch (err) {
         result.replaceChildren(errorBox(err));

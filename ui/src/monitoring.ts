@@ -1,4 +1,4 @@
-import type { MonitorReport, VersionReport } from '../../shared/monitor/monitor';
+import type { MonitorReport, VersionReport } from '../../shared/monitor/report';
 import { type Line, timeChart } from './charts';
 import { h } from './dom';
 
