@@ -1,7 +1,8 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import httpRouterHandler, { type Route } from '@middy/http-router';
-import type { APIGatewayProxyResultV2 } from 'aws-lambda';
+import type { APIGatewayProxyResultV2, Context } from 'aws-lambda';
+import { type AsyncWorkerEvent, isAsyncWorkerEvent } from '../../shared/inference';
 import {
   type HttpEvent,
   type HttpResult,
@@ -12,6 +13,7 @@ import {
   pathParam,
   refuseWhenMisconfigured,
 } from '../lib/http';
+import { asyncOutput, asyncStatus, createAsyncInput, submitAsync, worker } from './async';
 import { explain, wantsExplanation } from './explain';
 import { inferBody, inferResponse, predictError } from './http';
 import { getInferenceService, logger } from './runtime';
@@ -58,6 +60,11 @@ const routes: HttpRoute[] = [
   { method: 'POST', path: '/v2/models/{name}/versions/{version}/infer', handler: infer },
   { method: 'POST', path: '/v2/models/{name}/explain', handler: explain },
   { method: 'POST', path: '/v2/models/{name}/versions/{version}/explain', handler: explain },
+  { method: 'POST', path: '/v2/models/{name}/infer-async', handler: submitAsync },
+  { method: 'POST', path: '/v2/models/{name}/versions/{version}/infer-async', handler: submitAsync },
+  { method: 'POST', path: '/v2/async/inputs', handler: createAsyncInput },
+  { method: 'GET', path: '/v2/async/{id}', handler: asyncStatus },
+  { method: 'GET', path: '/v2/async/{id}/output', handler: asyncOutput },
 ];
 
 /**
@@ -65,7 +72,7 @@ const routes: HttpRoute[] = [
  * The core (and with it every predict setting) is built before the first request is routed: a
  * misconfigured container answers every request with a 500 `misconfigured`.
  */
-export const handler = middy<HttpEvent, APIGatewayProxyResultV2>()
+export const httpHandler = middy<HttpEvent, APIGatewayProxyResultV2>()
   .use(injectLambdaContext(logger, { resetKeys: true }))
   .use(httpErrors({ logger, toHttp: predictError }))
   .use(refuseWhenMisconfigured(getInferenceService))
@@ -75,3 +82,15 @@ export const handler = middy<HttpEvent, APIGatewayProxyResultV2>()
       notFoundResponse: notFoundRoute,
     }),
   );
+
+/**
+ * The predict function's entry: API Gateway events go to the routes; the asynchronous invoke
+ * of the `predict-async` function (same code, `{maasAsyncInference: {id}}`) to the worker.
+ */
+export async function handler(
+  event: HttpEvent | AsyncWorkerEvent,
+  context: Context,
+): Promise<APIGatewayProxyResultV2 | { id: string; status: string }> {
+  if (isAsyncWorkerEvent(event)) return worker(event, context);
+  return httpHandler(event, context);
+}

@@ -1,11 +1,19 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { LogAttributes } from '@aws-lambda-powertools/logger/types';
+import { LambdaClient } from '@aws-sdk/client-lambda';
 import { explainSettingsFromEnv } from '../../shared/explain';
-import { type InferenceLogger, type InferenceObserver, InferenceService } from '../../shared/inference';
+import {
+  AsyncInferenceService,
+  asyncSettingsFromEnv,
+  type InferenceLogger,
+  type InferenceObserver,
+  InferenceService,
+} from '../../shared/inference';
 import { type CaptureObserver, createCaptureObserver } from '../../shared/monitor/capture';
 import { createRequestMetrics } from '../../shared/request-metrics';
-import { MisconfiguredError } from '../../shared/settings';
+import { getStringFromEnv, MisconfiguredError } from '../../shared/settings';
 import type { ObjectStore } from '../../shared/store';
+import { invokeEvent } from '../../shared/util/lambda-event';
 import { getRegistry, getStore, reportMisconfigured } from '../lib/runtime';
 import { onShutdown } from '../lib/shutdown';
 
@@ -44,9 +52,11 @@ export function getInferenceService(): InferenceService {
   if (misconfigured) throw misconfigured;
   if (!service) {
     try {
-      // Explanations read their limits (MAAS_EXPLAIN_*) per request; checked here too, so that an
-      // invalid one refuses every request from the start like the core's own settings.
+      // Explanations and asynchronous requests read their limits (MAAS_EXPLAIN_*, MAAS_ASYNC_*) on
+      // use; checked here too, so that an invalid one refuses every request from the start like
+      // the core's own settings.
       explainSettingsFromEnv();
+      asyncSettingsFromEnv();
       // Monitoring's data capture is on unless MAAS_CAPTURE=false; built once per container.
       capture ??= createCaptureObserver(getStore()) ?? null;
       const all = capture ? [capture, ...observers] : [...observers];
@@ -99,4 +109,37 @@ export function getPredictStore(): ObjectStore {
 export function addInferenceObserver(observer: InferenceObserver): void {
   observers.push(observer);
   service?.addObserver(observer);
+}
+
+let asyncService: AsyncInferenceService | undefined;
+let asyncFor: InferenceService | undefined;
+
+/**
+ * The container's asynchronous inference core, on the same inference core and store as
+ * synchronous requests. The worker is `MAAS_ASYNC_WORKER_FUNCTION` (invoked asynchronously) on
+ * AWS; under serverless-offline (`IS_OFFLINE`), in tests and plain Node runs happen in-process.
+ * @example
+ * const record = await getAsyncInference().submit('iris', undefined, { inputKey });
+ */
+export function getAsyncInference(): AsyncInferenceService {
+  const inference = getInferenceService();
+  if (!asyncService || asyncFor !== inference) {
+    const worker = process.env.IS_OFFLINE
+      ? undefined
+      : getStringFromEnv({ key: 'MAAS_ASYNC_WORKER_FUNCTION', defaultValue: undefined });
+    const lambda = worker ? new LambdaClient({}) : undefined;
+    asyncService = new AsyncInferenceService({
+      store: getPredictStore(),
+      inference,
+      logger: coreLogger,
+      ...(worker && lambda
+        ? {
+            dispatch: (id: string) =>
+              invokeEvent(lambda, worker, { maasAsyncInference: { id } }, 'the async inference worker'),
+          }
+        : {}),
+    });
+    asyncFor = inference;
+  }
+  return asyncService;
 }

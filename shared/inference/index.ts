@@ -1,3 +1,4 @@
+export * from './async';
 export * from './codec';
 export * from './config';
 export * from './logger';

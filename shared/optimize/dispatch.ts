@@ -10,9 +10,9 @@
  * {@link createDispatcher} picks one from the environment (see there).
  */
 import { Logger } from '@aws-lambda-powertools/logger';
-import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
-import { MaasError } from '../errors';
+import { LambdaClient } from '@aws-sdk/client-lambda';
 import { getStringFromEnv } from '../settings';
+import { invokeEvent } from '../util/lambda-event';
 import type { JobRef } from './worker';
 
 /** The port. */
@@ -56,25 +56,7 @@ export class LambdaEventDispatcher implements OptimizationDispatcher {
 
   async dispatch(ref: JobRef): Promise<void> {
     const payload: WorkerEvent = { maasOptimizeJob: ref };
-    try {
-      const out = await this.client.send(
-        new InvokeCommand({
-          FunctionName: this.functionName,
-          InvocationType: 'Event',
-          Payload: new TextEncoder().encode(JSON.stringify(payload)),
-        }),
-      );
-      // Event invocations answer 202 once Lambda has queued the event.
-      if (out.StatusCode !== undefined && out.StatusCode !== 202)
-        throw new Error(`Lambda answered ${out.StatusCode}`);
-    } catch (e) {
-      throw new MaasError(
-        'unavailable',
-        `could not start the optimize worker ${this.functionName}: ${e instanceof Error ? e.message : String(e)}`,
-        undefined,
-        { cause: e },
-      );
-    }
+    await invokeEvent(this.client, this.functionName, payload, 'the optimize worker');
   }
 }
 
