@@ -1,19 +1,22 @@
 import { InvalidArgumentError } from '../../shared/errors';
 import { type BaselineData, createBaselineFromData } from '../../shared/monitor/baseline';
+import { isMonitorBatchEvent, type MonitorBatchEvent } from '../../shared/monitor/fanout';
 import { putPolicyOverride } from '../../shared/monitor/policy';
 import { latestReport } from '../../shared/monitor/report';
 import { logger } from '../lib/logger';
 import { getStore } from '../lib/runtime';
 import { sweepEvents } from './events-sweep';
+import { runBatch, runScheduled, type ScheduledRunResult } from './fanout';
 import { type MonitorRunSummary, runMonitorHere } from './run';
 
 /**
  * What the function accepts besides HTTP: an EventBridge schedule event (anything without
- * `action`) runs the monitor over every model; direct invocations may name models or ask for
- * other actions.
+ * `action`) runs the monitor over every model, fanned out in batches (functions/monitor/fanout.ts);
+ * a batch event is one worker's share; direct invocations may name models or ask for other actions.
  */
 export type MonitorEvent =
   | { action?: 'run'; models?: string[]; graceSeconds?: number }
+  | MonitorBatchEvent
   | ({ action: 'baseline'; model: string; version: number } & BaselineData)
   | { action: 'policy'; model: string; policy: unknown }
   | { action: 'report'; model: string };
@@ -27,7 +30,14 @@ export type MonitorEvent =
  * await monitorAction({ action: 'report', model: 'iris' });
  * ```
  */
-export async function monitorAction(event: MonitorEvent): Promise<unknown> {
+export async function monitorAction(
+  event: MonitorEvent,
+  context?: { getRemainingTimeInMillis(): number },
+): Promise<unknown> {
+  if ('maasMonitorBatch' in event) {
+    if (!isMonitorBatchEvent(event)) throw new InvalidArgumentError('malformed monitor batch');
+    return failOnFailures(await runBatch(event.maasMonitorBatch, context?.getRemainingTimeInMillis()));
+  }
   switch (event.action) {
     case 'baseline': {
       const doc = await createBaselineFromData(getStore(), event.model, event.version, event);
@@ -51,27 +61,37 @@ export async function monitorAction(event: MonitorEvent): Promise<unknown> {
         !(Array.isArray(event.models) && event.models.every((m) => typeof m === 'string'))
       )
         throw new InvalidArgumentError('models must be an array of model names');
-      const summary: MonitorRunSummary = await runMonitorHere({
-        ...(event.models ? { models: event.models } : {}),
-        ...(typeof event.graceSeconds === 'number' ? { graceSeconds: event.graceSeconds } : {}),
-      });
+      const graceSeconds = typeof event.graceSeconds === 'number' ? { graceSeconds: event.graceSeconds } : {};
+      if (event.models)
+        return failOnFailures(await runMonitorHere({ models: event.models, ...graceSeconds }));
+      const run: ScheduledRunResult = await runScheduled(graceSeconds);
       // The full scheduled run also retries registry events whose publication failed
       // (docs/api/events.md); its trouble is logged, never fatal.
-      const eventsSweep = event.models
-        ? undefined
-        : await sweepEvents().catch((e: unknown) => ({ error: String((e as Error)?.message ?? e) }));
-      if (eventsSweep && 'error' in eventsSweep) logger.error('event sweep', { details: eventsSweep.error });
-      const failed = summary.models.filter((m) => m.status === 'failed');
+      const eventsSweep = await sweepEvents().catch((e: unknown) => ({
+        error: String((e as Error)?.message ?? e),
+      }));
+      if ('error' in eventsSweep) logger.error('event sweep', { details: eventsSweep.error });
+      const failed = run.results?.failed ?? [];
       // Fail the invocation (Lambda's Errors metric, alarms) once every model had its turn.
       if (failed.length > 0)
         throw new Error(
-          `monitor run ${summary.runId} failed for ${failed.map((m) => `${m.model} (${m.error})`).join(', ')}`,
+          `monitor run ${run.runId} failed for ${failed.map((m) => `${m.model} (${m.error})`).join(', ')}`,
         );
-      return eventsSweep ? { ...summary, eventsSweep } : summary;
+      return { ...run, eventsSweep };
     }
     default:
       throw new InvalidArgumentError(
         `unknown action ${JSON.stringify((event as { action?: unknown }).action)}`,
       );
   }
+}
+
+/** Fails the invocation (Lambda's Errors metric, alarms; a batch is retried) once every model had its turn. */
+function failOnFailures(summary: MonitorRunSummary): MonitorRunSummary {
+  const failed = summary.models.filter((m) => m.status === 'failed');
+  if (failed.length > 0)
+    throw new Error(
+      `monitor run ${summary.runId} failed for ${failed.map((m) => `${m.model} (${m.error})`).join(', ')}`,
+    );
+  return summary;
 }

@@ -50,5 +50,5 @@ const httpHandler = middy<HttpEvent, APIGatewayProxyResultV2>()
 export async function handler(event: MonitorEvent | HttpEvent, context: Context): Promise<unknown> {
   if (event && typeof event === 'object' && 'routeKey' in event && 'requestContext' in event)
     return httpHandler(event, context);
-  return monitorAction((event ?? {}) as MonitorEvent);
+  return monitorAction((event ?? {}) as MonitorEvent, context);
 }

@@ -10,6 +10,8 @@ import { getRegistry, getStore } from '../lib/runtime';
 /** What a run answers: where the reports are, not the reports themselves. */
 export interface MonitorRunSummary {
   runId: string;
+  /** Models not started before the deadline (see {@link runMonitorHere}). */
+  remaining?: string[];
   models: (Pick<ModelRunResult, 'model' | 'status' | 'conflicts' | 'reportKey' | 'error'> & {
     actions: MonitorAction[];
   })[];
@@ -25,7 +27,7 @@ export interface MonitorRunSummary {
  * ```
  */
 export async function runMonitorHere(
-  request: { models?: string[]; graceSeconds?: number } = {},
+  request: { models?: string[]; graceSeconds?: number; now?: Date; runId?: string; deadline?: number } = {},
 ): Promise<MonitorRunSummary> {
   const env = process.env;
   const result = await runMonitor({
@@ -39,6 +41,9 @@ export async function runMonitorHere(
     maxFiles: numberSetting(env, 'MAAS_MONITOR_MAX_FILES', 5000, { min: 1 }),
     policy: policyFromEnv(env),
     ...(request.models ? { models: request.models } : {}),
+    ...(request.now ? { now: () => request.now! } : {}),
+    ...(request.runId ? { runId: request.runId } : {}),
+    ...(request.deadline !== undefined ? { deadline: request.deadline } : {}),
     logger: (message, details) => logger.error(message, { details }),
   });
   const models = result.models.map(({ model, status, conflicts, reportKey, report, error }) => ({
@@ -49,5 +54,5 @@ export async function runMonitorHere(
     ...(error ? { error } : {}),
     actions: report?.actions ?? [],
   }));
-  return { runId: result.runId, models };
+  return { runId: result.runId, models, ...(result.remaining ? { remaining: result.remaining } : {}) };
 }

@@ -153,33 +153,58 @@ export function versionReport(
 export function scoreFeedback(
   records: readonly FeedbackFile['records'][number][],
 ): Map<number, QualityStats> {
-  const acc = new Map<
+  const score = new FeedbackScore();
+  score.add(records);
+  return score.result();
+}
+
+/**
+ * Running sums behind {@link scoreFeedback}, fed one feedback file at a time: a window's memory
+ * is a few numbers per version, never the records of all its feedback files.
+ *
+ * @example
+ * ```ts
+ * const score = new FeedbackScore();
+ * for (const file of files) score.add(file.records);
+ * score.result().get(1); // { kind: 'class', n: 40, accuracy: 0.95 }
+ * ```
+ */
+export class FeedbackScore {
+  private readonly acc = new Map<
     number,
     { kind: 'class' | 'value'; n: number; correct: number; abs: number; sq: number }
   >();
-  for (const r of records) {
-    const a = acc.get(r.version) ?? { kind: r.kind, n: 0, correct: 0, abs: 0, sq: 0 };
-    for (let i = 0; i < r.predicted.length && i < r.target.length; i++) {
-      const p = r.predicted[i]!;
-      const t = r.target[i]!;
-      a.n++;
-      if (p === t) a.correct++;
-      a.abs += Math.abs(p - t);
-      a.sq += (p - t) ** 2;
+
+  /** Adds records (of any versions). */
+  add(records: readonly FeedbackFile['records'][number][]): void {
+    for (const r of records) {
+      const a = this.acc.get(r.version) ?? { kind: r.kind, n: 0, correct: 0, abs: 0, sq: 0 };
+      for (let i = 0; i < r.predicted.length && i < r.target.length; i++) {
+        const p = r.predicted[i]!;
+        const t = r.target[i]!;
+        a.n++;
+        if (p === t) a.correct++;
+        a.abs += Math.abs(p - t);
+        a.sq += (p - t) ** 2;
+      }
+      this.acc.set(r.version, a);
     }
-    acc.set(r.version, a);
   }
-  const out = new Map<number, QualityStats>();
-  for (const [v, a] of acc) {
-    if (a.n === 0) continue;
-    out.set(
-      v,
-      a.kind === 'class'
-        ? { kind: 'class', n: a.n, accuracy: a.correct / a.n }
-        : { kind: 'value', n: a.n, mae: a.abs / a.n, rmse: Math.sqrt(a.sq / a.n) },
-    );
+
+  /** Quality per version with at least one scored row. */
+  result(): Map<number, QualityStats> {
+    const out = new Map<number, QualityStats>();
+    for (const [v, a] of this.acc) {
+      if (a.n === 0) continue;
+      out.set(
+        v,
+        a.kind === 'class'
+          ? { kind: 'class', n: a.n, accuracy: a.correct / a.n }
+          : { kind: 'value', n: a.n, mae: a.abs / a.n, rmse: Math.sqrt(a.sq / a.n) },
+      );
+    }
+    return out;
   }
-  return out;
 }
 
 /**

@@ -1,16 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import type { ModelRegistry } from '../registry/model-registry';
 import type { AliasRecord } from '../registry/types';
-import { listAll, type ObjectInfoSummary, ObjectNotFoundError, type ObjectStore } from '../store';
+import { type ObjectInfoSummary, ObjectNotFoundError, type ObjectStore } from '../store';
 import { DocumentConflictError, KEEP, readJson, type StoredDocument, updateJson } from '../store/documents';
 import { mapLimit } from '../util/concurrency';
 import { type BaselineDoc, extendTrafficBaseline, readBaseline } from './baseline';
+import { modelsWithMonitoringData } from './fanout';
 import type { FeedbackFile } from './feedback';
 import { monitoringLayout, timeKey } from './layout';
 import { metricPoints } from './metric-points';
 import type { MonitorMetricsSink } from './metrics-sink';
 import { effectivePolicy, type RollbackPolicy } from './policy';
-import { type MonitorReport, scoreFeedback, type VersionReport, versionReport, writeReport } from './report';
+import { FeedbackScore, type MonitorReport, type VersionReport, versionReport, writeReport } from './report';
 import { applyRollbacks, recordBreaches } from './rollback-actions';
 import { evaluateRollbacks, type RoleEvaluation } from './rollback-evaluation';
 import {
@@ -67,8 +68,14 @@ export interface MonitorOptions {
   driftGroups?: number;
   /** Capture (and feedback) objects merged per model per run at most; a backlog beyond is left for the next runs (default 5000). */
   maxFiles?: number;
+  /**
+   * The run's time: its cutoff is `now() − graceSeconds`. Batches of one scheduled run share it,
+   * so a batch delivered twice merges nothing the second time (shared/monitor/fanout.ts).
+   */
   now?: () => Date;
   runId?: string;
+  /** Wall-clock time (epoch ms) after which no further model is started; those left are in `remaining`. */
+  deadline?: number;
   logger?: (message: string, details?: unknown) => void;
 }
 
@@ -88,6 +95,8 @@ export interface MonitorRunResult {
   runId: string;
   startedAt: string;
   models: ModelRunResult[];
+  /** Models not started because the `deadline` had passed (absent when every model had its turn). */
+  remaining?: string[];
 }
 
 const defaults = {
@@ -123,11 +132,18 @@ const STATE_ATTEMPTS = 4;
 export async function runMonitor(options: MonitorOptions): Promise<MonitorRunResult> {
   const o = { ...defaults, ...stripUndefined(options) };
   const now = options.now ?? (() => new Date());
-  const runId = options.runId ?? `${timeKey(now().getTime())}-${randomBytes(4).toString('hex')}`;
+  const runId = options.runId ?? newRunId(now());
   const startedAt = now().toISOString();
-  const models = options.models ?? (await modelsWithMonitoringData(o.store));
+  const models: Iterable<string> | AsyncIterable<string> =
+    options.models ?? modelsWithMonitoringData(o.store);
   const results: ModelRunResult[] = [];
-  for (const model of models) {
+  const remaining: string[] = [];
+  for await (const model of models) {
+    // Past the deadline no model is started: the caller hands the rest on (same cutoff, so no double count).
+    if (options.deadline !== undefined && (remaining.length > 0 || Date.now() >= options.deadline)) {
+      remaining.push(model);
+      continue;
+    }
     try {
       results.push(await monitorModel(model, { ...o, now, runId }));
     } catch (e) {
@@ -136,7 +152,7 @@ export async function runMonitor(options: MonitorOptions): Promise<MonitorRunRes
       results.push({ model, status: 'failed', conflicts: 0, error: String((e as Error)?.message ?? e) });
     }
   }
-  return { runId, startedAt, models: results };
+  return { runId, startedAt, models: results, ...(remaining.length > 0 ? { remaining } : {}) };
 }
 
 type ResolvedOptions = Required<
@@ -260,9 +276,11 @@ async function readWindow(
   const captureKeys = captureWindow.keys;
   const feedbackKeys = feedbackWindow.keys;
   if (captureKeys.length === 0 && feedbackKeys.length === 0) return undefined;
-  const feedbackFiles = await mapLimit(feedbackKeys, READ_CONCURRENCY, (k) =>
-    readJson<FeedbackFile>(store, k.key),
-  );
+  // Feedback is scored file by file, like captures below: nothing of a file outlives its turn.
+  const feedbackScore = new FeedbackScore();
+  await mapLimit(feedbackKeys, READ_CONCURRENCY, async (k) => {
+    feedbackScore.add((await readJson<FeedbackFile>(store, k.key))?.doc.records ?? []);
+  });
   const summaries = new Map<number, VersionSummary>();
   /** Only traffic routed through an alias: what rollbacks and traffic baselines are built from. */
   const byAlias = new Map<string, Map<number, VersionSummary>>();
@@ -291,7 +309,7 @@ async function readWindow(
       }
     }
   });
-  const quality = scoreFeedback(feedbackFiles.flatMap((f) => f?.doc.records ?? []));
+  const quality = feedbackScore.result();
   const aliases = await o.registry.listAliases(model).catch((e: unknown) => {
     if (e instanceof ObjectNotFoundError) return [] as AliasRecord[];
     throw e;
@@ -409,16 +427,6 @@ async function finishWindow(
   return { model, status: 'processed', conflicts, reportKey, report };
 }
 
-async function modelsWithMonitoringData(store: ObjectStore): Promise<string[]> {
-  const names = new Set<string>();
-  for (const root of [monitoringLayout.capturesRoot, monitoringLayout.feedbackRoot]) {
-    // One common prefix per model: small even with many files under each.
-    const { commonPrefixes } = await listAll(store, { prefix: root, delimiter: '/' });
-    for (const p of commonPrefixes) names.add(p.slice(root.length).replace(/\/$/, ''));
-  }
-  return [...names].sort();
-}
-
 /** A watermark that tolerates late writes: every key ≤ `after` is merged, and the keys in `seen` (all > `after`). */
 interface SeenCursor {
   after: string;
@@ -473,6 +481,15 @@ async function listWindow(
     kept = kept.slice(-MAX_SEEN_KEYS);
   }
   return { keys, next: { after, seen: kept } };
+}
+
+/**
+ * A fresh run id: the run's time (sortable) and 32 random bits.
+ * @example
+ * newRunId(new Date()); // '1764671234567-9f3a01bc'
+ */
+export function newRunId(at: Date): string {
+  return `${timeKey(at.getTime())}-${randomBytes(4).toString('hex')}`;
 }
 
 function stripUndefined<T extends object>(o: T): T {

@@ -158,6 +158,16 @@ describe('npm run package (offline)', () => {
     const monitor = rules.find((r) => JSON.stringify(target(r).Arn).includes('MonitorLambdaFunction'))!;
     expect(monitor.ScheduleExpression).toBe('rate(5 minutes)');
     expect(target(monitor).Input).toBeUndefined();
+    // The schedule fans out in batches of MAAS_MONITOR_BATCH_SIZE, one asynchronous self-invocation each,
+    // retried twice by Lambda when a batch fails (functions/monitor/fanout.ts).
+    const monitorFn = t.Resources[functionLogicalId('monitor')]!.Properties.Environment as {
+      Variables: Record<string, unknown>;
+    };
+    expect(monitorFn.Variables.MAAS_MONITOR_BATCH_SIZE).toBe('100');
+    const invokeConfigs = resourcesOfType(t, 'AWS::Lambda::EventInvokeConfig').map(([, c]) => c.Properties);
+    expect(invokeConfigs).toContainEqual(
+      expect.objectContaining({ FunctionName: { Ref: 'MonitorLambdaFunction' }, MaximumRetryAttempts: 2 }),
+    );
     const sweep = rules.find((r) => JSON.stringify(target(r).Arn).includes('OptimizeLambdaFunction'))!;
     expect(sweep.ScheduleExpression).toBe('rate(5 minutes)');
     expect(target(sweep).Arn).toEqual({ 'Fn::GetAtt': ['OptimizeLambdaFunction', 'Arn'] });
@@ -251,9 +261,10 @@ describe('npm run package (offline)', () => {
             `arn:\${AWS::Partition}:events:\${AWS::Region}:\${AWS::AccountId}:event-bus/maas-dev-events`,
           ]);
         } else if (actions.includes('lambda:InvokeFunction')) {
-          expect(key).toBe('optimize'); // it invokes its own worker (jobs, and the sweep's re-dispatches)
+          // Each invokes only itself: optimize its worker (jobs, the sweep's re-dispatches), monitor its batches.
+          expect(['optimize', 'monitor']).toContain(key);
           expect(resources).toEqual([
-            `arn:\${AWS::Partition}:lambda:\${AWS::Region}:\${AWS::AccountId}:function:maas-dev-optimize`,
+            `arn:\${AWS::Partition}:lambda:\${AWS::Region}:\${AWS::AccountId}:function:maas-dev-${key}`,
           ]);
         } else {
           throw new Error(`unexpected statement in ${roleId}: ${JSON.stringify(s)}`);

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import type { Context } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resetRuntime } from '../../functions/lib/runtime';
+import type { ScheduledRunResult } from '../../functions/monitor/fanout';
 import { handler, type MonitorEvent } from '../../functions/monitor/handler';
 import { CaptureObserver } from '../../shared/monitor/capture';
 import { monitoringLayout } from '../../shared/monitor/layout';
@@ -99,16 +100,25 @@ describe('monitor function (schedule + on-demand actions) and `maas monitor`', (
       time: new Date().toISOString(),
       detail: {},
     };
-    const res = (await invoke(scheduled)) as {
-      runId: string;
-      models: { model: string; status: string; reportKey?: string }[];
-    };
-    expect(res.models).toEqual([
-      expect.objectContaining({ model: 'fn', status: 'processed', conflicts: 0, actions: [] }),
-    ]);
+    const res = (await invoke(scheduled)) as ScheduledRunResult;
+    // Locally the batches run in this process: one model, one batch, processed.
+    expect(res).toMatchObject({
+      models: 1,
+      batches: 1,
+      dispatch: 'in-process',
+      results: { processed: 1, idle: 0, skipped: 0, failed: [] },
+    });
     // Optimize jobs are not the monitor's business (their sweep is the optimize function's schedule);
     // the registry's event sweep is, and without a configured sink it says so.
-    expect(Object.keys(res).sort()).toEqual(['eventsSweep', 'models', 'runId']);
+    expect(Object.keys(res).sort()).toEqual([
+      'at',
+      'batches',
+      'dispatch',
+      'eventsSweep',
+      'models',
+      'results',
+      'runId',
+    ]);
     expect((res as { eventsSweep?: unknown }).eventsSweep).toEqual({
       skipped: 'no event sink is configured',
     });
@@ -118,9 +128,12 @@ describe('monitor function (schedule + on-demand actions) and `maas monitor`', (
     expect(report.policy.primary).toBe(true); // the stored override applies
     expect(report.policy.thresholds.psi).toBeUndefined();
     expect(await readdir(path.join(dir, 'metrics', 'maas'))).toHaveLength(1);
-    expect(((await invoke({})) as { models: { status: string }[] }).models).toEqual([
-      expect.objectContaining({ status: 'idle' }),
-    ]);
+    expect(((await invoke({})) as ScheduledRunResult).results).toEqual({
+      processed: 0,
+      idle: 1,
+      skipped: 0,
+      failed: [],
+    });
   });
 
   it('a model with a broken policy fails alone: the others are processed, then the invocation fails', async () => {
