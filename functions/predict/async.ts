@@ -1,6 +1,14 @@
 import type { Context } from 'aws-lambda';
+import { PayloadTooLargeError } from '../../shared/errors';
 import { type AsyncWorkerEvent, parseAsyncSubmission } from '../../shared/inference';
-import { type HttpEvent, type HttpResult, json, jsonBody, pathParam } from '../lib/http';
+import {
+  type HttpEvent,
+  type HttpResult,
+  json,
+  jsonBody,
+  LAMBDA_SYNC_PAYLOAD_LIMIT,
+  pathParam,
+} from '../lib/http';
 import { getAsyncInference, logger } from './runtime';
 
 /**
@@ -29,7 +37,24 @@ export async function asyncStatus(event: HttpEvent): Promise<HttpResult> {
 
 /** `GET /v2/async/{id}/output`: the stored response (the file store's stand-in for a presigned link). */
 export async function asyncOutput(event: HttpEvent): Promise<HttpResult> {
-  const { body, contentType, headerLength } = await getAsyncInference().readOutput(pathParam(event, 'id'));
+  const { body, contentType, headerLength, size } = await getAsyncInference().readOutput(
+    pathParam(event, 'id'),
+  );
+  // On AWS the status hands out a presigned link instead; a body over Lambda's limit would fail opaquely.
+  if (
+    !process.env.IS_OFFLINE &&
+    Math.ceil(size / 3) * 4 > LAMBDA_SYNC_PAYLOAD_LIMIT &&
+    process.env.AWS_LAMBDA_FUNCTION_NAME
+  ) {
+    body.destroy();
+    throw new PayloadTooLargeError(
+      `the response (${size} bytes) is over Lambda's limit: fetch it with the link GET /v2/async/{id} returns`,
+      {
+        limit: LAMBDA_SYNC_PAYLOAD_LIMIT,
+        size,
+      },
+    );
+  }
   const chunks: Buffer[] = [];
   for await (const chunk of body as AsyncIterable<Buffer>) chunks.push(chunk);
   const bytes = Buffer.concat(chunks);

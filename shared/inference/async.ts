@@ -197,7 +197,9 @@ export function isAsyncWorkerEvent(event: unknown): event is AsyncWorkerEvent {
 export function parseAsyncSubmission(body: Record<string, unknown>): AsyncSubmission {
   const { inputKey, contentType, inferenceHeaderContentLength } = body;
   const name =
-    typeof inputKey === 'string' && inputKey.startsWith(ASYNC_INPUTS_PREFIX) ? inputKey.slice(13) : '';
+    typeof inputKey === 'string' && inputKey.startsWith(ASYNC_INPUTS_PREFIX)
+      ? inputKey.slice(ASYNC_INPUTS_PREFIX.length)
+      : '';
   if (!INPUT_NAME.test(name) || name.includes('..'))
     throw new InvalidArgumentError(
       `inputKey must be ${ASYNC_INPUTS_PREFIX}{name} as returned by POST /v2/async/inputs`,

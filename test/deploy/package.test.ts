@@ -31,6 +31,11 @@ const EXPECTED_ROUTES: Record<string, string> = {
   'POST /v2/models/{name}/versions/{version}/infer': 'predict',
   'POST /v2/models/{name}/explain': 'predict',
   'POST /v2/models/{name}/versions/{version}/explain': 'predict',
+  'POST /v2/models/{name}/infer-async': 'predict',
+  'POST /v2/models/{name}/versions/{version}/infer-async': 'predict',
+  'POST /v2/async/inputs': 'predict',
+  'GET /v2/async/{id}': 'predict',
+  'GET /v2/async/{id}/output': 'predict',
   'POST /models/{name}/uploads': 'registerVersion',
   'PUT /models/{name}/uploads/{id}': 'registerVersion',
   'POST /models/{name}/versions': 'registerVersion',
@@ -52,7 +57,16 @@ const EXPECTED_ROUTES: Record<string, string> = {
   'POST /models/{name}/feedback': 'feedback',
   'POST /models/{name}/monitor/runs': 'monitor',
 };
-const FUNCTIONS = ['predict', 'registerVersion', 'rollback', 'catalog', 'optimize', 'monitor', 'feedback'];
+const FUNCTIONS = [
+  'predict',
+  'predictAsync',
+  'registerVersion',
+  'rollback',
+  'catalog',
+  'optimize',
+  'monitor',
+  'feedback',
+];
 const LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024;
 
 let pkg: PackageResult;
@@ -261,10 +275,12 @@ describe('npm run package (offline)', () => {
             `arn:\${AWS::Partition}:events:\${AWS::Region}:\${AWS::AccountId}:event-bus/maas-dev-events`,
           ]);
         } else if (actions.includes('lambda:InvokeFunction')) {
-          // Each invokes only itself: optimize its worker (jobs, the sweep's re-dispatches), monitor its batches.
-          expect(['optimize', 'monitor']).toContain(key);
+          // Each invokes only its own worker: optimize itself (jobs, the sweep's re-dispatches), monitor
+          // itself (its batches), predict the asynchronous inference worker.
+          const worker = { optimize: 'optimize', monitor: 'monitor', predict: 'predictAsync' }[key];
+          expect(worker, key).toBeDefined();
           expect(resources).toEqual([
-            `arn:\${AWS::Partition}:lambda:\${AWS::Region}:\${AWS::AccountId}:function:maas-dev-${key}`,
+            `arn:\${AWS::Partition}:lambda:\${AWS::Region}:\${AWS::AccountId}:function:maas-dev-${worker}`,
           ]);
         } else {
           throw new Error(`unexpected statement in ${roleId}: ${JSON.stringify(s)}`);
@@ -292,6 +308,56 @@ describe('npm run package (offline)', () => {
         's3:GetObject bucket/monitoring/baselines/*',
         's3:GetObject bucket/references/*',
         's3:ListBucket bucket',
+        's3:PutObject bucket/monitoring/captures/*',
+        's3:PutObject bucket/monitoring/predictions/*',
+        // Asynchronous inference: signs input uploads, creates and reads request records, links responses.
+        's3:GetObject bucket/async/inputs/*',
+        's3:GetObject bucket/async/requests/*',
+        's3:GetObject bucket/async/outputs/*',
+        's3:PutObject bucket/async/inputs/*',
+        's3:PutObject bucket/async/requests/*',
+      ].sort(),
+    );
+  });
+
+  it('runs asynchronous inference in predictAsync: the predict code with 15 minutes, one retry, and only what a run touches', () => {
+    const fn = t.Resources[functionLogicalId('predictAsync')]!.Properties;
+    expect(fn.Handler).toBe('functions/predict/handler.handler');
+    expect(fn.Timeout).toBe(900);
+    const env = (fn.Environment as { Variables: Record<string, unknown> }).Variables;
+    expect(env.MAAS_ASYNC_TIMEOUT_SECONDS).toBe('900');
+    const predictEnv = (
+      t.Resources[functionLogicalId('predict')]!.Properties.Environment as {
+        Variables: Record<string, unknown>;
+      }
+    ).Variables;
+    expect(predictEnv.MAAS_ASYNC_WORKER_FUNCTION).toBe('maas-dev-predictAsync');
+    const config = resourcesOfType(t, 'AWS::Lambda::EventInvokeConfig').map(([, c]) => c.Properties);
+    expect(config).toEqual([
+      expect.objectContaining({
+        MaximumRetryAttempts: 1,
+        MaximumEventAgeInSeconds: 21600,
+        Qualifier: '$LATEST',
+      }),
+    ]);
+    const bucketArn = `arn:\${AWS::Partition}:s3:::${bucketNameSub()}`;
+    const grants = statementsOf('PredictAsyncRole')
+      .filter((s) => list(s.Action).every((a) => a.startsWith('s3:')))
+      .flatMap((s) =>
+        list(s.Action).flatMap((a) =>
+          resourceStrings(s.Resource).map((r) => `${a} ${r.replace(bucketArn, 'bucket')}`),
+        ),
+      )
+      .sort();
+    expect(grants).toEqual(
+      [
+        's3:GetObject bucket/blobs/*',
+        's3:GetObject bucket/models/*',
+        's3:GetObject bucket/async/inputs/*',
+        's3:GetObject bucket/async/requests/*',
+        's3:ListBucket bucket',
+        's3:PutObject bucket/async/outputs/*',
+        's3:PutObject bucket/async/requests/*',
         's3:PutObject bucket/monitoring/captures/*',
         's3:PutObject bucket/monitoring/predictions/*',
       ].sort(),
@@ -327,6 +393,7 @@ describe('npm run package (offline)', () => {
       'incoming/',
       'rejected/',
       'uploads/',
+      'async/',
       'monitoring/predictions/',
       'monitoring/captures/',
     ]) {
