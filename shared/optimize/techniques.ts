@@ -33,6 +33,7 @@ import {
   type StaticQuantizableOp,
 } from '../onnx/qdq';
 import {
+  cpuSaturatesInt8,
   QUANTIZABLE_OPS,
   type QuantizeDynamicOptions,
   type QuantizeReport,
@@ -369,7 +370,7 @@ export async function buildCandidate(
         perChannel: false,
         weightType: 'int8',
         opTypes: ['MatMul', 'Gemm'],
-        reduceRange: false,
+        reduceRange: cpuSaturatesInt8(),
         ...parameters.int8,
       };
     } else if (step === 'int8-static') {

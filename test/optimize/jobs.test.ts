@@ -77,7 +77,9 @@ describe('optimize function on S3 (RGW)', () => {
     const res = await call('POST', '/models/clf/versions/1/optimize', {
       techniques: ['int8', 'fp16', 'prune'],
       parameters: { int8: { perChannel: true }, prune: { sparsity: 0.02 } },
-      tolerances: sizeOnly,
+      // Looser than the defaults: on x86 CPUs without VNNI int8 uses 7-bit weights (reduceRange),
+      // which flips a near-tie among 128 random rows (top-1 0.984 measured on an AVX2-only EPYC).
+      tolerances: { ...sizeOnly, minCosine: 0.995, minTop1Agreement: 0.95 },
       alias: 'staging',
       evaluation: quick,
     });
@@ -94,7 +96,7 @@ describe('optimize function on S3 (RGW)', () => {
     expect(byTechnique.fp16?.status).toBe('registered');
     expect(byTechnique.int8?.evaluation?.size.ratio).toBeLessThan(0.27);
     expect(byTechnique.fp16?.evaluation?.size.ratio).toBeLessThanOrEqual(0.52);
-    expect(byTechnique.int8?.evaluation?.accuracy.worst.cosine).toBeGreaterThan(0.999);
+    expect(byTechnique.int8?.evaluation?.accuracy.worst.cosine).toBeGreaterThan(0.995);
     expect(byTechnique.int8?.evaluation?.latency.map((l) => l.batch)).toEqual([1, 32]);
     expect(job.report!.inputs).toEqual({ source: 'random', samples: 128, seed: 1 });
     // Pruning alone: as close as asked, but a dense file with zeros is neither smaller nor faster.
