@@ -1,5 +1,4 @@
-import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
-import { MaasError } from '../../shared/errors';
+import { LambdaClient } from '@aws-sdk/client-lambda';
 import {
   MAX_BATCH_SIZE,
   type MonitorBatch,
@@ -8,6 +7,7 @@ import {
 } from '../../shared/monitor/fanout';
 import { newRunId } from '../../shared/monitor/run';
 import { readSettings } from '../../shared/settings';
+import { invokeEvent } from '../../shared/util/lambda-event';
 import { getStore } from '../lib/runtime';
 import { type MonitorRunSummary, runMonitorHere } from './run';
 
@@ -41,25 +41,7 @@ export class LambdaBatchDispatcher implements BatchDispatcher {
 
   async dispatch(batch: MonitorBatch): Promise<void> {
     const payload: MonitorBatchEvent = { maasMonitorBatch: batch };
-    try {
-      const out = await this.client.send(
-        new InvokeCommand({
-          FunctionName: this.functionName,
-          InvocationType: 'Event',
-          Payload: new TextEncoder().encode(JSON.stringify(payload)),
-        }),
-      );
-      // Event invocations answer 202 once Lambda has queued the event.
-      if (out.StatusCode !== undefined && out.StatusCode !== 202)
-        throw new Error(`Lambda answered ${out.StatusCode}`);
-    } catch (e) {
-      throw new MaasError(
-        'unavailable',
-        `could not hand a monitor batch to ${this.functionName}: ${e instanceof Error ? e.message : String(e)}`,
-        undefined,
-        { cause: e },
-      );
-    }
+    await invokeEvent(this.client, this.functionName, payload, 'a monitor batch worker');
   }
 }
 

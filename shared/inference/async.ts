@@ -30,6 +30,7 @@ import { type ErrorBody, errorToHttp } from '../http/errors';
 import { readSettings, type SettingsReader } from '../settings';
 import { FileObjectStore, ObjectNotFoundError, type ObjectStore, S3ObjectStore } from '../store';
 import { createJson, KEEP, readJson, updateJson } from '../store/documents';
+import { SerialRunner } from '../util/concurrency';
 import { type InferenceLogger, silentLogger } from './logger';
 import type { InferenceService } from './service';
 
@@ -256,7 +257,7 @@ export class AsyncInferenceService {
   private readonly localOutputPath: (id: string) => string;
   private readonly logger: InferenceLogger;
   private readonly now: () => number;
-  private chain: Promise<void> = Promise.resolve();
+  private readonly runner: SerialRunner;
 
   constructor(options: AsyncInferenceOptions) {
     this.settings = { ...asyncSettingsFromEnv(), ...options.settings };
@@ -265,7 +266,14 @@ export class AsyncInferenceService {
     this.logger = options.logger ?? silentLogger;
     this.now = options.now ?? Date.now;
     this.localOutputPath = options.localOutputPath ?? ((id) => `/v2/async/${id}/output`);
-    this.dispatchId = options.dispatch ?? ((id) => this.runInProcess(id));
+    this.runner = new SerialRunner();
+    this.dispatchId =
+      options.dispatch ??
+      (async (id) =>
+        this.runner.enqueue(
+          () => this.run(id),
+          (e) => this.logger.error('async inference run failed', { id, error: String(e) }),
+        ));
   }
 
   /** Somewhere to put an input of at most `MAAS_ASYNC_MAX_INPUT_BYTES`. */
@@ -448,7 +456,7 @@ export class AsyncInferenceService {
 
   /** Resolves when every in-process run has finished (tests, graceful shutdown). */
   idle(): Promise<void> {
-    return this.chain;
+    return this.runner.idle();
   }
 
   private async read(id: string): Promise<AsyncRecord> {
@@ -456,24 +464,6 @@ export class AsyncInferenceService {
     const found = await readJson<AsyncRecord>(this.store, recordKey(id));
     if (!found) throw new NotFoundError(`no async request ${id}`, { id });
     return found.doc;
-  }
-
-  private runInProcess(id: string): Promise<void> {
-    this.chain = this.chain.then(
-      () =>
-        new Promise<void>((resolve) => {
-          setImmediate(() => {
-            this.run(id).then(
-              () => resolve(),
-              (e: unknown) => {
-                this.logger.error('async inference run failed', { id, error: String(e) });
-                resolve();
-              },
-            );
-          });
-        }),
-    );
-    return Promise.resolve();
   }
 
   private assertSize(size: number): void {

@@ -75,6 +75,9 @@ export interface QuantizeReport {
   weightBytesAfter: number;
 }
 
+/** {@link cpuSaturatesInt8}'s answer, once known (declared before `defaults`, which asks at load). */
+let saturates: boolean | undefined;
+
 const defaults: Required<QuantizeDynamicOptions> = {
   perChannel: false,
   weightType: 'int8',
@@ -93,12 +96,16 @@ const defaults: Required<QuantizeDynamicOptions> = {
  * ```
  */
 export function cpuSaturatesInt8(): boolean {
-  if (process.arch !== 'x64') return false;
+  // The CPU does not change under a running process: read /proc/cpuinfo once.
+  saturates ??= process.arch === 'x64' && !cpuHasVnni();
+  return saturates;
+}
+
+function cpuHasVnni(): boolean {
   try {
-    const flags = readFileSync('/proc/cpuinfo', 'utf8');
-    return !/\b(avx512_vnni|avx_vnni|amx_int8)\b/.test(flags);
+    return /\b(avx512_vnni|avx_vnni|amx_int8)\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
   } catch {
-    return false;
+    return true; // unknown (no /proc): keep onnxruntime's default, full-range weights
   }
 }
 

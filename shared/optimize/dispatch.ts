@@ -12,6 +12,7 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { getStringFromEnv } from '../settings';
+import { SerialRunner } from '../util/concurrency';
 import { invokeEvent } from '../util/lambda-event';
 import type { JobRef } from './worker';
 
@@ -72,7 +73,7 @@ const dispatchLogger = new Logger({ serviceName: 'maas-optimize' });
  */
 export class InProcessDispatcher implements OptimizationDispatcher {
   readonly kind = 'in-process';
-  private chain: Promise<void> = Promise.resolve();
+  private readonly runner = new SerialRunner();
 
   /** `run` must record its own failures (runOptimizationJob does); anything it throws is logged. */
   constructor(
@@ -83,25 +84,15 @@ export class InProcessDispatcher implements OptimizationDispatcher {
 
   async dispatch(ref: JobRef): Promise<void> {
     // Serialized: optimization is CPU-bound, two at once would only distort each other's latency numbers.
-    this.chain = this.chain.then(
-      () =>
-        new Promise<void>((resolve) => {
-          setImmediate(() => {
-            this.run(ref).then(
-              () => resolve(),
-              (e: unknown) => {
-                this.log(`optimize job ${ref.job} failed`, e);
-                resolve();
-              },
-            );
-          });
-        }),
+    this.runner.enqueue(
+      () => this.run(ref),
+      (e) => this.log(`optimize job ${ref.job} failed`, e),
     );
   }
 
   /** Resolves when every dispatched job has finished (tests, graceful shutdown). */
   idle(): Promise<void> {
-    return this.chain;
+    return this.runner.idle();
   }
 }
 

@@ -36,3 +36,41 @@ export async function mapLimit<T, R>(
   await Promise.all(Array.from({ length: Math.min(Math.floor(limit), items.length) }, worker));
   return out;
 }
+
+/**
+ * Runs background tasks in this process one after another, each after the current event-loop
+ * turn (so the caller's reply goes out first): the local stand-in for an asynchronous Lambda
+ * invocation. A task's rejection is handed to its `onError` and never stops the ones queued after it.
+ *
+ * @example
+ * ```ts
+ * const runner = new SerialRunner();
+ * runner.enqueue(() => runJob(ref), (e) => logger.error('job failed', { job: ref.job, error: String(e) }));
+ * await runner.idle(); // tests: wait for everything queued so far
+ * ```
+ */
+export class SerialRunner {
+  private chain: Promise<void> = Promise.resolve();
+
+  enqueue(task: () => Promise<unknown>, onError: (error: unknown) => void): void {
+    this.chain = this.chain.then(
+      () =>
+        new Promise<void>((resolve) => {
+          setImmediate(() => {
+            task().then(
+              () => resolve(),
+              (e: unknown) => {
+                onError(e);
+                resolve();
+              },
+            );
+          });
+        }),
+    );
+  }
+
+  /** Resolves when every task queued so far has finished. */
+  idle(): Promise<void> {
+    return this.chain;
+  }
+}

@@ -1,6 +1,4 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { Context } from 'aws-lambda';
@@ -15,6 +13,7 @@ import { monitoringLayout } from '../../shared/monitor/layout';
 import type { MonitorReport } from '../../shared/monitor/report';
 import { createObjectStore, listAll, type ObjectStore } from '../../shared/store';
 import { countingStore } from '../support/counting-store';
+import { startLoopbackLambda } from '../support/loopback-lambda';
 import { fp32, observation } from './support';
 
 const context = (remainingMs = 200_000) =>
@@ -90,35 +89,20 @@ describe('scheduleMonitorRun: lists page by page and hands batches on while list
 describe('monitor fan-out on AWS: the schedule invokes the function itself asynchronously, one batch each', () => {
   let dir: string;
   let store: ObjectStore;
-  let server: http.Server;
-  const received: { url: string; headers: http.IncomingHttpHeaders; body: string }[] = [];
-  let answer = 202;
+  let lambda: Awaited<ReturnType<typeof startLoopbackLambda>>;
   const saved = { ...process.env };
   const models = names(23);
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'fanout-fn-'));
-    // The Lambda Invoke API, as the SDK speaks it: POST /2015-03-31/functions/{name}/invocations.
-    server = http.createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        received.push({ url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString() });
-        res.writeHead(answer, { 'content-type': 'application/json' });
-        res.end(answer === 202 ? '' : JSON.stringify({ Type: 'User', message: 'denied' }));
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    lambda = await startLoopbackLambda();
     Object.assign(process.env, {
       MAAS_STORE: `file://${dir}/store`,
       MAAS_METRICS_DIR: `${dir}/metrics`,
       MAAS_MONITOR_GRACE_SECONDS: '0',
       MAAS_MONITOR_BATCH_SIZE: '10',
       AWS_LAMBDA_FUNCTION_NAME: 'maas-test-monitor',
-      AWS_ENDPOINT_URL_LAMBDA: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-      AWS_ACCESS_KEY_ID: 'test',
-      AWS_SECRET_ACCESS_KEY: 'test',
-      AWS_REGION: 'us-east-1',
+      ...lambda.env,
     });
     delete process.env.IS_OFFLINE;
     delete process.env.MAAS_METRICS_SINK;
@@ -128,14 +112,14 @@ describe('monitor fan-out on AWS: the schedule invokes the function itself async
     await capture(store, models);
   });
   beforeEach(() => {
-    received.length = 0;
-    answer = 202;
+    lambda.received.length = 0;
+    lambda.status = 202;
   });
   afterAll(async () => {
     process.env = saved;
     resetRuntime();
     resetFanout();
-    await new Promise((resolve) => server.close(resolve));
+    await lambda.close();
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -151,15 +135,15 @@ describe('monitor fan-out on AWS: the schedule invokes the function itself async
     })) as ScheduledRunResult;
     expect(run).toMatchObject({ models: 23, batches: 3, dispatch: 'lambda' });
     expect(run.results).toBeUndefined();
-    expect(received).toHaveLength(3);
-    for (const r of received) {
+    expect(lambda.received).toHaveLength(3);
+    for (const r of lambda.received) {
       expect(r.url).toBe('/2015-03-31/functions/maas-test-monitor/invocations');
       expect(r.headers['x-amz-invocation-type']).toBe('Event');
       expect(r.headers.authorization).toMatch(
         /^AWS4-HMAC-SHA256 Credential=test\/\d{8}\/us-east-1\/lambda\//,
       );
     }
-    const events = received.map((r) => JSON.parse(r.body) as MonitorBatchEvent);
+    const events = lambda.received.map((r) => JSON.parse(r.body) as MonitorBatchEvent);
     expect(events.map((e) => e.maasMonitorBatch.models.length)).toEqual([10, 10, 3]);
     expect(events.flatMap((e) => e.maasMonitorBatch.models)).toEqual(models);
     expect(
@@ -184,12 +168,12 @@ describe('monitor fan-out on AWS: the schedule invokes the function itself async
     const again = (await invoke(events[0]!)) as MonitorRunSummary;
     expect(again.models.every((m) => m.status === 'idle')).toBe(true);
     expect(await reports()).toHaveLength(23);
-    expect(received).toHaveLength(3); // workers hand nothing on when they finish in time
+    expect(lambda.received).toHaveLength(3); // workers hand nothing on when they finish in time
 
     // The next scheduled run picks up what came after the cutoff.
     const next = (await invoke({})) as ScheduledRunResult;
     expect(next.batches).toBe(3);
-    for (const r of received.slice(3)) await invoke(JSON.parse(r.body));
+    for (const r of lambda.received.slice(3)) await invoke(JSON.parse(r.body));
     expect(
       ((await invoke({ action: 'report', model: 'm000' })) as MonitorReport).versions['1'],
     ).toMatchObject({
@@ -207,7 +191,7 @@ describe('monitor fan-out on AWS: the schedule invokes the function itself async
     await new Promise((r) => setTimeout(r, 20));
     const summary = (await invoke({ maasMonitorBatch: batch }, WORKER_RESERVE_MS - 1)) as MonitorRunSummary;
     expect(summary).toEqual({ runId: 'late-run', models: [], remaining: ['m001', 'm002'] });
-    expect(received.map((r) => JSON.parse(r.body))).toEqual([{ maasMonitorBatch: batch }]);
+    expect(lambda.received.map((r) => JSON.parse(r.body))).toEqual([{ maasMonitorBatch: batch }]);
     // That hand-over, delivered with time to spare, processes both.
     const done = (await invoke({ maasMonitorBatch: batch })) as MonitorRunSummary;
     expect(done.models.map((m) => [m.model, m.status])).toEqual([
@@ -217,8 +201,8 @@ describe('monitor fan-out on AWS: the schedule invokes the function itself async
   });
 
   it('a refused invoke fails the scheduled run (Errors metric) with a clear message; a malformed batch is refused', async () => {
-    answer = 403;
-    await expect(invoke({})).rejects.toThrow(/could not hand a monitor batch to maas-test-monitor/);
+    lambda.status = 403;
+    await expect(invoke({})).rejects.toThrow(/could not start a monitor batch worker maas-test-monitor/);
     await expect(invoke({ maasMonitorBatch: { runId: 'x', models: 'm000' } })).rejects.toThrow(
       /malformed monitor batch/,
     );

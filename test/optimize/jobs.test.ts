@@ -5,8 +5,6 @@
  * loopback endpoint), and a model optimized twice round-tripping through the codec.
  */
 
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { WireType } from '@bufbuild/protobuf/wire';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildIdentityModel, buildMlp, mulberry32, randomFloat32 } from '../../dev/onnx-builder';
@@ -19,6 +17,7 @@ import { decodeModel, encodeModel } from '../../shared/onnx/codec';
 import { type InProcessDispatcher, jobLayout, type OptimizationJob } from '../../shared/optimize';
 import { listAll } from '../../shared/store';
 import { type GatewayRoute, type HttpLambda, invoke } from '../support/gateway';
+import { startLoopbackLambda } from '../support/loopback-lambda';
 import { createTestBucket, type TestBucket } from '../support/s3';
 
 const routes: GatewayRoute[] = [
@@ -403,34 +402,16 @@ describe('optimize function on S3 (RGW)', () => {
 
 describe('Lambda dispatch (asynchronous invoke captured on a loopback endpoint)', () => {
   let bucket: TestBucket;
-  let server: http.Server;
-  const received: { url: string; headers: http.IncomingHttpHeaders; body: string }[] = [];
-  let answer = 202;
+  let lambda: Awaited<ReturnType<typeof startLoopbackLambda>>;
   const saved = { ...process.env };
 
   beforeAll(async () => {
     bucket = await createTestBucket('opt-lambda');
-    server = http.createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        received.push({
-          url: req.url ?? '',
-          headers: req.headers,
-          body: Buffer.concat(chunks).toString('utf8'),
-        });
-        res.writeHead(answer, { 'content-type': 'application/json' });
-        res.end(answer === 202 ? '' : JSON.stringify({ Type: 'User', message: 'denied' }));
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    lambda = await startLoopbackLambda();
     Object.assign(process.env, {
       MAAS_STORE: `s3://${bucket.bucket}/maas`,
       MAAS_OPTIMIZE_WORKER_FUNCTION: 'maas-test-optimize',
-      AWS_ENDPOINT_URL_LAMBDA: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-      AWS_ACCESS_KEY_ID: 'test',
-      AWS_SECRET_ACCESS_KEY: 'test',
-      AWS_REGION: 'us-east-1',
+      ...lambda.env,
     });
     resetRuntime();
     resetOptimizeRuntime();
@@ -440,7 +421,7 @@ describe('Lambda dispatch (asynchronous invoke captured on a loopback endpoint)'
     process.env = saved;
     resetRuntime();
     resetOptimizeRuntime();
-    await new Promise((resolve) => server?.close(resolve));
+    await lambda.close();
     await bucket?.cleanup();
   });
 
@@ -452,8 +433,8 @@ describe('Lambda dispatch (asynchronous invoke captured on a loopback endpoint)'
     });
     expect(res.status).toBe(202);
     const { job } = res.json<{ job: string }>();
-    expect(received).toHaveLength(1);
-    const sent = received[0]!;
+    expect(lambda.received).toHaveLength(1);
+    const sent = lambda.received[0]!;
     expect(sent.url).toBe('/2015-03-31/functions/maas-test-optimize/invocations');
     expect(sent.headers['x-amz-invocation-type']).toBe('Event');
     expect(sent.headers.authorization).toMatch(
@@ -479,15 +460,15 @@ describe('Lambda dispatch (asynchronous invoke captured on a loopback endpoint)'
   });
 
   it('when the worker cannot be invoked: 503, and the job is marked failed rather than left queued', async () => {
-    answer = 403;
-    received.length = 0;
+    lambda.status = 403;
+    lambda.received.length = 0;
     const res = await call('POST', '/models/clf/versions/1/optimize', {
       techniques: ['int8'],
       evaluation: quick,
     });
     expect(res.status).toBe(503);
-    expect(received.length).toBeGreaterThan(0);
-    const { job } = JSON.parse(received[0]!.body).maasOptimizeJob as { job: string };
+    expect(lambda.received.length).toBeGreaterThan(0);
+    const { job } = JSON.parse(lambda.received[0]!.body).maasOptimizeJob as { job: string };
     const record = (await call('GET', `/models/clf/optimizations/${job}`)).json<OptimizationJob>();
     expect(record.status).toBe('failed');
     expect(record.error?.message).toMatch(/could not start the optimize worker maas-test-optimize/);

@@ -7,8 +7,6 @@
  * Then every bad submission (4xx, nothing written), failures recorded in the status (malformed
  * body), duplicate deliveries, and deadlines (nothing stays pending or running).
  */
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildIrisClassifier } from '../../dev/demo/iris';
@@ -21,6 +19,7 @@ import {
   type AsyncWorkerEvent,
 } from '../../shared/inference';
 import { listAll } from '../../shared/store';
+import { startLoopbackLambda } from '../support/loopback-lambda';
 import {
   apiEvent,
   binaryBody,
@@ -98,32 +97,14 @@ function irisBinary(rows: number): { body: Buffer; headerLength: number } {
 
 describe('asynchronous inference through the predict handlers on RGW', () => {
   let fx: PredictFixture;
-  let lambda: http.Server;
-  const received: { url: string; headers: http.IncomingHttpHeaders; body: string }[] = [];
+  let lambda: Awaited<ReturnType<typeof startLoopbackLambda>>;
   const saved = { ...process.env };
 
   beforeAll(async () => {
-    // Lambda's Invoke API is control plane: a loopback endpoint records what the SDK sent.
-    lambda = http.createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        received.push({
-          url: req.url ?? '',
-          headers: req.headers,
-          body: Buffer.concat(chunks).toString('utf8'),
-        });
-        res.writeHead(202, { 'content-type': 'application/json' });
-        res.end('');
-      });
-    });
-    await new Promise<void>((resolve) => lambda.listen(0, '127.0.0.1', resolve));
+    lambda = await startLoopbackLambda();
     Object.assign(process.env, {
       MAAS_ASYNC_WORKER_FUNCTION: 'maas-test-predictAsync',
-      AWS_ENDPOINT_URL_LAMBDA: `http://127.0.0.1:${(lambda.address() as AddressInfo).port}`,
-      AWS_ACCESS_KEY_ID: 'test',
-      AWS_SECRET_ACCESS_KEY: 'test',
-      AWS_REGION: 'us-east-1',
+      ...lambda.env,
     });
     fx = await predictFixture();
     await fx.registry.registerVersion('iris', buildIrisClassifier().bytes, { alias: 'production' });
@@ -131,12 +112,12 @@ describe('asynchronous inference through the predict handlers on RGW', () => {
   afterAll(async () => {
     process.env = saved;
     await fx?.cleanup();
-    await new Promise((resolve) => lambda?.close(resolve));
+    await lambda.close();
   });
 
   /** The invoke the last submission made, delivered to the handler as Lambda does. */
   async function deliverLast(remainingMs = 900_000): Promise<{ id: string; status: string }> {
-    const sent = received.at(-1)!;
+    const sent = lambda.received.at(-1)!;
     expect(sent.url).toBe('/2015-03-31/functions/maas-test-predictAsync/invocations');
     expect(sent.headers['x-amz-invocation-type']).toBe('Event');
     const context = { ...lambdaContext(), getRemainingTimeInMillis: () => remainingMs };
@@ -150,7 +131,7 @@ describe('asynchronous inference through the predict handlers on RGW', () => {
     const { body, headerLength } = irisBinary(Math.ceil((50 * MB) / 16));
     expect(body.length).toBeGreaterThan(50 * MB);
     const inputKey = await upload(body);
-    const before = received.length;
+    const before = lambda.received.length;
     const res = await submit('iris', { inputKey, inferenceHeaderContentLength: headerLength });
     expect(res.statusCode, res.body).toBe(202);
     const accepted = bodyJson(res) as { id: string; status: string; status_url: string };
@@ -160,8 +141,8 @@ describe('asynchronous inference through the predict handlers on RGW', () => {
       status_url: `/v2/async/${accepted.id}`,
     });
     expect(res.headers?.location).toBe(accepted.status_url);
-    expect(received.length).toBe(before + 1);
-    expect(JSON.parse(received.at(-1)!.body)).toEqual({ maasAsyncInference: { id: accepted.id } });
+    expect(lambda.received.length).toBe(before + 1);
+    expect(JSON.parse(lambda.received.at(-1)!.body)).toEqual({ maasAsyncInference: { id: accepted.id } });
     expect((await status(accepted.id)).status).toBe('pending');
 
     expect(await deliverLast()).toEqual({ id: accepted.id, status: 'succeeded' });
@@ -224,7 +205,7 @@ describe('asynchronous inference through the predict handlers on RGW', () => {
     const snapshot = async (): Promise<string[]> =>
       (await listAll(fx.store, {})).objects.map((o) => `${o.key} ${o.etag}`).sort();
     const before = await snapshot();
-    const invokes = received.length;
+    const invokes = lambda.received.length;
     const cases: [unknown, string | undefined, number, RegExp][] = [
       [{}, undefined, 400, /inputKey must be async\/inputs\//],
       [{ inputKey: 'models/iris/head.json' }, undefined, 400, /inputKey must be async\/inputs\//],
@@ -257,7 +238,7 @@ describe('asynchronous inference through the predict handlers on RGW', () => {
       delete process.env.MAAS_ASYNC_MAX_INPUT_BYTES;
       await fx.reinstall();
     }
-    expect(received.length).toBe(invokes);
+    expect(lambda.received.length).toBe(invokes);
     expect(await snapshot()).toEqual(before);
   });
 
@@ -324,11 +305,11 @@ describe('asynchronous inference through the predict handlers on RGW', () => {
         inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [5.1, 3.5, 1.4, 0.2] }],
       };
       const inputKey = await upload(Buffer.from(JSON.stringify(request)));
-      const invokes = received.length;
+      const invokes = lambda.received.length;
       const res = await submit('iris', { inputKey });
       expect(res.statusCode).toBe(202);
       await getAsyncInference().idle();
-      expect(received.length).toBe(invokes);
+      expect(lambda.received.length).toBe(invokes);
       const view = await status((bodyJson(res) as { id: string }).id);
       expect(view.status).toBe('succeeded');
       expect((view.response as { outputs: unknown[] }).outputs).toHaveLength(2);
