@@ -11,14 +11,41 @@ export interface OptimizationLineage {
   report: Record<string, unknown>;
 }
 
+/**
+ * What a file of a version bundle is: the ONNX `graph`; external tensor `data` the graph
+ * references; a `companion` the runtime reads beside it (tokenizer.json, generation_config.json, …).
+ */
+export type BundleFileRole = 'graph' | 'data' | 'companion';
+
+/** One file of a version bundle, stored content-addressed like a single-file model's blob. */
+export interface BundleFile {
+  /** Plain file name inside the bundle folder (no separators, what external-data `location`s name). */
+  name: string;
+  size: number;
+  sha256: string;
+  /** Store key of the file's bytes (`blobs/sha256/{hex}…`). */
+  blobKey: string;
+  role: BundleFileRole;
+}
+
 /** The immutable manifest of one version, plus its (mutable) status. */
 export interface ModelVersion {
   name: string;
   version: number;
+  /**
+   * The version's digest: the model file's sha256 for a single-file version; for a bundle, the
+   * sha256 of its file list (`bundleDigest`: sorted `name\tsize\tsha256\n` lines).
+   */
   sha256: string;
+  /** Total bytes of every file of the version. */
   size: number;
-  /** Store key of the model bytes. */
+  /** Store key of the ONNX graph's bytes. */
   blobKey: string;
+  /**
+   * Every file of a bundle (graph first); absent for a single-file version, whose one file is
+   * the graph at `blobKey` with sha256 `sha256`.
+   */
+  files?: BundleFile[];
   createdAt: string;
   actor: string;
   description: string;
