@@ -15,8 +15,8 @@
  * - A copy found on disk is used only if this process wrote (or verified) that very file
  *   (device, inode, size, mtime), else it is hashed again first.
  * - Copies are evicted least recently used first when the disk (or `diskBytes`) runs short, never
- *   those being written or in use by a live session (onnxruntime maps parts of data files, so
- *   deleting them would not free the space anyway).
+ *   those being written or run from right now; idle sessions created from an evicted copy are
+ *   released with it (onnxruntime maps parts of data files: the space returns only then).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, type Stats } from 'node:fs';
@@ -59,8 +59,13 @@ export interface ModelMaterializerOptions {
   cacheDir: string;
   settings: MaterializeSettings;
   logger?: InferenceLogger;
-  /** Cache entries live sessions were created from: never evicted to make room. */
+  /** Cache entries sessions are running from right now: never evicted to make room. */
   inUse?: () => Iterable<string>;
+  /**
+   * Called for each entry evicted from disk: idle sessions created from it must go too, since
+   * onnxruntime maps parts of data files and the space only comes back once they are released.
+   */
+  onEvict?: (entry: string) => void;
   /** Called whenever a downloaded file fails its sha256 check. */
   onIntegrityFailure?: (version: ModelVersion) => void;
 }
@@ -273,6 +278,7 @@ export class ModelMaterializer {
       if (!short()) break;
       await rm(e.path, { recursive: true, force: true });
       forgetEntry(e.path);
+      this.options.onEvict?.(e.path);
       used -= e.bytes;
       free += e.bytes;
       this.options.logger?.info('local model copy evicted', {

@@ -119,6 +119,8 @@ export function estimateSessionBytes(
 export class SessionCache {
   private readonly entries = new Map<string, Entry>();
   private readonly loading = new Map<string, Promise<Entry>>();
+  /** Evicted sessions still running (released when their last lease ends). */
+  private readonly draining = new Set<Entry>();
   private readonly options: SessionCacheOptions;
   private readonly materializer: ModelMaterializer | undefined;
   private residentBytes = 0;
@@ -132,14 +134,21 @@ export class SessionCache {
           settings: options.materialize,
           ...(options.logger ? { logger: options.logger } : {}),
           inUse: () => this.entriesInUse(),
+          onEvict: (entry) => this.dropSessionsOf(entry),
           ...(options.onIntegrityFailure ? { onIntegrityFailure: options.onIntegrityFailure } : {}),
         })
       : undefined;
   }
 
-  /** Local copies live sessions were created from (onnxruntime may map them). */
+  /** Local copies sessions are running from right now (cached or evicted but still leased). */
   private *entriesInUse(): Iterable<string> {
-    for (const e of this.entries.values()) if (e.localEntry) yield e.localEntry;
+    for (const e of this.entries.values()) if (e.localEntry && e.leases > 0) yield e.localEntry;
+    for (const e of this.draining) if (e.localEntry) yield e.localEntry;
+  }
+
+  /** Drops the cached sessions created from a local copy that is being deleted. */
+  private dropSessionsOf(localEntry: string): void {
+    for (const [key, e] of this.entries) if (e.localEntry === localEntry) this.drop(key, e);
   }
 
   /** Bytes currently attributed to cached sessions. */
@@ -185,6 +194,7 @@ export class SessionCache {
     await Promise.all(
       all.map((e) => {
         e.evicted = true;
+        if (e.leases > 0) this.draining.add(e);
         return e.leases === 0 ? e.session.release() : undefined;
       }),
     );
@@ -200,7 +210,10 @@ export class SessionCache {
         if (released) return;
         released = true;
         entry.leases--;
-        if (entry.evicted && entry.leases === 0) void entry.session.release().catch(() => undefined);
+        if (entry.evicted && entry.leases === 0) {
+          this.draining.delete(entry);
+          void entry.session.release().catch(() => undefined);
+        }
       },
     };
   }
@@ -217,6 +230,9 @@ export class SessionCache {
     let input: string | Uint8Array;
     let details: Record<string, unknown>;
     let localEntry: string | undefined;
+    // Room first: two big sessions side by side is how a container runs out of memory (and
+    // the copies of evicted sessions become free to evict from disk for this one's files).
+    this.makeRoom(weight);
     if (fromFile && this.materializer) {
       const local = await this.materializer.materialize(version);
       input = local.graphPath;
@@ -237,8 +253,6 @@ export class SessionCache {
       details = { source, hashed };
     }
     const t1 = performance.now();
-    // Room first: two big sessions side by side is how a container runs out of memory.
-    this.makeRoom(weight);
     const small = version.size < this.options.session.smallModelBytes;
     const options: ort.InferenceSession.SessionOptions = {
       intraOpNumThreads: small ? 1 : this.options.session.intraOpThreads,
@@ -314,6 +328,7 @@ export class SessionCache {
       residentBytes: this.residentBytes,
     });
     if (entry.leases === 0) void entry.session.release().catch(() => undefined);
+    else this.draining.add(entry);
   }
 
   /** Least recently used first; the newest entry stays even if it alone exceeds the budget. */
