@@ -2,7 +2,7 @@ import middy from '@middy/core';
 import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2, S3Event } from 'aws-lambda';
 import { createUploadTicket, registerFromUpload, writeLocalUpload } from '../../shared/registry/uploads';
-import { getNumberFromEnv } from '../../shared/settings';
+import { getNumberFromEnv, getStringFromEnv } from '../../shared/settings';
 import {
   actorOf,
   apiKeyAuth,
@@ -29,18 +29,32 @@ const uploadExpiry = (): number =>
     integer: true,
   });
 
+/**
+ * `MAAS_LOCAL_UPLOAD_URL`: the local upload server `npm start` runs beside the API (set by
+ * plugins/local-dev.js); file-store tickets point there, past the emulated gateway's body limit.
+ */
+const localUploadUrl = (): string | undefined =>
+  getStringFromEnv({
+    key: 'MAAS_LOCAL_UPLOAD_URL',
+    defaultValue: undefined,
+    pattern: /^https?:\/\/[^/?#]+\/?$/,
+    expected: 'an http(s) origin such as http://127.0.0.1:3003',
+  });
+
 type Result = APIGatewayProxyResultV2;
 
 // Every route here writes, so the API key check (when configured) wraps the whole router.
 const routes: Route<HttpEvent, Result>[] = [
-  route('POST', '/models/{name}/uploads', async (event) =>
-    json(
+  route('POST', '/models/{name}/uploads', async (event) => {
+    const local = localUploadUrl();
+    return json(
       201,
       await createUploadTicket(getStore(), getRegistry(), pathParam(event, 'name'), {
         expiresInSeconds: uploadExpiry(),
+        ...(local ? { localUploadUrl: local } : {}),
       }),
-    ),
-  ),
+    );
+  }),
   // Local file store only: the stand-in for the presigned S3 POST (no ticket exists on S3 stores).
   route('PUT', '/models/{name}/uploads/{id}', async (event) => {
     const registry = getRegistry();
