@@ -1,6 +1,12 @@
 import middy from '@middy/core';
 import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2, S3Event } from 'aws-lambda';
+import {
+  abortUploadSession,
+  completeUploadSession,
+  createUploadSession,
+  parseUploadSessionRequest,
+} from '../../shared/registry/upload-sessions';
 import { createUploadTicket, registerFromUpload, writeLocalUpload } from '../../shared/registry/uploads';
 import { getNumberFromEnv, getStringFromEnv } from '../../shared/settings';
 import {
@@ -10,13 +16,14 @@ import {
   type HttpEvent,
   httpErrors,
   json,
+  jsonBody,
   notFoundRoute,
   pathParam,
   refuseWhenMisconfigured,
   route,
 } from '../lib/http';
 import { getRegistry, getRuntimeSettings, getStore } from '../lib/runtime';
-import { parseRegisterRequest } from './requests';
+import { parseRegisterRequest, registerOptions } from './requests';
 import { handleS3Event, type S3EventReport } from './s3-event';
 
 /** Seconds an upload ticket stays valid (`MAAS_UPLOAD_EXPIRES_SECONDS`, default 900). */
@@ -28,6 +35,25 @@ const uploadExpiry = (): number =>
     max: 604800,
     integer: true,
   });
+
+/** Upload sessions: lifetime (`MAAS_UPLOAD_SESSION_EXPIRES_SECONDS`) and default part size (`MAAS_UPLOAD_PART_BYTES`). */
+const sessionSettings = (): { expiresInSeconds: number; partBytes: number } => ({
+  expiresInSeconds: getNumberFromEnv({
+    key: 'MAAS_UPLOAD_SESSION_EXPIRES_SECONDS',
+    defaultValue: 3600,
+    min: 1,
+    // The bucket's lifecycle aborts multipart uploads a day after they began.
+    max: 86400,
+    integer: true,
+  }),
+  partBytes: getNumberFromEnv({
+    key: 'MAAS_UPLOAD_PART_BYTES',
+    defaultValue: 64 * 1024 * 1024,
+    min: 5 * 1024 * 1024,
+    max: 5 * 1024 * 1024 * 1024,
+    integer: true,
+  }),
+});
 
 /**
  * `MAAS_LOCAL_UPLOAD_URL`: the local upload server `npm start` runs beside the API (set by
@@ -63,6 +89,38 @@ const routes: Route<HttpEvent, Result>[] = [
       200,
       await writeLocalUpload(getStore(), pathParam(event, 'name'), pathParam(event, 'id'), bytes),
     );
+  }),
+  route('POST', '/models/{name}/upload-sessions', async (event) => {
+    const local = localUploadUrl();
+    const request = parseUploadSessionRequest(jsonBody(event, { required: true }));
+    return json(
+      201,
+      await createUploadSession(getStore(), getRegistry(), pathParam(event, 'name'), request, {
+        ...sessionSettings(),
+        ...(local ? { localUploadUrl: local } : {}),
+      }),
+    );
+  }),
+  route('POST', '/models/{name}/upload-sessions/{id}/complete', async (event) => {
+    const name = pathParam(event, 'name');
+    const options = { ...registerOptions(jsonBody(event)), actor: actorOf(event) };
+    const result = await completeUploadSession(
+      getStore(),
+      getRegistry(),
+      name,
+      pathParam(event, 'id'),
+      options,
+    );
+    return json(
+      result.created ? 201 : 200,
+      { created: result.created, version: result.version },
+      { location: `/models/${name}/versions/${result.version.version}` },
+    );
+  }),
+  route('DELETE', '/models/{name}/upload-sessions/{id}', async (event) => {
+    const [name, id] = [pathParam(event, 'name'), pathParam(event, 'id')];
+    await abortUploadSession(getStore(), name, id);
+    return json(200, { aborted: true, name, sessionId: id });
   }),
   route('POST', '/models/{name}/versions', async (event) => {
     const name = pathParam(event, 'name');

@@ -11,6 +11,7 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { errorToHttp } from '../../shared/http/errors';
+import { writeLocalSessionPart } from '../../shared/registry/upload-sessions';
 import { writeLocalUploadStream } from '../../shared/registry/uploads';
 import { createObjectStore, type ObjectStore } from '../../shared/store';
 
@@ -57,6 +58,22 @@ const ROUTES: UploadRoute[] = [
         token: url.searchParams.get('token'),
         ...(length !== undefined ? { contentLength: length } : {}),
       });
+    },
+  },
+  {
+    // A part of an upload session (POST /models/{name}/upload-sessions): file index, part number.
+    pattern: /^\/upload-sessions\/([^/]+)\/([^/]+)\/(\d{1,4})\/(\d{1,5})$/,
+    write: (store, m, request, url) => {
+      const length = contentLength(request);
+      return writeLocalSessionPart(
+        store,
+        decodeURIComponent(m[1]!),
+        m[2]!,
+        Number(m[3]),
+        Number(m[4]),
+        request,
+        { token: url.searchParams.get('token'), ...(length !== undefined ? { contentLength: length } : {}) },
+      );
     },
   },
 ];

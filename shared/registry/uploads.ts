@@ -255,17 +255,28 @@ export function limitBytes(body: Readable, maxBytes: number): Transform & { byte
 }
 
 /**
- * Writes a stream under `key` (create-only) through {@link limitBytes}; a refusal of the limiter
- * (or of the source) surfaces as that error, not as the store's wrapping of it.
+ * Writes a stream under `key` through {@link limitBytes} (create-only unless `overwrite`, as an
+ * S3 part upload replaces the part); a refusal of the limiter (or of the source) surfaces as
+ * that error, not as the store's wrapping of it.
+ *
+ * @example
+ * ```ts
+ * const { size, created } = await putLimited(store, 'uploads/iris/x.onnx', request, ticket.maxBytes);
+ * ```
  */
 export async function putLimited(
   store: ObjectStore,
   key: string,
   body: Readable,
   maxBytes: number,
+  options: { overwrite?: boolean } = {},
 ): Promise<{ size: number; created: boolean }> {
   const limited = limitBytes(body, maxBytes);
   try {
+    if (options.overwrite) {
+      await store.put(key, limited, { contentType: 'application/octet-stream' });
+      return { size: limited.bytes, created: true };
+    }
     const created = (await createObject(store, key, limited)) !== undefined;
     return { size: limited.bytes, created };
   } catch (e) {
