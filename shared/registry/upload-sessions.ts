@@ -45,6 +45,7 @@ import {
 import { ObjectNotFoundError, type ObjectStore, S3ObjectStore, StoreError } from '../store';
 import { createJson, putJson, readJson } from '../store/documents';
 import { mapLimit } from '../util/concurrency';
+import { assertBundleFileNames, bundleFileRole } from './bundle';
 import type { ModelRegistry } from './model-registry';
 import { assertModelName } from './names';
 import type { RegisterOptions, RegisterResult } from './types';
@@ -173,28 +174,6 @@ const isInteger = (v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): v is
   typeof v === 'number' && Number.isSafeInteger(v) && v >= min && v <= max;
 
 /**
- * A plain file name of a bundle: no separators, `..`, NUL, control characters or drive
- * letter, not `.`/`..`, 1..255 UTF-8 bytes (what an external-data `location` may name).
- */
-function assertPlainFileName(name: unknown, field: string): asserts name is string {
-  const ok =
-    typeof name === 'string' &&
-    name.length > 0 &&
-    Buffer.byteLength(name) <= 255 &&
-    name !== '.' &&
-    name !== '..' &&
-    !/[/\\]/.test(name) &&
-    ![...name].some((c) => c.charCodeAt(0) < 32 || c.charCodeAt(0) === 127) &&
-    !name.includes('..') &&
-    !/^[A-Za-z]:/.test(name);
-  if (!ok)
-    throw new InvalidArgumentError(
-      `${field} must be a plain file name (no /, \\, .., NUL, control characters or drive letter; 1 to 255 bytes), got ${JSON.stringify(name)}`,
-      { field },
-    );
-}
-
-/**
  * Validates the body of `POST /models/{name}/upload-sessions`.
  *
  * @example
@@ -210,22 +189,17 @@ export function parseUploadSessionRequest(body: Record<string, unknown>): Upload
     throw new InvalidArgumentError(`at most ${MAX_SESSION_FILES} files per upload session`, {
       field: 'files',
     });
-  const seen = new Set<string>();
   const parsed = files.map((f: unknown, i) => {
     const file = (typeof f === 'object' && f !== null ? f : {}) as Record<string, unknown>;
-    assertPlainFileName(file.name, `files[${i}].name`);
     if (!isInteger(file.size, 1))
       throw new InvalidArgumentError(`files[${i}].size must be a positive integer (bytes)`, {
         field: `files[${i}].size`,
       });
-    if (seen.has(file.name))
-      throw new InvalidArgumentError(`file ${JSON.stringify(file.name)} is listed twice`, {
-        field: `files[${i}].name`,
-      });
-    seen.add(file.name);
-    return { name: file.name, size: file.size };
+    return { name: file.name as string, size: file.size };
   });
-  const graphs = parsed.filter((f) => f.name.toLowerCase().endsWith('.onnx'));
+  // Plain names, no duplicates (case-insensitively too): the registry's own rules, up front.
+  assertBundleFileNames(parsed.map((f) => f.name));
+  const graphs = parsed.filter((f) => bundleFileRole(f.name) === 'graph');
   if (graphs.length !== 1)
     throw new InvalidArgumentError(
       `a bundle has exactly one .onnx file (the graph), got ${graphs.length}: ${graphs.map((g) => g.name).join(', ') || 'none'}`,

@@ -222,9 +222,9 @@ for (const kind of ['s3', 'file'] as const) {
       const cases: [unknown, number, RegExp][] = [
         [{}, 400, /files/],
         [{ files: [] }, 400, /files/],
-        [{ files: [{ name: '../model.onnx', size: 10 }] }, 400, /plain file name/],
-        [{ files: [{ name: 'dir/model.onnx', size: 10 }] }, 400, /plain file name/],
-        [{ files: [{ name: 'C:model.onnx', size: 10 }] }, 400, /plain file name/],
+        [{ files: [{ name: '../model.onnx', size: 10 }] }, 400, /path separator|relative path|drive letter/],
+        [{ files: [{ name: 'dir/model.onnx', size: 10 }] }, 400, /path separator|relative path|drive letter/],
+        [{ files: [{ name: 'C:model.onnx', size: 10 }] }, 400, /path separator|relative path|drive letter/],
         [{ files: [{ name: 'model.onnx', size: 0 }] }, 400, /size/],
         [{ files: [{ name: 'model.onnx', size: 1.5 }] }, 400, /size/],
         [{ files: [{ name: 'w.bin', size: 10 }] }, 400, /exactly one \.onnx/],
