@@ -284,7 +284,7 @@ export function buildTextModel(options: TextModelOptions = {}): BuiltTextModel {
   if (!feedPositions) {
     // Exporters without a position_ids input derive positions from the mask (left padding safe).
     inits.push(i64('c_one', [1]), i64('c_max', [2 ** 53]));
-    const cum = node('CumSum', ['attention_mask', 'c_zero_s']);
+    const cum = node('CumSum', ['attention_mask', 'c_one_s']);
     const minus = node('Sub', [cum, 'c_one']);
     const clipped = node('Max', [minus, 'c_zero']);
     positions = node('Slice', [clipped, node('Neg', [seqLen]), 'c_max', 'c_axis1']);
