@@ -98,7 +98,7 @@ export function estimateSessionBytes(
 ): number {
   if (version.size < session.smallModelBytes)
     return Math.ceil(version.size * WEIGHT_FACTOR) + SESSION_OVERHEAD_BYTES;
-  const recorded = (version.onnx as { initializerBytes?: number }).initializerBytes;
+  const recorded = version.onnx.initializerBytes;
   const initializers =
     typeof recorded === 'number' && recorded >= 0 ? Math.min(recorded, version.size) : version.size;
   // The rest (graph structure, companions) is at most the remaining bytes.
