@@ -1,7 +1,7 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { open, readdir, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { AttributeProto, GraphProto, ModelProto, SparseTensorProto, TensorProto } from 'onnx-buf';
-import { decodeModel } from '../shared/onnx/codec';
+import { decodeStructure, scanModelSource } from '../shared/onnx/structure';
 import { bundleFileNameProblem, bundleFileRole, COMPANION_FILES } from '../shared/registry/bundle';
 
 /** One local file of the bundle about to be registered. */
@@ -55,6 +55,29 @@ export function externalDataLocations(model: ModelProto): Map<string, string> {
   return found;
 }
 
+/**
+ * The graph's structure without its weights (payloads are jumped over): a big single-file model
+ * costs the CLI memory for its graph only.
+ */
+async function readGraphStructure(file: string, size: number): Promise<ModelProto> {
+  const handle = await open(file, 'r');
+  try {
+    const source = {
+      size,
+      read: async (offset: number, length: number): Promise<Uint8Array> => {
+        const buffer = Buffer.alloc(length);
+        const { bytesRead } = await handle.read(buffer, 0, length, offset);
+        return buffer.subarray(0, bytesRead);
+      },
+    };
+    return decodeStructure((await scanModelSource(source)).skeleton);
+  } catch (e) {
+    throw new Error(`${file} is not a readable ONNX model: ${(e as Error).message}`);
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Regular files (or links to them) of a folder, by name. */
 async function filesOf(dir: string): Promise<Map<string, LocalBundleFile>> {
   const out = new Map<string, LocalBundleFile>();
@@ -71,8 +94,8 @@ async function filesOf(dir: string): Promise<Map<string, LocalBundleFile>> {
  * external data files its graph references and the allowlisted companion files present
  * (`tokenizer.json`, `config.json`, …); or, for a folder, the same around its one `.onnx` file.
  * A referenced file that is missing, or a location that is not a plain file name, is an error
- * here, before anything is uploaded. The graph is only parsed when its folder holds files that
- * could be its data.
+ * here, before anything is uploaded. The graph's structure is only read (weights skipped) when
+ * its folder holds files that could be its data.
  *
  * @example
  * ```ts
@@ -103,7 +126,7 @@ export async function localBundle(target: string): Promise<LocalBundle> {
   const others = [...all.values()].filter((f) => !COMPANION_FILES.includes(f.name));
   const data: LocalBundleFile[] = [];
   if (others.length > 0 && bundleFileRole(graphName) === 'graph') {
-    const locations = externalDataLocations(decodeModel(await readFile(graph.path)));
+    const locations = externalDataLocations(await readGraphStructure(graph.path, graph.size));
     for (const [location, tensorName] of [...locations].sort(([a], [b]) => (a < b ? -1 : 1))) {
       const problem = bundleFileNameProblem(location);
       if (problem)
