@@ -82,6 +82,8 @@ export const command: CliCommand = {
           let res: ApiResponse | undefined;
           let registered: { created: boolean; version: ModelVersion } | undefined;
           if (bundle.files.length > 1) {
+            const [graph, ...rest] = bundle.files;
+            out.info(`sending ${graph!.name} with ${rest.map((f) => f.name).join(', ')}`);
             // A bundle: a multipart upload session (parallel parts, retries, one final commit).
             const total = bundle.files.reduce((n, f) => n + f.size, 0);
             const bar = new ProgressBar(`uploading ${bundle.files.length} files`, total);
