@@ -406,6 +406,9 @@ describe('npm run package (offline)', () => {
       'async/',
       'monitoring/predictions/',
       'monitoring/captures/',
+      'monitoring/feedback/',
+      'monitoring/reports/',
+      'idempotency/',
     ]) {
       const rule = rules.find((r) => r.Prefix === prefix);
       expect(rule?.Status, prefix).toBe('Enabled');
