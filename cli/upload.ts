@@ -9,8 +9,8 @@ import type { ProgressBar } from './progress';
 
 /**
  * Sends a file to where an upload ticket says, streaming it from disk (no buffering) and
- * reporting progress: a multipart form POST for presigned S3 uploads, a raw PUT for the local
- * API's upload route (which carries the API's own auth).
+ * reporting progress: a multipart form POST for presigned S3 uploads, a raw PUT to the local
+ * upload server (`npm start`) or to the local API's upload route (which carries the API's auth).
  *
  * @example
  * ```ts
@@ -46,10 +46,14 @@ export async function uploadFile(
     );
     return;
   }
-  // The local route is part of the API: same auth; the body is not signed (streamed), so SigV4
-  // stages use presigned S3 POSTs instead, never this route.
-  const url = client.url(ticket.url);
-  const headers = await client.authorize('PUT', url, { ...ticket.headers });
+  // An absolute URL is the local upload server's: the token in it is the permission, like a
+  // presigned URL (no API credentials sent there). A path is the API's own upload route: same
+  // auth; the body is not signed (streamed), so SigV4 stages use presigned S3 POSTs instead.
+  const absolute = /^https?:\/\//.test(ticket.url);
+  const url = absolute ? new URL(ticket.url) : client.url(ticket.url);
+  const headers = absolute
+    ? { ...ticket.headers }
+    : await client.authorize('PUT', url, { ...ticket.headers });
   await send(url, 'PUT', headers, Buffer.alloc(0), file, size, Buffer.alloc(0), progress);
 }
 
