@@ -99,6 +99,8 @@ export async function startUploadServer(options: UploadServerOptions): Promise<U
     server.once('error', reject);
     server.listen(options.port, options.host, () => resolve());
   });
+  // serverless-offline keeps `npm start` alive; if its start fails, this server must not.
+  server.unref();
   const { port } = server.address() as AddressInfo;
   const connectHost = options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : options.host;
   return {

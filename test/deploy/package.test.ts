@@ -38,6 +38,9 @@ const EXPECTED_ROUTES: Record<string, string> = {
   'GET /v2/async/{id}/output': 'predict',
   'POST /models/{name}/uploads': 'registerVersion',
   'PUT /models/{name}/uploads/{id}': 'registerVersion',
+  'POST /models/{name}/upload-sessions': 'registerVersion',
+  'POST /models/{name}/upload-sessions/{id}/complete': 'registerVersion',
+  'DELETE /models/{name}/upload-sessions/{id}': 'registerVersion',
   'POST /models/{name}/versions': 'registerVersion',
   'PUT /models/{name}/aliases/{alias}': 'rollback',
   'DELETE /models/{name}/aliases/{alias}': 'rollback',
@@ -403,6 +406,9 @@ describe('npm run package (offline)', () => {
       'async/',
       'monitoring/predictions/',
       'monitoring/captures/',
+      'monitoring/feedback/',
+      'monitoring/reports/',
+      'idempotency/',
     ]) {
       const rule = rules.find((r) => r.Prefix === prefix);
       expect(rule?.Status, prefix).toBe('Enabled');

@@ -12,6 +12,7 @@ import { buildMlp } from '../../dev/onnx-builder';
 import { startUploadServer, type UploadServer } from '../../scripts/local-dev/upload-server';
 import type { ModelVersion } from '../../shared/registry';
 import type { UploadSession } from '../../shared/registry/upload-sessions';
+import { buildBundle, editedGraph } from '../support/bundles';
 import { tinyModel } from '../support/models';
 import { STORE_PREFIX, type TestApi, useTestApi } from './runtime';
 
@@ -83,6 +84,16 @@ for (const kind of ['s3', 'file'] as const) {
       completedFiles.add(`${name}/${id}.session.json`);
     };
 
+    async function blobKeys(): Promise<string[]> {
+      if (kind === 'file')
+        return (await readdir(path.join(api.dir!, 'blobs'), { recursive: true }).catch(() => [])).sort();
+      const { client, bucket } = api.bucket!;
+      const listed = await client.send(
+        new ListObjectsV2Command({ Bucket: bucket, Prefix: `${STORE_PREFIX}/blobs/` }),
+      );
+      return (listed.Contents ?? []).map((o) => o.Key!).sort();
+    }
+
     async function open(name: string, body: unknown) {
       return api.call('POST', `/models/${name}/upload-sessions`, { body: body as object });
     }
@@ -132,6 +143,71 @@ for (const kind of ['s3', 'file'] as const) {
       const again = await api.call('POST', `/models/sess/upload-sessions/${session.sessionId}/complete`, {});
       expect(again.status).toBe(200);
       expect(again.json<Registered>()).toMatchObject({ created: false, version: { version: 1 } });
+    });
+
+    for (const layout of ['single', 'per-tensor'] as const) {
+      it(`a bundle (${layout === 'single' ? 'one data file' : 'one file per tensor'}) plus a companion registers as one version`, async () => {
+        const bundle = buildBundle({ layout, mlp: { seed: layout === 'single' ? 11 : 12 } });
+        const files: Record<string, Uint8Array> = Object.fromEntries(
+          bundle.files.map((f) => [f.name, f.bytes]),
+        );
+        files['tokenizer.json'] = Buffer.from('{"version":"1.0"}');
+        const name = `bundle-${layout}`;
+        const session = (
+          await open(name, { files: Object.entries(files).map(([n, b]) => ({ name: n, size: b.length })) })
+        ).json<UploadSession>();
+        await uploadAll(session, files);
+        const done = await api.call('POST', `/models/${name}/upload-sessions/${session.sessionId}/complete`, {
+          body: {},
+        });
+        expect(done.status, done.body.toString()).toBe(201);
+        const version = done.json<Registered>().version;
+        expect(version.files?.map((f) => [f.name, f.role]).sort()).toEqual(
+          [
+            ...bundle.files.map((f, i) => [f.name, i === 0 ? 'graph' : 'data']),
+            ['tokenizer.json', 'companion'],
+          ].sort(),
+        );
+        expect(version.files?.[0]?.name).toBe('model.onnx');
+        expect(version.size).toBe(Object.values(files).reduce((n, b) => n + b.length, 0));
+        markCompleted(name, session.sessionId);
+        expect(await leftovers()).toEqual([]);
+      });
+    }
+
+    it('a malicious bundle is refused with its 4xx and nothing is left (uploads, blobs, versions)', async () => {
+      const bundle = buildBundle({ layout: 'single', mlp: { seed: 13 } });
+      const [graph, data] = bundle.files;
+      const escaping = editedGraph(bundle, (m) => {
+        const t = m.graph!.initializer[0]!;
+        t.externalData.find((e) => e.key === 'location')!.value = '../../etc/passwd';
+      });
+      const cases: [string, Record<string, Uint8Array>, RegExp][] = [
+        [
+          'unreferenced',
+          { 'model.onnx': graph!.bytes, [data!.name]: data!.bytes, 'extra.bin': new Uint8Array(4) },
+          /not referenced/,
+        ],
+        ['escaping', { 'model.onnx': escaping, [data!.name]: data!.bytes }, /\.\.\/\.\.\/etc\/passwd/],
+        ['missing data', { 'model.onnx': graph!.bytes }, /model\.onnx\.data/],
+        ['short data', { 'model.onnx': graph!.bytes, [data!.name]: data!.bytes.subarray(0, 16) }, /tensor/],
+      ];
+      const blobsBefore = await blobKeys();
+      for (const [label, files, reason] of cases) {
+        const session = (
+          await open('evil', { files: Object.entries(files).map(([n, b]) => ({ name: n, size: b.length })) })
+        ).json<UploadSession>();
+        await uploadAll(session, files);
+        const refused = await api.call('POST', `/models/evil/upload-sessions/${session.sessionId}/complete`, {
+          body: {},
+        });
+        expect(refused.status, label).toBeGreaterThanOrEqual(400);
+        expect(refused.status, label).toBeLessThan(500);
+        expect(refused.json<{ error: string }>().error, label).toMatch(reason);
+        expect(await leftovers(), label).toEqual([]);
+      }
+      expect(await blobKeys()).toEqual(blobsBefore);
+      expect((await api.call('GET', '/models/evil/versions')).status).toBe(404);
     });
 
     it('an incomplete session is a 409 naming the missing parts, and stays open for them', async () => {
