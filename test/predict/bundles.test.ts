@@ -263,4 +263,20 @@ describe('bundles through the predict handler', () => {
     expect(await readdir(path.dirname(fx.cacheDir))).not.toContain('escaped.data');
     expect((await readdir(fx.cacheDir)).filter((n) => n.startsWith(version.sha256))).toEqual([]);
   });
+
+  it('a 35 MB data file (over the worker-hashing threshold) is served; tampered, refused', async () => {
+    await fx.reinstall();
+    const mlp = mlpOf(21, 440_000); // 16×440000 + 440000×4 floats ≈ 35 MB of weights
+    const version = await storeBundle('worker-hash', mlp, 'single');
+    expect(version.files?.[1]?.size).toBeGreaterThan(32 * 1024 * 1024);
+    await inferOk('worker-hash', mlp);
+    const data = version.files!.find((f) => f.role === 'data')!;
+    const evil = Buffer.from((await fx.store.get(data.blobKey)).body);
+    evil[20 * 1024 * 1024] = (evil[20 * 1024 * 1024] ?? 0) ^ 0x10;
+    await fx.store.put(data.blobKey, evil);
+    await fx.reinstall();
+    await rm(path.join(fx.cacheDir, `${version.sha256}.bundle`), { recursive: true, force: true });
+    expect((await inferStatus('worker-hash')).body.code).toBe('integrity_error');
+    await fx.reinstall();
+  });
 });
