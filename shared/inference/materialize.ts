@@ -8,8 +8,9 @@
  *   use).
  * - Files download with parallel ranged GETs (`partBytes` each, `concurrency` in flight per
  *   container, shared by every download); each part is written at its offset as soon as it
- *   arrives and hashed in order, so a file's sha256 is known when its last part lands, and
- *   memory stays at `concurrency × partBytes` whatever the model size.
+ *   arrives and hashed in order (big files in a worker thread, off the event loop), so a file's
+ *   sha256 is known when its last part lands, and memory stays at `concurrency × partBytes`
+ *   whatever the model size.
  * - A file is written under a temp name and renamed once its sha256 and size match the manifest;
  *   a tampered or truncated blob raises {@link IntegrityError} and leaves nothing behind.
  * - A copy found on disk is used only if this process wrote (or verified) that very file
@@ -23,6 +24,7 @@ import { createReadStream, type Stats } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, rename, rm, stat, statfs } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
+import { Worker } from 'node:worker_threads';
 import { IntegrityError, MaasError, PayloadTooLargeError } from '../errors';
 import {
   type BundleFile,
@@ -162,6 +164,125 @@ function gate(): Gate {
 
 interface Abort {
   error?: unknown;
+}
+
+/** A sha256 fed part by part, in order. */
+interface PartHasher {
+  /** Resolves once the bytes are hashed (they may be detached from `bytes` by then). */
+  update(bytes: Buffer): Promise<void>;
+  digest(): Promise<string>;
+  /** Forgets an unfinished hash (a failed download). */
+  dispose(): void;
+}
+
+function mainThreadHasher(): PartHasher {
+  const hash = createHash('sha256');
+  return {
+    update: async (bytes) => {
+      hash.update(bytes);
+    },
+    digest: async () => hash.digest('hex'),
+    dispose: () => undefined,
+  };
+}
+
+/**
+ * Hashing off the event loop: sha256 costs ~1.5 ms per MB of CPU, which on the main thread
+ * delays the sockets of the other parts; a worker hashes on another core while they keep
+ * arriving. Parts are transferred (not copied) and hashed in the order they are posted.
+ */
+const HASH_WORKER_SOURCE = `
+const { parentPort } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
+const hashes = new Map();
+parentPort.on('message', (m) => {
+  if (m.op === 'update') {
+    let h = hashes.get(m.id);
+    if (!h) { h = createHash('sha256'); hashes.set(m.id, h); }
+    h.update(new Uint8Array(m.buffer, m.offset, m.length));
+    parentPort.postMessage({ id: m.id, seq: m.seq });
+  } else if (m.op === 'digest') {
+    const h = hashes.get(m.id) || createHash('sha256');
+    hashes.delete(m.id);
+    parentPort.postMessage({ id: m.id, seq: m.seq, hex: h.digest('hex') });
+  } else if (m.op === 'drop') {
+    hashes.delete(m.id);
+  }
+});
+`;
+
+class HashWorker {
+  private readonly worker: Worker;
+  private readonly waiting = new Map<string, (hex?: string) => void>();
+  private nextId = 0;
+  private nextSeq = 0;
+  private broken: Error | undefined;
+
+  constructor() {
+    this.worker = new Worker(HASH_WORKER_SOURCE, { eval: true });
+    // Never keeps a process alive on its own.
+    this.worker.unref();
+    this.worker.on('message', (m: { id: number; seq: number; hex?: string }) => {
+      const key = `${m.id}:${m.seq}`;
+      const resolve = this.waiting.get(key);
+      this.waiting.delete(key);
+      resolve?.(m.hex);
+    });
+    const fail = (e: Error): void => {
+      this.broken ??= e;
+      for (const resolve of this.waiting.values()) resolve(undefined);
+      this.waiting.clear();
+    };
+    this.worker.on('error', fail);
+    this.worker.on('exit', (code) => fail(new Error(`the hash worker exited (code ${code})`)));
+  }
+
+  get usable(): boolean {
+    return this.broken === undefined;
+  }
+
+  hasher(): PartHasher {
+    const id = this.nextId++;
+    const call = (
+      message: Record<string, unknown>,
+      transfer: ArrayBuffer[] = [],
+    ): Promise<string | undefined> => {
+      if (this.broken) return Promise.reject(this.broken);
+      const seq = this.nextSeq++;
+      const done = new Promise<string | undefined>((resolve) => this.waiting.set(`${id}:${seq}`, resolve));
+      this.worker.postMessage({ ...message, id, seq }, transfer);
+      return done.then((hex) => {
+        if (this.broken) throw this.broken;
+        return hex;
+      });
+    };
+    return {
+      update: async (bytes) => {
+        // A buffer that owns its whole ArrayBuffer moves to the worker; any other is copied.
+        const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+        const buffer = own ? (bytes.buffer as ArrayBuffer) : new Uint8Array(bytes).buffer;
+        await call({ op: 'update', buffer, offset: 0, length: bytes.byteLength }, [buffer]);
+      },
+      digest: async () => (await call({ op: 'digest' })) ?? '',
+      dispose: () => {
+        if (!this.broken) this.worker.postMessage({ op: 'drop', id });
+      },
+    };
+  }
+}
+
+/** Files from this size are hashed in the worker (below, its start-up would cost more). */
+const WORKER_HASH_MIN_BYTES = 32 * 1024 * 1024;
+let hashWorker: HashWorker | undefined;
+
+function hasherFor(size: number): PartHasher {
+  if (size < WORKER_HASH_MIN_BYTES) return mainThreadHasher();
+  try {
+    if (!hashWorker?.usable) hashWorker = new HashWorker();
+    return hashWorker.hasher();
+  } catch {
+    return mainThreadHasher();
+  }
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -354,7 +475,7 @@ export class ModelMaterializer {
   ): Promise<void> {
     const tmp = `${target}.${randomBytes(6).toString('hex')}.tmp`;
     const handle = await open(tmp, 'wx');
-    const hash = createHash('sha256');
+    const hash = hasherFor(file.size);
     const partBytes = this.options.settings.partBytes;
     const count = Math.ceil(file.size / partBytes);
     const gates = Array.from({ length: count + 1 }, gate);
@@ -367,7 +488,7 @@ export class ModelMaterializer {
       const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw abort.error ?? failed.reason;
       if (abort.error) throw abort.error;
-      const actual = hash.digest('hex');
+      const actual = await hash.digest();
       if (actual !== file.sha256) {
         const error = new IntegrityError(version.name, version.version, file.sha256, actual);
         abort.error ??= error;
@@ -389,6 +510,7 @@ export class ModelMaterializer {
       await rename(tmp, target);
     } catch (e) {
       forgetVerifiedCopies(target);
+      hash.dispose();
       throw e;
     } finally {
       if (!closed) await handle.close().catch(() => undefined);
@@ -405,7 +527,7 @@ export class ModelMaterializer {
     version: ModelVersion,
     file: BundleFile,
     handle: FileHandle,
-    hash: ReturnType<typeof createHash>,
+    hash: PartHasher,
     i: number,
     gates: Gate[],
     abort: Abort,
@@ -420,7 +542,11 @@ export class ModelMaterializer {
       await handle.write(bytes, 0, bytes.length, start);
       await gates[i]?.promise;
       if (abort.error) return;
-      hash.update(bytes);
+      // Posted in order: the next part may post as soon as this one has (the worker keeps the
+      // order); the slot is held until these bytes are hashed, which bounds memory.
+      const hashed = hash.update(bytes);
+      gates[i + 1]?.open();
+      await hashed;
     } catch (e) {
       abort.error ??= e;
       throw e;

@@ -91,8 +91,9 @@ export function toBundle(
 }
 
 /**
- * Stores a bundle as the registry would (content-addressed blobs, then the create-only manifest),
- * for tests that need bundles in a store; `onnx` is the inline model's inspection.
+ * Stores a bundle as the registry would (content-addressed blobs, then the manifest), for tests
+ * that need bundles in a store; `onnx` is the inline model's inspection. A stand-in until
+ * `ModelRegistry.registerBundle` lands: switch the tests to it then.
  * @example
  * const version = await storeTestBundle(store, 'big', toBundle(mlp.model, 'single'), inspectModel(mlp.bytes));
  */

@@ -220,4 +220,63 @@ describe('bundles through the predict handler', () => {
     expect((await readdir(fx.cacheDir)).filter((n) => n.startsWith(version.sha256))).toEqual([]);
     await fx.reinstall();
   });
+
+  it('keeps at most `concurrency` ranged GETs in flight (download memory is bounded), and uses them', async () => {
+    let inFlight = 0;
+    let peak = 0;
+    // Every other call goes to the real store (prototype delegation keeps its methods).
+    const store = Object.create(fx.store) as typeof fx.store;
+    store.getRange = async (key, start, end) => {
+      inFlight++;
+      peak = Math.max(peak, inFlight);
+      try {
+        const got = await fx.store.getRange(key, start, end);
+        // The part is in flight until its bytes are read.
+        got.body.once('close', () => inFlight--);
+        return got;
+      } catch (e) {
+        inFlight--;
+        throw e;
+      }
+    };
+    await fx.reinstall({ materialize: { partBytes: 4096, concurrency: 3 } }, store);
+    const mlp = mlpOf(19, 128);
+    await storeBundle('bounded', mlp, 'per-tensor');
+    await inferOk('bounded', mlp);
+    expect(peak).toBeLessThanOrEqual(3);
+    expect(peak).toBeGreaterThan(1);
+    await fx.reinstall();
+  });
+
+  it('a manifest naming a file outside its folder is refused, and nothing is written outside the cache', async () => {
+    await fx.reinstall();
+    const mlp = mlpOf(20);
+    const version = await storeBundle('escape', mlp, 'single');
+    const key = `models/escape/versions/000000001.json`;
+    const manifest = JSON.parse((await fx.store.get(key)).body.toString()) as ModelVersion;
+    manifest.files![1]!.name = '../escaped.data';
+    await fx.store.put(key, JSON.stringify(manifest), { contentType: 'application/json' });
+    const { status } = await inferStatus('escape');
+    expect(status).toBe(500);
+    // '../escaped.data' from the bundle folder would land in the cache folder itself.
+    expect(await readdir(fx.cacheDir)).not.toContain('escaped.data');
+    expect(await readdir(path.dirname(fx.cacheDir))).not.toContain('escaped.data');
+    expect((await readdir(fx.cacheDir)).filter((n) => n.startsWith(version.sha256))).toEqual([]);
+  });
+
+  it('a 35 MB data file (over the worker-hashing threshold) is served; tampered, refused', async () => {
+    await fx.reinstall();
+    const mlp = mlpOf(21, 440_000); // 16×440000 + 440000×4 floats ≈ 35 MB of weights
+    const version = await storeBundle('worker-hash', mlp, 'single');
+    expect(version.files?.[1]?.size).toBeGreaterThan(32 * 1024 * 1024);
+    await inferOk('worker-hash', mlp);
+    const data = version.files!.find((f) => f.role === 'data')!;
+    const evil = Buffer.from((await fx.store.get(data.blobKey)).body);
+    evil[20 * 1024 * 1024] = (evil[20 * 1024 * 1024] ?? 0) ^ 0x10;
+    await fx.store.put(data.blobKey, evil);
+    await fx.reinstall();
+    await rm(path.join(fx.cacheDir, `${version.sha256}.bundle`), { recursive: true, force: true });
+    expect((await inferStatus('worker-hash')).body.code).toBe('integrity_error');
+    await fx.reinstall();
+  });
 });
