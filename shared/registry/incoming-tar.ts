@@ -138,7 +138,7 @@ export async function registerTarBundle(
 
 /**
  * What the `incoming/` path registers for the object at `key`: a `.tar` archive as a bundle
- * ({@link registerTarBundle}), anything else as one ONNX file (`registerVersion`).
+ * (any case: `.TAR` too; {@link registerTarBundle}), anything else as one ONNX file (`registerVersion`).
  *
  * @example
  * ```ts
@@ -152,7 +152,7 @@ export function registerIncoming(
   body: Readable,
   options: RegisterOptions,
 ): Promise<RegisterResult> {
-  return key.endsWith('.tar')
+  return key.toLowerCase().endsWith('.tar')
     ? registerTarBundle(registry, name, body, options)
     : registry.registerVersion(name, body, options);
 }
