@@ -46,7 +46,7 @@ import { ObjectNotFoundError, type ObjectStore, S3ObjectStore, StoreError } from
 import { createJson, putJson, readJson } from '../store/documents';
 import { mapLimit } from '../util/concurrency';
 import { assertBundleFileNames, bundleFileRole } from './bundle';
-import type { ModelRegistry } from './model-registry';
+import type { BundleSource, ModelRegistry } from './model-registry';
 import { assertModelName } from './names';
 import type { RegisterOptions, RegisterResult } from './types';
 import { newUploadToken, putLimited, tokenDigest, tokenMatches, UPLOADS_PREFIX } from './uploads';
@@ -139,26 +139,6 @@ interface SessionDoc {
   /** Set once registered: a repeated complete answers with this version. */
   completed?: { version: number };
 }
-
-/**
- * A source of `ModelRegistry.registerBundle` (the contract of issue #11): the bytes as a stream,
- * or the key of an object already in the store.
- */
-export interface BundleSource {
-  name: string;
-  body?: Uint8Array | Readable;
-  storeKey?: string;
-  size?: number;
-}
-
-/** `ModelRegistry.registerBundle` as the contract of issue #11 specifies it. */
-type BundleRegistrar = {
-  registerBundle(
-    name: string,
-    sources: Iterable<BundleSource> | AsyncIterable<BundleSource>,
-    options?: RegisterOptions,
-  ): Promise<RegisterResult>;
-};
 
 const sessionKeyOf = (name: string, id: string): string => `${UPLOADS_PREFIX}${name}/${id}.session.json`;
 /** S3: the multipart upload's object. */
@@ -577,7 +557,7 @@ export async function completeUploadSession(
   );
   let result: RegisterResult;
   try {
-    result = await registerSources(store, registry, name, sources, { source: 'upload', ...registerOptions });
+    result = await registry.registerBundle(name, sources, { source: 'upload', ...registerOptions });
   } catch (e) {
     // The bundle itself was refused: nothing of it may stay. Transient failures keep it for a retry.
     if (e instanceof MaasError && httpStatusOf(e) < 500) await discard(store, doc);
@@ -586,27 +566,6 @@ export async function completeUploadSession(
   await putJson(store, sessionKeyOf(name, id), { ...doc, completed: { version: result.version.version } });
   await discardData(store, doc);
   return result;
-}
-
-/**
- * Registers `sources` as one version through the registry's `registerBundle`.
- * TEMPORARY until helper `bundles` lands `registerBundle`: a single graph is registered with
- * `registerVersion`, which the contract says is equivalent.
- */
-async function registerSources(
-  store: ObjectStore,
-  registry: ModelRegistry,
-  name: string,
-  sources: BundleSource[],
-  options: RegisterOptions,
-): Promise<RegisterResult> {
-  const bundles = registry as unknown as Partial<BundleRegistrar>;
-  if (typeof bundles.registerBundle === 'function') return bundles.registerBundle(name, sources, options);
-  const [only] = sources;
-  if (sources.length !== 1 || !only)
-    throw new InvalidArgumentError('bundles of several files are not supported by this registry yet');
-  const body = only.storeKey ? (await store.getStream(only.storeKey)).body : only.body!;
-  return registry.registerVersion(name, body, options);
 }
 
 /**

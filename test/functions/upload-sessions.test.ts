@@ -226,6 +226,12 @@ for (const kind of ['s3', 'file'] as const) {
       if (kind === 'file') {
         const short = await putPart(p1.url, bytes.subarray(0, 100));
         expect(short.status).toBe(400);
+      } else {
+        // S3 takes any part; the complete checks each one against the plan.
+        expect((await putPart(p1.url, bytes.subarray(0, 100))).status).toBe(200);
+        const wrong = await complete();
+        expect(wrong.status).toBe(409);
+        expect(wrong.json<{ error: string }>().error).toMatch(/has part\(s\) 1 of the wrong size/);
       }
       expect((await putPart(p1.url, bytes.subarray(p1.offset, p1.offset + p1.size))).status).toBe(200);
       expect((await putPart(p1.url, bytes.subarray(p1.offset, p1.offset + p1.size))).status).toBe(200);
