@@ -1,5 +1,6 @@
 /**
- * Registration by dropping a file into the store: `incoming/{name}/{anything}.onnx`.
+ * Registration by dropping a file into the store: `incoming/{name}/{anything}.onnx`, or a bundle
+ * as one archive `incoming/{name}/{anything}.tar` (see incoming-tar.ts).
  *
  * {@link ingestIncomingObject} is the one code path for it, called by the S3 ObjectCreated
  * trigger on AWS and by the local file watcher alike. It registers through
@@ -36,6 +37,7 @@ import {
   S3ObjectStore,
   type StoredObjectStream,
 } from '../store';
+import { registerIncoming } from './incoming-tar';
 import type { ModelRegistry } from './model-registry';
 import { assertModelName } from './names';
 
@@ -186,7 +188,8 @@ export async function ingestIncomingObject(
       );
     }
     const meta = found.metadata;
-    const result = await registry.registerVersion(name, found.body, {
+    // `.tar`: a bundle in one archive (incoming-tar.ts); anything else: one ONNX file.
+    const result = await registerIncoming(registry, key, name, found.body, {
       source: options.source ?? `${store.location.replace(/\/?$/, '/')}${key}`,
       actor: options.actor ?? 's3-upload',
       ...(meta.description !== undefined ? { description: meta.description } : {}),

@@ -7,6 +7,8 @@ import { MaasError } from '../errors';
 import { sleep } from '../util/backoff';
 import {
   assertValidKey,
+  type CopyOptions,
+  clampRange,
   type ListOptions,
   type ListPage,
   type ObjectInfo,
@@ -97,6 +99,20 @@ export class FileObjectStore implements ObjectStore {
     return { ...(await this.infoFrom(key, stats)), body };
   }
 
+  async getRange(key: string, start: number, endInclusive: number): Promise<StoredObjectStream> {
+    const handle = await fs.open(this.pathOf(key), 'r').catch((e: unknown) => this.rethrow(e, key));
+    try {
+      const stats = await handle.stat();
+      if (!stats.isFile()) throw new ObjectNotFoundError(key);
+      const end = clampRange(key, start, endInclusive, stats.size);
+      const body = handle.createReadStream({ start, end, autoClose: true });
+      return { ...(await this.infoFrom(key, stats)), body };
+    } catch (e) {
+      await handle.close();
+      throw e;
+    }
+  }
+
   async head(key: string): Promise<ObjectInfo> {
     const stats = await fs.stat(this.pathOf(key)).catch((e: unknown) => this.rethrow(e, key));
     if (!stats.isFile()) throw new ObjectNotFoundError(key);
@@ -116,6 +132,34 @@ export class FileObjectStore implements ObjectStore {
       return { etag: etagOf(await own.stat()) };
     } finally {
       await own.close();
+      await fs.rm(tmp, { force: true });
+    }
+  }
+
+  async copy(fromKey: string, toKey: string, options: CopyOptions = {}): Promise<PutResult> {
+    const source = this.pathOf(fromKey);
+    const target = this.pathOf(toKey);
+    const info = await this.head(fromKey);
+    const tmp = await this.tempPath();
+    try {
+      // A reflink where the file system has them (instant), else a kernel-side copy: the bytes
+      // never pass through this process.
+      await fs
+        .copyFile(source, tmp, fs.constants.COPYFILE_FICLONE)
+        .catch((e: unknown) => this.rethrow(e, fromKey));
+      const own = await fs.open(tmp, 'r+');
+      try {
+        await own.sync();
+        const replace = options.contentType !== undefined || options.metadata !== undefined;
+        const put: PutOptions = replace ? { ...options } : { metadata: info.metadata };
+        if (!replace && info.contentType) put.contentType = info.contentType;
+        await this.commit(toKey, target, tmp, put);
+        await fs.rm(tmp, { force: true });
+        return { etag: etagOf(await own.stat()) };
+      } finally {
+        await own.close();
+      }
+    } finally {
       await fs.rm(tmp, { force: true });
     }
   }
@@ -279,10 +323,14 @@ export class FileObjectStore implements ObjectStore {
     await fs.rename(tmp, file);
   }
 
-  private async writeTemp(body: PutBody): Promise<string> {
+  private async tempPath(): Promise<string> {
     const dir = path.join(this.root, INTERNAL, 'tmp');
     await fs.mkdir(dir, { recursive: true });
-    const tmp = path.join(dir, `${process.pid}-${randomBytes(8).toString('hex')}`);
+    return path.join(dir, `${process.pid}-${randomBytes(8).toString('hex')}`);
+  }
+
+  private async writeTemp(body: PutBody): Promise<string> {
+    const tmp = await this.tempPath();
     try {
       const handle = await fs.open(tmp, 'wx');
       try {

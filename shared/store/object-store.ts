@@ -31,8 +31,33 @@ export interface ObjectStore {
    * `versionId` exactly that version of a versioned S3 bucket.
    */
   getStream(key: string, options?: ReadOptions): Promise<StoredObjectStream>;
+  /**
+   * Streams the bytes `start..endInclusive` of an object (HTTP `Range: bytes=start-end`), so a
+   * large file can be fetched in parallel parts or read at random. `endInclusive` past the end is
+   * clamped to the last byte; `start` must lie inside the object (an empty object has no range).
+   * The returned `size` is the whole object's size (the range's length is `end - start + 1`
+   * after clamping), so one call also tells how much is left to read.
+   *
+   * @example
+   * ```ts
+   * const { body, size } = await store.getRange('blobs/sha256/ab.bin', 0, 8 * 1024 * 1024 - 1);
+   * ```
+   */
+  getRange(key: string, start: number, endInclusive: number): Promise<StoredObjectStream>;
   head(key: string): Promise<ObjectInfo>;
   put(key: string, body: PutBody, options?: PutOptions): Promise<PutResult>;
+  /**
+   * Copies an object inside the store without passing its bytes through this process (S3:
+   * server-side CopyObject, or multipart UploadPartCopy for objects over 5 GiB). The copy keeps
+   * the source's content type and metadata unless `options` gives new ones (then both are
+   * replaced). A missing source raises {@link ObjectNotFoundError} naming `fromKey`.
+   *
+   * @example
+   * ```ts
+   * await store.copy('staging/upload-1', 'blobs/sha256/ab.bin', { contentType: 'application/octet-stream' });
+   * ```
+   */
+  copy(fromKey: string, toKey: string, options?: CopyOptions): Promise<PutResult>;
   /**
    * Deletes the key; deleting a missing key is not an error (as in S3). With `ifMatch` only while
    * it still holds the object of that etag (else {@link ObjectPreconditionError}), with `versionId`
@@ -81,6 +106,13 @@ export interface PutOptions {
   ifNoneMatch?: '*';
   /** Replace only if the current etag equals this one. */
   ifMatch?: string;
+}
+
+export interface CopyOptions {
+  /** Content type of the copy (replaces the source's; with `metadata` unset, metadata is cleared). */
+  contentType?: string;
+  /** User metadata of the copy (replaces the source's); keys are lower-cased. ASCII values only. */
+  metadata?: Record<string, string>;
 }
 
 export interface PutResult {
@@ -134,6 +166,26 @@ export class StoreError extends MaasError {
   ) {
     super(transient ? 'unavailable' : 'internal', message, undefined, options);
   }
+}
+
+/**
+ * Checks a `getRange` request against the object's size and returns the clamped inclusive end.
+ * Shared by the adapters so both refuse the same ranges with the same error.
+ */
+export function clampRange(key: string, start: number, endInclusive: number, size: number): number {
+  if (
+    !Number.isSafeInteger(start) ||
+    !Number.isSafeInteger(endInclusive) ||
+    start < 0 ||
+    endInclusive < start
+  )
+    throw new StoreError(`invalid range ${start}-${endInclusive} for ${key}`, false);
+  if (start >= size)
+    throw new StoreError(
+      `range ${start}-${endInclusive} starts past the end of ${key} (${size} bytes)`,
+      false,
+    );
+  return Math.min(endInclusive, size - 1);
 }
 
 /** Keys are the S3 subset we can mirror on a file system: no empty segments, no `.`/`..`. */
