@@ -328,5 +328,8 @@ describe('finishing', () => {
       /128 tokens, but 150 were requested/,
     );
     expect(() => cached.generate({ prompt: fits, maxTokens: 28 })).not.toThrow();
+    expect(() => cached.generate({ prompt: [9707, 151_669] })).toThrow(
+      /token id 151669 is outside the vocabulary \(0 to 151668\)/,
+    );
   });
 });
