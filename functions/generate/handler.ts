@@ -10,7 +10,9 @@ import type { Writable } from 'node:stream';
 import type { Context, LambdaFunctionURLEvent } from 'aws-lambda';
 import { type ResponseStream, streamifyResponse } from 'lambda-stream';
 import { type GenerateSettings, generateSettingsFromEnv } from '../../shared/generate/config';
+import { recordGeneration } from '../../shared/generate/metrics';
 import { handleGenerateRequest, type TextModelResolver } from '../../shared/generate/routes';
+import type { RequestMetrics } from '../../shared/request-metrics';
 
 /** The runtime's `awslambda` global (only in Lambda, or a test adapter that stands in for it). */
 interface AwsLambdaGlobal {
@@ -42,13 +44,15 @@ const write = (out: Writable, text: string) =>
 
 /**
  * Builds the streaming handler over a model resolver (the predict side's registry, session cache
- * and canary split).
+ * and canary split); with `metrics`, each generation's TTFT, tokens/s, token counts and finish
+ * reason are recorded (EMF on Lambda) and flushed when it ends.
  * @example
  * export const handler = createGenerateHandler(predictTextModels);
  */
 export function createGenerateHandler(
   resolver: TextModelResolver,
   settings: GenerateSettings = generateSettingsFromEnv(),
+  metrics?: RequestMetrics,
 ) {
   return streamifyResponse(
     async (event: LambdaFunctionURLEvent, responseStream: ResponseStream, context?: Context) => {
@@ -70,7 +74,18 @@ export function createGenerateHandler(
       const reply = await handleGenerateRequest(
         { method: event.requestContext.http.method, path: event.rawPath, body },
         resolver,
-        { signal: controller.signal, ...(deadline !== undefined ? { deadline } : {}) },
+        {
+          signal: controller.signal,
+          ...(deadline !== undefined ? { deadline } : {}),
+          ...(metrics
+            ? {
+                onDone: (done, model) => {
+                  recordGeneration(metrics, done, { model: model.name, version: String(model.version) });
+                  metrics.flush();
+                },
+              }
+            : {}),
+        },
       );
       const out = httpStream(responseStream, reply.status, reply.headers);
       let failed = false;

@@ -23,23 +23,24 @@ export type StreamingHandler = (
 
 /**
  * Installs the runtime's `awslambda` global (streamifyResponse, HttpResponseStream.from) when
- * absent, with the runtime's wire framing, so handlers built with lambda-stream stream here too.
+ * missing, with the runtime's wire framing, so handlers built with lambda-stream stream here too.
  * Call before building the handler.
  * @example
  * installLambdaStreamingShim();
  * const handler = createGenerateHandler(resolver);
  */
 export function installLambdaStreamingShim(): void {
-  const g = globalThis as { awslambda?: unknown };
-  if (g.awslambda) return;
-  g.awslambda = {
-    streamifyResponse: <T>(handler: T): T => handler,
-    HttpResponseStream: {
-      from(stream: Writable, prelude: { statusCode: number; headers: Record<string, string> }): Writable {
-        stream.write(JSON.stringify(prelude));
-        stream.write(DELIMITER);
-        return stream;
-      },
+  // Other libraries put things on the global too (@aws/lambda-invoke-store: InvokeStore), so
+  // add the two members rather than test for the object.
+  const g = globalThis as { awslambda?: Record<string, unknown> };
+  g.awslambda ??= {};
+  const runtime = g.awslambda;
+  runtime.streamifyResponse ??= <T>(handler: T): T => handler;
+  runtime.HttpResponseStream ??= {
+    from(stream: Writable, prelude: { statusCode: number; headers: Record<string, string> }): Writable {
+      stream.write(JSON.stringify(prelude));
+      stream.write(DELIMITER);
+      return stream;
     },
   };
 }

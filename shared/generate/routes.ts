@@ -6,6 +6,7 @@
  * server write it out. Model resolution (versions, aliases, canary split) is the caller's.
  */
 import { InvalidArgumentError, NotFoundError } from '../errors';
+import type { DoneEvent } from './metrics';
 import { oipError, oipGenerateResponse, oipGenerateStream, parseOipGenerateRequest } from './oip-generate';
 import {
   chatCompletion,
@@ -37,6 +38,16 @@ export interface TextModelResolver {
   resolve(ref: ModelReference): Promise<ResolvedTextModel>;
   /** Text models for `GET /v1/models`. */
   list(): Promise<{ id: string; created: number }[]>;
+}
+
+/** Options of {@link handleGenerateRequest}. */
+export interface GenerateRouteOptions {
+  /** Aborting stops generation (the client disconnected). */
+  signal?: AbortSignal;
+  /** Epoch ms after which generation ends with finish reason "length". */
+  deadline?: number;
+  /** Called once per finished generation with the model that answered (metrics). */
+  onDone?: (done: DoneEvent, model: { name: string; version: number }) => void;
 }
 
 /** One request, transport-neutral. */
@@ -95,8 +106,23 @@ async function* guarded(chunks: AsyncIterable<unknown>): AsyncGenerator<string> 
 export async function handleGenerateRequest(
   request: GenerateHttpRequest,
   resolver: TextModelResolver,
-  extra: { signal?: AbortSignal; deadline?: number } = {},
+  options: GenerateRouteOptions = {},
 ): Promise<GenerateHttpReply> {
+  const { onDone, ...extra } = options;
+  // Wraps a resolved model's engine so the finished generation is reported, whichever route ran it.
+  const observed = (model: ResolvedTextModel): TextEngine => ({
+    tokenizer: model.engine.tokenizer,
+    generate: (request) => {
+      const events = model.engine.generate(request); // throws before any event: a 4xx
+      if (!onDone) return events;
+      return (async function* () {
+        for await (const event of events) {
+          if (event.type === 'done') onDone(event, { name: model.name, version: model.version });
+          yield event;
+        }
+      })();
+    },
+  });
   const json = (status: number, body: unknown) => ({
     status,
     headers: JSON_HEADERS,
@@ -113,7 +139,7 @@ export async function handleGenerateRequest(
         throw new InvalidArgumentError(`version "${version}" is not a positive integer`);
       const name = decodeURIComponent(oip[1] ?? '');
       const model = await resolver.resolve(version ? { name, version: Number(version) } : { name });
-      const events = model.engine.generate({ ...body.options, ...extra, prompt: body.textInput });
+      const events = observed(model).generate({ ...body.options, ...extra, prompt: body.textInput });
       const meta = { name: model.name, version: String(model.version) };
       if (oip[3] === 'generate_stream')
         return {
@@ -132,8 +158,7 @@ export async function handleGenerateRequest(
       return json(200, modelList(await resolver.list()));
     if (request.path === '/v1/chat/completions' && request.method === 'POST') {
       const body = parseChatRequest(parseBody(request.body));
-      const { engine } = await resolver.resolve(body.model);
-      const events = startChat(engine, body, extra);
+      const events = startChat(observed(await resolver.resolve(body.model)), body, extra);
       const meta = responseMeta('chat', body.modelField);
       if (body.stream)
         return {
@@ -145,8 +170,7 @@ export async function handleGenerateRequest(
     }
     if (request.path === '/v1/completions' && request.method === 'POST') {
       const body = parseCompletionRequest(parseBody(request.body));
-      const { engine } = await resolver.resolve(body.model);
-      const events = startCompletion(engine, body, extra);
+      const events = startCompletion(observed(await resolver.resolve(body.model)), body, extra);
       const meta = responseMeta('completion', body.modelField);
       const echo = body.echo && typeof body.prompt === 'string' ? body.prompt : '';
       if (body.stream)

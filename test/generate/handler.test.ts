@@ -16,6 +16,7 @@ import {
 } from '../../shared/generate/engine';
 import type { TextEngine } from '../../shared/generate/openai';
 import type { TextModelResolver } from '../../shared/generate/routes';
+import { MemoryRequestMetrics } from '../../shared/request-metrics';
 
 let root: string;
 let engine: TextGenerator;
@@ -43,8 +44,10 @@ function resolver(): TextModelResolver {
   };
 }
 
+const metrics = new MemoryRequestMetrics();
+
 async function serve(deadlineMarginMs: number, timeoutMs = 900_000): Promise<OpenAI> {
-  const handler = createGenerateHandler(resolver(), { defaultMaxTokens: 1024, deadlineMarginMs });
+  const handler = createGenerateHandler(resolver(), { defaultMaxTokens: 1024, deadlineMarginMs }, metrics);
   const { server, url } = await serveStreamingHandler(handler, { port: 0, timeoutMs });
   servers.push(server);
   return new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
@@ -88,6 +91,16 @@ describe('the Lambda streaming handler through a Function URL stand-in', () => {
     expect(usage?.completion_tokens).toBe(60);
     expect(text).toBe(done?.event.text);
     expect(arrivals[1]).toBeLessThan(done?.at ?? 0); // the first token arrived before generation ended
+    // Metrics per model and version: counts and timings only, never text.
+    const dims = { model: 'tiny', version: '3' };
+    expect(metrics.sum('Generations', { ...dims, finish_reason: 'length' })).toBe(1);
+    expect(metrics.sum('CompletionTokens', dims)).toBe(60);
+    expect(metrics.sum('PromptTokens', dims)).toBe(done?.event.usage.promptTokens);
+    expect(metrics.points('TimeToFirstToken', dims)[0]?.value).toBeCloseTo(
+      done?.event.timing.timeToFirstTokenMs ?? -1,
+    );
+    expect(metrics.points('TokensPerSecond', dims)[0]?.value).toBeGreaterThan(0);
+    expect(JSON.stringify(metrics.published)).not.toContain('Hello');
   });
 
   it('answers non-streamed completions, model lists and OpenAI-shaped errors', async () => {
