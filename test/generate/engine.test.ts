@@ -1,4 +1,12 @@
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -13,6 +21,7 @@ import {
   type TextGenerator,
 } from '../../shared/generate/engine';
 import { detectTextModel } from '../../shared/generate/model-kind';
+import { inspectModel } from '../../shared/onnx/inspect';
 
 const quiet = { logSeverityLevel: 3 as const };
 let root: string;
@@ -84,6 +93,13 @@ describe('detectTextModel', () => {
     expect(merged.spec).toMatchObject({ kind: 'merged', layers: 2 });
     expect(half.spec).toMatchObject({ kind: 'cached', cacheDatatype: 'FP16', positionIds: false });
   });
+  it('reads inspectModel output, as registration will call it', () => {
+    const info = inspectModel(readFileSync(join(root, 'merged', 'model.onnx')));
+    const names = readdirSync(join(root, 'merged'));
+    expect(detectTextModel(info, names)).toEqual(merged.spec);
+    expect(detectTextModel(info, names)?.hasGenerationConfig).toBe(true);
+  });
+
   it('ignores graphs that are not decoders and refuses incomplete ones with 422s naming the gap', () => {
     const sig = sessionSignature(cached.session);
     expect(
