@@ -14,6 +14,7 @@ import {
   loadTextGenerator,
   type TextGenerator,
 } from '../../shared/generate/engine';
+import { folderResolver } from '../../shared/generate/folders';
 import type { TextEngine } from '../../shared/generate/openai';
 import type { TextModelResolver } from '../../shared/generate/routes';
 import { MemoryRequestMetrics } from '../../shared/request-metrics';
@@ -169,5 +170,18 @@ describe('the Lambda streaming handler through a Function URL stand-in', () => {
       body: '{"text_input":"x"}',
     });
     expect(missing.status).toBe(404);
+  });
+});
+
+describe('folderResolver', () => {
+  it('serves each sub-folder as a model at version 1 and refuses others', async () => {
+    const folders = folderResolver(root, { sessionOptions: { logSeverityLevel: 3 } });
+    expect((await folders.list()).map((m) => m.id)).toEqual(['tiny']);
+    const a = await folders.resolve({ name: 'tiny', alias: 'production' });
+    expect(a).toMatchObject({ name: 'tiny', version: 1 });
+    expect((await folders.resolve({ name: 'tiny' })).engine).toBe(a.engine); // loaded once
+    await expect(folders.resolve({ name: 'tiny', version: 2 })).rejects.toThrow(NotFoundError);
+    await expect(folders.resolve({ name: 'other' })).rejects.toThrow(/model other not found/);
+    await (a.engine as TextGenerator).session.release();
   });
 });
