@@ -507,6 +507,8 @@ export class ModelRegistry {
           // Past the in-memory size: stream into a staging object, hashing on the way.
           file.stagingKey = layout.staging(randomBytes(16).toString('hex'));
           const stream = new PassThrough({ highWaterMark: 1024 * 1024 });
+          // Destroyed with the refusal's error to abort the upload; the upload reports it.
+          stream.on('error', () => undefined);
           pass = stream;
           upload = this.store
             .put(file.stagingKey, stream, { contentType: 'application/octet-stream' })
