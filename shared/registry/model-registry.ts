@@ -142,6 +142,8 @@ interface Ingested {
   stagingKey?: string;
   /** `storeKey` sources: the caller's object (copied, never deleted here). */
   sourceKey?: string;
+  /** Its etag when it was read: the copy is refused if it changed since. */
+  sourceEtag?: string;
 }
 type StoredAlias = Omit<AliasRecord, 'etag'>;
 
@@ -479,7 +481,8 @@ export class ModelRegistry {
       return finish();
     }
     if (source.storeKey !== undefined) {
-      const { body } = await this.store.getStream(source.storeKey);
+      const { body, etag } = await this.store.getStream(source.storeKey);
+      file.sourceEtag = etag;
       try {
         for await (const chunk of body as AsyncIterable<Buffer>) take(chunk);
       } finally {
@@ -547,7 +550,19 @@ export class ModelRegistry {
       if (await this.exists(blobKey)) continue;
       const target = { contentType: 'application/octet-stream', metadata: { sha256: f.sha256 } };
       if (f.bytes !== undefined) await this.store.put(blobKey, f.bytes, target);
-      else await this.store.copy((f.stagingKey ?? f.sourceKey) as string, blobKey, target);
+      else if (f.stagingKey !== undefined) await this.store.copy(f.stagingKey, blobKey, target);
+      else {
+        // The caller's object must still hold the bytes that were hashed and inspected.
+        const from = f.sourceKey as string;
+        await this.store
+          .copy(from, blobKey, { ...target, sourceEtag: f.sourceEtag as string })
+          .catch((e: unknown) => {
+            if (!(e instanceof PreconditionFailedError)) throw e;
+            throw new ConflictError(`${from} changed while it was being registered; register it again`, {
+              key: from,
+            });
+          });
+      }
     }
   }
 

@@ -9,7 +9,12 @@ import { toBinary } from '@bufbuild/protobuf';
 import { GraphProtoSchema, TensorProtoSchema } from 'onnx-buf';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeGraph, makeModel, makeNode, makeValueInfo, tensorFromFloat32 } from '../../dev/onnx-builder';
-import { InvalidArgumentError, PayloadTooLargeError, UnprocessableError } from '../../shared/errors';
+import {
+  ConflictError,
+  InvalidArgumentError,
+  PayloadTooLargeError,
+  UnprocessableError,
+} from '../../shared/errors';
 import { encodeModel } from '../../shared/onnx/codec';
 import { type BundleSource, bundleDigest, ModelRegistry, versionFiles } from '../../shared/registry';
 import { listAll, type ObjectStore, S3ObjectStore } from '../../shared/store';
@@ -126,6 +131,26 @@ describe.each(storeKinds)('ModelRegistry.registerBundle on the %s store', (kind)
     const { version } = await registry.registerBundle('from-uploads', sources);
     for (const f of version.files!) expect((await t.store.head(f.blobKey)).size).toBe(f.size);
     for (const s of sources) await t.store.head(s.storeKey!); // still there: the caller deletes them
+  });
+
+  it('a storeKey source replaced after it was read is not registered (409)', async () => {
+    const bundle = buildBundle({ mlp: { seed: 13 } });
+    for (const f of bundle.files) await t.store.put(`uploads/y/${f.name}`, f.bytes);
+    // The real store, except that the data file is overwritten just before it is copied.
+    const racing: ObjectStore = Object.create(t.store);
+    racing.copy = async (from, to, options) => {
+      if (from.endsWith('.data')) await t.store.put(from, Buffer.alloc(bundle.files[1]!.bytes.length, 7));
+      return t.store.copy(from, to, options);
+    };
+    const error = await new ModelRegistry(racing)
+      .registerBundle(
+        'raced',
+        bundle.files.map((f) => ({ name: f.name, storeKey: `uploads/y/${f.name}` })),
+      )
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConflictError);
+    expect((error as Error).message).toMatch(/changed while it was being registered/);
+    expect(await registry.getLatestVersionNumber('raced')).toBe(0);
   });
 
   it('a tampered data file is caught by verified reads', async () => {
