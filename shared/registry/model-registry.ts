@@ -433,10 +433,18 @@ export class ModelRegistry {
             `companion file ${JSON.stringify(source.name)} is larger than ${COMPANION_MAX_BYTES} bytes`,
             { file: source.name, limit: COMPANION_MAX_BYTES, ...(size !== undefined ? { size } : {}) },
           )
-        : new PayloadTooLargeError(`model is larger than the limit of ${this.options.maxModelBytes} bytes`, {
-            limit: this.options.maxModelBytes,
-            ...(size !== undefined ? { size: before + size } : {}),
-          });
+        : role === 'graph' && limit === DEFAULT_MAX_MODEL_BYTES
+          ? new PayloadTooLargeError(
+              `${JSON.stringify(source.name)} is larger than an ONNX file can be (2 GiB, the protobuf limit): save the weights as external data and register the bundle`,
+              { file: source.name, limit, ...(size !== undefined ? { size } : {}) },
+            )
+          : new PayloadTooLargeError(
+              `model is larger than the limit of ${this.options.maxModelBytes} bytes`,
+              {
+                limit: this.options.maxModelBytes,
+                ...(size !== undefined ? { size: before + size } : {}),
+              },
+            );
     const file: Ingested = { name: source.name, role, size: 0, sha256: '' };
     if ((source.body === undefined) === (source.storeKey === undefined)) {
       if (source.body instanceof Readable) source.body.destroy();

@@ -369,6 +369,25 @@ async function writeBigModel(file: string, payloadBytes: number): Promise<void> 
   }
 }
 
+describe('graph size', () => {
+  it('a graph announced above 2 GiB is refused before it is read, whatever the model limit', async () => {
+    const t = await createTestStore('file', 'biggraph');
+    try {
+      const registry = new ModelRegistry(t.store, { maxModelBytes: 8 * 1024 ** 3 });
+      const body = Readable.from([Buffer.alloc(10)]);
+      const error = await registry
+        .registerBundle('huge', [{ name: 'model.onnx', body, size: 2 ** 31 }])
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(PayloadTooLargeError);
+      expect((error as Error).message).toMatch(/larger than an ONNX file can be .*external data/);
+      expect(body.destroyed).toBe(true);
+      expect(await keys(t.store)).toEqual([]);
+    } finally {
+      await t.cleanup();
+    }
+  });
+});
+
 describe('registration memory does not follow the model size', () => {
   it('registers a ~300 MB single-file model from a stream with a bounded RSS growth (file store)', async () => {
     const t = await createTestStore('file', 'bigmodel');
