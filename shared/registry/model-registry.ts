@@ -142,6 +142,8 @@ interface Ingested {
   stagingKey?: string;
   /** `storeKey` sources: the caller's object (copied, never deleted here). */
   sourceKey?: string;
+  /** Its etag when it was read: the copy is refused if it changed since. */
+  sourceEtag?: string;
 }
 type StoredAlias = Omit<AliasRecord, 'etag'>;
 
@@ -431,10 +433,18 @@ export class ModelRegistry {
             `companion file ${JSON.stringify(source.name)} is larger than ${COMPANION_MAX_BYTES} bytes`,
             { file: source.name, limit: COMPANION_MAX_BYTES, ...(size !== undefined ? { size } : {}) },
           )
-        : new PayloadTooLargeError(`model is larger than the limit of ${this.options.maxModelBytes} bytes`, {
-            limit: this.options.maxModelBytes,
-            ...(size !== undefined ? { size: before + size } : {}),
-          });
+        : role === 'graph' && limit === DEFAULT_MAX_MODEL_BYTES
+          ? new PayloadTooLargeError(
+              `${JSON.stringify(source.name)} is larger than an ONNX file can be (2 GiB, the protobuf limit): save the weights as external data and register the bundle`,
+              { file: source.name, limit, ...(size !== undefined ? { size } : {}) },
+            )
+          : new PayloadTooLargeError(
+              `model is larger than the limit of ${this.options.maxModelBytes} bytes`,
+              {
+                limit: this.options.maxModelBytes,
+                ...(size !== undefined ? { size: before + size } : {}),
+              },
+            );
     const file: Ingested = { name: source.name, role, size: 0, sha256: '' };
     if ((source.body === undefined) === (source.storeKey === undefined)) {
       if (source.body instanceof Readable) source.body.destroy();
@@ -479,7 +489,8 @@ export class ModelRegistry {
       return finish();
     }
     if (source.storeKey !== undefined) {
-      const { body } = await this.store.getStream(source.storeKey);
+      const { body, etag } = await this.store.getStream(source.storeKey);
+      file.sourceEtag = etag;
       try {
         for await (const chunk of body as AsyncIterable<Buffer>) take(chunk);
       } finally {
@@ -507,6 +518,8 @@ export class ModelRegistry {
           // Past the in-memory size: stream into a staging object, hashing on the way.
           file.stagingKey = layout.staging(randomBytes(16).toString('hex'));
           const stream = new PassThrough({ highWaterMark: 1024 * 1024 });
+          // Destroyed with the refusal's error to abort the upload; the upload reports it.
+          stream.on('error', () => undefined);
           pass = stream;
           upload = this.store
             .put(file.stagingKey, stream, { contentType: 'application/octet-stream' })
@@ -545,7 +558,19 @@ export class ModelRegistry {
       if (await this.exists(blobKey)) continue;
       const target = { contentType: 'application/octet-stream', metadata: { sha256: f.sha256 } };
       if (f.bytes !== undefined) await this.store.put(blobKey, f.bytes, target);
-      else await this.store.copy((f.stagingKey ?? f.sourceKey) as string, blobKey, target);
+      else if (f.stagingKey !== undefined) await this.store.copy(f.stagingKey, blobKey, target);
+      else {
+        // The caller's object must still hold the bytes that were hashed and inspected.
+        const from = f.sourceKey as string;
+        await this.store
+          .copy(from, blobKey, { ...target, sourceEtag: f.sourceEtag as string })
+          .catch((e: unknown) => {
+            if (!(e instanceof PreconditionFailedError)) throw e;
+            throw new ConflictError(`${from} changed while it was being registered; register it again`, {
+              key: from,
+            });
+          });
+      }
     }
   }
 
