@@ -19,6 +19,7 @@ import {
   type PutBody,
   type PutOptions,
   type PutResult,
+  type ReadOptions,
   type StoredObject,
   type StoredObjectStream,
   StoreError,
@@ -80,12 +81,18 @@ export class FileObjectStore implements ObjectStore {
     }
   }
 
-  async getStream(key: string): Promise<StoredObjectStream> {
+  async getStream(key: string, options: ReadOptions = {}): Promise<StoredObjectStream> {
+    noVersions(key, options);
     const handle = await fs.open(this.pathOf(key), 'r').catch((e: unknown) => this.rethrow(e, key));
     const stats = await handle.stat();
     if (!stats.isFile()) {
       await handle.close();
       throw new ObjectNotFoundError(key);
+    }
+    // Checked on the open descriptor: what is read below is exactly the object of this etag.
+    if (options.ifMatch !== undefined && etagOf(stats) !== options.ifMatch) {
+      await handle.close();
+      throw new ObjectPreconditionError(key, 'if-match');
     }
     // The stream owns the descriptor: a concurrent replace (rename) cannot change what it reads.
     const body = handle.createReadStream({ autoClose: true });
@@ -192,10 +199,52 @@ export class FileObjectStore implements ObjectStore {
     }
   }
 
-  async delete(key: string): Promise<void> {
+  async delete(key: string, options: ReadOptions = {}): Promise<void> {
+    noVersions(key, options);
+    if (options.ifMatch !== undefined) {
+      await this.deleteIfMatch(key, options.ifMatch);
+      return;
+    }
     await fs.rm(this.pathOf(key), { force: true }).catch((e: unknown) => this.rethrow(e, key));
     await fs.rm(this.sidecarPath(key), { force: true });
     await this.pruneEmptyDirs(path.dirname(this.pathOf(key)));
+  }
+
+  /**
+   * Deletes `key` only while it is the object of etag `expected`. Files are also written by other
+   * programs (a `cp` into `incoming/`), which take no lock, so the file is first renamed aside
+   * (atomic): a replacement arriving after that lands under the key untouched. The file moved
+   * aside is then checked to be the one whose etag was seen (same inode, size and mtime; the
+   * rename itself changes its ctime) and put back when it is not.
+   */
+  private async deleteIfMatch(key: string, expected: string): Promise<void> {
+    const target = this.pathOf(key);
+    const before = await fs.stat(target).catch(() => undefined);
+    if (!before?.isFile()) return;
+    if (etagOf(before) !== expected) throw new ObjectPreconditionError(key, 'if-match');
+    const dir = path.join(this.root, INTERNAL, 'tmp');
+    await fs.mkdir(dir, { recursive: true });
+    const aside = path.join(dir, `${process.pid}-${randomBytes(8).toString('hex')}.deleting`);
+    try {
+      await fs.rename(target, aside);
+    } catch (e) {
+      if (errno(e) === 'ENOENT') return;
+      return this.rethrow(e, key);
+    }
+    const moved = await fs.stat(aside);
+    const same = moved.ino === before.ino && moved.size === before.size && moved.mtimeMs === before.mtimeMs;
+    if (!same) {
+      // Replaced between the check and the rename: restore it unless a newer one took the key.
+      await fs.link(aside, target).catch((e: unknown) => {
+        if (errno(e) !== 'EEXIST') throw e;
+      });
+      await fs.rm(aside, { force: true });
+      throw new ObjectPreconditionError(key, 'if-match');
+    }
+    await fs.rm(aside, { force: true });
+    // The sidecar stays when a new object already took the key (its writer put its own there).
+    if (!(await fs.stat(target).catch(() => undefined))) await fs.rm(this.sidecarPath(key), { force: true });
+    await this.pruneEmptyDirs(path.dirname(target));
   }
 
   async list(options: ListOptions = {}): Promise<ListPage> {
@@ -402,6 +451,12 @@ async function breakStaleLock(lock: string, seen: Stats): Promise<void> {
   } finally {
     await fs.rm(marker, { force: true });
   }
+}
+
+/** The file store keeps one object per key: a version id cannot name anything here. */
+function noVersions(key: string, options: ReadOptions): void {
+  if (options.versionId !== undefined)
+    throw new StoreError(`the file store has no object versions (${key}@${options.versionId})`, false);
 }
 
 function etagOf(stats: Stats): string {

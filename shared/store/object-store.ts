@@ -25,8 +25,12 @@ export interface ObjectStore {
   /** Where the store lives, e.g. `s3://bucket/prefix` or `file:///abs/dir` (for logs). */
   readonly location: string;
   get(key: string): Promise<StoredObject>;
-  /** Streams the body: for large blobs that should not be buffered. */
-  getStream(key: string): Promise<StoredObjectStream>;
+  /**
+   * Streams the body: for large blobs that should not be buffered. With `ifMatch` it reads only
+   * the object of that etag ({@link ObjectPreconditionError} when the key now holds another), with
+   * `versionId` exactly that version of a versioned S3 bucket.
+   */
+  getStream(key: string, options?: ReadOptions): Promise<StoredObjectStream>;
   /**
    * Streams the bytes `start..endInclusive` of an object (HTTP `Range: bytes=start-end`), so a
    * large file can be fetched in parallel parts or read at random. `endInclusive` past the end is
@@ -54,8 +58,13 @@ export interface ObjectStore {
    * ```
    */
   copy(fromKey: string, toKey: string, options?: CopyOptions): Promise<PutResult>;
-  /** Deletes the key; deleting a missing key is not an error (as in S3). */
-  delete(key: string): Promise<void>;
+  /**
+   * Deletes the key; deleting a missing key is not an error (as in S3). With `ifMatch` only while
+   * it still holds the object of that etag (else {@link ObjectPreconditionError}), with `versionId`
+   * only that version (a newer one under the key stays): for consumers that must never delete an
+   * object they have not processed (the `incoming/` trigger).
+   */
+  delete(key: string, options?: ReadOptions): Promise<void>;
   list(options?: ListOptions): Promise<ListPage>;
 }
 
@@ -69,6 +78,8 @@ export interface ObjectInfo {
   lastModified: Date;
   contentType?: string;
   metadata: Record<string, string>;
+  /** The S3 version id, in versioned buckets only. */
+  versionId?: string;
 }
 
 export interface StoredObject extends ObjectInfo {
@@ -77,6 +88,14 @@ export interface StoredObject extends ObjectInfo {
 
 export interface StoredObjectStream extends ObjectInfo {
   body: Readable;
+}
+
+/** Which object a conditional read or delete is about. */
+export interface ReadOptions {
+  /** Only the object with this etag (unquoted). */
+  ifMatch?: string;
+  /** Only this version (S3 buckets with versioning; the file store has no versions and refuses it). */
+  versionId?: string;
 }
 
 export interface PutOptions {

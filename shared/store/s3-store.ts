@@ -29,6 +29,7 @@ import {
   type PutBody,
   type PutOptions,
   type PutResult,
+  type ReadOptions,
   type StoredObject,
   type StoredObjectStream,
   StoreError,
@@ -127,9 +128,19 @@ export class S3ObjectStore implements ObjectStore {
     return { ...info, body: Buffer.concat(chunks) };
   }
 
-  async getStream(key: string): Promise<StoredObjectStream> {
-    const out = await this.send(key, () =>
-      this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.full(key) })),
+  async getStream(key: string, options: ReadOptions = {}): Promise<StoredObjectStream> {
+    const out = await this.send(
+      key,
+      () =>
+        this.client.send(
+          new GetObjectCommand({
+            Bucket: this.bucket,
+            Key: this.full(key),
+            IfMatch: this.ifMatchHeader(options.ifMatch),
+            VersionId: options.versionId,
+          }),
+        ),
+      'if-match',
     );
     const info = toInfo(key, out);
     if (!(out.Body instanceof Readable)) throw new StoreError(`unexpected body type for ${key}`, false);
@@ -192,12 +203,7 @@ export class S3ObjectStore implements ObjectStore {
       return { etag: unquote(out.ETag ?? '') };
     }
     const bytes = body instanceof Readable ? await collect(body) : body;
-    const ifMatch =
-      options.ifMatch === undefined
-        ? undefined
-        : this.options.quoteIfMatch
-          ? `"${options.ifMatch}"`
-          : options.ifMatch;
+    const ifMatch = this.ifMatchHeader(options.ifMatch);
     const condition = options.ifMatch !== undefined ? 'if-match' : 'if-none-match';
     const token = conditional ? randomBytes(16).toString('hex') : undefined;
     const metadata = token === undefined ? options.metadata : { ...options.metadata, [WRITE_TOKEN]: token };
@@ -355,10 +361,42 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async delete(key: string): Promise<void> {
-    await this.send(key, () =>
-      this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.full(key) })),
-    );
+  async delete(key: string, options: ReadOptions = {}): Promise<void> {
+    if (options.versionId === undefined && options.ifMatch !== undefined) {
+      // AWS S3 enforces If-Match on DeleteObject; Ceph RGW 16 ignores it and deletes whatever is
+      // there. Checking first keeps RGW to a window of one round trip instead of the whole
+      // processing time; on AWS the header below makes it atomic.
+      const current = await this.head(key).catch((e: unknown) => {
+        if (e instanceof ObjectNotFoundError) return undefined;
+        throw e;
+      });
+      if (current === undefined) return;
+      if (current.etag !== options.ifMatch) throw new ObjectPreconditionError(key, 'if-match');
+    }
+    try {
+      await this.send(
+        key,
+        () =>
+          this.client.send(
+            new DeleteObjectCommand({
+              Bucket: this.bucket,
+              Key: this.full(key),
+              // A version id names exactly one object: deleting it cannot touch a newer upload.
+              VersionId: options.versionId,
+              IfMatch: options.versionId === undefined ? this.ifMatchHeader(options.ifMatch) : undefined,
+            }),
+          ),
+        'if-match',
+      );
+    } catch (e) {
+      if (e instanceof ObjectNotFoundError) return; // gone already: deleting a missing key is no error
+      throw e;
+    }
+  }
+
+  private ifMatchHeader(etag: string | undefined): string | undefined {
+    if (etag === undefined) return undefined;
+    return this.options.quoteIfMatch ? `"${etag}"` : etag;
   }
 
   async list(options: ListOptions = {}): Promise<ListPage> {
@@ -427,7 +465,8 @@ function translate(e: unknown, key: string, condition?: 'if-match' | 'if-none-ma
   // A missing bucket is a configuration error, not a missing object: let it surface.
   if (name === 'NoSuchBucket')
     return new StoreError(`S3 bucket does not exist (${key}): ${err.message ?? ''}`, false, { cause: e });
-  if (status === 404 || name === 'NoSuchKey' || name === 'NotFound') return new ObjectNotFoundError(key);
+  if (status === 404 || name === 'NoSuchKey' || name === 'NotFound' || name === 'NoSuchVersion')
+    return new ObjectNotFoundError(key);
   if (status === 412 || name === 'PreconditionFailed')
     return new ObjectPreconditionError(key, condition ?? 'if-match');
   if (status === 409 && name === 'ConditionalRequestConflict') return new ConditionalConflict();
@@ -452,6 +491,7 @@ function toInfo(
     LastModified?: Date;
     ContentType?: string;
     Metadata?: Record<string, string>;
+    VersionId?: string;
   },
 ): ObjectInfo {
   const info: ObjectInfo = {
@@ -462,6 +502,7 @@ function toInfo(
     metadata: withoutWriteToken(out.Metadata ?? {}),
   };
   if (out.ContentType) info.contentType = out.ContentType;
+  if (out.VersionId && out.VersionId !== 'null') info.versionId = out.VersionId;
   return info;
 }
 
