@@ -43,7 +43,7 @@ import {
   PayloadTooLargeError,
 } from '../errors';
 import { ObjectNotFoundError, type ObjectStore, S3ObjectStore, StoreError } from '../store';
-import { createJson, putJson, readJson } from '../store/documents';
+import { createJson, KEEP, putJson, readJson, updateJson } from '../store/documents';
 import { mapLimit } from '../util/concurrency';
 import { assertBundleFileNames, bundleFileRole } from './bundle';
 import type { BundleSource, ModelRegistry } from './model-registry';
@@ -138,7 +138,15 @@ interface SessionDoc {
   files: { name: string; size: number; key: string; uploadId?: string }[];
   /** Set once registered: a repeated complete answers with this version. */
   completed?: { version: number };
+  /** Held by the complete in progress (a big bundle takes minutes): others answer 503 until then. */
+  completingUntil?: string;
 }
+
+/**
+ * How long a complete holds its session: the function's longest run (a complete that died
+ * mid-way frees the session after it); concurrent completes meanwhile get a 503 to retry.
+ */
+const COMPLETE_LEASE_MS = 15 * 60 * 1000;
 
 const sessionKeyOf = (name: string, id: string): string => `${UPLOADS_PREFIX}${name}/${id}.session.json`;
 /** S3: the multipart upload's object. */
@@ -535,12 +543,16 @@ export async function completeUploadSession(
       id,
     });
   }
+  const claimed = await claimCompletion(store, doc, now);
+  if (claimed.completed)
+    return { created: false, version: await registry.getVersion(name, claimed.completed.version) };
   const problems = (
     store instanceof S3ObjectStore
       ? await mapLimit(doc.files, S3_CONCURRENCY, (f) => completeS3File(store, f, doc.partBytes))
       : await mapLimit(doc.files, S3_CONCURRENCY, (_f, i) => checkLocalFile(store, doc, i))
   ).filter((p): p is PartProblem => p !== undefined);
-  if (problems.length > 0)
+  if (problems.length > 0) {
+    await releaseCompletion(store, doc);
     throw new ConflictError(
       `upload session ${id} is incomplete: ${problems
         .map(
@@ -550,6 +562,7 @@ export async function completeUploadSession(
         .join('; ')}`,
       { problems },
     );
+  }
   const sources: BundleSource[] = doc.files.map((f, i) =>
     store instanceof S3ObjectStore
       ? { name: f.name, storeKey: f.key, size: f.size }
@@ -561,11 +574,43 @@ export async function completeUploadSession(
   } catch (e) {
     // The bundle itself was refused: nothing of it may stay. Transient failures keep it for a retry.
     if (e instanceof MaasError && httpStatusOf(e) < 500) await discard(store, doc);
+    else await releaseCompletion(store, doc).catch(() => undefined);
     throw e;
   }
-  await putJson(store, sessionKeyOf(name, id), { ...doc, completed: { version: result.version.version } });
+  const { completingUntil: _lease, ...done } = doc;
+  await putJson(store, sessionKeyOf(name, id), { ...done, completed: { version: result.version.version } });
   await discardData(store, doc);
   return result;
+}
+
+/**
+ * Takes the session's completion lease (compare-and-swap on its record), or finds it completed
+ * meanwhile; a lease held by another complete is a 503 (retry: it answers once that one is done).
+ */
+async function claimCompletion(store: ObjectStore, doc: SessionDoc, now: () => Date): Promise<SessionDoc> {
+  const { doc: claimed } = await updateJson<SessionDoc>(
+    store,
+    sessionKeyOf(doc.name, doc.id),
+    (current) => {
+      if (!current)
+        throw new NotFoundError(`no upload session ${doc.id} for model ${doc.name} (aborted meanwhile)`);
+      if (current.doc.completed) return KEEP;
+      if (current.doc.completingUntil && Date.parse(current.doc.completingUntil) > now().getTime())
+        throw new MaasError(
+          'unavailable',
+          `upload session ${doc.id} is being completed by another request; retry in a moment`,
+        );
+      return { ...current.doc, completingUntil: new Date(now().getTime() + COMPLETE_LEASE_MS).toISOString() };
+    },
+    { attempts: 10 },
+  );
+  return claimed ?? doc;
+}
+
+/** Frees the lease, so a retry may complete the session at once. */
+async function releaseCompletion(store: ObjectStore, doc: SessionDoc): Promise<void> {
+  const { completingUntil: _lease, ...free } = doc;
+  await putJson(store, sessionKeyOf(doc.name, doc.id), free);
 }
 
 /**
