@@ -14,6 +14,8 @@
  * Ratios f/g (target ≤ 1.2) and h/g. Default size 192 MiB (about a minute here, 2 cores).
  * A ~2 GB run: `BENCH_LARGE_MB=2048 npm run bench -- large` (needs ~3 GB of RAM for onnxruntime
  * and ~4.5 GB of disk: the generated files plus the model caches of the runs).
+ * `BENCH_LARGE_REPEATS` (default 1) runs each program that many times (medians);
+ * `BENCH_LARGE_LOG=INFO` prints the handler's 'model loaded' line (fetch vs session time).
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -252,7 +254,8 @@ function child(script: string, args: string[], env: Record<string, string>): Pro
       env: {
         ...process.env,
         ...env,
-        POWERTOOLS_LOG_LEVEL: 'WARN',
+        // BENCH_LARGE_LOG=INFO shows the handler's 'model loaded' line (fetch vs session time).
+        POWERTOOLS_LOG_LEVEL: process.env.BENCH_LARGE_LOG ?? 'WARN',
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
       },
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -263,6 +266,11 @@ function child(script: string, args: string[], env: Record<string, string>): Pro
       out += chunk.toString();
       if (!done && out.includes('COLD-OK')) {
         done = true;
+        const loaded = /"message":"model loaded".*$/m.exec(out)?.[0];
+        if (loaded)
+          console.log(
+            `  ${path.basename(script)}: ${loaded.replace(/.*"estimatedBytes"/, '"estimatedBytes"')}`,
+          );
         resolve(performance.now() - started);
       }
     });
