@@ -155,7 +155,7 @@ export interface ChurnResult {
 
 /**
  * Until `signal` aborts: registers the demo model's bytes again as a new version (`force`),
- * points `production` at it, and every third round rolls `production` back — the registry
+ * points `production` at it, and in the first and every third round after rolls `production` back — the registry
  * changes predict must absorb without a failed request.
  *
  * @example
@@ -205,7 +205,7 @@ export async function churnRegistry(
       );
       if (moved) result.aliasMoves++;
     }
-    if (round % 3 === 0) {
+    if (round % 3 === 1) {
       const rolled = await call(
         'POST',
         '/models/iris/rollback',

@@ -32,7 +32,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await s?.stop();
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
-}, 30_000);
+}, 120_000);
 
 /** Every model twice; the statuses that were not 200. */
 async function serveAll(): Promise<string[]> {
