@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
+import type { ModelVersion } from '../shared/registry';
+import type { UploadSession } from '../shared/registry/upload-sessions';
 import type { UploadTicket } from '../shared/registry/uploads';
 import type { MaasClient } from './client';
 import { ApiError } from './client';
@@ -9,8 +11,8 @@ import type { ProgressBar } from './progress';
 
 /**
  * Sends a file to where an upload ticket says, streaming it from disk (no buffering) and
- * reporting progress: a multipart form POST for presigned S3 uploads, a raw PUT for the local
- * API's upload route (which carries the API's own auth).
+ * reporting progress: a multipart form POST for presigned S3 uploads, a raw PUT to the local
+ * upload server (`npm start`) or to the local API's upload route (which carries the API's auth).
  *
  * @example
  * ```ts
@@ -46,10 +48,14 @@ export async function uploadFile(
     );
     return;
   }
-  // The local route is part of the API: same auth; the body is not signed (streamed), so SigV4
-  // stages use presigned S3 POSTs instead, never this route.
-  const url = client.url(ticket.url);
-  const headers = await client.authorize('PUT', url, { ...ticket.headers });
+  // An absolute URL is the local upload server's: the token in it is the permission, like a
+  // presigned URL (no API credentials sent there). A path is the API's own upload route: same
+  // auth; the body is not signed (streamed), so SigV4 stages use presigned S3 POSTs instead.
+  const absolute = /^https?:\/\//.test(ticket.url);
+  const url = absolute ? new URL(ticket.url) : client.url(ticket.url);
+  const headers = absolute
+    ? { ...ticket.headers }
+    : await client.authorize('PUT', url, { ...ticket.headers });
   await send(url, 'PUT', headers, Buffer.alloc(0), file, size, Buffer.alloc(0), progress);
 }
 
@@ -74,19 +80,7 @@ function send(
         res.on('end', () => {
           const status = res.statusCode ?? 0;
           if (status < 300) return resolve();
-          const text = Buffer.concat(chunks).toString('utf8');
-          let body: ApiError['body'];
-          try {
-            body = JSON.parse(text) as ApiError['body'];
-          } catch {
-            // S3 answers in XML: keep its code and message.
-            const code = /<Code>([^<]*)<\/Code>/.exec(text)?.[1];
-            const message = /<Message>([^<]*)<\/Message>/.exec(text)?.[1];
-            body = {
-              error: `upload refused: ${[code, message].filter(Boolean).join(': ') || text.slice(0, 300)}`,
-              ...(code ? { code } : {}),
-            };
-          }
+          const body = errorBody(Buffer.concat(chunks).toString('utf8'));
           reject(new ApiError(status, body));
         });
       },
@@ -99,4 +93,180 @@ function send(
     stream.on('end', () => req.end(tail));
     stream.pipe(req, { end: false });
   });
+}
+
+/** Options of {@link uploadSession}. */
+export interface SessionUploadOptions {
+  /** Parts in flight at once (default 4). */
+  parallel?: number;
+  /** Attempts per part (default 5): network errors, 5xx, 408 and 429 are retried with backoff. */
+  attempts?: number;
+  /** Part size to ask the server for (default: the server's). */
+  partBytes?: number;
+  /** Fields of the final commit (`description`, `alias`, `tags`, …). */
+  meta?: Record<string, unknown>;
+  progress?: ProgressBar;
+  /** Called before each retry of a part (for a log line). */
+  onRetry?: (file: string, part: number, attempt: number, error: Error) => void;
+  /** Backoff before retry n (ms); default 250·2ⁿ⁻¹ up to 8 s. */
+  backoffMs?: (attempt: number) => number;
+}
+
+const transient = (e: unknown): boolean =>
+  !(e instanceof ApiError) || e.status >= 500 || e.status === 408 || e.status === 429;
+
+/**
+ * Uploads a bundle through an upload session: opens it with the file list, `PUT`s every part
+ * (from disk, `parallel` at a time, each retried on transient failures), then commits it, which
+ * registers the version. Any failure that is not retried away aborts the session, so nothing is
+ * left in the store; the commit itself is retried (it is idempotent on the server).
+ *
+ * @example
+ * ```ts
+ * const { created, version } = await uploadSession(client, 'llm', files, { parallel: 4, progress: bar });
+ * ```
+ */
+export async function uploadSession(
+  client: MaasClient,
+  name: string,
+  files: readonly { name: string; path: string; size: number }[],
+  options: SessionUploadOptions = {},
+): Promise<{ created: boolean; version: ModelVersion }> {
+  const base = `/models/${encodeURIComponent(name)}/upload-sessions`;
+  const session = (
+    await client.request('POST', base, {
+      json: {
+        files: files.map((f) => ({ name: f.name, size: f.size })),
+        ...(options.partBytes ? { partBytes: options.partBytes } : {}),
+      },
+    })
+  ).json<UploadSession>();
+  const byName = new Map(files.map((f) => [f.name, f]));
+  const jobs = session.files.flatMap((f) => f.parts.map((part) => ({ file: byName.get(f.name)!, part })));
+  const attempts = options.attempts ?? 5;
+  const backoff = options.backoffMs ?? ((n: number) => Math.min(250 * 2 ** (n - 1), 8000));
+  const agents = keepAliveAgents();
+  const agentOf = agents.of;
+  try {
+    await settledPool(jobs, options.parallel ?? 4, async ({ file, part }) => {
+      for (let attempt = 1; ; attempt++) {
+        let sent = 0;
+        try {
+          await sendRange(new URL(part.url), file.path, part.offset, part.size, agentOf, (n) => {
+            sent += n;
+            options.progress?.tick(n);
+          });
+          return;
+        } catch (e) {
+          options.progress?.tick(-sent);
+          if (attempt >= attempts || !transient(e)) throw e;
+          options.onRetry?.(file.name, part.partNumber, attempt, e as Error);
+          await new Promise((r) => setTimeout(r, backoff(attempt)));
+        }
+      }
+    });
+  } catch (e) {
+    await client.request('DELETE', `${base}/${session.sessionId}`).catch(() => undefined);
+    throw e;
+  } finally {
+    agents.destroy();
+  }
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return (
+        await client.request('POST', `${base}/${session.sessionId}/complete`, { json: options.meta ?? {} })
+      ).json<{ created: boolean; version: ModelVersion }>();
+    } catch (e) {
+      // A refusal (4xx) already cleaned the session up on the server; a timeout may still land.
+      if (attempt >= attempts || !transient(e)) throw e;
+      await new Promise((r) => setTimeout(r, backoff(attempt)));
+    }
+  }
+}
+
+/** One keep-alive agent per protocol: parts reuse connections. */
+function keepAliveAgents(): { of: (url: URL) => http.Agent; destroy: () => void } {
+  const plain = new http.Agent({ keepAlive: true });
+  const tls = new https.Agent({ keepAlive: true });
+  return {
+    of: (url) => (url.protocol === 'https:' ? tls : plain),
+    destroy: () => {
+      plain.destroy();
+      tls.destroy();
+    },
+  };
+}
+
+/**
+ * Runs `fn` over `items`, `limit` at a time; after the first failure no new item starts, and it
+ * rejects with that failure only once the calls in flight have settled (so an abort that
+ * follows does not race parts still being written).
+ */
+async function settledPool<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const worker = async (): Promise<void> => {
+    while (!failure && next < items.length) {
+      const item = items[next++] as T;
+      try {
+        await fn(item);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  if (failure) throw failure.error;
+}
+
+/** `PUT`s bytes `[offset, offset + size)` of a file, streaming from disk. */
+function sendRange(
+  url: URL,
+  file: string,
+  offset: number,
+  size: number,
+  agentOf: (url: URL) => http.Agent,
+  onBytes: (n: number) => void,
+): Promise<void> {
+  const transport = url.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = transport.request(
+      url,
+      { method: 'PUT', agent: agentOf(url), headers: { 'content-length': String(size) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => {
+          const status = res.statusCode ?? 0;
+          if (status < 300) return resolve();
+          reject(new ApiError(status, errorBody(Buffer.concat(chunks).toString('utf8'))));
+        });
+      },
+    );
+    req.on('error', reject);
+    const stream = size > 0 ? createReadStream(file, { start: offset, end: offset + size - 1 }) : undefined;
+    if (!stream) return req.end();
+    stream.on('data', (chunk) => onBytes(chunk.length));
+    stream.on('error', (e) => req.destroy(e));
+    stream.pipe(req);
+  });
+}
+
+/** The maas error body, or S3's XML error as one. */
+function errorBody(text: string): ApiError['body'] {
+  try {
+    return JSON.parse(text) as ApiError['body'];
+  } catch {
+    const code = /<Code>([^<]*)<\/Code>/.exec(text)?.[1];
+    const message = /<Message>([^<]*)<\/Message>/.exec(text)?.[1];
+    return {
+      error: `upload refused: ${[code, message].filter(Boolean).join(': ') || text.slice(0, 300)}`,
+      ...(code ? { code } : {}),
+    };
+  }
 }

@@ -9,6 +9,9 @@
  *   gives the handlers the local environment (MAAS_STORE defaults to
  *   `file://<service>/.maas`, MAAS_* / S3_* settings come from the shell, CloudFormation-only
  *   values are dropped) and registers + promotes the demo model on first start;
+ * - starts the local upload server (scripts/local-dev/upload-server.ts, port MAAS_UPLOAD_PORT)
+ *   that upload tickets and upload-session parts point to on the file store: the emulated API
+ *   Gateway refuses bodies over 10 MB, this server streams any size into the store;
  * - once they listen: polls `incoming/` and invokes the register-version function with an S3
  *   ObjectCreated event for each dropped file (same handler code path as the S3 trigger), and
  *   prints one `maas: ready` line;
@@ -33,6 +36,8 @@ class LocalDevPlugin {
     this.log = utils?.log ?? { notice: console.log, warning: console.warn };
     /** @type {{ stop: () => Promise<void> } | undefined} */
     this.poller = undefined;
+    /** @type {{ url: string, close: () => Promise<void> } | undefined} */
+    this.uploads = undefined;
     this.storeUrl = '';
     if (serverless.processedInput?.commands?.[0] === 'offline') this.useOwnWorkFolder();
     this.hooks = {
@@ -101,6 +106,16 @@ class LocalDevPlugin {
       if (fn.environment) fn.environment = core.localFunctionEnvironment(fn.environment, process.env);
     }
     this.storeUrl = provider.environment.MAAS_STORE;
+    if (this.storeUrl.startsWith('file:')) {
+      // Started before the handlers so that the first ticket already points to a live server.
+      this.uploads = await core.startUploadServer({
+        storeUrl: this.storeUrl,
+        host: this.offlineOptions().host,
+        port: core.localDevSettings(process.env).uploadPort,
+        log: (line) => this.log.warning(line),
+      });
+      provider.environment.MAAS_LOCAL_UPLOAD_URL = this.uploads.url;
+    }
     const seed = await core.seedLocalStore(this.storeUrl, process.env);
     if (seed.seeded && seed.version) {
       this.log.notice(
@@ -124,7 +139,7 @@ class LocalDevPlugin {
       ? 'mutating routes need x-api-key'
       : 'no API key: mutating routes are open to this host';
     this.log.notice(
-      `maas: ready on http://${host}:${httpPort} (store ${this.storeUrl}; ${key}; drop .onnx files into incoming/<name>/)`,
+      `maas: ready on http://${host}:${httpPort} (store ${this.storeUrl}; ${key}; ${this.uploads ? `uploads via ${this.uploads.url}; ` : ''}drop .onnx files into incoming/<name>/)`,
     );
     if (!this.core().isLoopbackHost(host))
       this.log.warning(
@@ -158,6 +173,7 @@ class LocalDevPlugin {
 
   async stop() {
     await this.poller?.stop();
+    await this.uploads?.close();
     const { drained, timedOut } = await this.core().drainLocalHandlers();
     if (drained > 0 || timedOut > 0)
       this.log.notice(

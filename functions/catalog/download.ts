@@ -1,4 +1,5 @@
-import type { ModelRegistry, ModelVersion } from '../../shared/registry';
+import { isBundle, type ModelRegistry, type ModelVersion } from '../../shared/registry';
+import { bundleTar, createBundleLinks } from '../../shared/registry/downloads';
 import { createDownloadLink, downloadFileName } from '../../shared/registry/uploads';
 import { getNumberFromEnv } from '../../shared/settings';
 import type { ObjectStore } from '../../shared/store';
@@ -20,7 +21,9 @@ const inlineMax = (): number =>
  * The answer to `…/download`: the verified bytes inline, or for large models on S3 a 302 to a
  * presigned GET (after the registry verified the blob by streaming it through sha256). The file
  * store cannot presign, so locally every size is inline. A blob that fails its check is an
- * IntegrityError (500 `integrity_error`), never handed out.
+ * IntegrityError (500 `integrity_error`), never handed out. A bundle answers with its file
+ * listing and a presigned GET per file on S3 (`x-maas-bundle: links`; the client verifies each
+ * sha256), and locally with a tar of its verified files (`x-maas-bundle: tar`).
  *
  * @example
  * ```ts
@@ -33,6 +36,7 @@ export async function downloadResponse(
   version: ModelVersion,
 ): Promise<HttpResult> {
   const headers = { 'x-maas-sha256': version.sha256, 'x-maas-version': String(version.version) };
+  if (isBundle(version)) return bundleResponse(store, version, headers);
   if (version.size > inlineMax()) {
     await registry.verifyModel(version);
     const link = await createDownloadLink(store, version);
@@ -52,6 +56,31 @@ export async function downloadResponse(
       ...headers,
       'content-type': 'application/octet-stream',
       'content-disposition': `attachment; filename="${downloadFileName(version)}"`,
+      etag: `"${version.sha256}"`,
+    },
+  };
+}
+
+/** A bundle: presigned links per file (S3), else a tar of the verified files (file store). */
+async function bundleResponse(
+  store: ObjectStore,
+  version: ModelVersion,
+  headers: Record<string, string>,
+): Promise<HttpResult> {
+  const listing = await createBundleLinks(store, version);
+  if (listing) return json(200, listing, { ...headers, 'x-maas-bundle': 'links' });
+  // Buffered: a Lambda response cannot stream here; the file store is the local, small case.
+  const chunks: Buffer[] = [];
+  for await (const chunk of bundleTar(store, version)) chunks.push(chunk as Buffer);
+  return {
+    statusCode: 200,
+    isBase64Encoded: true,
+    body: Buffer.concat(chunks).toString('base64'),
+    headers: {
+      ...headers,
+      'x-maas-bundle': 'tar',
+      'content-type': 'application/x-tar',
+      'content-disposition': `attachment; filename="${version.name}-v${version.version}.tar"`,
       etag: `"${version.sha256}"`,
     },
   };

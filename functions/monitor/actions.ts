@@ -7,6 +7,7 @@ import { logger } from '../lib/logger';
 import { getStore } from '../lib/runtime';
 import { sweepEvents } from './events-sweep';
 import { runBatch, runScheduled, type ScheduledRunResult } from './fanout';
+import { sweepRetentionIfDue } from './retention';
 import { type MonitorRunSummary, runMonitorHere } from './run';
 
 /**
@@ -71,13 +72,19 @@ export async function monitorAction(
         error: String((e as Error)?.message ?? e),
       }));
       if ('error' in eventsSweep) logger.error('event sweep', { details: eventsSweep.error });
+      // Retention (expired records, orphaned blobs): within what is left of this invocation.
+      const remaining = context?.getRemainingTimeInMillis();
+      const retention = await sweepRetentionIfDue(
+        remaining === undefined ? undefined : Date.now() + remaining - 15_000,
+      ).catch((e: unknown) => ({ error: String((e as Error)?.message ?? e) }));
+      if ('error' in retention) logger.error('retention sweep', { details: retention.error });
       const failed = run.results?.failed ?? [];
       // Fail the invocation (Lambda's Errors metric, alarms) once every model had its turn.
       if (failed.length > 0)
         throw new Error(
           `monitor run ${run.runId} failed for ${failed.map((m) => `${m.model} (${m.error})`).join(', ')}`,
         );
-      return { ...run, eventsSweep };
+      return { ...run, eventsSweep, retention };
     }
     default:
       throw new InvalidArgumentError(

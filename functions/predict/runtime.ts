@@ -62,6 +62,7 @@ export function getInferenceService(): InferenceService {
       const all = capture ? [capture, ...observers] : [...observers];
       service = new InferenceService({
         registry: getRegistry(),
+        store: getStore(),
         metrics: createRequestMetrics(),
         logger: coreLogger,
         observers: all,

@@ -1,8 +1,13 @@
 import middy from '@middy/core';
 import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2, S3Event } from 'aws-lambda';
+import {
+  abortUploadSession,
+  completeUploadSession,
+  createUploadSession,
+  parseUploadSessionRequest,
+} from '../../shared/registry/upload-sessions';
 import { createUploadTicket, registerFromUpload, writeLocalUpload } from '../../shared/registry/uploads';
-import { getNumberFromEnv } from '../../shared/settings';
 import {
   actorOf,
   apiKeyAuth,
@@ -10,37 +15,31 @@ import {
   type HttpEvent,
   httpErrors,
   json,
+  jsonBody,
   notFoundRoute,
   pathParam,
   refuseWhenMisconfigured,
   route,
 } from '../lib/http';
 import { getRegistry, getRuntimeSettings, getStore } from '../lib/runtime';
-import { parseRegisterRequest } from './requests';
+import { parseRegisterRequest, registerOptions } from './requests';
 import { handleS3Event, type S3EventReport } from './s3-event';
-
-/** Seconds an upload ticket stays valid (`MAAS_UPLOAD_EXPIRES_SECONDS`, default 900). */
-const uploadExpiry = (): number =>
-  getNumberFromEnv({
-    key: 'MAAS_UPLOAD_EXPIRES_SECONDS',
-    defaultValue: 900,
-    min: 1,
-    max: 604800,
-    integer: true,
-  });
+import { localUploadUrl, sessionSettings, uploadExpiry } from './settings';
 
 type Result = APIGatewayProxyResultV2;
 
 // Every route here writes, so the API key check (when configured) wraps the whole router.
 const routes: Route<HttpEvent, Result>[] = [
-  route('POST', '/models/{name}/uploads', async (event) =>
-    json(
+  route('POST', '/models/{name}/uploads', async (event) => {
+    const local = localUploadUrl();
+    return json(
       201,
       await createUploadTicket(getStore(), getRegistry(), pathParam(event, 'name'), {
         expiresInSeconds: uploadExpiry(),
+        ...(local ? { localUploadUrl: local } : {}),
       }),
-    ),
-  ),
+    );
+  }),
   // Local file store only: the stand-in for the presigned S3 POST (no ticket exists on S3 stores).
   route('PUT', '/models/{name}/uploads/{id}', async (event) => {
     const registry = getRegistry();
@@ -49,6 +48,38 @@ const routes: Route<HttpEvent, Result>[] = [
       200,
       await writeLocalUpload(getStore(), pathParam(event, 'name'), pathParam(event, 'id'), bytes),
     );
+  }),
+  route('POST', '/models/{name}/upload-sessions', async (event) => {
+    const local = localUploadUrl();
+    const request = parseUploadSessionRequest(jsonBody(event, { required: true }));
+    return json(
+      201,
+      await createUploadSession(getStore(), getRegistry(), pathParam(event, 'name'), request, {
+        ...sessionSettings(),
+        ...(local ? { localUploadUrl: local } : {}),
+      }),
+    );
+  }),
+  route('POST', '/models/{name}/upload-sessions/{id}/complete', async (event) => {
+    const name = pathParam(event, 'name');
+    const options = { ...registerOptions(jsonBody(event)), actor: actorOf(event) };
+    const result = await completeUploadSession(
+      getStore(),
+      getRegistry(),
+      name,
+      pathParam(event, 'id'),
+      options,
+    );
+    return json(
+      result.created ? 201 : 200,
+      { created: result.created, version: result.version },
+      { location: `/models/${name}/versions/${result.version.version}` },
+    );
+  }),
+  route('DELETE', '/models/{name}/upload-sessions/{id}', async (event) => {
+    const [name, id] = [pathParam(event, 'name'), pathParam(event, 'id')];
+    await abortUploadSession(getStore(), name, id);
+    return json(200, { aborted: true, name, sessionId: id });
   }),
   route('POST', '/models/{name}/versions', async (event) => {
     const name = pathParam(event, 'name');

@@ -62,8 +62,16 @@ export function parseRegisterRequest(event: HttpEvent): RegisterRequest {
   );
 }
 
-/** Copies the recognised fields; the registry validates their types and sizes. */
-function registerOptions(b: Record<string, unknown>): RegisterOptions {
+/**
+ * Copies the recognised registration fields (`description`, `tags`, `alias`, `reason`,
+ * `metadata`, `force`); the registry validates their types and sizes.
+ *
+ * @example
+ * ```ts
+ * const options = registerOptions(jsonBody(event)); // the body of an upload session's complete
+ * ```
+ */
+export function registerOptions(b: Record<string, unknown>): RegisterOptions {
   const o: Record<string, unknown> = {};
   for (const k of ['description', 'tags', 'alias', 'reason', 'metadata'] as const)
     if (b[k] !== undefined) o[k] = b[k];

@@ -16,7 +16,8 @@ export interface S3EventReport {
  * Adapts an S3 notification to {@link ingestIncomingObject}: decodes each record's key, maps it
  * into the store's key space, and ingests records one by one. Every record is attempted; if any
  * failed transiently the invocation throws afterwards so Lambda retries it (ingestion is
- * idempotent, so records already handled are harmless on retry).
+ * idempotent, so records already handled are harmless on retry). Each record's `versionId` or
+ * `eTag` pins the object: a re-upload under the same key is left for its own event.
  *
  * @example
  * ```ts
@@ -56,6 +57,9 @@ export async function handleS3Event(event: S3Event): Promise<S3EventReport> {
             }
           : await ingestIncomingObject(store, registry, key, {
               source: `s3://${record.s3.bucket.name}/${bucketKey}`,
+              // Exactly the object this event announces: never a later upload under the same key.
+              ...(record.s3.object.versionId ? { versionId: record.s3.object.versionId } : {}),
+              ...(record.s3.object.eTag ? { etag: record.s3.object.eTag } : {}),
             });
       outcomes.push(outcome);
       if (outcome.status === 'rejected') logger.warn('incoming object', { ...outcome });

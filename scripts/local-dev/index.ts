@@ -11,6 +11,7 @@ import { IncomingPoller, offlineInvoker } from './incoming-poller';
 
 export { type DrainOptions, drainLocalHandlers } from './drain';
 export { type ExposureDecision, exposureCheck, isLoopbackHost } from './exposure';
+export { startUploadServer, type UploadServer, type UploadServerOptions } from './upload-server';
 
 /** The settings of `npm start` itself (the handlers read theirs in their own runtime). */
 export interface LocalDevSettings {
@@ -18,6 +19,11 @@ export interface LocalDevSettings {
   demo: boolean;
   /** `MAAS_INCOMING_POLL_MS` (default 1000): how often `incoming/` is listed. */
   incomingPollMs: number;
+  /**
+   * `MAAS_UPLOAD_PORT` (default 0: a free port): port of the local upload server, on the API's
+   * host. Tickets carry its full URL, so only a firewall or port mapping needs a fixed one.
+   */
+  uploadPort: number;
 }
 
 /**
@@ -37,6 +43,13 @@ export function localDevSettings(shell: NodeJS.ProcessEnv): LocalDevSettings {
         key: 'MAAS_INCOMING_POLL_MS',
         defaultValue: 1000,
         min: 10,
+        integer: true,
+      }),
+      uploadPort: r.getNumberFromEnv({
+        key: 'MAAS_UPLOAD_PORT',
+        defaultValue: 0,
+        min: 0,
+        max: 65535,
         integer: true,
       }),
     }),

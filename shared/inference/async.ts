@@ -23,7 +23,6 @@ import { randomUUID } from 'node:crypto';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
-import { createPresignedPost } from '@aws-sdk/s3-presigned-post';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { InvalidArgumentError, MaasError, NotFoundError, PayloadTooLargeError } from '../errors';
 import { type ErrorBody, errorToHttp } from '../http/errors';
@@ -283,6 +282,8 @@ export class AsyncInferenceService {
     const expiresAt = new Date(this.now() + expires * 1000).toISOString();
     const maxBytes = this.settings.maxInputBytes;
     if (this.store instanceof S3ObjectStore) {
+      // Loaded on first use: it is ~150 KB of bundle that every cold start would otherwise evaluate.
+      const { createPresignedPost } = await import('@aws-sdk/s3-presigned-post');
       const post = await createPresignedPost(this.store.client, {
         Bucket: this.store.bucket,
         Key: this.store.full(inputKey),

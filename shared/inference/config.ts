@@ -3,7 +3,7 @@
  * suited to Lambda: models cached in `/tmp`, one inter-op thread, intra-op threads = the vCPUs
  * Lambda gives the function, full graph optimization.
  */
-import { availableParallelism } from 'node:os';
+import { availableParallelism, totalmem } from 'node:os';
 import { readSettings, type SettingsReader } from '../settings';
 
 export type GraphOptimizationLevel = 'disabled' | 'basic' | 'extended' | 'all';
@@ -23,6 +23,31 @@ export interface SessionSettings {
   graphOptimizationLevel: GraphOptimizationLevel;
 }
 
+/** How model files reach the local model cache (shared/inference/materialize.ts). */
+export interface MaterializeSettings {
+  /** Bytes per ranged GET of a file download. */
+  partBytes: number;
+  /** Ranged GETs in flight per container (also bounds download memory: parts × partBytes). */
+  concurrency: number;
+  /**
+   * Single-file models at least this big are downloaded to disk with parallel ranged GETs and
+   * loaded from the file; smaller ones are read in one GET into memory (fewer requests, faster).
+   */
+  fileMinBytes: number;
+  /** Most bytes the local copies may take on disk (0: as much as the disk has). */
+  diskBytes: number;
+  /** Free disk space kept when writing copies (older copies are evicted to keep it). */
+  diskReserveBytes: number;
+}
+
+/** What the function's memory allows (the refusal of models it cannot hold). */
+export interface MemorySettings {
+  /** Memory of the function (Lambda's memorySize), bytes. */
+  limitBytes: number;
+  /** Held by the runtime itself (Node, onnxruntime, SDK, request buffers): not for sessions. */
+  reservedBytes: number;
+}
+
 export interface InferenceSettings {
   /** How long an alias resolution is reused before the registry is asked again. */
   aliasTtlMs: number;
@@ -31,6 +56,8 @@ export interface InferenceSettings {
   /** Memory budget of the session LRU, bytes (estimated from model sizes). */
   sessionCacheBytes: number;
   session: SessionSettings;
+  materialize: MaterializeSettings;
+  memory: MemorySettings;
   /** Longest a response waits for observers' flush. */
   observerFlushBudgetMs: number;
   /**
@@ -39,6 +66,15 @@ export interface InferenceSettings {
    */
   canarySecret: string;
 }
+
+/** Overrides of {@link InferenceSettings} (nested groups may be partial). */
+export type InferenceSettingsOverrides = Partial<
+  Omit<InferenceSettings, 'session' | 'materialize' | 'memory'>
+> & {
+  session?: Partial<SessionSettings>;
+  materialize?: Partial<MaterializeSettings>;
+  memory?: Partial<MemorySettings>;
+};
 
 /** Default alias TTL: short, so a rollback reaches warm containers within seconds. */
 export const DEFAULT_ALIAS_TTL_MS = 5000;
@@ -57,6 +93,13 @@ export const DEFAULT_MODEL_CACHE_DIR = '/tmp/maas-models';
  * | `MAAS_ORT_INTER_OP_THREADS` | 1 |
  * | `MAAS_ORT_SMALL_MODEL_MB` | 4 (smaller models: one thread, no CPU arena) |
  * | `MAAS_ORT_GRAPH_OPTIMIZATION` | `all` (`disabled`, `basic`, `extended`, `all`) |
+ * | `MAAS_DOWNLOAD_PART_MB` | 8 |
+ * | `MAAS_DOWNLOAD_CONCURRENCY` | 8 |
+ * | `MAAS_MODEL_FILE_MIN_MB` | 64 (single-file models from this size load from a local file) |
+ * | `MAAS_MODEL_CACHE_DISK_MB` | 0 (the whole disk) |
+ * | `MAAS_MODEL_CACHE_DISK_RESERVE_MB` | 64 |
+ * | `MAAS_PREDICT_MEMORY_MB` | `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, else the machine's memory |
+ * | `MAAS_PREDICT_RESERVED_MB` | 384 |
  * | `MAAS_OBSERVER_FLUSH_BUDGET_MS` | 50 |
  * | `MAAS_CANARY_SECRET` | empty (serverless.yml passes one per stack) |
  *
@@ -68,6 +111,8 @@ export const DEFAULT_MODEL_CACHE_DIR = '/tmp/maas-models';
 export function inferenceSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): InferenceSettings {
   return readSettings((settings) => readInferenceSettings(settings), env);
 }
+
+const MIB = 1024 * 1024;
 
 const GRAPH_OPTIMIZATION_LEVELS: readonly GraphOptimizationLevel[] = ['disabled', 'basic', 'extended', 'all'];
 
@@ -101,6 +146,24 @@ export function readInferenceSettings(env: SettingsReader): InferenceSettings {
         values: GRAPH_OPTIMIZATION_LEVELS,
         defaultValue: 'all',
       }),
+    },
+    materialize: {
+      partBytes: int('MAAS_DOWNLOAD_PART_MB', 8, 1) * MIB,
+      concurrency: int('MAAS_DOWNLOAD_CONCURRENCY', 8, 1),
+      fileMinBytes: env.getNumberFromEnv({ key: 'MAAS_MODEL_FILE_MIN_MB', defaultValue: 64, min: 0 }) * MIB,
+      diskBytes: int('MAAS_MODEL_CACHE_DISK_MB', 0, 0) * MIB,
+      diskReserveBytes: int('MAAS_MODEL_CACHE_DISK_RESERVE_MB', 64, 0) * MIB,
+    },
+    memory: {
+      // Lambda's memorySize is a hard limit (the sandbox is killed past it); elsewhere the
+      // machine's memory is the honest bound.
+      limitBytes:
+        env.getNumberFromEnv({
+          key: 'MAAS_PREDICT_MEMORY_MB',
+          defaultValue: lambdaMb > 0 ? lambdaMb : Math.floor(totalmem() / MIB),
+          min: 1,
+        }) * MIB,
+      reservedBytes: int('MAAS_PREDICT_RESERVED_MB', 384, 0) * MIB,
     },
     observerFlushBudgetMs: int('MAAS_OBSERVER_FLUSH_BUDGET_MS', 50, 0),
     canarySecret: env.getStringFromEnv({ key: 'MAAS_CANARY_SECRET', defaultValue: '' }),

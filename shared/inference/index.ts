@@ -2,6 +2,7 @@ export * from './async';
 export * from './codec';
 export * from './config';
 export * from './logger';
+export * from './materialize';
 export * from './observer';
 export * from './routing';
 export * from './service';

@@ -17,8 +17,9 @@ import {
   type InferOutput,
   type InferRequest,
 } from './codec';
-import { type InferenceSettings, inferenceSettingsFromEnv } from './config';
+import { type InferenceSettings, type InferenceSettingsOverrides, inferenceSettingsFromEnv } from './config';
 import { type InferenceLogger, silentLogger } from './logger';
+import type { RangeReader } from './materialize';
 import type { InferenceObservation, InferenceObserver, ObservedTensor, ResourceUsage } from './observer';
 import { chooseVersion, DEFAULT_MAX_ROUTES, type ModelRoute, RouteResolver } from './routing';
 import { SessionCache, type SessionLease } from './session-cache';
@@ -48,8 +49,14 @@ export const PLATFORM = 'onnxruntime_onnx';
 
 export interface InferenceServiceOptions {
   registry: ModelRegistry;
+  /**
+   * The registry's store, for ranged reads: bundles and big single-file models download with
+   * parallel ranged GETs (verified against the manifest while they stream). Without it, models
+   * are read whole through the registry and bundles cannot be served.
+   */
+  store?: RangeReader;
   /** Overrides of the environment's settings ({@link inferenceSettingsFromEnv}). */
-  settings?: Partial<InferenceSettings>;
+  settings?: InferenceSettingsOverrides;
   metrics?: RequestMetrics;
   logger?: InferenceLogger;
   observers?: InferenceObserver[];
@@ -114,6 +121,8 @@ export class InferenceService {
       ...env,
       ...options.settings,
       session: { ...env.session, ...options.settings?.session },
+      materialize: { ...env.materialize, ...options.settings?.materialize },
+      memory: { ...env.memory, ...options.settings?.memory },
     };
     this.registry = options.registry;
     this.metrics = options.metrics ?? new NoopRequestMetrics();
@@ -132,9 +141,12 @@ export class InferenceService {
     });
     this.sessions = new SessionCache({
       readModel: (version) => this.registry.readModel(version),
+      ...(options.store ? { store: options.store } : {}),
       cacheDir: this.settings.modelCacheDir,
       budgetBytes: this.settings.sessionCacheBytes,
       session: this.settings.session,
+      materialize: this.settings.materialize,
+      memory: this.settings.memory,
       logger: this.logger,
       onIntegrityFailure: (v) => this.metrics.add(PREDICT_METRICS.integrityFailures, 'Count', 1, dims(v)),
     });
@@ -185,9 +197,17 @@ export class InferenceService {
     let version: ModelVersion | undefined;
     let request: InferRequest | undefined;
     let inferenceMs = 0;
+    // Cold start overlap: without a canary the version is known once the route is, so its
+    // session starts loading (files downloading) while the request is decoded and checked.
+    let early: Promise<SessionLease> | undefined;
+    let earlyUsed = false;
     try {
       route = await this.routes.resolve(name, ref);
       version = route.primary;
+      if (!route.canary) {
+        early = this.acquire(route.primary);
+        early.catch(() => undefined);
+      }
       request = decodeInferRequest(body, options);
       version = chooseVersion(route, request.id, Math.random, this.settings.canarySecret);
       const plan = checkRequest(request, version.onnx);
@@ -195,7 +215,8 @@ export class InferenceService {
       for (const input of request.inputs) {
         feeds[input.name] = new ort.Tensor(ortTypeFromOip(input.datatype), input.data, input.shape);
       }
-      const lease = await this.acquire(version);
+      earlyUsed = early !== undefined && version === route.primary;
+      const lease = await (earlyUsed && early ? early : this.acquire(version));
       let results: ort.InferenceSession.OnnxValueMapType;
       try {
         const t0 = performance.now();
@@ -239,6 +260,11 @@ export class InferenceService {
       await this.observe(route, version, request, 200, latencyMs, inferenceMs, outputs);
       return { ...encoded, model: name, version: version.version };
     } catch (e) {
+      if (early && !earlyUsed)
+        early.then(
+          (l) => l.release(),
+          () => undefined,
+        );
       const status = httpStatusOf(e);
       const latencyMs = performance.now() - started;
       this.record(version, status, latencyMs, inferenceMs, request);

@@ -1,23 +1,36 @@
 /**
  * onnxruntime sessions kept across warm invocations.
  *
- * - Model bytes come from the store once per container and are kept in a local folder keyed by
- *   sha256 (`/tmp` on Lambda), so re-creating an evicted session costs no store request.
- * - Bytes come from the registry's verified read (`ModelRegistry.readModel`) before any session
- *   is created: a tampered or corrupted blob is refused with an {@link IntegrityError}.
- * - Sessions live in an LRU bounded by a memory budget, estimated from model sizes; evicting a
- *   session that is still running releases it when its last run ends.
+ * - Small single-file models (under `MAAS_MODEL_FILE_MIN_MB`) come from the store in one verified
+ *   read (`ModelRegistry.readModel`) and the session is created from the bytes; a copy is kept in
+ *   a local folder keyed by sha256 (`/tmp` on Lambda), so re-creating an evicted session costs no
+ *   store request.
+ * - Bundles and big single files are laid out on disk by {@link ModelMaterializer} (parallel
+ *   ranged GETs, each file verified while it streams) and the session is created from the
+ *   graph's path, so onnxruntime finds the external data files beside it.
+ * - A tampered or corrupted blob is refused with an {@link IntegrityError} before any session is
+ *   created from it.
+ * - Sessions live in an LRU bounded by a memory budget, estimated from the initializer bytes the
+ *   manifest records (else the model size); a model whose estimate exceeds what the function's
+ *   memory can hold is refused (413) before onnxruntime is asked, instead of crashing the
+ *   container. Evicting a session that is still running releases it when its last run ends.
  * - Concurrent requests for a model that is loading share one load (single flight).
  */
 import { randomBytes } from 'node:crypto';
-import type { Stats } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { IntegrityError } from '../errors';
+import { IntegrityError, MaasError, PayloadTooLargeError } from '../errors';
 import { type ModelVersion, matchesManifest, sha256Hex } from '../registry';
-import type { SessionSettings } from './config';
+import type { MaterializeSettings, MemorySettings, SessionSettings } from './config';
 import type { InferenceLogger } from './logger';
+import {
+  forgetVerifiedCopies,
+  isVerifiedCopy,
+  ModelMaterializer,
+  type RangeReader,
+  rememberVerifiedCopy,
+} from './materialize';
 
 /** A session lent to one request; call `release` when the run is over. */
 export interface SessionLease {
@@ -30,9 +43,16 @@ export interface SessionLease {
 export interface SessionCacheOptions {
   /** The verified read of a version's bytes (the registry's `readModel`). */
   readModel: (version: ModelVersion) => Promise<Uint8Array>;
+  /**
+   * Ranged reads of the registry's store: bundles and big single files download through it
+   * (without it, single files are read whole through `readModel` and bundles cannot be served).
+   */
+  store?: RangeReader;
   cacheDir: string;
   budgetBytes: number;
   session: SessionSettings;
+  materialize: MaterializeSettings;
+  memory: MemorySettings;
   logger?: InferenceLogger;
   /** Called with the model and version whenever a blob fails its sha256 check. */
   onIntegrityFailure?: (version: ModelVersion) => void;
@@ -45,32 +65,47 @@ interface Entry {
   weight: number;
   leases: number;
   evicted: boolean;
+  /** The cache entry the session was created from, if created from a path. */
+  localEntry?: string;
 }
 
 /**
- * Local copies this process wrote itself, after their bytes passed the sha256 check, with the
- * identity of the file it wrote (device, inode, size, mtime). Reloading such a file needs no
- * second hash pass over the model: the identity shows it is still the file written. A file
- * found on disk otherwise (left by an earlier container sharing /tmp, or replaced since) is
- * hashed as before. Module-level: it describes this container's disk, whatever cache wrote it.
- */
-const writtenByThisProcess = new Map<string, string>();
-
-function fileIdentity(stats: Stats): string {
-  return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeMs}`;
-}
-
-/**
- * Resident size estimate: onnxruntime keeps initializers (≈ the file) plus arenas and prepacked
- * weights; 1.5× the file is a conservative middle for MLP/CNN models.
+ * Resident size estimate of small models: onnxruntime keeps initializers (≈ the file) plus
+ * prepacked weights; 1.5× the file is a conservative middle for MLP/CNN models.
  */
 const WEIGHT_FACTOR = 1.5;
+/**
+ * Of models from `smallModelBytes` on, per initializer byte: measured 1.0× (no arena) to 1.18×
+ * (CPU arena) for a 151 MB bundle MLP created from its path (onnxruntime 1.30); 1.25 leaves room.
+ */
+const INITIALIZER_FACTOR = 1.25;
 /**
  * What a session holds whatever its model (measured: ~170 KB for a tiny MLP, single-threaded,
  * no arena; more with an arena or threads): without it, thousands of tiny models would all fit
  * the budget while their sessions grew the process without bound.
  */
 export const SESSION_OVERHEAD_BYTES = 256 * 1024;
+
+/**
+ * The memory a version's session is expected to take: from the initializer bytes its manifest
+ * records (`onnx.initializerBytes`), else its size; small models as 1.5× their size.
+ * @example
+ * estimateSessionBytes(version, settings.session); // 1.25 × initializerBytes + graph + 256 KiB
+ */
+export function estimateSessionBytes(
+  version: ModelVersion,
+  session: Pick<SessionSettings, 'smallModelBytes'>,
+): number {
+  if (version.size < session.smallModelBytes)
+    return Math.ceil(version.size * WEIGHT_FACTOR) + SESSION_OVERHEAD_BYTES;
+  const recorded = version.onnx.initializerBytes;
+  const initializers =
+    typeof recorded === 'number' && recorded >= 0 ? Math.min(recorded, version.size) : version.size;
+  // The rest (graph structure, companions) is at most the remaining bytes.
+  return (
+    Math.ceil(initializers * INITIALIZER_FACTOR) + (version.size - initializers) + SESSION_OVERHEAD_BYTES
+  );
+}
 
 /**
  * LRU of sessions by model content (sha256).
@@ -84,11 +119,36 @@ export const SESSION_OVERHEAD_BYTES = 256 * 1024;
 export class SessionCache {
   private readonly entries = new Map<string, Entry>();
   private readonly loading = new Map<string, Promise<Entry>>();
+  /** Evicted sessions still running (released when their last lease ends). */
+  private readonly draining = new Set<Entry>();
   private readonly options: SessionCacheOptions;
+  private readonly materializer: ModelMaterializer | undefined;
   private residentBytes = 0;
 
   constructor(options: SessionCacheOptions) {
     this.options = options;
+    this.materializer = options.store
+      ? new ModelMaterializer({
+          store: options.store,
+          cacheDir: options.cacheDir,
+          settings: options.materialize,
+          ...(options.logger ? { logger: options.logger } : {}),
+          inUse: () => this.entriesInUse(),
+          onEvict: (entry) => this.dropSessionsOf(entry),
+          ...(options.onIntegrityFailure ? { onIntegrityFailure: options.onIntegrityFailure } : {}),
+        })
+      : undefined;
+  }
+
+  /** Local copies sessions are running from right now (cached or evicted but still leased). */
+  private *entriesInUse(): Iterable<string> {
+    for (const e of this.entries.values()) if (e.localEntry && e.leases > 0) yield e.localEntry;
+    for (const e of this.draining) if (e.localEntry) yield e.localEntry;
+  }
+
+  /** Drops the cached sessions created from a local copy that is being deleted. */
+  private dropSessionsOf(localEntry: string): void {
+    for (const [key, e] of this.entries) if (e.localEntry === localEntry) this.drop(key, e);
   }
 
   /** Bytes currently attributed to cached sessions. */
@@ -134,6 +194,7 @@ export class SessionCache {
     await Promise.all(
       all.map((e) => {
         e.evicted = true;
+        if (e.leases > 0) this.draining.add(e);
         return e.leases === 0 ? e.session.release() : undefined;
       }),
     );
@@ -149,29 +210,68 @@ export class SessionCache {
         if (released) return;
         released = true;
         entry.leases--;
-        if (entry.evicted && entry.leases === 0) void entry.session.release().catch(() => undefined);
+        if (entry.evicted && entry.leases === 0) {
+          this.draining.delete(entry);
+          void entry.session.release().catch(() => undefined);
+        }
       },
     };
   }
 
   private async load(version: ModelVersion): Promise<Entry> {
     const t0 = performance.now();
-    const { bytes, source, hashed } = await this.verifiedBytes(version);
+    // Decided before any byte is fetched or onnxruntime is asked: a model the function cannot
+    // hold would otherwise kill the container on every request that reaches it.
+    const weight = estimateSessionBytes(version, this.options.session);
+    this.assertFits(version, weight);
+    const bundle = version.files !== undefined && version.files.length > 0;
+    const fromFile =
+      this.materializer !== undefined && (bundle || version.size >= this.options.materialize.fileMinBytes);
+    let input: string | Uint8Array;
+    let details: Record<string, unknown>;
+    let localEntry: string | undefined;
+    // Room first: two big sessions side by side is how a container runs out of memory (and
+    // the copies of evicted sessions become free to evict from disk for this one's files).
+    this.makeRoom(weight);
+    if (fromFile && this.materializer) {
+      const local = await this.materializer.materialize(version);
+      input = local.graphPath;
+      localEntry = local.entry;
+      details = {
+        source: local.downloadedBytes > 0 ? 'store' : 'local',
+        downloadedBytes: local.downloadedBytes,
+        hashedFiles: local.hashedFiles,
+      };
+    } else if (bundle) {
+      throw new MaasError(
+        'internal',
+        'this inference core has no store to read bundles from (SessionCacheOptions.store)',
+      );
+    } else {
+      const { bytes, source, hashed } = await this.verifiedBytes(version);
+      input = bytes;
+      details = { source, hashed };
+    }
     const t1 = performance.now();
-    const small = bytes.byteLength < this.options.session.smallModelBytes;
-    const session = await ort.InferenceSession.create(bytes, {
+    const small = version.size < this.options.session.smallModelBytes;
+    const options: ort.InferenceSession.SessionOptions = {
       intraOpNumThreads: small ? 1 : this.options.session.intraOpThreads,
       interOpNumThreads: this.options.session.interOpThreads,
       graphOptimizationLevel: this.options.session.graphOptimizationLevel,
       executionMode: 'sequential',
       ...(small ? { enableCpuMemArena: false } : {}),
-    });
+    };
+    const session =
+      typeof input === 'string'
+        ? await ort.InferenceSession.create(input, options)
+        : await ort.InferenceSession.create(input, options);
     const entry: Entry = {
       sha256: version.sha256,
       session,
-      weight: Math.ceil(bytes.byteLength * WEIGHT_FACTOR) + SESSION_OVERHEAD_BYTES,
+      weight,
       leases: 0,
       evicted: false,
+      ...(localEntry ? { localEntry } : {}),
     };
     this.entries.set(entry.sha256, entry);
     this.residentBytes += entry.weight;
@@ -179,9 +279,9 @@ export class SessionCache {
       model: version.name,
       version: version.version,
       sha256: version.sha256,
-      bytes: bytes.byteLength,
-      source,
-      hashed,
+      bytes: version.size,
+      estimatedBytes: weight,
+      ...details,
       fetchMs: Math.round(t1 - t0),
       sessionMs: Math.round(performance.now() - t1),
     });
@@ -189,19 +289,53 @@ export class SessionCache {
     return entry;
   }
 
+  /** 413 when the session alone would not fit the function's memory. */
+  private assertFits(version: ModelVersion, weight: number): void {
+    const { limitBytes, reservedBytes } = this.options.memory;
+    const available = limitBytes - reservedBytes;
+    if (weight <= available) return;
+    const mib = (n: number): number => Math.ceil(n / (1024 * 1024));
+    throw new PayloadTooLargeError(
+      `model ${version.name} version ${version.version} needs about ${mib(weight)} MiB of memory to serve, ` +
+        `more than this function can hold (${mib(available)} MiB: ${mib(limitBytes)} MiB memory, ` +
+        `${mib(reservedBytes)} MiB of it for the runtime); deploy predict with at least ` +
+        `${mib(weight + reservedBytes)} MB of memory (stack param predictMemoryMb, up to 10240) or serve a smaller version (e.g. int8-optimized)`,
+      {
+        model: version.name,
+        version: version.version,
+        neededBytes: weight,
+        availableBytes: available,
+        memoryBytes: limitBytes,
+      },
+    );
+  }
+
+  /** Evicts least recently used sessions until `weight` more fits the budget (or none is left). */
+  private makeRoom(weight: number): void {
+    for (const [key, entry] of this.entries) {
+      if (this.residentBytes + weight <= this.options.budgetBytes) break;
+      this.drop(key, entry);
+    }
+  }
+
+  private drop(key: string, entry: Entry): void {
+    this.entries.delete(key);
+    this.residentBytes -= entry.weight;
+    entry.evicted = true;
+    this.options.logger?.info('session evicted', {
+      sha256: key,
+      weight: entry.weight,
+      residentBytes: this.residentBytes,
+    });
+    if (entry.leases === 0) void entry.session.release().catch(() => undefined);
+    else this.draining.add(entry);
+  }
+
   /** Least recently used first; the newest entry stays even if it alone exceeds the budget. */
   private evict(): void {
     for (const [key, entry] of this.entries) {
       if (this.residentBytes <= this.options.budgetBytes || this.entries.size <= 1) break;
-      this.entries.delete(key);
-      this.residentBytes -= entry.weight;
-      entry.evicted = true;
-      this.options.logger?.info('session evicted', {
-        sha256: key,
-        weight: entry.weight,
-        residentBytes: this.residentBytes,
-      });
-      if (entry.leases === 0) void entry.session.release().catch(() => undefined);
+      this.drop(key, entry);
     }
   }
 
@@ -216,9 +350,8 @@ export class SessionCache {
     const file = path.resolve(this.options.cacheDir, `${version.sha256}.onnx`);
     const local = await readLocal(file);
     if (local) {
-      if (writtenByThisProcess.get(file) === local.identity)
-        return { bytes: local.bytes, source: 'local', hashed: false };
-      writtenByThisProcess.delete(file);
+      if (local.trusted) return { bytes: local.bytes, source: 'local', hashed: false };
+      forgetVerifiedCopies(file);
       if (matchesManifest(version, { sha256: sha256Hex(local.bytes), size: local.bytes.length }))
         return { bytes: local.bytes, source: 'local', hashed: true };
       // A damaged local copy is not the store's fault: drop it and fetch again.
@@ -256,34 +389,38 @@ export class SessionCache {
     const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
     try {
       await mkdir(path.dirname(file), { recursive: true });
+      // Old copies make room (only when a store was given: that is what can refetch them).
+      await this.materializer?.ensureDisk(bytes.byteLength, file);
       const handle = await open(tmp, 'wx');
-      let identity: string;
       try {
         await handle.writeFile(bytes);
         // Rename keeps the inode and mtime, so the identity taken here is the final file's; it
         // is recorded before the file becomes visible, so no reader sees it unrecorded.
-        identity = fileIdentity(await handle.stat());
+        rememberVerifiedCopy(file, await handle.stat());
       } finally {
         await handle.close();
       }
-      writtenByThisProcess.set(file, identity);
       await rename(tmp, file);
+      this.materializer?.touch(file);
     } catch (e) {
-      writtenByThisProcess.delete(file);
+      forgetVerifiedCopies(file);
       this.options.logger?.warn('could not keep a local copy of the model', { file, error: String(e) });
       await rm(tmp, { force: true }).catch(() => undefined);
     }
   }
 }
 
-/** A local file's bytes and identity, read through one handle (so both describe the same file). */
-async function readLocal(file: string): Promise<{ bytes: Buffer; identity: string } | undefined> {
+/**
+ * A local file's bytes and whether this process wrote or verified that very file, read through
+ * one handle (so both describe the same file).
+ */
+async function readLocal(file: string): Promise<{ bytes: Buffer; trusted: boolean } | undefined> {
   const handle = await open(file, 'r').catch(() => undefined);
   if (!handle) return undefined;
   try {
     const stats = await handle.stat();
     const bytes = await handle.readFile();
-    return { bytes, identity: fileIdentity(stats) };
+    return { bytes, trusted: isVerifiedCopy(file, stats) };
   } catch {
     return undefined;
   } finally {

@@ -17,8 +17,17 @@ import {
   type ValueInfoProto,
 } from 'onnx-buf';
 import { PayloadTooLargeError, UnprocessableError } from '../errors';
+import { bundleFileNameProblem } from '../registry/bundle';
 import { decodeModel } from './codec';
 import { type OipDatatype, oipFromOnnx } from './datatypes';
+import {
+  type ModelStructure,
+  type RandomAccessSource,
+  type StructureOptions,
+  scanModelBytes,
+  scanModelSource,
+  skippedPayloadBytes,
+} from './structure';
 
 /** One input or output of a model's signature. */
 export interface TensorSpec {
@@ -48,17 +57,36 @@ export interface OnnxModelInfo {
   initializerCount: number;
   /** Total elements of main-graph initializers (dense size of sparse ones); Constant nodes are not counted. */
   parameterCount: number;
+  /**
+   * Bytes of every tensor payload the model holds, inline (`raw_data`, typed data) or in external
+   * data files: initializers of all graphs and subgraphs, sparse tensors and tensor attributes
+   * (Constant values). What a session has to load; absent in manifests older than bundles.
+   */
+  initializerBytes?: number;
 }
 
 /** Options of {@link inspectModel}. */
-export interface InspectOptions {
-  /** Reject larger inputs with PayloadTooLargeError. Default {@link DEFAULT_MAX_MODEL_BYTES}. */
+export interface InspectOptions extends StructureOptions {
+  /** Reject larger graph files with PayloadTooLargeError. Default {@link DEFAULT_MAX_MODEL_BYTES}. */
   maxBytes?: number;
+  /**
+   * The other files of the bundle this graph belongs to (name → size in bytes). Absent: a
+   * single-file model, where any external data is refused. Present: every external-data
+   * reference must name one of these files and lie inside it.
+   */
+  bundleFiles?: ReadonlyMap<string, number>;
+}
+
+/** What {@link inspectModelStructure} learns: the model facts and the files its tensors reference. */
+export interface ModelInspection {
+  info: OnnxModelInfo;
+  /** Bundle files named by external-data `location`s (empty for a self-contained model). */
+  referencedFiles: Set<string>;
 }
 
 /**
- * Protobuf caps a message at 2 GiB; larger ONNX models must use external data, which maas refuses,
- * so nothing above this can be a servable model.
+ * Protobuf caps a message at 2 GiB, so no single .onnx file (a bundle's graph included) can be
+ * larger; bigger models keep their weights in external data files (a bundle).
  */
 export const DEFAULT_MAX_MODEL_BYTES = 2 ** 31 - 1;
 
@@ -100,25 +128,138 @@ function walkModel(model: ModelProto, visit: Visit, onNode: (node: NodeProto) =>
     nodes(g.node, where);
   };
   if (model.graph) graph(model.graph, 'graph');
-  model.functions.forEach((f) => nodes(f.node, `function "${f.name}"`));
+  model.functions.forEach((f) => {
+    nodes(f.node, `function "${f.name}"`);
+    f.attributeProto.forEach((a) => attribute(a, `function "${f.name}" default`));
+  });
   model.trainingInfo.forEach((t, i) => {
     if (t.initialization) graph(t.initialization, `training_info[${i}].initialization`);
     if (t.algorithm) graph(t.algorithm, `training_info[${i}].algorithm`);
   });
 }
 
+const usesExternalData = (tensor: TensorProto): boolean =>
+  tensor.dataLocation === TensorProto_DataLocation.EXTERNAL || tensor.externalData.length > 0;
+
 function rejectExternalData(tensor: TensorProto, where: string): void {
-  if (tensor.dataLocation !== TensorProto_DataLocation.EXTERNAL && tensor.externalData.length === 0) return;
+  if (!usesExternalData(tensor)) return;
   const location = tensor.externalData.find((e) => e.key === 'location')?.value;
   // Never follow these references: onnxruntime would open `location` relative to the model's
   // directory, and a crafted path ('../../etc/passwd') would read arbitrary files on the host.
   throw new UnprocessableError(
     `tensor "${tensor.name}" (${where}) uses external data` +
       (location !== undefined ? ` stored in file "${location}"` : '') +
-      '; external data is not supported (it references files outside the model, a path traversal risk): ' +
-      'upload a self-contained .onnx file with all weights embedded',
+      '; a single .onnx file must embed all its weights (external data references files outside it): ' +
+      'register the model as a bundle with its data files, or save it self-contained',
     { tensor: tensor.name, location: location ?? null, where },
   );
+}
+
+/** Bytes per element of fixed-size ONNX types (4-bit types: half a byte); undefined for strings. */
+const ELEMENT_BYTES: Partial<Record<number, number>> = {
+  [TensorProto_DataType.FLOAT]: 4,
+  [TensorProto_DataType.UINT8]: 1,
+  [TensorProto_DataType.INT8]: 1,
+  [TensorProto_DataType.UINT16]: 2,
+  [TensorProto_DataType.INT16]: 2,
+  [TensorProto_DataType.INT32]: 4,
+  [TensorProto_DataType.INT64]: 8,
+  [TensorProto_DataType.BOOL]: 1,
+  [TensorProto_DataType.FLOAT16]: 2,
+  [TensorProto_DataType.DOUBLE]: 8,
+  [TensorProto_DataType.UINT32]: 4,
+  [TensorProto_DataType.UINT64]: 8,
+  [TensorProto_DataType.COMPLEX64]: 8,
+  [TensorProto_DataType.COMPLEX128]: 16,
+  [TensorProto_DataType.BFLOAT16]: 2,
+  [TensorProto_DataType.FLOAT8E4M3FN]: 1,
+  [TensorProto_DataType.FLOAT8E4M3FNUZ]: 1,
+  [TensorProto_DataType.FLOAT8E5M2]: 1,
+  [TensorProto_DataType.FLOAT8E5M2FNUZ]: 1,
+  [TensorProto_DataType.UINT4]: 0.5,
+  [TensorProto_DataType.INT4]: 0.5,
+  [TensorProto_DataType.FLOAT4E2M1]: 0.5,
+};
+
+/** The exact byte size of a fixed-size tensor's data, or undefined (strings, unknown types, bad dims). */
+function tensorDataBytes(tensor: TensorProto): number | undefined {
+  const size = ELEMENT_BYTES[tensor.dataType];
+  if (size === undefined) return undefined;
+  let elements = 1;
+  for (const d of tensor.dims) {
+    if (d < 0n) return undefined;
+    elements *= Number(d);
+  }
+  const bytes = Math.ceil(elements * size);
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
+}
+
+const EXTERNAL_KEYS = new Set(['location', 'offset', 'length', 'checksum']);
+
+/**
+ * Checks one external-data reference against the bundle's files and returns the bytes it
+ * covers. Every refusal names the tensor and the reason (422): the reference must be
+ * well-formed, name a plain file of the bundle, and lie inside that file.
+ */
+function checkExternalData(
+  tensor: TensorProto,
+  where: string,
+  files: ReadonlyMap<string, number>,
+  referenced: Set<string>,
+): number {
+  const refuse = (reason: string, details: Record<string, unknown> = {}): never => {
+    throw new UnprocessableError(`tensor "${tensor.name}" (${where}): ${reason}`, {
+      tensor: tensor.name,
+      where,
+      ...details,
+    });
+  };
+  if (tensor.dataLocation !== TensorProto_DataLocation.EXTERNAL)
+    refuse('has external_data entries but its data_location is not EXTERNAL');
+  const entries = new Map<string, string>();
+  for (const { key, value } of tensor.externalData) {
+    if (!EXTERNAL_KEYS.has(key)) refuse(`unknown external data key ${JSON.stringify(key)}`);
+    if (entries.has(key)) refuse(`external data key "${key}" appears twice`);
+    entries.set(key, value);
+  }
+  const location = entries.get('location');
+  if (location === undefined) return refuse('external data has no location');
+  const problem = bundleFileNameProblem(location);
+  if (problem !== undefined)
+    refuse(
+      `external data location ${JSON.stringify(location)} is not a plain file name of the bundle (it ${problem})`,
+      {
+        location,
+      },
+    );
+  const fileSize = files.get(location);
+  if (fileSize === undefined)
+    refuse(`external data location ${JSON.stringify(location)} is not a file of the bundle`, { location });
+  const integer = (key: 'offset' | 'length'): number | undefined => {
+    const text = entries.get(key);
+    if (text === undefined) return undefined;
+    const n = /^[0-9]{1,16}$/.test(text) ? Number(text) : Number.NaN;
+    if (!Number.isSafeInteger(n))
+      refuse(`external data ${key} ${JSON.stringify(text)} is not a non-negative integer`);
+    return n;
+  };
+  const offset = integer('offset') ?? 0;
+  const expected = tensorDataBytes(tensor);
+  if (expected === undefined)
+    refuse(`external data needs a fixed-size element type, not ${dataTypeName(tensor.dataType)}`);
+  const length = integer('length') ?? (expected as number);
+  if (length !== expected)
+    refuse(`external data length ${length} does not match the tensor's ${expected} bytes`, {
+      length,
+      expected,
+    });
+  if (offset + length > (fileSize as number))
+    refuse(
+      `external data [${offset}, ${offset + length}) lies outside "${location}" (${fileSize as number} bytes)`,
+      { location, offset, length, fileSize },
+    );
+  referenced.add(location);
+  return length;
 }
 
 function dataTypeName(dataType: number): string {
@@ -158,23 +299,62 @@ function tensorSpec(v: ValueInfoProto, role: 'input' | 'output'): TensorSpec {
  * Throws PayloadTooLargeError above `maxBytes`, and UnprocessableError (with a message meant for
  * the uploader) when the bytes are not ONNX or truncated, the model has no graph, IR version or
  * opset, uses an operator domain it does not import, has no outputs, has non-tensor
- * inputs/outputs or element types OIP cannot carry, or stores any tensor as external data.
+ * inputs/outputs or element types OIP cannot carry, or stores any tensor as external data
+ * (unless `bundleFiles` lists the files it may reference; see {@link inspectModelStructure}).
+ * Tensor payloads are skipped, not decoded (shared/onnx/structure.ts).
  *
  * @example
  * const info = inspectModel(bytes, { maxBytes: 250 * 1024 * 1024 });
  * console.log(info.inputs); // [{ name: 'input', datatype: 'FP32', shape: [-1, 16] }]
  */
 export function inspectModel(bytes: Uint8Array, options: InspectOptions = {}): OnnxModelInfo {
+  checkSize(bytes.byteLength, options);
+  return inspectModelStructure(scanModelBytes(bytes, options), options).info;
+}
+
+/**
+ * {@link inspectModel} on a random-access source (a file, an object read with ranged GETs):
+ * reads the structure and jumps over payloads, so memory follows the graph, not the weights.
+ *
+ * @example
+ * const info = await inspectModelSource({ size, read: (o, n) => readRange(o, n) });
+ */
+export async function inspectModelSource(
+  source: RandomAccessSource,
+  options: InspectOptions & { windowBytes?: number } = {},
+): Promise<OnnxModelInfo> {
+  checkSize(source.size, options);
+  return inspectModelStructure(await scanModelSource(source, options), options).info;
+}
+
+function checkSize(size: number, options: InspectOptions): void {
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_MODEL_BYTES;
-  if (bytes.byteLength > maxBytes) {
-    throw new PayloadTooLargeError(`model is ${bytes.byteLength} bytes, above the ${maxBytes}-byte limit`, {
-      size: bytes.byteLength,
+  if (size > maxBytes) {
+    throw new PayloadTooLargeError(`model is ${size} bytes, above the ${maxBytes}-byte limit`, {
+      size,
       maxBytes,
     });
   }
-  const model = decodeModel(bytes);
-  const graph = model.graph as GraphProto; // decodeModel guarantees a graph
+}
 
+/**
+ * The checks of {@link inspectModel} on a scanned structure (registration scans while it
+ * streams). With `bundleFiles`, external data is validated against them (location a plain file
+ * name of the bundle that exists, offset and length inside it, length equal to the tensor's
+ * size) and the files referenced are returned; without, any external data is refused.
+ *
+ * @example
+ * const scanner = new StructureScanner();
+ * for await (const chunk of body) scanner.write(chunk);
+ * const { info, referencedFiles } = inspectModelStructure(scanner.end(), { bundleFiles });
+ */
+export function inspectModelStructure(
+  structure: ModelStructure,
+  options: InspectOptions = {},
+): ModelInspection {
+  checkSize(structure.size, options);
+  const model = decodeModel(structure.skeleton);
+  const graph = model.graph as GraphProto; // decodeModel guarantees a graph
   // onnxruntime refuses models without these; checking here also catches files truncated right
   // after the graph (protobuf cannot tell a missing trailing field from a cut-off one).
   if (model.irVersion <= 0n) throw new UnprocessableError('not a valid ONNX model: ir_version is missing');
@@ -191,7 +371,18 @@ export function inspectModel(bytes: Uint8Array, options: InspectOptions = {}): O
   }
 
   const opTypes = new Set<string>();
-  walkModel(model, rejectExternalData, (node) => {
+  const referencedFiles = new Set<string>();
+  const files = options.bundleFiles;
+  let initializerBytes = 0;
+  const visit = (tensor: TensorProto, where: string): void => {
+    if (!usesExternalData(tensor)) {
+      initializerBytes += skippedPayloadBytes(tensor);
+      return;
+    }
+    if (files === undefined) rejectExternalData(tensor, where);
+    else initializerBytes += checkExternalData(tensor, where, files, referencedFiles);
+  };
+  walkModel(model, visit, (node) => {
     const domain = isDefaultDomain(node.domain) ? '' : node.domain;
     const op = domain === '' ? node.opType : `${domain}:${node.opType}`;
     if (!imported.has(domain)) {
@@ -218,7 +409,7 @@ export function inspectModel(bytes: Uint8Array, options: InspectOptions = {}): O
     graph.initializer.reduce((sum, t) => sum + elements(t.dims), 0) +
     graph.sparseInitializer.reduce((sum, s) => sum + elements(s.dims), 0);
 
-  return {
+  const info: OnnxModelInfo = {
     irVersion: Number(model.irVersion),
     opsets: model.opsetImport.map((o) => ({ domain: o.domain, version: Number(o.version) })),
     producerName: model.producerName,
@@ -228,5 +419,7 @@ export function inspectModel(bytes: Uint8Array, options: InspectOptions = {}): O
     outputs,
     initializerCount: graph.initializer.length + graph.sparseInitializer.length,
     parameterCount,
+    initializerBytes,
   };
+  return { info, referencedFiles };
 }

@@ -1,10 +1,13 @@
 /**
- * Registration by dropping a file into the store: `incoming/{name}/{anything}.onnx`.
+ * Registration by dropping a file into the store: `incoming/{name}/{anything}.onnx`, or a bundle
+ * as one archive `incoming/{name}/{anything}.tar` (see incoming-tar.ts).
  *
  * {@link ingestIncomingObject} is the one code path for it, called by the S3 ObjectCreated
  * trigger on AWS and by the local file watcher alike. It registers through
  * {@link ModelRegistry.registerVersion} (same validation, dedupe and history as the API), then:
- * - success: deletes the incoming object;
+ * - success: deletes the incoming object — exactly the object it registered: by the version id
+ *   (versioned buckets) or under the condition that the key still holds the etag it read, so a
+ *   re-upload under the same key while it was being processed stays for its own event;
  * - validation failure (a 4xx kind: not ONNX, too large, bad name or metadata): moves the object to
  *   `rejected/{same path}` with `rejected/{same path}.error.json` beside it saying why, and
  *   registers nothing;
@@ -12,37 +15,74 @@
  *
  * It is idempotent under at-least-once delivery: a repeated event for bytes already registered
  * yields the existing version (registry dedupe), and one for an object already handled finds it
- * gone and reports `missing`.
+ * gone and reports `missing`. An event whose object was replaced before it could be read (its
+ * etag no longer matches) reports `superseded`: the newer object's own event registers that one.
+ * A key the store cannot address (e.g. an empty or `..` segment, which S3 allows) cannot be read
+ * or moved: its reason alone is written under `rejected/_keys/` and the object is left to the
+ * `incoming/` lifecycle rule, rather than failing the event forever.
  *
  * Optional S3 user metadata on the object: `description`, `alias` (pointed at the new version),
  * `reason` (`x-amz-meta-description` etc. on upload).
  */
+
+import { createHash } from 'node:crypto';
 import { httpStatusOf, MaasError, PayloadTooLargeError } from '../errors';
 import { type ErrorBody, errorToHttp } from '../http/errors';
-import { ObjectNotFoundError, type ObjectStore, S3ObjectStore, type StoredObjectStream } from '../store';
+import {
+  assertValidKey,
+  ObjectNotFoundError,
+  ObjectPreconditionError,
+  type ObjectStore,
+  type ReadOptions,
+  S3ObjectStore,
+  type StoredObjectStream,
+} from '../store';
+import { registerIncoming } from './incoming-tar';
 import type { ModelRegistry } from './model-registry';
 import { assertModelName } from './names';
 
 export const INCOMING_PREFIX = 'incoming/';
 export const REJECTED_PREFIX = 'rejected/';
 
+/** Where reasons go for keys that cannot be copied under `rejected/` with the same path. */
+export const UNADDRESSABLE_PREFIX = `${REJECTED_PREFIX}_keys/`;
+
 export type IngestOutcome =
-  | { status: 'registered' | 'duplicate'; key: string; name: string; version: number }
-  | { status: 'rejected'; key: string; rejectedKey: string; errorKey: string; error: ErrorBody }
-  | { status: 'ignored' | 'missing'; key: string; reason: string };
+  | {
+      status: 'registered' | 'duplicate';
+      key: string;
+      name: string;
+      version: number;
+      /** Set when the key was uploaded again while this object was processed: the newer one stays. */
+      replacedDuringProcessing?: true;
+    }
+  | {
+      status: 'rejected';
+      key: string;
+      /** Absent when the key cannot be addressed: the object then stays in `incoming/` until it expires. */
+      rejectedKey?: string;
+      errorKey: string;
+      error: ErrorBody;
+    }
+  | { status: 'ignored' | 'missing' | 'superseded'; key: string; reason: string };
 
 export interface IngestOptions {
   /** Recorded as the version's source; default `{store.location}{key}` (e.g. `s3://bucket/prefix/incoming/…`). */
   source?: string;
   /** Recorded in history (default `s3-upload`). */
   actor?: string;
+  /** The event's etag (S3 `object.eTag`): only that object is registered and deleted. */
+  etag?: string;
+  /** The event's version id (S3 `object.versionId`, versioned buckets): preferred over `etag`. */
+  versionId?: string;
   now?: () => Date;
 }
 
 /** What `{key}.error.json` holds. */
 export interface RejectionRecord {
   key: string;
-  rejectedKey: string;
+  /** Absent for keys that cannot be addressed (see {@link UNADDRESSABLE_PREFIX}). */
+  rejectedKey?: string;
   time: string;
   error: ErrorBody;
 }
@@ -122,10 +162,23 @@ export async function ingestIncomingObject(
   const name = slash > 0 ? rest.slice(0, slash) : '';
   const now = options.now ?? (() => new Date());
   try {
+    assertValidKey(key);
+  } catch (e) {
+    return recordUnaddressable(store, key, (e as Error).message, now);
+  }
+  // Which object this event is about; once read, pinned to what was actually read.
+  let target: ReadOptions =
+    options.versionId !== undefined
+      ? { versionId: options.versionId }
+      : options.etag !== undefined
+        ? { ifMatch: options.etag }
+        : {};
+  try {
     if (!name)
       throw new MaasError('invalid_argument', `expected ${INCOMING_PREFIX}{model-name}/{file}, got ${key}`);
     assertModelName(name);
-    const found = await store.getStream(key);
+    const found = await store.getStream(key, target);
+    target = found.versionId !== undefined ? { versionId: found.versionId } : { ifMatch: found.etag };
     if (found.size > registry.maxModelBytes) {
       // Refuse from the object's size alone: reading up to the limit first would only waste time.
       found.body.destroy();
@@ -135,28 +188,52 @@ export async function ingestIncomingObject(
       );
     }
     const meta = found.metadata;
-    const result = await registry.registerVersion(name, found.body, {
+    // `.tar`: a bundle in one archive (incoming-tar.ts); anything else: one ONNX file.
+    const result = await registerIncoming(registry, key, name, found.body, {
       source: options.source ?? `${store.location.replace(/\/?$/, '/')}${key}`,
       actor: options.actor ?? 's3-upload',
       ...(meta.description !== undefined ? { description: meta.description } : {}),
       ...(meta.alias !== undefined ? { alias: meta.alias } : {}),
       ...(meta.reason !== undefined ? { reason: meta.reason } : {}),
     });
-    await store.delete(key);
+    const deleted = await deleteExactly(store, key, target);
     return {
       status: result.created ? 'registered' : 'duplicate',
       key,
       name,
       version: result.version.version,
+      ...(deleted ? {} : { replacedDuringProcessing: true as const }),
     };
   } catch (e) {
-    if (e instanceof ObjectNotFoundError && e.key === key) {
-      return { status: 'missing', key, reason: 'object no longer exists (already handled, or deleted)' };
-    }
+    if (e instanceof ObjectNotFoundError && e.key === key) return missing(key);
+    if (e instanceof ObjectPreconditionError && e.key === key) return superseded(key);
     // Only the caller's fault is final; store outages and bugs must be retried, not quarantined.
     const status = httpStatusOf(e);
     if (!(e instanceof MaasError) || status >= 500) throw e;
-    return quarantine(store, key, errorToHttp(e).body, now);
+    return quarantine(store, key, target, errorToHttp(e).body, now);
+  }
+}
+
+const missing = (key: string): IngestOutcome => ({
+  status: 'missing',
+  key,
+  reason: 'object no longer exists (already handled, or deleted)',
+});
+
+const superseded = (key: string): IngestOutcome => ({
+  status: 'superseded',
+  key,
+  reason: "the key holds a newer object than the event's; that object's own event registers it",
+});
+
+/** Deletes the object `target` names; false when the key was replaced meanwhile (the newer object stays). */
+async function deleteExactly(store: ObjectStore, key: string, target: ReadOptions): Promise<boolean> {
+  try {
+    await store.delete(key, target);
+    return true;
+  } catch (e) {
+    if (e instanceof ObjectPreconditionError) return false;
+    throw e;
   }
 }
 
@@ -164,22 +241,53 @@ export async function ingestIncomingObject(
 async function quarantine(
   store: ObjectStore,
   key: string,
+  target: ReadOptions,
   error: ErrorBody,
   now: () => Date,
 ): Promise<IngestOutcome> {
   const rejectedKey = REJECTED_PREFIX + key.slice(INCOMING_PREFIX.length);
-  const errorKey = `${rejectedKey}.error.json`;
+  const errorKey = errorKeyOf(key, rejectedKey);
   let copy: StoredObjectStream;
   try {
-    copy = await store.getStream(key);
+    copy = await store.getStream(key, target);
   } catch (e) {
-    if (e instanceof ObjectNotFoundError)
-      return { status: 'missing', key, reason: 'object no longer exists (already handled, or deleted)' };
+    if (e instanceof ObjectNotFoundError) return missing(key);
+    if (e instanceof ObjectPreconditionError) return superseded(key);
     throw e;
   }
+  const pinned: ReadOptions =
+    copy.versionId !== undefined ? { versionId: copy.versionId } : { ifMatch: copy.etag };
   await store.put(rejectedKey, copy.body, { contentType: copy.contentType ?? 'application/octet-stream' });
   const record: RejectionRecord = { key, rejectedKey, time: now().toISOString(), error };
   await store.put(errorKey, JSON.stringify(record, null, 2), { contentType: 'application/json' });
-  await store.delete(key);
+  await deleteExactly(store, key, pinned);
   return { status: 'rejected', key, rejectedKey, errorKey, error };
+}
+
+/** `{rejected key}.error.json`, or a fixed-length name under `rejected/_keys/` when that is too long a key. */
+function errorKeyOf(key: string, rejectedKey: string): string {
+  const natural = `${rejectedKey}.error.json`;
+  try {
+    assertValidKey(natural);
+    return natural;
+  } catch {
+    return `${UNADDRESSABLE_PREFIX}${createHash('sha256').update(key).digest('hex')}.error.json`;
+  }
+}
+
+/** Records why a key the store cannot address was not registered (the object itself cannot be moved). */
+async function recordUnaddressable(
+  store: ObjectStore,
+  key: string,
+  why: string,
+  now: () => Date,
+): Promise<IngestOutcome> {
+  const error: ErrorBody = {
+    error: `${why}: rename the file (no empty, "." or ".." path segments, at most 1024 bytes)`,
+    code: 'invalid_argument',
+  };
+  const errorKey = `${UNADDRESSABLE_PREFIX}${createHash('sha256').update(key).digest('hex')}.error.json`;
+  const record: RejectionRecord = { key, time: now().toISOString(), error };
+  await store.put(errorKey, JSON.stringify(record, null, 2), { contentType: 'application/json' });
+  return { status: 'rejected', key, errorKey, error };
 }

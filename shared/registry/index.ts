@@ -1,3 +1,4 @@
+export * from './bundle';
 export { layout } from './layout';
 export * from './model-registry';
 export * from './names';

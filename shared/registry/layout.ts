@@ -4,7 +4,9 @@
  *
  * | key | written | content |
  * | --- | --- | --- |
- * | `blobs/sha256/{hex}.onnx` | once, unconditional (same key ⇒ same bytes) | the model |
+ * | `blobs/sha256/{hex}.onnx` | once, unconditional (same key ⇒ same bytes) | the model (a bundle's graph) |
+ * | `blobs/sha256/{hex}.bin` | once, unconditional (same key ⇒ same bytes) | a bundle's data or companion file |
+ * | `staging/{random}` | during one registration, then deleted | bytes being hashed on their way in |
  * | `models/{name}/versions/{000000001}.json` | create-only: the commit point of a version | manifest |
  * | `models/{name}/head.json` | compare-and-swap, may lag | `{latestVersion}` hint |
  * | `models/{name}/sha256/{hex}.json` | create-only claim, then CAS | dedupe index |
@@ -14,6 +16,9 @@
  */
 export const layout = {
   blob: (sha256: string): string => `blobs/sha256/${sha256}.onnx`,
+  dataBlob: (sha256: string): string => `blobs/sha256/${sha256}.bin`,
+  stagingPrefix: 'staging/',
+  staging: (id: string): string => `staging/${id}`,
   modelsPrefix: 'models/',
   modelPrefix: (name: string): string => `models/${name}/`,
   head: (name: string): string => `models/${name}/head.json`,

@@ -4,8 +4,12 @@
  * Step 1 ({@link createUploadTicket}) hands the caller somewhere to put the bytes:
  * - S3 store: a presigned S3 POST (policy: exact key, `content-length-range` up to the registry's
  *   size limit, expiry), so the bytes go straight to S3 and never through Lambda;
- * - file store (local): there is no S3 to presign, so the ticket names a `PUT` on the maas API
- *   itself ({@link writeLocalUpload}); a ticket object records its expiry and size limit.
+ * - file store (local): there is no S3 to presign. Under `npm start` the ticket names a `PUT` on
+ *   the local upload server (`scripts/local-dev/upload-server.ts`, its own port, no API Gateway
+ *   body limit) with a one-time token in the URL, the stand-in for a presigned URL
+ *   ({@link writeLocalUploadStream}); without one, a `PUT` on the maas API itself
+ *   ({@link writeLocalUpload}, bodies up to what the gateway takes). A ticket object records the
+ *   expiry, the size limit and the token's digest.
  *
  * Step 2 ({@link registerFromUpload}) registers the uploaded object through the registry's normal
  * path and deletes it. Uploads that are never registered stay under `uploads/`: give that prefix a
@@ -14,11 +18,18 @@
  * Knows nothing of Lambda or HTTP: the handlers adapt requests to these calls.
  */
 
-import { randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { type Readable, Transform } from 'node:stream';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { createPresignedPost } from '@aws-sdk/s3-presigned-post';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { ConflictError, InvalidArgumentError, NotFoundError, PayloadTooLargeError } from '../errors';
+import {
+  ConflictError,
+  InvalidArgumentError,
+  MaasError,
+  NotFoundError,
+  PayloadTooLargeError,
+} from '../errors';
 import { ObjectNotFoundError, type ObjectStore, S3ObjectStore, type StoredObjectStream } from '../store';
 import { createJson, createObject, readJson } from '../store/documents';
 import type { ModelRegistry } from './model-registry';
@@ -53,6 +64,11 @@ export interface UploadTicketOptions {
   expiresInSeconds?: number;
   /** Path of the local upload route for a ticket id (file store only). */
   localUploadPath?: (name: string, id: string) => string;
+  /**
+   * Base URL of the local upload server (file store only), e.g. `http://127.0.0.1:3003`: the
+   * ticket then names a `PUT` there, with a token, instead of the API route.
+   */
+  localUploadUrl?: string;
   now?: () => Date;
 }
 
@@ -61,6 +77,8 @@ interface LocalTicketDoc {
   id: string;
   maxBytes: number;
   expiresAt: string;
+  /** sha256 of the URL token of an upload-server ticket (the token itself is never stored). */
+  tokenSha256?: string;
 }
 
 const ticketDefaults = {
@@ -145,18 +163,127 @@ export async function createUploadTicket(
     });
     return { uploadKey, method: 'POST', url: post.url, fields: post.fields, maxBytes, expiresAt };
   }
-  const doc: LocalTicketDoc = { name, id, maxBytes, expiresAt };
+  const token = o.localUploadUrl ? newUploadToken() : undefined;
+  const doc: LocalTicketDoc = {
+    name,
+    id,
+    maxBytes,
+    expiresAt,
+    ...(token ? { tokenSha256: tokenDigest(token) } : {}),
+  };
   // A fresh UUID: the create-only write cannot lose a race, it only guards against a bug.
   if (!(await createJson(store, ticketKeyOf(name, id), doc, { readExisting: false })).created)
     throw new ConflictError(`upload ticket ${id} already exists`);
   return {
     uploadKey,
     method: 'PUT',
-    url: o.localUploadPath(name, id),
+    url:
+      o.localUploadUrl && token
+        ? `${o.localUploadUrl.replace(/\/+$/, '')}${localUploadServerPath(name, id)}?token=${token}`
+        : o.localUploadPath(name, id),
     headers: { 'content-type': 'application/octet-stream' },
     maxBytes,
     expiresAt,
   };
+}
+
+/**
+ * Path of a single-file upload on the local upload server (the token goes in the query).
+ *
+ * @example
+ * ```ts
+ * localUploadServerPath('iris', id); // '/uploads/iris/{id}'
+ * ```
+ */
+export function localUploadServerPath(name: string, id: string): string {
+  return `/uploads/${encodeURIComponent(name)}/${id}`;
+}
+
+/** A random URL token: the capability a presigned URL carries, for the local upload server. */
+export function newUploadToken(): string {
+  return randomBytes(24).toString('base64url');
+}
+
+/** What is stored of a token: its sha256, so a reader of the store cannot upload with it. */
+export function tokenDigest(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
+
+/**
+ * Checks a presented token against a stored digest in constant time.
+ *
+ * @example
+ * ```ts
+ * if (!tokenMatches(doc.tokenSha256, url.searchParams.get('token'))) throw new NotFoundError('no such upload');
+ * ```
+ */
+export function tokenMatches(digest: string | undefined, token: string | null | undefined): boolean {
+  if (!digest || !token) return false;
+  const a = Buffer.from(tokenDigest(token), 'hex');
+  const b = Buffer.from(digest, 'hex');
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/**
+ * Counts the bytes flowing through and fails the stream with {@link PayloadTooLargeError} as
+ * soon as they exceed `maxBytes`, so an oversized upload stops without being stored whole.
+ *
+ * @example
+ * ```ts
+ * const limited = limitBytes(request, 1024); await store.put(key, limited);
+ * ```
+ */
+export function limitBytes(body: Readable, maxBytes: number): Transform & { bytes: number } {
+  let bytes = 0;
+  const limiter = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      bytes += chunk.length;
+      limiter.bytes = bytes;
+      if (bytes > maxBytes)
+        return done(
+          new PayloadTooLargeError(`upload is larger than the limit of ${maxBytes} bytes`, {
+            limit: maxBytes,
+          }),
+        );
+      done(null, chunk);
+    },
+  }) as Transform & { bytes: number };
+  limiter.bytes = 0;
+  body.on('error', (e) => limiter.destroy(e));
+  body.pipe(limiter);
+  return limiter;
+}
+
+/**
+ * Writes a stream under `key` through {@link limitBytes} (create-only unless `overwrite`, as an
+ * S3 part upload replaces the part); a refusal of the limiter (or of the source) surfaces as
+ * that error, not as the store's wrapping of it.
+ *
+ * @example
+ * ```ts
+ * const { size, created } = await putLimited(store, 'uploads/iris/x.onnx', request, ticket.maxBytes);
+ * ```
+ */
+export async function putLimited(
+  store: ObjectStore,
+  key: string,
+  body: Readable,
+  maxBytes: number,
+  options: { overwrite?: boolean } = {},
+): Promise<{ size: number; created: boolean }> {
+  const limited = limitBytes(body, maxBytes);
+  try {
+    if (options.overwrite) {
+      await store.put(key, limited, { contentType: 'application/octet-stream' });
+      return { size: limited.bytes, created: true };
+    }
+    const created = (await createObject(store, key, limited)) !== undefined;
+    return { size: limited.bytes, created };
+  } catch (e) {
+    const cause = (e as { cause?: unknown }).cause;
+    if (cause instanceof MaasError) throw cause;
+    throw e;
+  }
 }
 
 /**
@@ -190,6 +317,55 @@ export async function writeLocalUpload(
   if (!(await createObject(store, uploadKey, bytes)))
     throw new ConflictError(`upload ${id} was already written; request a new ticket`);
   return { uploadKey, size: bytes.byteLength };
+}
+
+/** Options of {@link writeLocalUploadStream}. */
+export interface LocalUploadStreamOptions {
+  /** The `token` of the ticket URL. */
+  token?: string | null;
+  /** The request's `content-length`, when sent: checked against the limit before reading. */
+  contentLength?: number;
+  now?: () => Date;
+}
+
+/**
+ * What the local upload server does with a `PUT` of a ticket: checks the token, expiry and size
+ * limit, then streams the body into the store under the ticket's key, once (bounded memory,
+ * any size up to the limit). Nothing is stored when the body turns out too large.
+ *
+ * @example
+ * ```ts
+ * await writeLocalUploadStream(store, 'iris', id, request, { token: url.searchParams.get('token') });
+ * ```
+ */
+export async function writeLocalUploadStream(
+  store: ObjectStore,
+  name: string,
+  id: string,
+  body: Readable,
+  options: LocalUploadStreamOptions = {},
+): Promise<{ uploadKey: string; size: number }> {
+  assertModelName(name);
+  const uploadKey = uploadKeyOf(name, id);
+  parseUploadKey(name, uploadKey);
+  const ticket = (await readJson<LocalTicketDoc>(store, ticketKeyOf(name, id)))?.doc;
+  // A wrong token answers like a missing ticket: it tells a guesser nothing.
+  if (!ticket || !tokenMatches(ticket.tokenSha256, options.token))
+    throw new NotFoundError(`no upload ticket ${id} for model ${name}`, { name, id });
+  if (Date.parse(ticket.expiresAt) < (options.now ?? (() => new Date()))().getTime())
+    throw new NotFoundError(`upload ticket ${id} expired at ${ticket.expiresAt}`, { name, id });
+  if (options.contentLength !== undefined && options.contentLength > ticket.maxBytes)
+    throw new PayloadTooLargeError(`upload is larger than the limit of ${ticket.maxBytes} bytes`, {
+      limit: ticket.maxBytes,
+    });
+  if (options.contentLength === 0) throw new InvalidArgumentError('upload body is empty');
+  const { size, created } = await putLimited(store, uploadKey, body, ticket.maxBytes);
+  if (!created) throw new ConflictError(`upload ${id} was already written; request a new ticket`);
+  if (size === 0) {
+    await store.delete(uploadKey);
+    throw new InvalidArgumentError('upload body is empty');
+  }
+  return { uploadKey, size };
 }
 
 /**

@@ -7,6 +7,8 @@ import { MaasError } from '../errors';
 import { sleep } from '../util/backoff';
 import {
   assertValidKey,
+  type CopyOptions,
+  clampRange,
   type ListOptions,
   type ListPage,
   type ObjectInfo,
@@ -17,6 +19,7 @@ import {
   type PutBody,
   type PutOptions,
   type PutResult,
+  type ReadOptions,
   type StoredObject,
   type StoredObjectStream,
   StoreError,
@@ -78,16 +81,36 @@ export class FileObjectStore implements ObjectStore {
     }
   }
 
-  async getStream(key: string): Promise<StoredObjectStream> {
+  async getStream(key: string, options: ReadOptions = {}): Promise<StoredObjectStream> {
+    noVersions(key, options);
     const handle = await fs.open(this.pathOf(key), 'r').catch((e: unknown) => this.rethrow(e, key));
     const stats = await handle.stat();
     if (!stats.isFile()) {
       await handle.close();
       throw new ObjectNotFoundError(key);
     }
+    // Checked on the open descriptor: what is read below is exactly the object of this etag.
+    if (options.ifMatch !== undefined && etagOf(stats) !== options.ifMatch) {
+      await handle.close();
+      throw new ObjectPreconditionError(key, 'if-match');
+    }
     // The stream owns the descriptor: a concurrent replace (rename) cannot change what it reads.
     const body = handle.createReadStream({ autoClose: true });
     return { ...(await this.infoFrom(key, stats)), body };
+  }
+
+  async getRange(key: string, start: number, endInclusive: number): Promise<StoredObjectStream> {
+    const handle = await fs.open(this.pathOf(key), 'r').catch((e: unknown) => this.rethrow(e, key));
+    try {
+      const stats = await handle.stat();
+      if (!stats.isFile()) throw new ObjectNotFoundError(key);
+      const end = clampRange(key, start, endInclusive, stats.size);
+      const body = handle.createReadStream({ start, end, autoClose: true });
+      return { ...(await this.infoFrom(key, stats)), body };
+    } catch (e) {
+      await handle.close();
+      throw e;
+    }
   }
 
   async head(key: string): Promise<ObjectInfo> {
@@ -109,6 +132,34 @@ export class FileObjectStore implements ObjectStore {
       return { etag: etagOf(await own.stat()) };
     } finally {
       await own.close();
+      await fs.rm(tmp, { force: true });
+    }
+  }
+
+  async copy(fromKey: string, toKey: string, options: CopyOptions = {}): Promise<PutResult> {
+    const source = this.pathOf(fromKey);
+    const target = this.pathOf(toKey);
+    const info = await this.head(fromKey);
+    const tmp = await this.tempPath();
+    try {
+      // A reflink where the file system has them (instant), else a kernel-side copy: the bytes
+      // never pass through this process.
+      await fs
+        .copyFile(source, tmp, fs.constants.COPYFILE_FICLONE)
+        .catch((e: unknown) => this.rethrow(e, fromKey));
+      const own = await fs.open(tmp, 'r+');
+      try {
+        await own.sync();
+        const replace = options.contentType !== undefined || options.metadata !== undefined;
+        const put: PutOptions = replace ? { ...options } : { metadata: info.metadata };
+        if (!replace && info.contentType) put.contentType = info.contentType;
+        await this.commit(toKey, target, tmp, put);
+        await fs.rm(tmp, { force: true });
+        return { etag: etagOf(await own.stat()) };
+      } finally {
+        await own.close();
+      }
+    } finally {
       await fs.rm(tmp, { force: true });
     }
   }
@@ -148,10 +199,52 @@ export class FileObjectStore implements ObjectStore {
     }
   }
 
-  async delete(key: string): Promise<void> {
+  async delete(key: string, options: ReadOptions = {}): Promise<void> {
+    noVersions(key, options);
+    if (options.ifMatch !== undefined) {
+      await this.deleteIfMatch(key, options.ifMatch);
+      return;
+    }
     await fs.rm(this.pathOf(key), { force: true }).catch((e: unknown) => this.rethrow(e, key));
     await fs.rm(this.sidecarPath(key), { force: true });
     await this.pruneEmptyDirs(path.dirname(this.pathOf(key)));
+  }
+
+  /**
+   * Deletes `key` only while it is the object of etag `expected`. Files are also written by other
+   * programs (a `cp` into `incoming/`), which take no lock, so the file is first renamed aside
+   * (atomic): a replacement arriving after that lands under the key untouched. The file moved
+   * aside is then checked to be the one whose etag was seen (same inode, size and mtime; the
+   * rename itself changes its ctime) and put back when it is not.
+   */
+  private async deleteIfMatch(key: string, expected: string): Promise<void> {
+    const target = this.pathOf(key);
+    const before = await fs.stat(target).catch(() => undefined);
+    if (!before?.isFile()) return;
+    if (etagOf(before) !== expected) throw new ObjectPreconditionError(key, 'if-match');
+    const dir = path.join(this.root, INTERNAL, 'tmp');
+    await fs.mkdir(dir, { recursive: true });
+    const aside = path.join(dir, `${process.pid}-${randomBytes(8).toString('hex')}.deleting`);
+    try {
+      await fs.rename(target, aside);
+    } catch (e) {
+      if (errno(e) === 'ENOENT') return;
+      return this.rethrow(e, key);
+    }
+    const moved = await fs.stat(aside);
+    const same = moved.ino === before.ino && moved.size === before.size && moved.mtimeMs === before.mtimeMs;
+    if (!same) {
+      // Replaced between the check and the rename: restore it unless a newer one took the key.
+      await fs.link(aside, target).catch((e: unknown) => {
+        if (errno(e) !== 'EEXIST') throw e;
+      });
+      await fs.rm(aside, { force: true });
+      throw new ObjectPreconditionError(key, 'if-match');
+    }
+    await fs.rm(aside, { force: true });
+    // The sidecar stays when a new object already took the key (its writer put its own there).
+    if (!(await fs.stat(target).catch(() => undefined))) await fs.rm(this.sidecarPath(key), { force: true });
+    await this.pruneEmptyDirs(path.dirname(target));
   }
 
   async list(options: ListOptions = {}): Promise<ListPage> {
@@ -230,10 +323,14 @@ export class FileObjectStore implements ObjectStore {
     await fs.rename(tmp, file);
   }
 
-  private async writeTemp(body: PutBody): Promise<string> {
+  private async tempPath(): Promise<string> {
     const dir = path.join(this.root, INTERNAL, 'tmp');
     await fs.mkdir(dir, { recursive: true });
-    const tmp = path.join(dir, `${process.pid}-${randomBytes(8).toString('hex')}`);
+    return path.join(dir, `${process.pid}-${randomBytes(8).toString('hex')}`);
+  }
+
+  private async writeTemp(body: PutBody): Promise<string> {
+    const tmp = await this.tempPath();
     try {
       const handle = await fs.open(tmp, 'wx');
       try {
@@ -354,6 +451,12 @@ async function breakStaleLock(lock: string, seen: Stats): Promise<void> {
   } finally {
     await fs.rm(marker, { force: true });
   }
+}
+
+/** The file store keeps one object per key: a version id cannot name anything here. */
+function noVersions(key: string, options: ReadOptions): void {
+  if (options.versionId !== undefined)
+    throw new StoreError(`the file store has no object versions (${key}@${options.versionId})`, false);
 }
 
 function etagOf(stats: Stats): string {

@@ -25,12 +25,46 @@ export interface ObjectStore {
   /** Where the store lives, e.g. `s3://bucket/prefix` or `file:///abs/dir` (for logs). */
   readonly location: string;
   get(key: string): Promise<StoredObject>;
-  /** Streams the body: for large blobs that should not be buffered. */
-  getStream(key: string): Promise<StoredObjectStream>;
+  /**
+   * Streams the body: for large blobs that should not be buffered. With `ifMatch` it reads only
+   * the object of that etag ({@link ObjectPreconditionError} when the key now holds another), with
+   * `versionId` exactly that version of a versioned S3 bucket.
+   */
+  getStream(key: string, options?: ReadOptions): Promise<StoredObjectStream>;
+  /**
+   * Streams the bytes `start..endInclusive` of an object (HTTP `Range: bytes=start-end`), so a
+   * large file can be fetched in parallel parts or read at random. `endInclusive` past the end is
+   * clamped to the last byte; `start` must lie inside the object (an empty object has no range).
+   * The returned `size` is the whole object's size (the range's length is `end - start + 1`
+   * after clamping), so one call also tells how much is left to read.
+   *
+   * @example
+   * ```ts
+   * const { body, size } = await store.getRange('blobs/sha256/ab.bin', 0, 8 * 1024 * 1024 - 1);
+   * ```
+   */
+  getRange(key: string, start: number, endInclusive: number): Promise<StoredObjectStream>;
   head(key: string): Promise<ObjectInfo>;
   put(key: string, body: PutBody, options?: PutOptions): Promise<PutResult>;
-  /** Deletes the key; deleting a missing key is not an error (as in S3). */
-  delete(key: string): Promise<void>;
+  /**
+   * Copies an object inside the store without passing its bytes through this process (S3:
+   * server-side CopyObject, or multipart UploadPartCopy for objects over 5 GiB). The copy keeps
+   * the source's content type and metadata unless `options` gives new ones (then both are
+   * replaced). A missing source raises {@link ObjectNotFoundError} naming `fromKey`.
+   *
+   * @example
+   * ```ts
+   * await store.copy('staging/upload-1', 'blobs/sha256/ab.bin', { contentType: 'application/octet-stream' });
+   * ```
+   */
+  copy(fromKey: string, toKey: string, options?: CopyOptions): Promise<PutResult>;
+  /**
+   * Deletes the key; deleting a missing key is not an error (as in S3). With `ifMatch` only while
+   * it still holds the object of that etag (else {@link ObjectPreconditionError}), with `versionId`
+   * only that version (a newer one under the key stays): for consumers that must never delete an
+   * object they have not processed (the `incoming/` trigger).
+   */
+  delete(key: string, options?: ReadOptions): Promise<void>;
   list(options?: ListOptions): Promise<ListPage>;
 }
 
@@ -44,6 +78,8 @@ export interface ObjectInfo {
   lastModified: Date;
   contentType?: string;
   metadata: Record<string, string>;
+  /** The S3 version id, in versioned buckets only. */
+  versionId?: string;
 }
 
 export interface StoredObject extends ObjectInfo {
@@ -54,6 +90,14 @@ export interface StoredObjectStream extends ObjectInfo {
   body: Readable;
 }
 
+/** Which object a conditional read or delete is about. */
+export interface ReadOptions {
+  /** Only the object with this etag (unquoted). */
+  ifMatch?: string;
+  /** Only this version (S3 buckets with versioning; the file store has no versions and refuses it). */
+  versionId?: string;
+}
+
 export interface PutOptions {
   contentType?: string;
   /** User metadata; keys are lower-cased (S3 does so too). ASCII values only. */
@@ -62,6 +106,13 @@ export interface PutOptions {
   ifNoneMatch?: '*';
   /** Replace only if the current etag equals this one. */
   ifMatch?: string;
+}
+
+export interface CopyOptions {
+  /** Content type of the copy (replaces the source's; with `metadata` unset, metadata is cleared). */
+  contentType?: string;
+  /** User metadata of the copy (replaces the source's); keys are lower-cased. ASCII values only. */
+  metadata?: Record<string, string>;
 }
 
 export interface PutResult {
@@ -115,6 +166,26 @@ export class StoreError extends MaasError {
   ) {
     super(transient ? 'unavailable' : 'internal', message, undefined, options);
   }
+}
+
+/**
+ * Checks a `getRange` request against the object's size and returns the clamped inclusive end.
+ * Shared by the adapters so both refuse the same ranges with the same error.
+ */
+export function clampRange(key: string, start: number, endInclusive: number, size: number): number {
+  if (
+    !Number.isSafeInteger(start) ||
+    !Number.isSafeInteger(endInclusive) ||
+    start < 0 ||
+    endInclusive < start
+  )
+    throw new StoreError(`invalid range ${start}-${endInclusive} for ${key}`, false);
+  if (start >= size)
+    throw new StoreError(
+      `range ${start}-${endInclusive} starts past the end of ${key} (${size} bytes)`,
+      false,
+    );
+  return Math.min(endInclusive, size - 1);
 }
 
 /** Keys are the S3 subset we can mirror on a file system: no empty segments, no `.`/`..`. */

@@ -1,6 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -8,11 +12,14 @@ import {
   PutObjectCommand,
   S3Client,
   type S3ClientConfig,
+  UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import { MaasError } from '../errors';
 import { backoffDelay, sleep } from '../util/backoff';
 import {
   assertValidKey,
+  type CopyOptions,
+  clampRange,
   type ListOptions,
   type ListPage,
   type ObjectInfo,
@@ -22,6 +29,7 @@ import {
   type PutBody,
   type PutOptions,
   type PutResult,
+  type ReadOptions,
   type StoredObject,
   type StoredObjectStream,
   StoreError,
@@ -43,6 +51,13 @@ export interface S3ObjectStoreOptions {
   /** Bodies at least this large (and streams of unknown size) go up as multipart uploads. */
   multipartThresholdBytes?: number;
   /**
+   * `copy` of an object larger than this uses multipart UploadPartCopy instead of one CopyObject
+   * (S3 refuses CopyObject above 5 GiB, the default). Tests lower it to exercise the multipart path.
+   */
+  copyMultipartThresholdBytes?: number;
+  /** Part size of a multipart copy (S3: 5 MiB..5 GiB, at most 10,000 parts). */
+  copyPartSizeBytes?: number;
+  /**
    * Send `If-Match` etags in quotes. Off by default: Ceph RGW only matches unquoted etags,
    * and AWS S3 accepts both.
    */
@@ -53,8 +68,16 @@ const defaults = {
   prefix: '',
   maxAttempts: 4,
   multipartThresholdBytes: 16 * 1024 * 1024,
+  copyMultipartThresholdBytes: 5 * 1024 ** 3,
+  copyPartSizeBytes: 512 * 1024 * 1024,
   quoteIfMatch: false,
 };
+
+/** S3's limits on multipart uploads: part count and the smallest part but the last. */
+const MAX_PARTS = 10_000;
+const MIN_PART_BYTES = 5 * 1024 * 1024;
+/** Server-side part copies in flight at once: each is one request that moves bytes inside S3. */
+const COPY_CONCURRENCY = 4;
 
 /** How often to retry a conditional write that S3 answered with 409 ConditionalRequestConflict. */
 const CONFLICT_RETRIES = 6;
@@ -105,12 +128,47 @@ export class S3ObjectStore implements ObjectStore {
     return { ...info, body: Buffer.concat(chunks) };
   }
 
-  async getStream(key: string): Promise<StoredObjectStream> {
-    const out = await this.send(key, () =>
-      this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.full(key) })),
+  async getStream(key: string, options: ReadOptions = {}): Promise<StoredObjectStream> {
+    const out = await this.send(
+      key,
+      () =>
+        this.client.send(
+          new GetObjectCommand({
+            Bucket: this.bucket,
+            Key: this.full(key),
+            IfMatch: this.ifMatchHeader(options.ifMatch),
+            VersionId: options.versionId,
+          }),
+        ),
+      'if-match',
     );
     const info = toInfo(key, out);
     if (!(out.Body instanceof Readable)) throw new StoreError(`unexpected body type for ${key}`, false);
+    return { ...info, body: out.Body };
+  }
+
+  async getRange(key: string, start: number, endInclusive: number): Promise<StoredObjectStream> {
+    clampRange(key, start, endInclusive, Number.MAX_SAFE_INTEGER); // shape only; S3 knows the size
+    const out = await this.send(key, () =>
+      this.client.send(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: this.full(key),
+          Range: `bytes=${start}-${endInclusive}`,
+        }),
+      ),
+    ).catch((e: unknown) => {
+      if (e instanceof StoreError && /\(416\)|InvalidRange/.test(e.message))
+        throw new StoreError(`range ${start}-${endInclusive} starts past the end of ${key}`, false, {
+          cause: e,
+        });
+      throw e;
+    });
+    if (!(out.Body instanceof Readable)) throw new StoreError(`unexpected body type for ${key}`, false);
+    // Content-Length is the range's length; the object's size is the total in Content-Range.
+    const total = /\/(\d+)$/.exec(out.ContentRange ?? '')?.[1];
+    const info = toInfo(key, out);
+    if (total !== undefined) info.size = Number(total);
     return { ...info, body: out.Body };
   }
 
@@ -145,12 +203,7 @@ export class S3ObjectStore implements ObjectStore {
       return { etag: unquote(out.ETag ?? '') };
     }
     const bytes = body instanceof Readable ? await collect(body) : body;
-    const ifMatch =
-      options.ifMatch === undefined
-        ? undefined
-        : this.options.quoteIfMatch
-          ? `"${options.ifMatch}"`
-          : options.ifMatch;
+    const ifMatch = this.ifMatchHeader(options.ifMatch);
     const condition = options.ifMatch !== undefined ? 'if-match' : 'if-none-match';
     const token = conditional ? randomBytes(16).toString('hex') : undefined;
     const metadata = token === undefined ? options.metadata : { ...options.metadata, [WRITE_TOKEN]: token };
@@ -203,10 +256,147 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async delete(key: string): Promise<void> {
-    await this.send(key, () =>
-      this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.full(key) })),
+  async copy(fromKey: string, toKey: string, options: CopyOptions = {}): Promise<PutResult> {
+    // The size picks CopyObject or multipart, and the source's metadata is needed for a multipart
+    // copy (CreateMultipartUpload does not inherit it); a missing source is reported by its key.
+    const source = await this.head(fromKey);
+    const replace = options.contentType !== undefined || options.metadata !== undefined;
+    const copySource = `${this.bucket}/${encodeKey(this.full(fromKey))}`;
+    // The bytes copied are those whose size was just read: a source replaced meanwhile fails (412;
+    // RGW checks this on CopyObject only, not on UploadPartCopy).
+    const sourceEtag = this.options.quoteIfMatch ? `"${source.etag}"` : source.etag;
+    if (source.size <= this.options.copyMultipartThresholdBytes) {
+      const out = await this.send(toKey, () =>
+        this.client.send(
+          new CopyObjectCommand({
+            Bucket: this.bucket,
+            Key: this.full(toKey),
+            CopySource: copySource,
+            CopySourceIfMatch: sourceEtag,
+            ...(replace
+              ? { MetadataDirective: 'REPLACE', ContentType: options.contentType, Metadata: options.metadata }
+              : {}),
+          }),
+        ),
+      );
+      return { etag: unquote(out.CopyObjectResult?.ETag ?? '') };
+    }
+    return this.copyMultipart(source, sourceEtag, copySource, toKey, {
+      contentType: replace ? options.contentType : source.contentType,
+      metadata: replace ? options.metadata : source.metadata,
+    });
+  }
+
+  /** UploadPartCopy in ranges of `copyPartSizeBytes` (a few in parallel); aborted on any failure. */
+  private async copyMultipart(
+    source: ObjectInfo,
+    sourceEtag: string,
+    copySource: string,
+    toKey: string,
+    target: CopyOptions,
+  ): Promise<PutResult> {
+    const partSize = Math.max(
+      this.options.copyPartSizeBytes,
+      MIN_PART_BYTES,
+      Math.ceil(source.size / MAX_PARTS),
     );
+    const created = await this.send(toKey, () =>
+      this.client.send(
+        new CreateMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: this.full(toKey),
+          ContentType: target.contentType,
+          Metadata: target.metadata,
+        }),
+      ),
+    );
+    const uploadId = created.UploadId ?? '';
+    try {
+      const count = Math.ceil(source.size / partSize);
+      const etags: string[] = new Array(count);
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < count) {
+          const index = next++;
+          const start = index * partSize;
+          const end = Math.min(start + partSize, source.size) - 1;
+          const out = await this.send(toKey, () =>
+            this.client.send(
+              new UploadPartCopyCommand({
+                Bucket: this.bucket,
+                Key: this.full(toKey),
+                UploadId: uploadId,
+                PartNumber: index + 1,
+                CopySource: copySource,
+                CopySourceIfMatch: sourceEtag,
+                CopySourceRange: `bytes=${start}-${end}`,
+              }),
+            ),
+          );
+          etags[index] = out.CopyPartResult?.ETag ?? '';
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(COPY_CONCURRENCY, count) }, worker));
+      const done = await this.send(toKey, () =>
+        this.client.send(
+          new CompleteMultipartUploadCommand({
+            Bucket: this.bucket,
+            Key: this.full(toKey),
+            UploadId: uploadId,
+            MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
+          }),
+        ),
+      );
+      // RGW answers CompleteMultipartUpload without an ETag: read it back then.
+      if (done.ETag) return { etag: unquote(done.ETag) };
+      return { etag: (await this.head(toKey)).etag };
+    } catch (e) {
+      // Parts of an unfinished upload are billed and invisible to listings: never leave one.
+      await this.client
+        .send(
+          new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.full(toKey), UploadId: uploadId }),
+        )
+        .catch(() => undefined);
+      throw e;
+    }
+  }
+
+  async delete(key: string, options: ReadOptions = {}): Promise<void> {
+    if (options.versionId === undefined && options.ifMatch !== undefined) {
+      // AWS S3 enforces If-Match on DeleteObject; Ceph RGW 16 ignores it and deletes whatever is
+      // there. Checking first keeps RGW to a window of one round trip instead of the whole
+      // processing time; on AWS the header below makes it atomic.
+      const current = await this.head(key).catch((e: unknown) => {
+        if (e instanceof ObjectNotFoundError) return undefined;
+        throw e;
+      });
+      if (current === undefined) return;
+      if (current.etag !== options.ifMatch) throw new ObjectPreconditionError(key, 'if-match');
+    }
+    try {
+      await this.send(
+        key,
+        () =>
+          this.client.send(
+            new DeleteObjectCommand({
+              Bucket: this.bucket,
+              Key: this.full(key),
+              // A version id names exactly one object: deleting it cannot touch a newer upload.
+              VersionId: options.versionId,
+              IfMatch: options.versionId === undefined ? this.ifMatchHeader(options.ifMatch) : undefined,
+            }),
+          ),
+        'if-match',
+      );
+    } catch (e) {
+      if (e instanceof ObjectNotFoundError) return; // gone already: deleting a missing key is no error
+      throw e;
+    }
+  }
+
+  private ifMatchHeader(etag: string | undefined): string | undefined {
+    if (etag === undefined) return undefined;
+    return this.options.quoteIfMatch ? `"${etag}"` : etag;
   }
 
   async list(options: ListOptions = {}): Promise<ListPage> {
@@ -275,7 +465,8 @@ function translate(e: unknown, key: string, condition?: 'if-match' | 'if-none-ma
   // A missing bucket is a configuration error, not a missing object: let it surface.
   if (name === 'NoSuchBucket')
     return new StoreError(`S3 bucket does not exist (${key}): ${err.message ?? ''}`, false, { cause: e });
-  if (status === 404 || name === 'NoSuchKey' || name === 'NotFound') return new ObjectNotFoundError(key);
+  if (status === 404 || name === 'NoSuchKey' || name === 'NotFound' || name === 'NoSuchVersion')
+    return new ObjectNotFoundError(key);
   if (status === 412 || name === 'PreconditionFailed')
     return new ObjectPreconditionError(key, condition ?? 'if-match');
   if (status === 409 && name === 'ConditionalRequestConflict') return new ConditionalConflict();
@@ -300,6 +491,7 @@ function toInfo(
     LastModified?: Date;
     ContentType?: string;
     Metadata?: Record<string, string>;
+    VersionId?: string;
   },
 ): ObjectInfo {
   const info: ObjectInfo = {
@@ -310,6 +502,7 @@ function toInfo(
     metadata: withoutWriteToken(out.Metadata ?? {}),
   };
   if (out.ContentType) info.contentType = out.ContentType;
+  if (out.VersionId && out.VersionId !== 'null') info.versionId = out.VersionId;
   return info;
 }
 
@@ -337,6 +530,11 @@ function clientConfig(o: S3ObjectStoreOptions & typeof defaults): S3ClientConfig
 function normalizePrefix(prefix: string): string {
   const trimmed = prefix.replace(/^\/+|\/+$/g, '');
   return trimmed ? `${trimmed}/` : '';
+}
+
+/** CopySource is a URL path: encode each key segment, keep the slashes. */
+function encodeKey(key: string): string {
+  return key.split('/').map(encodeURIComponent).join('/');
 }
 
 function unquote(etag: string): string {

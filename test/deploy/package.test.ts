@@ -38,6 +38,9 @@ const EXPECTED_ROUTES: Record<string, string> = {
   'GET /v2/async/{id}/output': 'predict',
   'POST /models/{name}/uploads': 'registerVersion',
   'PUT /models/{name}/uploads/{id}': 'registerVersion',
+  'POST /models/{name}/upload-sessions': 'registerVersion',
+  'POST /models/{name}/upload-sessions/{id}/complete': 'registerVersion',
+  'DELETE /models/{name}/upload-sessions/{id}': 'registerVersion',
   'POST /models/{name}/versions': 'registerVersion',
   'PUT /models/{name}/aliases/{alias}': 'rollback',
   'DELETE /models/{name}/aliases/{alias}': 'rollback',
@@ -274,6 +277,11 @@ describe('npm run package (offline)', () => {
           expect(resources).toEqual([
             `arn:\${AWS::Partition}:events:\${AWS::Region}:\${AWS::AccountId}:event-bus/maas-dev-events`,
           ]);
+        } else if (actions.includes('sqs:SendMessage')) {
+          // The S3 trigger's on-failure destination: only register-version sends, only to that queue.
+          expect(key).toBe('registerVersion');
+          expect(actions).toEqual(['sqs:SendMessage']);
+          expect(s.Resource).toEqual({ 'Fn::GetAtt': ['IncomingFailuresQueue', 'Arn'] });
         } else if (actions.includes('lambda:InvokeFunction')) {
           // Each invokes only its own worker: optimize itself (jobs, the sweep's re-dispatches), monitor
           // itself (its batches), predict the asynchronous inference worker.
@@ -398,6 +406,9 @@ describe('npm run package (offline)', () => {
       'async/',
       'monitoring/predictions/',
       'monitoring/captures/',
+      'monitoring/feedback/',
+      'monitoring/reports/',
+      'idempotency/',
     ]) {
       const rule = rules.find((r) => r.Prefix === prefix);
       expect(rule?.Status, prefix).toBe('Enabled');
@@ -408,6 +419,26 @@ describe('npm run package (offline)', () => {
     };
     const policy = policyDocument.Statement[0];
     expect(policy).toMatchObject({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } });
+  });
+
+  it('sends incoming/ events that still fail after two retries to a queue, and alarms on it', () => {
+    const [[, config]] = resourcesOfType(t, 'AWS::Lambda::EventInvokeConfig').filter(
+      ([, r]) => (r.Properties.FunctionName as { Ref: string }).Ref === functionLogicalId('registerVersion'),
+    ) as [[string, Template['Resources'][string]]];
+    expect(config.Properties.MaximumRetryAttempts).toBe(2);
+    expect(config.Properties.DestinationConfig).toEqual({
+      OnFailure: { Destination: { 'Fn::GetAtt': ['IncomingFailuresQueue', 'Arn'] } },
+    });
+    expect(t.Resources.IncomingFailuresQueue!.Type).toBe('AWS::SQS::Queue');
+    const alarm = t.Resources.IncomingFailuresAlarm!.Properties;
+    expect(alarm).toMatchObject({
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Threshold: 0,
+      ComparisonOperator: 'GreaterThanThreshold',
+      Dimensions: [{ Name: 'QueueName', Value: 'maas-dev-incoming-failures' }],
+    });
+    expect(t.Resources.IncomingFailuresQueue!.Properties.QueueName).toBe('maas-dev-incoming-failures');
   });
 
   it('alarms on predict server errors and p99 latency, and charts every metric predict emits', () => {

@@ -1,12 +1,44 @@
 import { createHash } from 'node:crypto';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { extract as tarExtract } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildMlp } from '../../dev/onnx-builder';
 import type { ModelDescription } from '../../functions/catalog/describe';
 import { setInferenceService } from '../../functions/predict/runtime';
+import { inspectModel } from '../../shared/onnx/inspect';
 import type { HistoryEvent, ModelSummary, ModelVersion, Page } from '../../shared/registry';
+import type { BundleListing } from '../../shared/registry/downloads';
+import { FileObjectStore, type ObjectStore, S3ObjectStore } from '../../shared/store';
+import { type BuiltBundle, storeTestBundle, toBundle } from '../predict/bundle-builder';
 import { invoke, loadRoutes } from '../support/gateway';
 import { tinyModel } from '../support/models';
 import { octet, STORE_PREFIX, type TestApi, useTestApi } from './runtime';
+
+const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+/** A generated MLP as a bundle (one file per tensor), stored in `store` as version 1 of `name`. */
+async function bundleIn(store: ObjectStore, name: string, seed: number): Promise<BuiltBundle> {
+  const mlp = buildMlp({ inputSize: 8, hiddenSizes: [16], outputSize: 2, seed });
+  const bundle = toBundle(structuredClone(mlp.model), 'per-tensor');
+  await storeTestBundle(store, name, bundle, inspectModel(mlp.bytes));
+  return bundle;
+}
+
+/** The entries of a tar archive, by name. */
+async function untar(tar: Buffer): Promise<Map<string, Buffer>> {
+  const out = new Map<string, Buffer>();
+  const extract = tarExtract();
+  const done = (async () => {
+    for await (const entry of extract) {
+      const chunks: Buffer[] = [];
+      for await (const c of entry) chunks.push(c as Buffer);
+      out.set(entry.header.name, Buffer.concat(chunks));
+    }
+  })();
+  extract.end(tar);
+  await done;
+  return out;
+}
 
 describe('catalog function on S3 (RGW)', () => {
   let api: TestApi;
@@ -167,5 +199,59 @@ describe('catalog function on S3 (RGW)', () => {
     } finally {
       api.reset({ MAAS_DOWNLOAD_INLINE_MAX_BYTES: undefined });
     }
+  });
+
+  it('lists a bundle with one presigned GET per file; each serves the exact bytes the manifest records', async () => {
+    const store = new S3ObjectStore({
+      bucket: api.bucket!.bucket,
+      prefix: STORE_PREFIX,
+      client: api.bucket!.client,
+    });
+    const bundle = await bundleIn(store, 'bundled', 21);
+    const res = await api.call('GET', '/models/bundled/versions/1/download');
+    expect(res.status).toBe(200);
+    expect(res.headers['x-maas-bundle']).toBe('links');
+    const listing = res.json<BundleListing>();
+    expect(listing.files.map((f) => f.name)).toEqual(bundle.files.map((f) => f.name));
+    expect(res.headers['x-maas-sha256']).toBe(listing.sha256);
+    for (const [i, f] of listing.files.entries()) {
+      expect(f.url).toMatch(/X-Amz-Signature=/);
+      const got = Buffer.from(await (await fetch(f.url)).arrayBuffer());
+      expect(got).toEqual(Buffer.from(bundle.files[i]!.bytes));
+      expect(f.sha256).toBe(sha(got));
+      expect(f.size).toBe(got.length);
+    }
+  });
+});
+
+describe('catalog function on the file store: bundles download as a tar', () => {
+  let api: TestApi;
+  beforeAll(async () => {
+    api = await useTestApi('file', 'fn-catalog-file');
+  });
+  afterAll(async () => api?.cleanup());
+
+  it('answers a tar of the verified files, named as in the manifest, byte-identical', async () => {
+    const bundle = await bundleIn(new FileObjectStore(api.dir!), 'tarred', 22);
+    const res = await api.call('GET', '/models/tarred/versions/latest/download');
+    expect(res.status).toBe(200);
+    expect(res.headers['x-maas-bundle']).toBe('tar');
+    expect(res.headers['content-type']).toBe('application/x-tar');
+    const entries = await untar(res.body);
+    expect([...entries.keys()]).toEqual(bundle.files.map((f) => f.name));
+    for (const f of bundle.files) expect(entries.get(f.name)).toEqual(Buffer.from(f.bytes));
+  });
+
+  it('refuses the tar (500 integrity_error) when a data file no longer matches', async () => {
+    const store = new FileObjectStore(api.dir!);
+    const bundle = await bundleIn(store, 'tarred-bad', 23);
+    const v = (await api.call('GET', '/models/tarred-bad/versions/1')).json<ModelVersion>();
+    const data = v.files!.find((f) => f.role === 'data')!;
+    const evil = Buffer.from(bundle.files.find((f) => f.name === data.name)!.bytes);
+    evil[0] = evil[0]! ^ 0xff;
+    await store.put(data.blobKey, evil);
+    const res = await api.call('GET', '/models/tarred-bad/versions/1/download');
+    expect(res.status).toBe(500);
+    expect(res.json<{ code: string }>().code).toBe('integrity_error');
   });
 });

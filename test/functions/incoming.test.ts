@@ -9,7 +9,13 @@ import { tinyModel } from '../support/models';
 import { STORE_PREFIX, type TestApi, useTestApi } from './runtime';
 
 /** A record shaped exactly like the ones S3 delivers to Lambda (event version 2.1). */
-function s3Record(bucket: string, key: string, size: number, eventName = 'ObjectCreated:Put'): S3EventRecord {
+function s3Record(
+  bucket: string,
+  key: string,
+  size: number,
+  eventName = 'ObjectCreated:Put',
+  object: { eTag?: string; versionId?: string } = {},
+): S3EventRecord {
   return {
     eventVersion: '2.1',
     eventSource: 'aws:s3',
@@ -33,7 +39,8 @@ function s3Record(bucket: string, key: string, size: number, eventName = 'Object
       object: {
         key: encodeS3EventKey(key),
         size,
-        eTag: 'd41d8cd98f00b204e9800998ecf8427e',
+        eTag: object.eTag ?? 'd41d8cd98f00b204e9800998ecf8427e',
+        ...(object.versionId ? { versionId: object.versionId } : {}),
         sequencer: '0055AED6DCD90281E5',
       },
     },
@@ -49,11 +56,15 @@ describe('S3 ObjectCreated trigger on incoming/ (RGW)', () => {
   });
   afterAll(async () => api?.cleanup());
 
+  // The record S3 sends for this very upload: its etag (S3 events carry it unquoted).
   const drop = async (key: string, body: Uint8Array, metadata?: Record<string, string>) => {
-    await api.bucket!.client.send(
+    const put = await api.bucket!.client.send(
       new PutObjectCommand({ Bucket: bucket, Key: `${STORE_PREFIX}/${key}`, Body: body, Metadata: metadata }),
     );
-    return s3Record(bucket, `${STORE_PREFIX}/${key}`, body.length);
+    return s3Record(bucket, `${STORE_PREFIX}/${key}`, body.length, 'ObjectCreated:Put', {
+      eTag: put.ETag!.replace(/"/g, ''),
+      ...(put.VersionId ? { versionId: put.VersionId } : {}),
+    });
   };
   const deliver = (...records: S3EventRecord[]) =>
     handler({ Records: records } satisfies S3Event, {} as never) as Promise<S3EventReport>;
@@ -204,6 +215,20 @@ describe('S3 ObjectCreated trigger on incoming/ (RGW)', () => {
     for (const o of report.outcomes) expect((o as { reason: string }).reason.length).toBeGreaterThan(5);
     expect(await keys('elsewhere/')).toEqual(['elsewhere/iris/z.onnx']);
     expect((await versions('iris')).map((v) => v.version)).toEqual([1]);
+  });
+
+  it('an event for an object replaced since registers nothing of the old one and leaves the new one to its own event', async () => {
+    const stale = await drop('incoming/swap/a.onnx', tinyModel(11));
+    const fresh = await drop('incoming/swap/a.onnx', tinyModel(12));
+    expect(stale.s3.object.eTag).not.toBe(fresh.s3.object.eTag);
+    expect((await deliver(stale)).outcomes[0]).toMatchObject({
+      status: 'superseded',
+      key: 'incoming/swap/a.onnx',
+    });
+    expect(await keys('incoming/swap/')).toEqual(['incoming/swap/a.onnx']);
+    expect(await versions('swap')).toEqual([]);
+    expect((await deliver(fresh)).outcomes[0]).toMatchObject({ status: 'registered', version: 1 });
+    expect(await keys('incoming/swap/')).toEqual([]);
   });
 
   it('fails the invocation (so Lambda retries) when the store is unreachable, quarantining nothing', async () => {

@@ -22,6 +22,8 @@ function countingGets(store: ObjectStore): { store: ObjectStore; gets: string[] 
       return store.get(key);
     },
     getStream: (key) => store.getStream(key),
+    getRange: (key, start, end) => store.getRange(key, start, end),
+    copy: (from, to, options) => store.copy(from, to, options),
     head: (key) => store.head(key),
     put: (key, body, options) => store.put(key, body, options),
     delete: (key) => store.delete(key),

@@ -30,6 +30,12 @@ class FaultyCaptureStore implements ObjectStore {
   getStream(key: string) {
     return this.inner.getStream(key);
   }
+  getRange(key: string, start: number, end: number) {
+    return this.inner.getRange(key, start, end);
+  }
+  copy(from: string, to: string, options?: Parameters<ObjectStore['copy']>[2]) {
+    return this.inner.copy(from, to, options);
+  }
   head(key: string) {
     return this.inner.head(key);
   }

@@ -161,6 +161,8 @@ describe('CaptureObserver', () => {
       location: inner.location,
       get: (k) => inner.get(k),
       getStream: (k) => inner.getStream(k),
+      getRange: (k, s, e) => inner.getRange(k, s, e),
+      copy: (f, t, o) => inner.copy(f, t, o),
       head: (k) => inner.head(k),
       delete: (k) => inner.delete(k),
       list: (o) => inner.list(o),

@@ -117,6 +117,7 @@ describe('monitor function (schedule + on-demand actions) and `maas monitor`', (
       'eventsSweep',
       'models',
       'results',
+      'retention',
       'runId',
     ]);
     expect((res as { eventsSweep?: unknown }).eventsSweep).toEqual({

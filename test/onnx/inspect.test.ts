@@ -114,6 +114,7 @@ describe('inspectModel on valid models', () => {
       outputs: [{ name: 'output', datatype: 'FP32', shape: [-1, 4] }],
       initializerCount: 6,
       parameterCount: 16 * 32 + 32 + 32 * 8 + 8 + 8 * 4 + 4,
+      initializerBytes: 4 * (16 * 32 + 32 + 32 * 8 + 8 + 8 * 4 + 4), // FP32 raw_data
     });
   });
 

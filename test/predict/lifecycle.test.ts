@@ -124,6 +124,8 @@ describe('alias resolution', () => {
       location: fx.store.location,
       get: (k) => (failing ? down() : fx.store.get(k)),
       getStream: (k) => (failing ? down() : fx.store.getStream(k)),
+      getRange: (k, s, e) => (failing ? down() : fx.store.getRange(k, s, e)),
+      copy: (f, t, o) => fx.store.copy(f, t, o),
       head: (k) => (failing ? down() : fx.store.head(k)),
       list: (o) => (failing ? down() : fx.store.list(o)),
       put: (k, b, o) => fx.store.put(k, b, o),

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { handler } from '../../functions/predict/handler';
 import { setInferenceService } from '../../functions/predict/runtime';
-import { InferenceService, type InferenceSettings } from '../../shared/inference';
+import { InferenceService, type InferenceSettingsOverrides } from '../../shared/inference';
 import { ModelRegistry } from '../../shared/registry';
 import { MemoryRequestMetrics } from '../../shared/request-metrics';
 import type { ObjectStore } from '../../shared/store';
@@ -113,12 +113,12 @@ export interface PredictFixture {
   service: InferenceService;
   cacheDir: string;
   /** Replaces the core (new settings or store wrapper) keeping the registry. */
-  reinstall(settings?: Partial<InferenceSettings>, store?: ObjectStore): Promise<InferenceService>;
+  reinstall(settings?: InferenceSettingsOverrides, store?: ObjectStore): Promise<InferenceService>;
   cleanup(): Promise<void>;
 }
 
 /** A registry on a fresh RGW bucket and an inference core on it, installed into the handler. */
-export async function predictFixture(settings: Partial<InferenceSettings> = {}): Promise<PredictFixture> {
+export async function predictFixture(settings: InferenceSettingsOverrides = {}): Promise<PredictFixture> {
   const { store, cleanup } = await createTestStore('s3', 'predict');
   const cacheDir = await mkdtemp(path.join(tmpdir(), 'maas-models-'));
   const fixture: PredictFixture = {
@@ -132,6 +132,7 @@ export async function predictFixture(settings: Partial<InferenceSettings> = {}):
       const registry = other ? new ModelRegistry(other) : fixture.registry;
       fixture.service = new InferenceService({
         registry,
+        store: other ?? store,
         metrics: fixture.metrics,
         settings: { modelCacheDir: cacheDir, ...settings, ...next },
       });

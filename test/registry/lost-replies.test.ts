@@ -28,6 +28,8 @@ function lossyStore(inner: ObjectStore): { store: ObjectStore; fail(fault: PutFa
     location: inner.location,
     get: (k) => inner.get(k),
     getStream: (k) => inner.getStream(k),
+    getRange: (k, s, e) => inner.getRange(k, s, e),
+    copy: (f, t, o) => inner.copy(f, t, o),
     head: (k) => inner.head(k),
     delete: (k) => inner.delete(k),
     list: (o) => inner.list(o),

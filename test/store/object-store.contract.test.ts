@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   listAll,
@@ -65,6 +66,57 @@ describe.each(storeKinds)('ObjectStore contract: %s', (kind) => {
     for await (const c of body) chunks.push(c as Buffer);
     expect(size).toBe(bytes.length);
     expect(Buffer.concat(chunks).equals(bytes)).toBe(true);
+  });
+
+  it('getRange streams exactly the inclusive range, clamps the end, and reports the whole size', async () => {
+    const bytes = Buffer.from(Array.from({ length: 100_000 }, (_, i) => (i * 131 + 17) % 256));
+    await store.put('range/bin', bytes);
+    const read = async (start: number, end: number): Promise<{ bytes: Buffer; size: number }> => {
+      const { body, size } = await store.getRange('range/bin', start, end);
+      const chunks: Buffer[] = [];
+      for await (const c of body) chunks.push(c as Buffer);
+      return { bytes: Buffer.concat(chunks), size };
+    };
+    const middle = await read(12_345, 54_320);
+    expect(middle.size).toBe(bytes.length);
+    expect(middle.bytes.equals(bytes.subarray(12_345, 54_321))).toBe(true);
+    expect((await read(0, 0)).bytes.equals(bytes.subarray(0, 1))).toBe(true);
+    expect((await read(99_999, 99_999)).bytes.equals(bytes.subarray(99_999))).toBe(true);
+    expect((await read(90_000, 10_000_000)).bytes.equals(bytes.subarray(90_000))).toBe(true);
+    await expect(store.getRange('range/bin', 100_000, 100_010)).rejects.toBeInstanceOf(StoreError);
+    await expect(store.getRange('range/bin', 10, 5)).rejects.toBeInstanceOf(StoreError);
+    await expect(store.getRange('range/bin', -1, 5)).rejects.toBeInstanceOf(StoreError);
+    await expect(store.getRange('range/missing', 0, 5)).rejects.toBeInstanceOf(ObjectNotFoundError);
+  });
+
+  it('copy duplicates bytes, keeps or replaces content type and metadata, and reports a missing source', async () => {
+    const bytes = Buffer.from(Array.from({ length: 70_001 }, (_, i) => (i * 7 + 3) % 256));
+    await store.put('copy/src', bytes, { contentType: 'application/x-test', metadata: { origin: 'one' } });
+    const kept = await store.copy('copy/src', 'copy/kept');
+    const head = await store.head('copy/kept');
+    expect(head.etag).toBe(kept.etag);
+    expect(head.size).toBe(bytes.length);
+    expect(head.contentType).toBe('application/x-test');
+    expect(head.metadata).toEqual({ origin: 'one' });
+    expect((await store.get('copy/kept')).body.equals(bytes)).toBe(true);
+
+    await store.copy('copy/src', 'copy/replaced', {
+      contentType: 'application/octet-stream',
+      metadata: { Sha: 'x' },
+    });
+    const replaced = await store.head('copy/replaced');
+    expect(replaced.contentType).toBe('application/octet-stream');
+    expect(replaced.metadata).toEqual({ sha: 'x' });
+    // Copying over an existing key replaces it; the source is untouched.
+    await store.put('copy/other', 'small');
+    await store.copy('copy/other', 'copy/kept');
+    expect((await store.get('copy/kept')).body.toString()).toBe('small');
+    expect((await store.get('copy/src')).body.equals(bytes)).toBe(true);
+
+    const missing = await store.copy('copy/missing', 'copy/never').catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(ObjectNotFoundError);
+    expect((missing as ObjectNotFoundError).key).toBe('copy/missing');
+    await expect(store.head('copy/never')).rejects.toBeInstanceOf(ObjectNotFoundError);
   });
 
   it('missing keys raise ObjectNotFoundError on get, getStream and head', async () => {
@@ -156,6 +208,76 @@ describe.each(storeKinds)('ObjectStore contract: %s', (kind) => {
 });
 
 describe('S3ObjectStore specifics', () => {
+  it('copy above the multipart threshold goes through UploadPartCopy and yields the same bytes and metadata', async () => {
+    const t = await createTestStore('s3', 'copymp');
+    try {
+      const base = t.store as S3ObjectStore;
+      const store = new S3ObjectStore({
+        bucket: base.bucket,
+        prefix: base.prefix,
+        client: base.client,
+        copyMultipartThresholdBytes: 6 * 1024 * 1024,
+        copyPartSizeBytes: 5 * 1024 * 1024,
+      });
+      const commands: string[] = [];
+      store.client.middlewareStack.add(
+        (next, context) => async (args) => {
+          commands.push(context.commandName ?? '');
+          return next(args);
+        },
+        { step: 'initialize', name: 'recordCommands' },
+      );
+      const bytes = Buffer.alloc(12 * 1024 * 1024 + 17);
+      for (let i = 0; i < bytes.length; i += 4096) bytes.writeUInt32LE((i * 2654435761) >>> 0, i);
+      await store.put('mp/src', bytes, { contentType: 'application/x-big', metadata: { kind: 'weights' } });
+      commands.length = 0;
+      const copied = await store.copy('mp/src', 'mp/dst');
+      expect(commands.filter((c) => c === 'UploadPartCopyCommand')).toHaveLength(3);
+      expect(commands).not.toContain('CopyObjectCommand');
+      const head = await store.head('mp/dst');
+      expect(copied.etag).toBe(head.etag);
+      expect(head.size).toBe(bytes.length);
+      expect(head.contentType).toBe('application/x-big');
+      expect(head.metadata).toEqual({ kind: 'weights' });
+      const { sha256 } = await readWithSha256(store, 'mp/dst', { keepBody: false });
+      expect(sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+
+      // Small objects take one CopyObject.
+      await store.put('mp/small', 'tiny');
+      commands.length = 0;
+      await store.copy('mp/small', 'mp/small-copy');
+      expect(commands).toContain('CopyObjectCommand');
+      expect(commands).not.toContain('UploadPartCopyCommand');
+
+      // A failed multipart copy (here: the second part copy breaks) leaves no pending upload.
+      const failing = new S3ObjectStore({
+        bucket: base.bucket,
+        prefix: base.prefix,
+        client: createS3TestClient({ maxAttempts: 1 }),
+        copyMultipartThresholdBytes: 6 * 1024 * 1024,
+        copyPartSizeBytes: 5 * 1024 * 1024,
+      });
+      let parts = 0;
+      failing.client.middlewareStack.add(
+        (next, context) => async (args) => {
+          if (context.commandName === 'UploadPartCopyCommand' && ++parts === 2)
+            throw Object.assign(new Error('injected: part copy failed'), {
+              $metadata: { httpStatusCode: 400 },
+            });
+          return next(args);
+        },
+        { step: 'initialize', name: 'failSecondPart' },
+      );
+      await expect(failing.copy('mp/src', 'mp/failed')).rejects.toBeInstanceOf(StoreError);
+      await expect(store.head('mp/failed')).rejects.toBeInstanceOf(ObjectNotFoundError);
+      const pending = await store.client.send(new ListMultipartUploadsCommand({ Bucket: base.bucket }));
+      expect(pending.Uploads ?? []).toEqual([]);
+      failing.client.destroy();
+    } finally {
+      await t.cleanup();
+    }
+  });
+
   it('a missing bucket is a store error, not a missing object', async () => {
     const store = new S3ObjectStore({ bucket: 'maas-no-such-bucket-0000', client: createS3TestClient() });
     const error = await store.get('any/key').catch((e: unknown) => e);

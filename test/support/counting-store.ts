@@ -21,6 +21,14 @@ export function countingStore(inner: ObjectStore): {
       calls.push(`getStream ${k}`);
       return inner.getStream(k);
     },
+    getRange: (k, s, e) => {
+      calls.push(`getRange ${k}`);
+      return inner.getRange(k, s, e);
+    },
+    copy: (f, t, o) => {
+      calls.push(`copy ${f} ${t}`);
+      return inner.copy(f, t, o);
+    },
     head: (k) => {
       calls.push(`head ${k}`);
       return inner.head(k);

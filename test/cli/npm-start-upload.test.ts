@@ -1,0 +1,133 @@
+/**
+ * `maas register` against the real `npm start` (serverless-offline, file store): a model larger
+ * than the emulated API Gateway's 10 MB body limit goes through the local upload server, is
+ * registered and then served by predict with the reference computation's outputs. Then the two
+ * bundle ways in, locally: `maas register NAME folder/` (an upload session on the upload
+ * server) and a `.tar` dropped into `.maas/incoming/<name>/` (the poller and the S3-event path).
+ */
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { pack } from 'tar-stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildMlp, mlpReference, randomFloat32 } from '../../dev/onnx-builder';
+import { mulberry32 } from '../../shared/util/random';
+import { childEnv, freePort, LocalServer, serviceCopy } from '../start/local-server';
+import { buildBundle } from '../support/bundles';
+
+const BIN = path.resolve(__dirname, '../../bin/maas.cjs');
+const MB = 1024 * 1024;
+
+let dir: string;
+let server: LocalServer;
+let base: string;
+
+function maas(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { env: childEnv({ MAAS_ENDPOINT: base }), cwd: dir, timeout: 120_000, maxBuffer: 16 * MB },
+      (error, stdout, stderr) =>
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+beforeAll(async () => {
+  dir = serviceCopy();
+  const httpPort = await freePort();
+  base = `http://127.0.0.1:${httpPort}`;
+  server = LocalServer.start(
+    dir,
+    childEnv({
+      MAAS_PORT: String(httpPort),
+      MAAS_LAMBDA_PORT: String(await freePort()),
+      MAAS_DEMO: 'false',
+      MAAS_INCOMING_POLL_MS: '300',
+    }),
+  );
+  await server.waitUntilReady(`${base}/v2/health/live`, 170_000);
+}, 180_000);
+
+afterAll(async () => {
+  await server?.stop();
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+}, 30_000);
+
+describe('npm start: maas register of a model over 10 MB', () => {
+  it('uploads it through the local upload server, registers it and serves it', async () => {
+    expect(server.output).toMatch(/uploads via http:\/\/127\.0\.0\.1:\d+/);
+    const mlp = buildMlp({ inputSize: 64, hiddenSizes: [42_000], outputSize: 3, seed: 11 });
+    expect(mlp.bytes.length).toBeGreaterThan(10.5 * MB);
+    fs.writeFileSync(path.join(dir, 'big.onnx'), mlp.bytes);
+    // The path the gateway refuses (what `maas register` did before the upload server).
+    const direct = await fetch(`${base}/models/big/versions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: mlp.bytes,
+    });
+    expect(direct.status).toBe(413);
+
+    const r = await maas(['register', 'big', 'big.onnx', '--alias', 'production', '--json']);
+    expect(r.code, `${r.stderr}\n${server.output.slice(-3000)}`).toBe(0);
+    const out = JSON.parse(r.stdout) as { created: boolean; version: { version: number; size: number } };
+    expect(out).toMatchObject({ created: true, version: { version: 1, size: mlp.bytes.length } });
+    // Registered, then the upload and its ticket deleted (the emptied folder pruned with them).
+    expect(fs.existsSync(path.join(dir, '.maas', 'uploads', 'big'))).toBe(false);
+
+    const input = randomFloat32(mulberry32(3), 2 * 64, -1, 1);
+    const res = await fetch(`${base}/v2/models/big/infer`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        inputs: [{ name: 'input', shape: [2, 64], datatype: 'FP32', data: [...input] }],
+      }),
+    });
+    expect(res.status, await res.clone().text()).toBe(200);
+    const served = (await res.json()) as { model_version: string; outputs: { data: number[] }[] };
+    expect(served.model_version).toBe('1');
+    const expected = mlpReference(mlp.weights, input, 2);
+    served.outputs[0]!.data.forEach((v, i) => expect(v).toBeCloseTo(expected[i]!, 4));
+  }, 180_000);
+
+  it('registers bundles: a folder with maas register, and a .tar dropped into incoming/', async () => {
+    const bundle = buildBundle({ layout: 'single', mlp: { seed: 8 } });
+    const folder = path.join(dir, 'export');
+    fs.mkdirSync(folder);
+    for (const f of bundle.files) fs.writeFileSync(path.join(folder, f.name), f.bytes);
+    fs.writeFileSync(path.join(folder, 'tokenizer.json'), '{"version":"1.0"}');
+    const r = await maas(['register', 'folder', 'export/', '--json']);
+    expect(r.code, `${r.stderr}\n${server.output.slice(-3000)}`).toBe(0);
+    const registered = JSON.parse(r.stdout) as { version: { files: { name: string }[] } };
+    expect(registered.version.files.map((f) => f.name)).toEqual([
+      'model.onnx',
+      'model.onnx.data',
+      'tokenizer.json',
+    ]);
+
+    const perTensor = buildBundle({ layout: 'per-tensor', mlp: { seed: 9 } });
+    const archive = pack();
+    const chunks: Buffer[] = [];
+    archive.on('data', (c: unknown) => {
+      chunks.push(c as Buffer);
+    });
+    for (const f of perTensor.files) archive.entry({ name: f.name }, Buffer.from(f.bytes));
+    archive.finalize();
+    await new Promise<void>((resolve) => archive.on('end', () => resolve()));
+    const incoming = path.join(dir, '.maas', 'incoming', 'dropped');
+    fs.mkdirSync(incoming, { recursive: true });
+    // Written elsewhere, then renamed in: the poller never sees a half-written archive.
+    fs.writeFileSync(path.join(dir, 'bundle.tar'), Buffer.concat(chunks));
+    fs.renameSync(path.join(dir, 'bundle.tar'), path.join(incoming, 'bundle.tar'));
+    await server.waitForOutput(
+      /maas: incoming incoming\/dropped\/bundle\.tar: registered dropped version 1/,
+      60_000,
+    );
+    const version = (await (await fetch(`${base}/models/dropped/versions/1`)).json()) as {
+      files: { name: string }[];
+    };
+    expect(version.files.map((f) => f.name).sort()).toEqual(perTensor.files.map((f) => f.name).sort());
+    expect(fs.existsSync(path.join(incoming, 'bundle.tar'))).toBe(false);
+  }, 120_000);
+});

@@ -1,0 +1,143 @@
+/**
+ * The local upload server of `npm start` (scripts/local-dev/upload-server.ts) with the real
+ * register-version handler behind a loopback gateway and the real CLI: a model larger than the
+ * emulated API Gateway's 10 MB body limit is uploaded there and registered; wrong tokens,
+ * oversized and repeated uploads are refused with nothing stored.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildMlp } from '../../dev/onnx-builder';
+import { resetRuntime } from '../../functions/lib/runtime';
+import { startUploadServer, type UploadServer } from '../../scripts/local-dev/upload-server';
+import type { ModelVersion } from '../../shared/registry';
+import type { UploadTicket } from '../../shared/registry/uploads';
+import { type Gateway, loadRoutes, startGateway } from '../support/gateway';
+
+const BIN = path.resolve(__dirname, '../../bin/maas.cjs');
+const MB = 1024 * 1024;
+
+function maas(args: string[], env: Record<string, string>, cwd: string) {
+  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { env: { ...process.env, ...env }, cwd, timeout: 120_000, maxBuffer: 16 * MB },
+      (error, stdout, stderr) =>
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+async function ticket(gateway: Gateway, name: string): Promise<UploadTicket> {
+  const res = await fetch(`${gateway.url}/models/${name}/uploads`, { method: 'POST' });
+  expect(res.status).toBe(201);
+  return (await res.json()) as UploadTicket;
+}
+
+describe('the local upload server (npm start) with the register-version handler', () => {
+  let gateway: Gateway;
+  let uploads: UploadServer;
+  let storeDir: string;
+  let work: string;
+  const uploadedFiles = async (): Promise<string[]> =>
+    (await readdir(path.join(storeDir, 'uploads'), { recursive: true }).catch(() => [] as string[])).filter(
+      (f) => !f.endsWith('.ticket.json') && f.includes('.'),
+    );
+
+  beforeAll(async () => {
+    storeDir = await mkdtemp(path.join(tmpdir(), 'maas-upload-store-'));
+    work = await mkdtemp(path.join(tmpdir(), 'maas-upload-work-'));
+    process.env.MAAS_STORE = `file://${storeDir}`;
+    process.env.MAAS_MAX_MODEL_BYTES = String(64 * MB);
+    delete process.env.MAAS_API_KEY;
+    uploads = await startUploadServer({ storeUrl: process.env.MAAS_STORE, host: '127.0.0.1', port: 0 });
+    process.env.MAAS_LOCAL_UPLOAD_URL = uploads.url;
+    resetRuntime();
+    gateway = await startGateway(await loadRoutes(['register-version', 'catalog']));
+  });
+  afterAll(async () => {
+    await gateway?.close();
+    await uploads?.close();
+    delete process.env.MAAS_LOCAL_UPLOAD_URL;
+    delete process.env.MAAS_MAX_MODEL_BYTES;
+    await rm(storeDir, { recursive: true, force: true });
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('maas register uploads an 11 MB model past the gateway, registers it, leaves no upload', async () => {
+    // 64·42000 + 42000·3 weights: 11.4 MB, above serverless-offline's 10 MB body limit.
+    const mlp = buildMlp({ inputSize: 64, hiddenSizes: [42_000], outputSize: 3, seed: 7 });
+    expect(mlp.bytes.length).toBeGreaterThan(10.5 * MB);
+    await writeFile(path.join(work, 'big.onnx'), mlp.bytes);
+    const r = await maas(['register', 'big', 'big.onnx', '--json'], { MAAS_ENDPOINT: gateway.url }, work);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/uploading big\.onnx \[#+\] 100%/);
+    const out = JSON.parse(r.stdout) as { created: boolean; version: ModelVersion };
+    expect(out).toMatchObject({
+      created: true,
+      version: { name: 'big', version: 1, source: 'upload', size: mlp.bytes.length },
+    });
+    expect(await readdir(path.join(storeDir, 'uploads', 'big')).catch(() => [])).toEqual([]);
+  });
+
+  it('the ticket names the upload server with a token; the API key is not needed there', async () => {
+    const t = await ticket(gateway, 'tok');
+    expect(t.method).toBe('PUT');
+    expect(t.url.startsWith(`${uploads.url}/uploads/tok/`)).toBe(true);
+    const url = new URL(t.url);
+    expect(url.searchParams.get('token')).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    // The token is not in the store (only its digest).
+    const ticketDoc = await readdir(path.join(storeDir, 'uploads', 'tok'));
+    expect(ticketDoc).toHaveLength(1);
+
+    const wrong = new URL(t.url);
+    wrong.searchParams.set('token', 'x'.repeat(32));
+    const refused = await fetch(wrong, { method: 'PUT', body: new Uint8Array(10) });
+    expect(refused.status).toBe(404);
+    const missing = new URL(t.url);
+    missing.searchParams.delete('token');
+    expect((await fetch(missing, { method: 'PUT', body: new Uint8Array(10) })).status).toBe(404);
+    expect(await uploadedFiles()).toEqual([]);
+
+    const ok = await fetch(t.url, { method: 'PUT', body: new Uint8Array(10).fill(1) });
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toEqual({ uploadKey: t.uploadKey, size: 10 });
+    // Written once: a second PUT to the same ticket is a conflict and keeps the first bytes.
+    const again = await fetch(t.url, { method: 'PUT', body: new Uint8Array(20) });
+    expect(again.status).toBe(409);
+    expect(await uploadedFiles()).toEqual([`tok/${t.uploadKey.split('/').pop()}`]);
+    expect((await fetch(t.url, { method: 'GET' })).status).toBe(405);
+  });
+
+  it('refuses an upload over the limit (announced or streamed) and stores nothing', async () => {
+    const t = await ticket(gateway, 'huge');
+    expect(t.maxBytes).toBe(64 * MB);
+    const announced = await fetch(t.url, {
+      method: 'PUT',
+      body: new Uint8Array(64 * MB + 1),
+    });
+    expect(announced.status).toBe(413);
+    // Chunked (no content-length): refused while streaming, once past the limit.
+    const chunk = new Uint8Array(4 * MB);
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent > 70 * MB) return controller.close();
+        sent += chunk.length;
+        controller.enqueue(chunk);
+      },
+    });
+    const streamed = await fetch(t.url, { method: 'PUT', body, duplex: 'half' } as RequestInit).then(
+      async (r) => r.status,
+      () => 'reset',
+    );
+    // The server answers 413 and closes; the client may see the answer or the closed socket.
+    expect([413, 'reset']).toContain(streamed);
+    expect((await uploadedFiles()).filter((f) => f.startsWith('huge/'))).toEqual([]);
+    // The same ticket still takes a proper upload.
+    expect((await fetch(t.url, { method: 'PUT', body: new Uint8Array(5) })).status).toBe(200);
+  });
+});
