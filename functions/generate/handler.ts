@@ -11,6 +11,7 @@ import type { Context, LambdaFunctionURLEvent } from 'aws-lambda';
 import { type ResponseStream, streamifyResponse } from 'lambda-stream';
 import { type GenerateSettings, generateSettingsFromEnv } from '../../shared/generate/config';
 import { recordGeneration } from '../../shared/generate/metrics';
+import { openAIError } from '../../shared/generate/openai';
 import { handleGenerateRequest, type TextModelResolver } from '../../shared/generate/routes';
 import type { RequestMetrics } from '../../shared/request-metrics';
 
@@ -51,7 +52,7 @@ const write = (out: Writable, text: string) =>
  */
 export function createGenerateHandler(
   resolver: TextModelResolver,
-  settings: GenerateSettings = generateSettingsFromEnv(),
+  settings: GenerateSettings | (() => GenerateSettings) = generateSettingsFromEnv,
   metrics?: RequestMetrics,
 ) {
   return streamifyResponse(
@@ -62,9 +63,18 @@ export function createGenerateHandler(
         if (!responseStream.writableFinished) controller.abort();
       };
       responseStream.on('close', stop).on('error', stop);
+      let margin: number;
+      try {
+        margin = (typeof settings === 'function' ? settings() : settings).deadlineMarginMs;
+      } catch (error) {
+        // An invalid MAAS_GENERATE_* setting: every request is a 500 naming no values.
+        const { status, body } = openAIError(error);
+        const out = httpStream(responseStream, status, { 'content-type': 'application/json' });
+        await new Promise<void>((resolve) => out.end(JSON.stringify(body), resolve));
+        return;
+      }
       const remaining = context?.getRemainingTimeInMillis?.();
-      const deadline =
-        remaining !== undefined ? Date.now() + remaining - settings.deadlineMarginMs : undefined;
+      const deadline = remaining !== undefined ? Date.now() + remaining - margin : undefined;
       const body =
         event.body === undefined
           ? undefined

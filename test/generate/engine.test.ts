@@ -328,7 +328,10 @@ describe('finishing', () => {
     const solo = r.ids.map((id) => cached.tokenizer.decode([id]));
     expect(solo.some((s) => s.includes('\uFFFD'))).toBe(true); // some tokens end inside a character
     expect(r.tokens.some((t) => t.tokenId >= 0 && t.text === '')).toBe(true); // … and were held back
-    for (const t of r.tokens) if (t.tokenId >= 0) expect(t.text).not.toContain('\uFFFD');
+    for (const t of r.tokens) {
+      if (t.tokenId >= 0) expect(t.text).not.toContain('\uFFFD');
+      expect(Buffer.from(t.text, 'utf8').toString('utf8')).toBe(t.text); // no lone surrogates
+    }
     expect(r.text).toBe(cached.tokenizer.decode(r.ids));
     expect(r.text).toContain('🦙𝄞');
   });
