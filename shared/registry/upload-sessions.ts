@@ -67,7 +67,7 @@ export const MAX_SESSION_FILES = 1000;
 export const MAX_SESSION_PARTS = 4000;
 
 /** Requests to S3 in flight at once while creating, checking, completing or aborting. */
-const S3_CONCURRENCY = 8;
+const STORE_CONCURRENCY = 8;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -268,7 +268,7 @@ export async function createUploadSession(
   let urls: (p: { partNumber: number }, index: number) => Promise<string>;
   if (store instanceof S3ObjectStore) {
     try {
-      await mapLimit(doc.files, S3_CONCURRENCY, async (file) => {
+      await mapLimit(doc.files, STORE_CONCURRENCY, async (file) => {
         const out = await store.client.send(
           new CreateMultipartUploadCommand({
             Bucket: store.bucket,
@@ -489,7 +489,7 @@ async function checkLocalFile(
 ): Promise<PartProblem | undefined> {
   const file = doc.files[index]!;
   const problem: PartProblem = { file: file.name, missing: [], wrongSize: [] };
-  await mapLimit(planParts(file.size, doc.partBytes), S3_CONCURRENCY, async (p) => {
+  await mapLimit(planParts(file.size, doc.partBytes), STORE_CONCURRENCY, async (p) => {
     const info = await store.head(partKeyOf(doc.name, doc.id, index, p.partNumber)).catch((e: unknown) => {
       if (e instanceof ObjectNotFoundError) return undefined;
       throw e;
@@ -548,8 +548,8 @@ export async function completeUploadSession(
     return { created: false, version: await registry.getVersion(name, claimed.completed.version) };
   const problems = (
     store instanceof S3ObjectStore
-      ? await mapLimit(doc.files, S3_CONCURRENCY, (f) => completeS3File(store, f, doc.partBytes))
-      : await mapLimit(doc.files, S3_CONCURRENCY, (_f, i) => checkLocalFile(store, doc, i))
+      ? await mapLimit(doc.files, STORE_CONCURRENCY, (f) => completeS3File(store, f, doc.partBytes))
+      : await mapLimit(doc.files, STORE_CONCURRENCY, (_f, i) => checkLocalFile(store, doc, i))
   ).filter((p): p is PartProblem => p !== undefined);
   if (problems.length > 0) {
     await releaseCompletion(store, doc);
@@ -635,7 +635,7 @@ async function discard(store: ObjectStore, doc: SessionDoc): Promise<void> {
 /** Deletes the session's uploads: S3 multipart uploads (aborted) and objects, or local parts. */
 async function discardData(store: ObjectStore, doc: SessionDoc): Promise<void> {
   if (store instanceof S3ObjectStore) {
-    await mapLimit(doc.files, S3_CONCURRENCY, async (f) => {
+    await mapLimit(doc.files, STORE_CONCURRENCY, async (f) => {
       if (f.uploadId)
         await store.client
           .send(
@@ -655,7 +655,7 @@ async function discardData(store: ObjectStore, doc: SessionDoc): Promise<void> {
   const keys = doc.files.flatMap((f, i) =>
     planParts(f.size, doc.partBytes).map((p) => partKeyOf(doc.name, doc.id, i, p.partNumber)),
   );
-  await mapLimit(keys, S3_CONCURRENCY, (key) => store.delete(key));
+  await mapLimit(keys, STORE_CONCURRENCY, (key) => store.delete(key));
 }
 
 /** SDK errors of the multipart calls (made outside the store adapter) as the store's own. */
