@@ -1,6 +1,7 @@
 import middy from '@middy/core';
 import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2, S3Event } from 'aws-lambda';
+import type { RegisterResult } from '../../shared/registry';
 import {
   abortUploadSession,
   completeUploadSession,
@@ -13,6 +14,7 @@ import {
   apiKeyAuth,
   bodyBytes,
   type HttpEvent,
+  type HttpResult,
   httpErrors,
   json,
   jsonBody,
@@ -21,6 +23,7 @@ import {
   refuseWhenMisconfigured,
   route,
 } from '../lib/http';
+import { idempotentRoute } from '../lib/idempotency';
 import { getRegistry, getRuntimeSettings, getStore } from '../lib/runtime';
 import { parseRegisterRequest, registerOptions } from './requests';
 import { handleS3Event, type S3EventReport } from './s3-event';
@@ -60,44 +63,44 @@ const routes: Route<HttpEvent, Result>[] = [
       }),
     );
   }),
-  route('POST', '/models/{name}/upload-sessions/{id}/complete', async (event) => {
-    const name = pathParam(event, 'name');
-    const options = { ...registerOptions(jsonBody(event)), actor: actorOf(event) };
-    const result = await completeUploadSession(
-      getStore(),
-      getRegistry(),
-      name,
-      pathParam(event, 'id'),
-      options,
-    );
-    return json(
-      result.created ? 201 : 200,
-      { created: result.created, version: result.version },
-      { location: `/models/${name}/versions/${result.version.version}` },
-    );
-  }),
+  route('POST', '/models/{name}/upload-sessions/{id}/complete', (event) =>
+    idempotentRoute(event, async () => {
+      const name = pathParam(event, 'name');
+      const options = { ...registerOptions(jsonBody(event)), actor: actorOf(event) };
+      const id = pathParam(event, 'id');
+      return versionCreated(name, await completeUploadSession(getStore(), getRegistry(), name, id, options));
+    }),
+  ),
   route('DELETE', '/models/{name}/upload-sessions/{id}', async (event) => {
     const [name, id] = [pathParam(event, 'name'), pathParam(event, 'id')];
     await abortUploadSession(getStore(), name, id);
     return json(200, { aborted: true, name, sessionId: id });
   }),
-  route('POST', '/models/{name}/versions', async (event) => {
-    const name = pathParam(event, 'name');
-    const request = parseRegisterRequest(event);
-    const options = { ...request.options, actor: actorOf(event) };
-    const registry = getRegistry();
-    const result =
-      'uploadKey' in request
-        ? await registerFromUpload(getStore(), registry, name, request.uploadKey, options)
-        : await registry.registerVersion(name, request.bytes, { source: 'api', ...options });
-    const location = `/models/${name}/versions/${result.version.version}`;
-    return json(
-      result.created ? 201 : 200,
-      { created: result.created, version: result.version },
-      { location },
-    );
-  }),
+  // With an Idempotency-Key a retried registration gets the first answer: no second version even
+  // with `force` (without one, identical bytes already return the existing version).
+  route('POST', '/models/{name}/versions', (event) =>
+    idempotentRoute(event, async () => {
+      const name = pathParam(event, 'name');
+      const request = parseRegisterRequest(event);
+      const options = { ...request.options, actor: actorOf(event) };
+      const registry = getRegistry();
+      const result =
+        'uploadKey' in request
+          ? await registerFromUpload(getStore(), registry, name, request.uploadKey, options)
+          : await registry.registerVersion(name, request.bytes, { source: 'api', ...options });
+      return versionCreated(name, result);
+    }),
+  ),
 ];
+
+/** `201` with the new version (`200` when these bytes were registered before), and its location. */
+function versionCreated(name: string, result: RegisterResult): HttpResult {
+  return json(
+    result.created ? 201 : 200,
+    { created: result.created, version: result.version },
+    { location: `/models/${name}/versions/${result.version.version}` },
+  );
+}
 
 /** The HTTP API routes of this function. */
 export const httpHandler = middy<HttpEvent, APIGatewayProxyResultV2>()

@@ -1,5 +1,5 @@
 /**
- * `Idempotency-Key` on alias moves and rollbacks, through the real rollback handler over HTTP
+ * `Idempotency-Key` on alias moves, rollbacks and registrations, through the real rollback handler over HTTP
  * (test gateway) on RGW: a retry gets the first answer and changes nothing more, a reused key with
  * another body is refused, a running request's key answers 409, expired records run anew; with
  * the fault proxy, a reply lost between client and API, and a store failure after the alias write
@@ -34,7 +34,7 @@ beforeAll(async () => {
   process.env.S3_ENDPOINT = storeProxy.endpoint;
   process.env.MAAS_STORE = `s3://${bucket.bucket}/maas`;
   resetRuntime();
-  gateway = await startGateway(await loadRoutes(['rollback']));
+  gateway = await startGateway(await loadRoutes(['rollback', 'register-version']));
   apiProxy = await startFaultProxy(gateway.url);
   for (const name of ['a', 'b', 'c', 'd', 'e'])
     for (const seed of [1, 2, 3]) {
@@ -159,6 +159,39 @@ describe('Idempotency-Key on rollback and alias moves', () => {
     // And a further retry replays the stored answer.
     expect((await call('POST', '/models/e/rollback', { reason: 'x' }, key)).body).toBe(retried.body);
     expect(await rollbacks('e')).toHaveLength(1);
+  });
+});
+
+describe('Idempotency-Key on registration', () => {
+  const register = (seed: number, key?: string) =>
+    call(
+      'POST',
+      '/models/reg/versions',
+      { modelBase64: Buffer.from(tinyModel(seed)).toString('base64'), force: true },
+      key ? { 'idempotency-key': key } : {},
+    );
+  const count = async () => (await auditor.listVersions('reg')).items.length;
+
+  it('a forced registration retried with its key gets its 201 again and registers once', async () => {
+    const first = await register(7, 'register-1');
+    expect(first.status).toBe(201);
+    const before = await count();
+    const again = await register(7, 'register-1');
+    expect(again.status).toBe(201);
+    expect(again.body).toBe(first.body);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(await count()).toBe(before);
+    // Without a key the same forced request registers another version: the key is what prevents it.
+    expect((await register(7)).status).toBe(201);
+    expect(await count()).toBe(before + 1);
+  });
+
+  it('the key reused for other bytes is 422 and registers nothing', async () => {
+    expect((await register(8, 'register-2')).status).toBe(201);
+    const before = await count();
+    const reused = await register(9, 'register-2');
+    expect(reused.status).toBe(422);
+    expect(await count()).toBe(before);
   });
 });
 
