@@ -53,14 +53,20 @@ class ForwardingStream extends ResponseStream {
     super();
   }
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    if (this.res.destroyed) return callback(new Error('the client disconnected'));
+    if (this.res.destroyed) {
+      callback(new Error('the client disconnected'));
+      return;
+    }
     if (this.headed) {
       this.res.write(chunk, (error) => callback(error ?? null));
       return;
     }
     this.head = Buffer.concat([this.head, Buffer.from(chunk)]);
     const at = this.head.indexOf(DELIMITER);
-    if (at < 0) return callback();
+    if (at < 0) {
+      callback();
+      return;
+    }
     const prelude = JSON.parse(this.head.subarray(0, at).toString('utf8')) as {
       statusCode: number;
       headers?: Record<string, string>;

@@ -98,7 +98,7 @@ function sampling(body: Body): Omit<GenerateRequest, 'prompt'> {
     out.topP = topP;
   }
   const topK = number(body, 'top_k', -1, 2 ** 31, true);
-  if (topK !== undefined) out.topK = topK < 0 ? 0 : topK;
+  if (topK !== undefined) out.topK = Math.max(topK, 0);
   const seed = number(body, 'seed', -(2 ** 63), 2 ** 63, true);
   if (seed !== undefined) out.seed = seed;
   const presence = number(body, 'presence_penalty', -2, 2);
