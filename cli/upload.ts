@@ -108,6 +108,8 @@ export interface SessionUploadOptions {
   progress?: ProgressBar;
   /** Called before each retry of a part (for a log line). */
   onRetry?: (file: string, part: number, attempt: number, error: Error) => void;
+  /** How long the final commit is retried on transient failures (default 30 min). */
+  commitTimeoutMs?: number;
   /** Backoff before retry n (ms); default 250·2ⁿ⁻¹ up to 8 s. */
   backoffMs?: (attempt: number) => number;
 }
@@ -119,7 +121,8 @@ const transient = (e: unknown): boolean =>
  * Uploads a bundle through an upload session: opens it with the file list, `PUT`s every part
  * (from disk, `parallel` at a time, each retried on transient failures), then commits it, which
  * registers the version. Any failure that is not retried away aborts the session, so nothing is
- * left in the store; the commit itself is retried (it is idempotent on the server).
+ * left in the store; the commit itself is retried (it is idempotent on the server, and a
+ * concurrent one answers 503 until the first is done).
  *
  * @example
  * ```ts
@@ -171,14 +174,17 @@ export async function uploadSession(
   } finally {
     agents.destroy();
   }
+  // The commit registers the bundle, which takes minutes for big ones: a gateway timeout or a
+  // 503 (another request is completing it) is retried until it answers, for up to `commitTimeoutMs`.
+  const deadline = Date.now() + (options.commitTimeoutMs ?? 30 * 60 * 1000);
   for (let attempt = 1; ; attempt++) {
     try {
       return (
         await client.request('POST', `${base}/${session.sessionId}/complete`, { json: options.meta ?? {} })
       ).json<{ created: boolean; version: ModelVersion }>();
     } catch (e) {
-      // A refusal (4xx) already cleaned the session up on the server; a timeout may still land.
-      if (attempt >= attempts || !transient(e)) throw e;
+      // A refusal (4xx) already cleaned the session up on the server.
+      if (!transient(e) || Date.now() >= deadline) throw e;
       await new Promise((r) => setTimeout(r, backoff(attempt)));
     }
   }

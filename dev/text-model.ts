@@ -70,6 +70,8 @@ export interface TextModelOptions {
   kind?: 'cached' | 'uncached' | 'merged';
   /** Feed `position_ids` as an input (default true for cached graphs); otherwise the graph derives them from attention_mask. */
   positionIds?: boolean;
+  /** Element type of the KV cache inputs/outputs (default FP32; FP16 casts around fp32 attention). */
+  cacheDatatype?: 'FP32' | 'FP16';
   /** Token ids of the bigram chain: chain[i] is followed by chain[i+1], the last by the first. Default: none. */
   chain?: readonly number[];
   /** Logit of a chain transition (default 6; other tokens' logits are ≈ N(0, 0.5)). */
@@ -245,6 +247,7 @@ export function buildTextModel(options: TextModelOptions = {}): BuiltTextModel {
   const kind = options.kind ?? 'cached';
   const cached = kind !== 'uncached';
   const feedPositions = options.positionIds ?? cached;
+  const half = cached && options.cacheDatatype === 'FP16';
   const { hidden: H, heads: NH, vocabSize: V } = w;
   const HD = H / NH;
   const nodes: NodeProto[] = [];
@@ -325,12 +328,23 @@ export function buildTextModel(options: TextModelOptions = {}): BuiltTextModel {
     if (cached) {
       const pk = `past_key_values.${i}.key`;
       const pv = `past_key_values.${i}.value`;
-      inputs.push(makeValueInfo(pk, 'FP32', ['batch_size', NH, 'past_sequence_length', HD]));
-      inputs.push(makeValueInfo(pv, 'FP32', ['batch_size', NH, 'past_sequence_length', HD]));
-      k = node('Concat', [pk, k], { axis: { int: 2 } }, `present.${i}.key`);
-      v = node('Concat', [pv, v], { axis: { int: 2 } }, `present.${i}.value`);
-      for (const name of [k, v])
-        outputs.push(makeValueInfo(name, 'FP32', ['batch_size', NH, 'total_sequence_length', HD]));
+      const dt = half ? 'FP16' : 'FP32';
+      inputs.push(makeValueInfo(pk, dt, ['batch_size', NH, 'past_sequence_length', HD]));
+      inputs.push(makeValueInfo(pv, dt, ['batch_size', NH, 'past_sequence_length', HD]));
+      if (half) {
+        // An fp16 cache around fp32 attention, as fp16-cache exports of fp32 models do.
+        const kf = node('Concat', [node('Cast', [pk], { to: { int: 1 } }), k], { axis: { int: 2 } });
+        const vf = node('Concat', [node('Cast', [pv], { to: { int: 1 } }), v], { axis: { int: 2 } });
+        node('Cast', [kf], { to: { int: 10 } }, `present.${i}.key`);
+        node('Cast', [vf], { to: { int: 10 } }, `present.${i}.value`);
+        k = kf;
+        v = vf;
+      } else {
+        k = node('Concat', [pk, k], { axis: { int: 2 } }, `present.${i}.key`);
+        v = node('Concat', [pv, v], { axis: { int: 2 } }, `present.${i}.value`);
+      }
+      for (const name of [`present.${i}.key`, `present.${i}.value`])
+        outputs.push(makeValueInfo(name, dt, ['batch_size', NH, 'total_sequence_length', HD]));
     }
     const scores = node('Mul', [
       node('MatMul', [q, node('Transpose', [k], { perm: { ints: [0, 1, 3, 2] } })]),

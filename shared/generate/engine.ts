@@ -164,6 +164,8 @@ type Feeds = Record<string, ort.Tensor>;
  */
 export class TextGenerator {
   readonly contextLength: number;
+  /** Size of the logits' last dimension: token ids a prompt may hold. */
+  readonly vocabSize: number;
   private readonly kvHeads: number;
   private readonly headDim: number;
   private readonly defaultMaxTokens: number;
@@ -194,6 +196,12 @@ export class TextGenerator {
           (hidden && fromConfig('num_attention_heads', 'n_head')
             ? hidden / (fromConfig('num_attention_heads', 'n_head') ?? 1)
             : -1));
+    // Exporters pad the logits dimension (Qwen: 151,936 for 151,669 tokens), never shrink it.
+    this.vocabSize = spec.vocabSize > 0 ? spec.vocabSize : tokenizer.vocabSize;
+    if (tokenizer.vocabSize > this.vocabSize)
+      throw new UnprocessableError(
+        `tokenizer.json has ${tokenizer.vocabSize} tokens but the graph's logits cover only ${this.vocabSize}`,
+      );
     if (spec.layers > 0 && (this.kvHeads <= 0 || this.headDim <= 0))
       throw new UnprocessableError(
         'the KV cache shape is dynamic and config.json gives no num_key_value_heads / head_dim',
@@ -205,6 +213,11 @@ export class TextGenerator {
     const ids =
       typeof request.prompt === 'string' ? this.tokenizer.encode(request.prompt) : [...request.prompt];
     if (ids.length === 0) throw new InvalidArgumentError('the prompt is empty (no tokens)');
+    const outside = ids.find((id) => !Number.isInteger(id) || id < 0 || id >= this.vocabSize);
+    if (outside !== undefined)
+      throw new InvalidArgumentError(
+        `prompt token id ${outside} is outside the vocabulary (0 to ${this.vocabSize - 1})`,
+      );
     const room = this.contextLength - ids.length;
     if (room < 1)
       throw new InvalidArgumentError(

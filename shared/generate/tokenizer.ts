@@ -127,6 +127,13 @@ export class TextTokenizer {
     }
   }
 
+  /** Token ids the tokenizer can produce: its vocabulary plus added tokens (the largest id + 1). */
+  get vocabSize(): number {
+    let max = -1;
+    for (const id of this.tokenizer.get_vocab(true).values()) if (id > max) max = id;
+    return max + 1;
+  }
+
   /** Whether the model has a chat template (else only completions can be served). */
   get hasChatTemplate(): boolean {
     return this.template !== undefined;

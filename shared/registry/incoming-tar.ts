@@ -15,9 +15,8 @@ import { Readable } from 'node:stream';
 import { extract, type Header } from 'tar-stream';
 import { MaasError, UnprocessableError } from '../errors';
 import { bundleFileNameProblem } from './bundle';
-import type { ModelRegistry } from './model-registry';
+import type { BundleSource, ModelRegistry } from './model-registry';
 import type { RegisterOptions, RegisterResult } from './types';
-import type { BundleSource } from './upload-sessions';
 
 /** What an archive entry's name is in the bundle, or why it is refused. */
 function entryName(header: Header): { name: string } | { skip: true } {
@@ -110,15 +109,6 @@ export async function* tarBundleSources(archive: Readable): AsyncGenerator<Bundl
   if (files === 0) throw new UnprocessableError('the tar archive holds no files');
 }
 
-/** `ModelRegistry.registerBundle` (contract of issue #11). */
-type BundleRegistrar = {
-  registerBundle(
-    name: string,
-    sources: AsyncIterable<BundleSource>,
-    options?: RegisterOptions,
-  ): Promise<RegisterResult>;
-};
-
 /**
  * Registers a `.tar` archive's files as one version of `name` (see the module comment).
  *
@@ -133,12 +123,12 @@ export async function registerTarBundle(
   archive: Readable,
   options: RegisterOptions = {},
 ): Promise<RegisterResult> {
-  return (registry as unknown as BundleRegistrar).registerBundle(name, tarBundleSources(archive), options);
+  return registry.registerBundle(name, tarBundleSources(archive), options);
 }
 
 /**
  * What the `incoming/` path registers for the object at `key`: a `.tar` archive as a bundle
- * ({@link registerTarBundle}), anything else as one ONNX file (`registerVersion`).
+ * (any case: `.TAR` too; {@link registerTarBundle}), anything else as one ONNX file (`registerVersion`).
  *
  * @example
  * ```ts
@@ -152,7 +142,7 @@ export function registerIncoming(
   body: Readable,
   options: RegisterOptions,
 ): Promise<RegisterResult> {
-  return key.endsWith('.tar')
+  return key.toLowerCase().endsWith('.tar')
     ? registerTarBundle(registry, name, body, options)
     : registry.registerVersion(name, body, options);
 }

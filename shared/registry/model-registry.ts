@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { once } from 'node:events';
+import { PassThrough, Readable, Transform } from 'node:stream';
 import {
   ConflictError,
   IntegrityError,
@@ -7,9 +8,11 @@ import {
   NotFoundError,
   PayloadTooLargeError,
   PreconditionFailedError,
+  UnprocessableError,
 } from '../errors';
 // Static on purpose: a lazy import() of a TS module fails under tsx's CJS require hook (npm start).
-import { inspectModel } from '../onnx/inspect';
+import { DEFAULT_MAX_MODEL_BYTES, inspectModelStructure } from '../onnx/inspect';
+import { type ModelStructure, StructureScanner } from '../onnx/structure';
 import { listAll, ObjectNotFoundError, type ObjectStore, readWithSha256, StoreError } from '../store';
 import {
   createJson,
@@ -21,11 +24,21 @@ import {
   type StoredDocument,
   updateJson,
 } from '../store/documents';
+import {
+  assertBundleFileName,
+  bundleBlobKey,
+  bundleDigest,
+  bundleFileRole,
+  COMPANION_MAX_BYTES,
+  versionFiles,
+} from './bundle';
 import { layout, versionOfKey } from './layout';
 import { assertAliasName, assertModelName, parseVersionNumber } from './names';
 import type {
   AliasRecord,
   Attribution,
+  BundleFile,
+  BundleFileRole,
   CanarySplit,
   HistoryEvent,
   ModelSummary,
@@ -40,9 +53,32 @@ import type {
 } from './types';
 import { VERSION_STATUSES } from './types';
 
+/**
+ * One file offered to {@link ModelRegistry.registerBundle}: its name in the bundle and its bytes,
+ * as a body (API body, tar entry, local file stream) or as an object already in the store (an
+ * upload), which is read (hashed, inspected) and then copied store-side.
+ */
+export interface BundleSource {
+  /** Plain file name in the bundle (see `assertBundleFileName`). */
+  name: string;
+  body?: Uint8Array | Readable;
+  /** Key of an object in this registry's store holding the bytes; the caller keeps (and deletes) it. */
+  storeKey?: string;
+  /** The size when known: checked against the bytes, and against the limit before reading. */
+  size?: number;
+}
+
 export interface ModelRegistryOptions {
-  /** Largest model accepted, in bytes (default 512 MiB). */
+  /** Largest model accepted (a bundle: all its files together), in bytes (default 512 MiB). */
   maxModelBytes?: number;
+  /**
+   * Bodies up to this size are held in memory while they are hashed; larger ones stream into a
+   * staging object as they are hashed and are then copied store-side to their content address.
+   * Default 8 MiB.
+   */
+  inMemoryBytes?: number;
+  /** Most bytes of graph structure (everything but tensor payloads) inspected in memory (default 64 MiB). */
+  maxStructureBytes?: number;
   /** How long a registration may hold its dedupe claim before others may take it over. */
   claimLeaseMs?: number;
   /** How many earlier versions an alias remembers for rollback. */
@@ -58,6 +94,8 @@ export interface ModelRegistryOptions {
 
 const defaults: Required<Omit<ModelRegistryOptions, 'onEvent'>> = {
   maxModelBytes: 512 * 1024 * 1024,
+  inMemoryBytes: 8 * 1024 * 1024,
+  maxStructureBytes: 64 * 1024 * 1024,
   claimLeaseMs: 60_000,
   aliasMemory: 20,
   now: () => new Date(),
@@ -91,6 +129,22 @@ interface StatusDoc {
   actor: string;
 }
 type StoredVersion = Omit<ModelVersion, 'status' | 'statusReason'>;
+
+/** A file read during registration: its facts, and where its bytes wait to be stored. */
+interface Ingested {
+  name: string;
+  role: BundleFileRole;
+  size: number;
+  sha256: string;
+  /** Small bodies: the bytes themselves. */
+  bytes?: Uint8Array;
+  /** Large bodies: the staging object this registration wrote (deleted when it ends). */
+  stagingKey?: string;
+  /** `storeKey` sources: the caller's object (copied, never deleted here). */
+  sourceKey?: string;
+  /** Its etag when it was read: the copy is refused if it changed since. */
+  sourceEtag?: string;
+}
 type StoredAlias = Omit<AliasRecord, 'etag'>;
 
 /**
@@ -138,46 +192,399 @@ export class ModelRegistry {
    * ```
    */
   async readModel(version: ModelVersion): Promise<Buffer> {
-    const read = await readWithSha256(this.store, version.blobKey);
-    assertIntact(version, read);
+    const graph = versionFiles(version)[0] as BundleFile;
+    const read = await readWithSha256(this.store, graph.blobKey);
+    assertFileIntact(version, graph, read);
     return read.body;
   }
 
   /**
-   * {@link readModel} without keeping the bytes (constant memory): checks a large blob before a
-   * link to it is handed out.
+   * {@link readModel} without keeping the bytes (constant memory), for every file of the version:
+   * checks large blobs before links to them are handed out.
    *
    * @example
    * ```ts
-   * await registry.verifyModel(version); // IntegrityError (500) when the blob no longer matches
+   * await registry.verifyModel(version); // IntegrityError (500) when a blob no longer matches
    * ```
    */
   async verifyModel(version: ModelVersion): Promise<void> {
-    assertIntact(version, await readWithSha256(this.store, version.blobKey, { keepBody: false }));
+    for (const file of versionFiles(version))
+      assertFileIntact(version, file, await readWithSha256(this.store, file.blobKey, { keepBody: false }));
   }
 
   /**
-   * Validates an ONNX model and stores it as the model's next version.
-   * Nothing is written unless the bytes are a valid ONNX model within the size limit.
+   * Streams one file of a version (see `versionFiles`), hashing as it goes: the stream fails with
+   * {@link IntegrityError} at its end (before it ends cleanly) unless the bytes match the
+   * manifest, so a consumer that waits for `end`/`finish` never accepts tampered bytes.
+   *
+   * @example
+   * ```ts
+   * for (const file of versionFiles(version))
+   *   await pipeline(await registry.openFile(version, file), createWriteStream(path.join(dir, file.name)));
+   * ```
+   */
+  async openFile(version: ModelVersion, file: BundleFile): Promise<Readable> {
+    const known = versionFiles(version).find((f) => f.name === file.name && f.blobKey === file.blobKey);
+    if (!known)
+      throw new NotFoundError(`version ${version.version} of ${version.name} has no file ${file.name}`);
+    const { body } = await this.store.getStream(known.blobKey);
+    const hash = createHash('sha256');
+    let size = 0;
+    const check = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        hash.update(chunk);
+        size += chunk.length;
+        done(null, chunk);
+      },
+      flush(done) {
+        const sha256 = hash.digest('hex');
+        if (sha256 === known.sha256 && size === known.size) done();
+        else done(new IntegrityError(version.name, version.version, known.sha256, sha256));
+      },
+    });
+    body.on('error', (e) => check.destroy(e));
+    return body.pipe(check);
+  }
+
+  /**
+   * Validates an ONNX model and stores it as the model's next version. A stream is hashed,
+   * inspected (payloads skipped) and stored as it arrives, so memory does not follow the size.
+   * Nothing is written unless the bytes are a valid self-contained ONNX model within the limit.
+   *
+   * @example
+   * ```ts
+   * const { version } = await registry.registerVersion('iris', createReadStream('iris.onnx'));
+   * ```
    */
   async registerVersion(
     name: string,
     body: Uint8Array | Readable,
     options: RegisterOptions = {},
   ): Promise<RegisterResult> {
+    return this.register(name, [{ name: 'model.onnx', body }], options, true);
+  }
+
+  /**
+   * Registers a bundle: an ONNX graph (the one `*.onnx` file) plus the external data files it
+   * references and allowlisted companions (`COMPANION_FILES`). Sources are consumed one after the
+   * other (each body is read to its end before the next is pulled: tar entries), each hashed
+   * while it streams into the store, so memory stays bounded whatever the sizes.
+   *
+   * Refused, with nothing stored: bad or duplicate file names (400), no or several graphs (400),
+   * a total over `maxModelBytes` (413), a companion over 64 MiB (413), an invalid graph or an
+   * external-data reference that is not a plain file of the bundle, or lies outside it (422),
+   * and files the graph does not reference that are no companions (422). The version's `sha256`
+   * is `bundleDigest(files)`; registering the same files again returns that version. A bundle of
+   * the graph alone registers exactly like {@link registerVersion}.
+   *
+   * @example
+   * ```ts
+   * await registry.registerBundle('llm', [
+   *   { name: 'model.onnx', body: createReadStream('model.onnx') },
+   *   { name: 'model.onnx.data', body: createReadStream('model.onnx.data') },
+   * ]);
+   * ```
+   */
+  async registerBundle(
+    name: string,
+    sources: Iterable<BundleSource> | AsyncIterable<BundleSource>,
+    options: RegisterOptions = {},
+  ): Promise<RegisterResult> {
+    return this.register(name, sources, options, false);
+  }
+
+  private async register(
+    name: string,
+    sources: Iterable<BundleSource> | AsyncIterable<BundleSource>,
+    options: RegisterOptions,
+    singleFile: boolean,
+  ): Promise<RegisterResult> {
+    const ingested: Ingested[] = [];
     try {
-      assertModelName(name);
-      validateRegisterOptions(options);
+      try {
+        assertModelName(name);
+        validateRegisterOptions(options);
+      } catch (e) {
+        // The caller opened the streams (often S3 sockets): close them, they will never be read.
+        if (Symbol.iterator in sources)
+          for (const s of sources as Iterable<BundleSource>) if (s.body instanceof Readable) s.body.destroy();
+        throw e;
+      }
+      let graph: ModelStructure | undefined;
+      let total = 0;
+      const seen = new Map<string, string>();
+      for await (const source of sources) {
+        const closeBody = (): void => {
+          if (source.body instanceof Readable) source.body.destroy();
+        };
+        try {
+          if (!singleFile) assertBundleFileName(source.name);
+          const folded = source.name.normalize('NFC').toLowerCase();
+          const earlier = seen.get(folded);
+          if (earlier !== undefined)
+            throw new InvalidArgumentError(
+              earlier === source.name
+                ? `bundle file name ${JSON.stringify(source.name)} appears twice`
+                : `bundle file names ${JSON.stringify(earlier)} and ${JSON.stringify(source.name)} differ only in case`,
+              { field: 'files', file: source.name },
+            );
+          seen.set(folded, source.name);
+        } catch (e) {
+          closeBody();
+          throw e;
+        }
+        const role = bundleFileRole(source.name);
+        if (role === 'graph' && graph !== undefined) {
+          closeBody();
+          throw new InvalidArgumentError(
+            `a bundle has exactly one .onnx graph file; ${JSON.stringify(source.name)} is a second one`,
+            { field: 'files', file: source.name },
+          );
+        }
+        const limit = Math.min(
+          this.options.maxModelBytes - total,
+          role === 'companion' ? COMPANION_MAX_BYTES : Number.POSITIVE_INFINITY,
+          role === 'graph' ? DEFAULT_MAX_MODEL_BYTES : Number.POSITIVE_INFINITY,
+        );
+        const scanner =
+          role === 'graph'
+            ? new StructureScanner({
+                maxStructureBytes: this.options.maxStructureBytes,
+                ...(source.size !== undefined ? { size: source.size } : {}),
+              })
+            : undefined;
+        const file = await this.ingest(source, role, limit, scanner, total, ingested);
+        total += file.size;
+        if (scanner) graph = scanner.end();
+      }
+      if (graph === undefined)
+        throw new InvalidArgumentError('a bundle needs one .onnx graph file', { field: 'files' });
+
+      const others = ingested.filter((f) => f.role !== 'graph');
+      const { info: onnx, referencedFiles } = inspectModelStructure(graph, {
+        maxBytes: DEFAULT_MAX_MODEL_BYTES,
+        ...(others.length > 0 ? { bundleFiles: new Map(others.map((f) => [f.name, f.size])) } : {}),
+      });
+      for (const f of others) {
+        const referenced = referencedFiles.has(f.name);
+        if (f.role === 'companion' && referenced)
+          throw new UnprocessableError(
+            `file ${JSON.stringify(f.name)} is a companion file (${f.name}); the graph may not read tensor data from it`,
+            { file: f.name },
+          );
+        if (f.role === 'data' && !referenced)
+          throw new UnprocessableError(
+            `file ${JSON.stringify(f.name)} is not referenced by the graph's external data and is not a known companion file`,
+            { file: f.name },
+          );
+      }
+      if (options.parentVersion !== undefined) await this.getVersion(name, options.parentVersion);
+      if (options.alias !== undefined) assertAliasName(options.alias);
+
+      const graphFile = ingested.find((f) => f.role === 'graph') as Ingested;
+      const files: BundleFile[] | undefined =
+        others.length === 0
+          ? undefined
+          : [
+              graphFile,
+              ...[...others].sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name))),
+            ].map((f) => ({
+              name: f.name,
+              size: f.size,
+              sha256: f.sha256,
+              blobKey: bundleBlobKey(f.sha256, f.role),
+              role: f.role,
+            }));
+      const contents = {
+        sha256: files ? bundleDigest(files) : graphFile.sha256,
+        size: total,
+        blobKey: bundleBlobKey(graphFile.sha256, 'graph'),
+        ...(files ? { files } : {}),
+        onnx,
+      };
+      return await this.commitContents(name, contents, options, () => this.storeBlobs(ingested));
+    } finally {
+      // Staging objects only ever carry bytes on their way in: never leave one behind.
+      await Promise.all(
+        ingested.flatMap((f) =>
+          f.stagingKey ? [this.store.delete(f.stagingKey).catch(() => undefined)] : [],
+        ),
+      );
+    }
+  }
+
+  /**
+   * Reads one source to its end: hashes it, feeds the graph scanner, enforces `limit`, and keeps
+   * the bytes in memory (small bodies), streams them into a staging object (large bodies), or
+   * leaves them where they are (`storeKey`). Pushes the result to `into` before the staging
+   * upload starts, so a failure still finds (and deletes) what it began.
+   */
+  private async ingest(
+    source: BundleSource,
+    role: BundleFileRole,
+    limit: number,
+    scanner: StructureScanner | undefined,
+    before: number,
+    into: Ingested[],
+  ): Promise<Ingested> {
+    const tooLarge = (size?: number): PayloadTooLargeError =>
+      role === 'companion' && limit === COMPANION_MAX_BYTES
+        ? new PayloadTooLargeError(
+            `companion file ${JSON.stringify(source.name)} is larger than ${COMPANION_MAX_BYTES} bytes`,
+            { file: source.name, limit: COMPANION_MAX_BYTES, ...(size !== undefined ? { size } : {}) },
+          )
+        : role === 'graph' && limit === DEFAULT_MAX_MODEL_BYTES
+          ? new PayloadTooLargeError(
+              `${JSON.stringify(source.name)} is larger than an ONNX file can be (2 GiB, the protobuf limit): save the weights as external data and register the bundle`,
+              { file: source.name, limit, ...(size !== undefined ? { size } : {}) },
+            )
+          : new PayloadTooLargeError(
+              `model is larger than the limit of ${this.options.maxModelBytes} bytes`,
+              {
+                limit: this.options.maxModelBytes,
+                ...(size !== undefined ? { size: before + size } : {}),
+              },
+            );
+    const file: Ingested = { name: source.name, role, size: 0, sha256: '' };
+    if ((source.body === undefined) === (source.storeKey === undefined)) {
+      if (source.body instanceof Readable) source.body.destroy();
+      throw new InvalidArgumentError(
+        `bundle file ${JSON.stringify(source.name)} needs either a body or a store key`,
+      );
+    }
+    if (source.size !== undefined && source.size > limit) {
+      if (source.body instanceof Readable) source.body.destroy();
+      throw tooLarge(source.size);
+    }
+    const hash = createHash('sha256');
+    // A malformed graph is reported once the body is read (at most `limit` bytes), so a body
+    // that is both too large and not ONNX gets the 413 that the size alone would earn.
+    let scanError: unknown;
+    const take = (chunk: Uint8Array): void => {
+      file.size += chunk.length;
+      if (file.size > limit) throw tooLarge();
+      hash.update(chunk);
+      if (scanner === undefined || scanError !== undefined) return;
+      try {
+        scanner.write(chunk);
+      } catch (e) {
+        scanError = e;
+      }
+    };
+    const finish = (): Ingested => {
+      if (scanError !== undefined) throw scanError;
+      if (source.size !== undefined && source.size !== file.size)
+        throw new InvalidArgumentError(
+          `bundle file ${JSON.stringify(source.name)} has ${file.size} bytes, not the ${source.size} announced`,
+          { file: source.name },
+        );
+      file.sha256 = hash.digest('hex');
+      return file;
+    };
+
+    if (source.body instanceof Uint8Array) {
+      take(source.body);
+      file.bytes = source.body;
+      into.push(file);
+      return finish();
+    }
+    if (source.storeKey !== undefined) {
+      const { body, etag } = await this.store.getStream(source.storeKey);
+      file.sourceEtag = etag;
+      try {
+        for await (const chunk of body as AsyncIterable<Buffer>) take(chunk);
+      } finally {
+        body.destroy();
+      }
+      file.sourceKey = source.storeKey;
+      into.push(file);
+      return finish();
+    }
+    const body = source.body as Readable;
+    const held: Buffer[] = [];
+    let heldBytes = 0;
+    let pass: PassThrough | undefined;
+    let upload: Promise<unknown> | undefined;
+    let uploadError: unknown;
+    into.push(file);
+    try {
+      for await (const raw of body) {
+        const chunk = typeof raw === 'string' ? Buffer.from(raw) : (raw as Buffer);
+        take(chunk);
+        if (pass === undefined) {
+          held.push(chunk);
+          heldBytes += chunk.length;
+          if (heldBytes <= this.options.inMemoryBytes) continue;
+          // Past the in-memory size: stream into a staging object, hashing on the way.
+          file.stagingKey = layout.staging(randomBytes(16).toString('hex'));
+          const stream = new PassThrough({ highWaterMark: 1024 * 1024 });
+          // Destroyed with the refusal's error to abort the upload; the upload reports it.
+          stream.on('error', () => undefined);
+          pass = stream;
+          upload = this.store
+            .put(file.stagingKey, stream, { contentType: 'application/octet-stream' })
+            .catch((e: unknown) => {
+              uploadError = e;
+              stream.destroy();
+            });
+          for (const h of held.splice(0)) stream.write(h);
+          heldBytes = 0;
+        } else if (!pass.write(chunk)) {
+          await Promise.race([once(pass, 'drain'), upload]);
+        }
+        if (uploadError !== undefined) throw uploadError;
+      }
+      if (pass) {
+        pass.end();
+        await upload;
+        if (uploadError !== undefined) throw uploadError;
+      } else {
+        file.bytes = Buffer.concat(held, heldBytes);
+      }
+      return finish();
     } catch (e) {
-      // The caller opened the stream (often an S3 socket): close it, it will never be read.
-      if (body instanceof Readable) body.destroy();
+      body.destroy();
+      // Abort the upload (S3: the multipart upload is aborted; the file store drops its temp file).
+      pass?.destroy(e instanceof Error ? e : new Error(String(e)));
+      await upload;
       throw e;
     }
-    const bytes = await readLimited(body, this.options.maxModelBytes);
-    const onnx = inspectModel(bytes, { maxBytes: this.options.maxModelBytes });
-    if (options.parentVersion !== undefined) await this.getVersion(name, options.parentVersion);
-    if (options.alias !== undefined) assertAliasName(options.alias);
-    const sha256 = sha256Hex(bytes);
+  }
+
+  /** Writes every ingested file under its content address (unless that blob exists already). */
+  private async storeBlobs(ingested: readonly Ingested[]): Promise<void> {
+    for (const f of ingested) {
+      const blobKey = bundleBlobKey(f.sha256, f.role);
+      if (await this.exists(blobKey)) continue;
+      const target = { contentType: 'application/octet-stream', metadata: { sha256: f.sha256 } };
+      if (f.bytes !== undefined) await this.store.put(blobKey, f.bytes, target);
+      else if (f.stagingKey !== undefined) await this.store.copy(f.stagingKey, blobKey, target);
+      else {
+        // The caller's object must still hold the bytes that were hashed and inspected.
+        const from = f.sourceKey as string;
+        await this.store
+          .copy(from, blobKey, { ...target, sourceEtag: f.sourceEtag as string })
+          .catch((e: unknown) => {
+            if (!(e instanceof PreconditionFailedError)) throw e;
+            throw new ConflictError(`${from} changed while it was being registered; register it again`, {
+              key: from,
+            });
+          });
+      }
+    }
+  }
+
+  /**
+   * Commits a version whose files are known (hashed, inspected): claims the content digest (or
+   * finds the version that already holds it), stores the blobs, and writes the manifest.
+   */
+  private async commitContents(
+    name: string,
+    contents: Pick<StoredVersion, 'sha256' | 'size' | 'blobKey' | 'files' | 'onnx'>,
+    options: RegisterOptions,
+    storeBlobs: () => Promise<void>,
+  ): Promise<RegisterResult> {
+    const { sha256 } = contents;
     const head = (await readJson<HeadDoc>(this.store, layout.head(name))) ?? null;
     const headVersion = head?.doc.latestVersion ?? 0;
 
@@ -192,26 +599,16 @@ export class ModelRegistry {
     }
     let commit: { manifest: StoredVersion; created: boolean };
     try {
-      const blobKey = layout.blob(sha256);
-      await this.store.head(blobKey).catch(async (e: unknown) => {
-        if (!(e instanceof ObjectNotFoundError)) throw e;
-        await this.store.put(blobKey, bytes, {
-          contentType: 'application/octet-stream',
-          metadata: { sha256 },
-        });
-      });
+      await storeBlobs();
       const base = {
         name,
-        sha256,
-        size: bytes.byteLength,
-        blobKey,
+        ...contents,
         createdAt: this.options.now().toISOString(),
         actor: options.actor ?? 'unknown',
         description: options.description ?? '',
         tags: options.tags ?? {},
         source: options.source ?? 'api',
         metadata: options.metadata ?? {},
-        onnx,
         ...(options.parentVersion !== undefined ? { parentVersion: options.parentVersion } : {}),
         ...(options.optimization ? { optimization: options.optimization } : {}),
       };
@@ -247,6 +644,7 @@ export class ModelRegistry {
         sha256,
         size: manifest.size,
         source: manifest.source,
+        ...(manifest.files ? { files: manifest.files.length } : {}),
         ...(options.parentVersion !== undefined ? { parentVersion: options.parentVersion } : {}),
         ...(options.optimization ? { technique: options.optimization.technique } : {}),
       },
@@ -797,9 +1195,13 @@ export function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-function assertIntact(version: ModelVersion, read: { sha256: string; size: number }): void {
-  if (!matchesManifest(version, read))
-    throw new IntegrityError(version.name, version.version, version.sha256, read.sha256);
+function assertFileIntact(
+  version: ModelVersion,
+  file: BundleFile,
+  read: { sha256: string; size: number },
+): void {
+  if (!matchesManifest(file, read))
+    throw new IntegrityError(version.name, version.version, file.sha256, read.sha256);
 }
 
 function withStatus(manifest: StoredVersion, status: StatusDoc | undefined): ModelVersion {
@@ -875,28 +1277,6 @@ function validateRegisterOptions(o: RegisterOptions): void {
       });
     }
   }
-}
-
-/** Reads a body into memory, refusing (before storing anything) once it passes the limit. */
-async function readLimited(body: Uint8Array | Readable, maxBytes: number): Promise<Uint8Array> {
-  const tooLarge = (): PayloadTooLargeError =>
-    new PayloadTooLargeError(`model is larger than the limit of ${maxBytes} bytes`, { limit: maxBytes });
-  if (body instanceof Uint8Array) {
-    if (body.byteLength > maxBytes) throw tooLarge();
-    return body;
-  }
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of body) {
-    const buf = Buffer.from(chunk as Uint8Array);
-    total += buf.length;
-    if (total > maxBytes) {
-      body.destroy();
-      throw tooLarge();
-    }
-    chunks.push(buf);
-  }
-  return Buffer.concat(chunks);
 }
 
 function pageLimit(limit: number | undefined, max = 100): number {

@@ -43,10 +43,10 @@ import {
   PayloadTooLargeError,
 } from '../errors';
 import { ObjectNotFoundError, type ObjectStore, S3ObjectStore, StoreError } from '../store';
-import { createJson, putJson, readJson } from '../store/documents';
+import { createJson, KEEP, putJson, readJson, updateJson } from '../store/documents';
 import { mapLimit } from '../util/concurrency';
 import { assertBundleFileNames, bundleFileRole } from './bundle';
-import type { ModelRegistry } from './model-registry';
+import type { BundleSource, ModelRegistry } from './model-registry';
 import { assertModelName } from './names';
 import type { RegisterOptions, RegisterResult } from './types';
 import { newUploadToken, putLimited, tokenDigest, tokenMatches, UPLOADS_PREFIX } from './uploads';
@@ -67,7 +67,7 @@ export const MAX_SESSION_FILES = 1000;
 export const MAX_SESSION_PARTS = 4000;
 
 /** Requests to S3 in flight at once while creating, checking, completing or aborting. */
-const S3_CONCURRENCY = 8;
+const STORE_CONCURRENCY = 8;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -138,27 +138,15 @@ interface SessionDoc {
   files: { name: string; size: number; key: string; uploadId?: string }[];
   /** Set once registered: a repeated complete answers with this version. */
   completed?: { version: number };
+  /** Held by the complete in progress (a big bundle takes minutes): others answer 503 until then. */
+  completingUntil?: string;
 }
 
 /**
- * A source of `ModelRegistry.registerBundle` (the contract of issue #11): the bytes as a stream,
- * or the key of an object already in the store.
+ * How long a complete holds its session: the function's longest run (a complete that died
+ * mid-way frees the session after it); concurrent completes meanwhile get a 503 to retry.
  */
-export interface BundleSource {
-  name: string;
-  body?: Uint8Array | Readable;
-  storeKey?: string;
-  size?: number;
-}
-
-/** `ModelRegistry.registerBundle` as the contract of issue #11 specifies it. */
-type BundleRegistrar = {
-  registerBundle(
-    name: string,
-    sources: Iterable<BundleSource> | AsyncIterable<BundleSource>,
-    options?: RegisterOptions,
-  ): Promise<RegisterResult>;
-};
+const COMPLETE_LEASE_MS = 15 * 60 * 1000;
 
 const sessionKeyOf = (name: string, id: string): string => `${UPLOADS_PREFIX}${name}/${id}.session.json`;
 /** S3: the multipart upload's object. */
@@ -280,7 +268,7 @@ export async function createUploadSession(
   let urls: (p: { partNumber: number }, index: number) => Promise<string>;
   if (store instanceof S3ObjectStore) {
     try {
-      await mapLimit(doc.files, S3_CONCURRENCY, async (file) => {
+      await mapLimit(doc.files, STORE_CONCURRENCY, async (file) => {
         const out = await store.client.send(
           new CreateMultipartUploadCommand({
             Bucket: store.bucket,
@@ -501,7 +489,7 @@ async function checkLocalFile(
 ): Promise<PartProblem | undefined> {
   const file = doc.files[index]!;
   const problem: PartProblem = { file: file.name, missing: [], wrongSize: [] };
-  await mapLimit(planParts(file.size, doc.partBytes), S3_CONCURRENCY, async (p) => {
+  await mapLimit(planParts(file.size, doc.partBytes), STORE_CONCURRENCY, async (p) => {
     const info = await store.head(partKeyOf(doc.name, doc.id, index, p.partNumber)).catch((e: unknown) => {
       if (e instanceof ObjectNotFoundError) return undefined;
       throw e;
@@ -555,12 +543,16 @@ export async function completeUploadSession(
       id,
     });
   }
+  const claimed = await claimCompletion(store, doc, now);
+  if (claimed.completed)
+    return { created: false, version: await registry.getVersion(name, claimed.completed.version) };
   const problems = (
     store instanceof S3ObjectStore
-      ? await mapLimit(doc.files, S3_CONCURRENCY, (f) => completeS3File(store, f, doc.partBytes))
-      : await mapLimit(doc.files, S3_CONCURRENCY, (_f, i) => checkLocalFile(store, doc, i))
+      ? await mapLimit(doc.files, STORE_CONCURRENCY, (f) => completeS3File(store, f, doc.partBytes))
+      : await mapLimit(doc.files, STORE_CONCURRENCY, (_f, i) => checkLocalFile(store, doc, i))
   ).filter((p): p is PartProblem => p !== undefined);
-  if (problems.length > 0)
+  if (problems.length > 0) {
+    await releaseCompletion(store, doc);
     throw new ConflictError(
       `upload session ${id} is incomplete: ${problems
         .map(
@@ -570,6 +562,7 @@ export async function completeUploadSession(
         .join('; ')}`,
       { problems },
     );
+  }
   const sources: BundleSource[] = doc.files.map((f, i) =>
     store instanceof S3ObjectStore
       ? { name: f.name, storeKey: f.key, size: f.size }
@@ -577,36 +570,47 @@ export async function completeUploadSession(
   );
   let result: RegisterResult;
   try {
-    result = await registerSources(store, registry, name, sources, { source: 'upload', ...registerOptions });
+    result = await registry.registerBundle(name, sources, { source: 'upload', ...registerOptions });
   } catch (e) {
     // The bundle itself was refused: nothing of it may stay. Transient failures keep it for a retry.
     if (e instanceof MaasError && httpStatusOf(e) < 500) await discard(store, doc);
+    else await releaseCompletion(store, doc).catch(() => undefined);
     throw e;
   }
-  await putJson(store, sessionKeyOf(name, id), { ...doc, completed: { version: result.version.version } });
+  const { completingUntil: _lease, ...done } = doc;
+  await putJson(store, sessionKeyOf(name, id), { ...done, completed: { version: result.version.version } });
   await discardData(store, doc);
   return result;
 }
 
 /**
- * Registers `sources` as one version through the registry's `registerBundle`.
- * TEMPORARY until helper `bundles` lands `registerBundle`: a single graph is registered with
- * `registerVersion`, which the contract says is equivalent.
+ * Takes the session's completion lease (compare-and-swap on its record), or finds it completed
+ * meanwhile; a lease held by another complete is a 503 (retry: it answers once that one is done).
  */
-async function registerSources(
-  store: ObjectStore,
-  registry: ModelRegistry,
-  name: string,
-  sources: BundleSource[],
-  options: RegisterOptions,
-): Promise<RegisterResult> {
-  const bundles = registry as unknown as Partial<BundleRegistrar>;
-  if (typeof bundles.registerBundle === 'function') return bundles.registerBundle(name, sources, options);
-  const [only] = sources;
-  if (sources.length !== 1 || !only)
-    throw new InvalidArgumentError('bundles of several files are not supported by this registry yet');
-  const body = only.storeKey ? (await store.getStream(only.storeKey)).body : only.body!;
-  return registry.registerVersion(name, body, options);
+async function claimCompletion(store: ObjectStore, doc: SessionDoc, now: () => Date): Promise<SessionDoc> {
+  const { doc: claimed } = await updateJson<SessionDoc>(
+    store,
+    sessionKeyOf(doc.name, doc.id),
+    (current) => {
+      if (!current)
+        throw new NotFoundError(`no upload session ${doc.id} for model ${doc.name} (aborted meanwhile)`);
+      if (current.doc.completed) return KEEP;
+      if (current.doc.completingUntil && Date.parse(current.doc.completingUntil) > now().getTime())
+        throw new MaasError(
+          'unavailable',
+          `upload session ${doc.id} is being completed by another request; retry in a moment`,
+        );
+      return { ...current.doc, completingUntil: new Date(now().getTime() + COMPLETE_LEASE_MS).toISOString() };
+    },
+    { attempts: 10 },
+  );
+  return claimed ?? doc;
+}
+
+/** Frees the lease, so a retry may complete the session at once. */
+async function releaseCompletion(store: ObjectStore, doc: SessionDoc): Promise<void> {
+  const { completingUntil: _lease, ...free } = doc;
+  await putJson(store, sessionKeyOf(doc.name, doc.id), free);
 }
 
 /**
@@ -631,7 +635,7 @@ async function discard(store: ObjectStore, doc: SessionDoc): Promise<void> {
 /** Deletes the session's uploads: S3 multipart uploads (aborted) and objects, or local parts. */
 async function discardData(store: ObjectStore, doc: SessionDoc): Promise<void> {
   if (store instanceof S3ObjectStore) {
-    await mapLimit(doc.files, S3_CONCURRENCY, async (f) => {
+    await mapLimit(doc.files, STORE_CONCURRENCY, async (f) => {
       if (f.uploadId)
         await store.client
           .send(
@@ -651,7 +655,7 @@ async function discardData(store: ObjectStore, doc: SessionDoc): Promise<void> {
   const keys = doc.files.flatMap((f, i) =>
     planParts(f.size, doc.partBytes).map((p) => partKeyOf(doc.name, doc.id, i, p.partNumber)),
   );
-  await mapLimit(keys, S3_CONCURRENCY, (key) => store.delete(key));
+  await mapLimit(keys, STORE_CONCURRENCY, (key) => store.delete(key));
 }
 
 /** SDK errors of the multipart calls (made outside the store adapter) as the store's own. */

@@ -140,6 +140,8 @@ export class FileObjectStore implements ObjectStore {
     const source = this.pathOf(fromKey);
     const target = this.pathOf(toKey);
     const info = await this.head(fromKey);
+    if (options.sourceEtag !== undefined && info.etag !== options.sourceEtag)
+      throw new ObjectPreconditionError(fromKey, 'if-match');
     const tmp = await this.tempPath();
     try {
       // A reflink where the file system has them (instant), else a kernel-side copy: the bytes
@@ -151,7 +153,12 @@ export class FileObjectStore implements ObjectStore {
       try {
         await own.sync();
         const replace = options.contentType !== undefined || options.metadata !== undefined;
-        const put: PutOptions = replace ? { ...options } : { metadata: info.metadata };
+        const put: PutOptions = replace
+          ? {
+              ...(options.contentType !== undefined ? { contentType: options.contentType } : {}),
+              ...(options.metadata !== undefined ? { metadata: options.metadata } : {}),
+            }
+          : { metadata: info.metadata };
         if (!replace && info.contentType) put.contentType = info.contentType;
         await this.commit(toKey, target, tmp, put);
         await fs.rm(tmp, { force: true });

@@ -113,6 +113,11 @@ export interface CopyOptions {
   contentType?: string;
   /** User metadata of the copy (replaces the source's); keys are lower-cased. ASCII values only. */
   metadata?: Record<string, string>;
+  /**
+   * Copy only if the source still has this etag (the bytes the caller read and checked), else
+   * {@link ObjectPreconditionError}: a source replaced since it was read is never copied.
+   */
+  sourceEtag?: string;
 }
 
 export interface PutResult {

@@ -260,6 +260,8 @@ export class S3ObjectStore implements ObjectStore {
     // The size picks CopyObject or multipart, and the source's metadata is needed for a multipart
     // copy (CreateMultipartUpload does not inherit it); a missing source is reported by its key.
     const source = await this.head(fromKey);
+    if (options.sourceEtag !== undefined && source.etag !== options.sourceEtag)
+      throw new ObjectPreconditionError(fromKey, 'if-match');
     const replace = options.contentType !== undefined || options.metadata !== undefined;
     const copySource = `${this.bucket}/${encodeKey(this.full(fromKey))}`;
     // The bytes copied are those whose size was just read: a source replaced meanwhile fails (412;

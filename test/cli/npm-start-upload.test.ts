@@ -91,7 +91,7 @@ describe('npm start: maas register of a model over 10 MB', () => {
     served.outputs[0]!.data.forEach((v, i) => expect(v).toBeCloseTo(expected[i]!, 4));
   }, 180_000);
 
-  it('registers bundles: a folder with maas register, and a .tar dropped into incoming/', async () => {
+  it('registers bundles (a folder with maas register, a .tar dropped into incoming/) and serves them', async () => {
     const bundle = buildBundle({ layout: 'single', mlp: { seed: 8 } });
     const folder = path.join(dir, 'export');
     fs.mkdirSync(folder);
@@ -129,5 +129,24 @@ describe('npm start: maas register of a model over 10 MB', () => {
     };
     expect(version.files.map((f) => f.name).sort()).toEqual(perTensor.files.map((f) => f.name).sort());
     expect(fs.existsSync(path.join(incoming, 'bundle.tar'))).toBe(false);
+
+    // Both are served, with the reference computation's outputs.
+    for (const [model, built] of [
+      ['folder', bundle],
+      ['dropped', perTensor],
+    ] as const) {
+      const input = randomFloat32(mulberry32(5), 2 * 8, -1, 1);
+      const res = await fetch(`${base}/v2/models/${model}/versions/1/infer`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          inputs: [{ name: 'input', shape: [2, 8], datatype: 'FP32', data: [...input] }],
+        }),
+      });
+      expect(res.status, `${model}: ${await res.clone().text()}`).toBe(200);
+      const served = (await res.json()) as { outputs: { data: number[] }[] };
+      const expected = mlpReference(built.mlp.weights, input, 2);
+      served.outputs[0]!.data.forEach((v, i) => expect(v).toBeCloseTo(expected[i]!, 4));
+    }
   }, 120_000);
 });

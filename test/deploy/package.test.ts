@@ -403,6 +403,7 @@ describe('npm run package (offline)', () => {
       'incoming/',
       'rejected/',
       'uploads/',
+      'staging/',
       'async/',
       'monitoring/predictions/',
       'monitoring/captures/',

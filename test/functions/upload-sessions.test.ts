@@ -210,6 +210,28 @@ for (const kind of ['s3', 'file'] as const) {
       expect((await api.call('GET', '/models/evil/versions')).status).toBe(404);
     });
 
+    it('concurrent completes register once: the other waits (503) or finds the version', async () => {
+      const bundle = buildBundle({ layout: 'single', mlp: { seed: 14 } });
+      const files = Object.fromEntries(bundle.files.map((f) => [f.name, f.bytes]));
+      const session = (
+        await open('race', { files: bundle.files.map((f) => ({ name: f.name, size: f.bytes.length })) })
+      ).json<UploadSession>();
+      await uploadAll(session, files);
+      const complete = () =>
+        api.call('POST', `/models/race/upload-sessions/${session.sessionId}/complete`, { body: {} });
+      const statuses = (await Promise.all([complete(), complete(), complete()])).map((r) => r.status).sort();
+      expect(statuses.filter((s) => s === 201)).toHaveLength(1);
+      for (const s of statuses) expect([200, 201, 503]).toContain(s);
+      const after = await complete();
+      expect(after.status).toBe(200);
+      expect(after.json<Registered>()).toMatchObject({ created: false, version: { version: 1 } });
+      expect(
+        (await api.call('GET', '/models/race/versions')).json<{ items: unknown[] }>().items,
+      ).toHaveLength(1);
+      markCompleted('race', session.sessionId);
+      expect(await leftovers()).toEqual([]);
+    });
+
     it('an incomplete session is a 409 naming the missing parts, and stays open for them', async () => {
       const bytes = buildMlp({ inputSize: 32, hiddenSizes: [40_000], outputSize: 2, seed: 6 }).bytes;
       const session = (
@@ -226,6 +248,12 @@ for (const kind of ['s3', 'file'] as const) {
       if (kind === 'file') {
         const short = await putPart(p1.url, bytes.subarray(0, 100));
         expect(short.status).toBe(400);
+      } else {
+        // S3 takes any part; the complete checks each one against the plan.
+        expect((await putPart(p1.url, bytes.subarray(0, 100))).status).toBe(200);
+        const wrong = await complete();
+        expect(wrong.status).toBe(409);
+        expect(wrong.json<{ error: string }>().error).toMatch(/has part\(s\) 1 of the wrong size/);
       }
       expect((await putPart(p1.url, bytes.subarray(p1.offset, p1.offset + p1.size))).status).toBe(200);
       expect((await putPart(p1.url, bytes.subarray(p1.offset, p1.offset + p1.size))).status).toBe(200);

@@ -1,4 +1,12 @@
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -13,12 +21,14 @@ import {
   type TextGenerator,
 } from '../../shared/generate/engine';
 import { detectTextModel } from '../../shared/generate/model-kind';
+import { inspectModel } from '../../shared/onnx/inspect';
 
 const quiet = { logSeverityLevel: 3 as const };
 let root: string;
 let cached: TextGenerator;
 let uncached: TextGenerator;
 let merged: TextGenerator;
+let half: TextGenerator;
 const CHAIN_PROMPT = 'Grüße aus Köln'; // ends in the chain's first token
 
 async function collect(gen: TextGenerator, request: GenerateRequest) {
@@ -54,12 +64,18 @@ beforeAll(async () => {
   writeTextModelFolder(join(root, 'cached'), { chain, externalData: true });
   writeTextModelFolder(join(root, 'uncached'), { chain, kind: 'uncached' });
   writeTextModelFolder(join(root, 'merged'), { chain, kind: 'merged' });
+  writeTextModelFolder(join(root, 'half'), { chain, cacheDatatype: 'FP16', positionIds: false });
   const load = (kind: string) => loadTextGenerator(join(root, kind), { sessionOptions: quiet });
-  [cached, uncached, merged] = await Promise.all([load('cached'), load('uncached'), load('merged')]);
+  [cached, uncached, merged, half] = await Promise.all([
+    load('cached'),
+    load('uncached'),
+    load('merged'),
+    load('half'),
+  ]);
 });
 
 afterAll(async () => {
-  await Promise.all([cached, uncached, merged].map((g) => g?.session.release()));
+  await Promise.all([cached, uncached, merged, half].map((g) => g?.session.release()));
   rmSync(root, { recursive: true, force: true });
 });
 
@@ -75,7 +91,15 @@ describe('detectTextModel', () => {
     });
     expect(uncached.spec).toMatchObject({ kind: 'uncached', layers: 0, positionIds: false });
     expect(merged.spec).toMatchObject({ kind: 'merged', layers: 2 });
+    expect(half.spec).toMatchObject({ kind: 'cached', cacheDatatype: 'FP16', positionIds: false });
   });
+  it('reads inspectModel output, as registration will call it', () => {
+    const info = inspectModel(readFileSync(join(root, 'merged', 'model.onnx')));
+    const names = readdirSync(join(root, 'merged'));
+    expect(detectTextModel(info, names)).toEqual(merged.spec);
+    expect(detectTextModel(info, names)?.hasGenerationConfig).toBe(true);
+  });
+
   it('ignores graphs that are not decoders and refuses incomplete ones with 422s naming the gap', () => {
     const sig = sessionSignature(cached.session);
     expect(
@@ -181,6 +205,16 @@ describe('graphs', () => {
   });
 });
 
+describe('concurrency', () => {
+  it('concurrent requests on one session give what they give alone', async () => {
+    const a = { prompt: 'Hello world', maxTokens: 12, temperature: 0 };
+    const b = { prompt: CHAIN_PROMPT, maxTokens: 12, temperature: 0.9, seed: 4 };
+    const alone = [await collect(cached, a), await collect(cached, b)].map((r) => r.ids);
+    const together = (await Promise.all([collect(cached, a), collect(cached, b)])).map((r) => r.ids);
+    expect(together).toEqual(alone);
+  });
+});
+
 describe('sampling', () => {
   it('is reproducible with a seed, differs across seeds, and top_k=1 is greedy', async () => {
     const request = { prompt: 'Hello world', maxTokens: 16, temperature: 1, topP: 0.95 };
@@ -248,6 +282,10 @@ describe('finishing', () => {
       // No emitted piece ends with a prefix of the stop string beyond what the completion keeps.
       expect(r.tokens.some((t) => t.text.includes(stop))).toBe(false);
     }
+    // An fp16 KV cache (positions derived in the graph) follows the same chain.
+    expect((await collect(half, { prompt: CHAIN_PROMPT, maxTokens: 30, temperature: 0 })).text).toBe(
+      full.text,
+    );
     const absent = await collect(cached, {
       prompt: CHAIN_PROMPT,
       maxTokens: 30,
@@ -290,7 +328,10 @@ describe('finishing', () => {
     const solo = r.ids.map((id) => cached.tokenizer.decode([id]));
     expect(solo.some((s) => s.includes('\uFFFD'))).toBe(true); // some tokens end inside a character
     expect(r.tokens.some((t) => t.tokenId >= 0 && t.text === '')).toBe(true); // … and were held back
-    for (const t of r.tokens) if (t.tokenId >= 0) expect(t.text).not.toContain('\uFFFD');
+    for (const t of r.tokens) {
+      if (t.tokenId >= 0) expect(t.text).not.toContain('\uFFFD');
+      expect(Buffer.from(t.text, 'utf8').toString('utf8')).toBe(t.text); // no lone surrogates
+    }
     expect(r.text).toBe(cached.tokenizer.decode(r.ids));
     expect(r.text).toContain('🦙𝄞');
   });
@@ -328,5 +369,8 @@ describe('finishing', () => {
       /128 tokens, but 150 were requested/,
     );
     expect(() => cached.generate({ prompt: fits, maxTokens: 28 })).not.toThrow();
+    expect(() => cached.generate({ prompt: [9707, 151_669] })).toThrow(
+      /token id 151669 is outside the vocabulary \(0 to 151668\)/,
+    );
   });
 });

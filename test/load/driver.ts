@@ -7,6 +7,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import autocannon from 'autocannon';
+import { buildMlp } from '../../dev/onnx-builder';
+import { CaptureObserver } from '../../shared/monitor/capture';
+import { ModelRegistry } from '../../shared/registry';
+import { FileObjectStore } from '../../shared/store';
+import { mapLimit } from '../../shared/util/concurrency';
 import { childEnv, freePort, LocalServer, serviceCopy } from '../start/local-server';
 
 /** A running `npm start` and where it answers. */
@@ -150,7 +155,7 @@ export interface ChurnResult {
 
 /**
  * Until `signal` aborts: registers the demo model's bytes again as a new version (`force`),
- * points `production` at it, and every third round rolls `production` back — the registry
+ * points `production` at it, and in the first and every third round after rolls `production` back — the registry
  * changes predict must absorb without a failed request.
  *
  * @example
@@ -200,7 +205,7 @@ export async function churnRegistry(
       );
       if (moved) result.aliasMoves++;
     }
-    if (round % 3 === 0) {
+    if (round % 3 === 1) {
       const rolled = await call(
         'POST',
         '/models/iris/rollback',
@@ -238,3 +243,49 @@ export function sampleRss(pgid: number, everyMs: number): { stop(): number[]; sa
 
 /** Megabytes, for reports. */
 export const mb = (bytes: number): string => (bytes / 1024 / 1024).toFixed(0);
+
+/**
+ * Registers `n` distinct small models (`m0000`…, a 4→8→3 MLP each with its own weights) in the
+ * store at `root`, `production` pointing at version 1, and, with `requests`, captures that many
+ * alias requests per model as predict would have (for monitor runs without serving first).
+ *
+ * @example
+ * ```ts
+ * const names = await seedModels('/tmp/store', 1000, { requests: 5 });
+ * ```
+ */
+export async function seedModels(
+  root: string,
+  n: number,
+  options: { requests?: number; concurrency?: number } = {},
+): Promise<string[]> {
+  const store = new FileObjectStore(root);
+  const registry = new ModelRegistry(store);
+  const names = Array.from({ length: n }, (_, i) => `m${String(i).padStart(4, '0')}`);
+  const capture = options.requests ? new CaptureObserver(store) : undefined;
+  await mapLimit(names, options.concurrency ?? 4, async (name, i) => {
+    const { bytes } = buildMlp({ inputSize: 4, hiddenSizes: [8], outputSize: 3, seed: i + 1 });
+    await registry.registerVersion(name, bytes, { alias: 'production', actor: 'seed' });
+    for (let r = 0; r < (options.requests ?? 0); r++)
+      capture?.observe({
+        model: name,
+        version: 1,
+        alias: 'production',
+        latencyMs: 3,
+        inferenceMs: 1,
+        batchSize: 1,
+        status: 200,
+        inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: Float32Array.from([r, 1, 2, 3]) }],
+        outputs: [
+          { name: 'output', datatype: 'FP32', shape: [1, 3], data: Float32Array.from([0.2, 0.3, 0.5]) },
+        ],
+      });
+  });
+  await capture?.close();
+  return names;
+}
+
+/** One small OIP request for a seeded model. */
+export const SEED_REQUEST = JSON.stringify({
+  inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [5.1, 3.5, 1.4, 0.2] }],
+});

@@ -113,6 +113,15 @@ describe.each(storeKinds)('ObjectStore contract: %s', (kind) => {
     expect((await store.get('copy/kept')).body.toString()).toBe('small');
     expect((await store.get('copy/src')).body.equals(bytes)).toBe(true);
 
+    // A source replaced since the caller read it is not copied.
+    const read = await store.head('copy/src');
+    await expect(store.copy('copy/src', 'copy/checked', { sourceEtag: read.etag })).resolves.toBeDefined();
+    await store.put('copy/src', 'replaced');
+    await expect(store.copy('copy/src', 'copy/stale', { sourceEtag: read.etag })).rejects.toBeInstanceOf(
+      ObjectPreconditionError,
+    );
+    await expect(store.head('copy/stale')).rejects.toBeInstanceOf(ObjectNotFoundError);
+
     const missing = await store.copy('copy/missing', 'copy/never').catch((e: unknown) => e);
     expect(missing).toBeInstanceOf(ObjectNotFoundError);
     expect((missing as ObjectNotFoundError).key).toBe('copy/missing');
