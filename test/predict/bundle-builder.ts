@@ -3,7 +3,6 @@
  * onnx's `save_model(..., save_as_external_data=True)` writes them (one data file for all tensors,
  * or one file per tensor), so predict and download tests can run on real bundles.
  */
-import { createHash } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
 import {
   type ModelProto,
@@ -13,16 +12,8 @@ import {
 } from 'onnx-buf';
 import { encodeModel } from '../../shared/onnx/codec';
 import { readTensor } from '../../shared/onnx/construct';
-import type { OnnxModelInfo } from '../../shared/onnx/inspect';
-import {
-  type BundleFile,
-  bundleBlobKey,
-  bundleDigest,
-  layout,
-  type ModelVersion,
-} from '../../shared/registry';
+import { ModelRegistry, type ModelVersion } from '../../shared/registry';
 import type { ObjectStore } from '../../shared/store';
-import { putJson } from '../../shared/store/documents';
 
 export interface BundleFileBytes {
   name: string;
@@ -91,43 +82,19 @@ export function toBundle(
 }
 
 /**
- * Stores a bundle as the registry would (content-addressed blobs, then the manifest), for tests
- * that need bundles in a store; `onnx` is the inline model's inspection. A stand-in until
- * `ModelRegistry.registerBundle` lands: switch the tests to it then.
+ * Registers a bundle through the registry (`ModelRegistry.registerBundle`: hashed while it
+ * streams, external data validated, manifest with `initializerBytes`) and returns its version.
  * @example
- * const version = await storeTestBundle(store, 'big', toBundle(mlp.model, 'single'), inspectModel(mlp.bytes));
+ * const version = await storeTestBundle(store, 'big', toBundle(mlp.model, 'single'));
  */
 export async function storeTestBundle(
   store: ObjectStore,
   name: string,
   bundle: BuiltBundle,
-  onnx: OnnxModelInfo,
-  version = 1,
 ): Promise<ModelVersion> {
-  const files: BundleFile[] = [];
-  for (const [i, f] of bundle.files.entries()) {
-    const sha256 = createHash('sha256').update(f.bytes).digest('hex');
-    const role = i === 0 ? 'graph' : 'data';
-    const blobKey = bundleBlobKey(sha256, role);
-    await store.put(blobKey, f.bytes, { contentType: 'application/octet-stream' });
-    files.push({ name: f.name, size: f.bytes.length, sha256, blobKey, role });
-  }
-  const graph = files[0] as BundleFile;
-  const manifest = {
+  const { version } = await new ModelRegistry(store).registerBundle(
     name,
-    version,
-    sha256: bundleDigest(files),
-    size: files.reduce((n, f) => n + f.size, 0),
-    blobKey: graph.blobKey,
-    files,
-    createdAt: new Date().toISOString(),
-    actor: 'test',
-    description: '',
-    tags: {},
-    source: 'test',
-    metadata: {},
-    onnx: { ...onnx, initializerBytes: files.slice(1).reduce((n, f) => n + f.size, 0) },
-  };
-  await putJson(store, layout.version(name, version), manifest);
-  return { ...manifest, status: 'active' };
+    bundle.files.map((f) => ({ name: f.name, body: f.bytes })),
+  );
+  return version;
 }
