@@ -1,5 +1,5 @@
 /**
- * Large-model benchmark (predict cold start of a bundle): a generated bundle of `BENCH_LARGE_MB`
+ * Large-model benchmark (registration and predict cold start of a bundle): a generated bundle of `BENCH_LARGE_MB`
  * MiB of float32 weights (a graph `model.onnx` plus one `model.onnx.data`, a chain of D×D MatMul +
  * Relu layers) stored in S3 (RGW, `S3_ENDPOINT`), then three fresh `node` processes, each timed
  * from spawn to its first result:
@@ -10,6 +10,12 @@
  *   concurrency as predict's defaults), no hashing, no registry, then session from file + one run;
  * - (h) today's single-stream download: one GET per file, one after the other, then the same
  *   session + run.
+ *
+ * Registration, each in a fresh process: (r) `ModelRegistry.registerBundle` from the two files on
+ * disk (hash while streaming to staging/, inspect, copy to the content address, commit) against
+ * (u) a raw multipart upload of the same bytes by the AWS SDK (`@aws-sdk/lib-storage`, the same
+ * part size and queue as the S3 store); ratio r/u (target ≤ 1.2) and the register process's peak
+ * RSS (`process.resourceUsage().maxRSS`; target ≤ 300 MB whatever the model size).
  *
  * Ratios f/g (target ≤ 1.2) and h/g. Default size 192 MiB (about a minute here, 2 cores).
  * A ~2 GB run: `BENCH_LARGE_MB=2048 npm run bench -- large` (needs ~3 GB of RAM for onnxruntime
@@ -247,6 +253,79 @@ const { pipeline } = require('stream/promises');
   return { handler, ranged, single };
 }
 
+/** The two registration programs: registerBundle from disk, and the SDK's raw multipart upload. */
+async function registrationChildren(dir: string): Promise<{ register: string; upload: string }> {
+  const { build } = await import('esbuild');
+  const bundleOf = async (name: string, contents: string): Promise<string> => {
+    const outfile = path.join(dir, `${name}.cjs`);
+    await build({
+      stdin: { contents, resolveDir: path.join(__dirname, '..'), loader: 'ts' },
+      outfile,
+      bundle: true,
+      platform: 'node',
+      target: 'node20',
+      format: 'cjs',
+      logLevel: 'error',
+    });
+    return outfile;
+  };
+  // argv: store url, model name, then name=path pairs. Prints elapsed ms and peak RSS (KiB).
+  const report = `process.stdout.write('REG ' + (performance.now() - t0).toFixed(0) + ' ' + process.resourceUsage().maxRSS + '\\n');`;
+  const register = await bundleOf(
+    'bench-register',
+    `import { createReadStream } from 'node:fs';
+import { ModelRegistry } from './shared/registry';
+import { createObjectStore } from './shared/store';
+const [url, name, ...specs] = process.argv.slice(2);
+const t0 = performance.now();
+const registry = new ModelRegistry(createObjectStore(url), { maxModelBytes: Number.MAX_SAFE_INTEGER });
+registry
+  .registerBundle(name, specs.map((s) => { const [file, p] = s.split('='); return { name: file, body: createReadStream(p) }; }))
+  .then(() => { ${report} process.exit(0); }, (e) => { console.error(e); process.exit(1); });
+`,
+  );
+  const upload = await bundleOf(
+    'bench-upload',
+    `import { createReadStream } from 'node:fs';
+import { S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+const [bucket, ...specs] = process.argv.slice(2);
+const client = new S3Client({ endpoint: process.env.S3_ENDPOINT, forcePathStyle: true, region: process.env.S3_REGION || 'us-east-1',
+  credentials: { accessKeyId: process.env.S3_ACCESS_KEY, secretAccessKey: process.env.S3_SECRET_KEY } });
+const t0 = performance.now();
+(async () => {
+  for (const s of specs) {
+    const [file, p] = s.split('=');
+    await new Upload({ client, params: { Bucket: bucket, Key: 'raw/' + file, Body: createReadStream(p) }, partSize: 8 * 1024 * 1024, queueSize: 4 }).done();
+  }
+  ${report}
+  process.exit(0);
+})().catch((e) => { console.error(e); process.exit(1); });
+`,
+  );
+  return { register, upload };
+}
+
+/** Runs a registration program; its own elapsed time and peak RSS (MB). */
+function registrationChild(script: string, args: string[]): Promise<{ ms: number; rssMb: number }> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [script, ...args], {
+      env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    proc.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+    });
+    proc.on('exit', (code) => {
+      const m = /REG (\d+) (\d+)/.exec(out);
+      if (code !== 0 || !m)
+        reject(new Error(`${path.basename(script)} exited with ${code}: ${out.slice(-500)}`));
+      else resolve({ ms: Number(m[1]), rssMb: Number(m[2]) / 1024 });
+    });
+  });
+}
+
 function child(script: string, args: string[], env: Record<string, string>): Promise<number> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
@@ -317,6 +396,36 @@ async function run(): Promise<void> {
     console.log(
       `bundle: ${files.length} files, ${(total / MIB).toFixed(0)} MiB, generated and stored in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
+    const regProgs = await registrationChildren(work);
+    const r: { ms: number; rssMb: number }[] = [];
+    const u: { ms: number; rssMb: number }[] = [];
+    const pairs = g.files.map((file) => `${file.name}=${file.path}`);
+    for (let i = 0; i < REPEATS; i++) {
+      u.push(await registrationChild(regProgs.upload, [bucket, ...pairs]));
+      r.push(await registrationChild(regProgs.register, [`s3://${bucket}/${prefix}`, `reg${i}`, ...pairs]));
+    }
+    const [mr, mu] = [median(r.map((x) => x.ms)), median(u.map((x) => x.ms))];
+    printTable(
+      [
+        `registration, ${(total / MIB).toFixed(0)} MiB bundle (median of ${REPEATS})`,
+        '(r) registerBundle ms',
+        '(u) SDK multipart upload ms',
+        'r/u',
+        'register peak RSS MB',
+        'upload peak RSS MB',
+      ],
+      [
+        [
+          'from disk, fresh processes',
+          mr.toFixed(0),
+          mu.toFixed(0),
+          (mr / mu).toFixed(2),
+          Math.max(...r.map((x) => x.rssMb)).toFixed(0),
+          Math.max(...u.map((x) => x.rssMb)).toFixed(0),
+        ],
+      ],
+    );
+    console.log('targets: r/u ≤ 1.2, register peak RSS ≤ 300 MB whatever the size.');
     const progs = await children(work);
     const specs = files.map((f) => `${f.name}=${f.blobKey}=${f.size}`);
     const f: number[] = [];
