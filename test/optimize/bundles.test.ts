@@ -20,7 +20,12 @@ import {
   resolveExternalData,
   writeExternalData,
 } from '../../shared/onnx/external-data';
-import { ensureOnnxChecker } from './onnx-checker';
+import { parseOptimizeRequest } from '../../shared/optimize';
+import { optimizeVersion } from '../../shared/optimize/optimizer';
+import { readParentModel } from '../../shared/optimize/parent';
+import { ModelRegistry } from '../../shared/registry';
+import { createTestStore, type TestStore } from '../support/stores';
+import { ensureOnnxChecker, onnxCheckerErrors } from './onnx-checker';
 
 const PYTHON = '/usr/bin/python3';
 const dirs: string[] = [];
@@ -147,4 +152,74 @@ describe('resolveExternalData refuses bad references', () => {
       expect(reads).toBe(0); // refused before anything is read
     });
   }
+});
+
+describe('optimize int8 of a bundle parent (file store)', () => {
+  let t: TestStore;
+  let registry: ModelRegistry;
+  // Big enough that int8 pays off and the gate's size check is meaningful.
+  const big = buildMlp({ inputSize: 128, hiddenSizes: [256], outputSize: 16, seed: 21 });
+  const x = randomFloat32(mulberry32(5), 4 * 128, -1, 1);
+  beforeAll(async () => {
+    t = await createTestStore('file', 'optimize-bundles');
+    registry = new ModelRegistry(t.store);
+  });
+  afterAll(() => t.cleanup());
+
+  for (const layout of ['single', 'per-tensor'] as const) {
+    it(`${layout}: the int8 candidate is one file that passes onnx.checker, runs, and stays close to the parent`, async () => {
+      const bundle = writeExternalData(big.model, { layout });
+      const name = `mlp-${layout}`;
+      const { version: parent } = await registry.registerBundle(name, [
+        { name: 'model.onnx', body: bundle.graph },
+        ...bundle.files.map((f) => ({ name: f.name, body: Buffer.concat(f.chunks) })),
+      ]);
+      expect(parent.files?.length).toBe(1 + bundle.files.length);
+      // The resolved parent is the inline model, byte for byte.
+      expect(Buffer.from(await readParentModel(registry, parent)).equals(Buffer.from(big.bytes))).toBe(true);
+
+      const report = await optimizeVersion(
+        registry,
+        name,
+        parent.version,
+        // Random inputs to a random 16-way MLP have near-ties in the top class; cosine stays strict.
+        parseOptimizeRequest({ techniques: ['int8'], tolerances: { minTop1Agreement: 0.95 } }),
+        { store: t.store, evaluate: { iterations: 2, loadRuns: 1 } },
+      );
+      const c = report.candidates[0];
+      expect(c?.error).toBeUndefined();
+      expect(c?.gate?.reasons).toEqual([]);
+      expect(c?.status).toBe('registered');
+      const candidate = await registry.getVersion(name, c?.version ?? -1);
+      expect(candidate.files).toBeUndefined(); // under 2 GiB: a single file
+      expect(candidate.parentVersion).toBe(parent.version);
+      const bytes = new Uint8Array(await registry.readModel(candidate));
+      expect(bytes.byteLength).toBeLessThan(big.bytes.byteLength / 2);
+      expect(onnxCheckerErrors(bytes)).toBe('');
+      const got = await run(bytes, x, [4, 128]);
+      const want = mlpReference(big.weights, x, 4);
+      let maxErr = 0;
+      let maxRef = 0;
+      for (let i = 0; i < want.length; i++) {
+        maxErr = Math.max(maxErr, Math.abs((got[i] ?? 0) - (want[i] ?? 0)));
+        maxRef = Math.max(maxRef, Math.abs(want[i] ?? 0));
+      }
+      expect(maxErr).toBeLessThan(0.05 * maxRef);
+      expect(maxErr).toBeGreaterThan(0); // really quantized, not a copy of the parent
+    });
+  }
+
+  it('a bundle whose data file was tampered with after registration is not optimized', async () => {
+    const bundle = writeExternalData(big.model, { layout: 'single' });
+    const { version: parent } = await registry.registerBundle('mlp-tampered', [
+      { name: 'model.onnx', body: bundle.graph },
+      ...bundle.files.map((f) => ({ name: f.name, body: Buffer.concat(f.chunks) })),
+    ]);
+    const data = parent.files?.find((f) => f.role === 'data');
+    if (!data) throw new Error('no data file');
+    const bytes = Buffer.from((await t.store.get(data.blobKey)).body);
+    bytes[100] = (bytes[100] ?? 0) ^ 0xff;
+    await t.store.put(data.blobKey, bytes);
+    await expect(readParentModel(registry, parent)).rejects.toThrow(/sha256|digest|integrity|tamper/i);
+  });
 });
