@@ -154,7 +154,13 @@ describe('resolveExternalData refuses bad references', () => {
   }
 });
 
-describe('optimize int8 of a bundle parent (file store)', () => {
+/**
+ * Random inputs to a random 16-way MLP have near-ties in the top class (cosine stays strict); the
+ * latency verdict is not what these tests check, and 2 iterations on shared cores are noise.
+ */
+const TOLERANCES = { minTop1Agreement: 0.95, maxSlowdown: 100 };
+
+describe('optimize int8 and fp16 of a bundle parent (file store)', () => {
   let t: TestStore;
   let registry: ModelRegistry;
   // Big enough that int8 pays off and the gate's size check is meaningful.
@@ -182,8 +188,7 @@ describe('optimize int8 of a bundle parent (file store)', () => {
         registry,
         name,
         parent.version,
-        // Random inputs to a random 16-way MLP have near-ties in the top class; cosine stays strict.
-        parseOptimizeRequest({ techniques: ['int8'], tolerances: { minTop1Agreement: 0.95 } }),
+        parseOptimizeRequest({ techniques: ['int8'], tolerances: TOLERANCES }),
         { store: t.store, evaluate: { iterations: 2, loadRuns: 1 } },
       );
       const c = report.candidates[0];
@@ -208,6 +213,32 @@ describe('optimize int8 of a bundle parent (file store)', () => {
       expect(maxErr).toBeGreaterThan(0); // really quantized, not a copy of the parent
     });
   }
+
+  it('fp16 of a per-tensor bundle: one file that passes onnx.checker and stays close to the parent', async () => {
+    const bundle = writeExternalData(big.model, { layout: 'per-tensor' });
+    const { version: parent } = await registry.registerBundle('mlp-fp16', [
+      { name: 'model.onnx', body: bundle.graph },
+      ...bundle.files.map((f) => ({ name: f.name, body: Buffer.concat(f.chunks) })),
+    ]);
+    const report = await optimizeVersion(
+      registry,
+      'mlp-fp16',
+      parent.version,
+      parseOptimizeRequest({ techniques: ['fp16'], tolerances: TOLERANCES }),
+      { store: t.store, evaluate: { iterations: 2, loadRuns: 1 } },
+    );
+    const c = report.candidates[0];
+    expect(c?.error).toBeUndefined();
+    expect(c?.gate?.reasons).toEqual([]);
+    const candidate = await registry.getVersion('mlp-fp16', c?.version ?? -1);
+    expect(candidate.files).toBeUndefined();
+    const bytes = new Uint8Array(await registry.readModel(candidate));
+    expect(bytes.byteLength).toBeLessThan(big.bytes.byteLength * 0.6);
+    expect(onnxCheckerErrors(bytes)).toBe('');
+    const got = await run(bytes, x, [4, 128]);
+    const want = mlpReference(big.weights, x, 4);
+    for (let i = 0; i < want.length; i++) expect(Math.abs((got[i] ?? 0) - (want[i] ?? 0))).toBeLessThan(0.01);
+  });
 
   it('a bundle whose data file was tampered with after registration is not optimized', async () => {
     const bundle = writeExternalData(big.model, { layout: 'single' });
