@@ -5,7 +5,7 @@
  * embedded file store with no AWS account.
  *
  * - before the servers start: refuses a non-loopback MAAS_HOST without MAAS_API_KEY (and warns
- *   loudly with one: serverless-offline's Lambda invoke port follows the same host, unauthenticated);
+ *   loudly with one: predict and generate routes stay open, as with predictAuth=none);
  *   gives the handlers the local environment (MAAS_STORE defaults to
  *   `file://<service>/.maas`, MAAS_* / S3_* settings come from the shell, CloudFormation-only
  *   values are dropped) and registers + promotes the demo model on first start;
@@ -15,13 +15,12 @@
  * - once they listen: polls `incoming/` and invokes the register-version function with an S3
  *   ObjectCreated event for each dropped file (same handler code path as the S3 trigger), and
  *   prints one `maas: ready` line;
- * - on shutdown (SIGINT/SIGTERM): stops the poller and asks the handler threads to drain (predict
- *   writes its pending captures) before serverless-offline terminates them.
- *
  * - the front server (scripts/local-dev/front-server.ts) listens on MAAS_HOST:MAAS_PORT: it streams the
  *   text-generation routes from the real generate handler in this process (serverless-offline can
  *   neither stream nor serve Function URLs) and proxies everything else, byte for byte, to
  *   serverless-offline, moved to an internal port on 127.0.0.1 (with its Lambda invoke port).
+ * - on shutdown (SIGINT/SIGTERM): stops the poller and asks the handler threads to drain (predict
+ *   writes its pending captures) before serverless-offline terminates them.
  *
  * The monitor's schedule event is run by serverless-offline itself (MAAS_MONITOR_SCHEDULE may
  * shorten the period locally). The logic lives in scripts/local-dev/*.ts, loaded through tsx's
@@ -178,10 +177,6 @@ class LocalDevPlugin {
     this.log.notice(
       `maas: ready on http://${host}:${httpPort} (store ${this.storeUrl}; ${key}; ${this.uploads ? `uploads via ${this.uploads.url}; ` : ''}drop .onnx files into incoming/<name>/)`,
     );
-    if (!this.core().isLoopbackHost(host))
-      this.log.warning(
-        `maas: WARNING: the Lambda invoke port ${host}:${lambdaPort} is reachable from the network WITHOUT authentication (see the warning above)`,
-      );
   }
 
   /**
