@@ -5,7 +5,7 @@
  * embedded file store with no AWS account.
  *
  * - before the servers start: refuses a non-loopback MAAS_HOST without MAAS_API_KEY (and warns
- *   loudly with one: serverless-offline's Lambda invoke port follows the same host, unauthenticated);
+ *   loudly with one: predict and generate routes stay open, as with predictAuth=none);
  *   gives the handlers the local environment (MAAS_STORE defaults to
  *   `file://<service>/.maas`, MAAS_* / S3_* settings come from the shell, CloudFormation-only
  *   values are dropped) and registers + promotes the demo model on first start;
@@ -15,6 +15,10 @@
  * - once they listen: polls `incoming/` and invokes the register-version function with an S3
  *   ObjectCreated event for each dropped file (same handler code path as the S3 trigger), and
  *   prints one `maas: ready` line;
+ * - the front server (scripts/local-dev/front-server.ts) listens on MAAS_HOST:MAAS_PORT: it streams the
+ *   text-generation routes from the real generate handler in this process (serverless-offline can
+ *   neither stream nor serve Function URLs) and proxies everything else, byte for byte, to
+ *   serverless-offline, moved to an internal port on 127.0.0.1 (with its Lambda invoke port).
  * - on shutdown (SIGINT/SIGTERM): stops the poller and asks the handler threads to drain (predict
  *   writes its pending captures) before serverless-offline terminates them.
  *
@@ -39,12 +43,20 @@ class LocalDevPlugin {
     /** @type {{ url: string, close: () => Promise<void> } | undefined} */
     this.uploads = undefined;
     this.storeUrl = '';
+    /** @type {{ close: () => Promise<void> } | undefined} */
+    this.front = undefined;
+    /** Where users connect (MAAS_HOST, MAAS_PORT): the front server; read before serverless-offline's options move. */
+    this.public = this.offlineOptions();
+    this.internalHttpPort = 0;
     if (serverless.processedInput?.commands?.[0] === 'offline') this.useOwnWorkFolder();
     this.hooks = {
       // `initialize` runs before every other plugin's lifecycle hooks: a refusal there stops
       // the start before serverless-esbuild bundles and starts its file watchers (which would
       // otherwise keep the failed process alive).
-      initialize: () => this.checkExposure(),
+      initialize: async () => {
+        this.checkExposure();
+        await this.moveOfflineInside();
+      },
       'before:offline:start:init': () => this.prepare(),
       'after:offline:start:init': () => this.started(),
       'before:offline:start:end': () => this.stop(),
@@ -69,6 +81,22 @@ class LocalDevPlugin {
     return tsx.require(path.join(__dirname, '../scripts/local-dev/index.ts'), __filename);
   }
 
+  /**
+   * serverless-offline's own HTTP server (and with it its Lambda invoke port: one host setting
+   * for both) goes to a free internal port on 127.0.0.1; the front server takes the public one.
+   * Its options are merged when it starts (`offline:start:init`), after this hook.
+   */
+  async moveOfflineInside() {
+    if (this.serverless.processedInput?.commands?.[0] !== 'offline') return;
+    const custom = this.serverless.service.custom ?? {};
+    custom['serverless-offline'] ??= {};
+    this.internalHttpPort = await this.core().freeLoopbackPort();
+    custom['serverless-offline'].host = '127.0.0.1';
+    custom['serverless-offline'].httpPort = this.internalHttpPort;
+    delete this.options.host;
+    delete this.options.httpPort;
+  }
+
   offlineOptions() {
     const custom = this.serverless.service.custom?.['serverless-offline'] ?? {};
     const host = String(this.options.host ?? custom.host ?? '127.0.0.1');
@@ -85,7 +113,7 @@ class LocalDevPlugin {
    */
   checkExposure() {
     if (this.serverless.processedInput?.commands?.[0] !== 'offline') return;
-    const { host, lambdaPort } = this.offlineOptions();
+    const { host, lambdaPort } = this.public;
     // A typo in MAAS_DEMO or MAAS_INCOMING_POLL_MS stops the start here, with the setting named.
     this.core().localDevSettings(process.env);
     const exposure = this.core().exposureCheck(host, lambdaPort, process.env);
@@ -110,7 +138,7 @@ class LocalDevPlugin {
       // Started before the handlers so that the first ticket already points to a live server.
       this.uploads = await core.startUploadServer({
         storeUrl: this.storeUrl,
-        host: this.offlineOptions().host,
+        host: this.public.host,
         port: core.localDevSettings(process.env).uploadPort,
         log: (line) => this.log.warning(line),
       });
@@ -126,11 +154,19 @@ class LocalDevPlugin {
 
   async started() {
     await this.serveDashboard();
-    const { host, httpPort, lambdaPort, connectHost } = this.offlineOptions();
+    const { host, httpPort, lambdaPort } = this.public;
+    const generate = this.serverless.service.getFunction('generate');
+    this.front = await this.core().startLocalGateway({
+      host,
+      port: httpPort,
+      upstreamPort: this.internalHttpPort,
+      environment: { ...this.serverless.service.provider.environment, ...(generate.environment ?? {}) },
+      timeoutSeconds: Number(generate.timeout ?? 900),
+    });
     const fn = this.serverless.service.getFunction('registerVersion');
     this.poller = this.core().startIncomingWatcher({
       storeUrl: this.storeUrl,
-      lambdaEndpoint: `http://${connectHost.includes(':') ? `[${connectHost}]` : connectHost}:${lambdaPort}`,
+      lambdaEndpoint: `http://127.0.0.1:${lambdaPort}`,
       functionName: fn.name,
       intervalMs: this.core().localDevSettings(process.env).incomingPollMs,
       log: (line) => this.log.notice(line),
@@ -141,10 +177,6 @@ class LocalDevPlugin {
     this.log.notice(
       `maas: ready on http://${host}:${httpPort} (store ${this.storeUrl}; ${key}; ${this.uploads ? `uploads via ${this.uploads.url}; ` : ''}drop .onnx files into incoming/<name>/)`,
     );
-    if (!this.core().isLoopbackHost(host))
-      this.log.warning(
-        `maas: WARNING: the Lambda invoke port ${host}:${lambdaPort} is reachable from the network WITHOUT authentication (see the warning above)`,
-      );
   }
 
   /**
@@ -172,6 +204,7 @@ class LocalDevPlugin {
   }
 
   async stop() {
+    await this.front?.close();
     await this.poller?.stop();
     await this.uploads?.close();
     const { drained, timedOut } = await this.core().drainLocalHandlers();

@@ -119,16 +119,18 @@ async function eventOf(req: IncomingMessage, url: URL): Promise<LambdaFunctionUR
 }
 
 /**
- * Serves a streaming handler on `host:port` (port 0: any free port).
+ * A node:http request listener that answers each request with a streaming handler, body bytes
+ * forwarded as the handler writes them (for servers that route only some paths to it).
  * @example
- * const { server, url } = await serveStreamingHandler(handler, { port: 0, timeoutMs: 900_000 });
+ * const listener = streamingRequestListener(handler, { timeoutMs: 900_000 });
+ * createServer((req, res) => (isGenerateRoute(req.url ?? '') ? listener(req, res) : other(req, res)));
  */
-export async function serveStreamingHandler(
+export function streamingRequestListener(
   handler: StreamingHandler,
-  options: { port: number; host?: string; timeoutMs?: number },
-): Promise<{ server: Server; url: string }> {
+  options: { timeoutMs?: number } = {},
+): (req: IncomingMessage, res: ServerResponse) => void {
   const timeoutMs = options.timeoutMs ?? 900_000;
-  const server = createServer((req, res) => {
+  return (req, res) => {
     const url = new URL(req.url ?? '/', `http://${req.headers.host ?? 'localhost'}`);
     const started = Date.now();
     const stream = new ForwardingStream(res);
@@ -144,7 +146,24 @@ export async function serveStreamingHandler(
         res.end(JSON.stringify({ error: `handler failed: ${(error as Error).message}` }));
       }
     })();
-  });
+  };
+}
+
+/**
+ * Serves a streaming handler on `host:port` (port 0: any free port).
+ * @example
+ * const { server, url } = await serveStreamingHandler(handler, { port: 0, timeoutMs: 900_000 });
+ */
+export async function serveStreamingHandler(
+  handler: StreamingHandler,
+  options: { port: number; host?: string; timeoutMs?: number },
+): Promise<{ server: Server; url: string }> {
+  const server = createServer(
+    streamingRequestListener(
+      handler,
+      options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {},
+    ),
+  );
   server.listen(options.port, options.host ?? '127.0.0.1');
   await once(server, 'listening');
   return { server, url: `http://${options.host ?? '127.0.0.1'}:${(server.address() as AddressInfo).port}` };

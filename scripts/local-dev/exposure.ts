@@ -1,11 +1,10 @@
 /**
- * Whether `npm start` may listen where it was asked to. serverless-offline binds its Lambda
- * invoke endpoint (`lambdaPort`, 3002) to the same host as the HTTP API and has no setting to keep
- * it apart; that endpoint has no authentication at all. Anyone who reaches it can invoke any
- * function directly: monitor actions (baselines, policy overrides), optimize worker events and
- * S3-shaped events to register-version, none of which pass through the API key check. So a
- * non-loopback host is refused unless the API is at least key-protected, and even then the
- * operator is told plainly what stays open.
+ * Whether `npm start` may listen where it was asked to. Only the front server (the API on
+ * MAAS_PORT) and the upload server (token-checked) bind MAAS_HOST; serverless-offline, with its
+ * unauthenticated Lambda invoke endpoint (`lambdaPort`, 3002: anyone who reaches it can invoke
+ * every function directly, bypassing the API key), stays on 127.0.0.1 behind the front server.
+ * Still, a non-loopback host puts every mutating route on the network, so it is refused unless
+ * the API is at least key-protected, and even then the operator is told plainly what is open.
  */
 import { isIP } from 'node:net';
 
@@ -54,15 +53,13 @@ export function isLoopbackHost(host: string): boolean {
  */
 export function exposureCheck(host: string, lambdaPort: number, shell: NodeJS.ProcessEnv): ExposureDecision {
   if (isLoopbackHost(host)) return { loopback: true, warnings: [] };
-  const lambdaOpen =
-    `serverless-offline's Lambda invoke port ${host}:${lambdaPort} binds to the same host and has NO authentication: ` +
-    'anyone who can reach it can invoke every function directly (monitor actions, optimize worker events, S3 events to register-version), bypassing MAAS_API_KEY.';
+  const lambdaInside = `serverless-offline and its unauthenticated Lambda invoke port (${lambdaPort}) stay on 127.0.0.1.`;
   if (!shell.MAAS_API_KEY) {
     return {
       loopback: false,
       refusal:
         `maas: refusing to listen on ${host}: MAAS_HOST is not a loopback address and MAAS_API_KEY is not set, so every mutating route would be open to the network. ` +
-        `Set MAAS_API_KEY (and firewall port ${lambdaPort}), or leave MAAS_HOST unset to listen on 127.0.0.1. ${lambdaOpen}`,
+        `Set MAAS_API_KEY, or leave MAAS_HOST unset to listen on 127.0.0.1. (${lambdaInside})`,
       warnings: [],
     };
   }
@@ -71,9 +68,9 @@ export function exposureCheck(host: string, lambdaPort: number, shell: NodeJS.Pr
     loopback: false,
     warnings: [
       rule,
-      `maas: WARNING: listening on ${host}, reachable from other machines. The HTTP API requires MAAS_API_KEY for changes, but`,
-      `maas: WARNING: ${lambdaOpen}`,
-      `maas: WARNING: block port ${lambdaPort} from the network (firewall) or use MAAS_HOST=127.0.0.1 behind an authenticating proxy.`,
+      `maas: WARNING: listening on ${host}, reachable from other machines. Mutating routes require MAAS_API_KEY;`,
+      'maas: WARNING: predict and generate routes are open to anyone who reaches this port (as on a stack with predictAuth=none).',
+      `maas: WARNING: ${lambdaInside} Prefer MAAS_HOST=127.0.0.1 behind an authenticating proxy.`,
       rule,
     ],
   };

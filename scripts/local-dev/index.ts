@@ -2,15 +2,19 @@
  * What `npm start` adds around serverless-offline (called by plugins/local-dev.js): the local
  * environment of the handlers, the demo model on first start, and the `incoming/` watcher.
  */
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import * as path from 'node:path';
 import { type SeedResult, seedDemoModel } from '../../dev/demo/iris';
+import { installLambdaStreamingShim, type StreamingHandler } from '../../functions/generate/local-server';
 import { ModelRegistry } from '../../shared/registry';
 import { readSettings } from '../../shared/settings';
 import { createObjectStore } from '../../shared/store';
+import { type FrontServer, startFrontServer } from './front-server';
 import { IncomingPoller, offlineInvoker } from './incoming-poller';
 
 export { type DrainOptions, drainLocalHandlers } from './drain';
 export { type ExposureDecision, exposureCheck, isLoopbackHost } from './exposure';
+export { type FrontServer, type FrontServerOptions, startFrontServer } from './front-server';
 export { startUploadServer, type UploadServer, type UploadServerOptions } from './upload-server';
 
 /** The settings of `npm start` itself (the handlers read theirs in their own runtime). */
@@ -158,4 +162,60 @@ export function startIncomingWatcher(options: IncomingWatcherOptions): IncomingP
   });
   poller.start();
   return poller;
+}
+
+/** Options of {@link startLocalGateway}. */
+export interface LocalGatewayOptions {
+  host: string;
+  port: number;
+  /** serverless-offline's internal HTTP port on 127.0.0.1. */
+  upstreamPort: number;
+  /** The generate function's local environment (provider's and its own), set on this process. */
+  environment: Record<string, string>;
+  /** The generate function's timeout in seconds. */
+  timeoutSeconds: number;
+}
+
+/**
+ * Starts the front server of `npm start` ({@link startFrontServer}) with the real generate
+ * handler in this process. The handler reads its settings from `process.env` (as on Lambda), so
+ * the function's local environment is set here first; it is the same one the offline handlers get.
+ *
+ * @example
+ * ```ts
+ * const front = await startLocalGateway({ host: '127.0.0.1', port: 3000, upstreamPort, environment, timeoutSeconds: 900 });
+ * ```
+ */
+export async function startLocalGateway(options: LocalGatewayOptions): Promise<FrontServer> {
+  for (const [k, v] of Object.entries(options.environment)) process.env[k] = v;
+  installLambdaStreamingShim();
+  // Loaded after the shim and the environment: the module builds its handler on import.
+  const { handler } = require('../../functions/generate/lambda') as { handler: StreamingHandler };
+  return startFrontServer({
+    host: options.host,
+    port: options.port,
+    upstreamPort: options.upstreamPort,
+    generate: handler,
+    timeoutMs: options.timeoutSeconds * 1000,
+  });
+}
+
+/**
+ * A free TCP port on 127.0.0.1 (bound to 0, read, released): serverless-offline's internal HTTP
+ * port, which it must be given as a number.
+ *
+ * @example
+ * ```ts
+ * const port = await freeLoopbackPort();
+ * ```
+ */
+export function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createNetServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
 }

@@ -63,6 +63,7 @@ const EXPECTED_ROUTES: Record<string, string> = {
 const FUNCTIONS = [
   'predict',
   'predictAsync',
+  'generate',
   'registerVersion',
   'rollback',
   'catalog',
@@ -223,6 +224,7 @@ describe('npm run package (offline)', () => {
       expect(zip.names().some((n) => n.includes('onnxruntime_binding.node'))).toBe(false);
     }
     expect(needsOrt).toContain('predict');
+    expect(needsOrt).toContain('generate');
     expect(withLayer.sort()).toEqual(needsOrt.sort());
   });
 
@@ -326,6 +328,50 @@ describe('npm run package (offline)', () => {
         's3:PutObject bucket/async/requests/*',
       ].sort(),
     );
+  });
+
+  it('serves generation from a streaming Function URL (IAM by default), with 15 minutes, the layer, predict sizing and read-only model access', () => {
+    const fn = t.Resources[functionLogicalId('generate')]!.Properties;
+    const predict = t.Resources[functionLogicalId('predict')]!.Properties;
+    expect(fn.Handler).toBe('functions/generate/lambda.handler');
+    expect(fn.Timeout).toBe(900);
+    expect(fn.MemorySize).toBe(predict.MemorySize);
+    expect(fn.EphemeralStorage).toEqual(predict.EphemeralStorage);
+    expect(fn.Layers).toEqual([{ Ref: 'OnnxruntimeLambdaLayer' }]);
+    const env = (fn.Environment as { Variables: Record<string, unknown> }).Variables;
+    const predictEnv = (predict.Environment as { Variables: Record<string, unknown> }).Variables;
+    // The same canary key as predict, so a request id splits the same way on both.
+    expect(env.MAAS_CANARY_SECRET).toEqual(predictEnv.MAAS_CANARY_SECRET);
+    const urls = resourcesOfType(t, 'AWS::Lambda::Url').map(([, u]) => u.Properties);
+    expect(urls).toEqual([
+      {
+        AuthType: 'AWS_IAM',
+        InvokeMode: 'RESPONSE_STREAM',
+        TargetFunctionArn: { 'Fn::GetAtt': [functionLogicalId('generate'), 'Arn'] },
+      },
+    ]);
+    // IAM: no public invoke permission.
+    expect(
+      resourcesOfType(t, 'AWS::Lambda::Permission').filter(([, p]) => p.Properties.Principal === '*'),
+    ).toEqual([]);
+    expect(t.Outputs?.GenerateLambdaFunctionUrl).toMatchObject({
+      Description: 'Lambda Function URL',
+      Value: { 'Fn::GetAtt': ['GenerateLambdaFunctionUrl', 'FunctionUrl'] },
+    });
+    const bucketArn = `arn:\${AWS::Partition}:s3:::${bucketNameSub()}`;
+    const grants = statementsOf('GenerateRole')
+      .filter((s) => list(s.Action).every((a) => a.startsWith('s3:')))
+      .flatMap((s) =>
+        list(s.Action).flatMap((a) =>
+          resourceStrings(s.Resource).map((r) => `${a} ${r.replace(bucketArn, 'bucket')}`),
+        ),
+      )
+      .sort();
+    expect(grants).toEqual([
+      's3:GetObject bucket/blobs/*',
+      's3:GetObject bucket/models/*',
+      's3:ListBucket bucket',
+    ]);
   });
 
   it('runs asynchronous inference in predictAsync: the predict code with 15 minutes, one retry, and only what a run touches', () => {

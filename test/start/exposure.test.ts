@@ -1,7 +1,7 @@
 /**
- * `npm start` on a non-loopback host: serverless-offline's Lambda invoke port follows MAAS_HOST
- * and has no authentication, so the local server refuses to be exposed without MAAS_API_KEY and
- * warns loudly with it.
+ * `npm start` on a non-loopback host: the front server puts every mutating route on the network
+ * (serverless-offline and its unauthenticated Lambda invoke port stay on 127.0.0.1), so the local
+ * server refuses to be exposed without MAAS_API_KEY and warns loudly with it.
  */
 import * as fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -34,14 +34,16 @@ describe('exposureCheck', () => {
       expect(isLoopbackHost(h), h).toBe(false);
   });
 
-  it('allows loopback silently, refuses a non-loopback host without MAAS_API_KEY, and warns about the open Lambda port with one', () => {
+  it('allows loopback silently, refuses a non-loopback host without MAAS_API_KEY, and warns about what is open with one', () => {
     expect(exposureCheck('127.0.0.1', 3002, {})).toEqual({ loopback: true, warnings: [] });
     const refused = exposureCheck('0.0.0.0', 3002, { MAAS_API_KEY: '' });
     expect(refused.refusal).toMatch(/refusing to listen on 0\.0\.0\.0.*MAAS_API_KEY is not set/);
-    expect(refused.refusal).toMatch(/Lambda invoke port 0\.0\.0\.0:3002 .*NO authentication/);
+    expect(refused.refusal).toMatch(/Lambda invoke port \(3002\) stay on 127\.0\.0\.1/);
     const keyed = exposureCheck('192.168.1.5', 4002, { MAAS_API_KEY: 'k' });
     expect(keyed.refusal).toBeUndefined();
-    expect(keyed.warnings.join('\n')).toMatch(/Lambda invoke port 192\.168\.1\.5:4002 .*NO authentication/);
+    expect(keyed.warnings.join('\n')).toMatch(/Mutating routes require MAAS_API_KEY/);
+    expect(keyed.warnings.join('\n')).toMatch(/predict and generate routes are open/);
+    expect(keyed.warnings.join('\n')).toMatch(/Lambda invoke port \(4002\) stay on 127\.0\.0\.1/);
   });
 });
 
