@@ -5,6 +5,7 @@ export * from './gate';
 export * from './inputs';
 export * from './jobs';
 export * from './optimizer';
+export * from './parent';
 export * from './request';
 export * from './sweep';
 export * from './techniques';

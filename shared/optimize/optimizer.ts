@@ -16,6 +16,7 @@ import {
 } from './evaluate';
 import { type GateDecision, gate } from './gate';
 import { type CapturedInputsProvider, noCapturedInputs, resolveEvaluationInputs } from './inputs';
+import { readParentModel } from './parent';
 import type { OptimizeRequest } from './request';
 import { buildCandidate, type StepDetails } from './techniques';
 
@@ -101,8 +102,9 @@ export async function optimizeVersion(
 ): Promise<OptimizationReport> {
   const startedAt = new Date().toISOString();
   const parent = await registry.getVersion(model, version);
-  // Verified read: a tampered parent fails here (IntegrityError) before any candidate is built.
-  const parentBytes = new Uint8Array(await registry.readModel(parent));
+  // Verified read (every file of a bundle): a tampered parent fails here (IntegrityError) before
+  // any candidate is built. A bundle's external data is resolved inline (parent.ts).
+  const parentBytes = await readParentModel(registry, parent);
   const inputs = await resolveEvaluationInputs(parent.onnx.inputs, {
     store: options.store,
     model,
