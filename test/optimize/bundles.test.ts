@@ -154,7 +154,7 @@ describe('resolveExternalData refuses bad references', () => {
   }
 });
 
-describe('optimize int8 of a bundle parent (file store)', () => {
+describe('optimize int8 and fp16 of a bundle parent (file store)', () => {
   let t: TestStore;
   let registry: ModelRegistry;
   // Big enough that int8 pays off and the gate's size check is meaningful.
@@ -166,10 +166,17 @@ describe('optimize int8 of a bundle parent (file store)', () => {
   });
   afterAll(() => t.cleanup());
 
-  for (const layout of ['single', 'per-tensor'] as const) {
-    it(`${layout}: the int8 candidate is one file that passes onnx.checker, runs, and stays close to the parent`, async () => {
+  // int8 shrinks weights ~4x (error bounded by the quantization step); fp16 ~2x (error ~1e-3 relative).
+  const cases = [
+    { technique: 'int8', layout: 'single', maxSizeRatio: 0.5, maxRelErr: 0.05 },
+    { technique: 'int8', layout: 'per-tensor', maxSizeRatio: 0.5, maxRelErr: 0.05 },
+    { technique: 'fp16', layout: 'single', maxSizeRatio: 0.6, maxRelErr: 0.01 },
+    { technique: 'fp16', layout: 'per-tensor', maxSizeRatio: 0.6, maxRelErr: 0.01 },
+  ] as const;
+  for (const { technique, layout, maxSizeRatio, maxRelErr } of cases) {
+    it(`${layout}: the ${technique} candidate is one file that passes onnx.checker, runs, and stays close to the parent`, async () => {
       const bundle = writeExternalData(big.model, { layout });
-      const name = `mlp-${layout}`;
+      const name = `mlp-${technique}-${layout}`;
       const { version: parent } = await registry.registerBundle(name, [
         { name: 'model.onnx', body: bundle.graph },
         ...bundle.files.map((f) => ({ name: f.name, body: Buffer.concat(f.chunks) })),
@@ -183,7 +190,12 @@ describe('optimize int8 of a bundle parent (file store)', () => {
         name,
         parent.version,
         // Random inputs to a random 16-way MLP have near-ties in the top class; cosine stays strict.
-        parseOptimizeRequest({ techniques: ['int8'], tolerances: { minTop1Agreement: 0.95 } }),
+        // Latency of a tiny MLP on 2 shared, busy cores is noise (int8 measured 1.28× once): this
+        // test is about reading bundles, so the slowdown gate is relaxed; size and accuracy are not.
+        parseOptimizeRequest({
+          techniques: [technique],
+          tolerances: { minTop1Agreement: 0.95, maxSlowdown: 4 },
+        }),
         { store: t.store, evaluate: { iterations: 2, loadRuns: 1 } },
       );
       const c = report.candidates[0];
@@ -194,7 +206,7 @@ describe('optimize int8 of a bundle parent (file store)', () => {
       expect(candidate.files).toBeUndefined(); // under 2 GiB: a single file
       expect(candidate.parentVersion).toBe(parent.version);
       const bytes = new Uint8Array(await registry.readModel(candidate));
-      expect(bytes.byteLength).toBeLessThan(big.bytes.byteLength / 2);
+      expect(bytes.byteLength).toBeLessThan(big.bytes.byteLength * maxSizeRatio);
       expect(onnxCheckerErrors(bytes)).toBe('');
       const got = await run(bytes, x, [4, 128]);
       const want = mlpReference(big.weights, x, 4);
@@ -204,7 +216,7 @@ describe('optimize int8 of a bundle parent (file store)', () => {
         maxErr = Math.max(maxErr, Math.abs((got[i] ?? 0) - (want[i] ?? 0)));
         maxRef = Math.max(maxRef, Math.abs(want[i] ?? 0));
       }
-      expect(maxErr).toBeLessThan(0.05 * maxRef);
+      expect(maxErr).toBeLessThan(maxRelErr * maxRef);
       expect(maxErr).toBeGreaterThan(0); // really quantized, not a copy of the parent
     });
   }
