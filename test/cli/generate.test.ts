@@ -16,8 +16,11 @@ import {
   type StreamingHandler,
   serveStreamingHandler,
 } from '../../functions/generate/local-server';
-import { ModelRegistry } from '../../shared/registry';
+import { resetRuntime } from '../../functions/lib/runtime';
+import { startUploadServer, type UploadServer } from '../../scripts/local-dev/upload-server';
+import { type ModelVersion, ModelRegistry as Registry } from '../../shared/registry';
 import { FileObjectStore } from '../../shared/store';
+import { type Gateway, loadRoutes, startGateway } from '../support/gateway';
 
 const BIN = path.resolve(__dirname, '../../bin/maas.cjs');
 
@@ -73,7 +76,7 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'maas-cli-generate-'));
   const folder = path.join(dir, 'bundle');
   const files = writeTextModelFolder(folder, { chain: defaultChain(), externalData: true });
-  const registry = new ModelRegistry(new FileObjectStore(path.join(dir, 'store')));
+  const registry = new Registry(new FileObjectStore(path.join(dir, 'store')));
   await registry.registerBundle(
     'tiny',
     files.map((name) => ({ name, body: createReadStream(path.join(folder, name)) })),
@@ -174,5 +177,64 @@ describe('maas generate / chat', () => {
     const chat = await maas(['chat', 'tiny:7'], { MAAS_ENDPOINT: url }, 'hi\n');
     expect(chat.code).toBe(1);
     expect(chat.stderr).toMatch(/HTTP 404 model_not_found/);
+  });
+});
+
+describe('maas register / show of a text-generation bundle (real API, file store, upload server)', () => {
+  let gateway: Gateway;
+  let uploads: UploadServer;
+  let storeDir: string;
+  let work: string;
+  const saved = process.env.MAAS_STORE;
+
+  beforeAll(async () => {
+    storeDir = await mkdtemp(path.join(tmpdir(), 'maas-cli-generate-store-'));
+    work = await mkdtemp(path.join(tmpdir(), 'maas-cli-generate-reg-'));
+    process.env.MAAS_STORE = `file://${storeDir}`;
+    delete process.env.MAAS_API_KEY;
+    // Bundles go through upload sessions: the npm start upload server stands in for S3 here.
+    uploads = await startUploadServer({ storeUrl: process.env.MAAS_STORE, host: '127.0.0.1', port: 0 });
+    process.env.MAAS_LOCAL_UPLOAD_URL = uploads.url;
+    resetRuntime();
+    gateway = await startGateway(await loadRoutes(['register-version', 'catalog']));
+  });
+  afterAll(async () => {
+    await gateway?.close();
+    await uploads?.close();
+    delete process.env.MAAS_LOCAL_UPLOAD_URL;
+    process.env.MAAS_STORE = saved;
+    resetRuntime();
+    if (storeDir) await rm(storeDir, { recursive: true, force: true });
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('registration records the text-generation kind; an incomplete folder is refused with its 422', async () => {
+    const folder = path.join(work, 'tiny');
+    writeTextModelFolder(folder, { vocabSize: 64, hidden: 8, heads: 2, context: 32, externalData: true });
+    const env = { MAAS_ENDPOINT: gateway.url };
+    const r = await maas(['--json', 'register', 'tiny', folder], env);
+    expect(r.code, r.stderr).toBe(0);
+    const { version } = JSON.parse(r.stdout) as { version: ModelVersion };
+    expect(version.textGeneration).toEqual({
+      task: 'text-generation',
+      kvCache: 'cached',
+      layers: 2,
+      cacheDatatype: 'FP32',
+      contextLength: 32,
+      vocabSize: 64,
+      chatTemplate: true,
+    });
+    const shown = await maas(['show', 'tiny', '1'], env);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toMatch(
+      /task: +text-generation \(KV cache: cached, context 32 tokens, chat template\)/,
+    );
+
+    await rm(path.join(folder, 'tokenizer.json'));
+    const refused = await maas(['register', 'broken', folder], env);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/no tokenizer\.json .*\(HTTP 422/);
+    const missing = await maas(['show', 'broken'], env);
+    expect(missing.stderr).toMatch(/HTTP 404/);
   });
 });
