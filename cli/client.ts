@@ -13,6 +13,8 @@ export interface ClientOptions {
   sigv4?: boolean;
   /** SigV4 region; default from the execute-api host name, else AWS_REGION, else us-east-1. */
   region?: string;
+  /** SigV4 service; default `lambda` for a Function URL host (`*.lambda-url.*.on.aws`), else `execute-api`. */
+  service?: string;
 }
 
 export interface ApiResponse {
@@ -68,7 +70,11 @@ export function isLoopback(hostname: string): boolean {
  * ```
  */
 export function regionOfEndpoint(hostname: string): string | undefined {
-  return /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$/.exec(hostname)?.[1];
+  return (
+    /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$/.exec(hostname)?.[1] ??
+    // Lambda Function URLs (the streaming generate function): abc.lambda-url.eu-west-1.on.aws
+    /\.lambda-url\.([a-z0-9-]+)\.on\.aws$/.exec(hostname)?.[1]
+  );
 }
 
 /**
@@ -147,6 +153,48 @@ export class MaasClient {
     return response;
   }
 
+  /**
+   * Posts JSON and returns the response as it arrives (server-sent events): the body is not read.
+   * Throws {@link ApiError} for 4xx/5xx answers, with OpenAI's `{error: {message, code}}` shape
+   * flattened to maas's.
+   */
+  async stream(path: string, json: unknown): Promise<Response> {
+    const url = this.url(path);
+    const body = Buffer.from(JSON.stringify(json));
+    const headers = await this.authorize(
+      'POST',
+      url,
+      { accept: 'text/event-stream', 'content-type': 'application/json' },
+      body,
+    );
+    let res: Response;
+    try {
+      res = await fetch(url, { method: 'POST', headers, body });
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+      throw new Error(`cannot reach ${url.origin}: ${cause?.code ?? cause?.message ?? (e as Error).message}`);
+    }
+    if (res.status >= 400) {
+      const text = await res.text();
+      let parsed: ApiError['body'];
+      try {
+        const raw = JSON.parse(text) as { error?: unknown; code?: string; message?: string };
+        const e = raw.error;
+        parsed =
+          typeof e === 'object' && e !== null
+            ? {
+                error: String((e as { message?: unknown }).message ?? text),
+                ...((e as { code?: unknown }).code ? { code: String((e as { code?: unknown }).code) } : {}),
+              }
+            : (raw as ApiError['body']);
+      } catch {
+        parsed = { error: text.slice(0, 500) || res.statusText };
+      }
+      throw new ApiError(res.status, parsed);
+    }
+    return res;
+  }
+
   /** Adds the API key and, when signing, the SigV4 headers for exactly this method, URL and body. */
   async authorize(
     method: string,
@@ -158,7 +206,9 @@ export class MaasClient {
     if (this.options.apiKey) out['x-api-key'] = this.options.apiKey;
     if (!this.signs) return out;
     this.signer ??= new SignatureV4({
-      service: 'execute-api',
+      service:
+        this.options.service ??
+        (/\.lambda-url\.[a-z0-9-]+\.on\.aws$/.test(this.endpoint.hostname) ? 'lambda' : 'execute-api'),
       region:
         this.options.region ??
         regionOfEndpoint(this.endpoint.hostname) ??

@@ -9,11 +9,15 @@ export interface GlobalOptions {
   sigv4?: boolean;
   region?: string;
   json?: boolean;
+  /** Where `generate` / `chat` stream from (the Function URL on AWS); default: `endpoint`. */
+  generateEndpoint?: string;
 }
 
 /** What a command's action gets: a client built from the global options, and an output. */
 export interface CommandContext {
   client: MaasClient;
+  /** The client of the text-generation routes (`--generate-endpoint`, else `client`'s endpoint). */
+  generateClient: MaasClient;
   out: Output;
 }
 
@@ -42,13 +46,17 @@ export interface CliCommand {
  */
 export function contextOf(program: Command): CommandContext {
   const o = program.opts<GlobalOptions>();
-  return {
-    client: new MaasClient({
-      endpoint: o.endpoint,
+  const clientOf = (endpoint: string) =>
+    new MaasClient({
+      endpoint,
       ...(o.apiKey ? { apiKey: o.apiKey } : {}),
       ...(o.sigv4 !== undefined ? { sigv4: o.sigv4 } : {}),
       ...(o.region ? { region: o.region } : {}),
-    }),
+    });
+  const client = clientOf(o.endpoint);
+  return {
+    client,
+    generateClient: o.generateEndpoint ? clientOf(o.generateEndpoint) : client,
     out: createOutput(o.json ?? false),
   };
 }

@@ -47,6 +47,12 @@ export function buildProgram(): Command {
     .addOption(
       new Option('--region <region>', 'SigV4 region (default: from the endpoint host, else AWS_REGION)'),
     )
+    .addOption(
+      new Option(
+        '--generate-endpoint <url>',
+        'endpoint of the text-generation routes (generate, chat), e.g. the Function URL (default: --endpoint)',
+      ).env('MAAS_GENERATE_ENDPOINT'),
+    )
     .option('--json', 'print JSON instead of tables')
     .showHelpAfterError()
     .exitOverride();

@@ -64,6 +64,14 @@ export const command: CliCommand = {
               ['inputs', tensorSignature(m.onnx.inputs)],
               ['outputs', tensorSignature(m.onnx.outputs)],
               ['opsets', m.onnx.opsets.map((o) => `${o.domain || 'ai.onnx'}:${o.version}`).join(' ')],
+              ...(m.textGeneration
+                ? ([
+                    [
+                      'task',
+                      `text-generation (KV cache: ${m.textGeneration.kvCache}, context ${m.textGeneration.contextLength} tokens${m.textGeneration.chatTemplate ? ', chat template' : ''})`,
+                    ],
+                  ] as [string, string][])
+                : []),
             ]),
           );
         }),

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import * as path from 'node:path';
-import { UnprocessableError } from '../errors';
+import { NotFoundError, UnprocessableError } from '../errors';
 import type { MaterializeSettings } from '../inference/config';
 import { ModelMaterializer, type RangeReader } from '../inference/materialize';
 import { chooseVersion, RouteResolver } from '../inference/routing';
@@ -89,9 +89,22 @@ export function registryTextResolver(options: RegistryTextResolverOptions): Text
       return { engine: await load(version), name: version.name, version: version.version };
     },
     async list() {
-      // One page (bounded requests even with 10,000 models); every model, text or not.
+      // One page of models and each one's latest manifest (bounded requests even with 10,000
+      // models): the models whose latest version registration recognized as text generation.
       const page = await options.registry.listModels({ limit: 100 });
-      return page.items.map((m) => ({ id: m.name, created: 0 }));
+      const latest = await Promise.all(
+        page.items.map((m) =>
+          m.latestVersion > 0
+            ? options.registry.getVersion(m.name, m.latestVersion).catch((e: unknown) => {
+                if (e instanceof NotFoundError) return undefined; // deleted since the listing
+                throw e;
+              })
+            : undefined,
+        ),
+      );
+      return latest.flatMap((v) =>
+        v?.textGeneration ? [{ id: v.name, created: Math.floor(Date.parse(v.createdAt) / 1000) }] : [],
+      );
     },
   };
 }

@@ -44,7 +44,7 @@ export const PREDICT_METRICS = {
 export const SERVER_NAME = 'maas';
 export const SERVER_VERSION = '0.1.0';
 /** OIP extensions this server implements (`GET /v2`). */
-export const SERVER_EXTENSIONS: readonly string[] = ['binary_tensor_data'];
+export const SERVER_EXTENSIONS: readonly string[] = ['binary_tensor_data', 'generate'];
 export const PLATFORM = 'onnxruntime_onnx';
 
 export interface InferenceServiceOptions {

@@ -34,6 +34,7 @@ import {
 } from './bundle';
 import { layout, versionOfKey } from './layout';
 import { assertAliasName, assertModelName, parseVersionNumber } from './names';
+import { describeTextModel } from './text-kind';
 import type {
   AliasRecord,
   Attribution,
@@ -378,6 +379,13 @@ export class ModelRegistry {
             { file: f.name },
           );
       }
+      // A decoder graph with its tokenizer is recorded as a text-generation model; an unusable
+      // one is refused here, before any blob or manifest is written.
+      const textGeneration = await describeTextModel(
+        onnx,
+        ingested.map((f) => f.name),
+        (file) => this.readIngestedText(ingested.find((f) => f.name === file) as Ingested),
+      );
       if (options.parentVersion !== undefined) await this.getVersion(name, options.parentVersion);
       if (options.alias !== undefined) assertAliasName(options.alias);
 
@@ -401,6 +409,7 @@ export class ModelRegistry {
         blobKey: bundleBlobKey(graphFile.sha256, 'graph'),
         ...(files ? { files } : {}),
         onnx,
+        ...(textGeneration ? { textGeneration } : {}),
       };
       return await this.commitContents(name, contents, options, () => this.storeBlobs(ingested));
     } finally {
@@ -551,6 +560,19 @@ export class ModelRegistry {
     }
   }
 
+  /**
+   * The text of a small companion read during registration: its bytes when they were held in
+   * memory, else its staging object or the caller's object (the etag read while hashing).
+   */
+  private async readIngestedText(f: Ingested): Promise<string> {
+    if (f.bytes !== undefined) return Buffer.from(f.bytes).toString('utf8');
+    const key = (f.stagingKey ?? f.sourceKey) as string;
+    const { body } = await this.store.getStream(key, f.sourceEtag ? { ifMatch: f.sourceEtag } : {});
+    const chunks: Buffer[] = [];
+    for await (const c of body as AsyncIterable<Buffer>) chunks.push(c);
+    return Buffer.concat(chunks).toString('utf8');
+  }
+
   /** Writes every ingested file under its content address (unless that blob exists already). */
   private async storeBlobs(ingested: readonly Ingested[]): Promise<void> {
     for (const f of ingested) {
@@ -580,7 +602,7 @@ export class ModelRegistry {
    */
   private async commitContents(
     name: string,
-    contents: Pick<StoredVersion, 'sha256' | 'size' | 'blobKey' | 'files' | 'onnx'>,
+    contents: Pick<StoredVersion, 'sha256' | 'size' | 'blobKey' | 'files' | 'onnx' | 'textGeneration'>,
     options: RegisterOptions,
     storeBlobs: () => Promise<void>,
   ): Promise<RegisterResult> {

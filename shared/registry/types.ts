@@ -28,6 +28,27 @@ export interface BundleFile {
   role: BundleFileRole;
 }
 
+/**
+ * What registration learned about a text-generation version (a decoder-only graph plus its
+ * tokenizer files, see docs/api/generate.md): recorded so listings (`GET /v1/models`) tell text
+ * models apart without opening bundles, and so the runtime's needs are visible before a load.
+ */
+export interface TextGenerationInfo {
+  task: 'text-generation';
+  /** How the graph is driven: KV cache in and out, the whole sequence each step, or cached with `use_cache_branch`. */
+  kvCache: 'cached' | 'uncached' | 'merged';
+  /** Decoder blocks with a KV cache (0 for uncached graphs). */
+  layers: number;
+  /** KV cache element type; absent for uncached graphs. */
+  cacheDatatype?: 'FP32' | 'FP16';
+  /** Context length (prompt plus completion) from config.json / tokenizer_config.json. */
+  contextLength: number;
+  /** Vocabulary size when the graph fixes it (-1 otherwise). */
+  vocabSize: number;
+  /** Whether the tokenizer_config.json holds a chat template (or chat_template.jinja is present): `/v1/chat/completions` works. */
+  chatTemplate: boolean;
+}
+
 /** The immutable manifest of one version, plus its (mutable) status. */
 export interface ModelVersion {
   name: string;
@@ -56,6 +77,8 @@ export interface ModelVersion {
   optimization?: OptimizationLineage;
   metadata: Record<string, unknown>;
   onnx: OnnxModelInfo;
+  /** Present when the version is a text-generation model (detected at registration). */
+  textGeneration?: TextGenerationInfo;
   status: VersionStatus;
   statusReason?: string;
 }

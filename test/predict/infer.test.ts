@@ -83,7 +83,7 @@ describe('server and model metadata', () => {
     expect(bodyJson(await invoke(apiEvent('GET /v2')))).toEqual({
       name: 'maas',
       version: expect.any(String),
-      extensions: ['binary_tensor_data'],
+      extensions: ['binary_tensor_data', 'generate'],
     });
     const meta = await invoke(apiEvent('GET /v2/models/{name}', { name: 'mlp' }));
     expect(meta.statusCode).toBe(200);
