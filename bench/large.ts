@@ -39,7 +39,7 @@ import { bundleBlobKey, bundleDigest, layout } from '../shared/registry';
 import type { BundleFile } from '../shared/registry/types';
 import { createObjectStore, listAll, type ObjectStore } from '../shared/store';
 import { putJson } from '../shared/store/documents';
-import { inferEvent } from './support';
+import { writeColdPredictHandler } from './support';
 
 const MIB = 1024 * 1024;
 const SIZE_MB = Number(process.env.BENCH_LARGE_MB ?? 192);
@@ -158,43 +158,9 @@ async function storeBundle(store: ObjectStore, name: string, g: Generated): Prom
 
 /** The three cold-start programs (handler bundle; ranged floor; single stream). */
 async function children(dir: string): Promise<{ handler: string; ranged: string; single: string }> {
-  const { build } = await import('esbuild');
-  const bundle = path.join(dir, 'predict-handler.cjs');
-  await build({
-    entryPoints: [path.join(__dirname, '../functions/predict/handler.ts')],
-    outfile: bundle,
-    bundle: true,
-    minify: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'cjs',
-    external: ['onnxruntime-node'],
-    logLevel: 'error',
-  });
+  const handler = await writeColdPredictHandler(dir);
   const ortPath = JSON.stringify(require.resolve('onnxruntime-node'));
   const s3Path = JSON.stringify(require.resolve('@aws-sdk/client-s3'));
-  const template = JSON.stringify(
-    inferEvent('NAME', Buffer.from('{}'), { 'content-type': 'application/json' }, false),
-  );
-  const handler = path.join(dir, 'cold-handler.cjs');
-  await writeFile(
-    handler,
-    `const Module = require('module');
-const resolve = Module._resolveFilename;
-Module._resolveFilename = function (request, ...rest) { return request === 'onnxruntime-node' ? ${ortPath} : resolve.call(this, request, ...rest); };
-const { handler } = require(${JSON.stringify(bundle)});
-const [name] = process.argv.slice(2);
-const event = ${template};
-event.rawPath = event.requestContext.http.path = '/v2/models/' + name + '/infer';
-event.pathParameters = { name };
-event.body = JSON.stringify({ inputs: [{ name: 'input', shape: [1, ${D}], datatype: 'FP32', data: new Array(${D}).fill(0.5) }] });
-handler(event, { awsRequestId: 'cold', functionName: 'maas-predict', getRemainingTimeInMillis: () => 30000 }).then((res) => {
-  if (res.statusCode !== 200) { console.error('cold request failed', res.statusCode, res.body); process.exit(1); }
-  process.stdout.write('COLD-OK\\n');
-  process.exit(0);
-});
-`,
-  );
   // argv: bucket, prefix, dest dir, then name=key=size triples.
   const common = `const ort = require(${ortPath});
 const { S3Client, GetObjectCommand } = require(${s3Path});
@@ -435,7 +401,7 @@ async function run(): Promise<void> {
       const fresh = async (): Promise<string> => mkdtemp(path.join(work, 'cache-'));
       const c1 = await fresh();
       f.push(
-        await child(progs.handler, ['large'], {
+        await child(progs.handler, ['large', String(D)], {
           MAAS_STORE: `s3://${bucket}/${prefix}`,
           MAAS_MODEL_CACHE_DIR: c1,
         }),

@@ -22,7 +22,7 @@ import * as path from 'node:path';
 import { CreateBucketCommand, DeleteBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import * as ort from 'onnxruntime-node';
-import { inferEvent, lambdaContext } from './support';
+import { inferEvent, lambdaContext, writeColdPredictHandler } from './support';
 
 /** Wall-clock budget per warm case (a, b and c together), milliseconds. */
 const CASE_BUDGET_MS = Number(process.env.BENCH_PREDICT_CASE_MS ?? 12_000);
@@ -289,43 +289,8 @@ export async function run(): Promise<void> {
 
 /** Writes the two cold-start programs: the esbuild-bundled handler, and plain onnxruntime. */
 async function coldChildren(dir: string): Promise<{ handler: string; baseline: string }> {
-  const { build } = await import('esbuild');
-  const bundle = path.join(dir, 'predict-handler.cjs');
-  await build({
-    entryPoints: [path.join(__dirname, '../functions/predict/handler.ts')],
-    outfile: bundle,
-    bundle: true,
-    minify: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'cjs',
-    external: ['onnxruntime-node'],
-    logLevel: 'error',
-  });
+  const handler = await writeColdPredictHandler(dir);
   const ortPath = JSON.stringify(require.resolve('onnxruntime-node'));
-  const template = JSON.stringify(
-    inferEvent('NAME', Buffer.from('{}'), { 'content-type': 'application/json' }, false),
-  );
-  const handler = path.join(dir, 'cold-handler.cjs');
-  await writeFile(
-    handler,
-    `const Module = require('module');
-// The bundle requires onnxruntime-node by name (on AWS it comes from the layer): resolve it here.
-const resolve = Module._resolveFilename;
-Module._resolveFilename = function (request, ...rest) { return request === 'onnxruntime-node' ? ${ortPath} : resolve.call(this, request, ...rest); };
-const { handler } = require(${JSON.stringify(bundle)});
-const [name, size] = process.argv.slice(2);
-const event = ${template};
-event.rawPath = event.requestContext.http.path = '/v2/models/' + name + '/infer';
-event.pathParameters = { name };
-event.body = JSON.stringify({ inputs: [{ name: 'input', shape: [1, Number(size)], datatype: 'FP32', data: new Array(Number(size)).fill(0.5) }] });
-handler(event, { awsRequestId: 'cold', functionName: 'maas-predict', getRemainingTimeInMillis: () => 30000 }).then((res) => {
-  if (res.statusCode !== 200) { console.error('cold request failed', res.statusCode, res.body); process.exit(1); }
-  process.stdout.write('COLD-OK\\n');
-  process.exit(0);
-});
-`,
-  );
   const baseline = path.join(dir, 'cold-baseline.cjs');
   await writeFile(
     baseline,

@@ -2,6 +2,8 @@
  * What the benchmarks feed the predict handler: an API Gateway HTTP API (payload 2.0) infer
  * event and a Lambda context, as the handler sees them on AWS.
  */
+import { writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 
 /** An infer request event for model `name` (`base64`: as API Gateway delivers binary bodies). */
@@ -57,3 +59,56 @@ export const lambdaContext = {
   fail: () => undefined,
   succeed: () => undefined,
 } as Context;
+
+/**
+ * Writes a program that cold-starts the predict handler as deployed: the esbuild bundle of
+ * functions/predict/handler.ts (onnxruntime-node external, as the layer provides it), then one
+ * infer request of a `[1, width]` FP32 input of 0.5s, printing `COLD-OK` once it answered 200.
+ * Arguments: model name, input width. Used by the predict and large cold-start benches.
+ *
+ * @example
+ * ```ts
+ * const script = await writeColdPredictHandler(dir);
+ * spawn(process.execPath, [script, 'large', '2048'], { env: { MAAS_STORE: url } });
+ * ```
+ */
+export async function writeColdPredictHandler(dir: string): Promise<string> {
+  const { build } = await import('esbuild');
+  const bundle = path.join(dir, 'predict-handler.cjs');
+  await build({
+    entryPoints: [path.join(__dirname, '../functions/predict/handler.ts')],
+    outfile: bundle,
+    bundle: true,
+    minify: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    external: ['onnxruntime-node'],
+    logLevel: 'error',
+  });
+  const ortPath = JSON.stringify(require.resolve('onnxruntime-node'));
+  const template = JSON.stringify(
+    inferEvent('NAME', Buffer.from('{}'), { 'content-type': 'application/json' }, false),
+  );
+  const handler = path.join(dir, 'cold-handler.cjs');
+  await writeFile(
+    handler,
+    `const Module = require('module');
+// The bundle requires onnxruntime-node by name (on AWS it comes from the layer): resolve it here.
+const resolve = Module._resolveFilename;
+Module._resolveFilename = function (request, ...rest) { return request === 'onnxruntime-node' ? ${ortPath} : resolve.call(this, request, ...rest); };
+const { handler } = require(${JSON.stringify(bundle)});
+const [name, size] = process.argv.slice(2);
+const event = ${template};
+event.rawPath = event.requestContext.http.path = '/v2/models/' + name + '/infer';
+event.pathParameters = { name };
+event.body = JSON.stringify({ inputs: [{ name: 'input', shape: [1, Number(size)], datatype: 'FP32', data: new Array(Number(size)).fill(0.5) }] });
+handler(event, { awsRequestId: 'cold', functionName: 'maas-predict', getRemainingTimeInMillis: () => 30000 }).then((res) => {
+  if (res.statusCode !== 200) { console.error('cold request failed', res.statusCode, res.body); process.exit(1); }
+  process.stdout.write('COLD-OK\\n');
+  process.exit(0);
+});
+`,
+  );
+  return handler;
+}

@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
-import { InvalidArgumentError } from '../errors';
+import { type Readable, Transform } from 'node:stream';
+import { IntegrityError, InvalidArgumentError } from '../errors';
+import type { ObjectStore } from '../store';
 import { layout } from './layout';
 import type { BundleFile, BundleFileRole, ModelVersion } from './types';
 
@@ -192,4 +194,38 @@ export function versionFiles(
       role: 'graph',
     },
   ];
+}
+
+/**
+ * A stored file's bytes as a stream that fails with {@link IntegrityError} (instead of ending)
+ * when they do not hash to the manifest's sha256 and size.
+ *
+ * @example
+ * ```ts
+ * await pipeline(await verifiedFileStream(store, version, file), createWriteStream(dest));
+ * ```
+ */
+export async function verifiedFileStream(
+  store: ObjectStore,
+  version: ModelVersion,
+  file: BundleFile,
+): Promise<Readable> {
+  const { body } = await store.getStream(file.blobKey);
+  const hash = createHash('sha256');
+  let size = 0;
+  const check = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      hash.update(chunk);
+      size += chunk.length;
+      done(null, chunk);
+    },
+    flush(done) {
+      const actual = hash.digest('hex');
+      if (actual !== file.sha256 || size !== file.size)
+        done(new IntegrityError(version.name, version.version, file.sha256, actual));
+      else done();
+    },
+  });
+  body.on('error', (e) => check.destroy(e));
+  return body.pipe(check);
 }

@@ -10,14 +10,13 @@
  *
  * Knows nothing of Lambda or HTTP: the catalog handler adapts these to responses.
  */
-import { createHash } from 'node:crypto';
-import { PassThrough, type Readable, Transform } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { pack as tarPack } from 'tar-stream';
 import { IntegrityError } from '../errors';
 import { type ObjectStore, S3ObjectStore } from '../store';
-import { versionFiles } from './bundle';
+import { verifiedFileStream, versionFiles } from './bundle';
 import type { BundleFile, ModelVersion } from './types';
 
 /** One file of a bundle listing: what to fetch and what it must hash to. */
@@ -81,40 +80,6 @@ export async function createBundleLinks(
     })),
   );
   return { name: version.name, version: version.version, sha256: version.sha256, size: version.size, files };
-}
-
-/**
- * A stored file's bytes as a stream that fails with {@link IntegrityError} (instead of ending)
- * when they do not hash to the manifest's sha256 and size.
- *
- * @example
- * ```ts
- * await pipeline(await verifiedFileStream(store, version, file), createWriteStream(dest));
- * ```
- */
-export async function verifiedFileStream(
-  store: ObjectStore,
-  version: ModelVersion,
-  file: BundleFile,
-): Promise<Readable> {
-  const { body } = await store.getStream(file.blobKey);
-  const hash = createHash('sha256');
-  let size = 0;
-  const check = new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      hash.update(chunk);
-      size += chunk.length;
-      done(null, chunk);
-    },
-    flush(done) {
-      const actual = hash.digest('hex');
-      if (actual !== file.sha256 || size !== file.size)
-        done(new IntegrityError(version.name, version.version, file.sha256, actual));
-      else done();
-    },
-  });
-  body.on('error', (e) => check.destroy(e));
-  return body.pipe(check);
 }
 
 /**

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { PassThrough, Readable, Transform } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import {
   ConflictError,
   IntegrityError,
@@ -30,6 +30,7 @@ import {
   bundleDigest,
   bundleFileRole,
   COMPANION_MAX_BYTES,
+  verifiedFileStream,
   versionFiles,
 } from './bundle';
 import { layout, versionOfKey } from './layout';
@@ -228,23 +229,7 @@ export class ModelRegistry {
     const known = versionFiles(version).find((f) => f.name === file.name && f.blobKey === file.blobKey);
     if (!known)
       throw new NotFoundError(`version ${version.version} of ${version.name} has no file ${file.name}`);
-    const { body } = await this.store.getStream(known.blobKey);
-    const hash = createHash('sha256');
-    let size = 0;
-    const check = new Transform({
-      transform(chunk: Buffer, _encoding, done) {
-        hash.update(chunk);
-        size += chunk.length;
-        done(null, chunk);
-      },
-      flush(done) {
-        const sha256 = hash.digest('hex');
-        if (sha256 === known.sha256 && size === known.size) done();
-        else done(new IntegrityError(version.name, version.version, known.sha256, sha256));
-      },
-    });
-    body.on('error', (e) => check.destroy(e));
-    return body.pipe(check);
+    return verifiedFileStream(this.store, version, known);
   }
 
   /**
