@@ -16,11 +16,9 @@ import {
   type StreamingHandler,
   serveStreamingHandler,
 } from '../../functions/generate/local-server';
-import { resetRuntime } from '../../functions/lib/runtime';
-import { startUploadServer, type UploadServer } from '../../scripts/local-dev/upload-server';
 import { type ModelVersion, ModelRegistry as Registry } from '../../shared/registry';
 import { FileObjectStore } from '../../shared/store';
-import { type Gateway, loadRoutes, startGateway } from '../support/gateway';
+import { type LocalApi, startLocalApi } from '../support/local-api';
 
 const BIN = path.resolve(__dirname, '../../bin/maas.cjs');
 
@@ -181,37 +179,23 @@ describe('maas generate / chat', () => {
 });
 
 describe('maas register / show of a text-generation bundle (real API, file store, upload server)', () => {
-  let gateway: Gateway;
-  let uploads: UploadServer;
-  let storeDir: string;
+  let api: LocalApi;
   let work: string;
-  const saved = process.env.MAAS_STORE;
 
   beforeAll(async () => {
-    storeDir = await mkdtemp(path.join(tmpdir(), 'maas-cli-generate-store-'));
     work = await mkdtemp(path.join(tmpdir(), 'maas-cli-generate-reg-'));
-    process.env.MAAS_STORE = `file://${storeDir}`;
-    delete process.env.MAAS_API_KEY;
     // Bundles go through upload sessions: the npm start upload server stands in for S3 here.
-    uploads = await startUploadServer({ storeUrl: process.env.MAAS_STORE, host: '127.0.0.1', port: 0 });
-    process.env.MAAS_LOCAL_UPLOAD_URL = uploads.url;
-    resetRuntime();
-    gateway = await startGateway(await loadRoutes(['register-version', 'catalog']));
+    api = await startLocalApi();
   });
   afterAll(async () => {
-    await gateway?.close();
-    await uploads?.close();
-    delete process.env.MAAS_LOCAL_UPLOAD_URL;
-    process.env.MAAS_STORE = saved;
-    resetRuntime();
-    if (storeDir) await rm(storeDir, { recursive: true, force: true });
+    await api?.close();
     if (work) await rm(work, { recursive: true, force: true });
   });
 
   it('registration records the text-generation kind; an incomplete folder is refused with its 422', async () => {
     const folder = path.join(work, 'tiny');
     writeTextModelFolder(folder, { vocabSize: 64, hidden: 8, heads: 2, context: 32, externalData: true });
-    const env = { MAAS_ENDPOINT: gateway.url };
+    const env = { MAAS_ENDPOINT: api.gateway.url };
     const r = await maas(['--json', 'register', 'tiny', folder], env);
     expect(r.code, r.stderr).toBe(0);
     const { version } = JSON.parse(r.stdout) as { version: ModelVersion };

@@ -14,11 +14,11 @@ import * as path from 'node:path';
 import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resetRuntime } from '../../functions/lib/runtime';
-import { startUploadServer, type UploadServer } from '../../scripts/local-dev/upload-server';
 import type { ModelVersion } from '../../shared/registry';
 import { type BuiltBundle, buildBundle } from '../support/bundles';
 import { type FaultProxy, startFaultProxy } from '../support/fault-proxy';
 import { type Gateway, loadRoutes, startGateway } from '../support/gateway';
+import { type LocalApi, startLocalApi } from '../support/local-api';
 import { createTestBucket, type TestBucket } from '../support/s3';
 
 const BIN = path.resolve(__dirname, '../../bin/maas.cjs');
@@ -155,34 +155,23 @@ describe('maas register of a bundle on S3 (RGW), parts through a fault proxy', (
 });
 
 describe('maas register of a bundle on the file store (npm start upload server)', () => {
-  let gateway: Gateway;
-  let uploads: UploadServer;
-  let storeDir: string;
+  let api: LocalApi;
   let work: string;
 
   beforeAll(async () => {
-    storeDir = await mkdtemp(path.join(tmpdir(), 'maas-cli-bundle-store-'));
     work = await mkdtemp(path.join(tmpdir(), 'maas-cli-bundle-work-'));
-    process.env.MAAS_STORE = `file://${storeDir}`;
-    delete process.env.MAAS_API_KEY;
-    uploads = await startUploadServer({ storeUrl: process.env.MAAS_STORE, host: '127.0.0.1', port: 0 });
-    process.env.MAAS_LOCAL_UPLOAD_URL = uploads.url;
-    resetRuntime();
-    gateway = await startGateway(await loadRoutes(['register-version', 'catalog']));
+    // Bundles go through upload sessions: the npm start upload server stands in for S3 here.
+    api = await startLocalApi();
   });
   afterAll(async () => {
-    await gateway?.close();
-    await uploads?.close();
-    delete process.env.MAAS_LOCAL_UPLOAD_URL;
-    resetRuntime();
-    await rm(storeDir, { recursive: true, force: true });
+    await api?.close();
     await rm(work, { recursive: true, force: true });
   });
 
   const uploadFiles = async (): Promise<string[]> =>
-    (await readdir(path.join(storeDir, 'uploads'), { recursive: true }).catch(() => [] as string[])).filter(
-      (f) => /\.p\d+$/.test(f),
-    );
+    (
+      await readdir(path.join(api.storeDir, 'uploads'), { recursive: true }).catch(() => [] as string[])
+    ).filter((f) => /\.p\d+$/.test(f));
 
   it('maas register NAME model.onnx sends the tensor files it references (one per tensor), not the rest', async () => {
     const bundle = buildBundle({ layout: 'per-tensor', mlp: { seed: 4 } });
@@ -190,7 +179,7 @@ describe('maas register of a bundle on the file store (npm start upload server)'
     await writeBundle(dir, bundle, { 'README.md': '# my model', 'config.json': '{"hidden":16}' });
     const r = await maas(
       ['register', 'tensors', 'per-tensor/model.onnx', '--json'],
-      { MAAS_ENDPOINT: gateway.url },
+      { MAAS_ENDPOINT: api.gateway.url },
       work,
     );
     expect(r.code, r.stderr).toBe(0);
@@ -205,7 +194,7 @@ describe('maas register of a bundle on the file store (npm start upload server)'
     // The same folder again: the existing version.
     const again = await maas(
       ['register', 'tensors', 'per-tensor/', '--json'],
-      { MAAS_ENDPOINT: gateway.url },
+      { MAAS_ENDPOINT: api.gateway.url },
       work,
     );
     expect(again.code, again.stderr).toBe(0);
@@ -218,12 +207,12 @@ describe('maas register of a bundle on the file store (npm start upload server)'
     await writeBundle(dir, { ...bundle, files: [bundle.files[0]!] }, { 'other.bin': 'x' });
     const r = await maas(
       ['register', 'incomplete', 'incomplete/model.onnx'],
-      { MAAS_ENDPOINT: gateway.url },
+      { MAAS_ENDPOINT: api.gateway.url },
       work,
     );
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/external data file "model\.onnx\.data" not found next to/);
-    expect(await readdir(path.join(storeDir, 'uploads', 'incomplete')).catch(() => [])).toEqual([]);
+    expect(await readdir(path.join(api.storeDir, 'uploads', 'incomplete')).catch(() => [])).toEqual([]);
   });
 
   it('a folder with two graphs is refused with the names', async () => {
@@ -232,7 +221,7 @@ describe('maas register of a bundle on the file store (npm start upload server)'
     const a = buildBundle({ mlp: { seed: 6 } }).files[0]!.bytes;
     await writeFile(path.join(dir, 'a.onnx'), a);
     await writeFile(path.join(dir, 'b.onnx'), a);
-    const r = await maas(['register', 'two', 'two/'], { MAAS_ENDPOINT: gateway.url }, work);
+    const r = await maas(['register', 'two', 'two/'], { MAAS_ENDPOINT: api.gateway.url }, work);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/2 \.onnx files \(a\.onnx, b\.onnx\)/);
   });

@@ -10,11 +10,10 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildMlp } from '../../dev/onnx-builder';
-import { resetRuntime } from '../../functions/lib/runtime';
-import { startUploadServer, type UploadServer } from '../../scripts/local-dev/upload-server';
 import type { ModelVersion } from '../../shared/registry';
 import type { UploadTicket } from '../../shared/registry/uploads';
-import { type Gateway, loadRoutes, startGateway } from '../support/gateway';
+import type { Gateway } from '../support/gateway';
+import { type LocalApi, startLocalApi } from '../support/local-api';
 
 const BIN = path.resolve(__dirname, '../../bin/maas.cjs');
 const MB = 1024 * 1024;
@@ -38,32 +37,20 @@ async function ticket(gateway: Gateway, name: string): Promise<UploadTicket> {
 }
 
 describe('the local upload server (npm start) with the register-version handler', () => {
-  let gateway: Gateway;
-  let uploads: UploadServer;
-  let storeDir: string;
+  let api: LocalApi;
   let work: string;
   const uploadedFiles = async (): Promise<string[]> =>
-    (await readdir(path.join(storeDir, 'uploads'), { recursive: true }).catch(() => [] as string[])).filter(
-      (f) => !f.endsWith('.ticket.json') && f.includes('.'),
-    );
+    (
+      await readdir(path.join(api.storeDir, 'uploads'), { recursive: true }).catch(() => [] as string[])
+    ).filter((f) => !f.endsWith('.ticket.json') && f.includes('.'));
 
   beforeAll(async () => {
-    storeDir = await mkdtemp(path.join(tmpdir(), 'maas-upload-store-'));
     work = await mkdtemp(path.join(tmpdir(), 'maas-upload-work-'));
-    process.env.MAAS_STORE = `file://${storeDir}`;
-    process.env.MAAS_MAX_MODEL_BYTES = String(64 * MB);
-    delete process.env.MAAS_API_KEY;
-    uploads = await startUploadServer({ storeUrl: process.env.MAAS_STORE, host: '127.0.0.1', port: 0 });
-    process.env.MAAS_LOCAL_UPLOAD_URL = uploads.url;
-    resetRuntime();
-    gateway = await startGateway(await loadRoutes(['register-version', 'catalog']));
+    // Bundles go through upload sessions: the npm start upload server stands in for S3 here.
+    api = await startLocalApi({ MAAS_MAX_MODEL_BYTES: String(64 * MB) });
   });
   afterAll(async () => {
-    await gateway?.close();
-    await uploads?.close();
-    delete process.env.MAAS_LOCAL_UPLOAD_URL;
-    delete process.env.MAAS_MAX_MODEL_BYTES;
-    await rm(storeDir, { recursive: true, force: true });
+    await api?.close();
     await rm(work, { recursive: true, force: true });
   });
 
@@ -72,7 +59,7 @@ describe('the local upload server (npm start) with the register-version handler'
     const mlp = buildMlp({ inputSize: 64, hiddenSizes: [42_000], outputSize: 3, seed: 7 });
     expect(mlp.bytes.length).toBeGreaterThan(10.5 * MB);
     await writeFile(path.join(work, 'big.onnx'), mlp.bytes);
-    const r = await maas(['register', 'big', 'big.onnx', '--json'], { MAAS_ENDPOINT: gateway.url }, work);
+    const r = await maas(['register', 'big', 'big.onnx', '--json'], { MAAS_ENDPOINT: api.gateway.url }, work);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/uploading big\.onnx \[#+\] 100%/);
     const out = JSON.parse(r.stdout) as { created: boolean; version: ModelVersion };
@@ -80,17 +67,17 @@ describe('the local upload server (npm start) with the register-version handler'
       created: true,
       version: { name: 'big', version: 1, source: 'upload', size: mlp.bytes.length },
     });
-    expect(await readdir(path.join(storeDir, 'uploads', 'big')).catch(() => [])).toEqual([]);
+    expect(await readdir(path.join(api.storeDir, 'uploads', 'big')).catch(() => [])).toEqual([]);
   });
 
   it('the ticket names the upload server with a token; the API key is not needed there', async () => {
-    const t = await ticket(gateway, 'tok');
+    const t = await ticket(api.gateway, 'tok');
     expect(t.method).toBe('PUT');
-    expect(t.url.startsWith(`${uploads.url}/uploads/tok/`)).toBe(true);
+    expect(t.url.startsWith(`${api.uploads.url}/uploads/tok/`)).toBe(true);
     const url = new URL(t.url);
     expect(url.searchParams.get('token')).toMatch(/^[A-Za-z0-9_-]{32}$/);
     // The token is not in the store (only its digest).
-    const ticketDoc = await readdir(path.join(storeDir, 'uploads', 'tok'));
+    const ticketDoc = await readdir(path.join(api.storeDir, 'uploads', 'tok'));
     expect(ticketDoc).toHaveLength(1);
 
     const wrong = new URL(t.url);
@@ -113,7 +100,7 @@ describe('the local upload server (npm start) with the register-version handler'
   });
 
   it('refuses an upload over the limit (announced or streamed) and stores nothing', async () => {
-    const t = await ticket(gateway, 'huge');
+    const t = await ticket(api.gateway, 'huge');
     expect(t.maxBytes).toBe(64 * MB);
     const announced = await fetch(t.url, {
       method: 'PUT',
