@@ -1,9 +1,3 @@
-/**
- * `maas download` of bundles through the real CLI and handlers: on S3 (RGW) from one presigned
- * link per file, locally (file store) from a tar; every file byte-identical and verified, and a
- * file tampered with in the store is never written.
- */
-import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -13,26 +7,11 @@ import { resetRuntime } from '../../functions/lib/runtime';
 import type { ModelVersion } from '../../shared/registry';
 import { FileObjectStore, type ObjectStore, S3ObjectStore } from '../../shared/store';
 import { type BuiltBundle, storeTestBundle, toBundle } from '../predict/bundle-builder';
+import { runMaas } from '../support/cli';
 import { type Gateway, loadRoutes, startGateway } from '../support/gateway';
 import { createTestBucket, type TestBucket } from '../support/s3';
 
-const BIN = path.resolve(__dirname, '../../bin/maas.cjs');
-
-function maas(
-  args: string[],
-  env: Record<string, string>,
-  cwd: string,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      { env: { ...process.env, ...env }, cwd, timeout: 60_000 },
-      (error, stdout, stderr) =>
-        resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr }),
-    );
-  });
-}
+const maas = (args: string[], env: Record<string, string>, cwd: string) => runMaas(args, { env, cwd });
 
 async function storeBundle(
   store: ObjectStore,

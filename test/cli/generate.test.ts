@@ -1,9 +1,3 @@
-/**
- * `maas generate` and `maas chat`, the real CLI in a child process, against the deployable
- * streaming generate handler (functions/generate/lambda.ts) behind the Function URL stand-in,
- * over a registry holding the tiny decoder with the real Qwen3 tokenizer.
- */
-import { spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
@@ -18,40 +12,10 @@ import {
 } from '../../functions/generate/local-server';
 import { type ModelVersion, ModelRegistry as Registry } from '../../shared/registry';
 import { FileObjectStore } from '../../shared/store';
+import { runMaas } from '../support/cli';
 import { type LocalApi, startLocalApi } from '../support/local-api';
 
-const BIN = path.resolve(__dirname, '../../bin/maas.cjs');
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the real `maas` launcher with `input` piped to its stdin. */
-function maas(args: string[], env: Record<string, string>, input = ''): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => child.kill(), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input);
-  });
-}
+const maas = (args: string[], env: Record<string, string>, input = '') => runMaas(args, { env, input });
 
 let dir: string;
 let server: Server;

@@ -1,30 +1,14 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resetRuntime } from '../../functions/lib/runtime';
 import type { ModelVersion } from '../../shared/registry';
+import { runMaas } from '../support/cli';
 import { type Gateway, loadRoutes, startGateway } from '../support/gateway';
 import { tinyModel } from '../support/models';
 
-const BIN = path.resolve(__dirname, '../../bin/maas.cjs');
-
-function maas(
-  args: string[],
-  env: Record<string, string>,
-  cwd: string,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      { env: { ...process.env, ...env }, cwd, timeout: 60_000 },
-      (error, stdout, stderr) =>
-        resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr }),
-    );
-  });
-}
+const maas = (args: string[], env: Record<string, string>, cwd: string) => runMaas(args, { env, cwd });
 
 describe('maas register --upload against the local file store (no S3 to presign)', () => {
   let gateway: Gateway;

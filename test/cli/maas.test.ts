@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import * as http from 'node:http';
@@ -11,33 +10,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildMlp, mlpReference } from '../../dev/onnx-builder';
 import { resetRuntime } from '../../functions/lib/runtime';
 import type { AliasRecord, HistoryEvent, ModelSummary, ModelVersion, Page } from '../../shared/registry';
+import { runMaas } from '../support/cli';
 import { type Gateway, loadRoutes, startGateway } from '../support/gateway';
 import { createTestBucket, type TestBucket } from '../support/s3';
 
-const BIN = path.resolve(__dirname, '../../bin/maas.cjs');
 const API_KEY = 'cli-test-key';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Spawns the real `maas` launcher (tsx, no build) as a user would run it. */
-function maas(args: string[], env: Record<string, string | undefined> = {}, cwd?: string): Promise<Run> {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
-  for (const [k, v] of Object.entries(env)) if (v === undefined) delete childEnv[k];
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      { env: childEnv, cwd, timeout: 60_000 },
-      (error, stdout, stderr) => {
-        resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
-      },
-    );
-  });
-}
+const maas = (args: string[], env: Record<string, string | undefined> = {}, cwd?: string) =>
+  runMaas(args, { env, ...(cwd ? { cwd } : {}) });
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 

@@ -1,11 +1,3 @@
-/**
- * `maas register` against the real `npm start` (serverless-offline, file store): a model larger
- * than the emulated API Gateway's 10 MB body limit goes through the local upload server, is
- * registered and then served by predict with the reference computation's outputs. Then the two
- * bundle ways in, locally: `maas register NAME folder/` (an upload session on the upload
- * server) and a `.tar` dropped into `.maas/incoming/<name>/` (the poller and the S3-event path).
- */
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pack } from 'tar-stream';
@@ -14,25 +6,15 @@ import { buildMlp, mlpReference, randomFloat32 } from '../../dev/onnx-builder';
 import { mulberry32 } from '../../shared/util/random';
 import { childEnv, freePort, LocalServer, serviceCopy } from '../start/local-server';
 import { buildBundle } from '../support/bundles';
+import { runMaas } from '../support/cli';
 
-const BIN = path.resolve(__dirname, '../../bin/maas.cjs');
 const MB = 1024 * 1024;
 
 let dir: string;
 let server: LocalServer;
 let base: string;
 
-function maas(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      { env: childEnv({ MAAS_ENDPOINT: base }), cwd: dir, timeout: 120_000, maxBuffer: 16 * MB },
-      (error, stdout, stderr) =>
-        resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr }),
-    );
-  });
-}
+const maas = (args: string[]) => runMaas(args, { baseEnv: childEnv({ MAAS_ENDPOINT: base }), cwd: dir });
 
 beforeAll(async () => {
   dir = serviceCopy();

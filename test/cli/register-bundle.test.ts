@@ -1,12 +1,3 @@
-/**
- * `maas register` of bundles with the real CLI against the real register-version handler: on
- * RGW (presigned multipart parts) through a fault proxy that drops the first upload of a part,
- * and on the file store through the local upload server. The CLI picks up the files the graph
- * references and the companions next to it, leaves the rest, retries failed parts, aborts the
- * session when a part keeps failing, and refuses a bundle missing a referenced file before
- * uploading anything.
- */
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,26 +7,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resetRuntime } from '../../functions/lib/runtime';
 import type { ModelVersion } from '../../shared/registry';
 import { type BuiltBundle, buildBundle } from '../support/bundles';
+import { runMaas } from '../support/cli';
 import { type FaultProxy, startFaultProxy } from '../support/fault-proxy';
 import { type Gateway, loadRoutes, startGateway } from '../support/gateway';
 import { type LocalApi, startLocalApi } from '../support/local-api';
 import { createTestBucket, type TestBucket } from '../support/s3';
 
-const BIN = path.resolve(__dirname, '../../bin/maas.cjs');
-const MB = 1024 * 1024;
+const _MB = 1024 * 1024;
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
-function maas(args: string[], env: Record<string, string>, cwd: string) {
-  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      { env: { ...process.env, ...env }, cwd, timeout: 120_000, maxBuffer: 16 * MB },
-      (error, stdout, stderr) =>
-        resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr }),
-    );
-  });
-}
+const maas = (args: string[], env: Record<string, string>, cwd: string) => runMaas(args, { env, cwd });
 
 async function writeBundle(
   dir: string,

@@ -1,10 +1,3 @@
-/**
- * The local upload server of `npm start` (scripts/local-dev/upload-server.ts) with the real
- * register-version handler behind a loopback gateway and the real CLI: a model larger than the
- * emulated API Gateway's 10 MB body limit is uploaded there and registered; wrong tokens,
- * oversized and repeated uploads are refused with nothing stored.
- */
-import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -12,23 +5,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildMlp } from '../../dev/onnx-builder';
 import type { ModelVersion } from '../../shared/registry';
 import type { UploadTicket } from '../../shared/registry/uploads';
+import { runMaas } from '../support/cli';
 import type { Gateway } from '../support/gateway';
 import { type LocalApi, startLocalApi } from '../support/local-api';
 
-const BIN = path.resolve(__dirname, '../../bin/maas.cjs');
 const MB = 1024 * 1024;
 
-function maas(args: string[], env: Record<string, string>, cwd: string) {
-  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      { env: { ...process.env, ...env }, cwd, timeout: 120_000, maxBuffer: 16 * MB },
-      (error, stdout, stderr) =>
-        resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr }),
-    );
-  });
-}
+const maas = (args: string[], env: Record<string, string>, cwd: string) => runMaas(args, { env, cwd });
 
 async function ticket(gateway: Gateway, name: string): Promise<UploadTicket> {
   const res = await fetch(`${gateway.url}/models/${name}/uploads`, { method: 'POST' });
