@@ -6,7 +6,7 @@ import { buildMlp } from '../../dev/onnx-builder';
 import { resetRuntime } from '../../functions/lib/runtime';
 import type { ModelVersion } from '../../shared/registry';
 import { FileObjectStore, type ObjectStore, S3ObjectStore } from '../../shared/store';
-import { type BuiltBundle, storeTestBundle, toBundle } from '../predict/bundle-builder';
+import { type BundleFiles, storeTestBundle, toBundle } from '../support/bundles';
 import { runMaas } from '../support/cli';
 import { type Gateway, loadRoutes, startGateway } from '../support/gateway';
 import { createTestBucket, type TestBucket } from '../support/s3';
@@ -18,13 +18,13 @@ async function storeBundle(
   name: string,
   seed: number,
   layout: 'single' | 'per-tensor',
-): Promise<{ bundle: BuiltBundle; version: ModelVersion }> {
+): Promise<{ bundle: BundleFiles; version: ModelVersion }> {
   const mlp = buildMlp({ inputSize: 8, hiddenSizes: [32], outputSize: 3, seed });
   const bundle = toBundle(structuredClone(mlp.model), layout);
   return { bundle, version: await storeTestBundle(store, name, bundle) };
 }
 
-async function expectFolder(dir: string, bundle: BuiltBundle): Promise<void> {
+async function expectFolder(dir: string, bundle: BundleFiles): Promise<void> {
   expect((await readdir(dir)).sort()).toEqual(bundle.files.map((f) => f.name).sort());
   for (const f of bundle.files) expect(await readFile(path.join(dir, f.name))).toEqual(Buffer.from(f.bytes));
 }

@@ -8,7 +8,7 @@ import { setInferenceService } from '../../functions/predict/runtime';
 import type { HistoryEvent, ModelSummary, ModelVersion, Page } from '../../shared/registry';
 import type { BundleListing } from '../../shared/registry/downloads';
 import { FileObjectStore, type ObjectStore, S3ObjectStore } from '../../shared/store';
-import { type BuiltBundle, storeTestBundle, toBundle } from '../predict/bundle-builder';
+import { type BundleFiles, storeTestBundle, toBundle } from '../support/bundles';
 import { invoke, loadRoutes } from '../support/gateway';
 import { tinyModel } from '../support/models';
 import { octet, STORE_PREFIX, type TestApi, useTestApi } from './runtime';
@@ -16,7 +16,7 @@ import { octet, STORE_PREFIX, type TestApi, useTestApi } from './runtime';
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
 /** A generated MLP as a bundle (one file per tensor), stored in `store` as version 1 of `name`. */
-async function bundleIn(store: ObjectStore, name: string, seed: number): Promise<BuiltBundle> {
+async function bundleIn(store: ObjectStore, name: string, seed: number): Promise<BundleFiles> {
   const mlp = buildMlp({ inputSize: 8, hiddenSizes: [16], outputSize: 2, seed });
   const bundle = toBundle(structuredClone(mlp.model), 'per-tensor');
   await storeTestBundle(store, name, bundle);

@@ -11,8 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BuiltMlp, buildMlp, mlpReference, mulberry32, randomFloat32 } from '../../dev/onnx-builder';
 import { forgetVerifiedCopies } from '../../shared/inference';
 import type { ModelVersion } from '../../shared/registry';
+import { storeTestBundle, toBundle } from '../support/bundles';
 import { countingStore } from '../support/counting-store';
-import { storeTestBundle, toBundle } from './bundle-builder';
 import { bodyJson, inferEvent, invoke, type PredictFixture, predictFixture } from './support';
 
 let fx: PredictFixture;

@@ -14,6 +14,9 @@ import {
 } from 'onnx-buf';
 import { type BuiltMlp, buildMlp, type MlpOptions } from '../../dev/onnx-builder';
 import { encodeModel } from '../../shared/onnx/codec';
+import { writeExternalData } from '../../shared/onnx/external-data';
+import { ModelRegistry, type ModelVersion } from '../../shared/registry';
+import type { ObjectStore } from '../../shared/store';
 
 export interface BundleFileBytes {
   name: string;
@@ -92,4 +95,50 @@ export function editedGraph(bundle: BuiltBundle, edit: (model: ModelProto) => vo
   const model = clone(ModelProtoSchema, bundle.model);
   edit(model);
   return encodeModel(model);
+}
+
+/** Just the files of a bundle (what {@link toBundle} returns). */
+export type BundleFiles = Pick<BuiltBundle, 'files'>;
+
+/**
+ * `model` as a bundle, every initializer external (shared/onnx/external-data.ts, what optimize
+ * writes too): `layout: 'single'` puts them all in `<graph>.data` (4096-aligned offsets, as onnx
+ * does for mmap), `'per-tensor'` one file per initializer. `model` itself is left unchanged.
+ * @example
+ * const bundle = toBundle(buildMlp({ inputSize: 4, hiddenSizes: [8], outputSize: 2, seed: 1 }).model, 'single');
+ */
+export function toBundle(
+  model: ModelProto,
+  layout: 'single' | 'per-tensor',
+  graphName = 'model.onnx',
+): BundleFiles {
+  const { graph, files } = writeExternalData(model, {
+    layout,
+    dataFile: `${graphName}.data`,
+    sizeThreshold: 1,
+  });
+  return {
+    files: [
+      { name: graphName, bytes: graph },
+      ...files.map((f) => ({ name: f.name, bytes: Buffer.concat(f.chunks) })),
+    ],
+  };
+}
+
+/**
+ * Registers a bundle through the registry (`ModelRegistry.registerBundle`: hashed while it
+ * streams, external data validated, manifest with `initializerBytes`) and returns its version.
+ * @example
+ * const version = await storeTestBundle(store, 'big', toBundle(mlp.model, 'single'));
+ */
+export async function storeTestBundle(
+  store: ObjectStore,
+  name: string,
+  bundle: BundleFiles,
+): Promise<ModelVersion> {
+  const { version } = await new ModelRegistry(store).registerBundle(
+    name,
+    bundle.files.map((f) => ({ name: f.name, body: f.bytes })),
+  );
+  return version;
 }
