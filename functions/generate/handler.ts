@@ -10,9 +10,10 @@ import type { Writable } from 'node:stream';
 import type { Context, LambdaFunctionURLEvent } from 'aws-lambda';
 import { type ResponseStream, streamifyResponse } from 'lambda-stream';
 import { type GenerateSettings, generateSettingsFromEnv } from '../../shared/generate/config';
-import { recordGeneration } from '../../shared/generate/metrics';
+import { type DoneEvent, generationObservation, recordGeneration } from '../../shared/generate/metrics';
 import { openAIError } from '../../shared/generate/openai';
 import { handleGenerateRequest, type TextModelResolver } from '../../shared/generate/routes';
+import type { GenerationObserver } from '../../shared/inference/observer';
 import type { RequestMetrics } from '../../shared/request-metrics';
 
 /** The runtime's `awslambda` global (only in Lambda, or a test adapter that stands in for it). */
@@ -43,18 +44,38 @@ const write = (out: Writable, text: string) =>
     });
   });
 
+/** Options of {@link createGenerateHandler}. */
+export interface GenerateHandlerOptions {
+  /** Settings, or how to read them per request (default: `MAAS_GENERATE_*` from the environment). */
+  settings?: GenerateSettings | (() => GenerateSettings);
+  /** Each generation's TTFT, tokens/s, token counts and finish reason (EMF on Lambda), flushed when it ends. */
+  metrics?: RequestMetrics;
+  /** Monitoring's capture: each finished generation's counts and timings, flushed when due. */
+  observer?: GenerationObserver;
+}
+
 /**
  * Builds the streaming handler over a model resolver (the predict side's registry, session cache
- * and canary split); with `metrics`, each generation's TTFT, tokens/s, token counts and finish
- * reason are recorded (EMF on Lambda) and flushed when it ends.
+ * and canary split).
  * @example
- * export const handler = createGenerateHandler(predictTextModels);
+ * export const handler = createGenerateHandler(predictTextModels, { metrics: createRequestMetrics() });
  */
-export function createGenerateHandler(
-  resolver: TextModelResolver,
-  settings: GenerateSettings | (() => GenerateSettings) = generateSettingsFromEnv,
-  metrics?: RequestMetrics,
-) {
+export function createGenerateHandler(resolver: TextModelResolver, options: GenerateHandlerOptions = {}) {
+  const { settings = generateSettingsFromEnv, metrics, observer } = options;
+  const onDone =
+    metrics || observer
+      ? (done: DoneEvent, model: { name: string; version: number; alias?: string }) => {
+          if (metrics) {
+            recordGeneration(metrics, done, { model: model.name, version: String(model.version) });
+            metrics.flush();
+          }
+          if (observer) {
+            observer.observeGeneration(generationObservation(done, model));
+            // Bounded by the observer's own flush budget; the response has been written by now.
+            if (observer.flushDue) void observer.flush();
+          }
+        }
+      : undefined;
   return streamifyResponse(
     async (event: LambdaFunctionURLEvent, responseStream: ResponseStream, context?: Context) => {
       const controller = new AbortController();
@@ -87,14 +108,7 @@ export function createGenerateHandler(
         {
           signal: controller.signal,
           ...(deadline !== undefined ? { deadline } : {}),
-          ...(metrics
-            ? {
-                onDone: (done, model) => {
-                  recordGeneration(metrics, done, { model: model.name, version: String(model.version) });
-                  metrics.flush();
-                },
-              }
-            : {}),
+          ...(onDone ? { onDone } : {}),
         },
       );
       const out = httpStream(responseStream, reply.status, reply.headers);

@@ -3,6 +3,7 @@
  * tokens per second, prompt and completion tokens and the finish reason, per model and version.
  * Only counts and timings: prompts and completions never reach metrics or logs.
  */
+import type { GenerationObservation } from '../inference/observer';
 import type { RequestMetrics } from '../request-metrics';
 import type { GenerateEvent } from './engine';
 
@@ -29,4 +30,26 @@ export function recordGeneration(
     metrics.add('TimeToFirstToken', 'Milliseconds', done.timing.timeToFirstTokenMs, dims);
   if (done.timing.tokensPerSecond > 0)
     metrics.add('TokensPerSecond', 'Count', done.timing.tokensPerSecond, dims);
+}
+
+/**
+ * What monitoring's capture keeps of one finished generation (counts and timings, no text).
+ * @example
+ * capture.observeGeneration(generationObservation(done, { name: 'tiny', version: 3, alias: 'production' }));
+ */
+export function generationObservation(
+  done: DoneEvent,
+  model: { name: string; version: number; alias?: string },
+): GenerationObservation {
+  return {
+    model: model.name,
+    version: model.version,
+    ...(model.alias !== undefined ? { alias: model.alias } : {}),
+    finishReason: done.finishReason,
+    promptTokens: done.usage.promptTokens,
+    completionTokens: done.usage.completionTokens,
+    timeToFirstTokenMs: done.timing.timeToFirstTokenMs,
+    tokensPerSecond: done.timing.tokensPerSecond,
+    totalMs: done.timing.totalMs,
+  };
 }

@@ -86,7 +86,12 @@ export function registryTextResolver(options: RegistryTextResolverOptions): Text
         ref.alias ?? (ref.version !== undefined ? String(ref.version) : undefined),
       );
       const version = chooseVersion(route, randomUUID(), Math.random, options.canarySecret);
-      return { engine: await load(version), name: version.name, version: version.version };
+      return {
+        engine: await load(version),
+        name: version.name,
+        version: version.version,
+        ...(route.alias !== undefined ? { alias: route.alias } : {}),
+      };
     },
     async list() {
       // One page of models and each one's latest manifest (bounded requests even with 10,000

@@ -30,6 +30,8 @@ export interface ResolvedTextModel {
   engine: TextEngine;
   name: string;
   version: number;
+  /** The alias the request was routed through, if any (monitoring keeps routes apart). */
+  alias?: string;
 }
 
 /** How routes find models (the predict side's version / alias / canary resolution). */
@@ -47,7 +49,7 @@ export interface GenerateRouteOptions {
   /** Epoch ms after which generation ends with finish reason "length". */
   deadline?: number;
   /** Called once per finished generation with the model that answered (metrics). */
-  onDone?: (done: DoneEvent, model: { name: string; version: number }) => void;
+  onDone?: (done: DoneEvent, model: { name: string; version: number; alias?: string }) => void;
 }
 
 /** One request, transport-neutral. */
@@ -117,7 +119,12 @@ export async function handleGenerateRequest(
       if (!onDone) return events;
       return (async function* () {
         for await (const event of events) {
-          if (event.type === 'done') onDone(event, { name: model.name, version: model.version });
+          if (event.type === 'done')
+            onDone(event, {
+              name: model.name,
+              version: model.version,
+              ...(model.alias !== undefined ? { alias: model.alias } : {}),
+            });
           yield event;
         }
       })();

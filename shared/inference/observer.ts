@@ -52,3 +52,34 @@ export interface InferenceObserver {
   /** True when enough time or requests have accumulated to flush. */
   readonly flushDue: boolean;
 }
+
+/**
+ * What the generate function reports about each finished generation: counts and timings only
+ * (prompts and completions never reach monitoring).
+ */
+export interface GenerationObservation {
+  model: string;
+  version: number;
+  /** The alias the request was routed through, if any. */
+  alias?: string;
+  /** `stop`, `length` or `abort`. */
+  finishReason: string;
+  promptTokens: number;
+  completionTokens: number;
+  /** Call to first token, milliseconds (meaningful when `completionTokens > 0`). */
+  timeToFirstTokenMs: number;
+  /** Decode rate after the first token (0 with fewer than two tokens). */
+  tokensPerSecond: number;
+  /** Whole generation, milliseconds. */
+  totalMs: number;
+}
+
+/**
+ * The text-generation counterpart of {@link InferenceObserver}: `observeGeneration` records in
+ * memory on the request path, `flush` persists when `flushDue`.
+ */
+export interface GenerationObserver {
+  observeGeneration(observation: GenerationObservation): void;
+  flush(): Promise<void>;
+  readonly flushDue: boolean;
+}

@@ -1,6 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { Logger } from '@aws-lambda-powertools/logger';
-import type { InferenceObservation, InferenceObserver, ObservedTensor } from '../inference/observer';
+import type {
+  GenerationObservation,
+  GenerationObserver,
+  InferenceObservation,
+  InferenceObserver,
+  ObservedTensor,
+} from '../inference/observer';
 import { float16BitsToFloat32 } from '../onnx/datatypes';
 import type { ObjectStore } from '../store';
 import { createJson } from '../store/documents';
@@ -10,7 +16,9 @@ import { addValue, DenseHistogram, emptyHistogram, type Histogram } from './hist
 import { monitoringLayout } from './layout';
 import {
   type CaptureFile,
+  emptyGenerationSummary,
   emptyVersionSummary,
+  type GenerationSummary,
   mergeVersionSummary,
   type RawSample,
   type VersionSummary,
@@ -153,7 +161,7 @@ interface UnsentCapture {
  * if (observer.flushDue) await observer.flush();
  * ```
  */
-export class CaptureObserver implements InferenceObserver {
+export class CaptureObserver implements InferenceObserver, GenerationObserver {
   readonly containerId: string;
   readonly stats: CaptureStats = {
     observed: 0,
@@ -220,29 +228,47 @@ export class CaptureObserver implements InferenceObserver {
     this.timer.unref?.();
   }
 
-  observe(o: InferenceObservation): void {
+  /** Counts one request of a version through a route and returns that slot's live summary. */
+  private slotFor(model: string, version: number, alias: string | undefined, latencyMs: number): LiveVersion {
     this.stats.observed++;
     this.sinceFlush++;
     this.firstObservation ??= this.options.now();
     this.armTimer();
-    let versions = this.models.get(o.model);
+    let versions = this.models.get(model);
     if (!versions) {
       versions = new Map();
-      this.models.set(o.model, versions);
+      this.models.set(model, versions);
     }
-    const route = o.alias ?? DIRECT_ROUTE;
-    const slot = `${o.version}/${route}`;
+    const route = alias ?? DIRECT_ROUTE;
+    const slot = `${version}/${route}`;
     let s = versions.get(slot);
     if (!s) {
-      s = new LiveVersion(o.version, route);
+      s = new LiveVersion(version, route);
       versions.set(slot, s);
       this.liveBytes += VERSION_BYTES;
     }
-
     s.requests++;
-    const alias = o.alias ?? '-';
-    s.aliases.set(alias, (s.aliases.get(alias) ?? 0) + 1);
-    s.latency.add(o.latencyMs);
+    s.aliases.set(route, (s.aliases.get(route) ?? 0) + 1);
+    s.latency.add(latencyMs);
+    return s;
+  }
+
+  /**
+   * Records one finished generation (counts and timings; no text): a request of its version and
+   * route like `observe`, plus the version's generation summary.
+   */
+  observeGeneration(o: GenerationObservation): void {
+    const s = this.slotFor(o.model, o.version, o.alias, o.totalMs);
+    s.rows++;
+    if (!s.generation) {
+      s.generation = new LiveGeneration();
+      this.liveBytes += 2 * HISTOGRAM_BYTES;
+    }
+    s.generation.add(o);
+  }
+
+  observe(o: InferenceObservation): void {
+    const s = this.slotFor(o.model, o.version, o.alias, o.latencyMs);
     if (o.resources) {
       const r = s.resources;
       r.samples++;
@@ -551,6 +577,7 @@ class LiveVersion {
   readonly outputs = new Map<string, LiveTensor>();
   readonly classes = new Map<number, number>();
   readonly resources = emptyVersionSummary().resources;
+  generation: LiveGeneration | undefined;
 
   toSummary(): VersionSummary {
     const features = (tensors: Map<string, LiveTensor>): Record<string, Histogram> => {
@@ -575,6 +602,38 @@ class LiveVersion {
       outputs: features(this.outputs),
       predictedClasses: Object.fromEntries(this.classes),
       resources: { ...this.resources },
+      ...(this.generation ? { generation: this.generation.toSummary() } : {}),
+    };
+  }
+}
+
+/** The request-path form of a {@link GenerationSummary}. */
+class LiveGeneration {
+  generations = 0;
+  promptTokens = 0;
+  completionTokens = 0;
+  readonly finishReasons = new Map<string, number>();
+  readonly timeToFirstToken = new DenseHistogram();
+  readonly tokensPerSecond = new DenseHistogram();
+
+  add(o: GenerationObservation): void {
+    this.generations++;
+    this.finishReasons.set(o.finishReason, (this.finishReasons.get(o.finishReason) ?? 0) + 1);
+    this.promptTokens += o.promptTokens;
+    this.completionTokens += o.completionTokens;
+    if (o.completionTokens > 0) this.timeToFirstToken.add(o.timeToFirstTokenMs);
+    if (o.tokensPerSecond > 0) this.tokensPerSecond.add(o.tokensPerSecond);
+  }
+
+  toSummary(): GenerationSummary {
+    return {
+      ...emptyGenerationSummary(),
+      generations: this.generations,
+      finishReasons: Object.fromEntries(this.finishReasons),
+      promptTokens: this.promptTokens,
+      completionTokens: this.completionTokens,
+      timeToFirstTokenMs: this.timeToFirstToken.toHistogram(),
+      tokensPerSecond: this.tokensPerSecond.toHistogram(),
     };
   }
 }

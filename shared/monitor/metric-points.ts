@@ -20,6 +20,7 @@ export function metricPoints(
   evaluations: readonly RoleEvaluation[],
   timestamp: Date,
   latency: ReadonlyMap<number, Histogram> = new Map(),
+  timeToFirstToken: ReadonlyMap<number, Histogram> = new Map(),
 ): MonitorMetricPoint[] {
   const points: MonitorMetricPoint[] = [];
   const add = (
@@ -57,6 +58,22 @@ export function metricPoints(
         add('KS', fd, s.ks);
         add('JSDivergence', fd, s.js);
       }
+    }
+    const g = r.generation;
+    if (g) {
+      add('Generations', d, g.generations, 'Count');
+      for (const [reason, n] of Object.entries(g.finishReasons))
+        add('Generations', { ...d, finish_reason: reason }, n, 'Count');
+      add('PromptTokens', d, g.promptTokens, 'Count');
+      add('CompletionTokens', d, g.completionTokens, 'Count');
+      add('TimeToFirstTokenP50', d, g.timeToFirstTokenMs.p50, 'Milliseconds');
+      add('TimeToFirstTokenP90', d, g.timeToFirstTokenMs.p90, 'Milliseconds');
+      add('TimeToFirstTokenP99', d, g.timeToFirstTokenMs.p99, 'Milliseconds');
+      add('TokensPerSecondP10', d, g.tokensPerSecond.p10);
+      add('TokensPerSecondP50', d, g.tokensPerSecond.p50);
+      const ttft = timeToFirstToken.get(Number(v));
+      const ttftDist = ttft ? distributionPoint('TimeToFirstToken', d, ttft, timestamp) : undefined;
+      if (ttftDist) points.push(ttftDist);
     }
     if (r.quality) {
       add('FeedbackCount', d, r.quality.n, 'Count');

@@ -9,7 +9,7 @@ import type { MonitorSinkResult } from './metrics-sink';
 import type { RollbackPolicy } from './policy';
 import type { MonitorAction } from './rollback-actions';
 import type { RoleEvaluation } from './rollback-evaluation';
-import type { VersionSummary } from './summary';
+import type { GenerationSummary, VersionSummary } from './summary';
 
 /** Quality of one version's predictions, from joined feedback. */
 export interface QualityStats {
@@ -48,6 +48,20 @@ export interface VersionReport {
     sessionBytesMax: number;
     sessionCacheBytesMax: number;
   };
+  /** Text generation: finished generations, token counts and timings (absent for other models). */
+  generation?: GenerationReport;
+}
+
+/** A version's text generation in one window. */
+export interface GenerationReport {
+  generations: number;
+  finishReasons: Record<string, number>;
+  promptTokens: number;
+  completionTokens: number;
+  /** Call to first token, milliseconds. */
+  timeToFirstTokenMs: { p50: number; p90: number; p99: number };
+  /** Decode rate; p10 is the slow tail. */
+  tokensPerSecond: { p10: number; p50: number; mean: number };
 }
 
 /** The JSON report each run writes per model (`monitoring/reports/{name}/...`). */
@@ -138,6 +152,27 @@ export function versionReport(
           },
         }
       : {}),
+    ...(s.generation ? { generation: generationReport(s.generation) } : {}),
+  };
+}
+
+function generationReport(g: GenerationSummary): GenerationReport {
+  const tps = g.tokensPerSecond;
+  return {
+    generations: g.generations,
+    finishReasons: g.finishReasons,
+    promptTokens: g.promptTokens,
+    completionTokens: g.completionTokens,
+    timeToFirstTokenMs: {
+      p50: quantile(g.timeToFirstTokenMs, 0.5),
+      p90: quantile(g.timeToFirstTokenMs, 0.9),
+      p99: quantile(g.timeToFirstTokenMs, 0.99),
+    },
+    tokensPerSecond: {
+      p10: quantile(tps, 0.1),
+      p50: quantile(tps, 0.5),
+      mean: tps.count > 0 ? tps.sum / tps.count : NaN,
+    },
   };
 }
 

@@ -403,6 +403,11 @@ async function finishWindow(
     evaluations,
     new Date(work.cutoff),
     new Map([...work.summaries].map(([v, x]) => [v, x.latencyMs])),
+    new Map(
+      [...work.summaries].flatMap(([v, x]) =>
+        x.generation ? [[v, x.generation.timeToFirstTokenMs] as const] : [],
+      ),
+    ),
   );
   const sinkResult = await o.sink.put(o.namespace, points);
   const report: MonitorReport = {

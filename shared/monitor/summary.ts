@@ -25,6 +25,21 @@ export interface VersionSummary {
   predictedClasses: Record<string, number>;
   /** Memory predict reported with the requests (sums and maxima merge exactly). */
   resources: ResourceSummary;
+  /** Text generation (the generate function's requests), absent for other models. */
+  generation?: GenerationSummary;
+}
+
+/** Finished generations of a version: counts add, histograms merge exactly. */
+export interface GenerationSummary {
+  generations: number;
+  /** Generations per finish reason (`stop`, `length`, `abort`). */
+  finishReasons: Record<string, number>;
+  promptTokens: number;
+  completionTokens: number;
+  /** Time to first token of generations that produced one, milliseconds. */
+  timeToFirstTokenMs: Histogram;
+  /** Decode rate of generations with at least two tokens. */
+  tokensPerSecond: Histogram;
 }
 
 /** Memory of the containers that served a version, bytes, over `samples` requests. */
@@ -113,7 +128,37 @@ export function mergeVersionSummary(into: VersionSummary, from: VersionSummary):
   a.rssBytesMax = Math.max(a.rssBytesMax, b.rssBytesMax);
   a.sessionBytesMax = Math.max(a.sessionBytesMax, b.sessionBytesMax);
   a.sessionCacheBytesMax = Math.max(a.sessionCacheBytesMax, b.sessionCacheBytesMax);
+  if (from.generation) {
+    into.generation ??= emptyGenerationSummary();
+    const g = into.generation;
+    const h = from.generation;
+    g.generations += h.generations;
+    addCounts(g.finishReasons, h.finishReasons);
+    g.promptTokens += h.promptTokens;
+    g.completionTokens += h.completionTokens;
+    mergeHistogram(g.timeToFirstTokenMs, h.timeToFirstTokenMs);
+    mergeHistogram(g.tokensPerSecond, h.tokensPerSecond);
+  }
   return into;
+}
+
+/**
+ * An empty generation summary.
+ *
+ * @example
+ * ```ts
+ * const g = emptyGenerationSummary(); g.generations++;
+ * ```
+ */
+export function emptyGenerationSummary(): GenerationSummary {
+  return {
+    generations: 0,
+    finishReasons: {},
+    promptTokens: 0,
+    completionTokens: 0,
+    timeToFirstTokenMs: emptyHistogram(),
+    tokensPerSecond: emptyHistogram(),
+  };
 }
 
 /**
@@ -155,6 +200,18 @@ export function versionSummaryFromJson(raw: unknown): VersionSummary {
       sessionBytesMax: num(x.sessionBytesMax),
       sessionCacheBytesMax: num(x.sessionCacheBytesMax),
     }))((r.resources ?? {}) as Partial<Record<keyof ResourceSummary, unknown>>),
+    ...(r.generation && typeof r.generation === 'object'
+      ? {
+          generation: ((g) => ({
+            generations: num(g.generations),
+            finishReasons: counts(g.finishReasons),
+            promptTokens: num(g.promptTokens),
+            completionTokens: num(g.completionTokens),
+            timeToFirstTokenMs: histogramFromJson(g.timeToFirstTokenMs),
+            tokensPerSecond: histogramFromJson(g.tokensPerSecond),
+          }))(r.generation as Partial<Record<keyof GenerationSummary, unknown>>),
+        }
+      : {}),
   };
 }
 

@@ -48,7 +48,10 @@ function resolver(): TextModelResolver {
 const metrics = new MemoryRequestMetrics();
 
 async function serve(deadlineMarginMs: number, timeoutMs = 900_000): Promise<OpenAI> {
-  const handler = createGenerateHandler(resolver(), { defaultMaxTokens: 1024, deadlineMarginMs }, metrics);
+  const handler = createGenerateHandler(resolver(), {
+    settings: { defaultMaxTokens: 1024, deadlineMarginMs },
+    metrics,
+  });
   const { server, url } = await serveStreamingHandler(handler, { port: 0, timeoutMs });
   servers.push(server);
   return new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });

@@ -3,8 +3,8 @@
  * in the container's store (MAAS_STORE), resolved by alias, downloaded into MAAS_MODEL_CACHE_DIR
  * and streamed to the official openai client through the Function URL stand-in.
  */
-import { createReadStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { createReadStream, existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,6 +37,7 @@ beforeAll(async () => {
   process.env.MAAS_STORE = `file://${join(dir, 'store')}`;
   process.env.MAAS_MODEL_CACHE_DIR = join(dir, 'cache');
   process.env.MAAS_METRICS = 'off';
+  process.env.MAAS_CAPTURE_FLUSH_REQUESTS = '1'; // each generation's capture is written at once
   installLambdaStreamingShim();
   // Imported after the shim and the environment are in place (the handler is built on import).
   const file = join(__dirname, '..', '..', 'functions', 'generate', 'lambda.ts');
@@ -78,5 +79,16 @@ describe('functions/generate/lambda', () => {
       .catch((e: unknown) => e);
     expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
     expect((await client.models.list()).data.map((m) => m.id)).toEqual(['tiny']);
+
+    // Monitoring's capture of the container: counts and timings of the generation, no text.
+    const captures = join(dir, 'store', 'monitoring', 'captures', 'tiny');
+    const until = Date.now() + 10_000;
+    while (!existsSync(captures) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    const docs = await Promise.all(
+      (await readdir(captures)).map(async (f) => JSON.parse(await readFile(join(captures, f), 'utf8'))),
+    );
+    const generation = docs.map((d) => d.versions['1']?.generation).find(Boolean);
+    expect(generation).toMatchObject({ generations: 1, finishReasons: { length: 1 }, completionTokens: 16 });
+    expect(JSON.stringify(docs)).not.toContain('Köln');
   });
 });
