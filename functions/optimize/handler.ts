@@ -2,7 +2,7 @@ import middy from '@middy/core';
 import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2, Context } from 'aws-lambda';
 import {
-  assertInputsPlannable,
+  assertEvaluationFits,
   isSweepEvent,
   isWorkerEvent,
   type OptimizeSweepResult,
@@ -34,12 +34,7 @@ async function startOptimization(event: HttpEvent): Promise<Result> {
   const request = parseOptimizeRequest(jsonBody(event));
   // A number, an alias or `latest` (the newest active version); the job records the number.
   const version = await getRegistry().resolveVersion(name, pathParam(event, 'version'));
-  assertInputsPlannable(
-    version.onnx.inputs,
-    request.referenceInputs,
-    request.evaluation.inputShapes,
-    request.evaluation.values,
-  );
+  assertEvaluationFits(version, request);
   const jobs = getJobStore();
   const queued = await jobs.create(name, version.version, request, actorOf(event));
   const { job } = queued.record;

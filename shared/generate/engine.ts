@@ -83,7 +83,8 @@ export interface TextGeneratorOptions {
   sessionOptions?: ort.InferenceSession.SessionOptions;
 }
 
-const COMPANIONS = [
+/** The companion files a text generator reads (besides the graph and its external data). */
+export const TEXT_COMPANIONS = [
   'tokenizer.json',
   'tokenizer_config.json',
   'generation_config.json',
@@ -124,10 +125,33 @@ export async function loadTextGenerator(
     throw new UnprocessableError(`${dir} holds ${graphs.length} .onnx files; name the graph to load`);
   const read = async (name: string): Promise<string | undefined> =>
     names.includes(name) ? readFile(join(dir, name), 'utf8') : undefined;
-  const [tokenizer, tokenizerConfig, generationConfig, config, chatTemplate] = await Promise.all(
-    COMPANIONS.map(read),
-  );
-  const parse = (name: string, text: string | undefined): unknown => {
+  const texts = await Promise.all(TEXT_COMPANIONS.map(read));
+  const companions = Object.fromEntries(TEXT_COMPANIONS.map((name, i) => [name, texts[i]]));
+  const session = await ort.InferenceSession.create(join(dir, graph), options.sessionOptions ?? {});
+  try {
+    return textGeneratorForSession(session, names, companions, options);
+  } catch (error) {
+    await session.release();
+    throw error;
+  }
+}
+
+/**
+ * A {@link TextGenerator} over a session already created, given the bundle's file names and the
+ * text of its companion files (tokenizer.json, tokenizer_config.json, generation_config.json,
+ * config.json, chat_template.jinja; absent ones undefined). UnprocessableError when they do not
+ * make a usable text model. The optimizer uses it on in-memory parent and candidate graphs.
+ * @example
+ * const gen = textGeneratorForSession(session, ['model.onnx', 'tokenizer.json'], { 'tokenizer.json': text });
+ */
+export function textGeneratorForSession(
+  session: ort.InferenceSession,
+  fileNames: readonly string[],
+  companions: Readonly<Record<string, string | undefined>>,
+  options: TextGeneratorOptions = {},
+): TextGenerator {
+  const parse = (name: string): unknown => {
+    const text = companions[name];
     if (text === undefined) return undefined;
     try {
       return JSON.parse(text);
@@ -135,22 +159,20 @@ export async function loadTextGenerator(
       throw new UnprocessableError(`${name} is not valid JSON`);
     }
   };
-  const session = await ort.InferenceSession.create(join(dir, graph), options.sessionOptions ?? {});
-  const spec = detectTextModel(sessionSignature(session), names);
-  if (!spec) {
-    await session.release();
-    throw new UnprocessableError(`${graph} is not a text-generation graph (it needs input_ids → logits)`);
-  }
+  const spec = detectTextModel(sessionSignature(session), fileNames);
+  if (!spec)
+    throw new UnprocessableError('the graph is not a text-generation graph (it needs input_ids → logits)');
+  const chatTemplate = companions['chat_template.jinja'];
   const tok = new TextTokenizer({
-    tokenizer: parse('tokenizer.json', tokenizer),
-    tokenizerConfig: parse('tokenizer_config.json', tokenizerConfig),
-    generationConfig: parse('generation_config.json', generationConfig),
-    config: parse('config.json', config),
+    tokenizer: parse('tokenizer.json'),
+    tokenizerConfig: parse('tokenizer_config.json'),
+    generationConfig: parse('generation_config.json'),
+    config: parse('config.json'),
     ...(chatTemplate !== undefined ? { chatTemplate } : {}),
   });
   return new TextGenerator(session, tok, spec, {
     ...options,
-    config: parse('config.json', config) as Record<string, unknown> | undefined,
+    config: parse('config.json') as Record<string, unknown> | undefined,
   });
 }
 
@@ -356,16 +378,40 @@ export class TextGenerator {
     return feeds;
   }
 
-  /** One forward pass: logits of the last position (a fresh Float32Array view) and the new past. */
-  private async forward(
-    step: readonly number[],
-    pastLength: number,
-    sequence: readonly number[],
-    past: Feeds,
-  ): Promise<{ logits: Float32Array; present: Feeds }> {
+  /**
+   * The feeds of a prefill of `ids` (an empty KV cache): what the graph sees for a prompt. The
+   * optimizer compares parent and candidate logits on these, position by position.
+   * @example
+   * const out = await session.run(gen.promptFeeds(gen.tokenizer.encode('Hello')));
+   */
+  promptFeeds(ids: readonly number[]): Feeds {
+    return this.feeds(ids, 0, this.emptyPast());
+  }
+
+  /**
+   * The feeds of one decode step after `pastLength` tokens (a zero KV cache of that length, or the
+   * whole sequence for graphs without one): what each generated token costs, for timing.
+   * @example
+   * const feeds = gen.decodeStepFeeds(64);
+   */
+  decodeStepFeeds(pastLength: number): Feeds {
+    if (this.spec.layers === 0) return this.feeds(new Array<number>(pastLength + 1).fill(0), 0, {});
+    const past: Feeds = {};
+    for (const [name, empty] of Object.entries(this.emptyPast())) {
+      const dims = [1, this.kvHeads, pastLength, this.headDim];
+      const n = this.kvHeads * pastLength * this.headDim;
+      past[name] = new ort.Tensor(
+        empty.type as 'float32',
+        empty.type === 'float16' ? new Uint16Array(n) : new Float32Array(n),
+        dims,
+      );
+    }
+    return this.feeds([0], pastLength, past);
+  }
+
+  /** Inputs of one pass over `input` after `offset` cached positions. */
+  private feeds(input: readonly number[], offset: number, past: Feeds): Feeds {
     const cached = this.spec.layers > 0;
-    const input = cached ? step : sequence;
-    const offset = cached ? pastLength : 0;
     const T = input.length;
     const total = offset + T;
     const feeds: Feeds = {
@@ -384,7 +430,20 @@ export class TextGenerator {
     if (cached) Object.assign(feeds, past);
     if (this.spec.kind === 'merged')
       feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([offset > 0 ? 1 : 0]), [1]);
-    const out = await this.session.run(feeds);
+    return feeds;
+  }
+
+  /** One forward pass: logits of the last position (a fresh Float32Array view) and the new past. */
+  private async forward(
+    step: readonly number[],
+    pastLength: number,
+    sequence: readonly number[],
+    past: Feeds,
+  ): Promise<{ logits: Float32Array; present: Feeds }> {
+    const cached = this.spec.layers > 0;
+    const input = cached ? step : sequence;
+    const T = input.length;
+    const out = await this.session.run(this.feeds(input, cached ? pastLength : 0, past));
     const logits = out.logits;
     if (!logits) throw new UnprocessableError('the graph returned no logits');
     const vocab = logits.dims[2] ?? 0;

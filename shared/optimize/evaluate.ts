@@ -17,7 +17,10 @@ export interface OutputAccuracy {
   maxRelError: number;
   /** Cosine similarity of the flattened outputs (1 = same direction). */
   cosine: number;
-  /** Share of rows whose argmax agrees, for classifier-like outputs [batch, classes]; absent otherwise. */
+  /**
+   * Share of rows whose argmax agrees, for classifier-like outputs [batch, classes] and token
+   * logits (every position a row: next-token agreement); absent otherwise.
+   */
   top1Agreement?: number;
   /** Elements that are NaN/Inf in one output but not the other. */
   nonFiniteMismatches: number;
@@ -177,7 +180,11 @@ class OutputComparator {
   private classifier = true;
   private nonFinite = 0;
 
-  constructor(readonly name: string) {}
+  /** `lastAxisRows`: every position is a row over the last axis (token logits [batch, positions, vocab]). */
+  constructor(
+    readonly name: string,
+    private readonly lastAxisRows = false,
+  ) {}
 
   add(parent: ort.Tensor, candidate: ort.Tensor): void {
     const p = asNumbers(parent);
@@ -202,8 +209,10 @@ class OutputComparator {
     }
     const dims = parent.dims;
     const floatish = parent.type.startsWith('float');
-    if (dims.length === 2 && (dims[1] ?? 0) >= 2 && floatish) {
-      const [rows, cols] = [dims[0] ?? 0, dims[1] ?? 0];
+    const lastAxis = dims[dims.length - 1] ?? 0;
+    if (floatish && lastAxis >= 2 && (dims.length === 2 || (this.lastAxisRows && dims.length > 2))) {
+      const cols = lastAxis;
+      const rows = p.length / cols;
       for (let r = 0; r < rows; r++) {
         let ap = 0;
         let ac = 0;
@@ -270,7 +279,10 @@ export async function evaluateCandidate(
   const candidateLoadMs = await medianLoadMs(candidateBytes, options.loadRuns);
   const candidate = await ort.InferenceSession.create(candidateBytes, evaluationSessionOptions());
   try {
-    const comparators = new Map(parent.session.outputNames.map((n) => [n, new OutputComparator(n)]));
+    const rowsOf = new Set(inputs.tokenDistributions ?? []);
+    const comparators = new Map(
+      parent.session.outputNames.map((n) => [n, new OutputComparator(n, rowsOf.has(n))]),
+    );
     for (const feed of inputs.accuracy) {
       const feeds = toOrtFeeds(feed);
       const expected = await parent.session.run(feeds);

@@ -9,4 +9,5 @@ export * from './parent';
 export * from './request';
 export * from './sweep';
 export * from './techniques';
+export * from './text-inputs';
 export * from './worker';

@@ -33,7 +33,7 @@ export interface EvalTensor {
 export type InputFeed = EvalTensor[];
 
 /** Where the evaluation inputs came from. */
-export type InputSource = 'request' | 'store' | 'captured' | 'random';
+export type InputSource = 'request' | 'store' | 'captured' | 'random' | 'prompts';
 
 /** What the evaluator runs: accuracy feeds, and a feed per latency batch size. */
 export interface EvaluationInputs {
@@ -47,6 +47,11 @@ export interface EvaluationInputs {
   seed?: number;
   /** Set where a store key was read. */
   key?: string;
+  /**
+   * Outputs whose last axis is a distribution over tokens (a text model's `logits`): top-1
+   * agreement is counted per position (next-token agreement).
+   */
+  tokenDistributions?: readonly string[];
 }
 
 /** Request-side description of the reference inputs: inline OIP tensors or a store key. */

@@ -5,7 +5,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { MaasError } from '../errors';
-import type { ModelRegistry } from '../registry';
+import { type ModelRegistry, type RegisterOptions, versionFiles } from '../registry';
 import type { ObjectStore } from '../store';
 import {
   type EvaluateOptions,
@@ -15,10 +15,16 @@ import {
   measureLoadMs,
 } from './evaluate';
 import { type GateDecision, gate } from './gate';
-import { type CapturedInputsProvider, noCapturedInputs, resolveEvaluationInputs } from './inputs';
+import {
+  type CapturedInputsProvider,
+  type EvaluationInputs,
+  noCapturedInputs,
+  resolveEvaluationInputs,
+} from './inputs';
 import { readParentModel } from './parent';
 import type { OptimizeRequest } from './request';
 import { buildCandidate, type StepDetails } from './techniques';
+import { readTextCompanions, textEvaluationInputs } from './text-inputs';
 
 /** What happened to one candidate. */
 export interface CandidateOutcome {
@@ -105,19 +111,35 @@ export async function optimizeVersion(
   // Verified read (every file of a bundle): a tampered parent fails here (IntegrityError) before
   // any candidate is built. A bundle's external data is resolved inline (parent.ts).
   const parentBytes = await readParentModel(registry, parent);
-  const inputs = await resolveEvaluationInputs(parent.onnx.inputs, {
-    store: options.store,
-    model,
-    version,
-    reference: request.referenceInputs,
-    capturedInputs: options.capturedInputs ?? noCapturedInputs,
-    options: request.evaluation,
-  });
+  const parentSession = await ort.InferenceSession.create(parentBytes, evaluationSessionOptions());
+  // A text model is evaluated on its own tokenizer's prompts (next-token agreement, logits cosine)
+  // and its candidates keep the tokenizer files: they are registered as bundles like the parent.
+  const textFiles = parent.textGeneration ? versionFiles(parent).filter((f) => f.role === 'companion') : [];
+  let inputs: EvaluationInputs;
+  try {
+    inputs = parent.textGeneration
+      ? textEvaluationInputs(
+          parentSession,
+          versionFiles(parent).map((f) => f.name),
+          await readTextCompanions(registry, parent),
+          request.evaluation.prompts,
+        )
+      : await resolveEvaluationInputs(parent.onnx.inputs, {
+          store: options.store,
+          model,
+          version,
+          reference: request.referenceInputs,
+          capturedInputs: options.capturedInputs ?? noCapturedInputs,
+          options: request.evaluation,
+        });
+  } catch (error) {
+    await parentSession.release();
+    throw error;
+  }
   const evaluateOptions: EvaluateOptions = {
     ...options.evaluate,
     ...(request.evaluation.iterations ? { iterations: request.evaluation.iterations } : {}),
   };
-  const parentSession = await ort.InferenceSession.create(parentBytes, evaluationSessionOptions());
   const parentLoadMs = await measureLoadMs(parentBytes, evaluateOptions.loadRuns ?? 3);
   const outcomes: CandidateOutcome[] = [];
   const passed: { outcome: CandidateOutcome; bytes: Uint8Array }[] = [];
@@ -144,7 +166,10 @@ export async function optimizeVersion(
           inputs,
           evaluateOptions,
         );
-        outcome.gate = gate(outcome.evaluation, request.tolerances, { technique });
+        outcome.gate = gate(outcome.evaluation, request.tolerances, {
+          technique,
+          textGeneration: parent.textGeneration !== undefined,
+        });
         outcome.status = outcome.gate.passed ? 'registered' : 'rejected';
         if (outcome.gate.passed) passed.push({ outcome, bytes: candidate.bytes });
       } catch (e) {
@@ -163,7 +188,19 @@ export async function optimizeVersion(
   let alias: OptimizationReport['alias'];
   for (const { outcome, bytes } of passed) {
     try {
-      const { version: registered, created } = await registry.registerVersion(model, bytes, {
+      const graph = versionFiles(parent).find((f) => f.role === 'graph')?.name ?? 'model.onnx';
+      const register = (o: RegisterOptions) =>
+        textFiles.length > 0
+          ? registry.registerBundle(
+              model,
+              [
+                { name: graph, body: bytes },
+                ...textFiles.map((f) => ({ name: f.name, storeKey: f.blobKey, size: f.size })),
+              ],
+              o,
+            )
+          : registry.registerVersion(model, bytes, o);
+      const { version: registered, created } = await register({
         parentVersion: version,
         source: 'optimize',
         actor: options.actor ?? 'optimize',

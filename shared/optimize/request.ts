@@ -2,9 +2,15 @@
  * The optimize request (`POST /models/{name}/versions/{version}/optimize` body), validated.
  */
 import { InvalidArgumentError } from '../errors';
+import type { ModelVersion } from '../registry';
 import { assertAliasName } from '../registry';
 import { parseTolerances, type Tolerances } from './gate';
-import { type EvaluationInputOptions, MAX_INLINE_VALUE_ELEMENTS, type ReferenceInputs } from './inputs';
+import {
+  assertInputsPlannable,
+  type EvaluationInputOptions,
+  MAX_INLINE_VALUE_ELEMENTS,
+  type ReferenceInputs,
+} from './inputs';
 import {
   assertParametersComplete,
   parseCandidate,
@@ -16,7 +22,13 @@ import {
 export interface EvaluationSettings extends EvaluationInputOptions {
   /** Timed runs per model and batch size (default 20, max 200). */
   iterations?: number;
+  /** Text-generation models: sample prompts the logits are compared on (default: text-inputs.ts). */
+  prompts?: string[];
 }
+
+/** Most sample prompts per request, and characters per prompt. */
+export const MAX_PROMPTS = 64;
+export const MAX_PROMPT_CHARS = 8192;
 
 /** A validated optimize request. */
 export interface OptimizeRequest {
@@ -105,7 +117,7 @@ export function parseOptimizeRequest(body: Record<string, unknown>): OptimizeReq
     if (typeof ev !== 'object' || ev === null || Array.isArray(ev))
       throw new InvalidArgumentError('evaluation must be an object');
     const e = ev as Record<string, unknown>;
-    const allowed = ['inputShapes', 'samples', 'seed', 'iterations', 'values'];
+    const allowed = ['inputShapes', 'samples', 'seed', 'iterations', 'values', 'prompts'];
     const extra = Object.keys(e).filter((k) => !allowed.includes(k));
     if (extra.length > 0)
       throw new InvalidArgumentError(
@@ -119,6 +131,19 @@ export function parseOptimizeRequest(body: Record<string, unknown>): OptimizeReq
       if (typeof e.seed !== 'number' || !Number.isInteger(e.seed))
         throw new InvalidArgumentError('evaluation.seed must be an integer');
       request.evaluation.seed = e.seed;
+    }
+    if (e.prompts !== undefined) {
+      const prompts = e.prompts;
+      if (
+        !Array.isArray(prompts) ||
+        prompts.length === 0 ||
+        prompts.length > MAX_PROMPTS ||
+        prompts.some((p) => typeof p !== 'string' || p.length === 0 || p.length > MAX_PROMPT_CHARS)
+      )
+        throw new InvalidArgumentError(
+          `evaluation.prompts must be 1 to ${MAX_PROMPTS} non-empty strings of at most ${MAX_PROMPT_CHARS} characters`,
+        );
+      request.evaluation.prompts = prompts as string[];
     }
     if (e.values !== undefined) {
       const values = e.values;
@@ -152,4 +177,33 @@ export function parseOptimizeRequest(body: Record<string, unknown>): OptimizeReq
     }
   }
   return request;
+}
+
+/**
+ * Checks, before a job is queued, that the request's evaluation fits the version: a
+ * text-generation model is evaluated on prompts (tensors, shapes and values do not apply), any
+ * other model on tensors (prompts do not apply, and its inputs must be plannable). 400 otherwise.
+ * @example
+ * assertEvaluationFits(version, request);
+ */
+export function assertEvaluationFits(version: ModelVersion, request: OptimizeRequest): void {
+  const e = request.evaluation;
+  if (version.textGeneration) {
+    const tensorFields = [
+      request.referenceInputs ? 'referenceInputs' : undefined,
+      e.inputShapes ? 'evaluation.inputShapes' : undefined,
+      e.values ? 'evaluation.values' : undefined,
+      e.samples ? 'evaluation.samples' : undefined,
+    ].filter((f) => f !== undefined);
+    if (tensorFields.length > 0)
+      throw new InvalidArgumentError(
+        `${version.name} version ${version.version} is a text-generation model, evaluated on prompts: ${tensorFields.join(', ')} do not apply (use evaluation.prompts)`,
+      );
+    return;
+  }
+  if (e.prompts)
+    throw new InvalidArgumentError(
+      `evaluation.prompts apply to text-generation models only; ${version.name} version ${version.version} is evaluated on tensors`,
+    );
+  assertInputsPlannable(version.onnx.inputs, request.referenceInputs, e.inputShapes, e.values);
 }

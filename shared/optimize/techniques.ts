@@ -5,7 +5,7 @@
  * | technique | what it does | where |
  * | --- | --- | --- |
  * | `graph` | onnxruntime's own graph optimizations, saved with `optimizedModelFilePath` | onnxruntime |
- * | `int8` | dynamic quantization of MatMul/Gemm (and opt-in Conv) weights, bodies included | shared/onnx/quantize.ts |
+ * | `int8` | dynamic quantization of MatMul/Gemm (and opt-in Conv) weights, weight-only int8 of embedding Gathers, bodies included | shared/onnx/quantize.ts |
  * | `int8-static` | static QDQ quantization of Conv/MatMul/Gemm, activations calibrated | shared/onnx/qdq.ts |
  * | `fp16` | float16 weights and compute, float32 signature | shared/onnx/fp16.ts |
  * | `prune` | magnitude pruning to a target sparsity | shared/onnx/prune.ts |
@@ -369,7 +369,7 @@ export async function buildCandidate(
       used.int8 = {
         perChannel: false,
         weightType: 'int8',
-        opTypes: ['MatMul', 'Gemm'],
+        opTypes: ['MatMul', 'Gemm', 'Gather'],
         reduceRange: cpuSaturatesInt8(),
         ...parameters.int8,
       };

@@ -20,7 +20,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { makeGraph, makeModel, makeNode, makeValueInfo } from '../../dev/onnx-builder';
 import { decodeModel, encodeModel } from '../../shared/onnx/codec';
 import { resolveExternalData } from '../../shared/onnx/external-data';
-import { quantizeDynamic } from '../../shared/onnx/quantize';
+import { cpuSaturatesInt8, quantizeDynamic } from '../../shared/onnx/quantize';
 import { type BundleFile, ModelRegistry, type ModelVersion } from '../../shared/registry';
 import { FileObjectStore } from '../../shared/store/file-store';
 import { setExternal } from '../support/bundles';
@@ -151,9 +151,12 @@ describe('a bundle over 2 GiB (file store)', () => {
     let maxErr = 0;
     for (let n = 0; n < N; n++) maxErr = Math.max(maxErr, Math.abs((qy[n] ?? 0) - (expected[n] ?? 0)));
     console.log(`int8 max abs error ${maxErr}`);
-    // The weights are multiples of 1/128 within ±127/128, which symmetric int8 holds exactly, and
-    // the input's three values sit on its uint8 grid: the error is float rounding (measured
-    // 2.4e-7). The size check above proves the weights really are int8.
-    expect(maxErr).toBeLessThan(1e-4);
+    // The weights are multiples of 1/128 within ±127/128, which full-range symmetric int8 holds
+    // exactly, and the input's three values sit on its uint8 grid: the error is float rounding
+    // (measured 2.4e-7). On x86 without VNNI the weights get 7 bits (reduceRange, see
+    // quantize.ts): each is then off by at most half a step, (127/128)/63/2, times Σ|input| = 6
+    // (measured 0.027 on an AMD EPYC). The size check above proves the weights really are int8.
+    const bound = cpuSaturatesInt8() ? (6 * (127 / 128 / 63)) / 2 + 1e-4 : 1e-4;
+    expect(maxErr).toBeLessThan(bound);
   }, 600_000);
 });
