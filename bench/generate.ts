@@ -5,14 +5,22 @@
  * EOS / stop checks, incremental detokenization and the event stream. Reports tokens/s of both
  * (target ratio ≥ 0.95), time-to-first-token overhead over the raw prefill (target ≤ 5 ms), and
  * the per-token overhead in µs. Medians of alternating runs.
+ *
+ * Then the int8 candidates optimize builds for this decoder (shared/optimize: MatMul weights
+ * dynamic, plus the embedding Gather weight-only, and without it for comparison), measured as the
+ * optimize job measures them (next-token agreement and logits cosine on the default sample
+ * prompts, paired decode-step latency) and by maas generation tokens/s against the fp32 parent.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { defaultChain, writeTextModelFolder } from '../dev/text-model';
 import { loadTextGenerator, type TextGenerator } from '../shared/generate/engine';
 import { argmax } from '../shared/generate/sampling';
+import { evaluateCandidate, evaluationSessionOptions } from '../shared/optimize/evaluate';
+import { buildCandidate } from '../shared/optimize/techniques';
+import { textEvaluationInputs } from '../shared/optimize/text-inputs';
 
 const TOKENS = Number(process.env.BENCH_GENERATE_TOKENS ?? 200);
 const RUNS = Number(process.env.BENCH_GENERATE_RUNS ?? 5);
@@ -109,10 +117,60 @@ async function main(): Promise<void> {
         'maas / raw': ((1 / maasTps - 1 / rawTps) * 1e6).toFixed(0),
       },
     });
+    await int8Rows(dir, gen);
     await gen.session.release();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** int8 variants of the decoder: size, next-token agreement, logits cosine, decode-step and generation speed. */
+async function int8Rows(dir: string, parent: TextGenerator): Promise<void> {
+  const files = ['model.onnx', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'config.json'];
+  const companions = Object.fromEntries(files.slice(1).map((f) => [f, readFileSync(join(dir, f), 'utf8')]));
+  const parentBytes = new Uint8Array(readFileSync(join(dir, 'model.onnx')));
+  const session = await ort.InferenceSession.create(parentBytes, evaluationSessionOptions());
+  const inputs = textEvaluationInputs(session, files, companions);
+  const lineage = { model: 'tiny', version: 1 };
+  const variants = {
+    'int8 (MatMul + Gather)': {},
+    'int8 (MatMul only)': { int8: { opTypes: ['MatMul', 'Gemm'] as const } },
+  };
+  const rows: Record<string, Record<string, string>> = {};
+  for (const [label, parameters] of Object.entries(variants)) {
+    const candidate = await buildCandidate(parentBytes, 'int8', parameters as never, lineage);
+    const ev = await evaluateCandidate({ bytes: parentBytes, session }, candidate.bytes, inputs, {
+      iterations: 40,
+    });
+    const logits = ev.accuracy.outputs.find((o) => o.name === 'logits');
+    const folder = join(dir, label.replace(/\W+/g, '-'));
+    mkdirSync(folder);
+    writeFileSync(join(folder, 'model.onnx'), candidate.bytes);
+    for (const f of files.slice(1)) copyFileSync(join(dir, f), join(folder, f));
+    const gen = await loadTextGenerator(folder, {
+      sessionOptions: { logSeverityLevel: 3, intraOpNumThreads: 1, interOpNumThreads: 1 },
+    });
+    await maas(gen, PROMPT, 8);
+    const a: number[] = [];
+    const b: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      a.push((await maas(parent, PROMPT, TOKENS)).tps);
+      b.push((await maas(gen, PROMPT, TOKENS)).tps);
+    }
+    await gen.session.release();
+    rows[label] = {
+      'size ×': ev.size.ratio.toFixed(3),
+      'next-token agreement': (logits?.top1Agreement ?? NaN).toFixed(3),
+      'logits cosine': (logits?.cosine ?? NaN).toFixed(5),
+      'decode step ×': `${ev.latency[0]?.ratio.toFixed(2)} (faster in ${((ev.latency[0]?.fasterShare ?? 0) * 100).toFixed(0)}%)`,
+      'tokens/s ×': (median(b) / median(a)).toFixed(2),
+    };
+  }
+  await session.release();
+  console.log(
+    `int8 candidates vs the fp32 parent (${parentBytes.byteLength} bytes): accuracy on ${inputs.samples} sample prompts, every position; decode step = one token after 64 cached, paired runs; tokens/s = maas generation of ${TOKENS} tokens, alternating, medians`,
+  );
+  console.table(rows);
 }
 
 void main();
