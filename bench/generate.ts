@@ -126,7 +126,13 @@ async function main(): Promise<void> {
 
 /** int8 variants of the decoder: size, next-token agreement, logits cosine, decode-step and generation speed. */
 async function int8Rows(dir: string, parent: TextGenerator): Promise<void> {
-  const files = ['model.onnx', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'config.json'];
+  const files = [
+    'model.onnx',
+    'tokenizer.json',
+    'tokenizer_config.json',
+    'generation_config.json',
+    'config.json',
+  ];
   const companions = Object.fromEntries(files.slice(1).map((f) => [f, readFileSync(join(dir, f), 'utf8')]));
   const parentBytes = new Uint8Array(readFileSync(join(dir, 'model.onnx')));
   const session = await ort.InferenceSession.create(parentBytes, evaluationSessionOptions());

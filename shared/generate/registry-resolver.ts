@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import * as path from 'node:path';
-import { NotFoundError, UnprocessableError } from '../errors';
+import { UnprocessableError } from '../errors';
 import type { MaterializeSettings } from '../inference/config';
 import { ModelMaterializer, type RangeReader } from '../inference/materialize';
 import { chooseVersion, RouteResolver } from '../inference/routing';
@@ -94,22 +94,17 @@ export function registryTextResolver(options: RegistryTextResolverOptions): Text
       };
     },
     async list() {
-      // One page of models and each one's latest manifest (bounded requests even with 10,000
-      // models): the models whose latest version registration recognized as text generation.
-      const page = await options.registry.listModels({ limit: 100 });
-      const latest = await Promise.all(
-        page.items.map((m) =>
-          m.latestVersion > 0
-            ? options.registry.getVersion(m.name, m.latestVersion).catch((e: unknown) => {
-                if (e instanceof NotFoundError) return undefined; // deleted since the listing
-                throw e;
-              })
-            : undefined,
-        ),
-      );
-      return latest.flatMap((v) =>
-        v?.textGeneration ? [{ id: v.name, created: Math.floor(Date.parse(v.createdAt) / 1000) }] : [],
-      );
+      // The text-generation index (one list request per 1,000 text models, no manifest reads),
+      // so the listing is complete and cheap whatever the number of models.
+      const out: { id: string; created: number }[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await options.registry.listTextModels(cursor ? { cursor } : {});
+        for (const m of page.items)
+          out.push({ id: m.name, created: Math.floor(Date.parse(m.createdAt) / 1000) });
+        cursor = page.nextCursor;
+      } while (cursor);
+      return out;
     },
   };
 }

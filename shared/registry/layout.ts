@@ -13,6 +13,7 @@
  * | `models/{name}/aliases/{alias}.json` | compare-and-swap | alias record |
  * | `models/{name}/status/{000000001}.json` | plain put | lifecycle status |
  * | `models/{name}/history/{time}-{id}.json` | create-only | one event |
+ * | `indexes/text-generation/{name}` | once, when the model's first text-generation version is committed | empty: listing the prefix lists text models |
  */
 export const layout = {
   blob: (sha256: string): string => `blobs/sha256/${sha256}.onnx`,
@@ -32,6 +33,8 @@ export const layout = {
   historyPrefix: (name: string): string => `models/${name}/history/`,
   historyEvent: (name: string, time: string, id: string): string =>
     `models/${name}/history/${time}-${id}.json`,
+  textModelsPrefix: 'indexes/text-generation/',
+  textModel: (name: string): string => `indexes/text-generation/${name}`,
 };
 
 /** Zero-padded so that the store's lexicographic listing is numeric order. */

@@ -396,7 +396,10 @@ export class ModelRegistry {
         onnx,
         ...(textGeneration ? { textGeneration } : {}),
       };
-      return await this.commitContents(name, contents, options, () => this.storeBlobs(ingested));
+      const result = await this.commitContents(name, contents, options, () => this.storeBlobs(ingested));
+      // Also on a retry that found its version: a lost marker write is mended by registering again.
+      if (result.version.textGeneration) await this.markTextModel(name);
+      return result;
     } finally {
       // Staging objects only ever carry bytes on their way in: never leave one behind.
       await Promise.all(
@@ -766,6 +769,40 @@ export class ModelRegistry {
     const items = await Promise.all(names.map((name) => this.getModelSummary(name)));
     const last = listed.commonPrefixes.at(-1);
     return listed.nextToken && last ? { items, nextCursor: encodeCursor(last) } : { items };
+  }
+
+  /**
+   * Models with at least one text-generation version, in name order, from their index markers
+   * (one list request per 1,000 models, no manifest reads): what `GET /v1/models` lists.
+   * `createdAt` is when the model's first text version was registered.
+   *
+   * @example
+   * ```ts
+   * const { items, nextCursor } = await registry.listTextModels({ limit: 1000 });
+   * ```
+   */
+  async listTextModels(
+    page: { limit?: number; cursor?: string } = {},
+  ): Promise<Page<{ name: string; createdAt: string }>> {
+    const limit = Math.min(Math.max(1, page.limit ?? 1000), 1000);
+    const listed = await this.store.list({
+      prefix: layout.textModelsPrefix,
+      maxKeys: limit,
+      ...(page.cursor ? { startAfter: decodeCursor(page.cursor, layout.textModelsPrefix) } : {}),
+    });
+    const items = listed.objects.map((o) => ({
+      name: o.key.slice(layout.textModelsPrefix.length),
+      createdAt: o.lastModified.toISOString(),
+    }));
+    const last = listed.objects.at(-1)?.key;
+    return listed.nextToken && last ? { items, nextCursor: encodeCursor(last) } : { items };
+  }
+
+  /** Writes the model's text-generation index marker unless it exists (its time is the first text version's). */
+  private async markTextModel(name: string): Promise<void> {
+    const key = layout.textModel(name);
+    if (await this.exists(key)) return;
+    await this.store.put(key, new Uint8Array(0), { contentType: 'application/octet-stream' });
   }
 
   /** Latest version and alias targets of one model. */

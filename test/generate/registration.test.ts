@@ -148,4 +148,35 @@ describe.each(storeKinds)('text-generation registration (%s store)', (kind) => {
     ]);
     expect(body.data.every((m) => m.object === 'model' && m.created > 1_600_000_000)).toBe(true);
   });
+
+  it('lists text models from their index: one list request, no manifest reads, paged by cursor', async () => {
+    const calls: string[] = [];
+    const counted = new Proxy(ts.store, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver);
+        if (typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          calls.push(String(prop));
+          return value.apply(target, args);
+        };
+      },
+    });
+    const resolver = registryTextResolver({
+      registry: new ModelRegistry(counted),
+      store: counted,
+      cacheDir: join(dir, 'cache'),
+      materialize: inferenceSettingsFromEnv().materialize,
+    });
+    expect((await resolver.list()).map((m) => m.id)).toEqual([
+      'from-upload',
+      'tiny-cached',
+      'tiny-merged',
+      'tiny-uncached',
+    ]);
+    expect(calls).toEqual(['list']);
+    const first = await registry.listTextModels({ limit: 3 });
+    expect(first.items.map((m) => m.name)).toEqual(['from-upload', 'tiny-cached', 'tiny-merged']);
+    const second = await registry.listTextModels({ limit: 3, cursor: first.nextCursor! });
+    expect(second).toEqual({ items: [expect.objectContaining({ name: 'tiny-uncached' })] });
+  });
 });
