@@ -27,6 +27,7 @@
  * scoped `require` (no global hook).
  */
 const path = require('node:path');
+const { randomBytes } = require('node:crypto');
 
 class LocalDevPlugin {
   /**
@@ -136,13 +137,17 @@ class LocalDevPlugin {
     this.storeUrl = provider.environment.MAAS_STORE;
     if (this.storeUrl.startsWith('file:')) {
       // Started before the handlers so that the first ticket already points to a live server.
+      // Signs the file store's download links (the stand-in for presigned GETs): new per start.
+      const linkSecret = randomBytes(32).toString('hex');
       this.uploads = await core.startUploadServer({
         storeUrl: this.storeUrl,
         host: this.public.host,
         port: core.localDevSettings(process.env).uploadPort,
+        linkSecret,
         log: (line) => this.log.warning(line),
       });
       provider.environment.MAAS_LOCAL_UPLOAD_URL = this.uploads.url;
+      provider.environment.MAAS_LOCAL_LINK_SECRET = linkSecret;
     }
     const seed = await core.seedLocalStore(this.storeUrl, process.env);
     if (seed.seeded && seed.version) {

@@ -90,7 +90,7 @@ async function saveFromLinks(files: ListedFile[], dir: string): Promise<void> {
   bar?.done();
 }
 
-/** A bundle as a tar (local server): each entry must be a listed file, and every listed file must come. */
+/** A bundle as a tar (a file store without the local upload server): each entry must be a listed file, and every listed file must come. */
 async function saveFromTar(tar: Buffer, files: ListedFile[], dir: string): Promise<void> {
   const expected = new Map(files.map((f) => [f.name, f]));
   const seen = new Set<string>();

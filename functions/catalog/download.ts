@@ -1,5 +1,6 @@
 import { isBundle, type ModelRegistry, type ModelVersion } from '../../shared/registry';
 import { bundleTar, createBundleLinks } from '../../shared/registry/downloads';
+import { localLinkSignerFromEnv } from '../../shared/registry/local-links';
 import { createDownloadLink, downloadFileName } from '../../shared/registry/uploads';
 import { getNumberFromEnv } from '../../shared/settings';
 import type { ObjectStore } from '../../shared/store';
@@ -19,11 +20,13 @@ const inlineMax = (): number =>
 
 /**
  * The answer to `…/download`: the verified bytes inline, or for large models on S3 a 302 to a
- * presigned GET (after the registry verified the blob by streaming it through sha256). The file
- * store cannot presign, so locally every size is inline. A blob that fails its check is an
+ * presigned GET (after the registry verified the blob by streaming it through sha256); on the file
+ * store under `npm start` a signed link to the local upload server stands in for it (without one,
+ * every size is inline). A blob that fails its check is an
  * IntegrityError (500 `integrity_error`), never handed out. A bundle answers with its file
  * listing and a presigned GET per file on S3 (`x-maas-bundle: links`; the client verifies each
- * sha256), and locally with a tar of its verified files (`x-maas-bundle: tar`).
+ * sha256) and under `npm start` a signed link per file to the local upload server; a file store
+ * without that server gets a tar of the verified files (`x-maas-bundle: tar`).
  *
  * @example
  * ```ts
@@ -39,7 +42,7 @@ export async function downloadResponse(
   if (isBundle(version)) return bundleResponse(store, version, headers);
   if (version.size > inlineMax()) {
     await registry.verifyModel(version);
-    const link = await createDownloadLink(store, version);
+    const link = await createDownloadLink(store, version, { local: localLinkSignerFromEnv() });
     if (link)
       return json(
         302,
@@ -61,15 +64,16 @@ export async function downloadResponse(
   };
 }
 
-/** A bundle: presigned links per file (S3), else a tar of the verified files (file store). */
+/** A bundle: presigned links per file (S3, or the local upload server), else a tar of the verified files. */
 async function bundleResponse(
   store: ObjectStore,
   version: ModelVersion,
   headers: Record<string, string>,
 ): Promise<HttpResult> {
-  const listing = await createBundleLinks(store, version);
+  const listing = await createBundleLinks(store, version, { local: localLinkSignerFromEnv() });
   if (listing) return json(200, listing, { ...headers, 'x-maas-bundle': 'links' });
-  // Buffered: a Lambda response cannot stream here; the file store is the local, small case.
+  // Buffered (a Lambda response cannot stream here): only a file store without the local upload
+  // server (npm start always runs one) gets here.
   const chunks: Buffer[] = [];
   for await (const chunk of bundleTar(store, version)) chunks.push(chunk as Buffer);
   return {

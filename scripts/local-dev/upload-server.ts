@@ -7,10 +7,17 @@
  * Every URL it serves was handed out by the register-version function (an upload ticket or an
  * upload session's part) and carries a random token whose digest the ticket records: like a
  * presigned URL, the URL itself is the permission, so the API key is not needed here.
+ *
+ * It also serves the file store's download links (`GET /downloads/…`, signed by the catalog with
+ * `MAAS_LOCAL_LINK_SECRET`, shared/registry/local-links.ts): model bytes stream from disk to the
+ * client as from a presigned S3 GET, whatever their size.
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { pipeline } from 'node:stream/promises';
+import { NotFoundError } from '../../shared/errors';
 import { errorToHttp } from '../../shared/http/errors';
+import { isLocalDownloadPath, verifyLocalDownload } from '../../shared/registry/local-links';
 import { writeLocalSessionPart } from '../../shared/registry/upload-sessions';
 import { writeLocalUploadStream } from '../../shared/registry/uploads';
 import { createObjectStore, type ObjectStore } from '../../shared/store';
@@ -21,6 +28,8 @@ export interface UploadServerOptions {
   host: string;
   /** 0: any free port. */
   port: number;
+  /** Secret of the download links (`MAAS_LOCAL_LINK_SECRET`); without it no GET is served. */
+  linkSecret?: string;
   log?: (line: string) => void;
 }
 
@@ -90,7 +99,9 @@ const ROUTES: UploadRoute[] = [
 export async function startUploadServer(options: UploadServerOptions): Promise<UploadServer> {
   const store = createObjectStore(options.storeUrl);
   const server = http.createServer((request, response) => {
-    void handle(store, request, response, options.log);
+    if (request.method === 'GET' && isLocalDownloadPath(new URL(request.url ?? '/', 'http://x').pathname))
+      void serveDownload(store, options.linkSecret, request, response, options.log);
+    else void handle(store, request, response, options.log);
   });
   // Uploads of gigabytes take minutes: no request timeout, only the idle one between bytes.
   server.requestTimeout = 0;
@@ -151,4 +162,38 @@ async function handle(
   response.end(text, () => {
     if (unread) request.destroy();
   });
+}
+
+/** Streams one linked blob from the store (404 for a bad or expired link, or a missing blob). */
+async function serveDownload(
+  store: ObjectStore,
+  secret: string | undefined,
+  request: http.IncomingMessage,
+  response: http.ServerResponse,
+  log?: (line: string) => void,
+): Promise<void> {
+  try {
+    if (!secret) throw new NotFoundError('download links are not enabled (no MAAS_LOCAL_LINK_SECRET)');
+    const { blobKey, fileName } = verifyLocalDownload(secret, new URL(request.url ?? '/', 'http://x'));
+    const { body, size } = await store.getStream(blobKey);
+    response.writeHead(200, {
+      'content-type': 'application/octet-stream',
+      'content-length': size,
+      'content-disposition': `attachment; filename="${fileName.replace(/["\\]/g, '_')}"`,
+    });
+    await pipeline(body, response);
+  } catch (e) {
+    if (response.headersSent) {
+      response.destroy(); // mid-body: the client sees a cut transfer, never a short "complete" one
+      return;
+    }
+    const mapped = errorToHttp(e);
+    if (mapped.status >= 500) log?.(`maas: download failed: ${(e as Error).message}`);
+    const text = JSON.stringify(mapped.body);
+    response.writeHead(mapped.status, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(text),
+    });
+    response.end(text);
+  }
 }

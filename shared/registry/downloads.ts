@@ -15,8 +15,9 @@ import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { pack as tarPack } from 'tar-stream';
 import { IntegrityError } from '../errors';
-import { type ObjectStore, S3ObjectStore } from '../store';
+import { FileObjectStore, type ObjectStore, S3ObjectStore } from '../store';
 import { verifiedFileStream, versionFiles } from './bundle';
+import { type LocalLinkSigner, type SignedLink, signLocalDownload } from './local-links';
 import type { BundleFile, ModelVersion } from './types';
 
 /** One file of a bundle listing: what to fetch and what it must hash to. */
@@ -40,6 +41,49 @@ export interface BundleListing {
   files: BundleFileLink[];
 }
 
+/** Options of the download-link functions. */
+export interface DownloadLinkOptions {
+  expiresInSeconds?: number;
+  now?: () => Date;
+  /** The file store's signer (`npm start`): links to the local upload server instead of S3. */
+  local?: LocalLinkSigner | undefined;
+}
+
+/** Whether links can be made: S3 presigns; the file store only with a local signer. */
+function canPresign(store: ObjectStore, options: DownloadLinkOptions): boolean {
+  return store instanceof S3ObjectStore || (store instanceof FileObjectStore && options.local !== undefined);
+}
+
+/**
+ * A GET link to one blob offered as `fileName`: presigned on S3, signed for the local upload
+ * server on the file store (with `options.local`), else undefined.
+ * @example
+ * const link = await presignBlobGet(store, version.blobKey, 'iris-v3.onnx', 300, { local });
+ */
+export async function presignBlobGet(
+  store: ObjectStore,
+  blobKey: string,
+  fileName: string,
+  expiresInSeconds: number,
+  options: DownloadLinkOptions = {},
+): Promise<SignedLink | undefined> {
+  const now = (options.now ?? (() => new Date()))();
+  if (store instanceof FileObjectStore && options.local)
+    return signLocalDownload(options.local, blobKey, fileName, expiresInSeconds, now);
+  if (!(store instanceof S3ObjectStore)) return undefined;
+  const url = await getSignedUrl(
+    store.client,
+    new GetObjectCommand({
+      Bucket: store.bucket,
+      Key: store.full(blobKey),
+      ResponseContentDisposition: `attachment; filename="${fileName.replace(/["\\]/g, '_')}"`,
+      ResponseContentType: 'application/octet-stream',
+    }),
+    { expiresIn: expiresInSeconds },
+  );
+  return { url, expiresAt: new Date(now.getTime() + expiresInSeconds * 1000).toISOString() };
+}
+
 /**
  * Presigned GETs for every file of a version, or `undefined` when the store cannot presign.
  *
@@ -52,31 +96,18 @@ export interface BundleListing {
 export async function createBundleLinks(
   store: ObjectStore,
   version: ModelVersion,
-  options: { expiresInSeconds?: number; now?: () => Date } = {},
+  options: DownloadLinkOptions = {},
 ): Promise<BundleListing | undefined> {
-  if (!(store instanceof S3ObjectStore)) return undefined;
+  if (!canPresign(store, options)) return undefined;
   // Long enough for gigabytes over a slow link; presigning is local (no request per file).
   const expiresIn = options.expiresInSeconds ?? 3600;
-  const expiresAt = new Date(
-    (options.now ?? (() => new Date()))().getTime() + expiresIn * 1000,
-  ).toISOString();
   const files = await Promise.all(
     versionFiles(version).map(async (f) => ({
       name: f.name,
       size: f.size,
       sha256: f.sha256,
       role: f.role,
-      url: await getSignedUrl(
-        store.client,
-        new GetObjectCommand({
-          Bucket: store.bucket,
-          Key: store.full(f.blobKey),
-          ResponseContentDisposition: `attachment; filename="${f.name.replace(/["\\]/g, '_')}"`,
-          ResponseContentType: 'application/octet-stream',
-        }),
-        { expiresIn },
-      ),
-      expiresAt,
+      ...((await presignBlobGet(store, f.blobKey, f.name, expiresIn, options)) as SignedLink),
     })),
   );
   return { name: version.name, version: version.version, sha256: version.sha256, size: version.size, files };

@@ -20,9 +20,7 @@
 
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { type Readable, Transform } from 'node:stream';
-import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { createPresignedPost } from '@aws-sdk/s3-presigned-post';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import {
   ConflictError,
   InvalidArgumentError,
@@ -32,6 +30,7 @@ import {
 } from '../errors';
 import { ObjectNotFoundError, type ObjectStore, S3ObjectStore, type StoredObjectStream } from '../store';
 import { createJson, createObject, readJson } from '../store/documents';
+import { type DownloadLinkOptions, presignBlobGet } from './downloads';
 import type { ModelRegistry } from './model-registry';
 import { assertModelName } from './names';
 import type { ModelVersion, RegisterOptions, RegisterResult } from './types';
@@ -410,7 +409,8 @@ export async function registerFromUpload(
 }
 
 /**
- * A presigned GET for a version's bytes, or `undefined` when the store cannot presign (file store).
+ * A presigned GET for a version's bytes (on the file store, a link to the local upload server
+ * when `options.local` is given), or `undefined` when the store cannot presign.
  * Check the blob first ({@link ModelRegistry.verifyModel}): the link hands out whatever is stored.
  *
  * @example
@@ -422,24 +422,15 @@ export async function registerFromUpload(
 export async function createDownloadLink(
   store: ObjectStore,
   version: ModelVersion,
-  options: { expiresInSeconds?: number; now?: () => Date } = {},
+  options: DownloadLinkOptions = {},
 ): Promise<{ url: string; expiresAt: string } | undefined> {
-  if (!(store instanceof S3ObjectStore)) return undefined;
-  const expiresIn = options.expiresInSeconds ?? 300;
-  const url = await getSignedUrl(
-    store.client,
-    new GetObjectCommand({
-      Bucket: store.bucket,
-      Key: store.full(version.blobKey),
-      ResponseContentDisposition: `attachment; filename="${downloadFileName(version)}"`,
-      ResponseContentType: 'application/octet-stream',
-    }),
-    { expiresIn },
+  return presignBlobGet(
+    store,
+    version.blobKey,
+    downloadFileName(version),
+    options.expiresInSeconds ?? 300,
+    options,
   );
-  return {
-    url,
-    expiresAt: new Date((options.now ?? (() => new Date()))().getTime() + expiresIn * 1000).toISOString(),
-  };
 }
 
 /**

@@ -3,6 +3,7 @@
  * upload server (what file-store upload tickets and upload-session parts point to) and the
  * register-version and catalog handlers behind the test gateway. For CLI tests against the file store.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -33,12 +34,22 @@ export async function startLocalApi(env: Record<string, string> = {}): Promise<L
   const storeDir = await mkdtemp(path.join(tmpdir(), 'maas-local-api-'));
   const set = { MAAS_STORE: `file://${storeDir}`, ...env };
   const saved = Object.fromEntries(
-    [...Object.keys(set), 'MAAS_API_KEY', 'MAAS_LOCAL_UPLOAD_URL'].map((k) => [k, process.env[k]]),
+    [...Object.keys(set), 'MAAS_API_KEY', 'MAAS_LOCAL_UPLOAD_URL', 'MAAS_LOCAL_LINK_SECRET'].map((k) => [
+      k,
+      process.env[k],
+    ]),
   );
   Object.assign(process.env, set);
   delete process.env.MAAS_API_KEY;
-  const uploads = await startUploadServer({ storeUrl: set.MAAS_STORE, host: '127.0.0.1', port: 0 });
+  const linkSecret = randomBytes(32).toString('hex');
+  const uploads = await startUploadServer({
+    storeUrl: set.MAAS_STORE,
+    host: '127.0.0.1',
+    port: 0,
+    linkSecret,
+  });
   process.env.MAAS_LOCAL_UPLOAD_URL = uploads.url;
+  process.env.MAAS_LOCAL_LINK_SECRET = linkSecret;
   resetRuntime();
   const gateway = await startGateway(await loadRoutes(['register-version', 'catalog']));
   return {
