@@ -145,7 +145,7 @@ async function int8Rows(dir: string, parent: TextGenerator): Promise<void> {
   const rows: Record<string, Record<string, string>> = {};
   for (const [label, parameters] of Object.entries(variants)) {
     const candidate = await buildCandidate(parentBytes, 'int8', parameters as never, lineage);
-    const ev = await evaluateCandidate({ bytes: parentBytes, session }, candidate.bytes, inputs, {
+    const ev = await evaluateCandidate({ model: parentBytes, session }, candidate.bytes, inputs, {
       iterations: 40,
     });
     const logits = ev.accuracy.outputs.find((o) => o.name === 'logits');

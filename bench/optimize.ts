@@ -111,7 +111,7 @@ async function benchModel(
         { calibration, calibrationSource: given ? 'synthetic (other seeds)' : inputs.source },
       );
       const buildMs = performance.now() - start;
-      const report = await evaluateCandidate({ bytes, session, loadMs }, candidate.bytes, inputs, {
+      const report = await evaluateCandidate({ model: bytes, session, loadMs }, candidate.bytes, inputs, {
         iterations,
         warmup: 5,
         loadRuns: 3,

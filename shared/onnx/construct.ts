@@ -170,7 +170,8 @@ export function readTensor(tensor: TensorProto): TensorContent {
   let data: OipTypedArray;
   if (tensor.rawData.byteLength > 0 || count === 0) {
     if (tensor.rawData.byteLength !== count * size) throw mismatch(tensor.rawData.byteLength / size);
-    data = new Ctor(tensor.rawData.slice().buffer);
+    // Uint8Array's slice copies (a Buffer's would be a view of its whole, maybe pooled, memory).
+    data = new Ctor(Uint8Array.prototype.slice.call(tensor.rawData).buffer);
   } else {
     // Typed fields, per the onnx.proto rules: which field holds which element type.
     const source: readonly (number | bigint)[] =

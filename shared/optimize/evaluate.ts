@@ -3,9 +3,11 @@
  * latency at batch 1 and 32 with parent and candidate runs interleaved (so background load hits
  * both alike), and artifact size.
  */
+
 import * as ort from 'onnxruntime-node';
 import { inferenceSettingsFromEnv } from '../inference/config';
 import { float16BitsToFloat32, ortTypeFromOip } from '../onnx/datatypes';
+import { artifactSize, createSession, type ModelArtifact } from './artifacts';
 import type { EvaluationInputs, InputFeed } from './inputs';
 
 /** Agreement of one output between parent and candidate over all accuracy samples. */
@@ -246,11 +248,11 @@ class OutputComparator {
   }
 }
 
-async function medianLoadMs(bytes: Uint8Array, runs: number): Promise<number> {
+async function medianLoadMs(model: ModelArtifact, runs: number): Promise<number> {
   const times: number[] = [];
   for (let i = 0; i < Math.max(1, runs); i++) {
     const start = process.hrtime.bigint();
-    const s = await ort.InferenceSession.create(bytes, evaluationSessionOptions());
+    const s = await createSession(model, evaluationSessionOptions());
     times.push(Number(process.hrtime.bigint() - start) / 1e6);
     await s.release();
   }
@@ -266,18 +268,18 @@ async function medianLoadMs(bytes: Uint8Array, runs: number): Promise<number> {
  *
  * @example
  * const parentSession = await ort.InferenceSession.create(parentBytes, evaluationSessionOptions());
- * const report = await evaluateCandidate({ bytes: parentBytes, session: parentSession }, candidateBytes, inputs);
+ * const report = await evaluateCandidate({ model: parentBytes, session: parentSession }, candidateBytes, inputs);
  * console.log(report.accuracy.worst.cosine, report.latency[0]?.ratio);
  */
 export async function evaluateCandidate(
-  parent: { bytes: Uint8Array; session: ort.InferenceSession; loadMs?: number },
-  candidateBytes: Uint8Array,
+  parent: { model: ModelArtifact; session: ort.InferenceSession; loadMs?: number },
+  candidateModel: ModelArtifact,
   inputs: EvaluationInputs,
   opts: EvaluateOptions = {},
 ): Promise<EvaluationReport> {
   const options = { ...defaults, ...opts };
-  const candidateLoadMs = await medianLoadMs(candidateBytes, options.loadRuns);
-  const candidate = await ort.InferenceSession.create(candidateBytes, evaluationSessionOptions());
+  const candidateLoadMs = await medianLoadMs(candidateModel, options.loadRuns);
+  const candidate = await createSession(candidateModel, evaluationSessionOptions());
   try {
     const rowsOf = new Set(inputs.tokenDistributions ?? []);
     const comparators = new Map(
@@ -311,7 +313,8 @@ export async function evaluateCandidate(
       );
       latency.push({ batch, parent: p, candidate: c, ratio, fasterShare });
     }
-    const parentLoad = parent.loadMs ?? (await medianLoadMs(parent.bytes, options.loadRuns));
+    const parentLoad = parent.loadMs ?? (await medianLoadMs(parent.model, options.loadRuns));
+    const sizes = { parent: artifactSize(parent.model), candidate: artifactSize(candidateModel) };
     return {
       inputs: {
         source: inputs.source,
@@ -321,11 +324,7 @@ export async function evaluateCandidate(
       },
       accuracy: { outputs, worst },
       latency,
-      size: {
-        parent: parent.bytes.byteLength,
-        candidate: candidateBytes.byteLength,
-        ratio: candidateBytes.byteLength / parent.bytes.byteLength,
-      },
+      size: { ...sizes, ratio: sizes.candidate / sizes.parent },
       load: { parent: parentLoad, candidate: candidateLoadMs, ratio: candidateLoadMs / parentLoad },
     };
   } finally {
@@ -338,6 +337,6 @@ export async function evaluateCandidate(
  * @example
  * const loadMs = await measureLoadMs(bytes, 3);
  */
-export async function measureLoadMs(bytes: Uint8Array, runs = 3): Promise<number> {
-  return medianLoadMs(bytes, runs);
+export async function measureLoadMs(model: ModelArtifact, runs = 3): Promise<number> {
+  return medianLoadMs(model, runs);
 }

@@ -3,10 +3,16 @@
  * against the parent in this process, gate it, and register those that pass as new versions with
  * their lineage. Candidates are independent: one failing to build does not stop the others.
  */
-import * as ort from 'onnxruntime-node';
 import { MaasError } from '../errors';
-import { type ModelRegistry, type RegisterOptions, versionFiles } from '../registry';
+import { type ModelRegistry, type ModelVersion, type RegisterOptions, versionFiles } from '../registry';
 import type { ObjectStore } from '../store';
+import {
+  artifactFiles,
+  createSession,
+  disposeArtifact,
+  type ModelArtifact,
+  writeModelArtifact,
+} from './artifacts';
 import {
   type EvaluateOptions,
   type EvaluationReport,
@@ -21,9 +27,9 @@ import {
   noCapturedInputs,
   resolveEvaluationInputs,
 } from './inputs';
-import { readParentModel } from './parent';
+import { openParentModel, type ParentModel } from './parent';
 import type { OptimizeRequest } from './request';
-import { buildCandidate, type StepDetails } from './techniques';
+import { type StepDetails, transformCandidate } from './techniques';
 import { readTextCompanions, textEvaluationInputs } from './text-inputs';
 
 /** What happened to one candidate. */
@@ -69,6 +75,13 @@ export interface OptimizeOptions {
   actor?: string;
   /** Progress callback (e.g. to log), called after each candidate. */
   onCandidate?: (outcome: CandidateOutcome) => void;
+  /**
+   * Candidates whose one-file encoding would reach this size are written and registered as
+   * bundles (graph plus one data file) instead. Default: protobuf's 2 GiB limit.
+   */
+  inlineLimitBytes?: number;
+  /** Where a bundle parent and bundle candidates are laid out (default the OS temp dir: `/tmp` on Lambda). */
+  workDir?: string;
 }
 
 function errorMessage(e: unknown): string {
@@ -109,9 +122,25 @@ export async function optimizeVersion(
   const startedAt = new Date().toISOString();
   const parent = await registry.getVersion(model, version);
   // Verified read (every file of a bundle): a tampered parent fails here (IntegrityError) before
-  // any candidate is built. A bundle's external data is resolved inline (parent.ts).
-  const parentBytes = await readParentModel(registry, parent);
-  const parentSession = await ort.InferenceSession.create(parentBytes, evaluationSessionOptions());
+  // any candidate is built. A bundle is laid out in a folder and loaded by path (parent.ts).
+  const parentModel = await openParentModel(registry, parent, { workDir: options.workDir });
+  try {
+    return await optimizeParent(registry, parent, parentModel, request, options, startedAt);
+  } finally {
+    await parentModel.dispose();
+  }
+}
+
+async function optimizeParent(
+  registry: ModelRegistry,
+  parent: ModelVersion,
+  parentModel: ParentModel,
+  request: OptimizeRequest,
+  options: OptimizeOptions,
+  startedAt: string,
+): Promise<OptimizationReport> {
+  const { name: model, version } = parent;
+  const parentSession = await createSession(parentModel.artifact, evaluationSessionOptions());
   // A text model is evaluated on its own tokenizer's prompts (next-token agreement, logits cosine)
   // and its candidates keep the tokenizer files: they are registered as bundles like the parent.
   const textFiles = parent.textGeneration ? versionFiles(parent).filter((f) => f.role === 'companion') : [];
@@ -140,15 +169,17 @@ export async function optimizeVersion(
     ...options.evaluate,
     ...(request.evaluation.iterations ? { iterations: request.evaluation.iterations } : {}),
   };
-  const parentLoadMs = await measureLoadMs(parentBytes, evaluateOptions.loadRuns ?? 3);
+  const parentLoadMs = await measureLoadMs(parentModel.artifact, evaluateOptions.loadRuns ?? 3);
+  const graph = versionFiles(parent).find((f) => f.role === 'graph')?.name ?? 'model.onnx';
   const outcomes: CandidateOutcome[] = [];
-  const passed: { outcome: CandidateOutcome; bytes: Uint8Array }[] = [];
+  const passed: { outcome: CandidateOutcome; artifact: ModelArtifact }[] = [];
   try {
     for (const technique of request.techniques) {
       const outcome: CandidateOutcome = { technique, status: 'failed' };
+      let artifact: ModelArtifact | undefined;
       try {
-        const candidate = await buildCandidate(
-          parentBytes,
+        const { model: built, ...candidate } = await transformCandidate(
+          await parentModel.decode(),
           technique,
           request.parameters,
           { model, version, sha256: parent.sha256 },
@@ -160,9 +191,14 @@ export async function optimizeVersion(
           steps: candidate.details,
           runtimeSpecificOps: candidate.runtimeSpecificOps,
         });
+        artifact = await writeModelArtifact(built, {
+          graphName: graph,
+          inlineLimitBytes: options.inlineLimitBytes,
+          workDir: options.workDir,
+        });
         outcome.evaluation = await evaluateCandidate(
-          { bytes: parentBytes, session: parentSession, loadMs: parentLoadMs },
-          candidate.bytes,
+          { model: parentModel.artifact, session: parentSession, loadMs: parentLoadMs },
+          artifact,
           inputs,
           evaluateOptions,
         );
@@ -171,14 +207,22 @@ export async function optimizeVersion(
           textGeneration: parent.textGeneration !== undefined,
         });
         outcome.status = outcome.gate.passed ? 'registered' : 'rejected';
-        if (outcome.gate.passed) passed.push({ outcome, bytes: candidate.bytes });
+        if (outcome.gate.passed) {
+          passed.push({ outcome, artifact });
+          artifact = undefined; // kept (a folder stays on disk) until it is registered
+        }
       } catch (e) {
         outcome.status = 'failed';
         outcome.error =
           e instanceof MaasError ? e.message : `could not build or run the candidate: ${errorMessage(e)}`;
+      } finally {
+        await disposeArtifact(artifact);
       }
       outcomes.push(outcome);
     }
+  } catch (error) {
+    await Promise.all(passed.map((p) => disposeArtifact(p.artifact)));
+    throw error;
   } finally {
     await parentSession.release();
   }
@@ -186,20 +230,15 @@ export async function optimizeVersion(
   // Register after all evaluations so the alias goes to the best candidate in one move.
   const chosen = request.alias ? best(passed.map((p) => p.outcome)) : undefined;
   let alias: OptimizationReport['alias'];
-  for (const { outcome, bytes } of passed) {
+  for (const { outcome, artifact } of passed) {
     try {
-      const graph = versionFiles(parent).find((f) => f.role === 'graph')?.name ?? 'model.onnx';
+      const companions = textFiles.map((f) => ({ name: f.name, storeKey: f.blobKey, size: f.size }));
       const register = (o: RegisterOptions) =>
-        textFiles.length > 0
-          ? registry.registerBundle(
-              model,
-              [
-                { name: graph, body: bytes },
-                ...textFiles.map((f) => ({ name: f.name, storeKey: f.blobKey, size: f.size })),
-              ],
-              o,
-            )
-          : registry.registerVersion(model, bytes, o);
+        !(artifact instanceof Uint8Array)
+          ? registry.registerBundle(model, [...artifactFiles(artifact), ...companions], o)
+          : companions.length > 0
+            ? registry.registerBundle(model, [{ name: graph, body: artifact }, ...companions], o)
+            : registry.registerVersion(model, artifact, o);
       const { version: registered, created } = await register({
         parentVersion: version,
         source: 'optimize',
@@ -227,6 +266,8 @@ export async function optimizeVersion(
     } catch (e) {
       outcome.status = 'failed';
       outcome.error = `passed the gate but could not be registered: ${errorMessage(e)}`;
+    } finally {
+      await disposeArtifact(artifact);
     }
     options.onCandidate?.(outcome);
   }

@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { InvalidArgumentError, UnprocessableError } from '../errors';
 import { CALIBRATION_METHODS } from '../onnx/calibrate';
-import { decodeModel, encodeModel } from '../onnx/codec';
+import { decodeModel, encodeModel, type ModelProto } from '../onnx/codec';
 import { convertToFloat16, type Float16Options, type Float16Report } from '../onnx/fp16';
 import { ensureOpsetImport, isDefaultDomain, operatorsOf, setMetadataProp } from '../onnx/graph';
 import { type PruneOptions, type PruneReport, pruneByMagnitude } from '../onnx/prune';
@@ -39,6 +39,7 @@ import {
   type QuantizeReport,
   quantizeDynamic,
 } from '../onnx/quantize';
+import { inlineSize, PROTOBUF_LIMIT_BYTES } from './artifacts';
 import { toOrtFeeds } from './evaluate';
 import { calibrationFeeds, type InputFeed } from './inputs';
 
@@ -82,19 +83,25 @@ export type StepDetails =
   | { technique: 'prune'; report: PruneReport };
 
 /** A built candidate: its bytes and what each step did. */
-export interface BuiltCandidate {
+export interface TransformedCandidate {
   /** The candidate's name: techniques joined by '+', e.g. 'prune+int8'. */
   technique: string;
   steps: Technique[];
   /** The parameters each step used (defaults filled in). */
   parameters: Partial<Record<Technique, unknown>>;
-  bytes: Uint8Array;
+  /** The candidate model (lineage in its metadata_props). */
+  model: ModelProto;
   details: StepDetails[];
   /**
    * Operators outside the standard ONNX domain ('com.microsoft:FusedMatMul', …): the model then
    * needs onnxruntime (not just any ONNX runtime) to run.
    */
   runtimeSpecificOps: string[];
+}
+
+/** A candidate encoded as one ONNX file ({@link buildCandidate}). */
+export interface BuiltCandidate extends Omit<TransformedCandidate, 'model'> {
+  bytes: Uint8Array;
 }
 
 const ORDER: Record<Technique, number> = { prune: 0, int8: 1, 'int8-static': 1, fp16: 1, graph: 2 };
@@ -339,9 +346,7 @@ export interface BuildContext {
 }
 
 /**
- * Builds one candidate from the parent's bytes. Lineage (parent, technique, parameters) is also
- * written into the candidate's metadata_props as `maas.optimization`, so the file describes
- * itself wherever it is copied.
+ * Builds one candidate from the parent's bytes, as one ONNX file (see {@link transformCandidate}).
  *
  * @example
  * const candidate = await buildCandidate(parentBytes, 'prune+int8', { prune: { sparsity: 0.5 } }, { model: 'mnist', version: 3 });
@@ -353,9 +358,34 @@ export async function buildCandidate(
   lineage: { model: string; version: number; sha256?: string },
   context: BuildContext = {},
 ): Promise<BuiltCandidate> {
-  const steps = parseCandidate(spec);
   // decodeModel may keep views into its input: decode a private copy so the parent stays untouched.
-  let model = decodeModel(parentBytes.slice());
+  const { model, ...rest } = await transformCandidate(
+    decodeModel(parentBytes.slice()),
+    spec,
+    parameters,
+    lineage,
+    context,
+  );
+  return { ...rest, bytes: encodeModel(model) };
+}
+
+/**
+ * Turns a decoded parent (a private copy: it is changed in place) into one candidate. Lineage
+ * (parent, technique, parameters) is also written into the candidate's metadata_props as
+ * `maas.optimization`, so the file describes itself wherever it is copied.
+ *
+ * @example
+ * const { model } = await transformCandidate(await parent.decode(), 'int8', {}, { model: 'llm', version: 3 });
+ */
+export async function transformCandidate(
+  parent: ModelProto,
+  spec: string,
+  parameters: TechniqueParameters,
+  lineage: { model: string; version: number; sha256?: string },
+  context: BuildContext = {},
+): Promise<TransformedCandidate> {
+  const steps = parseCandidate(spec);
+  let model = parent;
   const details: StepDetails[] = [];
   const used: Partial<Record<Technique, unknown>> = {};
   for (const step of steps) {
@@ -397,6 +427,11 @@ export async function buildCandidate(
       used.fp16 = { mode: 'compute', ...parameters.fp16 };
     } else {
       const level = parameters.graph?.level ?? 'extended';
+      const size = inlineSize(model);
+      if (size >= PROTOBUF_LIMIT_BYTES)
+        throw new UnprocessableError(
+          `technique graph saves the model through onnxruntime as one ONNX file, and this one would hold ${size} bytes (protobuf's limit is 2 GiB)`,
+        );
       const before = operatorsOf(model);
       model = decodeModel(await optimizeGraph(encodeModel(model), level));
       details.push({
@@ -423,7 +458,7 @@ export async function buildCandidate(
     technique: steps.join('+'),
     steps,
     parameters: used,
-    bytes: encodeModel(model),
+    model,
     details,
     runtimeSpecificOps,
   };

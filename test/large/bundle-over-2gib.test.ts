@@ -1,15 +1,15 @@
 /**
  * End to end with a bundle over 2 GiB (file store, generated): register from disk streams in a
  * child process whose peak RSS is asserted, infer with onnxruntime from a folder materialized
- * through the registry's verified streams (outputs equal an exact reference), and int8-quantize
- * the parent, resolved from its external data, to a single file under 2 GiB.
+ * through the registry's verified streams (outputs equal an exact reference), and optimize it to
+ * int8 with the optimize job (parent loaded from its folder), registered as one file under 2 GiB.
  *
  * The weights are W[k][n] = ((k * 7 + n * 13) % 255 - 127) / 128: dyadic values, so with an input
  * of a few small integers every output is an exact float32 sum and the check is equality.
  */
 import { execFileSync } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -18,9 +18,10 @@ import { TensorProto_DataType, TensorProtoSchema } from 'onnx-buf';
 import * as ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { makeGraph, makeModel, makeNode, makeValueInfo } from '../../dev/onnx-builder';
-import { decodeModel, encodeModel } from '../../shared/onnx/codec';
-import { resolveExternalData } from '../../shared/onnx/external-data';
-import { cpuSaturatesInt8, quantizeDynamic } from '../../shared/onnx/quantize';
+import { encodeModel } from '../../shared/onnx/codec';
+import { cpuSaturatesInt8 } from '../../shared/onnx/quantize';
+import { parseOptimizeRequest } from '../../shared/optimize';
+import { optimizeVersion } from '../../shared/optimize/optimizer';
 import { type BundleFile, ModelRegistry, type ModelVersion } from '../../shared/registry';
 import { FileObjectStore } from '../../shared/store/file-store';
 import { setExternal } from '../support/bundles';
@@ -70,7 +71,7 @@ async function materialize(registry: ModelRegistry, version: ModelVersion, folde
 }
 
 describe('a bundle over 2 GiB (file store)', () => {
-  it('registers with bounded RSS, infers exactly, and int8-quantizes to one file under 2 GiB', async () => {
+  it('registers with bounded RSS, infers exactly, and optimizes to int8 as one file under 2 GiB', async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'maas-large-'));
     const src = path.join(dir, 'src');
     const storeRoot = path.join(dir, 'store');
@@ -96,7 +97,8 @@ describe('a bundle over 2 GiB (file store)', () => {
     expect(registered.files?.map((f) => f.name)).toEqual(['model.onnx', 'model.onnx.data']);
     expect(maxRssBytes).toBeLessThan(RSS_BOUND);
 
-    const registry = new ModelRegistry(new FileObjectStore(storeRoot), { maxModelBytes: 4 * 2 ** 30 });
+    const store = new FileObjectStore(storeRoot);
+    const registry = new ModelRegistry(store, { maxModelBytes: 4 * 2 ** 30 });
     const version = await registry.getVersion('big', registered.version);
     const folder = path.join(dir, 'served');
     t = Date.now();
@@ -118,32 +120,33 @@ describe('a bundle over 2 GiB (file store)', () => {
     expect(mismatches).toBe(0);
     await rm(folder, { recursive: true, force: true });
 
-    // int8: the parent resolved from its verified files, quantized, one file under 2 GiB.
+    // int8 through the optimize job: the parent laid out from its verified files and loaded by
+    // path, evaluated and gated, the candidate registered as one file under 2 GiB.
     t = Date.now();
-    const model = decodeModel(await registry.readModel(version));
-    const files = version.files as BundleFile[];
-    const data = files[1] as BundleFile;
-    // One allocation of the known size (a chunk list + concat would hold the 2 GiB twice).
-    const dataBytes = Buffer.allocUnsafe(data.size);
-    let at = 0;
-    for await (const c of await registry.openFile(version, data)) {
-      dataBytes.set(c as Buffer, at);
-      at += (c as Buffer).byteLength;
-    }
-    expect(at).toBe(data.size);
-    await resolveExternalData(model, new Map([[data.name, data.size]]), async (_l, o, l) =>
-      dataBytes.subarray(o, o + l),
+    const workDir = path.join(dir, 'optimize');
+    await mkdir(workDir);
+    const report = await optimizeVersion(
+      registry,
+      'big',
+      version.version,
+      parseOptimizeRequest({
+        techniques: ['int8'],
+        evaluation: { samples: 4, iterations: 2 },
+        tolerances: { maxSlowdown: 100 }, // two timed runs on shared cores: latency is not the point
+      }),
+      { store, evaluate: { loadRuns: 1, warmup: 1 }, workDir },
     );
-    quantizeDynamic(model, {});
-    const int8 = encodeModel(model);
-    console.log(`int8 in ${Date.now() - t} ms: ${int8.byteLength} bytes`);
-    expect(int8.byteLength).toBeLessThan(2 ** 31);
-    expect(int8.byteLength).toBeGreaterThan(WEIGHT_BYTES / 4);
-    const { version: candidate } = await registry.registerVersion('big', int8, {
-      parentVersion: version.version,
-      source: 'optimize',
-    });
-    expect(candidate.files).toBeUndefined();
+    const outcome = report.candidates[0];
+    console.log(`optimize int8 in ${Date.now() - t} ms: ${JSON.stringify(outcome?.evaluation?.size)}`);
+    expect(outcome?.error).toBeUndefined();
+    expect(outcome?.status).toBe('registered');
+    expect(await readdir(workDir)).toEqual([]);
+    const candidate = await registry.getVersion('big', outcome?.version ?? -1);
+    expect(candidate.parentVersion).toBe(version.version);
+    expect(candidate.files).toBeUndefined(); // one file
+    expect(candidate.size).toBeLessThan(2 ** 31);
+    expect(candidate.size).toBeGreaterThan(WEIGHT_BYTES / 4);
+    expect(outcome?.evaluation?.size.ratio).toBeLessThan(0.3);
     const q = await ort.InferenceSession.create(new Uint8Array(await registry.readModel(candidate)));
     const qy = (await q.run({ input: new ort.Tensor('float32', input, [1, K]) })).output
       ?.data as Float32Array;

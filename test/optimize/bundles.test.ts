@@ -4,7 +4,7 @@
  * reading them back restores the inline model, and bad locations / ranges are refused.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -22,7 +22,7 @@ import {
 } from '../../shared/onnx/external-data';
 import { parseOptimizeRequest } from '../../shared/optimize';
 import { optimizeVersion } from '../../shared/optimize/optimizer';
-import { readParentModel } from '../../shared/optimize/parent';
+import { openParentModel } from '../../shared/optimize/parent';
 import { ModelRegistry } from '../../shared/registry';
 import { createTestStore, type TestStore } from '../support/stores';
 import { ensureOnnxChecker, onnxCheckerErrors } from './onnx-checker';
@@ -181,8 +181,13 @@ describe('optimize int8 and fp16 of a bundle parent (file store)', () => {
         ...bundle.files.map((f) => ({ name: f.name, body: Buffer.concat(f.chunks) })),
       ]);
       expect(parent.files?.length).toBe(1 + bundle.files.length);
-      // The resolved parent is the inline model, byte for byte.
-      expect(Buffer.from(await readParentModel(registry, parent)).equals(Buffer.from(big.bytes))).toBe(true);
+      // The parent laid out from its verified files decodes to the inline model, byte for byte.
+      const opened = await openParentModel(registry, parent);
+      try {
+        expect(Buffer.from(encodeModel(await opened.decode())).equals(Buffer.from(big.bytes))).toBe(true);
+      } finally {
+        await opened.dispose();
+      }
 
       const report = await optimizeVersion(
         registry,
@@ -240,6 +245,60 @@ describe('optimize int8 and fp16 of a bundle parent (file store)', () => {
     for (let i = 0; i < want.length; i++) expect(Math.abs((got[i] ?? 0) - (want[i] ?? 0))).toBeLessThan(0.01);
   });
 
+  it('a candidate over the inline limit is written and registered as a bundle (graph + one data file), nothing left on disk', async () => {
+    const bundle = writeExternalData(big.model, { layout: 'per-tensor' });
+    const { version: parent } = await registry.registerBundle('mlp-over-limit', [
+      { name: 'model.onnx', body: bundle.graph },
+      ...bundle.files.map((f) => ({ name: f.name, body: Buffer.concat(f.chunks) })),
+    ]);
+    const workDir = mkdtempSync(path.join(tmpdir(), 'maas-optimize-work-'));
+    dirs.push(workDir);
+    // The 2 GiB limit, scaled down: the same code path a 5 GB parent's fp16 takes.
+    const report = await optimizeVersion(
+      registry,
+      'mlp-over-limit',
+      parent.version,
+      parseOptimizeRequest({ techniques: ['fp16', 'int8'], tolerances: TOLERANCES }),
+      { store: t.store, evaluate: { iterations: 2, loadRuns: 1 }, inlineLimitBytes: 1024, workDir },
+    );
+    expect(readdirSync(workDir)).toEqual([]); // parent folder and candidate folders removed
+    for (const c of report.candidates) {
+      expect(c.error).toBeUndefined();
+      expect(c.status).toBe('registered');
+      const candidate = await registry.getVersion('mlp-over-limit', c.version ?? -1);
+      expect(candidate.files?.map((f) => [f.name, f.role])).toEqual([
+        ['model.onnx', 'graph'],
+        ['model.onnx.data', 'data'],
+      ]);
+      const graph = candidate.files?.find((f) => f.role === 'graph');
+      const data = candidate.files?.find((f) => f.role === 'data');
+      expect((graph?.size ?? 0) + (data?.size ?? 0)).toBe(candidate.size);
+      expect(graph?.size ?? Infinity).toBeLessThan(4096); // the weights are external
+      expect(data?.size ?? 0).toBeGreaterThan(10 * (graph?.size ?? 0));
+      // The size ratio the gate saw is the files' (fp16 about 1/2, int8 about 1/4 of the parent).
+      expect(c.evaluation?.size.candidate).toBe(candidate.size);
+      expect(c.evaluation?.size.parent).toBe(parent.size);
+      const opened = await openParentModel(registry, candidate);
+      try {
+        if (opened.artifact instanceof Uint8Array) throw new Error('expected a folder');
+        const file = path.join(opened.artifact.dir, opened.artifact.graph);
+        expect(checkPath(file)).toBe('');
+        const got = await run(file, x, [4, 128]);
+        const want = mlpReference(big.weights, x, 4);
+        const maxRef = Math.max(...want.map(Math.abs));
+        for (let i = 0; i < want.length; i++)
+          expect(Math.abs((got[i] ?? 0) - (want[i] ?? 0))).toBeLessThan(0.05 * maxRef);
+      } finally {
+        await opened.dispose();
+      }
+    }
+    const sizes = Object.fromEntries(
+      report.candidates.map((c) => [c.technique, c.evaluation?.size.ratio ?? 1]),
+    );
+    expect(sizes.fp16).toBeLessThan(0.6);
+    expect(sizes.int8).toBeLessThan(0.35);
+  });
+
   it('a bundle whose data file was tampered with after registration is not optimized', async () => {
     const bundle = writeExternalData(big.model, { layout: 'single' });
     const { version: parent } = await registry.registerBundle('mlp-tampered', [
@@ -251,6 +310,6 @@ describe('optimize int8 and fp16 of a bundle parent (file store)', () => {
     const bytes = Buffer.from((await t.store.get(data.blobKey)).body);
     bytes[100] = (bytes[100] ?? 0) ^ 0xff;
     await t.store.put(data.blobKey, bytes);
-    await expect(readParentModel(registry, parent)).rejects.toThrow(/sha256|digest|integrity|tamper/i);
+    await expect(openParentModel(registry, parent)).rejects.toThrow(/sha256|digest|integrity|tamper/i);
   });
 });

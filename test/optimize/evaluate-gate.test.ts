@@ -33,7 +33,7 @@ async function evaluate(candidate: Uint8Array): Promise<EvaluationReport> {
   });
   const session = await ort.InferenceSession.create(mlp.bytes, evaluationSessionOptions());
   try {
-    return await evaluateCandidate({ bytes: mlp.bytes, session }, candidate, inputs, {
+    return await evaluateCandidate({ model: mlp.bytes, session }, candidate, inputs, {
       iterations: 3,
       warmup: 1,
       loadRuns: 1,

@@ -16,8 +16,9 @@ import { CHAIN_TEXT, defaultChain, writeTextModelFolder } from '../../dev/text-m
 import { InvalidArgumentError } from '../../shared/errors';
 import { registryTextResolver } from '../../shared/generate/registry-resolver';
 import { inferenceSettingsFromEnv } from '../../shared/inference';
+import { encodeModel } from '../../shared/onnx/codec';
 import { assertEvaluationFits, optimizeVersion, parseOptimizeRequest } from '../../shared/optimize';
-import { readParentModel } from '../../shared/optimize/parent';
+import { openParentModel } from '../../shared/optimize/parent';
 import { ModelRegistry, versionFiles } from '../../shared/registry';
 import { createTestStore, type TestStore } from '../support/stores';
 import { ensureOnnxChecker, onnxCheckerErrors } from './onnx-checker';
@@ -130,7 +131,9 @@ describe('optimize text-generation models', () => {
     expect(await greedy({ name: 'tiny', version: fp16!.version! }, PROMPTS[0]!)).toBe(expected);
 
     // onnx's own checker accepts the int8 graph, and onnxruntime loads it.
-    const bytes = await readParentModel(registry, await registry.getVersion('tiny', int8!.version!));
+    const opened = await openParentModel(registry, await registry.getVersion('tiny', int8!.version!));
+    const bytes = encodeModel(await opened.decode());
+    await opened.dispose();
     expect(onnxCheckerErrors(bytes)).toBe('');
     await (await ort.InferenceSession.create(bytes)).release();
   }, 300_000);
