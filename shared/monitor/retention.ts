@@ -121,6 +121,8 @@ export function prefixRules(s: RetentionSettings): PrefixRule[] {
     { prefix: 'monitoring/reports/', maxAgeMs: s.reportsDays * DAY_MS },
     { prefix: 'async/', maxAgeMs: s.asyncDays * DAY_MS },
     { prefix: 'uploads/', maxAgeMs: s.uploadsDays * DAY_MS },
+    // What a registration that died mid-stream left (it runs at most 15 minutes; AWS: 1 day too).
+    { prefix: layout.stagingPrefix, maxAgeMs: DAY_MS },
     { prefix: 'rejected/', maxAgeMs: s.rejectedDays * DAY_MS },
     // A record's expiresAt is its creation plus the TTL, and creation precedes its last write.
     { prefix: IDEMPOTENCY_PREFIX, maxAgeMs: s.idempotencyTtlSeconds * 1000 },

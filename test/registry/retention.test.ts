@@ -54,6 +54,7 @@ describe.each(storeKinds)('retention on the %s store', (kind) => {
       'monitoring/reports/iris/latest.json',
       'async/requests/r1.json',
       'uploads/iris/u1',
+      'staging/0123-abandoned',
       'rejected/iris/bad.onnx',
       'idempotency/rollback/k1.json',
       'monitoring/state/iris.json', // not expired: the monitor's watermark
@@ -61,11 +62,13 @@ describe.each(storeKinds)('retention on the %s store', (kind) => {
     ];
     for (const key of keys) await store.put(key, '{}');
     const rules = prefixRules(settings);
-    // Two days on: only the idempotency record (TTL one day) and abandoned uploads (2 days, not yet).
+    // Two days on: only the idempotency record (TTL one day) and a dead registration's staging
+    // object (one day); abandoned uploads (2 days) not yet.
     const twoDays = await expirePrefixes(store, rules, { now: ahead(2 * DAY - HOUR) });
     expect(twoDays.complete).toBe(true);
     expect(twoDays.deleted['idempotency/']).toBe(1);
-    expect(Object.values(twoDays.deleted).reduce((a, b) => a + b)).toBe(1);
+    expect(twoDays.deleted['staging/']).toBe(1);
+    expect(Object.values(twoDays.deleted).reduce((a, b) => a + b)).toBe(2);
     // Nine days: predictions (8), uploads (2), async (7) too.
     const nine = await expirePrefixes(store, rules, { now: ahead(9 * DAY) });
     expect(nine.deleted).toMatchObject({ 'monitoring/predictions/': 1, 'uploads/': 1, 'async/': 1 });
