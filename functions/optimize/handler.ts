@@ -1,8 +1,10 @@
 import middy from '@middy/core';
 import httpRouterHandler, { type Route } from '@middy/http-router';
 import type { APIGatewayProxyResultV2, Context } from 'aws-lambda';
+import { inferenceSettingsFromEnv } from '../../shared/inference/config';
 import {
   assertEvaluationFits,
+  assertOptimizeFits,
   isSweepEvent,
   isWorkerEvent,
   type OptimizeSweepResult,
@@ -35,6 +37,8 @@ async function startOptimization(event: HttpEvent): Promise<Result> {
   // A number, an alias or `latest` (the newest active version); the job records the number.
   const version = await getRegistry().resolveVersion(name, pathParam(event, 'version'));
   assertEvaluationFits(version, request);
+  // This function's own memory (the worker is this same function): refuse what it cannot hold.
+  assertOptimizeFits(version, request.techniques, inferenceSettingsFromEnv().memory);
   const jobs = getJobStore();
   const queued = await jobs.create(name, version.version, request, actorOf(event));
   const { job } = queued.record;

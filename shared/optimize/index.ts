@@ -4,6 +4,7 @@ export * from './evaluate';
 export * from './gate';
 export * from './inputs';
 export * from './jobs';
+export * from './memory';
 export * from './optimizer';
 export * from './parent';
 export * from './request';

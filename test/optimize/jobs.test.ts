@@ -359,6 +359,17 @@ describe('optimize function on S3 (RGW)', () => {
       expect(res.status, `${path} ${JSON.stringify(body)}`).toBe(status);
       expect(res.json<{ error: string }>().error).toMatch(message);
     }
+    // A function too small for the run: 413 naming the memory it needs (this model: about 1.3 MiB).
+    process.env.MAAS_PREDICT_MEMORY_MB = '385'; // 1 MiB above the runtime's 384 MiB reserve
+    try {
+      const res = await call('POST', '/models/clf/versions/1/optimize', { techniques: ['int8', 'fp16'] });
+      expect(res.status).toBe(413);
+      const error = res.json<{ error: string; code: string }>();
+      expect(error.code).toBe('too_large');
+      expect(error.error).toMatch(/needs about 2 MiB of memory.*1 MiB.*at least 386 MB/);
+    } finally {
+      delete process.env.MAAS_PREDICT_MEMORY_MB;
+    }
     expect((await listAll(getStore(), { prefix: jobLayout.prefix('clf') })).objects).toHaveLength(before);
     expect((await listAll(getStore(), { prefix: jobLayout.prefix('seq') })).objects).toHaveLength(0);
     expect((await call('GET', '/models/clf/optimizations/opt-aaaaaaaa-00000000')).status).toBe(404);
