@@ -64,13 +64,18 @@ export function createGenerateHandler(resolver: TextModelResolver, options: Gene
   const { settings = generateSettingsFromEnv, metrics, observer } = options;
   const onDone =
     metrics || observer
-      ? (done: DoneEvent, model: { name: string; version: number; alias?: string }) => {
+      ? (
+          done: DoneEvent,
+          model: { name: string; version: number; alias?: string },
+          prompt: string | readonly number[],
+        ) => {
           if (metrics) {
             recordGeneration(metrics, done, { model: model.name, version: String(model.version) });
             metrics.flush();
           }
           if (observer) {
-            observer.observeGeneration(generationObservation(done, model));
+            // The text goes along by reference; the capture keeps it only when told to (MAAS_CAPTURE_TEXT_SAMPLE).
+            observer.observeGeneration(generationObservation(done, model, prompt));
             // Bounded by the observer's own flush budget; the response has been written by now.
             if (observer.flushDue) void observer.flush();
           }

@@ -40,8 +40,10 @@ export function recordGeneration(
 export function generationObservation(
   done: DoneEvent,
   model: { name: string; version: number; alias?: string },
+  prompt?: string | readonly number[],
 ): GenerationObservation {
   return {
+    ...(prompt !== undefined ? { text: { prompt, completion: done.text } } : {}),
     model: model.name,
     version: model.version,
     ...(model.alias !== undefined ? { alias: model.alias } : {}),

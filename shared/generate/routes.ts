@@ -49,7 +49,11 @@ export interface GenerateRouteOptions {
   /** Epoch ms after which generation ends with finish reason "length". */
   deadline?: number;
   /** Called once per finished generation with the model that answered (metrics). */
-  onDone?: (done: DoneEvent, model: { name: string; version: number; alias?: string }) => void;
+  onDone?: (
+    done: DoneEvent,
+    model: { name: string; version: number; alias?: string },
+    prompt: string | readonly number[],
+  ) => void;
 }
 
 /** One request, transport-neutral. */
@@ -120,11 +124,15 @@ export async function handleGenerateRequest(
       return (async function* () {
         for await (const event of events) {
           if (event.type === 'done')
-            onDone(event, {
-              name: model.name,
-              version: model.version,
-              ...(model.alias !== undefined ? { alias: model.alias } : {}),
-            });
+            onDone(
+              event,
+              {
+                name: model.name,
+                version: model.version,
+                ...(model.alias !== undefined ? { alias: model.alias } : {}),
+              },
+              request.prompt,
+            );
           yield event;
         }
       })();

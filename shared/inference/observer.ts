@@ -72,6 +72,11 @@ export interface GenerationObservation {
   tokensPerSecond: number;
   /** Whole generation, milliseconds. */
   totalMs: number;
+  /**
+   * The prompt as the model read it (chat template applied; or token ids) and the completion.
+   * Observers keep neither unless told to: capture only with `MAAS_CAPTURE_TEXT_SAMPLE` > 0.
+   */
+  text?: { prompt: string | readonly number[]; completion: string };
 }
 
 /**

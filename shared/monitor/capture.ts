@@ -52,6 +52,11 @@ export interface CaptureOptions {
   feedbackTtlHours?: number;
   /** Share (0..1) of requests kept raw (inputs and outputs, truncated); 0 disables. */
   payloadSample?: number;
+  /**
+   * Share (0..1) of finished generations whose prompt and completion text are kept as raw
+   * samples (each truncated to {@link MAX_SAMPLE_TEXT_CHARS}); 0, the default, never keeps text.
+   */
+  textSample?: number;
   /** Longest time `flush()` holds its caller, milliseconds; writes go on in the background. */
   flushBudgetMs?: number;
   /** Most predictions held in memory between flushes; beyond, new ones are not kept (counted). */
@@ -92,6 +97,7 @@ const defaults: Required<Omit<CaptureOptions, 'containerId'>> = {
   feedbackSample: 1,
   feedbackTtlHours: 168,
   payloadSample: 0,
+  textSample: 0,
   flushBudgetMs: 50,
   maxPendingPredictions: 10_000,
   maxPendingBytes: 16 * 1024 * 1024,
@@ -105,6 +111,8 @@ const defaults: Required<Omit<CaptureOptions, 'containerId'>> = {
 /** Rows of a batch whose predictions are kept for feedback. */
 export const MAX_PREDICTION_ROWS = 256;
 const MAX_SAMPLES_PER_FLUSH = 100;
+/** Longest prompt or completion a text sample keeps, characters. */
+export const MAX_SAMPLE_TEXT_CHARS = 16_384;
 const SAMPLE_VALUES = 1000;
 const WRITE_CONCURRENCY = 8;
 /** The route of requests to an explicit version number (no alias): `/versions/{n}`. */
@@ -265,6 +273,33 @@ export class CaptureObserver implements InferenceObserver, GenerationObserver {
       this.liveBytes += 2 * HISTOGRAM_BYTES;
     }
     s.generation.add(o);
+    if (o.text && this.options.textSample > 0 && this.options.random() < this.options.textSample) {
+      if (this.pendingBytes >= 2 * this.options.maxPendingBytes) this.stats.samplesDropped++;
+      else this.keepTextSample(o, o.text);
+    }
+  }
+
+  /** A generation's text as a raw sample: `prompt` (or `prompt_ids`) in, `completion` out. */
+  private keepTextSample(o: GenerationObservation, text: NonNullable<GenerationObservation['text']>): void {
+    const list = this.samples.get(o.model) ?? [];
+    if (list.length >= MAX_SAMPLES_PER_FLUSH) return;
+    const prompt =
+      typeof text.prompt === 'string'
+        ? { name: 'prompt', shape: [1], data: [text.prompt.slice(0, MAX_SAMPLE_TEXT_CHARS)] }
+        : { name: 'prompt_ids', shape: [text.prompt.length], data: text.prompt.slice(0, SAMPLE_VALUES) };
+    const completion = text.completion.slice(0, MAX_SAMPLE_TEXT_CHARS);
+    this.liveBytes +=
+      256 +
+      2 *
+        (completion.length +
+          (typeof prompt.data[0] === 'string' ? prompt.data[0].length : 8 * prompt.data.length));
+    list.push({
+      version: o.version,
+      status: 200,
+      inputs: [prompt],
+      outputs: [{ name: 'completion', shape: [1], data: [completion] }],
+    });
+    this.samples.set(o.model, list);
   }
 
   observe(o: InferenceObservation): void {
@@ -542,6 +577,7 @@ export function createCaptureObserver(
       min: 0,
       max: 1,
     }),
+    textSample: numberSetting(env, 'MAAS_CAPTURE_TEXT_SAMPLE', defaults.textSample, { min: 0, max: 1 }),
     flushBudgetMs: numberSetting(env, 'MAAS_CAPTURE_FLUSH_BUDGET_MS', defaults.flushBudgetMs, { min: 0 }),
     maxPendingPredictions: numberSetting(env, 'MAAS_CAPTURE_MAX_PENDING', defaults.maxPendingPredictions, {
       min: 0,

@@ -1,6 +1,6 @@
 /**
  * Text-generation monitoring: the generate handler's capture records each finished generation
- * (counts and timings, never text), and the monitor aggregates them into the version's report
+ * (counts and timings; text only when MAAS_CAPTURE_TEXT_SAMPLE opts in), and the monitor aggregates them into the version's report
  * (`generation`) and CloudWatch points — through the official openai client, the real streaming
  * handler, onnxruntime and RGW.
  */
@@ -16,11 +16,12 @@ import { createGenerateHandler } from '../../functions/generate/handler';
 import { installLambdaStreamingShim, serveStreamingHandler } from '../../functions/generate/local-server';
 import { registryTextResolver } from '../../shared/generate/registry-resolver';
 import { inferenceSettingsFromEnv } from '../../shared/inference';
-import { CaptureObserver } from '../../shared/monitor/capture';
+import { CaptureObserver, createCaptureObserver } from '../../shared/monitor/capture';
 import { monitoringLayout } from '../../shared/monitor/layout';
 import type { MonitorMetricPoint, MonitorSinkResult } from '../../shared/monitor/metrics-sink';
 import { policyFromEnv } from '../../shared/monitor/policy';
 import { runMonitor } from '../../shared/monitor/run';
+import type { CaptureFile, RawSample } from '../../shared/monitor/summary';
 import { ModelRegistry } from '../../shared/registry';
 import { createTestStore, type TestStore } from '../support/stores';
 
@@ -188,5 +189,66 @@ describe('generation monitoring', () => {
     expect(point('TimeToFirstTokenP50', d)[0]?.unit).toBe('Milliseconds');
     const dist = point('TimeToFirstToken', d)[0]!;
     expect(dist.counts!.reduce((a, b) => a + b, 0)).toBe(4); // every generation produced a token
+  });
+
+  it('keeps prompt and completion text only when MAAS_CAPTURE_TEXT_SAMPLE opts in', async () => {
+    const folder = join(dir, 'bundle');
+    await registry.registerBundle(
+      'tiny-text',
+      writeTextModelFolder(folder, { chain: defaultChain(), externalData: true }).map((name) => ({
+        name,
+        body: createReadStream(join(folder, name)),
+      })),
+    );
+    // Read from the environment as the deployed function does.
+    const textCapture = createCaptureObserver(ts.store, { MAAS_CAPTURE_TEXT_SAMPLE: '1' })!;
+    const handler = createGenerateHandler(
+      registryTextResolver({
+        registry,
+        store: ts.store,
+        cacheDir: join(dir, 'cache-text'),
+        materialize: inferenceSettingsFromEnv().materialize,
+        generator: { sessionOptions: { logSeverityLevel: 3 } },
+      }),
+      { settings: { defaultMaxTokens: 16, deadlineMarginMs: 1000 }, observer: textCapture },
+    );
+    const served = await serveStreamingHandler(handler, { port: 0 });
+    try {
+      const openai = new OpenAI({ baseURL: `${served.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      const chat = await openai.chat.completions.create({
+        model: 'tiny-text',
+        messages: [{ role: 'user', content: PROMPT }],
+        max_tokens: 8,
+        temperature: 0,
+      });
+      const completion = await openai.completions.create({
+        model: 'tiny-text',
+        prompt: PROMPT,
+        max_tokens: 8,
+        temperature: 0,
+      });
+      const until = Date.now() + 10_000;
+      while (textCapture.stats.observed < 2 && Date.now() < until)
+        await new Promise((r) => setTimeout(r, 20));
+      await textCapture.close();
+      const samples: RawSample[] = [];
+      for (const o of (await ts.store.list({ prefix: monitoringLayout.capturesPrefix('tiny-text') })).objects)
+        samples.push(
+          ...(JSON.parse(new TextDecoder().decode((await ts.store.get(o.key)).body)) as CaptureFile).samples!,
+        );
+      expect(samples).toHaveLength(2);
+      const byPrompt = (p: string) => samples.find((x) => x.inputs[0]?.data[0] === p);
+      // The completion route's prompt is the text as sent; the chat one is the rendered template around it.
+      expect(byPrompt(PROMPT)?.outputs).toEqual([
+        { name: 'completion', shape: [1], data: [completion.choices[0]!.text] },
+      ]);
+      const rendered = samples.find((x) => x !== byPrompt(PROMPT))!;
+      expect(rendered.inputs[0]).toMatchObject({ name: 'prompt', shape: [1] });
+      expect(String(rendered.inputs[0]!.data[0])).toContain(PROMPT);
+      expect(String(rendered.inputs[0]!.data[0]).length).toBeGreaterThan(PROMPT.length);
+      expect(rendered.outputs[0]!.data).toEqual([chat.choices[0]!.message.content]);
+    } finally {
+      served.server.close();
+    }
   });
 });
