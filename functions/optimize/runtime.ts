@@ -1,5 +1,6 @@
 import {
   capturedInputsFromMonitoring,
+  capturedPromptsFromMonitoring,
   createDispatcher,
   type OptimizationDispatcher,
   OptimizationJobStore,
@@ -28,9 +29,14 @@ export function getDispatcher(): OptimizationDispatcher {
   return dispatcher;
 }
 
-/** What the worker runs with: the store (reference inputs), the job store, and captured traffic (monitoring) as evaluation inputs. */
+/** What the worker runs with: the store (reference inputs), the job store, and captured traffic (monitoring: tensors, prompts) as evaluation inputs. */
 export function workerOptions(): RunJobOptions {
-  return { store: getStore(), jobs: getJobStore(), capturedInputs: capturedInputsFromMonitoring(getStore()) };
+  return {
+    store: getStore(),
+    jobs: getJobStore(),
+    capturedInputs: capturedInputsFromMonitoring(getStore()),
+    capturedPrompts: capturedPromptsFromMonitoring(getStore()),
+  };
 }
 
 /** Tests: forget the singletons so the next call re-reads the environment. */

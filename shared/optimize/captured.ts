@@ -9,12 +9,13 @@
  */
 
 import { monitoringLayout, timeKey } from '../monitor/layout';
-import type { CaptureFile } from '../monitor/summary';
+import type { CaptureFile, RawSample } from '../monitor/summary';
 import type { NumericOipDatatype } from '../onnx/datatypes';
 import type { TensorSpec } from '../onnx/inspect';
 import { listAll, type ObjectStore } from '../store';
 import { readJson } from '../store/documents';
 import { type CapturedInputsProvider, type InputFeed, typedFromNumbers } from './inputs';
+import { MAX_PROMPTS } from './request';
 
 /** Options of {@link capturedInputsFromMonitoring}. */
 export interface CapturedInputsOptions {
@@ -49,6 +50,41 @@ function fitSample(
 }
 
 /**
+ * The answered (status 200) raw samples of a model's recent capture files, newest file first.
+ * Captures are an optional source: a listing the function may not read (no permission on
+ * `monitoring/`) yields nothing, and unreadable files are skipped.
+ */
+async function* recentSamples(
+  store: ObjectStore,
+  model: string,
+  options: CapturedInputsOptions,
+): AsyncGenerator<RawSample> {
+  const lookbackMs = (options.lookbackHours ?? 24) * 3600_000;
+  const now = options.now ?? Date.now;
+  const prefix = monitoringLayout.capturesPrefix(model);
+  let listed: Awaited<ReturnType<typeof listAll>>;
+  try {
+    listed = await listAll(store, { prefix, startAfter: `${prefix}${timeKey(now() - lookbackMs)}` });
+  } catch {
+    return;
+  }
+  const keys = listed.objects
+    .map((o) => o.key)
+    .slice(-(options.maxFiles ?? 50))
+    .reverse();
+  for (const key of keys) {
+    let doc: CaptureFile | undefined;
+    try {
+      doc = (await readJson<CaptureFile>(store, key))?.doc;
+    } catch {
+      continue; // unreadable: other files still count
+    }
+    if (doc?.format !== 'maas.capture/1') continue; // removed since listing, or not a capture
+    for (const sample of doc.samples ?? []) if (sample.status === 200) yield sample;
+  }
+}
+
+/**
  * A {@link CapturedInputsProvider} reading monitoring captures from the store.
  *
  * @example
@@ -58,51 +94,25 @@ export function capturedInputsFromMonitoring(
   store: ObjectStore,
   options: CapturedInputsOptions = {},
 ): CapturedInputsProvider {
-  const lookbackMs = (options.lookbackHours ?? 24) * 3600_000;
-  const maxFiles = options.maxFiles ?? 50;
   const maxRows = options.maxRows ?? 256;
-  const now = options.now ?? Date.now;
   return async (
     model: string,
     _version: number,
     specs: readonly TensorSpec[],
   ): Promise<InputFeed | undefined> => {
-    const prefix = monitoringLayout.capturesPrefix(model);
-    let listed: Awaited<ReturnType<typeof listAll>>;
-    try {
-      listed = await listAll(store, { prefix, startAfter: `${prefix}${timeKey(now() - lookbackMs)}` });
-    } catch {
-      // Captures are an optional source (e.g. no read permission on monitoring/): fall back to random inputs.
-      return undefined;
-    }
-    const keys = listed.objects
-      .map((o) => o.key)
-      .slice(-maxFiles)
-      .reverse();
     const rows: { spec: TensorSpec; shape: number[]; data: number[] }[][] = [];
     let count = 0;
-    for (const key of keys) {
+    for await (const sample of recentSamples(store, model, options)) {
       if (count >= maxRows) break;
-      let doc: CaptureFile | undefined;
-      try {
-        doc = (await readJson<CaptureFile>(store, key))?.doc;
-      } catch {
-        continue; // unreadable: other files still count
-      }
-      if (!doc) continue; // removed since listing
-      if (doc.format !== 'maas.capture/1') continue;
-      for (const sample of doc.samples ?? []) {
-        if (sample.status !== 200 || count >= maxRows) continue;
-        const fitted = fitSample(sample, specs);
-        // All rows must share the trailing (non-batch) shape of the first one to stack into a batch.
-        if (
-          !fitted ||
-          (rows[0] && fitted.some((t, i) => t.shape.slice(1).join() !== rows[0]?.[i]?.shape.slice(1).join()))
-        )
-          continue;
-        rows.push(fitted);
-        count += fitted[0]?.shape[0] ?? 0;
-      }
+      const fitted = fitSample(sample, specs);
+      // All rows must share the trailing (non-batch) shape of the first one to stack into a batch.
+      if (
+        !fitted ||
+        (rows[0] && fitted.some((t, i) => t.shape.slice(1).join() !== rows[0]?.[i]?.shape.slice(1).join()))
+      )
+        continue;
+      rows.push(fitted);
+      count += fitted[0]?.shape[0] ?? 0;
     }
     if (rows.length === 0) return undefined;
     return specs.map((spec, i) => {
@@ -115,5 +125,33 @@ export function capturedInputsFromMonitoring(
       );
       return { name: spec.name, datatype, shape: [batch, ...(parts[0]?.shape.slice(1) ?? [])], data };
     });
+  };
+}
+
+/** Prompts from captured traffic for a text-generation model, or undefined when there are none. */
+export type CapturedPromptsProvider = (model: string) => Promise<string[] | undefined>;
+
+/**
+ * Prompts of recent generations (the text samples `MAAS_CAPTURE_TEXT_SAMPLE` keeps, as the model
+ * read them), distinct, newest first, at most `maxRows` (default 64): a text model is then
+ * evaluated on what its users really ask instead of the built-in sample prompts.
+ *
+ * @example
+ * const report = await optimizeVersion(registry, 'llm', 1, request, { store, capturedPrompts: capturedPromptsFromMonitoring(store) });
+ */
+export function capturedPromptsFromMonitoring(
+  store: ObjectStore,
+  options: CapturedInputsOptions = {},
+): CapturedPromptsProvider {
+  const max = options.maxRows ?? MAX_PROMPTS;
+  return async (model: string) => {
+    const prompts = new Set<string>();
+    for await (const sample of recentSamples(store, model, options)) {
+      if (prompts.size >= max) break;
+      const p = sample.inputs[0];
+      if (p?.name === 'prompt' && typeof p.data[0] === 'string' && p.data[0].length > 0)
+        prompts.add(p.data[0]);
+    }
+    return prompts.size > 0 ? [...prompts] : undefined;
   };
 }

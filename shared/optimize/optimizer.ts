@@ -13,6 +13,7 @@ import {
   type ModelArtifact,
   writeModelArtifact,
 } from './artifacts';
+import type { CapturedPromptsProvider } from './captured';
 import {
   type EvaluateOptions,
   type EvaluationReport,
@@ -68,6 +69,8 @@ export interface OptimizeOptions {
   store: ObjectStore;
   /** Hook for captured traffic samples (default: none yet, see inputs.ts). */
   capturedInputs?: CapturedInputsProvider;
+  /** Captured prompts for text-generation parents (used when the request names no `evaluation.prompts`). */
+  capturedPrompts?: CapturedPromptsProvider;
   /** Evaluation knobs (iterations per batch size etc.); a request's `evaluation.iterations` wins. */
   evaluate?: EvaluateOptions;
   /** Job id, recorded in lineage. */
@@ -146,12 +149,18 @@ async function optimizeParent(
   const textFiles = parent.textGeneration ? versionFiles(parent).filter((f) => f.role === 'companion') : [];
   let inputs: EvaluationInputs;
   try {
+    // A text model: the request's prompts, else what its users asked (captured), else the built-in ones.
+    const captured =
+      parent.textGeneration && !request.evaluation.prompts
+        ? await options.capturedPrompts?.(model)
+        : undefined;
     inputs = parent.textGeneration
       ? textEvaluationInputs(
           parentSession,
           versionFiles(parent).map((f) => f.name),
           await readTextCompanions(registry, parent),
-          request.evaluation.prompts,
+          request.evaluation.prompts ?? captured,
+          captured ? 'captured' : 'prompts',
         )
       : await resolveEvaluationInputs(parent.onnx.inputs, {
           store: options.store,

@@ -72,6 +72,7 @@ export function textEvaluationInputs(
   fileNames: readonly string[],
   companions: Readonly<Record<string, string | undefined>>,
   prompts: readonly string[] = DEFAULT_SAMPLE_PROMPTS,
+  source: 'prompts' | 'captured' = 'prompts',
 ): EvaluationInputs {
   const generator: TextGenerator = textGeneratorForSession(parentSession, fileNames, companions);
   const tok = generator.tokenizer;
@@ -86,7 +87,7 @@ export function textEvaluationInputs(
   });
   const past = Math.min(DECODE_PAST_TOKENS, generator.contextLength - 2);
   return {
-    source: 'prompts',
+    source,
     accuracy,
     samples: accuracy.length,
     latency: [{ batch: 1, feed: toEvalFeed(generator.decodeStepFeeds(past)) }],

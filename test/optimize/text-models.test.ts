@@ -16,8 +16,14 @@ import { CHAIN_TEXT, defaultChain, writeTextModelFolder } from '../../dev/text-m
 import { InvalidArgumentError } from '../../shared/errors';
 import { registryTextResolver } from '../../shared/generate/registry-resolver';
 import { inferenceSettingsFromEnv } from '../../shared/inference';
+import { CaptureObserver } from '../../shared/monitor/capture';
 import { encodeModel } from '../../shared/onnx/codec';
-import { assertEvaluationFits, optimizeVersion, parseOptimizeRequest } from '../../shared/optimize';
+import {
+  assertEvaluationFits,
+  capturedPromptsFromMonitoring,
+  optimizeVersion,
+  parseOptimizeRequest,
+} from '../../shared/optimize';
 import { openParentModel } from '../../shared/optimize/parent';
 import { ModelRegistry, versionFiles } from '../../shared/registry';
 import { createTestStore, type TestStore } from '../support/stores';
@@ -155,6 +161,46 @@ describe('optimize text-generation models', () => {
     expect(c?.status).toBe('rejected');
     expect(c?.gate?.reasons.join('; ')).toMatch(/logits cosine 0\.99\d+ \(minimum 1\)/);
     expect((await registry.getModelSummary('tiny')).latestVersion).toBe(before);
+  }, 300_000);
+
+  it('evaluates on captured prompts (MAAS_CAPTURE_TEXT_SAMPLE) when the request names none', async () => {
+    // What the generate function's capture writes with text sampling on.
+    const capture = new CaptureObserver(ts.store, { flushTimer: false, textSample: 1 });
+    const captured = [PROMPTS[1]!, 'Zwei Sätze über Köln, bitte.', PROMPTS[1]!];
+    for (const prompt of captured)
+      capture.observeGeneration({
+        model: 'tiny',
+        version: 1,
+        finishReason: 'stop',
+        promptTokens: 5,
+        completionTokens: 3,
+        timeToFirstTokenMs: 4,
+        tokensPerSecond: 100,
+        totalMs: 30,
+        text: { prompt, completion: 'gut' },
+      });
+    await capture.close();
+    const run = (prompts?: string[]) =>
+      optimizeVersion(
+        registry,
+        'tiny',
+        1,
+        parseOptimizeRequest({
+          techniques: ['fp16'],
+          evaluation: { iterations: 2, ...(prompts ? { prompts } : {}) },
+        }),
+        {
+          store: ts.store,
+          evaluate: { warmup: 1, loadRuns: 1 },
+          capturedPrompts: capturedPromptsFromMonitoring(ts.store),
+        },
+      );
+    const fromCaptures = await run();
+    // Two distinct captured prompts, plus the first one in the chat template.
+    expect(fromCaptures.inputs).toEqual({ source: 'captured', samples: 3 });
+    expect(fromCaptures.candidates[0]?.evaluation?.inputs.source).toBe('captured');
+    // The request's own prompts win over captures.
+    expect((await run([PROMPTS[2]!])).inputs).toEqual({ source: 'prompts', samples: 2 });
   }, 300_000);
 
   it('refuses evaluation settings that do not fit the model kind with a 400', async () => {
