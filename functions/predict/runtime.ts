@@ -1,6 +1,6 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { LogAttributes } from '@aws-lambda-powertools/logger/types';
-import { LambdaClient } from '@aws-sdk/client-lambda';
+import type { LambdaClient } from '@aws-sdk/client-lambda';
 import { explainSettingsFromEnv } from '../../shared/explain';
 import {
   AsyncInferenceService,
@@ -128,15 +128,25 @@ export function getAsyncInference(): AsyncInferenceService {
     const worker = process.env.IS_OFFLINE
       ? undefined
       : getStringFromEnv({ key: 'MAAS_ASYNC_WORKER_FUNCTION', defaultValue: undefined });
-    const lambda = worker ? new LambdaClient({}) : undefined;
+    // The Lambda SDK is loaded on the first asynchronous request, not in every cold start.
+    let lambda: LambdaClient | undefined;
+    const client = async (): Promise<LambdaClient> => {
+      lambda ??= new (await import('@aws-sdk/client-lambda')).LambdaClient({});
+      return lambda;
+    };
     asyncService = new AsyncInferenceService({
       store: getPredictStore(),
       inference,
       logger: coreLogger,
-      ...(worker && lambda
+      ...(worker
         ? {
-            dispatch: (id: string) =>
-              invokeEvent(lambda, worker, { maasAsyncInference: { id } }, 'the async inference worker'),
+            dispatch: async (id: string) =>
+              invokeEvent(
+                await client(),
+                worker,
+                { maasAsyncInference: { id } },
+                'the async inference worker',
+              ),
           }
         : {}),
     });

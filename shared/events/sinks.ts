@@ -5,11 +5,9 @@
  * consumers de-duplicate on the event id.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import {
-  EventBridgeClient,
-  type EventBridgeClientConfig,
-  PutEventsCommand,
-} from '@aws-sdk/client-eventbridge';
+// Types only: the SDK client is loaded on first publish, so functions that never publish (predict
+// reads the registry) do not pay for loading it in their cold start.
+import type { EventBridgeClient, EventBridgeClientConfig } from '@aws-sdk/client-eventbridge';
 import type { RegistryEvent } from './schema';
 
 /** A destination of events. */
@@ -46,15 +44,19 @@ export interface EventBridgeSinkOptions {
 export class EventBridgeSink implements EventSink {
   readonly name = 'eventbridge';
   readonly maxBatch = 10;
-  private readonly client: EventBridgeClient;
+  private client: EventBridgeClient | undefined;
   private readonly busName: string;
+  private readonly clientConfig: EventBridgeClientConfig;
 
   constructor(options: EventBridgeSinkOptions) {
     this.busName = options.busName;
-    this.client = options.client ?? new EventBridgeClient(options.clientConfig ?? {});
+    this.client = options.client;
+    this.clientConfig = options.clientConfig ?? {};
   }
 
   async publish(events: readonly RegistryEvent[]): Promise<void> {
+    const { EventBridgeClient, PutEventsCommand } = await import('@aws-sdk/client-eventbridge');
+    this.client ??= new EventBridgeClient(this.clientConfig);
     for (let i = 0; i < events.length; i += this.maxBatch) {
       const chunk = events.slice(i, i + this.maxBatch);
       const out = await this.client.send(

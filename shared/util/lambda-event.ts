@@ -4,7 +4,8 @@
  * 202, retries a failed run per the function's async invoke config, and gives the worker its own
  * full timeout instead of API Gateway's 30 s.
  */
-import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
+// Types only here: the SDK is loaded when an event is first sent (see functions/predict/runtime.ts).
+import type { LambdaClient } from '@aws-sdk/client-lambda';
 import { MaasError } from '../errors';
 
 /**
@@ -20,6 +21,7 @@ export async function invokeEvent(
   what: string,
 ): Promise<void> {
   try {
+    const { InvokeCommand } = await import('@aws-sdk/client-lambda');
     const out = await client.send(
       new InvokeCommand({
         FunctionName: functionName,
