@@ -64,7 +64,10 @@ export const lambdaContext = {
  * Writes a program that cold-starts the predict handler as deployed: the esbuild bundle of
  * functions/predict/handler.ts (onnxruntime-node external, as the layer provides it), then one
  * infer request of a `[1, width]` FP32 input of 0.5s, printing `COLD-OK` once it answered 200.
- * Arguments: model name, input width. Used by the predict and large cold-start benches.
+ * Arguments: model name, input width. Used by the predict and large cold-start benches, and by
+ * test/predict/cold-start.test.ts: packages named in `watch` stay outside the bundle (loaded from
+ * node_modules as usual) and the program prints `LOADED <json>`, those of them (and
+ * onnxruntime-node) the cold start required.
  *
  * @example
  * ```ts
@@ -72,7 +75,11 @@ export const lambdaContext = {
  * spawn(process.execPath, [script, 'large', '2048'], { env: { MAAS_STORE: url } });
  * ```
  */
-export async function writeColdPredictHandler(dir: string): Promise<string> {
+export async function writeColdPredictHandler(
+  dir: string,
+  options: { watch?: readonly string[] } = {},
+): Promise<string> {
+  const watch = ['onnxruntime-node', ...(options.watch ?? [])];
   const { build } = await import('esbuild');
   const bundle = path.join(dir, 'predict-handler.cjs');
   await build({
@@ -83,10 +90,12 @@ export async function writeColdPredictHandler(dir: string): Promise<string> {
     platform: 'node',
     target: 'node20',
     format: 'cjs',
-    external: ['onnxruntime-node'],
+    external: watch,
     logLevel: 'error',
   });
-  const ortPath = JSON.stringify(require.resolve('onnxruntime-node'));
+  // The bundle requires these by name from a temp folder (onnxruntime-node comes from the layer on
+  // AWS): the program resolves them to this checkout's node_modules.
+  const paths = JSON.stringify(Object.fromEntries(watch.map((p) => [p, require.resolve(p)])));
   const template = JSON.stringify(
     inferEvent('NAME', Buffer.from('{}'), { 'content-type': 'application/json' }, false),
   );
@@ -94,9 +103,14 @@ export async function writeColdPredictHandler(dir: string): Promise<string> {
   await writeFile(
     handler,
     `const Module = require('module');
-// The bundle requires onnxruntime-node by name (on AWS it comes from the layer): resolve it here.
+const paths = ${paths};
+const loaded = new Set();
 const resolve = Module._resolveFilename;
-Module._resolveFilename = function (request, ...rest) { return request === 'onnxruntime-node' ? ${ortPath} : resolve.call(this, request, ...rest); };
+Module._resolveFilename = function (request, ...rest) {
+  if (!Object.hasOwn(paths, request)) return resolve.call(this, request, ...rest);
+  loaded.add(request);
+  return paths[request];
+};
 const { handler } = require(${JSON.stringify(bundle)});
 const [name, size] = process.argv.slice(2);
 const event = ${template};
@@ -105,6 +119,7 @@ event.pathParameters = { name };
 event.body = JSON.stringify({ inputs: [{ name: 'input', shape: [1, Number(size)], datatype: 'FP32', data: new Array(Number(size)).fill(0.5) }] });
 handler(event, { awsRequestId: 'cold', functionName: 'maas-predict', getRemainingTimeInMillis: () => 30000 }).then((res) => {
   if (res.statusCode !== 200) { console.error('cold request failed', res.statusCode, res.body); process.exit(1); }
+  process.stdout.write('LOADED ' + JSON.stringify([...loaded].sort()) + '\\n');
   process.stdout.write('COLD-OK\\n');
   process.exit(0);
 });

@@ -1,4 +1,4 @@
-import { LambdaClient } from '@aws-sdk/client-lambda';
+import type { LambdaClient } from '@aws-sdk/client-lambda';
 import {
   MAX_BATCH_SIZE,
   type MonitorBatch,
@@ -36,12 +36,13 @@ export class LambdaBatchDispatcher implements BatchDispatcher {
   readonly kind = 'lambda';
   constructor(
     readonly functionName: string,
-    private readonly client: Pick<LambdaClient, 'send'> = new LambdaClient({}),
+    /** Default: the container's shared client (shared/util/lambda-event.ts). */
+    private readonly client?: Pick<LambdaClient, 'send'>,
   ) {}
 
   async dispatch(batch: MonitorBatch): Promise<void> {
     const payload: MonitorBatchEvent = { maasMonitorBatch: batch };
-    await invokeEvent(this.client, this.functionName, payload, 'a monitor batch worker');
+    await invokeEvent(this.functionName, payload, 'a monitor batch worker', this.client);
   }
 }
 

@@ -1,6 +1,5 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { LogAttributes } from '@aws-lambda-powertools/logger/types';
-import type { LambdaClient } from '@aws-sdk/client-lambda';
 import { explainSettingsFromEnv } from '../../shared/explain';
 import {
   AsyncInferenceService,
@@ -128,25 +127,14 @@ export function getAsyncInference(): AsyncInferenceService {
     const worker = process.env.IS_OFFLINE
       ? undefined
       : getStringFromEnv({ key: 'MAAS_ASYNC_WORKER_FUNCTION', defaultValue: undefined });
-    // The Lambda SDK is loaded on the first asynchronous request, not in every cold start.
-    let lambda: LambdaClient | undefined;
-    const client = async (): Promise<LambdaClient> => {
-      lambda ??= new (await import('@aws-sdk/client-lambda')).LambdaClient({});
-      return lambda;
-    };
     asyncService = new AsyncInferenceService({
       store: getPredictStore(),
       inference,
       logger: coreLogger,
       ...(worker
         ? {
-            dispatch: async (id: string) =>
-              invokeEvent(
-                await client(),
-                worker,
-                { maasAsyncInference: { id } },
-                'the async inference worker',
-              ),
+            dispatch: (id: string) =>
+              invokeEvent(worker, { maasAsyncInference: { id } }, 'the async inference worker'),
           }
         : {}),
     });

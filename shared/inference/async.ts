@@ -22,7 +22,6 @@
 import { randomUUID } from 'node:crypto';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
-import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { InvalidArgumentError, MaasError, NotFoundError, PayloadTooLargeError } from '../errors';
 import { type ErrorBody, errorToHttp } from '../http/errors';
 import { readSettings, type SettingsReader } from '../settings';
@@ -431,17 +430,10 @@ export class AsyncInferenceService {
     };
     if (this.store instanceof S3ObjectStore) {
       const expiresIn = this.settings.linkExpiresSeconds;
-      // Loaded here: only this status response presigns, not every predict cold start.
-      const { getSignedUrl } = await import('@aws-sdk/s3-request-presigner');
-      view.output.url = await getSignedUrl(
-        this.store.client,
-        new GetObjectCommand({
-          Bucket: this.store.bucket,
-          Key: this.store.full(output.key),
-          ResponseContentType: output.contentType,
-        }),
-        { expiresIn },
-      );
+      view.output.url = await this.store.presignGet(output.key, {
+        expiresIn,
+        contentType: output.contentType,
+      });
       view.output.expiresAt = new Date(now + expiresIn * 1000).toISOString();
     }
     return view;

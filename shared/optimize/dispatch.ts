@@ -10,7 +10,7 @@
  * {@link createDispatcher} picks one from the environment (see there).
  */
 import { Logger } from '@aws-lambda-powertools/logger';
-import { LambdaClient } from '@aws-sdk/client-lambda';
+import type { LambdaClient } from '@aws-sdk/client-lambda';
 import { getStringFromEnv } from '../settings';
 import { SerialRunner } from '../util/concurrency';
 import { invokeEvent } from '../util/lambda-event';
@@ -52,12 +52,13 @@ export class LambdaEventDispatcher implements OptimizationDispatcher {
   readonly kind = 'lambda';
   constructor(
     readonly functionName: string,
-    private readonly client: Pick<LambdaClient, 'send'> = new LambdaClient({}),
+    /** Default: the container's shared client (shared/util/lambda-event.ts). */
+    private readonly client?: Pick<LambdaClient, 'send'>,
   ) {}
 
   async dispatch(ref: JobRef): Promise<void> {
     const payload: WorkerEvent = { maasOptimizeJob: ref };
-    await invokeEvent(this.client, this.functionName, payload, 'the optimize worker');
+    await invokeEvent(this.functionName, payload, 'the optimize worker', this.client);
   }
 }
 

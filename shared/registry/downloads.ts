@@ -11,8 +11,6 @@
  * Knows nothing of Lambda or HTTP: the catalog handler adapts these to responses.
  */
 import { PassThrough, type Readable } from 'node:stream';
-import { GetObjectCommand } from '@aws-sdk/client-s3';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { pack as tarPack } from 'tar-stream';
 import { IntegrityError } from '../errors';
 import { FileObjectStore, type ObjectStore, S3ObjectStore } from '../store';
@@ -71,16 +69,11 @@ export async function presignBlobGet(
   if (store instanceof FileObjectStore && options.local)
     return signLocalDownload(options.local, blobKey, fileName, expiresInSeconds, now);
   if (!(store instanceof S3ObjectStore)) return undefined;
-  const url = await getSignedUrl(
-    store.client,
-    new GetObjectCommand({
-      Bucket: store.bucket,
-      Key: store.full(blobKey),
-      ResponseContentDisposition: `attachment; filename="${fileName.replace(/["\\]/g, '_')}"`,
-      ResponseContentType: 'application/octet-stream',
-    }),
-    { expiresIn: expiresInSeconds },
-  );
+  const url = await store.presignGet(blobKey, {
+    expiresIn: expiresInSeconds,
+    contentDisposition: `attachment; filename="${fileName.replace(/["\\]/g, '_')}"`,
+    contentType: 'application/octet-stream',
+  });
   return { url, expiresAt: new Date(now.getTime() + expiresInSeconds * 1000).toISOString() };
 }
 

@@ -428,6 +428,29 @@ export class S3ObjectStore implements ObjectStore {
     return page;
   }
 
+  /**
+   * A presigned GET of `key`, valid `expiresIn` seconds. The presigner is imported on first use:
+   * most functions never presign, and it would otherwise be evaluated in every cold start.
+   * @example
+   * const url = await store.presignGet('blobs/sha256/…', { expiresIn: 300, contentType: 'application/octet-stream' });
+   */
+  async presignGet(
+    key: string,
+    options: { expiresIn: number; contentType?: string; contentDisposition?: string },
+  ): Promise<string> {
+    const { getSignedUrl } = await import('@aws-sdk/s3-request-presigner');
+    return getSignedUrl(
+      this.client,
+      new GetObjectCommand({
+        Bucket: this.bucket,
+        Key: this.full(key),
+        ...(options.contentType ? { ResponseContentType: options.contentType } : {}),
+        ...(options.contentDisposition ? { ResponseContentDisposition: options.contentDisposition } : {}),
+      }),
+      { expiresIn: options.expiresIn },
+    );
+  }
+
   /** The bucket key for a store key. */
   full(key: string): string {
     assertValidKey(key);

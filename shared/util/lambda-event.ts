@@ -4,25 +4,35 @@
  * 202, retries a failed run per the function's async invoke config, and gives the worker its own
  * full timeout instead of API Gateway's 30 s.
  */
-// Types only here: the SDK is loaded when an event is first sent (see functions/predict/runtime.ts).
+// Types only: the SDK is imported when the first event is sent, so a cold start that never
+// invokes (most predict requests) does not evaluate it.
 import type { LambdaClient } from '@aws-sdk/client-lambda';
 import { MaasError } from '../errors';
+
+let sharedClient: Promise<LambdaClient> | undefined;
+
+/** The container's Lambda client (default configuration from the environment), built on first use. */
+function defaultLambdaClient(): Promise<LambdaClient> {
+  sharedClient ??= import('@aws-sdk/client-lambda').then(({ LambdaClient }) => new LambdaClient({}));
+  return sharedClient;
+}
 
 /**
  * Queues `payload` for `functionName`; throws `MaasError('unavailable')` naming `what` when Lambda
  * refuses (throttled, denied, unknown function), so the caller can record the failure.
  * @example
- * await invokeEvent(new LambdaClient({}), 'maas-prod-optimize', { maasOptimizeJob: ref }, 'the optimize worker');
+ * await invokeEvent('maas-prod-optimize', { maasOptimizeJob: ref }, 'the optimize worker');
  */
 export async function invokeEvent(
-  client: Pick<LambdaClient, 'send'>,
   functionName: string,
   payload: unknown,
   what: string,
+  /** Default: the container's shared client. */
+  client?: Pick<LambdaClient, 'send'>,
 ): Promise<void> {
   try {
     const { InvokeCommand } = await import('@aws-sdk/client-lambda');
-    const out = await client.send(
+    const out = await (client ?? (await defaultLambdaClient())).send(
       new InvokeCommand({
         FunctionName: functionName,
         InvocationType: 'Event',
