@@ -230,8 +230,18 @@ async function benchRealModels(): Promise<Row[]> {
         },
         {
           technique: 'int8-static',
+          label: 'int8-static (targetCosine 0.99, sensitive weights int8)',
+          parameters: { 'int8-static': { targetCosine: 0.99, sensitiveWeights: 'int8' } },
+        },
+        {
+          technique: 'int8-static',
           label: 'int8-static (all Conv)',
           parameters: { 'int8-static': { targetCosine: 0 } },
+        },
+        {
+          technique: 'int8-static',
+          label: 'int8-static (all Conv, no bias correction)',
+          parameters: { 'int8-static': { targetCosine: 0, biasCorrection: false } },
         },
         { technique: 'fp16' },
       ],

@@ -32,6 +32,11 @@ export interface TensorRange {
    * (often a few channels much larger than the rest) that 256 levels cannot carry.
    */
   sqnrDb?: number;
+  /**
+   * Mean of each channel over the calibration data, for tensors named in
+   * {@link CalibrationOptions.channelAxes} (the channel is that axis): what bias correction needs.
+   */
+  channelMean?: Float64Array;
 }
 
 function rint(x: number): number {
@@ -65,6 +70,8 @@ export interface CalibrationOptions {
   percentile?: number;
   /** Activation element type the SQNR is measured for (default 'uint8'). */
   activationType?: 'uint8' | 'int8';
+  /** Tensors whose per-channel mean to record, with their channel axis (negative counts from the end). */
+  channelAxes?: ReadonlyMap<string, number>;
 }
 
 const BINS = 2048;
@@ -185,37 +192,12 @@ export async function calibrateRanges(
   if (!(percentile > 50 && percentile <= 100))
     throw new InvalidArgumentError('calibration percentile must be in (50, 100]');
   if (feeds.length === 0) throw new InvalidArgumentError('calibration needs at least one input feed');
-  const probe = decodeModel(encodeModel(model));
-  const graph = probe.graph;
-  if (!graph) throw new InvalidArgumentError('model has no graph');
-  const inputs = new Set(graph.input.map((v) => v.name));
-  const existing = new Set(graph.output.map((o) => o.name));
-  for (const t of tensors)
-    if (!inputs.has(t) && !existing.has(t)) graph.output.push(makeValueInfo(t, 'FP32'));
-  const session = await ort.InferenceSession.create(encodeModel(probe), {
-    graphOptimizationLevel: 'disabled',
-    executionMode: 'sequential',
-  });
-  // One run holds every observed activation of its feed: split feeds along a dynamic leading
-  // (batch) dimension into runs of at most CALIBRATION_RUN_ROWS rows.
-  const batchDynamic = graph.input.every((v) => {
-    const t = v.type?.value;
-    const first = t?.case === 'tensorType' ? t.value.shape?.dim[0] : undefined;
-    return first?.value.case !== 'dimValue';
-  });
-  const runs = batchDynamic ? feeds.flatMap(splitRows) : feeds;
-  const observe = async (each: (name: string, values: Float32Array) => void): Promise<void> => {
-    for (const feed of runs) {
-      const out = await session.run(feed, session.outputNames);
-      for (const t of tensors) {
-        const v = out[t] ?? feed[t];
-        if (v && v.type === 'float32') each(t, v.data as Float32Array);
-      }
-    }
-  };
+  const { observe, release } = await openProbe(model, tensors, feeds);
+  const means = options.channelAxes ? new ChannelSums(options.channelAxes) : undefined;
   try {
     const ranges = new Map<string, TensorRange>();
-    await observe((name, values) => {
+    await observe((name, values, dims) => {
+      means?.add(name, values, dims);
       const r = ranges.get(name) ?? { min: Infinity, max: -Infinity };
       for (let i = 0; i < values.length; i++) {
         const v = values[i] ?? 0;
@@ -225,6 +207,10 @@ export async function calibrateRanges(
       ranges.set(name, r);
     });
     if (method !== 'minmax') await refine(ranges);
+    for (const [name, mean] of means?.means() ?? []) {
+      const r = ranges.get(name);
+      if (r) r.channelMean = mean;
+    }
     // Last pass: how much of each tensor survives 8 bits over its final range.
     const type = options.activationType ?? 'uint8';
     const [qmin, qmax] = type === 'uint8' ? [0, 255] : [-128, 127];
@@ -248,7 +234,7 @@ export async function calibrateRanges(
     }
     return ranges;
   } finally {
-    await session.release();
+    await release();
   }
 
   async function refine(ranges: Map<string, TensorRange>): Promise<void> {
@@ -266,5 +252,71 @@ export async function calibrateRanges(
         ranges.set(name, { min: Math.max(r.min, -t), max: Math.min(r.max, t) });
       }
     }
+  }
+}
+
+/** Runs of a copy of `model` that outputs `tensors` too, over `feeds` (split into small runs). */
+async function openProbe(
+  model: ModelProto,
+  tensors: readonly string[],
+  feeds: readonly Record<string, ort.Tensor>[],
+): Promise<{
+  observe: (each: (name: string, values: Float32Array, dims: readonly number[]) => void) => Promise<void>;
+  release: () => Promise<void>;
+}> {
+  const probe = decodeModel(encodeModel(model));
+  const graph = probe.graph;
+  if (!graph) throw new InvalidArgumentError('model has no graph');
+  const inputs = new Set(graph.input.map((v) => v.name));
+  const existing = new Set(graph.output.map((o) => o.name));
+  for (const t of tensors)
+    if (!inputs.has(t) && !existing.has(t)) graph.output.push(makeValueInfo(t, 'FP32'));
+  const session = await ort.InferenceSession.create(encodeModel(probe), {
+    graphOptimizationLevel: 'disabled',
+    executionMode: 'sequential',
+  });
+  // One run holds every observed activation of its feed: split feeds along a dynamic leading
+  // (batch) dimension into runs of at most CALIBRATION_RUN_ROWS rows.
+  const batchDynamic = graph.input.every((v) => {
+    const t = v.type?.value;
+    const first = t?.case === 'tensorType' ? t.value.shape?.dim[0] : undefined;
+    return first?.value.case !== 'dimValue';
+  });
+  const runs = batchDynamic ? feeds.flatMap(splitRows) : feeds;
+  return {
+    observe: async (each) => {
+      for (const feed of runs) {
+        const out = await session.run(feed, session.outputNames);
+        for (const t of tensors) {
+          const v = out[t] ?? feed[t];
+          if (v && v.type === 'float32') each(t, v.data as Float32Array, v.dims);
+        }
+      }
+    },
+    release: () => session.release(),
+  };
+}
+
+/** Per-channel sums of tensors along their channel axis (negative counts from the end). */
+class ChannelSums {
+  private readonly sums = new Map<string, { sum: Float64Array; count: number }>();
+  constructor(private readonly axes: ReadonlyMap<string, number>) {}
+  add(name: string, values: Float32Array, dims: readonly number[]): void {
+    const axis = this.axes.get(name);
+    if (axis === undefined || dims.length === 0) return;
+    const a = axis < 0 ? dims.length + axis : axis;
+    const channels = dims[a] ?? 1;
+    const inner = dims.slice(a + 1).reduce((x, y) => x * y, 1);
+    const m = this.sums.get(name) ?? { sum: new Float64Array(channels), count: 0 };
+    if (m.sum.length !== channels) return;
+    for (let i = 0; i < values.length; i++) {
+      const c = Math.floor(i / inner) % channels;
+      m.sum[c] = (m.sum[c] ?? 0) + (values[i] ?? 0);
+    }
+    m.count += values.length / channels;
+    this.sums.set(name, m);
+  }
+  means(): Map<string, Float64Array> {
+    return new Map([...this.sums].map(([name, m]) => [name, m.sum.map((v) => v / (m.count || 1))]));
   }
 }

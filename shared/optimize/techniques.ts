@@ -256,6 +256,8 @@ function parseStaticInt8(p: unknown): StaticInt8Parameters {
     'nodesToExclude',
     'minSqnrDb',
     'targetCosine',
+    'biasCorrection',
+    'sensitiveWeights',
     'samples',
   ]);
   const q: StaticInt8Parameters = {};
@@ -292,6 +294,13 @@ function parseStaticInt8(p: unknown): StaticInt8Parameters {
       throw new InvalidArgumentError(`${where}.targetCosine must be a number in (0, 1]`);
     q.targetCosine = p.targetCosine;
   }
+  if (p.biasCorrection !== undefined) {
+    if (typeof p.biasCorrection !== 'boolean')
+      throw new InvalidArgumentError(`${where}.biasCorrection must be a boolean`);
+    q.biasCorrection = p.biasCorrection;
+  }
+  if (p.sensitiveWeights !== undefined)
+    q.sensitiveWeights = oneOf(`${where}.sensitiveWeights`, p.sensitiveWeights, ['float', 'int8'] as const);
   if (p.samples !== undefined) {
     if (typeof p.samples !== 'number' || !Number.isInteger(p.samples) || p.samples < 1 || p.samples > 1024)
       throw new InvalidArgumentError(`${where}.samples must be an integer in [1, 1024]`);
@@ -418,6 +427,8 @@ export async function transformCandidate(
         activationType: 'uint8',
         opTypes: [...STATIC_QUANTIZABLE_OPS],
         minSqnrDb: DEFAULT_MIN_SQNR_DB,
+        biasCorrection: true,
+        sensitiveWeights: 'float',
         ...p,
         samples,
         calibrationSource: context.calibrationSource ?? 'unknown',

@@ -307,6 +307,36 @@ describe('static int8 (QDQ)', () => {
     expect(await agreement(parent, out, [image(4, 48, 192, 9)])).toBeGreaterThanOrEqual(0.99);
   });
 
+  it('PaddleOCR detector: <= 0.3x at cosine >= 0.99 with sensitive weights in int8; bias correction is what gets it there', async () => {
+    const parent = read(REAL_MODELS.ocrDetector);
+    const calibration = [101, 102, 103, 104].map((seed) => toOrtFeeds(image(8, 96, 96, seed)));
+    const held = [image(4, 96, 96, 7), image(4, 96, 96, 8)];
+    const run = async (biasCorrection: boolean) => {
+      const model = decodeModel(parent.slice());
+      const report = await quantizeStatic(model, calibration, {
+        targetCosine: 0.995,
+        sensitiveWeights: 'int8',
+        biasCorrection,
+      });
+      const bytes = encodeModel(model);
+      return { report, bytes, cosine: await agreement(parent, bytes, held) };
+    };
+    const corrected = await run(true);
+    expect(onnxCheckerErrors(corrected.bytes)).toBe('');
+    expect(corrected.bytes.byteLength / parent.byteLength).toBeLessThanOrEqual(0.3);
+    expect(corrected.cosine).toBeGreaterThanOrEqual(0.99);
+    // Every Conv holds int8 weights; the sensitive ones keep float activations.
+    const { quantized } = corrected.report;
+    expect(quantized).toHaveLength(62);
+    const weightsOnly = quantized.filter((q) => q.weightsOnly).length;
+    expect(weightsOnly).toBeGreaterThan(0);
+    expect(weightsOnly).toBeLessThan(62);
+    // Without bias correction even int8 weights alone (every node kept) stay below 0.99.
+    const plain = await run(false);
+    expect(plain.cosine).toBeLessThan(0.99);
+    expect(plain.report.quantized.filter((q) => q.weightsOnly).length).toBeGreaterThan(weightsOnly);
+  }, 240_000);
+
   it('the calibration methods give different ranges; entropy and percentile clip outliers', async () => {
     const net = buildConvNet({ seed: 12, imageSize: 16, channels: [8, 8] });
     const calibration = [image(4, 16, 16, 1, 'input')].map(toOrtFeeds);
@@ -408,7 +438,14 @@ describe('int8-static requests', () => {
     const ok = parseOptimizeRequest({
       techniques: ['int8-static', 'prune+int8-static'],
       parameters: {
-        'int8-static': { method: 'entropy', perChannel: false, targetCosine: 0.99, samples: 16 },
+        'int8-static': {
+          method: 'entropy',
+          perChannel: false,
+          targetCosine: 0.99,
+          samples: 16,
+          biasCorrection: false,
+          sensitiveWeights: 'int8',
+        },
         prune: { sparsity: 0.1 },
       },
     });
@@ -417,12 +454,16 @@ describe('int8-static requests', () => {
       perChannel: false,
       targetCosine: 0.99,
       samples: 16,
+      biasCorrection: false,
+      sensitiveWeights: 'int8',
     });
     for (const [body, message] of [
       [{ 'int8-static': { method: 'kl' } }, /method must be minmax, percentile or entropy/],
       [{ 'int8-static': { percentile: 20 } }, /percentile must be a number in \(50, 100\]/],
       [{ 'int8-static': { opTypes: ['LSTM'] } }, /opTypes must be a non-empty subset of Conv, MatMul, Gemm/],
       [{ 'int8-static': { calibrate: true } }, /unknown parameter\(s\) calibrate/],
+      [{ 'int8-static': { biasCorrection: 'yes' } }, /biasCorrection must be a boolean/],
+      [{ 'int8-static': { sensitiveWeights: 'fp16' } }, /sensitiveWeights must be float or int8/],
     ] as const)
       expect(() => parseOptimizeRequest({ techniques: ['int8-static'], parameters: body })).toThrow(message);
     expect(() => parseOptimizeRequest({ techniques: ['int8+int8-static'] })).toThrow(/cannot follow int8/);
