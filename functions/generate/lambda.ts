@@ -5,7 +5,7 @@
  */
 import { registryTextResolver } from '../../shared/generate/registry-resolver';
 import type { TextModelResolver } from '../../shared/generate/routes';
-import { inferenceSettingsFromEnv } from '../../shared/inference';
+import { inferenceSettingsFromEnv, ortSessionOptions } from '../../shared/inference';
 import { type CaptureObserver, createCaptureObserver } from '../../shared/monitor/capture';
 import { createRequestMetrics, type RequestMetrics } from '../../shared/request-metrics';
 import { getRegistry, getStore } from '../lib/runtime';
@@ -32,11 +32,7 @@ function containerResolver(): TextModelResolver {
       aliasTtlMs: inference.aliasTtlMs,
       canarySecret: inference.canarySecret,
       generator: {
-        sessionOptions: {
-          intraOpNumThreads: inference.session.intraOpThreads,
-          interOpNumThreads: inference.session.interOpThreads,
-          graphOptimizationLevel: inference.session.graphOptimizationLevel,
-        },
+        sessionOptions: ortSessionOptions(inference.session),
       },
     });
   }

@@ -4,6 +4,8 @@
  * Lambda gives the function, full graph optimization.
  */
 import { availableParallelism, totalmem } from 'node:os';
+import type * as ort from 'onnxruntime-node';
+import { cpuSaturatesInt8, exactInt8SessionOptions } from '../onnx/int8-precision';
 import { readSettings, type SettingsReader } from '../settings';
 
 export type GraphOptimizationLevel = 'disabled' | 'basic' | 'extended' | 'all';
@@ -21,6 +23,11 @@ export interface SessionSettings {
    */
   smallModelBytes: number;
   graphOptimizationLevel: GraphOptimizationLevel;
+  /**
+   * Exact int8 kernels ({@link exactInt8SessionOptions}): on x86 CPUs without VNNI onnxruntime's
+   * fast u8·s8 kernels saturate and int8 models lose accuracy the optimize gate never saw.
+   */
+  exactInt8: boolean;
 }
 
 /** How model files reach the local model cache (shared/inference/materialize.ts). */
@@ -93,6 +100,7 @@ export const DEFAULT_MODEL_CACHE_DIR = '/tmp/maas-models';
  * | `MAAS_ORT_INTER_OP_THREADS` | 1 |
  * | `MAAS_ORT_SMALL_MODEL_MB` | 4 (smaller models: one thread, no CPU arena) |
  * | `MAAS_ORT_GRAPH_OPTIMIZATION` | `all` (`disabled`, `basic`, `extended`, `all`) |
+ * | `MAAS_ORT_EXACT_INT8` | true on x86 CPUs without VNNI, else false |
  * | `MAAS_DOWNLOAD_PART_MB` | 8 |
  * | `MAAS_DOWNLOAD_CONCURRENCY` | 8 |
  * | `MAAS_MODEL_FILE_MIN_MB` | 64 (single-file models from this size load from a local file) |
@@ -113,6 +121,22 @@ export function inferenceSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): 
 }
 
 const MIB = 1024 * 1024;
+
+/**
+ * The onnxruntime options of a session under `settings`: predict's, generate's and the optimize
+ * evaluation's sessions alike, so that what optimize measures is what traffic gets.
+ * @example
+ * const session = await ort.InferenceSession.create(bytes, ortSessionOptions(inferenceSettingsFromEnv().session));
+ */
+export function ortSessionOptions(settings: SessionSettings): ort.InferenceSession.SessionOptions {
+  return {
+    intraOpNumThreads: settings.intraOpThreads,
+    interOpNumThreads: settings.interOpThreads,
+    graphOptimizationLevel: settings.graphOptimizationLevel,
+    executionMode: 'sequential',
+    ...exactInt8SessionOptions(settings.exactInt8),
+  };
+}
 
 const GRAPH_OPTIMIZATION_LEVELS: readonly GraphOptimizationLevel[] = ['disabled', 'basic', 'extended', 'all'];
 
@@ -146,6 +170,7 @@ export function readInferenceSettings(env: SettingsReader): InferenceSettings {
         values: GRAPH_OPTIMIZATION_LEVELS,
         defaultValue: 'all',
       }),
+      exactInt8: env.getBooleanFromEnv({ key: 'MAAS_ORT_EXACT_INT8', defaultValue: cpuSaturatesInt8() }),
     },
     materialize: {
       partBytes: int('MAAS_DOWNLOAD_PART_MB', 8, 1) * MIB,

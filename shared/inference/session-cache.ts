@@ -22,7 +22,12 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { IntegrityError, MaasError, PayloadTooLargeError } from '../errors';
 import { type ModelVersion, matchesManifest, sha256Hex } from '../registry';
-import type { MaterializeSettings, MemorySettings, SessionSettings } from './config';
+import {
+  type MaterializeSettings,
+  type MemorySettings,
+  ortSessionOptions,
+  type SessionSettings,
+} from './config';
 import type { InferenceLogger } from './logger';
 import {
   forgetVerifiedCopies,
@@ -255,11 +260,8 @@ export class SessionCache {
     const t1 = performance.now();
     const small = version.size < this.options.session.smallModelBytes;
     const options: ort.InferenceSession.SessionOptions = {
-      intraOpNumThreads: small ? 1 : this.options.session.intraOpThreads,
-      interOpNumThreads: this.options.session.interOpThreads,
-      graphOptimizationLevel: this.options.session.graphOptimizationLevel,
-      executionMode: 'sequential',
-      ...(small ? { enableCpuMemArena: false } : {}),
+      ...ortSessionOptions(this.options.session),
+      ...(small ? { intraOpNumThreads: 1, enableCpuMemArena: false } : {}),
     };
     const session =
       typeof input === 'string'

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 /**
  * Dynamic int8 quantization of ONNX models, with the semantics of onnxruntime's Python
  * `quantize_dynamic` (QOperator format):
@@ -67,10 +66,11 @@ export interface QuantizeDynamicOptions {
   /** Node names to leave in float. */
   nodesToExclude?: readonly string[];
   /**
-   * Quantize weights to 7 bits: avoids int16 saturation in the u8·s8 kernels of CPUs without
-   * VNNI, at some accuracy cost. Default: on when this machine's CPU is x86 without VNNI
-   * ({@link cpuSaturatesInt8}), where full-range weights lose accuracy (measured: MLP cosine 0.986
-   * instead of > 0.999 on an AMD EPYC with AVX2 only).
+   * Quantize weights to 7 bits, so that the saturating u8·s8 kernels of x86 CPUs without VNNI stay
+   * exact when onnxruntime runs them (sessions without {@link exactInt8SessionOptions}), at some
+   * accuracy cost. Default false, onnxruntime's default: maas serves on such CPUs with exact int8
+   * kernels instead (`MAAS_ORT_EXACT_INT8`), so the file does not depend on the CPU it was made on.
+   * (Measured without either: MLP cosine 0.986 instead of > 0.999 on an AMD EPYC with AVX2 only.)
    */
   reduceRange?: boolean;
 }
@@ -84,39 +84,13 @@ export interface QuantizeReport {
   weightBytesAfter: number;
 }
 
-/** {@link cpuSaturatesInt8}'s answer, once known (declared before `defaults`, which asks at load). */
-let saturates: boolean | undefined;
-
 const defaults: Required<QuantizeDynamicOptions> = {
   perChannel: false,
   weightType: 'int8',
   opTypes: ['MatMul', 'Gemm', 'Gather'],
   nodesToExclude: [],
-  reduceRange: cpuSaturatesInt8(),
+  reduceRange: false,
 };
-
-/**
- * True on x86 CPUs without VNNI, whose u8·s8 integer kernels (vpmaddubsw) saturate at int16 with
- * full-range int8 weights. arm64 (sdot) and VNNI CPUs accumulate exactly.
- *
- * @example
- * ```ts
- * quantizeDynamic(model, { reduceRange: cpuSaturatesInt8() });
- * ```
- */
-export function cpuSaturatesInt8(): boolean {
-  // The CPU does not change under a running process: read /proc/cpuinfo once.
-  saturates ??= process.arch === 'x64' && !cpuHasVnni();
-  return saturates;
-}
-
-function cpuHasVnni(): boolean {
-  try {
-    return /\b(avx512_vnni|avx_vnni|amx_int8)\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
-  } catch {
-    return true; // unknown (no /proc): keep onnxruntime's default, full-range weights
-  }
-}
 
 /** Round half to even, like numpy.rint, which onnxruntime's quantizer uses. */
 function rint(x: number): number {

@@ -5,7 +5,7 @@
  */
 
 import * as ort from 'onnxruntime-node';
-import { inferenceSettingsFromEnv } from '../inference/config';
+import { inferenceSettingsFromEnv, ortSessionOptions } from '../inference/config';
 import { float16BitsToFloat32, ortTypeFromOip } from '../onnx/datatypes';
 import { artifactSize, createSession, type ModelArtifact } from './artifacts';
 import type { EvaluationInputs, InputFeed } from './inputs';
@@ -85,13 +85,7 @@ const defaults: Required<EvaluateOptions> = { iterations: 20, warmup: 3, loadRun
 export function evaluationSessionOptions(
   env: NodeJS.ProcessEnv = process.env,
 ): ort.InferenceSession.SessionOptions {
-  const { session } = inferenceSettingsFromEnv(env);
-  return {
-    intraOpNumThreads: session.intraOpThreads,
-    interOpNumThreads: session.interOpThreads,
-    graphOptimizationLevel: session.graphOptimizationLevel,
-    executionMode: 'sequential',
-  };
+  return ortSessionOptions(inferenceSettingsFromEnv(env).session);
 }
 
 /**

@@ -33,14 +33,13 @@ import {
   type StaticQuantizableOp,
 } from '../onnx/qdq';
 import {
-  cpuSaturatesInt8,
   QUANTIZABLE_OPS,
   type QuantizeDynamicOptions,
   type QuantizeReport,
   quantizeDynamic,
 } from '../onnx/quantize';
 import { inlineSize, PROTOBUF_LIMIT_BYTES } from './artifacts';
-import { toOrtFeeds } from './evaluate';
+import { evaluationSessionOptions, toOrtFeeds } from './evaluate';
 import { calibrationFeeds, type InputFeed } from './inputs';
 
 /** A single optimization step. */
@@ -409,7 +408,7 @@ export async function transformCandidate(
         perChannel: false,
         weightType: 'int8',
         opTypes: ['MatMul', 'Gemm', 'Gather'],
-        reduceRange: cpuSaturatesInt8(),
+        reduceRange: false,
         ...parameters.int8,
       };
     } else if (step === 'int8-static') {
@@ -420,7 +419,9 @@ export async function transformCandidate(
           'technique int8-static needs calibration inputs (the evaluation inputs)',
         );
       const feeds = calibrationFeeds(context.calibration, samples).map(toOrtFeeds);
-      details.push({ technique: 'int8-static', report: await quantizeStatic(model, feeds, p) });
+      // The search measures candidates with the session options the evaluation (and predict) use.
+      const report = await quantizeStatic(model, feeds, { ...p, sessionOptions: evaluationSessionOptions() });
+      details.push({ technique: 'int8-static', report });
       used['int8-static'] = {
         method: 'minmax',
         perChannel: true,
@@ -428,7 +429,7 @@ export async function transformCandidate(
         opTypes: [...STATIC_QUANTIZABLE_OPS],
         minSqnrDb: DEFAULT_MIN_SQNR_DB,
         biasCorrection: true,
-        sensitiveWeights: 'float',
+        sensitiveWeights: 'int8',
         ...p,
         samples,
         calibrationSource: context.calibrationSource ?? 'unknown',

@@ -76,8 +76,8 @@ describe('optimize function on S3 (RGW)', () => {
     const res = await call('POST', '/models/clf/versions/1/optimize', {
       techniques: ['int8', 'fp16', 'prune'],
       parameters: { int8: { perChannel: true }, prune: { sparsity: 0.02 } },
-      // Looser than the defaults: on x86 CPUs without VNNI int8 uses 7-bit weights (reduceRange),
-      // which flips a near-tie among 128 random rows (top-1 0.984 measured on an AVX2-only EPYC).
+      // Looser than the defaults: 128 random rows of an untrained model hold near-ties int8 may flip
+      // (top-1 0.984 measured once, with 7-bit weights).
       tolerances: { ...sizeOnly, minCosine: 0.995, minTop1Agreement: 0.95 },
       alias: 'staging',
       evaluation: quick,

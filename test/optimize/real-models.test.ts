@@ -23,6 +23,7 @@ import { makeGraph, makeModel, makeNode, makeValueInfo } from '../../shared/onnx
 import { convertToFloat16 } from '../../shared/onnx/fp16';
 import { defaultOpset, forEachGraph, operatorsOf } from '../../shared/onnx/graph';
 import { inspectModel } from '../../shared/onnx/inspect';
+import { exactInt8SessionOptions } from '../../shared/onnx/int8-precision';
 import { upgradeOpset } from '../../shared/onnx/opset';
 import { quantizeStatic } from '../../shared/onnx/qdq';
 import {
@@ -45,7 +46,7 @@ const image = (batch: number, height: number, width: number, seed: number, name 
 async function agreement(parent: Uint8Array, candidate: Uint8Array, feeds: InputFeed[]): Promise<number> {
   const [a, b] = await Promise.all([
     ort.InferenceSession.create(parent),
-    ort.InferenceSession.create(candidate),
+    ort.InferenceSession.create(candidate, exactInt8SessionOptions()), // as predict serves it
   ]);
   try {
     let worst = 1;
@@ -297,27 +298,28 @@ describe('static int8 (QDQ)', () => {
     const parent = read(REAL_MODELS.ocrClassifier);
     const calibration = [image(4, 48, 192, 1), image(4, 48, 192, 2)];
     const model = decodeModel(parent.slice());
-    const report = await quantizeStatic(model, calibration.map(toOrtFeeds), { targetCosine: 0.995 });
+    // The search checks its target on the calibration images, which flatter it: at 0.995 every
+    // node stays int8 (0.9988 there) and a held-out batch fell to 0.986 on an AVX-512 VNNI CPU
+    // (0.99+ on an AVX2 one). 0.999 keeps 16 nodes in float and held-out images at 0.996+.
+    const report = await quantizeStatic(model, calibration.map(toOrtFeeds), { targetCosine: 0.999 });
     expect(report.opset).toEqual({ from: 9, to: 13 });
     expect(report.foldedBatchNorms).toBe(35);
-    expect(report.quantized.length).toBeGreaterThan(40);
+    expect(report.quantized.length).toBeGreaterThan(30);
+    expect(report.calibrationCosine).toBeGreaterThanOrEqual(0.999);
     const out = encodeModel(model);
     expect(onnxCheckerErrors(out)).toBe('');
     expect(out.byteLength / parent.byteLength).toBeLessThan(0.55);
-    expect(await agreement(parent, out, [image(4, 48, 192, 9)])).toBeGreaterThanOrEqual(0.99);
+    const heldOut = [image(4, 48, 192, 9), image(4, 48, 192, 10)];
+    expect(await agreement(parent, out, heldOut)).toBeGreaterThanOrEqual(0.99);
   });
 
-  it('PaddleOCR detector: <= 0.3x at cosine >= 0.99 with sensitive weights in int8; bias correction is what gets it there', async () => {
+  it('PaddleOCR detector: <= 0.3x at cosine >= 0.99, sensitive weights in int8 that onnxruntime folds; bias correction is what gets it there', async () => {
     const parent = read(REAL_MODELS.ocrDetector);
     const calibration = [101, 102, 103, 104].map((seed) => toOrtFeeds(image(8, 96, 96, seed)));
     const held = [image(4, 96, 96, 7), image(4, 96, 96, 8)];
     const run = async (biasCorrection: boolean) => {
       const model = decodeModel(parent.slice());
-      const report = await quantizeStatic(model, calibration, {
-        targetCosine: 0.995,
-        sensitiveWeights: 'int8',
-        biasCorrection,
-      });
+      const report = await quantizeStatic(model, calibration, { targetCosine: 0.995, biasCorrection });
       const bytes = encodeModel(model);
       return { report, bytes, cosine: await agreement(parent, bytes, held) };
     };
@@ -331,6 +333,16 @@ describe('static int8 (QDQ)', () => {
     const weightsOnly = quantized.filter((q) => q.weightsOnly).length;
     expect(weightsOnly).toBeGreaterThan(0);
     expect(weightsOnly).toBeLessThan(62);
+    // Their int8 weights are Cast→Mul by their scales, constants onnxruntime folds into float
+    // weights at load (a DequantizeLinear would run on every call): none is left once it has.
+    const initializerCasts = (bytes: Uint8Array): number => {
+      const g = decodeModel(bytes).graph as GraphProto;
+      const inits = new Set(g.initializer.map((t) => t.name));
+      return g.node.filter((n) => n.opType === 'Cast' && inits.has(n.input[0] ?? '')).length;
+    };
+    expect(initializerCasts(corrected.bytes)).toBe(weightsOnly);
+    const loaded = await buildCandidate(corrected.bytes, 'graph', { graph: { level: 'basic' } }, lineage);
+    expect(initializerCasts(loaded.bytes)).toBe(0);
     // Without bias correction even int8 weights alone (every node kept) stay below 0.99.
     const plain = await run(false);
     expect(plain.cosine).toBeLessThan(0.99);
@@ -444,7 +456,7 @@ describe('int8-static requests', () => {
           targetCosine: 0.99,
           samples: 16,
           biasCorrection: false,
-          sensitiveWeights: 'int8',
+          sensitiveWeights: 'float',
         },
         prune: { sparsity: 0.1 },
       },
@@ -455,7 +467,7 @@ describe('int8-static requests', () => {
       targetCosine: 0.99,
       samples: 16,
       biasCorrection: false,
-      sensitiveWeights: 'int8',
+      sensitiveWeights: 'float',
     });
     for (const [body, message] of [
       [{ 'int8-static': { method: 'kl' } }, /method must be minmax, percentile or entropy/],
