@@ -93,22 +93,28 @@ export const SESSION_OVERHEAD_BYTES = 256 * 1024;
 
 /**
  * The memory a version's session is expected to take: from the initializer bytes its manifest
- * records (`onnx.initializerBytes`), else its size; small models as 1.5× their size.
+ * records (`onnx.initializerBytes`), else its size; small models as 1.5× their size; plus what
+ * onnxruntime's folding of constant Casts adds (`onnx.castWideningBytes`: int8 weights kept as
+ * Cast→Mul are float32 in memory).
  * @example
- * estimateSessionBytes(version, settings.session); // 1.25 × initializerBytes + graph + 256 KiB
+ * estimateSessionBytes(version, settings.session); // 1.25 × initializerBytes + graph + widening + 256 KiB
  */
 export function estimateSessionBytes(
   version: ModelVersion,
   session: Pick<SessionSettings, 'smallModelBytes'>,
 ): number {
+  const widening = version.onnx.castWideningBytes ?? 0;
   if (version.size < session.smallModelBytes)
-    return Math.ceil(version.size * WEIGHT_FACTOR) + SESSION_OVERHEAD_BYTES;
+    return Math.ceil(version.size * WEIGHT_FACTOR) + widening + SESSION_OVERHEAD_BYTES;
   const recorded = version.onnx.initializerBytes;
   const initializers =
     typeof recorded === 'number' && recorded >= 0 ? Math.min(recorded, version.size) : version.size;
   // The rest (graph structure, companions) is at most the remaining bytes.
   return (
-    Math.ceil(initializers * INITIALIZER_FACTOR) + (version.size - initializers) + SESSION_OVERHEAD_BYTES
+    Math.ceil(initializers * INITIALIZER_FACTOR) +
+    (version.size - initializers) +
+    widening +
+    SESSION_OVERHEAD_BYTES
   );
 }
 

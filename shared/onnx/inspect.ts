@@ -63,6 +63,12 @@ export interface OnnxModelInfo {
    * (Constant values). What a session has to load; absent in manifests older than bundles.
    */
   initializerBytes?: number;
+  /**
+   * Bytes main-graph initializers grow by when onnxruntime folds a constant `Cast` of them to a
+   * wider type at load: int8 weights stored as Cast→Mul (int8-static's weights-only nodes) become
+   * float32 in memory, 3 more bytes per element. Absent or 0 when there is none.
+   */
+  castWideningBytes?: number;
 }
 
 /** Options of {@link inspectModel}. */
@@ -136,6 +142,22 @@ function walkModel(model: ModelProto, visit: Visit, onNode: (node: NodeProto) =>
     if (t.initialization) graph(t.initialization, `training_info[${i}].initialization`);
     if (t.algorithm) graph(t.algorithm, `training_info[${i}].algorithm`);
   });
+}
+
+/** See {@link OnnxModelInfo.castWideningBytes}. */
+function castWidening(graph: GraphProto, elements: (dims: readonly bigint[]) => number): number {
+  const initializers = new Map(graph.initializer.map((t) => [t.name, t]));
+  let bytes = 0;
+  for (const node of graph.node) {
+    if (node.opType !== 'Cast' || !isDefaultDomain(node.domain)) continue;
+    const source = initializers.get(node.input[0] ?? '');
+    const to = node.attribute.find((a) => a.name === 'to')?.i;
+    if (!source || to === undefined) continue;
+    const [from, wide] = [ELEMENT_BYTES[source.dataType], ELEMENT_BYTES[Number(to)]];
+    if (from !== undefined && wide !== undefined && wide > from)
+      bytes += elements(source.dims) * (wide - from);
+  }
+  return bytes;
 }
 
 const usesExternalData = (tensor: TensorProto): boolean =>
@@ -405,6 +427,7 @@ export function inspectModelStructure(
   if (outputs.length === 0) throw new UnprocessableError('model has no outputs');
 
   const elements = (dims: readonly bigint[]): number => dims.reduce((a, d) => a * Number(d), 1);
+  const castWideningBytes = castWidening(graph, elements);
   const parameterCount =
     graph.initializer.reduce((sum, t) => sum + elements(t.dims), 0) +
     graph.sparseInitializer.reduce((sum, s) => sum + elements(s.dims), 0);
@@ -420,6 +443,7 @@ export function inspectModelStructure(
     initializerCount: graph.initializer.length + graph.sparseInitializer.length,
     parameterCount,
     initializerBytes,
+    ...(castWideningBytes > 0 ? { castWideningBytes } : {}),
   };
   return { info, referencedFiles };
 }

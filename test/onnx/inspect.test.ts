@@ -25,9 +25,13 @@ import {
   tensorFromFloat32,
 } from '../../dev/onnx-builder';
 import { MaasError, PayloadTooLargeError, UnprocessableError } from '../../shared/errors';
+import { estimateSessionBytes } from '../../shared/inference';
 import { decodeModel, encodeModel } from '../../shared/onnx/codec';
 import { OIP_DATATYPES } from '../../shared/onnx/datatypes';
 import { inspectModel } from '../../shared/onnx/inspect';
+import type { ModelVersion } from '../../shared/registry';
+
+const MIB = 1024 * 1024;
 
 /** Runs inspectModel and returns the error it throws (failing the test if it does not). */
 function rejection(bytes: Uint8Array): MaasError {
@@ -177,6 +181,39 @@ describe('inspectModel on valid models', () => {
       ['cond', 'BOOL', []],
       ['x', 'FP32', [2]],
     ]);
+  });
+
+  it('counts what folding constant Casts of initializers adds (int8 weights as Cast→Mul become float32)', () => {
+    const graph = makeGraph({
+      nodes: [
+        makeNode('Cast', ['w_q'], ['w_f'], { to: { int: TensorProto_DataType.FLOAT } }),
+        makeNode('Mul', ['w_f', 'w_scale'], ['w']),
+        makeNode('MatMul', ['x', 'w'], ['h']),
+        // Neither counts: a Cast of an activation, and one that narrows.
+        makeNode('Cast', ['h'], ['h16'], { to: { int: TensorProto_DataType.FLOAT16 } }),
+        makeNode('Cast', ['b'], ['b16'], { to: { int: TensorProto_DataType.FLOAT16 } }),
+        makeNode('Add', ['h16', 'b16'], ['y']),
+      ],
+      inputs: [makeValueInfo('x', 'FP32', ['batch', 16])],
+      outputs: [makeValueInfo('y', 'FP16', ['batch', 8])],
+      initializers: [
+        makeTensor('w_q', 'INT8', [16, 8], new Int8Array(128)),
+        tensorFromFloat32('w_scale', [8], new Float32Array(8)),
+        tensorFromFloat32('b', [8], new Float32Array(8)),
+      ],
+    });
+    const info = inspectModel(encodeModel(makeModel(graph, { opset: 13 })));
+    expect(info.castWideningBytes).toBe(128 * 3);
+    const version = (onnx: object): ModelVersion => ({ size: 10 * MIB, onnx }) as unknown as ModelVersion;
+    const session = { smallModelBytes: 4 * MIB };
+    expect(
+      estimateSessionBytes(version(info), session) -
+        estimateSessionBytes(version({ ...info, castWideningBytes: 0 }), session),
+    ).toBe(128 * 3);
+    expect(
+      inspectModel(buildMlp({ inputSize: 4, hiddenSizes: [8], outputSize: 2, seed: 1 }).bytes)
+        .castWideningBytes,
+    ).toBeUndefined();
   });
 
   it('counts the dense size of sparse initializers', () => {

@@ -341,6 +341,8 @@ describe('static int8 (QDQ)', () => {
       return g.node.filter((n) => n.opType === 'Cast' && inits.has(n.input[0] ?? '')).length;
     };
     expect(initializerCasts(corrected.bytes)).toBe(weightsOnly);
+    // …and the inspection counts the float32 they become (the session estimate predict uses).
+    expect(inspectModel(corrected.bytes).castWideningBytes).toBeGreaterThan(0);
     const loaded = await buildCandidate(corrected.bytes, 'graph', { graph: { level: 'basic' } }, lineage);
     expect(initializerCasts(loaded.bytes)).toBe(0);
     // Without bias correction even int8 weights alone (every node kept) stay below 0.99.
