@@ -256,8 +256,8 @@ export class InferenceService {
         outputs,
       );
       const latencyMs = performance.now() - started;
-      this.record(version, 200, latencyMs, inferenceMs, request);
-      await this.observe(route, version, request, 200, latencyMs, inferenceMs, outputs);
+      const resources = this.record(version, 200, latencyMs, inferenceMs, request);
+      await this.observe(route, version, request, 200, latencyMs, inferenceMs, outputs, resources);
       return { ...encoded, model: name, version: version.version };
     } catch (e) {
       if (early && !earlyUsed)
@@ -267,8 +267,9 @@ export class InferenceService {
         );
       const status = httpStatusOf(e);
       const latencyMs = performance.now() - started;
-      this.record(version, status, latencyMs, inferenceMs, request);
-      if (route && version) await this.observe(route, version, request, status, latencyMs, inferenceMs, []);
+      const resources = this.record(version, status, latencyMs, inferenceMs, request);
+      if (route && version)
+        await this.observe(route, version, request, status, latencyMs, inferenceMs, [], resources);
       throw e;
     } finally {
       this.metrics.flush();
@@ -295,13 +296,14 @@ export class InferenceService {
     return lease;
   }
 
+  /** Metrics of one invocation; returns the resource sample it reported, for the observers. */
   private record(
     version: ModelVersion | undefined,
     status: number,
     latencyMs: number,
     inferenceMs: number,
     request: InferRequest | undefined,
-  ): void {
+  ): ResourceUsage | undefined {
     // Requests that never resolved to a version are counted without model dimensions: their
     // names come from clients and would make dimension cardinality unbounded.
     const d = version ? dims(version) : {};
@@ -312,8 +314,8 @@ export class InferenceService {
     }
     m.add(PREDICT_METRICS.invocations, 'Count', 1, d);
     m.add(PREDICT_METRICS.latency, 'Milliseconds', latencyMs, d);
-    if (version) {
-      const r = this.resourcesOf(version);
+    const r = version ? this.resourcesOf(version) : undefined;
+    if (r) {
       m.add(PREDICT_METRICS.sessionMemory, 'Bytes', r.sessionBytes, d);
       m.add(PREDICT_METRICS.sessionCacheMemory, 'Bytes', r.sessionCacheBytes, d);
       m.add(PREDICT_METRICS.containerRss, 'Bytes', r.rssBytes, d);
@@ -326,6 +328,7 @@ export class InferenceService {
     } else {
       m.add(PREDICT_METRICS.serverErrors, 'Count', 1, d);
     }
+    return r;
   }
 
   private async observe(
@@ -336,6 +339,8 @@ export class InferenceService {
     latencyMs: number,
     inferenceMs: number,
     outputs: InferOutput[],
+    /** The sample the invocation's metrics reported, so that both tell the same. */
+    resources: ResourceUsage | undefined,
   ): Promise<void> {
     if (this.observers.length === 0) return;
     const observation: InferenceObservation = {
@@ -349,7 +354,7 @@ export class InferenceService {
       status,
       inputs: status < 400 ? (request?.inputs.map(observed) ?? []) : [],
       outputs: outputs.map(observed),
-      resources: this.resourcesOf(version),
+      resources: resources ?? this.resourcesOf(version),
     };
     const due: Promise<void>[] = [];
     for (const observer of this.observers) {

@@ -132,6 +132,8 @@ export class SessionCache {
   private readonly loading = new Map<string, Promise<Entry>>();
   /** Evicted sessions still running (released when their last lease ends). */
   private readonly draining = new Set<Entry>();
+  /** Local copies being written (not awaited by the request that fetched them). */
+  private readonly writes = new Set<Promise<void>>();
   private readonly options: SessionCacheOptions;
   private readonly materializer: ModelMaterializer | undefined;
   private residentBytes = 0;
@@ -386,8 +388,20 @@ export class SessionCache {
     }
     // Not awaited: the local copy only matters for a later reload, so writing it must not
     // delay the first response (write-then-rename keeps readers from seeing a partial file).
-    void this.keepLocal(file, body);
+    const write = this.keepLocal(file, body);
+    this.writes.add(write);
+    void write.finally(() => this.writes.delete(write));
     return { bytes: body, source: 'store', hashed: true };
+  }
+
+  /**
+   * Resolves once the local copies being written are on disk (or given up on): a reload after
+   * that reads them instead of the store.
+   * @example
+   * await cache.localCopiesWritten();
+   */
+  async localCopiesWritten(): Promise<void> {
+    await Promise.all([...this.writes]);
   }
 
   /** Writes verified bytes to the local cache and remembers the file as verified. */

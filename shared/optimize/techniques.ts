@@ -418,7 +418,8 @@ export async function transformCandidate(
         throw new UnprocessableError(
           'technique int8-static needs calibration inputs (the evaluation inputs)',
         );
-      const feeds = calibrationFeeds(context.calibration, samples).map(toOrtFeeds);
+      const chosen = calibrationFeeds(context.calibration, samples);
+      const feeds = chosen.map(toOrtFeeds);
       // The search measures candidates with the session options the evaluation (and predict) use.
       const report = await quantizeStatic(model, feeds, { ...p, sessionOptions: evaluationSessionOptions() });
       details.push({ technique: 'int8-static', report });
@@ -432,6 +433,8 @@ export async function transformCandidate(
         sensitiveWeights: 'int8',
         ...p,
         samples,
+        // What it calibrated on: `samples` is what was asked, this is what there was.
+        calibrationRows: chosen.reduce((n, f) => n + (f[0]?.shape[0] ?? 1), 0),
         calibrationSource: context.calibrationSource ?? 'unknown',
       };
     } else if (step === 'fp16') {

@@ -232,7 +232,7 @@ describe('optimize function on S3 (RGW)', () => {
     expect(j3.error).toMatchObject({ code: 'not_found' });
   });
 
-  it('uses captured traffic (monitoring raw samples) when the request brings no reference inputs', async () => {
+  it('uses captured traffic (monitoring raw samples) when the request brings no reference inputs, and int8-static calibrates on it', async () => {
     const store = getStore();
     const row = (seed: number) => Array.from(randomFloat32(mulberry32(seed), 128));
     const capture: CaptureFile = {
@@ -262,13 +262,22 @@ describe('optimize function on S3 (RGW)', () => {
     };
     await store.put(monitoringLayout.capture('clf', Date.now(), 'c1', 1), JSON.stringify(capture));
     const res = await call('POST', '/models/clf/versions/1/optimize', {
-      techniques: ['fp16'],
+      techniques: ['fp16', 'int8-static'],
       tolerances: sizeOnly,
       evaluation: { iterations: 3 },
     });
     const job = await finished(res.json<{ job: string }>().job);
     expect(job.report!.inputs).toEqual({ source: 'captured', samples: 3 });
     expect(job.report!.candidates[0]!.evaluation!.latency.map((l) => l.batch)).toEqual([1, 32]);
+    // The three captured rows are what static int8 calibrated its activation ranges on.
+    const int8Static = job.report!.candidates.find((c) => c.technique === 'int8-static');
+    expect(int8Static?.error).toBeUndefined();
+    expect(int8Static?.parameters?.['int8-static']).toMatchObject({
+      calibrationSource: 'captured',
+      calibrationRows: 3,
+      samples: 32,
+    });
+    expect(int8Static?.evaluation?.size.ratio).toBeLessThan(0.35);
     for (const o of (await listAll(store, { prefix: monitoringLayout.capturesPrefix('clf') })).objects)
       await store.delete(o.key);
   });

@@ -346,6 +346,7 @@ describe('session LRU', () => {
     expect(service.sessions.bytes).toBeLessThanOrEqual(budget);
 
     counter.reset();
+    await service.sessions.localCopiesWritten(); // written after the response, not before it
     const again = bodyJson(await invoke(inferEvent('lru1', request())));
     expect(producedBy(again)).toBe(12);
     expect(counter.calls.filter((c) => /^get(Stream)? blobs\//.test(c))).toEqual([]); // from the local copy
