@@ -247,6 +247,34 @@ export function calibrationFeeds(feeds: readonly InputFeed[], rows: number): Inp
   return out;
 }
 
+/**
+ * Splits evaluation inputs for `int8-static`: calibration on the last feeds (at least `rows`
+ * rows), accuracy on the feeds before them when at least as many rows remain. Measuring accuracy
+ * on the rows the activation ranges were calibrated on would flatter the candidate (min/max ranges
+ * cover those rows exactly). With fewer rows both use all of them, and `heldOut` is false.
+ * @example
+ * const { calibration, evaluation, heldOut } = splitForCalibration(inputs, 32);
+ */
+export function splitForCalibration(
+  inputs: EvaluationInputs,
+  rows: number,
+): { calibration: InputFeed[]; evaluation: EvaluationInputs; heldOut: boolean } {
+  const rowsOf = (f: InputFeed): number => f[0]?.shape[0] ?? 1;
+  const feeds = inputs.accuracy;
+  let cut = feeds.length;
+  let taken = 0;
+  while (cut > 0 && taken < rows) taken += rowsOf(feeds[--cut] as InputFeed);
+  const remaining = feeds.slice(0, cut);
+  const remainingRows = remaining.reduce((n, f) => n + rowsOf(f), 0);
+  if (remaining.length === 0 || remainingRows < taken)
+    return { calibration: calibrationFeeds(feeds, rows), evaluation: inputs, heldOut: false };
+  return {
+    calibration: feeds.slice(cut),
+    evaluation: { ...inputs, accuracy: remaining, samples: remainingRows },
+    heldOut: true,
+  };
+}
+
 /** Rows `[from, from + count)` of a feed along the batch dimension, cycling when past the end. */
 function takeRows(feed: InputFeed, from: number, count: number): InputFeed {
   return feed.map((t) => {

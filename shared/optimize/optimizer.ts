@@ -27,10 +27,11 @@ import {
   type EvaluationInputs,
   noCapturedInputs,
   resolveEvaluationInputs,
+  splitForCalibration,
 } from './inputs';
 import { openParentModel, type ParentModel } from './parent';
 import type { OptimizeRequest } from './request';
-import { type StepDetails, transformCandidate } from './techniques';
+import { DEFAULT_CALIBRATION_ROWS, type StepDetails, transformCandidate } from './techniques';
 import { readTextCompanions, textEvaluationInputs } from './text-inputs';
 
 /** What happened to one candidate. */
@@ -185,6 +186,10 @@ async function optimizeParent(
   try {
     for (const technique of request.techniques) {
       const outcome: CandidateOutcome = { technique, status: 'failed' };
+      // A calibrated candidate is measured on rows it was not calibrated on, when there are enough.
+      const calibrating = technique.split('+').includes('int8-static')
+        ? splitForCalibration(inputs, request.parameters['int8-static']?.samples ?? DEFAULT_CALIBRATION_ROWS)
+        : undefined;
       let artifact: ModelArtifact | undefined;
       try {
         const { model: built, ...candidate } = await transformCandidate(
@@ -193,7 +198,13 @@ async function optimizeParent(
           request.parameters,
           { model, version, sha256: parent.sha256 },
           // int8-static calibrates on the evaluation inputs (captured traffic when there is some).
-          { calibration: inputs.accuracy, calibrationSource: inputs.source },
+          calibrating
+            ? {
+                calibration: calibrating.calibration,
+                calibrationSource: inputs.source,
+                calibrationHeldOut: calibrating.heldOut,
+              }
+            : {},
         );
         Object.assign(outcome, {
           parameters: candidate.parameters,
@@ -208,7 +219,7 @@ async function optimizeParent(
         outcome.evaluation = await evaluateCandidate(
           { model: parentModel.artifact, session: parentSession, loadMs: parentLoadMs },
           artifact,
-          inputs,
+          calibrating?.evaluation ?? inputs,
           evaluateOptions,
         );
         outcome.gate = gate(outcome.evaluation, request.tolerances, {

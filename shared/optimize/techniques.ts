@@ -351,7 +351,12 @@ export interface BuildContext {
   calibration?: readonly InputFeed[];
   /** Where they came from ('captured', 'request', 'store', 'random'), recorded in the parameters. */
   calibrationSource?: string;
+  /** Whether the candidate's accuracy is measured on other rows than these, recorded too. */
+  calibrationHeldOut?: boolean;
 }
+
+/** Calibration rows of `int8-static` unless its `samples` parameter says otherwise. */
+export const DEFAULT_CALIBRATION_ROWS = 32;
 
 /**
  * Builds one candidate from the parent's bytes, as one ONNX file (see {@link transformCandidate}).
@@ -413,7 +418,7 @@ export async function transformCandidate(
       };
     } else if (step === 'int8-static') {
       const p = { targetCosine: DEFAULT_STATIC_TARGET_COSINE, ...parameters['int8-static'] };
-      const samples = p.samples ?? 32;
+      const samples = p.samples ?? DEFAULT_CALIBRATION_ROWS;
       if (!context.calibration || context.calibration.length === 0)
         throw new UnprocessableError(
           'technique int8-static needs calibration inputs (the evaluation inputs)',
@@ -436,6 +441,9 @@ export async function transformCandidate(
         // What it calibrated on: `samples` is what was asked, this is what there was.
         calibrationRows: chosen.reduce((n, f) => n + (f[0]?.shape[0] ?? 1), 0),
         calibrationSource: context.calibrationSource ?? 'unknown',
+        ...(context.calibrationHeldOut !== undefined
+          ? { calibrationHeldOut: context.calibrationHeldOut }
+          : {}),
       };
     } else if (step === 'fp16') {
       details.push({ technique: 'fp16', report: convertToFloat16(model, parameters.fp16 ?? {}) });

@@ -18,6 +18,7 @@ import {
   parseTolerances,
   plannedShape,
   resolveEvaluationInputs,
+  splitForCalibration,
 } from '../../shared/optimize';
 import { FileObjectStore } from '../../shared/store';
 
@@ -209,6 +210,26 @@ describe('evaluation input planning', () => {
       [8, 7],
     ]);
     expect(inputs.samples).toBe(40);
+  });
+
+  it('int8-static calibrates on the last rows and is measured on the others when enough remain', async () => {
+    const info = inspectModel(mlp.bytes).inputs;
+    const plan = (samples: number) =>
+      resolveEvaluationInputs(info, { store, model: 'm', version: 1, options: { samples } });
+    const many = await plan(256); // 8 feeds of 32 rows
+    const split = splitForCalibration(many, 32);
+    expect(split.heldOut).toBe(true);
+    expect(split.calibration).toEqual([many.accuracy[7]]);
+    expect(split.evaluation.accuracy).toEqual(many.accuracy.slice(0, 7));
+    expect(split.evaluation.samples).toBe(224);
+    expect(split.evaluation.latency).toBe(many.latency);
+    // 48 rows cannot give 32 to calibration and keep as many for accuracy: accuracy is measured on
+    // all of them, calibration included.
+    const few = await plan(48); // feeds of 32 and 16 rows
+    const shared = splitForCalibration(few, 32);
+    expect(shared.heldOut).toBe(false);
+    expect(shared.evaluation).toBe(few);
+    expect(shared.calibration).toEqual([few.accuracy[0]]);
   });
 
   it('fixed batch sizes are kept; BYTES inputs and scalars need reference inputs', () => {

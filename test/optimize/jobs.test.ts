@@ -276,10 +276,31 @@ describe('optimize function on S3 (RGW)', () => {
       calibrationSource: 'captured',
       calibrationRows: 3,
       samples: 32,
+      calibrationHeldOut: false, // three rows: accuracy is measured on them too
     });
+    expect(int8Static?.evaluation?.inputs.samples).toBe(3);
     expect(int8Static?.evaluation?.size.ratio).toBeLessThan(0.35);
     for (const o of (await listAll(store, { prefix: monitoringLayout.capturesPrefix('clf') })).objects)
       await store.delete(o.key);
+  });
+
+  it('int8-static on random inputs calibrates on 32 rows and is measured on the other 96', async () => {
+    const res = await call('POST', '/models/clf/versions/1/optimize', {
+      techniques: ['int8-static'],
+      tolerances: sizeOnly,
+      evaluation: quick,
+    });
+    const job = await finished(res.json<{ job: string }>().job);
+    expect(job.report!.inputs).toMatchObject({ source: 'random', samples: 128 });
+    const c = job.report!.candidates[0];
+    expect(c?.error).toBeUndefined();
+    expect(c?.parameters?.['int8-static']).toMatchObject({
+      calibrationSource: 'random',
+      calibrationRows: 32,
+      calibrationHeldOut: true,
+    });
+    expect(c?.evaluation?.inputs.samples).toBe(96);
+    expect(c?.evaluation?.accuracy.worst.cosine).toBeGreaterThan(0.99);
   });
 
   it('MAAS_API_KEY guards POST only', async () => {
