@@ -47,6 +47,20 @@ interface Case {
   env?: Record<string, string>;
 }
 
+/** Runs `fn` with `settings` in `process.env` (what the build and evaluation read), then restores it. */
+async function withSettings<T>(settings: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  const saved = Object.keys(settings).map((k) => [k, process.env[k]] as const);
+  Object.assign(process.env, settings);
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of saved) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
 const fmt = (x: number, digits = 2): string => (Number.isFinite(x) ? x.toFixed(digits) : String(x));
 
 /** Checks the issue's targets for the techniques that have them. */
@@ -104,26 +118,23 @@ async function benchModel(
   const rows: Row[] = [];
   try {
     for (const c of cases) {
-      const saved = Object.fromEntries(Object.keys(c.env ?? {}).map((k) => [k, process.env[k]]));
-      Object.assign(process.env, c.env);
       const start = performance.now();
-      const candidate = await buildCandidate(
-        bytes,
-        c.technique,
-        c.parameters ?? {},
-        { model: label, version: 1 },
-        { calibration, calibrationSource: given ? 'synthetic (other seeds)' : inputs.source },
-      );
-      const buildMs = performance.now() - start;
-      const report = await evaluateCandidate({ model: bytes, session, loadMs }, candidate.bytes, inputs, {
-        iterations,
-        warmup: 5,
-        loadRuns: 3,
+      const { candidate, buildMs, report } = await withSettings(c.env ?? {}, async () => {
+        const candidate = await buildCandidate(
+          bytes,
+          c.technique,
+          c.parameters ?? {},
+          { model: label, version: 1 },
+          { calibration, calibrationSource: given ? 'synthetic (other seeds)' : inputs.source },
+        );
+        const buildMs = performance.now() - start;
+        const report = await evaluateCandidate({ model: bytes, session, loadMs }, candidate.bytes, inputs, {
+          iterations,
+          warmup: 5,
+          loadRuns: 3,
+        });
+        return { candidate, buildMs, report };
       });
-      for (const [k, v] of Object.entries(saved)) {
-        if (v === undefined) delete process.env[k];
-        else process.env[k] = v;
-      }
       const decision = gate(report, DEFAULT_TOLERANCES, { technique: candidate.technique });
       const name = c.label ?? c.technique;
       rows.push({

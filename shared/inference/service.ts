@@ -256,7 +256,9 @@ export class InferenceService {
         outputs,
       );
       const latencyMs = performance.now() - started;
-      const resources = this.record(version, 200, latencyMs, inferenceMs, request);
+      // One memory sample per invocation, for its metrics and its observers alike.
+      const resources = this.resourcesOf(version);
+      this.record(version, 200, latencyMs, inferenceMs, request, resources);
       await this.observe(route, version, request, 200, latencyMs, inferenceMs, outputs, resources);
       return { ...encoded, model: name, version: version.version };
     } catch (e) {
@@ -267,8 +269,9 @@ export class InferenceService {
         );
       const status = httpStatusOf(e);
       const latencyMs = performance.now() - started;
-      const resources = this.record(version, status, latencyMs, inferenceMs, request);
-      if (route && version)
+      const resources = version ? this.resourcesOf(version) : undefined;
+      this.record(version, status, latencyMs, inferenceMs, request, resources);
+      if (route && version && resources)
         await this.observe(route, version, request, status, latencyMs, inferenceMs, [], resources);
       throw e;
     } finally {
@@ -296,14 +299,14 @@ export class InferenceService {
     return lease;
   }
 
-  /** Metrics of one invocation; returns the resource sample it reported, for the observers. */
   private record(
     version: ModelVersion | undefined,
     status: number,
     latencyMs: number,
     inferenceMs: number,
     request: InferRequest | undefined,
-  ): ResourceUsage | undefined {
+    resources: ResourceUsage | undefined,
+  ): void {
     // Requests that never resolved to a version are counted without model dimensions: their
     // names come from clients and would make dimension cardinality unbounded.
     const d = version ? dims(version) : {};
@@ -314,11 +317,10 @@ export class InferenceService {
     }
     m.add(PREDICT_METRICS.invocations, 'Count', 1, d);
     m.add(PREDICT_METRICS.latency, 'Milliseconds', latencyMs, d);
-    const r = version ? this.resourcesOf(version) : undefined;
-    if (r) {
-      m.add(PREDICT_METRICS.sessionMemory, 'Bytes', r.sessionBytes, d);
-      m.add(PREDICT_METRICS.sessionCacheMemory, 'Bytes', r.sessionCacheBytes, d);
-      m.add(PREDICT_METRICS.containerRss, 'Bytes', r.rssBytes, d);
+    if (resources) {
+      m.add(PREDICT_METRICS.sessionMemory, 'Bytes', resources.sessionBytes, d);
+      m.add(PREDICT_METRICS.sessionCacheMemory, 'Bytes', resources.sessionCacheBytes, d);
+      m.add(PREDICT_METRICS.containerRss, 'Bytes', resources.rssBytes, d);
     }
     if (status < 400) {
       m.add(PREDICT_METRICS.inferenceTime, 'Milliseconds', inferenceMs, d);
@@ -328,7 +330,6 @@ export class InferenceService {
     } else {
       m.add(PREDICT_METRICS.serverErrors, 'Count', 1, d);
     }
-    return r;
   }
 
   private async observe(
@@ -339,8 +340,7 @@ export class InferenceService {
     latencyMs: number,
     inferenceMs: number,
     outputs: InferOutput[],
-    /** The sample the invocation's metrics reported, so that both tell the same. */
-    resources: ResourceUsage | undefined,
+    resources: ResourceUsage,
   ): Promise<void> {
     if (this.observers.length === 0) return;
     const observation: InferenceObservation = {
@@ -354,7 +354,7 @@ export class InferenceService {
       status,
       inputs: status < 400 ? (request?.inputs.map(observed) ?? []) : [],
       outputs: outputs.map(observed),
-      resources: resources ?? this.resourcesOf(version),
+      resources,
     };
     const due: Promise<void>[] = [];
     for (const observer of this.observers) {

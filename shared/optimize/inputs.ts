@@ -231,6 +231,15 @@ export function typedFromNumbers(datatype: NumericOipDatatype, values: ArrayLike
 }
 
 /**
+ * Rows of a feed: its first tensor's leading dimension.
+ * @example
+ * const rows = feeds.reduce((n, f) => n + feedRows(f), 0);
+ */
+export function feedRows(feed: InputFeed): number {
+  return feed[0]?.shape[0] ?? 1;
+}
+
+/**
  * The evaluation feeds calibration runs on: whole feeds (each at most 32 rows, see `fromFeed`;
  * a feed's batch may be fixed by the model, so it is never split) until `rows` rows are reached.
  * @example
@@ -242,7 +251,7 @@ export function calibrationFeeds(feeds: readonly InputFeed[], rows: number): Inp
   for (const feed of feeds) {
     if (taken >= rows) break;
     out.push(feed);
-    taken += feed[0]?.shape[0] ?? 1;
+    taken += feedRows(feed);
   }
   return out;
 }
@@ -251,7 +260,8 @@ export function calibrationFeeds(feeds: readonly InputFeed[], rows: number): Inp
  * Splits evaluation inputs for `int8-static`: calibration on the last feeds (at least `rows`
  * rows), accuracy on the feeds before them when at least as many rows remain. Measuring accuracy
  * on the rows the activation ranges were calibrated on would flatter the candidate (min/max ranges
- * cover those rows exactly). With fewer rows both use all of them, and `heldOut` is false.
+ * cover those rows exactly). With fewer rows both get all the feeds (calibration then takes its
+ * rows from the start, {@link calibrationFeeds}), and `heldOut` is false.
  * @example
  * const { calibration, evaluation, heldOut } = splitForCalibration(inputs, 32);
  */
@@ -259,15 +269,14 @@ export function splitForCalibration(
   inputs: EvaluationInputs,
   rows: number,
 ): { calibration: InputFeed[]; evaluation: EvaluationInputs; heldOut: boolean } {
-  const rowsOf = (f: InputFeed): number => f[0]?.shape[0] ?? 1;
   const feeds = inputs.accuracy;
   let cut = feeds.length;
   let taken = 0;
-  while (cut > 0 && taken < rows) taken += rowsOf(feeds[--cut] as InputFeed);
+  while (cut > 0 && taken < rows) taken += feedRows(feeds[--cut] as InputFeed);
   const remaining = feeds.slice(0, cut);
-  const remainingRows = remaining.reduce((n, f) => n + rowsOf(f), 0);
+  const remainingRows = remaining.reduce((n, f) => n + feedRows(f), 0);
   if (remaining.length === 0 || remainingRows < taken)
-    return { calibration: calibrationFeeds(feeds, rows), evaluation: inputs, heldOut: false };
+    return { calibration: feeds, evaluation: inputs, heldOut: false };
   return {
     calibration: feeds.slice(cut),
     evaluation: { ...inputs, accuracy: remaining, samples: remainingRows },
@@ -405,7 +414,7 @@ function fromFeed(
   batchDynamic: boolean,
   key?: string,
 ): EvaluationInputs {
-  const rows = feed[0]?.shape[0] ?? 1;
+  const rows = feedRows(feed);
   const accuracy: InputFeed[] = [];
   // Accuracy in chunks of at most 32 rows (bounded memory per run) when the batch may vary.
   const chunk = batchDynamic ? 32 : rows;

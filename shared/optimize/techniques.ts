@@ -40,7 +40,7 @@ import {
 } from '../onnx/quantize';
 import { inlineSize, PROTOBUF_LIMIT_BYTES } from './artifacts';
 import { evaluationSessionOptions, toOrtFeeds } from './evaluate';
-import { calibrationFeeds, type InputFeed } from './inputs';
+import { calibrationFeeds, feedRows, type InputFeed } from './inputs';
 
 /** A single optimization step. */
 export type Technique = 'graph' | 'int8' | 'int8-static' | 'fp16' | 'prune';
@@ -439,7 +439,7 @@ export async function transformCandidate(
         ...p,
         samples,
         // What it calibrated on: `samples` is what was asked, this is what there was.
-        calibrationRows: chosen.reduce((n, f) => n + (f[0]?.shape[0] ?? 1), 0),
+        calibrationRows: chosen.reduce((n, f) => n + feedRows(f), 0),
         calibrationSource: context.calibrationSource ?? 'unknown',
         ...(context.calibrationHeldOut !== undefined
           ? { calibrationHeldOut: context.calibrationHeldOut }

@@ -229,7 +229,7 @@ describe('evaluation input planning', () => {
     const shared = splitForCalibration(few, 32);
     expect(shared.heldOut).toBe(false);
     expect(shared.evaluation).toBe(few);
-    expect(shared.calibration).toEqual([few.accuracy[0]]);
+    expect(shared.calibration).toBe(few.accuracy);
   });
 
   it('fixed batch sizes are kept; BYTES inputs and scalars need reference inputs', () => {
