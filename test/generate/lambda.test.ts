@@ -81,12 +81,21 @@ describe('functions/generate/lambda', () => {
     expect((await client.models.list()).data.map((m) => m.id)).toEqual(['tiny']);
 
     // Monitoring's capture of the container: counts and timings of the generation, no text.
+    // The flush runs after the response: wait for its object (the folder can exist before the
+    // file is renamed into it).
     const captures = join(dir, 'store', 'monitoring', 'captures', 'tiny');
+    const readCaptures = async () =>
+      existsSync(captures)
+        ? Promise.all(
+            (await readdir(captures)).map(async (f) => JSON.parse(await readFile(join(captures, f), 'utf8'))),
+          )
+        : [];
+    let docs = await readCaptures();
     const until = Date.now() + 10_000;
-    while (!existsSync(captures) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-    const docs = await Promise.all(
-      (await readdir(captures)).map(async (f) => JSON.parse(await readFile(join(captures, f), 'utf8'))),
-    );
+    while (docs.length === 0 && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 20));
+      docs = await readCaptures();
+    }
     const generation = docs.map((d) => d.versions['1']?.generation).find(Boolean);
     expect(generation).toMatchObject({ generations: 1, finishReasons: { length: 1 }, completionTokens: 16 });
     expect(JSON.stringify(docs)).not.toContain('Köln');
