@@ -8,7 +8,7 @@
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 
-const AREAS = ['predict', 'optimize', 'monitor', 'explain', 'large', 'generate', 'scale'] as const;
+const AREAS = ['predict', 'memory', 'optimize', 'monitor', 'explain', 'large', 'generate', 'scale'] as const;
 
 const wanted = process.argv.slice(2);
 const areas = wanted.length > 0 ? AREAS.filter((a) => wanted.includes(a)) : AREAS;

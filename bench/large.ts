@@ -39,7 +39,7 @@ import { bundleBlobKey, bundleDigest, layout } from '../shared/registry';
 import type { BundleFile } from '../shared/registry/types';
 import { createObjectStore, listAll, type ObjectStore } from '../shared/store';
 import { putJson } from '../shared/store/documents';
-import { writeColdPredictHandler } from './support';
+import { printTable, writeColdPredictHandler } from './support';
 
 const MIB = 1024 * 1024;
 const SIZE_MB = Number(process.env.BENCH_LARGE_MB ?? 192);
@@ -323,15 +323,6 @@ function child(script: string, args: string[], env: Record<string, string>): Pro
       if (!done) reject(new Error(`${path.basename(script)} exited with ${code}: ${out.slice(-500)}`));
     });
   });
-}
-
-function printTable(head: string[], rows: string[][]): void {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string =>
-    `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
-  console.log(line(head));
-  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
-  for (const r of rows) console.log(line(r));
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;

@@ -22,7 +22,7 @@ import * as path from 'node:path';
 import { CreateBucketCommand, DeleteBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import * as ort from 'onnxruntime-node';
-import { inferEvent, lambdaContext, writeColdPredictHandler } from './support';
+import { inferEvent, lambdaContext, printTable, writeColdPredictHandler } from './support';
 
 /** Wall-clock budget per warm case (a, b and c together), milliseconds. */
 const CASE_BUDGET_MS = Number(process.env.BENCH_PREDICT_CASE_MS ?? 12_000);
@@ -330,15 +330,6 @@ function coldChild(script: string, args: string[], env: Record<string, string>):
         reject(new Error(`cold child ${path.basename(script)} exited with ${code}: ${out.slice(-500)}`));
     });
   });
-}
-
-function printTable(head: string[], rows: string[][]): void {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string =>
-    `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
-  console.log(line(head));
-  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
-  for (const r of rows) console.log(line(r));
 }
 
 if (require.main === module) {

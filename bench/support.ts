@@ -1,6 +1,6 @@
 /**
  * What the benchmarks feed the predict handler: an API Gateway HTTP API (payload 2.0) infer
- * event and a Lambda context, as the handler sees them on AWS.
+ * event and a Lambda context, as the handler sees them on AWS; and the table the benchmarks print.
  */
 import { writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
@@ -126,4 +126,14 @@ handler(event, { awsRequestId: 'cold', functionName: 'maas-predict', getRemainin
 `,
   );
   return handler;
+}
+
+/** Prints a markdown table (the form the issue notes take). */
+export function printTable(head: string[], rows: string[][]): void {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string =>
+    `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
+  console.log(line(head));
+  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+  for (const r of rows) console.log(line(r));
 }

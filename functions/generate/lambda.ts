@@ -32,7 +32,11 @@ function containerResolver(): TextModelResolver {
       aliasTtlMs: inference.aliasTtlMs,
       canarySecret: inference.canarySecret,
       generator: {
-        sessionOptions: ortSessionOptions(inference.session),
+        // With the CPU arena whatever MAAS_ORT_CPU_ARENA says (that setting is for predict's many
+        // sessions): each decode step allocates the KV cache again, one step larger, and the
+        // arena reuses those buffers where the allocator would map fresh pages every step; what
+        // it holds is bounded by the longest context of the at most two models kept here.
+        sessionOptions: { ...ortSessionOptions(inference.session), enableCpuMemArena: true },
       },
     });
   }

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PREDICT_METRICS } from '../../shared/inference/service';
 import { ROOT } from '../start/local-server';
+import { LAMBDA_MALLOC_ENV } from '../support/lambda-env';
 import {
   functionKey,
   functionLogicalId,
@@ -166,6 +167,8 @@ describe('npm run package (offline)', () => {
       expect(env.Variables.MAAS_STORE).toEqual({
         'Fn::Sub': `s3://${bucketNameSub()}`,
       });
+      // The allocator the memory tests measure with (test/predict/activation-memory.test.ts).
+      expect(env.Variables).toMatchObject(LAMBDA_MALLOC_ENV);
     }
   });
 
