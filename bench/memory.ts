@@ -132,7 +132,7 @@ async function main(): Promise<void> {
       `\nHeld after serving ${COPIES} registrations once each (RSS after GC; × = measured / estimated)`,
     );
     printTable(
-      ['model', 'request', 'allocator', 'RSS after 1st MB', 'per extra model MB', 'estimate MB', '×'],
+      ['model', 'request', 'allocator', 'RSS after 1st MiB', 'per extra model MiB', 'estimate MiB', '×'],
       held,
     );
     console.log(`\nLatency without the CPU arena / with it (median of ${LATENCY_RUNS} alternating runs)`);

@@ -15,6 +15,7 @@ import { describe, expect, it } from 'vitest';
 import {
   buildConvNet,
   buildIdentityModel,
+  buildIfModel,
   buildMlp,
   makeGraph,
   makeModel,
@@ -25,7 +26,7 @@ import {
   tensorFromFloat32,
 } from '../../dev/onnx-builder';
 import { MaasError, PayloadTooLargeError, UnprocessableError } from '../../shared/errors';
-import { estimateSessionBytes } from '../../shared/inference';
+import { estimateSessionBytes, NODE_BYTES } from '../../shared/inference';
 import { decodeModel, encodeModel } from '../../shared/onnx/codec';
 import { OIP_DATATYPES } from '../../shared/onnx/datatypes';
 import { inspectModel } from '../../shared/onnx/inspect';
@@ -119,7 +120,20 @@ describe('inspectModel on valid models', () => {
       initializerCount: 6,
       parameterCount: 16 * 32 + 32 + 32 * 8 + 8 + 8 * 4 + 4,
       initializerBytes: 4 * (16 * 32 + 32 + 32 * 8 + 8 + 8 * 4 + 4), // FP32 raw_data
+      nodeCount: 3 * 3, // MatMul, Add and Relu / Softmax per layer
     });
+  });
+
+  it('counts the nodes of subgraphs too, and the session estimate charges each one', () => {
+    // If, then the wide branch's MatMul, Relu, MatMul and the narrow one's MatMul, Tanh, Constant, MatMul.
+    const info = inspectModel(buildIfModel({ seed: 1 }).bytes);
+    expect(info.nodeCount).toBe(1 + 3 + 4);
+    const version = (onnx: object): ModelVersion => ({ size: 10 * MIB, onnx }) as unknown as ModelVersion;
+    for (const smallModelBytes of [4 * MIB, 16 * MIB])
+      expect(
+        estimateSessionBytes(version(info), { smallModelBytes }) -
+          estimateSessionBytes(version({ ...info, nodeCount: undefined }), { smallModelBytes }),
+      ).toBe(8 * NODE_BYTES);
   });
 
   it('describes a fixed-batch MLP with another opset', () => {
