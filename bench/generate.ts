@@ -135,7 +135,10 @@ async function int8Rows(dir: string, parent: TextGenerator): Promise<void> {
   ];
   const companions = Object.fromEntries(files.slice(1).map((f) => [f, readFileSync(join(dir, f), 'utf8')]));
   const parentBytes = new Uint8Array(readFileSync(join(dir, 'model.onnx')));
-  const session = await ort.InferenceSession.create(parentBytes, evaluationSessionOptions());
+  const session = await ort.InferenceSession.create(
+    parentBytes,
+    evaluationSessionOptions({ textGeneration: true }),
+  );
   const inputs = textEvaluationInputs(session, files, companions);
   const lineage = { model: 'tiny', version: 1 };
   const variants = {

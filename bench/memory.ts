@@ -7,8 +7,9 @@
  *    default, what maas did before), off, and off with glibc's `MALLOC_MMAP_THRESHOLD_` as
  *    serverless.yml sets it (maas's default on Lambda): RSS growth per extra model against the
  *    session cache's estimate of a session.
- * 2. Latency: in one process per allocator setting, a session with the arena and one without,
- *    run alternately on the same input: median ratio without/with (the baseline of the run).
+ * 2. Latency: in one process per allocator setting, a session with the arena and one without
+ *    (otherwise predict's options), run alternately on the same input: median ratio without/with
+ *    (the baseline of the run).
  *
  * Run: `npx tsx bench/memory.ts`, or `npm run bench -- memory`.
  */
@@ -17,11 +18,12 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { REAL_MODELS } from '../dev/real-models';
+import { inferenceSettingsFromEnv, ortSessionOptions } from '../shared/inference';
 import { ModelRegistry } from '../shared/registry';
 import { FileObjectStore } from '../shared/store';
 import { LAMBDA_MALLOC_ENV } from '../test/support/lambda-env';
 import { distinctCopy } from '../test/support/models';
-import type { ServedLine } from '../test/support/serve-models-child';
+import { serveModels } from '../test/support/serve-models';
 import { printTable } from './support';
 
 const MODELS = [
@@ -35,23 +37,25 @@ const MODELS = [
 ];
 const COPIES = 4;
 const LATENCY_RUNS = Number(process.env.BENCH_MEMORY_RUNS ?? 15);
-const MB = 1024 * 1024;
-const CONFIGS = [
+const MIB = 1024 * 1024;
+/** As on a 2-vCPU Lambda (and as the test measures). */
+const CONTAINER_ENV = { MAAS_ORT_INTRA_OP_THREADS: '2' };
+const CONFIGS: { label: string; env: Record<string, string> }[] = [
   { label: 'arena (before)', env: { MAAS_ORT_CPU_ARENA: 'true' } },
   { label: 'no arena', env: {} },
   { label: 'no arena + MALLOC_MMAP_THRESHOLD_ (default)', env: LAMBDA_MALLOC_ENV },
 ];
 
-const CHILD = path.join(__dirname, '..', 'test', 'support', 'serve-models-child.ts');
+/** Child: a session with the arena and one without (else predict's options), run alternately. */
 const LATENCY_CHILD = `
 const ort = require('onnxruntime-node');
-const [file, shapeJson, runs] = process.argv.slice(1);
+const [file, shapeJson, runs, optionsJson] = process.argv.slice(1);
 (async () => {
   const shape = JSON.parse(shapeJson);
+  const options = JSON.parse(optionsJson);
   const n = shape.reduce((a, b) => a * b, 1);
-  const opts = (arena) => ({ enableCpuMemArena: arena, logSeverityLevel: 3 });
-  const on = await ort.InferenceSession.create(file, opts(true));
-  const off = await ort.InferenceSession.create(file, opts(false));
+  const on = await ort.InferenceSession.create(file, { ...options, enableCpuMemArena: true });
+  const off = await ort.InferenceSession.create(file, { ...options, enableCpuMemArena: false });
   const feeds = { [on.inputNames[0]]: new ort.Tensor('float32', Float32Array.from({ length: n }, (_, i) => (i % 251) / 251), shape) };
   await on.run(feeds); await off.run(feeds);
   const ratios = [];
@@ -67,6 +71,8 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), 'maas-bench-memory-'));
   try {
     const held: string[][] = [];
+    // predict's session options (2 intra-op threads as above), the arena toggled in the child.
+    const options = ortSessionOptions(inferenceSettingsFromEnv(CONTAINER_ENV).session);
     const latency: string[][] = [];
     const registry = new ModelRegistry(new FileObjectStore(path.join(dir, 'store')));
     for (const [m, model] of MODELS.entries()) {
@@ -76,40 +82,21 @@ async function main(): Promise<void> {
         await registry.registerVersion(name, distinctCopy(bytes, `bench-${i}`));
       }
       for (const [c, config] of CONFIGS.entries()) {
-        const out = execFileSync(
-          process.execPath,
-          [
-            '--expose-gc',
-            '--import',
-            'tsx',
-            CHILD,
-            path.join(dir, 'store'),
-            path.join(dir, `cache-${m}-${c}`),
-            JSON.stringify(model.big),
-            ...names,
-          ],
-          {
-            env: { ...process.env, MAAS_METRICS: 'off', ...config.env },
-            encoding: 'utf8',
-            stdio: ['ignore', 'pipe', 'ignore'],
-          },
-        );
-        const lines = out
-          .trim()
-          .split('\n')
-          .map((l) => JSON.parse(l) as ServedLine);
-        const first = lines[0]!;
-        const last = lines.at(-1)!;
-        const perModel = (last.rssBytes - first.rssBytes) / (COPIES - 1);
-        const estimate = (last.sessionBytes - first.sessionBytes) / (COPIES - 1);
+        const { lines, rssPerModel, estimatePerModel } = await serveModels({
+          storeRoot: path.join(dir, 'store'),
+          cacheDir: path.join(dir, `cache-${m}-${c}`),
+          shape: model.big,
+          names,
+          env: { ...CONTAINER_ENV, ...config.env },
+        });
         held.push([
           model.label,
           JSON.stringify(model.big),
           config.label,
-          (first.rssBytes / MB).toFixed(0),
-          (perModel / MB).toFixed(1),
-          (estimate / MB).toFixed(1),
-          (perModel / estimate).toFixed(2),
+          (lines[0]!.rssBytes / MIB).toFixed(0),
+          (rssPerModel / MIB).toFixed(1),
+          (estimatePerModel / MIB).toFixed(1),
+          (rssPerModel / estimatePerModel).toFixed(2),
         ]);
       }
       for (const [label, env] of [
@@ -119,11 +106,16 @@ async function main(): Promise<void> {
         for (const shape of [model.small, model.big]) {
           const ratio = execFileSync(
             process.execPath,
-            ['-e', LATENCY_CHILD, model.file, JSON.stringify(shape), String(LATENCY_RUNS)],
-            {
-              env: { ...process.env, ...env },
-              encoding: 'utf8',
-            },
+            [
+              '-e',
+              LATENCY_CHILD,
+              model.file,
+              JSON.stringify(shape),
+              String(LATENCY_RUNS),
+              JSON.stringify(options),
+            ],
+            // A clean environment: an exported MALLOC_MMAP_THRESHOLD_ would blur the rows.
+            { env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'utf8' },
           ).trim();
           latency.push([model.label, JSON.stringify(shape), label, ratio]);
         }

@@ -5,7 +5,7 @@
  */
 import { registryTextResolver } from '../../shared/generate/registry-resolver';
 import type { TextModelResolver } from '../../shared/generate/routes';
-import { inferenceSettingsFromEnv, ortSessionOptions } from '../../shared/inference';
+import { inferenceSettingsFromEnv, textGenerationSessionOptions } from '../../shared/inference';
 import { type CaptureObserver, createCaptureObserver } from '../../shared/monitor/capture';
 import { createRequestMetrics, type RequestMetrics } from '../../shared/request-metrics';
 import { getRegistry, getStore } from '../lib/runtime';
@@ -32,11 +32,7 @@ function containerResolver(): TextModelResolver {
       aliasTtlMs: inference.aliasTtlMs,
       canarySecret: inference.canarySecret,
       generator: {
-        // With the CPU arena whatever MAAS_ORT_CPU_ARENA says (that setting is for predict's many
-        // sessions): each decode step allocates the KV cache again, one step larger, and the
-        // arena reuses those buffers where the allocator would map fresh pages every step; what
-        // it holds is bounded by the longest context of the at most two models kept here.
-        sessionOptions: { ...ortSessionOptions(inference.session), enableCpuMemArena: true },
+        sessionOptions: textGenerationSessionOptions(inference.session),
       },
     });
   }

@@ -131,8 +131,9 @@ export function inferenceSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): 
 const MIB = 1024 * 1024;
 
 /**
- * The onnxruntime options of a session under `settings`: predict's, generate's and the optimize
- * evaluation's sessions alike, so that what optimize measures is what traffic gets.
+ * The onnxruntime options of a session under `settings`: predict's and the optimize evaluation's
+ * sessions alike, so that what optimize measures is what traffic gets (text-generation models:
+ * {@link textGenerationSessionOptions}).
  * @example
  * const session = await ort.InferenceSession.create(bytes, ortSessionOptions(inferenceSettingsFromEnv().session));
  */
@@ -145,6 +146,20 @@ export function ortSessionOptions(settings: SessionSettings): ort.InferenceSessi
     enableCpuMemArena: settings.cpuArena,
     ...exactInt8SessionOptions(settings.exactInt8),
   };
+}
+
+/**
+ * The options of a text-generation session (generate's, and optimize's evaluation of text
+ * models): {@link ortSessionOptions} with the CPU arena whatever `MAAS_ORT_CPU_ARENA` says (that
+ * setting is for predict's many sessions). Each decode step allocates the KV cache again, one
+ * step longer, and the arena reuses those buffers where the allocator would page in fresh ones
+ * every step; what it holds is bounded by the longest context of the few text models a
+ * container keeps.
+ * @example
+ * const generator = await loadTextGenerator(dir, { sessionOptions: textGenerationSessionOptions(settings.session) });
+ */
+export function textGenerationSessionOptions(settings: SessionSettings): ort.InferenceSession.SessionOptions {
+  return { ...ortSessionOptions(settings), enableCpuMemArena: true };
 }
 
 const GRAPH_OPTIMIZATION_LEVELS: readonly GraphOptimizationLevel[] = ['disabled', 'basic', 'extended', 'all'];

@@ -70,9 +70,10 @@ export interface OnnxModelInfo {
    */
   castWideningBytes?: number;
   /**
-   * Nodes of every graph, subgraph and model-local function: what a session holds beside the
-   * tensors grows with it (kernels, graph structures; ~2.8 KiB a node, measured). Absent in
-   * manifests written before it was recorded.
+   * Nodes a session is built from: the main graph's and its subgraphs' (If, Loop, Scan bodies),
+   * with a model-local function's body counted at each call, as onnxruntime inlines it (training
+   * graphs are not loaded). What a session holds beside the tensors grows with it (kernels, graph
+   * structures; ~2.8 KiB a node, measured). Absent in manifests written before it was recorded.
    */
   nodeCount?: number;
 }
@@ -148,6 +149,36 @@ function walkModel(model: ModelProto, visit: Visit, onNode: (node: NodeProto) =>
     if (t.initialization) graph(t.initialization, `training_info[${i}].initialization`);
     if (t.algorithm) graph(t.algorithm, `training_info[${i}].algorithm`);
   });
+}
+
+/** See {@link OnnxModelInfo.nodeCount}. */
+function inferenceNodeCount(model: ModelProto): number {
+  const key = (domain: string, name: string): string => `${isDefaultDomain(domain) ? '' : domain}:${name}`;
+  const functions = new Map(model.functions.map((f) => [key(f.domain, f.name), f]));
+  const inlined = new Map<string, number>();
+  const count = (nodes: readonly NodeProto[], calling: ReadonlySet<string>): number => {
+    let n = 0;
+    for (const node of nodes) {
+      n++;
+      for (const a of node.attribute) {
+        if (a.g) n += count(a.g.node, calling);
+        for (const g of a.graphs) n += count(g.node, calling);
+      }
+      const called = key(node.domain, node.opType);
+      const f = functions.get(called);
+      // A function calling itself is invalid ONNX; counted once rather than looping.
+      if (f && !calling.has(called)) {
+        let body = inlined.get(called);
+        if (body === undefined) {
+          body = count(f.node, new Set([...calling, called]));
+          inlined.set(called, body);
+        }
+        n += body;
+      }
+    }
+    return n;
+  };
+  return model.graph ? count(model.graph.node, new Set()) : 0;
 }
 
 /** See {@link OnnxModelInfo.castWideningBytes}. */
@@ -410,9 +441,7 @@ export function inspectModelStructure(
     if (files === undefined) rejectExternalData(tensor, where);
     else initializerBytes += checkExternalData(tensor, where, files, referencedFiles);
   };
-  let nodeCount = 0;
   walkModel(model, visit, (node) => {
-    nodeCount++;
     const domain = isDefaultDomain(node.domain) ? '' : node.domain;
     const op = domain === '' ? node.opType : `${domain}:${node.opType}`;
     if (!imported.has(domain)) {
@@ -452,7 +481,7 @@ export function inspectModelStructure(
     parameterCount,
     initializerBytes,
     ...(castWideningBytes > 0 ? { castWideningBytes } : {}),
-    nodeCount,
+    nodeCount: inferenceNodeCount(model),
   };
   return { info, referencedFiles };
 }

@@ -5,7 +5,11 @@
  */
 
 import * as ort from 'onnxruntime-node';
-import { inferenceSettingsFromEnv, ortSessionOptions } from '../inference/config';
+import {
+  inferenceSettingsFromEnv,
+  ortSessionOptions,
+  textGenerationSessionOptions,
+} from '../inference/config';
 import { float16BitsToFloat32, ortTypeFromOip } from '../onnx/datatypes';
 import { artifactSize, createSession, type ModelArtifact } from './artifacts';
 import type { EvaluationInputs, InputFeed } from './inputs';
@@ -71,21 +75,29 @@ export interface EvaluateOptions {
   warmup?: number;
   /** Session creations timed per model (default 3; at least 1). */
   loadRuns?: number;
+  /** Options of the candidate's sessions (default {@link evaluationSessionOptions}), as the parent's. */
+  sessionOptions?: ort.InferenceSession.SessionOptions;
 }
 
-const defaults: Required<EvaluateOptions> = { iterations: 20, warmup: 3, loadRuns: 3 };
+const defaults: Required<Omit<EvaluateOptions, 'sessionOptions'>> = {
+  iterations: 20,
+  warmup: 3,
+  loadRuns: 3,
+};
 
 /**
  * Session options for every session the evaluation creates (parent and candidates alike): the
- * ones predict serves with (`MAAS_ORT_*` settings, shared/inference/config.ts), so measured
- * speed-ups are the ones traffic will see.
+ * ones the model is served with (`MAAS_ORT_*` settings, shared/inference/config.ts: predict's,
+ * or generate's for a text-generation model), so measured speed-ups are the ones traffic will see.
  * @example
  * const parent = await ort.InferenceSession.create(bytes, evaluationSessionOptions());
  */
 export function evaluationSessionOptions(
+  options: { textGeneration?: boolean } = {},
   env: NodeJS.ProcessEnv = process.env,
 ): ort.InferenceSession.SessionOptions {
-  return ortSessionOptions(inferenceSettingsFromEnv(env).session);
+  const { session } = inferenceSettingsFromEnv(env);
+  return options.textGeneration ? textGenerationSessionOptions(session) : ortSessionOptions(session);
 }
 
 /**
@@ -242,11 +254,15 @@ class OutputComparator {
   }
 }
 
-async function medianLoadMs(model: ModelArtifact, runs: number): Promise<number> {
+async function medianLoadMs(
+  model: ModelArtifact,
+  runs: number,
+  sessionOptions: ort.InferenceSession.SessionOptions,
+): Promise<number> {
   const times: number[] = [];
   for (let i = 0; i < Math.max(1, runs); i++) {
     const start = process.hrtime.bigint();
-    const s = await createSession(model, evaluationSessionOptions());
+    const s = await createSession(model, sessionOptions);
     times.push(Number(process.hrtime.bigint() - start) / 1e6);
     await s.release();
   }
@@ -258,7 +274,8 @@ async function medianLoadMs(model: ModelArtifact, runs: number): Promise<number>
 
 /**
  * Evaluates a candidate against its parent. `parent` may be shared across candidates (its session is
- * reused; create it with {@link evaluationSessionOptions}); the candidate's session is created and released here.
+ * reused; create it with {@link evaluationSessionOptions}, or the options passed as
+ * `opts.sessionOptions`); the candidate's session is created and released here.
  *
  * @example
  * const parentSession = await ort.InferenceSession.create(parentBytes, evaluationSessionOptions());
@@ -272,8 +289,9 @@ export async function evaluateCandidate(
   opts: EvaluateOptions = {},
 ): Promise<EvaluationReport> {
   const options = { ...defaults, ...opts };
-  const candidateLoadMs = await medianLoadMs(candidateModel, options.loadRuns);
-  const candidate = await createSession(candidateModel, evaluationSessionOptions());
+  const sessionOptions = opts.sessionOptions ?? evaluationSessionOptions();
+  const candidateLoadMs = await medianLoadMs(candidateModel, options.loadRuns, sessionOptions);
+  const candidate = await createSession(candidateModel, sessionOptions);
   try {
     const rowsOf = new Set(inputs.tokenDistributions ?? []);
     const comparators = new Map(
@@ -307,7 +325,7 @@ export async function evaluateCandidate(
       );
       latency.push({ batch, parent: p, candidate: c, ratio, fasterShare });
     }
-    const parentLoad = parent.loadMs ?? (await medianLoadMs(parent.model, options.loadRuns));
+    const parentLoad = parent.loadMs ?? (await medianLoadMs(parent.model, options.loadRuns, sessionOptions));
     const sizes = { parent: artifactSize(parent.model), candidate: artifactSize(candidateModel) };
     return {
       inputs: {
@@ -331,6 +349,10 @@ export async function evaluateCandidate(
  * @example
  * const loadMs = await measureLoadMs(bytes, 3);
  */
-export async function measureLoadMs(model: ModelArtifact, runs = 3): Promise<number> {
-  return medianLoadMs(model, runs);
+export async function measureLoadMs(
+  model: ModelArtifact,
+  runs = 3,
+  sessionOptions: ort.InferenceSession.SessionOptions = evaluationSessionOptions(),
+): Promise<number> {
+  return medianLoadMs(model, runs, sessionOptions);
 }

@@ -144,7 +144,9 @@ async function optimizeParent(
   startedAt: string,
 ): Promise<OptimizationReport> {
   const { name: model, version } = parent;
-  const parentSession = await createSession(parentModel.artifact, evaluationSessionOptions());
+  // Parent and candidates are measured with the options they are served with (generate's for a text model).
+  const sessionOptions = evaluationSessionOptions({ textGeneration: parent.textGeneration !== undefined });
+  const parentSession = await createSession(parentModel.artifact, sessionOptions);
   // A text model is evaluated on its own tokenizer's prompts (next-token agreement, logits cosine)
   // and its candidates keep the tokenizer files: they are registered as bundles like the parent.
   const textFiles = parent.textGeneration ? versionFiles(parent).filter((f) => f.role === 'companion') : [];
@@ -178,8 +180,13 @@ async function optimizeParent(
   const evaluateOptions: EvaluateOptions = {
     ...options.evaluate,
     ...(request.evaluation.iterations ? { iterations: request.evaluation.iterations } : {}),
+    sessionOptions,
   };
-  const parentLoadMs = await measureLoadMs(parentModel.artifact, evaluateOptions.loadRuns ?? 3);
+  const parentLoadMs = await measureLoadMs(
+    parentModel.artifact,
+    evaluateOptions.loadRuns ?? 3,
+    sessionOptions,
+  );
   const graph = versionFiles(parent).find((f) => f.role === 'graph')?.name ?? 'model.onnx';
   const outcomes: CandidateOutcome[] = [];
   const passed: { outcome: CandidateOutcome; artifact: ModelArtifact }[] = [];

@@ -167,7 +167,7 @@ describe('npm run package (offline)', () => {
       expect(env.Variables.MAAS_STORE).toEqual({
         'Fn::Sub': `s3://${bucketNameSub()}`,
       });
-      // The allocator the memory tests measure with (test/predict/activation-memory.test.ts).
+      // The allocator the memory tests measure with (test/predict/session-memory.test.ts).
       expect(env.Variables).toMatchObject(LAMBDA_MALLOC_ENV);
     }
   });

@@ -9,11 +9,12 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildMlp } from '../../dev/onnx-builder';
 import { InferenceService, PREDICT_METRICS } from '../../shared/inference';
-import { SESSION_OVERHEAD_BYTES } from '../../shared/inference/session-cache';
+import { NODE_BYTES, SESSION_OVERHEAD_BYTES } from '../../shared/inference/session-cache';
 import { CaptureObserver } from '../../shared/monitor/capture';
 import type { MonitorMetricPoint, MonitorSinkResult } from '../../shared/monitor/metrics-sink';
 import { policyFromEnv } from '../../shared/monitor/policy';
 import { runMonitor } from '../../shared/monitor/run';
+import { inspectModel } from '../../shared/onnx/inspect';
 import { ModelRegistry } from '../../shared/registry';
 import { EmfRequestMetrics, MemoryRequestMetrics } from '../../shared/request-metrics';
 import { createTestStore, type TestStore } from '../support/stores';
@@ -25,8 +26,11 @@ class MemorySink {
   }
 }
 
-/** The session cache's documented estimate of a session (docs/api/predict.md). */
-const estimate = (model: Uint8Array): number => Math.ceil(model.byteLength * 1.5) + SESSION_OVERHEAD_BYTES;
+/** The session cache's documented estimate of a small model's session (docs/api/predict.md). */
+const estimate = (model: Uint8Array): number =>
+  Math.ceil(model.byteLength * 1.5) +
+  (inspectModel(model).nodeCount ?? 0) * NODE_BYTES +
+  SESSION_OVERHEAD_BYTES;
 
 describe('resource metrics', () => {
   let ts: TestStore;
@@ -64,7 +68,7 @@ describe('resource metrics', () => {
       for (let i = 0; i < 2; i++) await service.infer('res', '2', body);
       const sessionOf = (v: string) =>
         metrics.points(PREDICT_METRICS.sessionMemory, { model: 'res', version: v });
-      // The session cache's estimate of each version's session: 1.5 × the model bytes + 256 KiB.
+      // The session cache's estimate of each version's session: 1.5 × the model bytes + 4 KiB a node + 256 KiB.
       expect(sessionOf('1').map((p) => p.value)).toEqual(new Array(3).fill(estimate(small.bytes)));
       expect(sessionOf('2').map((p) => p.value)).toEqual(new Array(2).fill(estimate(large.bytes)));
       expect(sessionOf('1').every((p) => p.unit === 'Bytes')).toBe(true);

@@ -2,6 +2,7 @@ import { create } from '@bufbuild/protobuf';
 import {
   FunctionProtoSchema,
   type ModelProto,
+  OperatorSetIdProtoSchema,
   SparseTensorProtoSchema,
   StringStringEntryProtoSchema,
   type TensorProto,
@@ -122,6 +123,31 @@ describe('inspectModel on valid models', () => {
       initializerBytes: 4 * (16 * 32 + 32 + 32 * 8 + 8 + 8 * 4 + 4), // FP32 raw_data
       nodeCount: 3 * 3, // MatMul, Add and Relu / Softmax per layer
     });
+  });
+
+  it('counts a model-local function body at each call, as onnxruntime inlines it', () => {
+    const model = decodeModel(buildIdentityModel('FP32', [2]).bytes);
+    const before = inspectModel(encodeModel(model)).nodeCount!;
+    const body = [makeNode('Relu', ['a'], ['b']), makeNode('Neg', ['b'], ['c'])];
+    model.functions.push(
+      create(FunctionProtoSchema, {
+        name: 'F',
+        domain: 'local',
+        input: ['a'],
+        output: ['c'],
+        node: body,
+        opsetImport: model.opsetImport,
+      }),
+    );
+    model.opsetImport.push(create(OperatorSetIdProtoSchema, { domain: 'local', version: 1n }));
+    // Declared but not called: nothing more to load.
+    expect(inspectModel(encodeModel(model)).nodeCount).toBe(before);
+    const out = model.graph!.output[0]!.name;
+    model.graph!.node.push(
+      makeNode('F', [out], ['f1'], {}, { domain: 'local' }),
+      makeNode('F', ['f1'], ['f2'], {}, { domain: 'local' }),
+    );
+    expect(inspectModel(encodeModel(model)).nodeCount).toBe(before + 2 * (1 + body.length));
   });
 
   it('counts the nodes of subgraphs too, and the session estimate charges each one', () => {

@@ -5,7 +5,8 @@
  * full GC) and the session cache's estimate of what its sessions hold. Settings come from the
  * environment, as in the function.
  *
- * Usage: `node --import tsx test/support/serve-models-child.ts <storeRoot> <cacheDir> <shape JSON> <name>...`
+ * Usage: `node --expose-gc --import tsx test/support/serve-models-child.ts <storeRoot> <cacheDir> <shape JSON> <name>...`,
+ * or `serveModels` (test/support/serve-models.ts).
  */
 import { InferenceService } from '../../shared/inference';
 import { ModelRegistry } from '../../shared/registry';
@@ -47,6 +48,9 @@ async function main(): Promise<void> {
       contentType: 'application/octet-stream',
       headerLength: String(header.length),
     });
+    // Twice around a turn of the event loop: memory behind ArrayBuffers is freed after the sweep.
+    gc();
+    await new Promise((r) => setImmediate(r));
     gc();
     const line: ServedLine = {
       name,
