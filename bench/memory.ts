@@ -3,10 +3,10 @@
  * once each with a large request, and what that choice costs in latency.
  *
  * 1. Held: four registrations of a real model (PaddleOCR v4 detector and recognizer), served in a
- *    fresh process each (test/support/serve-models-child.ts) with onnxruntime's CPU arena on (its
- *    default, what maas did before), off, and off with glibc's `MALLOC_MMAP_THRESHOLD_` as
- *    serverless.yml sets it (maas's default on Lambda): RSS growth per extra model against the
- *    session cache's estimate of a session.
+ *    fresh process each (test/support/serve-models-child.ts) with onnxruntime's CPU arena on
+ *    (onnxruntime's default; the cache then charges each session what its arena kept), off, and
+ *    off with glibc's `MALLOC_MMAP_THRESHOLD_` as serverless.yml sets it (maas's default on
+ *    Lambda): RSS growth per extra model against what the session cache counts for a session.
  * 2. Latency: in one process per allocator setting, a session with the arena and one without
  *    (otherwise predict's options), run alternately on the same input: median ratio without/with
  *    (the baseline of the run).
@@ -41,7 +41,7 @@ const MIB = 1024 * 1024;
 /** As on a 2-vCPU Lambda (and as the test measures). */
 const CONTAINER_ENV = { MAAS_ORT_INTRA_OP_THREADS: '2' };
 const CONFIGS: { label: string; env: Record<string, string> }[] = [
-  { label: 'arena (before)', env: { MAAS_ORT_CPU_ARENA: 'true' } },
+  { label: 'arena (MAAS_ORT_CPU_ARENA=true)', env: { MAAS_ORT_CPU_ARENA: 'true' } },
   { label: 'no arena', env: {} },
   { label: 'no arena + MALLOC_MMAP_THRESHOLD_ (default)', env: LAMBDA_MALLOC_ENV },
 ];
@@ -121,10 +121,10 @@ async function main(): Promise<void> {
         }
     }
     console.log(
-      `\nHeld after serving ${COPIES} registrations once each (RSS after GC; × = measured / estimated)`,
+      `\nHeld after serving ${COPIES} registrations once each (RSS after GC; × = grown / counted by the session cache)`,
     );
     printTable(
-      ['model', 'request', 'allocator', 'RSS after 1st MiB', 'per extra model MiB', 'estimate MiB', '×'],
+      ['model', 'request', 'allocator', 'RSS after 1st MiB', 'per extra model MiB', 'counted MiB', '×'],
       held,
     );
     console.log(`\nLatency without the CPU arena / with it (median of ${LATENCY_RUNS} alternating runs)`);

@@ -29,10 +29,11 @@ export interface SessionSettings {
    */
   exactInt8: boolean;
   /**
-   * onnxruntime's CPU memory arena. Off by default: the arena keeps the most a session ever
-   * needed for its activations until the session is released (measured: a PaddleOCR detector
-   * session held 566 MB after one 8×3×480×480 request, on a 4.7 MB file), which the session
-   * cache's budget cannot see; without it, activations go back to the allocator after each run.
+   * onnxruntime's CPU memory arena for predict's sessions (small models never get it). Off by
+   * default: the arena keeps the most a session ever needed for its activations until the
+   * session is released (measured: a PaddleOCR detector session held 71 MiB after one 640×640
+   * request, on a 4.7 MB file), so fewer sessions fit the cache's budget; on, runs are 1.1–1.4×
+   * faster on conv nets and the cache charges each session what its runs kept (`SessionLease.run`).
    */
   cpuArena: boolean;
 }
@@ -108,7 +109,7 @@ export const DEFAULT_MODEL_CACHE_DIR = '/tmp/maas-models';
  * | `MAAS_ORT_SMALL_MODEL_MB` | 4 (smaller models: one thread, no CPU arena) |
  * | `MAAS_ORT_GRAPH_OPTIMIZATION` | `all` (`disabled`, `basic`, `extended`, `all`) |
  * | `MAAS_ORT_EXACT_INT8` | true on x86 CPUs without VNNI, else false |
- * | `MAAS_ORT_CPU_ARENA` | false (activations are freed after each run, not kept per session) |
+ * | `MAAS_ORT_CPU_ARENA` | false (activations are freed after each run; true: kept per session, and charged to it) |
  * | `MAAS_DOWNLOAD_PART_MB` | 8 |
  * | `MAAS_DOWNLOAD_CONCURRENCY` | 8 |
  * | `MAAS_MODEL_FILE_MIN_MB` | 64 (single-file models from this size load from a local file) |

@@ -220,7 +220,7 @@ export class InferenceService {
       let results: ort.InferenceSession.OnnxValueMapType;
       try {
         const t0 = performance.now();
-        results = await lease.session.run(feeds, plan.names).catch((e: unknown) => {
+        results = await lease.run(feeds, plan.names).catch((e: unknown) => {
           // The request passed signature checks, so what is left are input-dependent conflicts
           // (e.g. dynamic dims that do not fit together): the request cannot be processed.
           throw new UnprocessableError(

@@ -42,6 +42,14 @@ export interface SessionLease {
   session: ort.InferenceSession;
   /** Milliseconds this request spent loading the model (0 on a cache hit or a shared load). */
   loadMs: number;
+  /**
+   * Runs the session; a session with onnxruntime's CPU arena is charged what the run left the
+   * process larger by (the arena keeps it), so the budget sees its activations.
+   */
+  run(
+    feeds: ort.InferenceSession.FeedsType,
+    fetches: readonly string[],
+  ): Promise<ort.InferenceSession.ReturnType>;
   release(): void;
 }
 
@@ -72,6 +80,8 @@ interface Entry {
   evicted: boolean;
   /** The cache entry the session was created from, if created from a path. */
   localEntry?: string;
+  /** Created with onnxruntime's CPU arena: what its runs keep is charged to `weight`. */
+  arena: boolean;
 }
 
 /**
@@ -97,6 +107,14 @@ export const SESSION_OVERHEAD_BYTES = 256 * 1024;
  * file); 4 KiB leaves room, as the other factors do.
  */
 export const NODE_BYTES = 4 * 1024;
+/**
+ * Growth of the process over one run, beyond its outputs, from which a session with the CPU
+ * arena is charged for it: the arena grows in chunks of at least this much, and smaller changes
+ * are the JS heap's noise. The delta is the session's own where one request runs at a time (a
+ * Lambda container); with concurrent runs (a local server) sessions may be charged each other's,
+ * which only evicts sooner.
+ */
+const ARENA_GROWTH_MIN_BYTES = 1024 * 1024;
 
 /**
  * The memory a version's session is expected to take: from the initializer bytes its manifest
@@ -224,6 +242,16 @@ export class SessionCache {
     return {
       session: entry.session,
       loadMs,
+      run: async (feeds, fetches) => {
+        if (!entry.arena) return entry.session.run(feeds, fetches);
+        const before = process.memoryUsage.rss();
+        const results = await entry.session.run(feeds, fetches);
+        let outputBytes = 0;
+        for (const v of Object.values(results)) outputBytes += (v.data as ArrayBufferView).byteLength ?? 0;
+        const grown = process.memoryUsage.rss() - before - outputBytes;
+        if (grown >= ARENA_GROWTH_MIN_BYTES) this.charge(entry, grown);
+        return results;
+      },
       release: () => {
         if (released) return;
         released = true;
@@ -276,6 +304,7 @@ export class SessionCache {
       ...ortSessionOptions(this.options.session),
       ...(small ? { intraOpNumThreads: 1, enableCpuMemArena: false } : {}),
     };
+    const arena = options.enableCpuMemArena !== false;
     const session =
       typeof input === 'string'
         ? await ort.InferenceSession.create(input, options)
@@ -287,6 +316,7 @@ export class SessionCache {
       leases: 0,
       evicted: false,
       ...(localEntry ? { localEntry } : {}),
+      arena,
     };
     this.entries.set(entry.sha256, entry);
     this.residentBytes += entry.weight;
@@ -326,6 +356,20 @@ export class SessionCache {
   }
 
   /** Evicts least recently used sessions until `weight` more fits the budget (or none is left). */
+  /** Adds what a session's arena kept to its weight, evicting older sessions past the budget. */
+  private charge(entry: Entry, bytes: number): void {
+    if (entry.evicted) return;
+    entry.weight += bytes;
+    this.residentBytes += bytes;
+    this.options.logger?.info('session arena grew', {
+      sha256: entry.sha256,
+      grownBytes: bytes,
+      weight: entry.weight,
+      residentBytes: this.residentBytes,
+    });
+    this.evict();
+  }
+
   private makeRoom(weight: number): void {
     for (const [key, entry] of this.entries) {
       if (this.residentBytes + weight <= this.options.budgetBytes) break;
