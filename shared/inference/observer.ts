@@ -33,7 +33,7 @@ export interface InferenceObservation {
 export interface ResourceUsage {
   /** Resident set size of the container's process. */
   rssBytes: number;
-  /** The version's onnxruntime session (the session cache's estimate, 0 when not cached). */
+  /** The version's onnxruntime session (what the session cache counts for it, 0 when not cached). */
   sessionBytes: number;
   /** Every session the container holds. */
   sessionCacheBytes: number;

@@ -386,7 +386,7 @@ export class InferenceService {
     clearTimeout(timer);
   }
 
-  /** Memory held now: process RSS (cheap: no heap walk) and the session cache's estimates. */
+  /** Memory held now: process RSS (cheap: no heap walk) and what the session cache counts. */
   private resourcesOf(version: ModelVersion): ResourceUsage {
     return {
       rssBytes: process.memoryUsage.rss(),

@@ -11,7 +11,8 @@
  * - A tampered or corrupted blob is refused with an {@link IntegrityError} before any session is
  *   created from it.
  * - Sessions live in an LRU bounded by a memory budget, estimated from the initializer bytes the
- *   manifest records (else the model size); a model whose estimate exceeds what the function's
+ *   manifest records (else the model size), plus what a CPU arena kept once runs show it
+ *   (`MAAS_ORT_CPU_ARENA`); a model whose estimate exceeds what the function's
  *   memory can hold is refused (413) before onnxruntime is asked, instead of crashing the
  *   container. Evicting a session that is still running releases it when its last run ends.
  * - Concurrent requests for a model that is loading share one load (single flight).
@@ -74,8 +75,12 @@ export interface SessionCacheOptions {
 interface Entry {
   sha256: string;
   session: ort.InferenceSession;
-  /** Estimated resident bytes. */
+  /** Resident bytes counted against the budget: `estimate`, plus what an arena kept. */
   weight: number;
+  /** {@link estimateSessionBytes} of the version. */
+  estimate: number;
+  /** What this session's runs grew the process by (arena sessions only). */
+  charged: number;
   leases: number;
   evicted: boolean;
   /** The cache entry the session was created from, if created from a path. */
@@ -110,9 +115,10 @@ export const NODE_BYTES = 4 * 1024;
 /**
  * Growth of the process over one run, beyond its outputs, from which a session with the CPU
  * arena is charged for it: the arena grows in chunks of at least this much, and smaller changes
- * are the JS heap's noise. The delta is the session's own where one request runs at a time (a
- * Lambda container); with concurrent runs (a local server) sessions may be charged each other's,
- * which only evicts sooner.
+ * are the JS heap's noise (growth below it is not charged, even when runs add up to more). The
+ * delta is the session's own where one request runs at a time (a Lambda container); with
+ * concurrent runs (a local server) a session may be charged another's growth, kept in its weight
+ * until it is evicted, or miss its own when another's memory is freed meanwhile.
  */
 const ARENA_GROWTH_MIN_BYTES = 1024 * 1024;
 
@@ -141,6 +147,18 @@ export function estimateSessionBytes(
   return Math.ceil(initializers * INITIALIZER_FACTOR) + (version.size - initializers) + fixed;
 }
 
+/** Arena charges remembered per model content: enough for every model a container serves. */
+const REMEMBERED_ARENAS = 4096;
+
+function rememberArena(arenas: Map<string, number>, sha256: string, bytes: number): void {
+  arenas.delete(sha256);
+  arenas.set(sha256, bytes);
+  for (const key of arenas.keys()) {
+    if (arenas.size <= REMEMBERED_ARENAS) break;
+    arenas.delete(key);
+  }
+}
+
 /**
  * LRU of sessions by model content (sha256).
  * @example
@@ -160,6 +178,8 @@ export class SessionCache {
   private readonly options: SessionCacheOptions;
   private readonly materializer: ModelMaterializer | undefined;
   private residentBytes = 0;
+  /** What arena sessions were charged, by sha256, kept past eviction (bounded, oldest dropped). */
+  private readonly arenaBytes = new Map<string, number>();
 
   constructor(options: SessionCacheOptions) {
     this.options = options;
@@ -192,7 +212,7 @@ export class SessionCache {
     return this.residentBytes;
   }
 
-  /** Estimated bytes of the cached session of a model content (0 when it is not cached). */
+  /** Bytes counted for the cached session of a model content (0 when it is not cached). */
   bytesOf(sha256: string): number {
     return this.entries.get(sha256)?.weight ?? 0;
   }
@@ -245,12 +265,17 @@ export class SessionCache {
       run: async (feeds, fetches) => {
         if (!entry.arena) return entry.session.run(feeds, fetches);
         const before = process.memoryUsage.rss();
-        const results = await entry.session.run(feeds, fetches);
         let outputBytes = 0;
-        for (const v of Object.values(results)) outputBytes += (v.data as ArrayBufferView).byteLength ?? 0;
-        const grown = process.memoryUsage.rss() - before - outputBytes;
-        if (grown >= ARENA_GROWTH_MIN_BYTES) this.charge(entry, grown);
-        return results;
+        try {
+          const results = await entry.session.run(feeds, fetches);
+          for (const v of Object.values(results))
+            outputBytes += ArrayBuffer.isView(v.data) ? v.data.byteLength : 0;
+          return results;
+        } finally {
+          // A failed run may have grown the arena too (nodes before the failing one ran).
+          const grown = process.memoryUsage.rss() - before - outputBytes;
+          if (grown >= ARENA_GROWTH_MIN_BYTES) this.charge(entry, grown);
+        }
       },
       release: () => {
         if (released) return;
@@ -268,8 +293,12 @@ export class SessionCache {
     const t0 = performance.now();
     // Decided before any byte is fetched or onnxruntime is asked: a model the function cannot
     // hold would otherwise kill the container on every request that reaches it.
-    const weight = estimateSessionBytes(version, this.options.session);
-    this.assertFits(version, weight);
+    const estimate = estimateSessionBytes(version, this.options.session);
+    this.assertFits(version, estimate);
+    const small = version.size < this.options.session.smallModelBytes;
+    const arena = !small && this.options.session.cpuArena;
+    // A session reloaded with the arena will grow it again as far as it did before.
+    const weight = estimate + (arena ? (this.arenaBytes.get(version.sha256) ?? 0) : 0);
     const bundle = version.files !== undefined && version.files.length > 0;
     const fromFile =
       this.materializer !== undefined && (bundle || version.size >= this.options.materialize.fileMinBytes);
@@ -299,12 +328,10 @@ export class SessionCache {
       details = { source, hashed };
     }
     const t1 = performance.now();
-    const small = version.size < this.options.session.smallModelBytes;
     const options: ort.InferenceSession.SessionOptions = {
       ...ortSessionOptions(this.options.session),
       ...(small ? { intraOpNumThreads: 1, enableCpuMemArena: false } : {}),
     };
-    const arena = options.enableCpuMemArena !== false;
     const session =
       typeof input === 'string'
         ? await ort.InferenceSession.create(input, options)
@@ -313,6 +340,8 @@ export class SessionCache {
       sha256: version.sha256,
       session,
       weight,
+      estimate,
+      charged: 0,
       leases: 0,
       evicted: false,
       ...(localEntry ? { localEntry } : {}),
@@ -355,12 +384,17 @@ export class SessionCache {
     );
   }
 
-  /** Evicts least recently used sessions until `weight` more fits the budget (or none is left). */
-  /** Adds what a session's arena kept to its weight, evicting older sessions past the budget. */
+  /**
+   * Adds what a session's arena kept to its weight, evicting older sessions past the budget. The
+   * total is remembered past eviction, so that a reload makes room for the arena it will grow.
+   */
   private charge(entry: Entry, bytes: number): void {
     if (entry.evicted) return;
-    entry.weight += bytes;
-    this.residentBytes += bytes;
+    entry.charged += bytes;
+    const weight = entry.estimate + Math.max(entry.charged, this.arenaBytes.get(entry.sha256) ?? 0);
+    this.residentBytes += weight - entry.weight;
+    entry.weight = weight;
+    rememberArena(this.arenaBytes, entry.sha256, weight - entry.estimate);
     this.options.logger?.info('session arena grew', {
       sha256: entry.sha256,
       grownBytes: bytes,
@@ -370,6 +404,7 @@ export class SessionCache {
     this.evict();
   }
 
+  /** Evicts least recently used sessions until `weight` more fits the budget (or none is left). */
   private makeRoom(weight: number): void {
     for (const [key, entry] of this.entries) {
       if (this.residentBytes + weight <= this.options.budgetBytes) break;

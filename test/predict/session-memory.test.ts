@@ -15,8 +15,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildConvNet } from '../../dev/onnx-builder';
 import { REAL_MODELS } from '../../dev/real-models';
 import {
+  estimateSessionBytes,
+  InferenceService,
   inferenceSettingsFromEnv,
   ortSessionOptions,
   textGenerationSessionOptions,
@@ -27,6 +30,7 @@ import { FileObjectStore } from '../../shared/store';
 import { LAMBDA_MALLOC_ENV } from '../support/lambda-env';
 import { distinctCopy } from '../support/models';
 import { serveModels } from '../support/serve-models';
+import { createTestStore } from '../support/stores';
 
 const NAMES = ['det0', 'det1', 'det2', 'det3'];
 const CLASSIFIERS = Array.from({ length: 12 }, (_, i) => `cls${i}`);
@@ -120,4 +124,50 @@ describe('activation memory of a container serving several conv models', () => {
     for (const l of lines) expect(l.sessionBytes).toBeLessThanOrEqual(budget * MIB);
     expect(lines.at(-1)!.rssBytes - lines[1]!.rssBytes).toBeLessThan(24 * MIB);
   }, 180_000);
+});
+
+describe('arena charges in one process', () => {
+  it('a reloaded session is counted what its arena grew to before, and not twice', async () => {
+    const ts = await createTestStore('file', 'arena-charges');
+    try {
+      const registry = new ModelRegistry(ts.store);
+      // Every model gets the arena (no small-model path); batch 32 of 64×64 with 64 channels is
+      // ~32 MiB of activations.
+      const net = buildConvNet({ seed: 3, batch: 'dynamic', imageSize: 64, channels: [64, 64] });
+      const { version } = await registry.registerVersion('conv', net.bytes);
+      const service = new InferenceService({
+        registry,
+        settings: {
+          modelCacheDir: join(dir, 'cache-in-process'),
+          session: { ...inferenceSettingsFromEnv({}).session, smallModelBytes: 0, cpuArena: true },
+        },
+      });
+      const body = (batch: number) =>
+        JSON.stringify({
+          inputs: [
+            {
+              name: 'input',
+              datatype: 'FP32',
+              shape: [batch, 3, 64, 64],
+              data: new Array(batch * 3 * 64 * 64).fill(0.5),
+            },
+          ],
+        });
+      const estimate = estimateSessionBytes(version, service.settings.session);
+      await service.infer('conv', undefined, body(1), { contentType: 'application/json' });
+      await service.infer('conv', undefined, body(32), { contentType: 'application/json' });
+      const charged = service.sessions.bytesOf(version.sha256);
+      expect(charged).toBeGreaterThan(estimate + 8 * MIB);
+      // Evicted, then loaded again: counted at its former size before any run grows the new arena.
+      await service.sessions.clear();
+      await service.infer('conv', undefined, body(1), { contentType: 'application/json' });
+      expect(service.sessions.bytesOf(version.sha256)).toBeGreaterThanOrEqual(charged);
+      // Growing it again to the same size is not counted twice.
+      await service.infer('conv', undefined, body(32), { contentType: 'application/json' });
+      expect(service.sessions.bytesOf(version.sha256)).toBeLessThan(charged + 8 * MIB);
+      await service.close();
+    } finally {
+      await ts.cleanup();
+    }
+  }, 120_000);
 });
