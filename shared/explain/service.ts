@@ -68,7 +68,7 @@ export interface Explanation {
   patch?: number;
   /** Perturbed samples evaluated (coalitions or patches). */
   samples: number;
-  /** Model calls made (`session.run`), the prediction's included. */
+  /** Model calls made (session runs), the prediction's included. */
   model_calls: number;
   batch_size: number;
   time_ms: number;
@@ -138,20 +138,18 @@ export class ExplainService {
 
     const lease = await this.inference.sessions.acquire(version);
     try {
-      // Through the lease: a session with the CPU arena is charged what these runs keep.
-      const session = lease;
       const ortType = ortTypeFromOip(input.datatype);
       const feed = (data: OipTypedArray, rows: number): Record<string, ort.Tensor> => ({
         [input.name]: new ort.Tensor(ortType, data, shape.batched ? [rows, ...shape.instance] : input.shape),
       });
       // The prediction: what infer would answer for this request.
       const t0 = performance.now();
-      const results = await session.run(feed(values, 1), plan.names).catch(unprocessable);
+      const results = await lease.run(feed(values, 1), plan.names).catch(unprocessable);
       const firstRunMs = performance.now() - t0;
       const outputs: InferOutput[] = plan.names.map((outputName) => outputOf(outputName, results));
       const explained =
         (results[p.output] as ort.Tensor | undefined) ??
-        ((await session.run(feed(values, 1), [p.output]).catch(unprocessable))[p.output] as ort.Tensor);
+        ((await lease.run(feed(values, 1), [p.output]).catch(unprocessable))[p.output] as ort.Tensor);
       const row = numbersOf(explained);
       const cls = p.class ?? (row.length > 1 ? argmax(row) : 0);
       if (cls >= row.length)
@@ -170,7 +168,7 @@ export class ExplainService {
           )
         : 1;
       const run = async (data: OipTypedArray, rows: number): Promise<Float64Array> => {
-        const out = (await session.run(feed(data, rows), [p.output]).catch(unprocessable))[
+        const out = (await lease.run(feed(data, rows), [p.output]).catch(unprocessable))[
           p.output
         ] as ort.Tensor;
         const all = numbersOf(out);

@@ -330,7 +330,8 @@ export class SessionCache {
     const t1 = performance.now();
     const options: ort.InferenceSession.SessionOptions = {
       ...ortSessionOptions(this.options.session),
-      ...(small ? { intraOpNumThreads: 1, enableCpuMemArena: false } : {}),
+      ...(small ? { intraOpNumThreads: 1 } : {}),
+      enableCpuMemArena: arena,
     };
     const session =
       typeof input === 'string'

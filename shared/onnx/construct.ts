@@ -306,6 +306,15 @@ export function makeNode(
   });
 }
 
+/**
+ * Builds a `Cast` node of `input` to the element type `to`.
+ * @example
+ * makeCast('w_q', 'w_f', TensorProto_DataType.FLOAT, 'w_cast');
+ */
+export function makeCast(input: string, output: string, to: TensorProto_DataType, name: string): NodeProto {
+  return makeNode('Cast', [input], [output], { to: { int: to } }, { name });
+}
+
 /** A dimension: a size, a symbolic name ('batch'), or null / -1 for an anonymous unknown size. */
 export type Dim = number | string | null;
 

@@ -26,7 +26,7 @@ import {
   TensorProtoSchema,
 } from 'onnx-buf';
 import { UnprocessableError } from '../errors';
-import { makeNode, readTensorAsFloat32 } from './construct';
+import { makeCast, readTensorAsFloat32 } from './construct';
 import { float32ToFloat16Bits } from './datatypes';
 import {
   attributeOf,
@@ -274,15 +274,7 @@ function convertGraphWeights(
     // An initializer that is also a graph input can be overridden by callers with float32 data.
     if (t.dataType !== FLOAT || graphInputs.has(t.name) || !fitsFloat16(t)) return t;
     const { tensor, clamped } = toFloat16Tensor(t, fresh(`${t.name}_fp16`));
-    casts.push(
-      makeNode(
-        'Cast',
-        [tensor.name],
-        [t.name],
-        { to: { int: FLOAT } },
-        { name: fresh(`${t.name}_cast_fp32`) },
-      ),
-    );
+    casts.push(makeCast(tensor.name, t.name, FLOAT, fresh(`${t.name}_cast_fp32`)));
     report.convertedInitializers += 1;
     report.clampedValues += clamped;
     report.weightBytesBefore += tensor.rawData.byteLength * 2;
@@ -452,12 +444,11 @@ function emitGraph(graph: GraphProto, ctx: EmitContext): void {
     if (!out) {
       out = fresh(`${name}_${want16 ? 'fp16' : 'fp32'}`);
       nodes.push(
-        makeNode(
-          'Cast',
-          [current(name)],
-          [out],
-          { to: { int: want16 ? FLOAT16 : FLOAT } },
-          { name: fresh(`${name}_cast_${want16 ? 'fp16' : 'fp32'}`) },
+        makeCast(
+          current(name),
+          out,
+          want16 ? FLOAT16 : FLOAT,
+          fresh(`${name}_cast_${want16 ? 'fp16' : 'fp32'}`),
         ),
       );
       report.castsInserted += 1;
@@ -474,15 +465,7 @@ function emitGraph(graph: GraphProto, ctx: EmitContext): void {
     nodes.push(node);
   }
   for (const name of outputNames) {
-    nodes.push(
-      makeNode(
-        'Cast',
-        [renamed.get(name) as string],
-        [name],
-        { to: { int: FLOAT } },
-        { name: fresh(`${name}_cast_fp32`) },
-      ),
-    );
+    nodes.push(makeCast(renamed.get(name) as string, name, FLOAT, fresh(`${name}_cast_fp32`)));
     report.castsInserted += 1;
   }
   graph.node = nodes;

@@ -32,7 +32,7 @@ import * as ort from 'onnxruntime-node';
 import { InvalidArgumentError, UnprocessableError } from '../errors';
 import { activationParams, type CalibrationOptions, calibrateRanges, type TensorRange } from './calibrate';
 import { decodeModel, encodeModel } from './codec';
-import { type AttributeValue, makeNode, makeTensor, readTensor } from './construct';
+import { type AttributeValue, makeCast, makeNode, makeTensor, readTensor } from './construct';
 import {
   constantsToInitializers,
   defaultOpset,
@@ -630,13 +630,7 @@ function rewrite(
       const ws = addInit(makeTensor(fresh(`${wName}_scale`), 'FP32', bcast, scales));
       const cast = fresh(`${wName}_Cast_Output`);
       pre.push(
-        makeNode(
-          'Cast',
-          [wq],
-          [cast],
-          { to: { int: TensorProto_DataType.FLOAT } },
-          { name: fresh(`${wName}_Cast`) },
-        ),
+        makeCast(wq, cast, TensorProto_DataType.FLOAT, fresh(`${wName}_Cast`)),
         makeNode('Mul', [cast, ws], [wdq], {}, { name: fresh(`${wName}_Mul`) }),
       );
     }

@@ -27,7 +27,7 @@ import {
   TensorProto_DataType,
 } from 'onnx-buf';
 import { InvalidArgumentError, UnprocessableError } from '../errors';
-import { makeNode, makeTensor, readTensor } from './construct';
+import { makeCast, makeNode, makeTensor, readTensor } from './construct';
 import {
   constantsToInitializers,
   defaultOpset,
@@ -400,13 +400,7 @@ function quantizeGraph(
       );
     }
     nodes.push(
-      makeNode(
-        'Cast',
-        [integerOut],
-        [castOut],
-        { to: { int: TensorProto_DataType.FLOAT } },
-        { name: fresh(`${base}_output_quantized_cast`) },
-      ),
+      makeCast(integerOut, castOut, TensorProto_DataType.FLOAT, fresh(`${base}_output_quantized_cast`)),
     );
     nodes.push(makeNode('Mul', [xq.scale, wq.scale], [scaleOut], {}, { name: fresh(`${base}_scales_mul`) }));
 
@@ -505,13 +499,7 @@ function quantizeGather(
   });
   return [
     makeNode('Gather', [wq.q, ids], [gathered], { axis: { int: 0 } }, { name: fresh(`${base}_quant`) }),
-    makeNode(
-      'Cast',
-      [gathered],
-      [cast],
-      { to: { int: TensorProto_DataType.FLOAT } },
-      { name: fresh(`${base}_quantized_cast`) },
-    ),
+    makeCast(gathered, cast, TensorProto_DataType.FLOAT, fresh(`${base}_quantized_cast`)),
     makeNode('Gather', [wq.scale, ids], [scales], { axis: { int: 0 } }, { name: fresh(`${base}_scales`) }),
     makeNode('Mul', [cast, scales], [y], {}, { name: fresh(`${base}_dequantize`) }),
   ];

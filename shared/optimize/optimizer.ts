@@ -210,8 +210,9 @@ async function optimizeParent(
                 calibration: calibrating.calibration,
                 calibrationSource: inputs.source,
                 calibrationHeldOut: calibrating.heldOut,
+                sessionOptions,
               }
-            : {},
+            : { sessionOptions },
         );
         Object.assign(outcome, {
           parameters: candidate.parameters,

@@ -353,6 +353,8 @@ export interface BuildContext {
   calibrationSource?: string;
   /** Whether the candidate's accuracy is measured on other rows than these, recorded too. */
   calibrationHeldOut?: boolean;
+  /** Options of the sessions a build runs (the evaluation's; default {@link evaluationSessionOptions}). */
+  sessionOptions?: ort.InferenceSession.SessionOptions;
 }
 
 /** Calibration rows of `int8-static` unless its `samples` parameter says otherwise. */
@@ -425,8 +427,9 @@ export async function transformCandidate(
         );
       const chosen = calibrationFeeds(context.calibration, samples);
       const feeds = chosen.map(toOrtFeeds);
-      // The search measures candidates with the session options the evaluation (and predict) use.
-      const report = await quantizeStatic(model, feeds, { ...p, sessionOptions: evaluationSessionOptions() });
+      // The search measures candidates with the session options the evaluation uses.
+      const sessionOptions = context.sessionOptions ?? evaluationSessionOptions();
+      const report = await quantizeStatic(model, feeds, { ...p, sessionOptions });
       details.push({ technique: 'int8-static', report });
       used['int8-static'] = {
         method: 'minmax',
